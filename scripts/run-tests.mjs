@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// Runs every compiled test file under dist/test with node:test.
+// Usage: node scripts/run-tests.mjs [filter...]   (a filter keeps files whose path contains it)
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const build = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
+if (build.status !== 0) process.exit(build.status ?? 1);
+
+function walk(dir, out) {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+const filters = process.argv.slice(2);
+const files = walk(join(root, 'dist/test'), []).sort()
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+// Integration tests start real servers on free ports and temp dirs, so files can run side by side.
+const concurrency = process.env.TSGI_TEST_CONCURRENCY ?? '2';
+const run = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...files], { stdio: 'inherit', cwd: root });
+process.exit(run.status ?? 1);
