@@ -1,0 +1,187 @@
+/**
+ * The option table: the one source of truth for every tsgi option.
+ *
+ * The command line, ini files, TSGI_* / UWSGI_* environment variables and `--help` are all read through it.
+ * Names and semantics are uWSGI's. An option listed here is implemented; `status: 'accepted'` marks an
+ * option whose uWSGI purpose tsgi already fulfils by design (its help says how), so configs that carry it keep
+ * working. Every other uWSGI option name is known (uwsgi-names.ts) and refused as "not implemented yet".
+ */
+import { ConfigError } from './errors.js';
+import type { Origin } from './origin.js';
+import { UWSGI_OPTION_NAMES } from './uwsgi-names.js';
+
+export type OptionKind = 'string' | 'int' | 'bool' | 'mode';
+export type OptionStatus = 'implemented' | 'accepted';
+
+export interface OptionDef {
+  readonly name: string;
+  readonly aliases: readonly string[];
+  readonly short?: string;
+  readonly kind: OptionKind;
+  /** May be given more than once; every value is kept in order. */
+  readonly repeat: boolean;
+  /** Default, as text (shown by --help, used when the option is absent). */
+  readonly default?: string;
+  /** The value a bare `--flag` (or `key =` with nothing after it) stands for. */
+  readonly implicit?: string;
+  readonly choices?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+  readonly meta?: string;
+  readonly section: Section;
+  readonly status: OptionStatus;
+  readonly help: string;
+}
+
+export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Python applications' | 'Logging';
+
+type Decl = Omit<OptionDef, 'aliases' | 'repeat' | 'status'> & {
+  aliases?: readonly string[];
+  repeat?: boolean;
+  status?: OptionStatus;
+};
+
+const declare = (d: Decl): OptionDef => ({ aliases: [], repeat: false, status: 'implemented', ...d });
+
+const bool = (name: string, section: Section, help: string, extra: Partial<Decl> = {}): OptionDef =>
+  declare({ name, kind: 'bool', implicit: 'true', default: 'false', section, help, ...extra });
+
+export const OPTIONS: readonly OptionDef[] = [
+  // ---- Configuration sources and queries ----
+  declare({ name: 'ini', kind: 'string', repeat: true, meta: 'FILE[:SECTION]', section: 'Configuration',
+    help: 'read options from the [uwsgi] section (or SECTION) of an ini file; may repeat' }),
+  declare({ name: 'set', short: 'S', kind: 'string', repeat: true, meta: 'KEY=VALUE', section: 'Configuration',
+    help: 'set an option or placeholder as if KEY = VALUE were written in a config file' }),
+  declare({ name: 'set-placeholder', aliases: ['set-ph'], kind: 'string', repeat: true, meta: 'KEY=VALUE', section: 'Configuration',
+    help: 'define a %(KEY) placeholder without it being an option' }),
+  declare({ name: 'get', kind: 'string', repeat: true, meta: 'KEY', section: 'Configuration',
+    help: 'print the resolved first value of KEY from the configuration and exit' }),
+  bool('show-config', 'Configuration', 'print the resolved configuration as ini before starting'),
+  declare({ name: 'print', kind: 'string', repeat: true, meta: 'TEXT', section: 'Configuration',
+    help: 'print TEXT while the configuration is read' }),
+  bool('strict', 'Configuration', 'treat warnings as errors; a str in a WSGI response body becomes a 500'),
+  declare({ name: 'help', short: 'h', aliases: ['usage'], kind: 'bool', implicit: 'true', section: 'Configuration',
+    help: 'show this help and exit' }),
+  declare({ name: 'version', kind: 'bool', implicit: 'true', section: 'Configuration', help: 'print the version and exit' }),
+
+  // ---- Sockets ----
+  declare({ name: 'socket', short: 's', aliases: ['uwsgi-socket'], kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
+    help: 'bind ADDR (/path, host:port, :port, [::]:port) with the default protocol (uwsgi); may repeat' }),
+  declare({ name: 'protocol', aliases: ['socket-protocol'], kind: 'string', meta: 'NAME', choices: ['uwsgi'], default: 'uwsgi', section: 'Sockets',
+    help: 'protocol spoken on sockets bound with --socket' }),
+  declare({ name: 'chmod-socket', short: 'C', aliases: ['chmod'], kind: 'mode', implicit: '666', meta: 'MODE', section: 'Sockets',
+    help: 'chmod Unix sockets to MODE (octal; bare: 666)' }),
+  declare({ name: 'chown-socket', kind: 'string', meta: 'USER[:GROUP]', section: 'Sockets',
+    help: 'chown Unix sockets (names or numbers)' }),
+  declare({ name: 'listen', short: 'l', kind: 'int', default: '100', min: 1, max: 65535, meta: 'N', section: 'Sockets',
+    help: 'listen queue (backlog) of every socket' }),
+  bool('vacuum', 'Sockets', 'remove Unix socket files and the pidfile when the server stops'),
+  declare({ name: 'buffer-size', short: 'b', kind: 'int', default: '4096', min: 512, max: 65535, meta: 'BYTES', section: 'Sockets',
+    help: 'largest uwsgi request header (vars) accepted; a larger packet is logged and its connection closed' }),
+  declare({ name: 'socket-timeout', short: 'z', kind: 'int', default: '4', min: 1, meta: 'SECONDS', section: 'Sockets',
+    help: 'a client that sends nothing for this long while its request is read is disconnected' }),
+
+  // ---- Processes ----
+  bool('master', 'Processes', 'run the master process (tsgi always has one; accepted for uWSGI configs)', { short: 'M' }),
+  declare({ name: 'processes', short: 'p', aliases: ['workers'], kind: 'int', default: '1', min: 1, max: 1024, meta: 'N', section: 'Processes',
+    help: 'number of worker processes' }),
+  bool('die-on-term', 'Processes', 'SIGTERM stops the server gracefully (always the case in tsgi: accepted for uWSGI configs)', { default: 'true' }),
+  declare({ name: 'reload-mercy', kind: 'int', default: '60', min: 0, meta: 'SECONDS', section: 'Processes',
+    help: 'how long a graceful stop or reload waits for busy workers before killing them' }),
+  declare({ name: 'worker-reload-mercy', kind: 'int', default: '60', min: 0, meta: 'SECONDS', section: 'Processes',
+    help: 'how long one worker may take to finish its requests when it is asked to stop' }),
+  declare({ name: 'pidfile', kind: 'string', meta: 'PATH', section: 'Processes', help: 'write the master pid to PATH (before dropping privileges)' }),
+  declare({ name: 'pidfile2', kind: 'string', meta: 'PATH', section: 'Processes', help: 'write the master pid to PATH after dropping privileges' }),
+  declare({ name: 'uid', kind: 'string', meta: 'USER', section: 'Processes', help: 'run as USER (name or number) once sockets are bound' }),
+  declare({ name: 'gid', kind: 'string', meta: 'GROUP', section: 'Processes', help: 'run as GROUP (name or number) once sockets are bound' }),
+  declare({ name: 'chdir', kind: 'string', meta: 'DIR', section: 'Processes', help: 'change to DIR before loading the app' }),
+  declare({ name: 'env', kind: 'string', repeat: true, meta: 'KEY=VALUE', section: 'Processes', help: 'set an environment variable for the app' }),
+  bool('need-app', 'Processes', 'exit at startup when the app cannot be loaded (the default in tsgi)', { default: 'true' }),
+  bool('lazy-apps', 'Processes', 'load the app in each worker (what tsgi workers do today)', { aliases: ['lazy'] }),
+  bool('thunder-lock', 'Processes', 'serialize accept(): tsgi workers never thunder (the kernel wakes one accept), so this is already the case',
+    { status: 'accepted' }),
+
+  // ---- Python applications ----
+  declare({ name: 'module', short: 'w', aliases: ['wsgi'], kind: 'string', meta: 'MODULE[:CALLABLE]', section: 'Python applications',
+    help: 'import the WSGI app from MODULE (dotted path; `mod:callable` names the callable)' }),
+  declare({ name: 'wsgi-file', aliases: ['file'], kind: 'string', meta: 'PATH', section: 'Python applications',
+    help: 'load the WSGI app from a Python file' }),
+  declare({ name: 'callable', kind: 'string', default: 'application', meta: 'NAME', section: 'Python applications',
+    help: 'name of the WSGI callable in the module or file' }),
+  declare({ name: 'home', short: 'H', aliases: ['virtualenv', 'venv', 'pyhome'], kind: 'string', meta: 'DIR', section: 'Python applications',
+    help: 'virtualenv (or Python prefix) to run the app with; default: $VIRTUAL_ENV, else python3 on PATH' }),
+  declare({ name: 'pythonpath', aliases: ['python-path', 'pp'], kind: 'string', repeat: true, meta: 'DIR', section: 'Python applications',
+    help: 'add DIR to sys.path; may repeat' }),
+  declare({ name: 'plugins', aliases: ['plugin'], kind: 'string', repeat: true, meta: 'LIST', section: 'Python applications',
+    help: 'uWSGI plugin list: python/python3/pythonXY (built in) are accepted; others are reported' }),
+  bool('enable-threads', 'Python applications', 'allow app threads (always the case in tsgi workers)', { short: 'T', status: 'accepted' }),
+  bool('single-interpreter', 'Python applications', 'one interpreter per worker (always the case in tsgi)', { short: 'i', status: 'accepted' }),
+  bool('wsgi-disable-file-wrapper', 'Python applications', 'do not offer wsgi.file_wrapper to apps'),
+  bool('catch-exceptions', 'Python applications', 'send the traceback of an app error to the client (development only)'),
+
+  // ---- Logging ----
+  declare({ name: 'logto', kind: 'string', meta: 'PATH', section: 'Logging', help: 'append the log to PATH instead of stderr' }),
+  bool('disable-logging', 'Logging', 'do not log requests (errors are still logged)', { short: 'L' }),
+];
+
+const byName = new Map<string, OptionDef>();
+const byShort = new Map<string, OptionDef>();
+for (const o of OPTIONS) {
+  for (const n of [o.name, ...o.aliases]) {
+    if (byName.has(n)) throw new Error(`option table: ${n} declared twice`);
+    byName.set(n, o);
+  }
+  if (o.short) byShort.set(o.short, o);
+}
+
+/** The implemented (or accepted) option a name or alias refers to. */
+export function findOption(name: string): OptionDef | undefined {
+  return byName.get(name);
+}
+
+export function findShort(letter: string): OptionDef | undefined {
+  return byShort.get(letter);
+}
+
+const uwsgiNames = new Set(UWSGI_OPTION_NAMES);
+
+/** True when `name` is a uWSGI option that tsgi does not implement yet. */
+export function isKnownUnimplemented(name: string): boolean {
+  return !byName.has(name) && uwsgiNames.has(name);
+}
+
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The known option name nearest to a mistyped one (implemented names first). */
+export function nearestOption(name: string): string | undefined {
+  let best: string | undefined;
+  let bestScore = Infinity;
+  const consider = (cand: string, penalty: number): void => {
+    const d = editDistance(name, cand) + penalty;
+    if (d < bestScore) {
+      bestScore = d;
+      best = cand;
+    }
+  };
+  for (const n of byName.keys()) consider(n, 0);
+  for (const n of uwsgiNames) consider(n, 0.5);
+  return bestScore <= Math.max(2, Math.floor(name.length / 3)) + 0.5 ? best : undefined;
+}
+
+/** The error for a name that is no option at all, with the nearest known name suggested. */
+export function unknownOptionError(name: string, origin: Origin): ConfigError {
+  const near = nearestOption(name);
+  return new ConfigError('UNKNOWN_OPTION', `unknown option${near ? ` (did you mean '${near}'?)` : ''}`, origin, name);
+}

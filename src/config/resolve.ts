@@ -1,0 +1,244 @@
+/**
+ * From entries to typed settings: every entry is checked against the option table (unknown → error with the
+ * nearest name, not implemented → error saying so, bad value → error saying what was expected), then the
+ * settings the server runs with are built in one place.
+ */
+import { ConfigError } from './errors.js';
+import { isLogicKey } from './logic.js';
+import type { Entry, Origin } from './origin.js';
+import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
+
+export type SocketAddress =
+  | { kind: 'unix'; path: string }
+  | { kind: 'tcp'; host: string; port: number };
+
+export interface SocketSpec {
+  address: SocketAddress;
+  /** As written, for messages and logs. */
+  text: string;
+  protocol: 'uwsgi';
+  origin: Origin;
+}
+
+export interface PythonSettings {
+  module: string | undefined;
+  wsgiFile: string | undefined;
+  callable: string;
+  home: string | undefined;
+  pythonpath: string[];
+  fileWrapper: boolean;
+  catchExceptions: boolean;
+}
+
+export interface Settings {
+  sockets: SocketSpec[];
+  chmodSocket: number | undefined;
+  chownSocket: string | undefined;
+  listen: number;
+  vacuum: boolean;
+  bufferSize: number;
+  socketTimeout: number;
+  processes: number;
+  reloadMercy: number;
+  workerReloadMercy: number;
+  pidfile: string | undefined;
+  pidfile2: string | undefined;
+  uid: string | undefined;
+  gid: string | undefined;
+  chdir: string | undefined;
+  env: Array<[string, string]>;
+  needApp: boolean;
+  python: PythonSettings;
+  logto: string | undefined;
+  disableLogging: boolean;
+  strict: boolean;
+  showConfig: boolean;
+}
+
+/** Keys handled while the configuration is read, never options of the running server. */
+const READ_TIME_KEYS = new Set(['print', 'set', 'S', 'set-placeholder', 'set-ph', 'ini', 'get', 'exit']);
+
+/** Parses `/path`, `host:port`, `:port`, `[::]:port`, `0.0.0.0:port` (uWSGI's socket syntax). */
+export function parseSocketAddress(text: string, origin: Origin, option: string): SocketAddress {
+  const bad = (why: string): ConfigError => new ConfigError('BAD_VALUE', `'${text}': ${why}`, origin, option);
+  if (text === '') throw bad('an address is required (/path/to.sock, host:port or :port)');
+  if (text.startsWith('@')) throw new ConfigError('NOT_IMPLEMENTED', `'${text}': abstract Unix sockets are not implemented in tsgi yet`, origin, option);
+  const colon = text.lastIndexOf(':');
+  if (colon === -1 || text.includes('/')) {
+    if (colon !== -1 && !text.includes('/')) throw bad('expected host:port or a socket path');
+    return { kind: 'unix', path: text };
+  }
+  const portText = text.slice(colon + 1);
+  let host = text.slice(0, colon);
+  if (!/^\d+$/.test(portText)) throw bad(`port '${portText}' is not a number`);
+  const port = Number(portText);
+  if (port > 65535) throw bad(`port ${port} is out of range (0-65535)`);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  if (host === '' || host === '*') host = '0.0.0.0';
+  return { kind: 'tcp', host, port };
+}
+
+function placeholderNames(entries: readonly Entry[]): Set<string> {
+  const names = new Set<string>();
+  const re = /%\(([^)]+)\)/g;
+  for (const e of entries) for (const m of e.value.matchAll(re)) names.add(m[1]!);
+  return names;
+}
+
+function checkValue(def: OptionDef, value: string, origin: Origin): string {
+  const bad = (expected: string): ConfigError => new ConfigError('BAD_VALUE', `bad value '${value}': expected ${expected}`, origin, def.name);
+  switch (def.kind) {
+    case 'bool':
+      if (value === '' || /^(true|yes|on|1)$/i.test(value)) return 'true';
+      if (/^(false|no|off|0)$/i.test(value)) return 'false';
+      throw bad('true or false');
+    case 'int': {
+      if (!/^-?\d+$/.test(value)) throw bad('a whole number');
+      const n = Number(value);
+      if (def.min !== undefined && n < def.min) throw bad(`at least ${def.min}`);
+      if (def.max !== undefined && n > def.max) throw bad(`at most ${def.max}`);
+      return String(n);
+    }
+    case 'mode':
+      if (value === '' && def.implicit !== undefined) return def.implicit;
+      if (!/^[0-7]{3,4}$/.test(value)) throw bad('an octal mode such as 660');
+      return value;
+    case 'string':
+      if (def.choices && !def.choices.includes(value)) {
+        throw bad(`one of ${def.choices.join(', ')}`);
+      }
+      return value;
+  }
+}
+
+/** Checked option values: for each canonical name, every value in order with where it came from. */
+export class OptionValues {
+  private readonly values = new Map<string, Array<{ value: string; origin: Origin }>>();
+
+  add(def: OptionDef, value: string, origin: Origin): void {
+    let list = this.values.get(def.name);
+    if (!list) this.values.set(def.name, (list = []));
+    if (def.repeat) list.push({ value, origin });
+    else list.splice(0, list.length, { value, origin });
+  }
+
+  has(name: string): boolean {
+    return this.values.has(name);
+  }
+
+  /** The effective value of a single-valued option (the last one given), else its default. */
+  get(name: string): string | undefined {
+    const list = this.values.get(name);
+    if (list && list.length) return list[list.length - 1]!.value;
+    return OPTIONS.find((o) => o.name === name)?.default;
+  }
+
+  origin(name: string): Origin | undefined {
+    const list = this.values.get(name);
+    return list && list.length ? list[list.length - 1]!.origin : undefined;
+  }
+
+  all(name: string): Array<{ value: string; origin: Origin }> {
+    return this.values.get(name) ?? [];
+  }
+
+  bool(name: string): boolean {
+    return this.get(name) === 'true';
+  }
+
+  int(name: string): number {
+    return Number(this.get(name));
+  }
+}
+
+/** Checks every entry against the option table. */
+export function checkEntries(entries: readonly Entry[]): OptionValues {
+  const placeholders = placeholderNames(entries);
+  const values = new OptionValues();
+  for (const e of entries) {
+    if (READ_TIME_KEYS.has(e.key) || isLogicKey(e.key)) continue;
+    const def = findOption(e.key);
+    if (!def) {
+      if (isKnownUnimplemented(e.key)) {
+        throw new ConfigError('NOT_IMPLEMENTED', 'is a uWSGI option that tsgi does not implement yet', e.origin, e.key);
+      }
+      // uWSGI lets any key serve as a %(placeholder); a key used that way is not a typo.
+      if (placeholders.has(e.key) && e.origin.kind === 'file') continue;
+      throw unknownOptionError(e.key, e.origin);
+    }
+    values.add(def, checkValue(def, e.value, e.origin), e.origin);
+  }
+  return values;
+}
+
+const PYTHON_PLUGIN = /^python(3(\d+)?)?$/;
+
+function checkPlugins(values: OptionValues): void {
+  for (const { value, origin } of values.all('plugins')) {
+    for (const name of value.split(/[\s,]+/).filter(Boolean)) {
+      if (PYTHON_PLUGIN.test(name)) continue;
+      throw new ConfigError('NOT_IMPLEMENTED', `plugin '${name}' is not available in tsgi (Python support is built in)`, origin, 'plugins');
+    }
+  }
+}
+
+/** Builds the settings the server runs with. */
+export function buildSettings(values: OptionValues): Settings {
+  checkPlugins(values);
+  const sockets: SocketSpec[] = values.all('socket').map(({ value, origin }) => ({
+    address: parseSocketAddress(value, origin, 'socket'),
+    text: value,
+    protocol: 'uwsgi',
+    origin,
+  }));
+
+  let module = values.get('module');
+  let callable = values.get('callable') ?? 'application';
+  if (module?.includes(':')) {
+    const [m, c] = module.split(':', 2) as [string, string];
+    module = m;
+    if (c) callable = c;
+  }
+  const wsgiFile = values.get('wsgi-file');
+  if (module !== undefined && wsgiFile !== undefined) {
+    throw new ConfigError('CONFLICT', `both module and wsgi-file are set (${wsgiFile}); keep one`, values.origin('module'), 'module');
+  }
+  const env: Array<[string, string]> = values.all('env').map(({ value, origin }) => {
+    const eq = value.indexOf('=');
+    if (eq <= 0) throw new ConfigError('BAD_VALUE', `bad value '${value}': expected KEY=VALUE`, origin, 'env');
+    return [value.slice(0, eq), value.slice(eq + 1)];
+  });
+  const chmod = values.get('chmod-socket');
+  return {
+    sockets,
+    chmodSocket: chmod === undefined ? undefined : Number.parseInt(chmod, 8),
+    chownSocket: values.get('chown-socket'),
+    listen: values.int('listen'),
+    vacuum: values.bool('vacuum'),
+    bufferSize: values.int('buffer-size'),
+    socketTimeout: values.int('socket-timeout'),
+    processes: values.int('processes'),
+    reloadMercy: values.int('reload-mercy'),
+    workerReloadMercy: values.int('worker-reload-mercy'),
+    pidfile: values.get('pidfile'),
+    pidfile2: values.get('pidfile2'),
+    uid: values.get('uid'),
+    gid: values.get('gid'),
+    chdir: values.get('chdir'),
+    env,
+    needApp: values.bool('need-app'),
+    python: {
+      module,
+      wsgiFile,
+      callable,
+      home: values.get('home'),
+      pythonpath: values.all('pythonpath').map((v) => v.value),
+      fileWrapper: !values.bool('wsgi-disable-file-wrapper'),
+      catchExceptions: values.bool('catch-exceptions'),
+    },
+    logto: values.get('logto'),
+    disableLogging: values.bool('disable-logging'),
+    strict: values.bool('strict'),
+    showConfig: values.bool('show-config'),
+  };
+}
