@@ -76,5 +76,5 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const { startServer } = await import('../master/server.js');
-  await startServer(outcome.start, outcome.entries);
+  await startServer(outcome.start, outcome.entries, argv, process.cwd());
 }

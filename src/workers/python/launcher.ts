@@ -1,0 +1,110 @@
+/**
+ * Starting a Python worker: the interpreter the user chose (home/virtualenv, else $VIRTUAL_ENV, else python3
+ * on PATH) running python/tsgi-worker.py, with the master's sockets, the scoreboard and a control channel as
+ * inherited descriptors and the worker's settings in one environment variable (read once at start-up).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
+import { delimiter, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Settings } from '../../config/resolve.js';
+
+export const WORKER_SCRIPT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../../python/tsgi-worker.py');
+
+/** Exit statuses a Python worker uses to tell the master why it stopped. */
+export const EXIT_APP_FAILED = 22;
+
+export class InterpreterError extends Error {
+  override name = 'InterpreterError';
+}
+
+function isExecutable(p: string): boolean {
+  try {
+    accessSync(p, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function inVenv(dir: string): string | undefined {
+  for (const name of ['python3', 'python']) {
+    const p = join(dir, 'bin', name);
+    if (isExecutable(p)) return p;
+  }
+  return undefined;
+}
+
+/** The interpreter for the app, as uWSGI's `home` and the guide's activated virtualenv would choose it. */
+export function resolveInterpreter(settings: Settings, env: NodeJS.ProcessEnv): string {
+  const home = settings.python.home;
+  if (home) {
+    const p = inVenv(resolve(home));
+    if (!p) throw new InterpreterError(`home ${home}: no Python interpreter at ${join(home, 'bin/python3')} (is it a virtualenv?)`);
+    return p;
+  }
+  if (env.VIRTUAL_ENV) {
+    const p = inVenv(env.VIRTUAL_ENV);
+    if (p) return p;
+  }
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, 'python3');
+    if (isExecutable(p)) return p;
+  }
+  throw new InterpreterError('no python3 on PATH (set home = /path/to/virtualenv)');
+}
+
+export interface PythonWorkerSpec {
+  interpreter: string;
+  settings: Settings;
+  id: number;
+  slot: number;
+  logFd: number;
+  scoreboardFd: number;
+  scoreboardSize: number;
+  socketFds: readonly number[];
+  env: NodeJS.ProcessEnv;
+}
+
+/** The app as the user named it, for log lines. */
+export function appName(settings: Settings): string {
+  const p = settings.python;
+  if (p.wsgiFile) return `${p.wsgiFile}${p.callable !== 'application' ? `:${p.callable}` : ''}`;
+  return `${p.module}:${p.callable}`;
+}
+
+// Descriptor layout in the worker: 0 /dev/null, 1-2 the log, 3 control channel, 4 scoreboard, 5... sockets.
+const CONTROL_FD = 3;
+const SCOREBOARD_FD = 4;
+const FIRST_SOCKET_FD = 5;
+
+export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
+  const s = spec.settings;
+  const conf = {
+    id: spec.id,
+    slot: spec.slot,
+    processes: s.processes,
+    listen: s.listen,
+    bufferSize: s.bufferSize,
+    socketTimeout: s.socketTimeout,
+    disableLogging: s.disableLogging,
+    strict: s.strict,
+    catchExceptions: s.python.catchExceptions,
+    fileWrapper: s.python.fileWrapper,
+    needApp: s.needApp,
+    env: s.env,
+    pythonpath: s.python.pythonpath.map((p) => resolve(p)),
+    app: { module: s.python.module, wsgiFile: s.python.wsgiFile, callable: s.python.callable },
+    appName: appName(s),
+    controlFd: CONTROL_FD,
+    scoreboard: { fd: SCOREBOARD_FD, size: spec.scoreboardSize },
+    socketFds: spec.socketFds.map((_, i) => FIRST_SOCKET_FD + i),
+  };
+  const env: NodeJS.ProcessEnv = { ...spec.env, TSGI_WORKER: JSON.stringify(conf) };
+  if (!existsSync(WORKER_SCRIPT)) throw new InterpreterError(`tsgi's Python worker is missing (${WORKER_SCRIPT})`);
+  return spawn(spec.interpreter, [WORKER_SCRIPT], {
+    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.socketFds],
+    env,
+  });
+}
