@@ -78,7 +78,8 @@ export function parseSocketAddress(text: string, origin: Origin, option: string)
   return { kind: 'tcp', host, port };
 }
 
-function placeholderNames(entries: readonly Entry[]): Set<string> {
+/** Names used as `%(name)` anywhere in the configuration as written (before expansion). */
+export function placeholderNames(entries: readonly Entry[]): Set<string> {
   const names = new Set<string>();
   const re = /%\(([^)]+)\)/g;
   for (const e of entries) for (const m of e.value.matchAll(re)) names.add(m[1]!);
@@ -151,9 +152,11 @@ export class OptionValues {
   }
 }
 
-/** Checks every entry against the option table. */
-export function checkEntries(entries: readonly Entry[]): OptionValues {
-  const placeholders = placeholderNames(entries);
+/**
+ * Checks every entry against the option table. `placeholders` are the names the configuration uses as
+ * `%(name)` (see placeholderNames, computed before expansion): such keys are variables, not typos.
+ */
+export function checkEntries(entries: readonly Entry[], placeholders: ReadonlySet<string>): OptionValues {
   const values = new OptionValues();
   for (const e of entries) {
     if (READ_TIME_KEYS.has(e.key) || isLogicKey(e.key)) continue;
