@@ -6,24 +6,16 @@ serve(); per request the loop allocates the environ dict and little else.
 """
 import os
 import select
+import signal as _signal
 import socket
 import struct
-import sys
 import time
 import traceback
 
 from .protocol import BadPacket, parse_vars, read_packet
-from .wsgi import EMPTY_INPUT, ErrorStream, FileWrapper, SocketInput, make_input
-from .scoreboard import Scoreboard
+from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
 
 
-class Stop(BaseException):
-    """Raised from a signal handler to leave a blocking accept() when the worker is asked to stop."""
-
-
-STATUS_REASONS = {500: 'Internal Server Error'}
-
-# Hop-by-hop or framing headers that the app must not see duplicated when tsgi frames the response itself.
 _CTIME_CACHE = [0, '']
 
 
@@ -66,8 +58,7 @@ class Worker(object):
         self.tx = 0
         self.rt_total = 0
         self.warned_str = False
-        self.stopping = None      # None, 'graceful' or 'drain'
-        self.busy = False
+        self.stopping = None      # None, 'graceful' (reload: just finish) or 'drain' (shutdown: empty the queue)
         base = {
             'wsgi.version': (1, 0),
             'wsgi.errors': ErrorStream(),
@@ -85,77 +76,60 @@ class Worker(object):
     # ---- signals -------------------------------------------------------------------------------------------
 
     def on_signal(self, signum, frame):
+        """Only records the request to stop. The loop sees it between requests: a signal handler that raised
+        could land between accept() returning and the connection being taken in hand, and lose it."""
         if signum in (_SIGINT, _SIGQUIT):
             os._exit(0)
-        self.stopping = 'drain' if signum == _SIGTERM else 'graceful'
-        if not self.busy:
-            raise Stop()
+        if self.stopping != 'drain':
+            self.stopping = 'drain' if signum == _SIGTERM else 'graceful'
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
     def serve(self):
-        try:
-            if len(self.listeners) == 1:
-                self._serve_one(self.listeners[0])
-            else:
-                self._serve_many()
-        except Stop:
-            pass
-        self.busy = True   # from here on a signal only records itself
-        if self.stopping == 'drain':
-            self._drain()
-
-    def _serve_one(self, listener):
-        sock, unix = listener
-        sock.setblocking(True)
-        accept = sock.accept
-        handle = self.handle
-        while self.stopping is None:
-            self.busy = False
-            try:
-                conn, addr = accept()
-            except BlockingIOError:
-                # Another process switched the shared socket to non-blocking: wait for it instead.
-                select.select([sock], [], [])
-                continue
-            self.busy = True
-            handle(conn, unix)
-
-    def _serve_many(self):
+        """Waits on the sockets with epoll. EPOLLEXCLUSIVE wakes one idle worker per connection (no thundering
+        herd); the signal wakeup pipe makes a stop request end the wait at once."""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        ep = select.epoll()
         socks = {}
         for sock, unix in self.listeners:
             sock.setblocking(False)
             socks[sock.fileno()] = (sock, unix)
-        poller = select.poll()
-        for fd in socks:
-            poller.register(fd, select.POLLIN)
+            ep.register(sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        ep.register(wake_r, select.EPOLLIN)
         handle = self.handle
+        poll = ep.poll
         while self.stopping is None:
-            self.busy = False
-            events = poller.poll()
-            for fd, _ in events:
+            for fd, _ in poll():
+                if fd == wake_r:
+                    try:
+                        os.read(wake_r, 512)
+                    except BlockingIOError:
+                        pass
+                    continue
                 sock, unix = socks[fd]
                 try:
                     conn, addr = sock.accept()
                 except (BlockingIOError, InterruptedError):
+                    continue   # another worker took it
+                except OSError as e:
+                    self.log_error('accept() failed: %s' % e)
                     continue
-                self.busy = True
-                conn.setblocking(True)
                 handle(conn, unix)
                 if self.stopping is not None:
-                    return
-                self.busy = False
+                    break
+        ep.close()
+        if self.stopping == 'drain':
+            self._drain()
 
     def _drain(self):
         """At shutdown: answer the connections already queued on the sockets, then stop."""
         for sock, unix in self.listeners:
-            sock.setblocking(False)
             while True:
                 try:
                     conn, addr = sock.accept()
                 except (BlockingIOError, InterruptedError, OSError):
                     break
-                conn.setblocking(True)
                 self.handle(conn, unix)
 
     # ---- one request ---------------------------------------------------------------------------------------
@@ -415,7 +389,6 @@ def _short_repr(value, limit=80):
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
-import signal as _signal  # noqa: E402  (after the class, to keep the names above short)
 _SIGINT = _signal.SIGINT
 _SIGQUIT = _signal.SIGQUIT
 _SIGTERM = _signal.SIGTERM
