@@ -172,9 +172,14 @@ function applyOwnership(b: BoundSocket, own: SocketOwnership): void {
   }
 }
 
-/** Closes the master's handles; with `vacuum`, removes the socket files this server created. */
+/**
+ * Closes the master's handles; with `vacuum`, removes the socket files this server created. Without it a
+ * Unix socket's handle is left for the process exit to release, because libuv unlinks the path when it
+ * closes a bound pipe, and uWSGI keeps the file unless vacuum is set.
+ */
 export function closeSockets(bound: readonly BoundSocket[], vacuum: boolean): void {
   for (const b of bound) {
+    if (b.path && !vacuum) continue;
     try {
       b.handle.close();
     } catch {
