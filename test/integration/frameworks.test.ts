@@ -1,7 +1,7 @@
 /**
- * Flask and Django (Debian's packages) served by tsgi behind the real nginx with `include uwsgi_params;
- * uwsgi_pass unix:...`: what real sites do — query strings, forms, a 5 MB upload, non-ASCII paths, cookies,
- * redirects, 404 and HEAD.
+ * Flask and Django (Debian's packages) served by tsgi, behind the real nginx with `include uwsgi_params;
+ * uwsgi_pass unix:...` and over tsgi's own HTTP: what real sites do — query strings, forms, a 5 MB upload,
+ * non-ASCII paths, cookies, redirects, 404 and HEAD.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,19 +10,23 @@ import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
 import { activatedEnv, freePort, sharedVenv, startNginx, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
 
-for (const framework of ['flask', 'django'] as const) {
-  describe(`${framework} behind nginx`, () => {
+for (const [framework, front] of [['flask', 'nginx'], ['django', 'nginx'], ['flask', 'http'], ['django', 'http']] as const) {
+  describe(`${framework} ${front === 'nginx' ? 'behind nginx' : "over tsgi's HTTP"}`, () => {
     let tsgi: RunningProcess;
-    let nginx: RunningProcess;
+    let nginx: RunningProcess | undefined;
     let base: string;
 
     before(async () => {
       const dir = tempDir();
       const sock = join(dir, 'app.sock');
-      tsgi = await startTsgi(
-        ['--socket', sock, '--chmod-socket', '666', '--processes', '2', '--pythonpath', join(repoRoot, 'test/fixtures/apps'), '--module', `${framework}_app:application`],
-        { env: activatedEnv(sharedVenv()), cwd: dir },
-      );
+      const app = ['--processes', '2', '--pythonpath', join(repoRoot, 'test/fixtures/apps'), '--module', `${framework}_app:application`];
+      if (front === 'http') {
+        const port = await freePort();
+        tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--buffer-size', '32768', ...app], { env: activatedEnv(sharedVenv()), cwd: dir });
+        base = `http://127.0.0.1:${port}`;
+        return;
+      }
+      tsgi = await startTsgi(['--socket', sock, '--chmod-socket', '666', ...app], { env: activatedEnv(sharedVenv()), cwd: dir });
       const port = await freePort();
       nginx = await startNginx(`
   client_max_body_size 20m;
@@ -38,7 +42,7 @@ for (const framework of ['flask', 'django'] as const) {
     });
 
     after(async () => {
-      await stopProcess(nginx, 'SIGQUIT');
+      if (nginx) await stopProcess(nginx, 'SIGQUIT');
       const r = await stopProcess(tsgi);
       assert.equal(r.code, 0, tsgi.output());
     });
