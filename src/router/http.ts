@@ -173,6 +173,11 @@ export class HttpRouter {
       socket.destroy();
       return;
     }
+    if (err.code === 'HPE_CLOSED_CONNECTION') {
+      // Bytes after a request that closes the connection: that request is still answered, the rest ignored.
+      this.log(`client ${from} sent data after a request that closes the connection; ignored`);
+      return;
+    }
     let status = '400 Bad Request';
     if (err.code === 'HPE_HEADER_OVERFLOW') status = '431 Request Header Fields Too Large';
     else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = '408 Request Timeout';
