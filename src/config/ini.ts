@@ -15,6 +15,7 @@ import { resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import type { Entry, Origin } from './origin.js';
 import { expandFileReferences, type MagicContext } from './magic.js';
+import { findOption } from './options.js';
 
 export interface IniLine {
   key: string;
@@ -102,7 +103,8 @@ export function readIniFile(spec: string, opts: IniReadOptions): IniReadResult {
   const entries: Entry[] = [];
   for (const l of parsed.lines) {
     const origin: Origin = { kind: 'file', file: real, line: l.line };
-    const value = expandFileReferences(l.value, magic, opts.first ?? magic, opts.env, origin, opts.cwd);
+    // A per-vassal option (vassal-set) keeps %n, %d... for the emperor to expand against each vassal's file.
+    const value = findOption(l.key)?.perVassal ? l.value : expandFileReferences(l.value, magic, opts.first ?? magic, opts.env, origin, opts.cwd);
     entries.push({ key: l.key, value, origin });
     if (CONFIG_SOURCE_KEYS.has(l.key)) {
       // uWSGI reads a nested config right where it is named; relative paths are taken from the process cwd.

@@ -28,8 +28,21 @@ export interface WorkerHandle {
   killTimer: NodeJS.Timeout | undefined;
 }
 
+/**
+ * Moments in the master's life that whoever supervises it wants to hear about: its emperor (src/emperor) today,
+ * systemd's notify socket (READY=1, RELOADING=1, STOPPING=1) when that lands.
+ */
+export type MasterNotice =
+  | { state: 'ready' }
+  | { state: 'reloading' }
+  | { state: 'reloaded' }
+  | { state: 'reload-failed'; reason: string }
+  | { state: 'stopping' };
+
 /** What the master needs from the outside world; kept narrow so the loop reads as policy only. */
 export interface MasterHooks {
+  /** Told of every MasterNotice, when someone listens. */
+  notify?(notice: MasterNotice): void;
   /** Starts one worker process with the given settings. */
   spawn(settings: Settings, id: number, slot: number): ChildProcess;
   /** Starts the HTTP router, when the configuration has HTTP sockets. */
@@ -244,6 +257,7 @@ export class Master {
     if (this.hooks.spawnRouter && !this.router?.ready) return;
     this.state = 'running';
     this.log.info(`ready: ${this.settings.processes} worker(s) serving${this.router ? ', router listening' : ''} (master pid: ${process.pid})`);
+    this.hooks.notify?.({ state: 'ready' });
     if (this.reloadPending) {
       this.reloadPending = false;
       this.beginReload();
@@ -346,6 +360,7 @@ export class Master {
     const next = this.hooks.reloadSettings();
     if (typeof next === 'string') {
       this.log.info(`reload refused, still serving with the previous configuration: ${next}`);
+      this.hooks.notify?.({ state: 'reload-failed', reason: next });
       return;
     }
     this.settings = next;
@@ -353,6 +368,7 @@ export class Master {
     this.generation++;
     this.fastDeaths.clear();
     this.log.info(`graceful reload: starting ${next.processes} new worker(s) (generation ${this.generation})`);
+    this.hooks.notify?.({ state: 'reloading' });
     for (let id = 1; id <= next.processes; id++) this.spawn(id, this.generation);
   }
 
@@ -364,6 +380,7 @@ export class Master {
     // The router keeps one link per worker.
     this.router?.child.send?.({ type: 'links', links: this.settings.processes });
     this.log.info(`graceful reload done: generation ${this.generation} serving`);
+    this.hooks.notify?.({ state: 'reloaded' });
     if (this.reloadPending) {
       this.reloadPending = false;
       this.beginReload();
@@ -377,6 +394,7 @@ export class Master {
     }
     this.generation--;
     this.state = 'running';
+    this.hooks.notify?.({ state: 'reload-failed', reason: why });
   }
 
   /** Asks a process to finish and exit; kills it when it takes longer than `mercy` seconds. */
@@ -405,6 +423,7 @@ export class Master {
 
   private stopGracefully(): void {
     this.state = 'stopping';
+    this.hooks.notify?.({ state: 'stopping' });
     this.cancelTimers();
     if (this.router) {
       // The router first: it answers every request it has received (workers still serve them), then exits.
@@ -424,6 +443,7 @@ export class Master {
   }
 
   private stopNow(why: string): void {
+    if (this.state !== 'stopping') this.hooks.notify?.({ state: 'stopping' });
     this.state = 'stopping';
     this.stopPhase = 'workers';
     this.cancelTimers();

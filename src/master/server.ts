@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
 import type { Entry } from '../config/origin.js';
 import type { Settings } from '../config/resolve.js';
+import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
 import { Master } from './arbiter.js';
 import { ProcessLog } from './log.js';
@@ -93,6 +94,8 @@ function writePidfile(path: string | undefined): void {
 }
 
 export async function startServer(settings: Settings, _entries: readonly Entry[], argv: readonly string[], startCwd: string): Promise<void> {
+  /** Set when this master is a vassal: its emperor hears of its lifecycle and of a failed start. */
+  const emperor = vassalLink();
   let log: ProcessLog | undefined;
   let sockets: BoundSocket[] = [];
   let link: LinkSocket | undefined;
@@ -129,9 +132,11 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} bound (fd ${b.fd})`);
 
     let finished = false;
+    let vacuum = settings.vacuum;
     const master = new Master(
       settings,
       {
+        notify: emperor ? (notice) => emperor.notify(notice, notice.state === 'ready' ? boundSockets.map((b) => b.name) : undefined) : undefined,
         spawn: (s, id, slot) =>
           spawnPythonWorker({
             interpreter: resolveInterpreter(s, process.env),
@@ -160,9 +165,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         finish: (status) => {
           if (finished) return;
           finished = true;
-          closeSockets(boundSockets, settings.vacuum);
+          closeSockets(boundSockets, vacuum);
           if (linkSocket) closeLinkSocket(linkSocket);
-          if (settings.vacuum) {
+          if (vacuum) {
             for (const p of [settings.pidfile, settings.pidfile2]) {
               if (!p) continue;
               try {
@@ -180,12 +185,22 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       scoreboard,
     );
     for (const sig of ['SIGHUP', 'SIGTERM', 'SIGINT', 'SIGQUIT'] as const) process.on(sig, () => master.signal(sig));
+    emperor?.onStop((force) => {
+      // The vassal's file was removed: nothing will serve on its sockets again, so they go too.
+      if (force) vacuum = true;
+      master.signal('SIGTERM');
+    });
+    emperor?.onLost(() => {
+      processLog.info('lost the emperor (its link closed); stopping gracefully');
+      master.signal('SIGTERM');
+    });
     master.start();
   } catch (err) {
     closeSockets(sockets, true);
     if (link) closeLinkSocket(link);
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof StartupError || (err as Error).name === 'SocketError' || (err as Error).name === 'InterpreterError' || err instanceof Error) {
+      if (emperor) return emperor.fatal('startup', message);
       process.stderr.write(`tsgi: ${message}\n`);
       process.exit(1);
     }
