@@ -184,15 +184,25 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       processLog,
       scoreboard,
     );
-    for (const sig of ['SIGHUP', 'SIGTERM', 'SIGINT', 'SIGQUIT'] as const) process.on(sig, () => master.signal(sig));
+    // A vassal's graceful stop can be asked several times at once (systemd signals every process of the unit, and
+    // the emperor passes its own SIGTERM on): for a vassal, only the first counts; its emperor escalates (SIGINT,
+    // then SIGKILL after the mercy), never a repeated SIGTERM.
+    let stopAsked = false;
+    const stopGracefully = (): void => {
+      if (emperor && stopAsked) return;
+      stopAsked = true;
+      master.signal('SIGTERM');
+    };
+    for (const sig of ['SIGHUP', 'SIGINT', 'SIGQUIT'] as const) process.on(sig, () => master.signal(sig));
+    process.on('SIGTERM', stopGracefully);
     emperor?.onStop((force) => {
       // The vassal's file was removed: nothing will serve on its sockets again, so they go too.
       if (force) vacuum = true;
-      master.signal('SIGTERM');
+      stopGracefully();
     });
     emperor?.onLost(() => {
       processLog.info('lost the emperor (its link closed); stopping gracefully');
-      master.signal('SIGTERM');
+      stopGracefully();
     });
     master.start();
   } catch (err) {

@@ -38,31 +38,36 @@ function folder(n: number): { dir: string; vassals: string; socks: string[]; sta
   return { dir, vassals, socks, stats: join(dir, 'stats.sock') };
 }
 
-test('SIGTERM to the emperor: every vassal stops gracefully, no request in flight is lost, exit 0', async () => {
-  const f = folder(3);
-  const emperor = await startEmperor(['--emperor', f.vassals, '--emperor-stats', f.stats], { env });
-  const masters = (await readStats(f.stats)).vassals.map((v) => v.pid!);
-  const workers = masters.flatMap((m) => childPids(m));
-  assert.equal(workers.length, 3);
-  // Each vassal's only worker is busy with a slow request; three more wait in each socket's queue.
-  const slow = f.socks.map((s) => uwsgiRequest(s, getVars('/sleep', { QUERY_STRING: '1.5' })));
-  await new Promise((r) => setTimeout(r, 300));
-  const queued = f.socks.flatMap((s, i) => [1, 2, 3].map((k) => uwsgiRequest(s, getVars(`/queued-${i + 1}-${k}`))));
-  await new Promise((r) => setTimeout(r, 200));
-  emperor.kill('SIGTERM');
-  const answers = await Promise.all([...slow, ...queued]);
-  assert.deepEqual(answers.map((a) => a.status), Array(12).fill(200));
-  assert.deepEqual(
-    answers.slice(3).map((a) => a.body.toString().split(' ')[2]),
-    f.socks.flatMap((_, i) => [1, 2, 3].map((k) => `/queued-${i + 1}-${k}`)),
-  );
-  const exit = await emperor.exited;
-  assert.deepEqual(exit, { code: 0, signal: null }, emperor.output());
-  assert.match(emperor.output(), /emperor: graceful stop: every vassal finishes its requests/);
-  for (let i = 1; i <= 3; i++) assert.match(emperor.output(), new RegExp(`vassal v${i}\\.ini: stopped \\(exited with status 0\\)`));
-  assert.match(emperor.output(), /emperor: stopped: every vassal is gone/);
-  for (const pid of [...masters, ...workers]) assert.equal(alive(pid), false, `pid ${pid} is gone`);
-});
+for (const allAtOnce of [false, true]) {
+  test(allAtOnce
+    ? "SIGTERM to every process at once (systemd's KillMode=control-group): still graceful, no request in flight is lost, exit 0"
+    : 'SIGTERM to the emperor: every vassal stops gracefully, no request in flight is lost, exit 0', async () => {
+    const f = folder(3);
+    const emperor = await startEmperor(['--emperor', f.vassals, '--emperor-stats', f.stats], { env });
+    const masters = (await readStats(f.stats)).vassals.map((v) => v.pid!);
+    const workers = masters.flatMap((m) => childPids(m));
+    assert.equal(workers.length, 3);
+    // Each vassal's only worker is busy with a slow request; three more wait in each socket's queue.
+    const slow = f.socks.map((s) => uwsgiRequest(s, getVars('/sleep', { QUERY_STRING: '1.5' })));
+    await new Promise((r) => setTimeout(r, 300));
+    const queued = f.socks.flatMap((s, i) => [1, 2, 3].map((k) => uwsgiRequest(s, getVars(`/queued-${i + 1}-${k}`))));
+    await new Promise((r) => setTimeout(r, 200));
+    emperor.kill('SIGTERM');
+    if (allAtOnce) for (const pid of [...masters, ...workers]) process.kill(pid, 'SIGTERM');
+    const answers = await Promise.all([...slow, ...queued]);
+    assert.deepEqual(answers.map((a) => a.status), Array(12).fill(200));
+    assert.deepEqual(
+      answers.slice(3).map((a) => a.body.toString().split(' ')[2]),
+      f.socks.flatMap((_, i) => [1, 2, 3].map((k) => `/queued-${i + 1}-${k}`)),
+    );
+    const exit = await emperor.exited;
+    assert.deepEqual(exit, { code: 0, signal: null }, emperor.output());
+    assert.match(emperor.output(), /emperor: graceful stop: every vassal finishes its requests/);
+    for (let i = 1; i <= 3; i++) assert.match(emperor.output(), new RegExp(`vassal v${i}\\.ini: stopped \\(exited with status 0\\)`));
+    assert.match(emperor.output(), /emperor: stopped: every vassal is gone/);
+    for (const pid of [...masters, ...workers]) assert.equal(alive(pid), false, `pid ${pid} is gone`);
+  });
+}
 
 test('SIGINT to the emperor stops every vassal at once, even with a request in progress', async () => {
   const f = folder(2);
