@@ -222,7 +222,7 @@ export class Emperor {
     this.removeFromQueue(v);
     this.clearTimer(v);
     if (v.child) {
-      if (v.status === 'stopping' && v.stopFor !== 'restart') return;
+      // Also when it is stopping already (for a restart, or by itself): it must not come back, nor its sockets stay.
       this.o.log(`vassal ${v.name}: file removed; stopping it gracefully`);
       this.stop(v, 'removed', 'SIGTERM');
       return;
