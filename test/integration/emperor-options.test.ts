@@ -151,3 +151,24 @@ test("emperor-tyrant: each vassal runs as its file's owner; a file owned by root
     assert.equal((await stopProcess(emperor)).code, 0, emperor.output());
   }
 });
+
+test("the emperor's logto is its vassals' log too: their lines and their workers' request lines go to the same file", async () => {
+  const dir = tempDir('tsgi-emperor-logto-');
+  mkdirSync(join(dir, 'vassals'));
+  writeFileSync(join(dir, 'vassals/app.ini'), `[uwsgi]\nsocket = ${dir}/app.sock\nwsgi-file = ${APP}\n`);
+  const log = join(dir, 'emperor.log');
+  const stats = join(dir, 'stats.sock');
+  const emperor = await startEmperor(['--emperor', join(dir, 'vassals'), '--logto', log, '--emperor-stats', stats], { env: activatedEnv(venv), ready: false });
+  try {
+    await until('the emperor is ready', () => /emperor: ready: 1 vassal\(s\) serving/.test(readFileSync(log, 'utf8')));
+    assert.equal((await ask(join(dir, 'app.sock'), '/logged')).status, 200);
+    await until('the request is logged', () => /GET \/logged => generated/.test(readFileSync(log, 'utf8')));
+    const text = readFileSync(log, 'utf8');
+    const master = vassal(await readStats(stats), 'app.ini')!.pid;
+    assert.match(text, new RegExp(`tsgi: ready: 1 worker\\(s\\) serving \\(master pid: ${master}\\)`));
+    assert.equal(emperor.output(), '', 'nothing on the terminal');
+  } finally {
+    assert.equal((await stopProcess(emperor)).code, 0);
+  }
+  assert.match(readFileSync(log, 'utf8'), /emperor: stopped: every vassal is gone\n$/);
+});
