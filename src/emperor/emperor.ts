@@ -23,7 +23,7 @@ import type { EmperorSettings } from '../config/resolve.js';
 import type { MonitorSpec } from './config.js';
 import type { VassalMessage } from './link.js';
 import { spawnVassal, vassalCommand } from './spawn.js';
-import { contentChanged, type FileStamp, type FoundFile } from './watch.js';
+import { contentChanged, type FileStamp, type FoundFile, type ScanResult } from './watch.js';
 
 export type VassalStatus = 'queued' | 'starting' | 'ready' | 'reloading' | 'stopping' | 'backoff' | 'invalid';
 
@@ -137,8 +137,9 @@ export class Emperor {
   // ---- what the folders hold ---------------------------------------------------------------------------------
 
   /** Brings the table in line with a scan of the folders. */
-  onScan(found: Map<string, FoundFile>): void {
+  onScan(scan: ScanResult): void {
     if (this.state === 'stopping') return;
+    const found = scan.found;
     for (const f of found.values()) {
       const v = this.vassals.get(f.path);
       if (!v) {
@@ -157,7 +158,8 @@ export class Emperor {
       if (contentChanged(was, f.stamp) || returned) this.onChanged(v);
     }
     for (const v of this.vassals.values()) {
-      if (!found.has(v.path) && v.present) this.onRemoved(v);
+      if (found.has(v.path) || !v.present || scan.uncertain.has(v.path) || scan.failed.has(v.monitor)) continue;
+      this.onRemoved(v);
     }
     if (!this.initial) this.initial = new Set(found.keys());
     this.checkSettled();

@@ -61,7 +61,7 @@ export async function startEmperor(settings: Settings, entries: readonly Entry[]
       else if (state === 'stopping') parent?.notify({ state: 'stopping' });
     },
   });
-  watcher = new FolderWatcher(monitors, es.freq, (found) => emperor.onScan(found), say);
+  watcher = new FolderWatcher(monitors, es.freq, (scan) => emperor.onScan(scan), say);
 
   if (es.stats) {
     const w = watcher;

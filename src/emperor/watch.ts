@@ -57,8 +57,14 @@ function globToRegExp(part: string): RegExp {
 
 const WILD = /[*?[]/;
 
-/** Files matching an absolute glob pattern (`*`, `?`, `[...]` in any component; dot files only when asked). */
-export function globFiles(pattern: string): string[] {
+/** A folder that is missing is empty; one that cannot be read (EACCES, EMFILE...) says nothing about its files. */
+const GONE = new Set(['ENOENT', 'ENOTDIR']);
+
+/**
+ * Files matching an absolute glob pattern (`*`, `?`, `[...]` in any component; dot files only when asked).
+ * `onError` hears of folders that exist but could not be read.
+ */
+export function globFiles(pattern: string, onError: (dir: string, code: string) => void = () => {}): string[] {
   const parts = pattern.split('/').filter((p) => p !== '');
   let bases = ['/'];
   for (const part of parts) {
@@ -71,7 +77,9 @@ export function globFiles(pattern: string): string[] {
         let names: string[];
         try {
           names = readdirSync(b);
-        } catch {
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code ?? 'error';
+          if (!GONE.has(code)) onError(b, code);
           continue;
         }
         for (const n of names.sort()) if ((part.startsWith('.') || !n.startsWith('.')) && re.test(n)) next.push(join(b, n));
@@ -89,31 +97,49 @@ function watchedDirs(m: MonitorSpec): string[] {
   return WILD.test(dir) ? [] : [dir];
 }
 
-/** Lists every vassal file of the monitors now. A file two monitors see belongs to the first. */
-export function scanMonitors(monitors: readonly MonitorSpec[]): Map<string, FoundFile> {
+export interface ScanResult {
+  /** Every vassal file found, by path. A file two monitors see belongs to the first. */
+  found: Map<string, FoundFile>;
+  /**
+   * Monitors that could not be read in full, with why: what they held before is not known to be gone, so their
+   * vassals are left as they are (a transient EMFILE must not stop every app).
+   */
+  failed: Map<MonitorSpec, string>;
+  /** Files that exist but could not be looked at (not known to be gone either). */
+  uncertain: Set<string>;
+}
+
+/** Lists every vassal file of the monitors now. */
+export function scanMonitors(monitors: readonly MonitorSpec[]): ScanResult {
   const found = new Map<string, FoundFile>();
+  const failed = new Map<MonitorSpec, string>();
+  const uncertain = new Set<string>();
   for (const m of monitors) {
     let paths: string[];
     if (m.kind === 'dir') {
       try {
         paths = readdirSync(m.dir).sort().map((n) => join(m.dir, n));
-      } catch {
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'error';
+        if (!GONE.has(code)) failed.set(m, `cannot read ${m.dir} (${code})`);
         paths = [];
       }
-    } else paths = globFiles(m.pattern);
+    } else paths = globFiles(m.pattern, (dir, code) => failed.set(m, `cannot read ${dir} (${code})`));
     for (const path of paths) {
       if (found.has(path) || !isVassalFile(basename(path))) continue;
       let st: Stats;
       try {
         st = statSync(path);
-      } catch {
-        continue; // vanished, or a dangling symlink
+      } catch (err) {
+        // Vanished, or a dangling symlink: gone. Anything else: not known.
+        if (!GONE.has((err as NodeJS.ErrnoException).code ?? '')) uncertain.add(path);
+        continue;
       }
       if (!st.isFile()) continue;
       found.set(path, { path, name: basename(path), monitor: m, stamp: stampOf(st) });
     }
   }
-  return found;
+  return { found, failed, uncertain };
 }
 
 /** How long after a file event the folders are scanned (an editor's save or a `cp` is a burst of events). */
@@ -122,6 +148,7 @@ const SETTLE_MS = 75;
 export class FolderWatcher {
   private readonly watchers = new Map<string, { watcher: FSWatcher; ino: number }>();
   private readonly unwatchable = new Set<string>();
+  private readonly failing = new Map<MonitorSpec, string>();
   private timer: NodeJS.Timeout | undefined;
   private interval: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -131,7 +158,7 @@ export class FolderWatcher {
   constructor(
     private readonly monitors: readonly MonitorSpec[],
     private readonly freqSeconds: number,
-    private readonly onScan: (found: Map<string, FoundFile>) => void,
+    private readonly onScan: (scan: ScanResult) => void,
     private readonly log: (line: string) => void,
   ) {}
 
@@ -153,7 +180,16 @@ export class FolderWatcher {
     if (this.stopped) return;
     this.rewatch();
     this.scans++;
-    this.onScan(scanMonitors(this.monitors));
+    const scan = scanMonitors(this.monitors);
+    for (const m of this.monitors) {
+      const why = scan.failed.get(m);
+      const was = this.failing.get(m);
+      if (why && why !== was) this.log(`${why}: its vassals are left as they are until it can be read again`);
+      if (!why && was) this.log(`${m.text} can be read again`);
+      if (why) this.failing.set(m, why);
+      else this.failing.delete(m);
+    }
+    this.onScan(scan);
   }
 
   stop(): void {

@@ -6,10 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, tsgiBin } from '../helpers/paths.js';
-import { activatedEnv, childPids, sharedVenv, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
+import { activatedEnv, childPids, sharedVenv, startProcess, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
+import { resolveGroup, resolveUser } from '../../src/master/users.js';
 import { ask, linesMatching, readStats, startEmperor, until, vassal } from '../helpers/emperor.js';
 
 const APP = join(repoRoot, 'test/fixtures/apps/emperor_app.py');
@@ -124,4 +125,43 @@ test("the emperor's own bad configuration: one line naming it, exit status 1", (
   const r = run('--ini', join(dir, 'emperor.ini'));
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^tsgi: .*emperor\.ini:3: option 'module': belongs in a vassal file/);
+});
+
+test('a vassal folder that cannot be read for a while (EACCES) stops nothing: its vassals are left as they are until it can be read again', async () => {
+  const dir = tempDir('tsgi-emperor-unreadable-');
+  const vassals = join(dir, 'vassals');
+  const run = join(dir, 'run');
+  mkdirSync(vassals);
+  mkdirSync(run);
+  writeFileSync(join(vassals, 'app.ini'), good(join(run, 'app.sock')));
+  // Root reads any folder: as root, the emperor runs as nobody here, owning its folders.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    const nobody = resolveUser('nobody')!;
+    const nogroup = resolveGroup('nogroup')!;
+    for (const p of [vassals, run, join(vassals, 'app.ini')]) chownSync(p, nobody.uid, nogroup);
+  }
+  const stats = join(run, 'stats.sock');
+  const args = ['--emperor', vassals, '--emperor-stats', stats, '--emperor-freq', '1'];
+  const emperor: RunningProcess = asRoot
+    ? startProcess('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, tsgiBin, ...args], { env })
+    : startProcess(tsgiBin, args, { env });
+  try {
+    await emperor.waitFor(/emperor: ready: 1 vassal\(s\) serving/, 60_000);
+    const before = vassal(await readStats(stats), 'app.ini')!;
+    chmodSync(vassals, 0o000);
+    await emperor.waitFor(new RegExp(`emperor: cannot read ${vassals.replace(/[.]/g, '\\.')} \\(EACCES\\): its vassals are left as they are until it can be read again`));
+    const s1 = await readStats(stats);
+    await until('two more scans', async () => (await readStats(stats)).scans >= s1.scans + 2, 30_000, 100);
+    const during = vassal(await readStats(stats), 'app.ini')!;
+    assert.deepEqual([during.status, during.pid], ['ready', before.pid], 'the vassal still runs');
+    assert.equal((await ask(join(run, 'app.sock'))).status, 200);
+    chmodSync(vassals, 0o755);
+    await emperor.waitFor(/emperor: .*vassals can be read again/);
+    assert.equal(vassal(await readStats(stats), 'app.ini')!.pid, before.pid);
+    assert.doesNotMatch(emperor.output(), /file removed/);
+  } finally {
+    chmodSync(vassals, 0o755);
+    assert.equal((await stopProcess(emperor)).code, 0, emperor.output());
+  }
 });

@@ -96,7 +96,8 @@ test('a scan finds regular vassal files (symlinks followed, each file once), wit
   symlinkSync(join(dir, 'app.skel'), join(dir, 'linked.ini'));
   symlinkSync(join(dir, 'missing.skel'), join(dir, 'dangling.ini'));
   const monitors = [parseMonitor(dir, argv0, '/'), parseMonitor(`${dir}/*.ini`, argv0, '/')];
-  const found = scanMonitors(monitors);
+  const { found, failed, uncertain } = scanMonitors(monitors);
+  assert.deepEqual([failed.size, uncertain.size], [0, 0]);
   assert.deepEqual([...found.keys()], [join(dir, 'linked.ini'), join(dir, 'one.ini'), join(dir, 'two.yaml')]);
   assert.equal(found.get(join(dir, 'one.ini'))!.monitor, monitors[0], 'the first monitor that sees a file owns it');
   const a = found.get(join(dir, 'one.ini'))!.stamp;
