@@ -97,7 +97,9 @@ export function readIniFile(spec: string, opts: IniReadOptions): IniReadResult {
   if (!parsed.sectionFound) {
     throw new ConfigError('SECTION_NOT_FOUND', `no [${wanted}] section in ${path}`, opts.from, 'ini');
   }
-  const magic: MagicContext = { path: real, section: section ?? '', given: file };
+  // Magic variables name the file as it was given (made absolute), symlinks not resolved, as uWSGI does: a vassal
+  // `app1.ini` linked to a shared `app.skel` is %n = app1.
+  const magic: MagicContext = { path, section: section ?? '', given: file };
   const depth = opts.depth ?? 0;
   if (depth > 16) throw new ConfigError('SYNTAX', `ini files include each other too deeply (at ${path})`, opts.from, 'ini');
   const entries: Entry[] = [];

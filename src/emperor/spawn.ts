@@ -16,7 +16,6 @@
  * - emperor-tyrant: the file's owner and group (libuv drops supplementary groups when it switches).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../config/errors.js';
@@ -38,14 +37,9 @@ export interface VassalCommand {
   gid: number | undefined;
 }
 
+/** The vassal file as magic variables see it: the path as found, symlinks not resolved (as the ini reader does). */
 function magicOf(file: string): MagicContext {
-  let path = file;
-  try {
-    path = realpathSync(file);
-  } catch {
-    /* the file just went: expand with the name it had */
-  }
-  return { path, section: '', given: file };
+  return { path: file, section: '', given: file };
 }
 
 /** Expands magic variables, $(ENV) and @(file) in a value as if it were written in the vassal's file. */

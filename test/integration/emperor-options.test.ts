@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
 import { activatedEnv, childPids, sharedVenv, stopProcess, tempDir } from '../helpers/procs.js';
@@ -72,6 +72,25 @@ vassals-inherit = %dcommon.ini
     assert.equal(childPids(vassal(stats, 'x.ini')!.pid!).length, 2, 'x: processes = 2 from UWSGI_VASSAL_PROCESSES');
     assert.equal(childPids(vassal(stats, 'y.ini')!.pid!).length, 1, "y: its own file's processes = 1 wins");
     assert.deepEqual(vassal(stats, 'x.ini')!.sockets, [xs]);
+  } finally {
+    assert.equal((await stopProcess(emperor)).code, 0, emperor.output());
+  }
+});
+
+test("vassal files linked to one shared template (uWSGI's docs pattern): each is its own vassal, %n its own name", async () => {
+  const dir = tempDir('tsgi-emperor-skel-');
+  mkdirSync(join(dir, 'vassals'));
+  mkdirSync(join(dir, 'run'));
+  // app.skel is no vassal file (its extension); the links are.
+  writeFileSync(join(dir, 'vassals/app.skel'), `[uwsgi]\nsocket = ${dir}/run/%n.sock\nwsgi-file = ${APP}\n`);
+  for (const name of ['app1', 'app2']) symlinkSync(join(dir, 'vassals/app.skel'), join(dir, `vassals/${name}.ini`));
+  const emperor = await startEmperor(['--emperor', join(dir, 'vassals')], { env: activatedEnv(venv) });
+  try {
+    assert.match(emperor.output(), /emperor: ready: 2 vassal\(s\) serving/);
+    for (const name of ['app1', 'app2']) {
+      const r = await ask(join(dir, `run/${name}.sock`));
+      assert.match(r.body.toString(), new RegExp(`^${name}\\.ini \\d+ /$`));
+    }
   } finally {
     assert.equal((await stopProcess(emperor)).code, 0, emperor.output());
   }

@@ -164,3 +164,16 @@ test("a vassal's command: vassal-set before its file, vassals-inherit after it; 
   assert.throws(() => vassalCommand(found, { ...es, set: [{ value: 'env=@(missing-file)', origin: argv0 }] }, {}, dir), /vassal-set env=@\(missing-file\): .*cannot read/);
   assert.match(TSGI_BIN, /\/bin\/tsgi$/);
 });
+
+test("magic variables name a symlinked config file by its link, as uWSGI does (a vassal linked to a shared template is %n = its own name)", () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'templates/app.skel': '[uwsgi]\nsocket = /run/%n.sock\nchdir = %d\nprint = %p %s %c\n' });
+  mkdirSync(join(dir, 'vassals'));
+  symlinkSync(join(dir, 'templates/app.skel'), join(dir, 'vassals/blog.ini'));
+  let out = '';
+  const o = readCommandLine(['--ini', join(dir, 'vassals/blog.ini')], { env: {}, cwd: dir, stdout: (t) => (out += t), stderr: () => {} });
+  assert.ok('start' in o);
+  assert.equal(o.start.sockets[0]!.text, '/run/blog.sock');
+  assert.equal(o.start.chdir, `${dir}/vassals/`);
+  assert.equal(out, `${dir}/vassals/blog.ini blog.ini vassals\n`);
+});
