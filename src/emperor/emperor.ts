@@ -309,9 +309,11 @@ export class Emperor {
     v.lastStart = Date.now();
     v.firstStart ??= v.lastStart;
     child.on('message', (m: VassalMessage) => this.onMessage(v, child, m));
-    child.on('exit', (code, signal) => this.onExit(v, child, code, signal));
+    // 'close', not 'exit': it comes once the link is closed too, so every message the vassal sent (its fatal error
+    // line above all) has been read before its end is handled.
+    child.on('close', (code, signal) => this.onExit(v, child, code, signal));
     child.on('error', (err) => {
-      // A spawn that failed (no 'exit' follows one without a pid); other errors are the IPC channel's, told by the exit.
+      // A spawn that failed (no 'close' need follow one without a pid); other errors are the link's, told by the close.
       if (child.pid === undefined && v.child === child) {
         v.fatal = { kind: 'startup', error: `cannot start its master: ${err.message}` };
         this.onExit(v, child, 1, null);
