@@ -273,7 +273,7 @@ async function main(): Promise<void> {
 
 Produced by \`node dist/bench/emperor/run.js --vassals ${N} --rounds ${ROUNDS} --new-file ${NEW_FILE_REPS}\` (bench/emperor/run.ts), ${new Date().toISOString().slice(0, 10)}.
 Both emperors watch a folder of ${N} identical vassal files (hello WSGI app, \`processes = 1\`, one Unix socket each, the
-same ini for both); Python ${version(opts.python!, ['--version'])}, uWSGI ${version('uwsgi', ['--version'])} (Debian, python3 plugin),
+same ini for both); ${version(opts.python!, ['--version'])}, uWSGI ${version('uwsgi', ['--version'])} (Debian, python3 plugin),
 Node ${process.version}; ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; load average at start ${load}.
 Medians of ${ROUNDS} rounds, peers alternated.
 
