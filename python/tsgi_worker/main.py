@@ -5,8 +5,9 @@ from os.environ so the app never sees it), the listening sockets and the scorebo
 descriptors, and a control descriptor to which the worker writes one byte once the app is loaded.
 
 Exit statuses the master understands: 0 stopped normally, 22 the app could not be loaded, 23 a socket could
-not be listened on, 1 anything else.
+not be listened on, 24 recycled itself (max-requests) and wants a fresh worker, 1 anything else.
 """
+import faulthandler
 import importlib
 import importlib.util
 import json
@@ -19,6 +20,7 @@ import traceback
 
 EXIT_APP_FAILED = 22
 EXIT_SOCKET_FAILED = 23
+EXIT_RECYCLED = 24
 
 
 def _die_with_parent():
@@ -116,6 +118,21 @@ def main():
             os.getpid(), conf['id'], conf['appName'], traceback.format_exc().rstrip('\n')))
         os._exit(EXIT_APP_FAILED)
 
+    if conf.get('logto'):
+        def reopen_log(signum, frame):
+            # Log rotation: the master reopened the file and asks every process to do the same.
+            try:
+                fd = os.open(conf['logto'], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.close(fd)
+            except OSError as e:
+                _log('[pid: %d|worker %d] cannot reopen the log %s: %s' % (os.getpid(), conf['id'], conf['logto'], e.strerror))
+        signal.signal(signal.SIGWINCH, reopen_log)
+    else:
+        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+    # harakiri-verbose: the master sends SIGUSR2 before killing a stuck worker; every thread's stack goes to the log.
+    faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True)
     worker = Worker(conf, app, listeners, scoreboard)
     signal.signal(signal.SIGTERM, worker.on_signal)
     signal.signal(signal.SIGHUP, worker.on_signal)
@@ -126,4 +143,4 @@ def main():
     worker.serve()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(EXIT_RECYCLED if worker.stopping == 'recycle' else 0)

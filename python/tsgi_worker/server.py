@@ -12,6 +12,7 @@ import select
 import signal as _signal
 import socket
 import struct
+import threading
 import time
 import traceback
 
@@ -51,6 +52,17 @@ class ResponseState(object):
 UWSGI_UNIX, UWSGI_TCP, LINK = 'uwsgi-unix', 'uwsgi-tcp', 'link'
 
 
+class Core(object):
+    """One thread's share of the worker: its scoreboard record, its router link, its request count."""
+    __slots__ = ('index', 'requests', 'link', 'start_us')
+
+    def __init__(self, index):
+        self.index = index
+        self.requests = 0
+        self.link = None
+        self.start_us = 0
+
+
 class Worker(object):
     def __init__(self, conf, app, listeners, scoreboard):
         self.app = app
@@ -68,12 +80,19 @@ class Worker(object):
         self.tx = 0
         self.rt_total = 0
         self.warned_str = False
-        self.stopping = None      # None, 'graceful' (reload: just finish) or 'drain' (shutdown: empty the queue)
-        self.link = None          # the router link this worker holds, if any
+        # None, or why the worker stops: 'graceful' (reload: finish), 'drain' (shutdown: also empty the
+        # queue), 'recycle' (max-requests: finish, then the master starts a fresh worker).
+        self.stopping = None
+        self.threads = conf.get('threads', 1)
+        self.cores = [Core(i) for i in range(self.threads)]
+        self.max_requests = conf.get('maxRequests', 0)
+        # Threads share the totals; a lock keeps them (and their scoreboard copy) consistent.
+        self.lock = threading.Lock() if self.threads > 1 else None
+        self.stop_w = -1
         base = {
             'wsgi.version': (1, 0),
             'wsgi.errors': ErrorStream(),
-            'wsgi.multithread': False,
+            'wsgi.multithread': self.threads > 1,
             'wsgi.multiprocess': conf['processes'] > 1,
             'wsgi.run_once': False,
             'SCRIPT_NAME': '',
@@ -94,13 +113,47 @@ class Worker(object):
         if self.stopping != 'drain':
             self.stopping = 'drain' if signum == _SIGTERM else 'graceful'
 
+    def request_stop(self, why):
+        """A stop decided inside the worker (max-requests); wakes every thread."""
+        if self.stopping is None:
+            self.stopping = why
+        if self.stop_w >= 0:
+            try:
+                os.write(self.stop_w, b'x')
+            except OSError:
+                pass
+
     # ---- the loop ------------------------------------------------------------------------------------------
 
     def serve(self):
-        """Waits with epoll. EPOLLEXCLUSIVE wakes one idle worker per connection (no thundering herd); the
-        signal wakeup pipe makes a stop request end the wait at once."""
+        """One loop per core (thread). Signals reach the main thread through the wakeup pipe; with threads,
+        the main thread only waits for them and passes a stop on to the cores through a shared pipe."""
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        for sock, kind in self.listeners:
+            sock.setblocking(False)
+        if self.threads == 1:
+            self.core_loop(self.cores[0], wake_r, True)
+        else:
+            stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC)
+            threads = [threading.Thread(target=self.core_loop, args=(core, stop_r, False), name='tsgi-core-%d' % core.index,
+                                        daemon=True) for core in self.cores]
+            for t in threads:
+                t.start()
+            while self.stopping is None:
+                select.select([wake_r], [], [])
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+            os.write(self.stop_w, b'x')
+            for t in threads:
+                t.join()
+        if self.stopping == 'drain':
+            self._drain()
+
+    def core_loop(self, core, wake_fd, drain_wake):
+        """Waits with epoll. EPOLLEXCLUSIVE wakes one idle core per connection (no thundering herd)."""
         ep = select.epoll()
         listeners = {}
         armed = set()             # listener fds currently registered with epoll
@@ -116,10 +169,9 @@ class Worker(object):
                 armed.discard(fd)
 
         for sock, kind in self.listeners:
-            sock.setblocking(False)
             listeners[sock.fileno()] = (sock, kind)
             arm(sock.fileno())
-        ep.register(wake_r, select.EPOLLIN)
+        ep.register(wake_fd, select.EPOLLIN)
         link_fd = -1
         stop_seen = False
         poll = ep.poll
@@ -130,24 +182,27 @@ class Worker(object):
                 stop_seen = True
                 for fd in list(armed):
                     disarm(fd)
-                if self.link is not None:
+                if not drain_wake:
+                    ep.unregister(wake_fd)   # the shared stop pipe stays readable: stop listening to it
+                if core.link is not None:
                     try:
-                        self.link.sendall(GOODBYE_FRAME)
+                        core.link.sendall(GOODBYE_FRAME)
                     except OSError:
-                        self._drop_link(ep)
+                        self._drop_link(core, ep)
                         link_fd = -1
-            if stop_seen and self.link is None:
+            if stop_seen and core.link is None:
                 break
             for fd, _ in poll():
-                if fd == wake_r:
-                    try:
-                        os.read(wake_r, 512)
-                    except BlockingIOError:
-                        pass
+                if fd == wake_fd:
+                    if drain_wake:
+                        try:
+                            os.read(wake_fd, 512)
+                        except BlockingIOError:
+                            pass
                     continue
                 if fd == link_fd:
-                    if not self.handle_link_request(self.link):
-                        self._drop_link(ep)
+                    if not self.handle_link_request(core):
+                        self._drop_link(core, ep)
                         link_fd = -1
                         if not stop_seen:
                             for lfd, (lsock, kind) in listeners.items():
@@ -161,44 +216,43 @@ class Worker(object):
                 try:
                     conn, addr = sock.accept()
                 except (BlockingIOError, InterruptedError):
-                    continue   # another worker took it
+                    continue   # another core took it
                 except OSError as e:
                     self.log_error('accept() failed: %s' % e)
                     continue
                 if kind == LINK:
-                    # One link per worker: stop accepting links while this one is held.
+                    # One link per core: stop accepting links while this one is held.
                     disarm(fd)
-                    self.link = conn
+                    core.link = conn
                     try:
                         conn.sendall(hello_frame(self.pid))
                     except OSError:
-                        self._drop_link(ep, registered=False)
+                        self._drop_link(core, ep, registered=False)
                         arm(fd)
                         continue
                     link_fd = conn.fileno()
                     ep.register(link_fd, select.EPOLLIN)
                 else:
-                    self.handle(conn, kind == UWSGI_UNIX)
+                    self.handle(conn, kind == UWSGI_UNIX, core)
                 if self.stopping is not None:
                     break
         ep.close()
-        if self.stopping == 'drain':
-            self._drain()
 
-    def _drop_link(self, ep, registered=True):
+    def _drop_link(self, core, ep, registered=True):
         if registered:
             try:
-                ep.unregister(self.link.fileno())
+                ep.unregister(core.link.fileno())
             except (OSError, ValueError):
                 pass
         try:
-            self.link.close()
+            core.link.close()
         except OSError:
             pass
-        self.link = None
+        core.link = None
 
     def _drain(self):
         """At shutdown: answer the uwsgi connections already queued on the sockets, then stop."""
+        core = self.cores[0]
         for sock, kind in self.listeners:
             if kind == LINK:
                 continue
@@ -207,32 +261,33 @@ class Worker(object):
                     conn, addr = sock.accept()
                 except (BlockingIOError, InterruptedError, OSError):
                     break
-                self.handle(conn, kind == UWSGI_UNIX)
+                self.handle(conn, kind == UWSGI_UNIX, core)
 
     # ---- one request ---------------------------------------------------------------------------------------
 
-    def handle(self, conn, unix):
+    def handle(self, conn, unix, core):
         """A one-shot uwsgi connection: one request, answered as HTTP, then closed."""
         if unix:
             # Accepted Unix connections do not inherit these from the listening socket (TCP ones do).
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.timeout)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.timeout)
         try:
-            self.serve_request(conn.recv, RawOutput(conn), False)
+            self.serve_request(conn.recv, RawOutput(conn), False, core)
         finally:
             try:
                 conn.close()
             except OSError:
                 pass
 
-    def handle_link_request(self, link):
+    def handle_link_request(self, core):
         """One request on the router's link. Returns False when the link is finished."""
+        link = core.link
         try:
-            return self.serve_request(link.recv, LinkOutput(link), True)
+            return self.serve_request(link.recv, LinkOutput(link), True, core)
         except LinkClosed:
             return False
 
-    def serve_request(self, recv, out, on_link):
+    def serve_request(self, recv, out, on_link, core):
         start = time.time()
         try:
             modifier1, modifier2, end, data = read_packet(recv, self.buffer_size)
@@ -255,7 +310,10 @@ class Worker(object):
             self.log_error('bad request: uwsgi modifier1 %d is not a WSGI request (tsgi serves modifier1 0); '
                            'connection closed' % modifier1)
             return False
-        self.scoreboard.busy(start)
+        start_us = int(start * 1000000)
+        core.start_us = start_us
+        line = (environ.get('REQUEST_METHOD', '') + ' ' + environ.get('REQUEST_URI', environ['PATH_INFO'])).encode('latin-1', 'replace')
+        self.scoreboard.busy(core.index, start_us, self.requests, self.exceptions, self.tx, self.rt_total, line)
         cl = environ.get('CONTENT_LENGTH')
         length = 0
         if cl:
@@ -272,14 +330,31 @@ class Worker(object):
         r, healthy = self.run_app(out, environ)
         if body.__class__ is SocketInput and body.unread_bytes():
             healthy = self._discard_body(body) and healthy
-        self.requests += 1
-        self.tx += r.body_bytes
         now = time.time()
         usec = int((now - start) * 1000000)
-        self.rt_total += usec
-        self.scoreboard.idle(self.requests, self.exceptions, self.tx, self.rt_total, now)
+        core.requests += 1
+        core.start_us = 0
+        lock = self.lock
+        if lock is None:
+            self.requests += 1
+            self.tx += r.body_bytes
+            self.rt_total += usec
+            self.scoreboard.idle(0, int(now * 1000000), core.requests, self.requests, self.exceptions, self.tx, self.rt_total, 0)
+            requests = self.requests
+        else:
+            with lock:
+                self.requests += 1
+                self.tx += r.body_bytes
+                self.rt_total += usec
+                oldest = min([c.start_us for c in self.cores if c.start_us] or [0])
+                self.scoreboard.idle(core.index, int(now * 1000000), core.requests, self.requests, self.exceptions,
+                                     self.tx, self.rt_total, oldest)
+                requests = self.requests
         if self.log_requests:
-            self.log_request(environ, nvars, end - 4, start, usec, r)
+            self.log_request(environ, nvars, end - 4, start, usec, r, requests, core.index)
+        if self.max_requests and requests >= self.max_requests and self.stopping is None:
+            self.log_error('recycling after %d requests (max-requests)' % requests)
+            self.request_stop('recycle')
         return healthy
 
     def _discard_body(self, body):
@@ -445,12 +520,12 @@ class Worker(object):
     def log_error(self, message):
         _write_log('[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message))
 
-    def log_request(self, environ, nvars, vars_size, start, usec, r):
-        line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %d msecs (%s %d) %d headers in %d bytes (1 switches on core 0)\n' % (
-            self.pid, self.requests, self.scoreboard.total_requests(), environ.get('REMOTE_ADDR', '-'),
+    def log_request(self, environ, nvars, vars_size, start, usec, r, requests, core):
+        line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %d msecs (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
+            self.pid, requests, self.scoreboard.total_requests(), environ.get('REMOTE_ADDR', '-'),
             environ.get('REMOTE_USER', ''), nvars, vars_size, _ctime(start), environ.get('REQUEST_METHOD', ''),
             environ.get('REQUEST_URI', environ.get('PATH_INFO', '')), r.body_bytes, usec // 1000,
-            environ.get('SERVER_PROTOCOL', ''), r.code, r.header_count, r.header_bytes)
+            environ.get('SERVER_PROTOCOL', ''), r.code, r.header_count, r.header_bytes, core)
         _write_log(line)
 
 

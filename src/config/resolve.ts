@@ -44,6 +44,24 @@ export interface Settings {
   bufferSize: number;
   socketTimeout: number;
   processes: number;
+  threads: number;
+  harakiri: number;
+  harakiriVerbose: boolean;
+  maxRequests: number;
+  maxRequestsDelta: number;
+  maxWorkerLifetime: number;
+  maxWorkerLifetimeDelta: number;
+  reloadOnRss: number;
+  evilReloadOnRss: number;
+  touchReload: string[];
+  touchChainReload: string[];
+  touchLogreopen: string[];
+  masterFifo: string[];
+  logReopen: boolean;
+  logMaxsize: number;
+  stats: string | undefined;
+  statsHttp: boolean;
+  statsMinified: boolean;
   reloadMercy: number;
   workerReloadMercy: number;
   pidfile: string | undefined;
@@ -233,6 +251,24 @@ export function buildSettings(values: OptionValues): Settings {
     bufferSize: values.int('buffer-size'),
     socketTimeout,
     processes: values.int('processes'),
+    threads: values.int('threads'),
+    harakiri: values.int('harakiri'),
+    harakiriVerbose: values.bool('harakiri-verbose'),
+    maxRequests: values.int('max-requests'),
+    maxRequestsDelta: values.int('max-requests-delta'),
+    maxWorkerLifetime: values.int('max-worker-lifetime'),
+    maxWorkerLifetimeDelta: values.int('max-worker-lifetime-delta'),
+    reloadOnRss: values.int('reload-on-rss'),
+    evilReloadOnRss: values.int('evil-reload-on-rss'),
+    touchReload: values.all('touch-reload').map((v) => v.value),
+    touchChainReload: values.all('touch-chain-reload').map((v) => v.value),
+    touchLogreopen: values.all('touch-logreopen').map((v) => v.value),
+    masterFifo: values.all('master-fifo').map((v) => v.value),
+    logReopen: values.bool('log-reopen'),
+    logMaxsize: values.int('log-maxsize'),
+    stats: values.get('stats'),
+    statsHttp: values.bool('stats-http'),
+    statsMinified: values.bool('stats-minified'),
     reloadMercy: values.int('reload-mercy'),
     workerReloadMercy: values.int('worker-reload-mercy'),
     pidfile: values.get('pidfile'),

@@ -11,11 +11,18 @@
  *   SIGTERM         graceful stop: the router stops accepting and answers what it has received, then the
  *                   workers finish what they hold and what is queued on the sockets; exit 0.
  *   SIGINT, SIGQUIT stop at once.
+ *   SIGUSR1         the stats, to the log.
+ *
+ * Once a second the master also looks at its workers (harakiri, memory limits, lifetimes) and at the files
+ * that trigger reloads; the master FIFO's one-letter commands arrive as events too.
  */
 import type { ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
 import type { Settings } from '../config/resolve.js';
 import type { ProcessLog } from './log.js';
+import { memoryOf } from './procinfo.js';
 import type { Scoreboard } from './scoreboard.js';
+import type { WorkerSnapshot } from './stats.js';
 
 export interface WorkerHandle {
   id: number;
@@ -26,6 +33,12 @@ export interface WorkerHandle {
   state: 'starting' | 'ready' | 'stopping';
   spawnedAt: number;
   killTimer: NodeJS.Timeout | undefined;
+  /** The worker this one replaces once it is ready (recycling, chain reload). */
+  replaces: WorkerHandle | undefined;
+  /** A replacement for this worker is starting. */
+  recycling: boolean;
+  /** Why the master killed it (harakiri, memory), for the exit line. */
+  killedFor: string | undefined;
 }
 
 /** What the master needs from the outside world; kept narrow so the loop reads as policy only. */
@@ -38,6 +51,16 @@ export interface MasterHooks {
   reloadSettings(): Settings | string;
   /** Releases sockets, pidfiles and the scoreboard, then ends the process with `status`. */
   finish(status: number): void;
+  /** Reopens the log file (log rotation); returns an error line when it cannot. */
+  reopenLog?(): string | undefined;
+  /** The size of the log file, for log-maxsize. */
+  logSize?(): number;
+  /** Rotates the log file (log-maxsize). */
+  rotateLog?(): string | undefined;
+  /** The stats, as a JSON text, for SIGUSR1 and the FIFO's `s`. */
+  statsText?(): string;
+  /** Start-up, reload and stop milestones (for systemd). */
+  milestone?(what: 'ready' | 'reloading' | 'reloaded' | 'stopping', status: string): void;
 }
 
 interface RouterHandle {
@@ -55,10 +78,13 @@ type MasterEvent =
   | { type: 'respawn'; id: number; generation: number }
   | { type: 'router-ready'; router: RouterHandle }
   | { type: 'router-exit'; router: RouterHandle; code: number | null; signal: NodeJS.Signals | null }
-  | { type: 'router-respawn' };
+  | { type: 'router-respawn' }
+  | { type: 'tick' }
+  | { type: 'command'; letter: string };
 
 const EXIT_APP_FAILED = 22;
 const EXIT_SOCKET_FAILED = 23;
+const EXIT_RECYCLED = 24;
 /** A worker that dies sooner than this after its start counts as a failed start (for back-off). */
 const FAST_DEATH_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
@@ -80,6 +106,15 @@ export class Master {
   private readonly fastDeaths = new Map<number, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private exitStatus = 0;
+  /** Starts and harakiri kills per worker id, for the stats. */
+  private readonly respawns = new Map<number, number>();
+  private readonly harakiris = new Map<number, number>();
+  /** Worker ids still to be replaced, one at a time, by a chain reload. */
+  private chain: number[] | undefined;
+  /** How the old generation is asked to go at the end of this reload. */
+  private retireSignal: NodeJS.Signals = 'SIGHUP';
+  private readonly touchTimes = new Map<string, number>();
+  private ticker: NodeJS.Timeout | undefined;
 
   constructor(
     settings: Settings,
@@ -93,6 +128,13 @@ export class Master {
   start(): void {
     for (let id = 1; id <= this.settings.processes; id++) this.spawn(id, this.generation);
     if (this.hooks.spawnRouter) this.spawnRouter();
+    this.rememberTouchTimes();
+    this.ticker = setInterval(() => this.enqueue({ type: 'tick' }), 1000);
+  }
+
+  /** A master FIFO command. */
+  command(letter: string): void {
+    this.enqueue({ type: 'command', letter });
   }
 
   /** Entry point for signals and child events: record, then let the loop act. */
@@ -148,6 +190,10 @@ export class Master {
       case 'router-respawn':
         if (this.state !== 'stopping' && !this.router) this.spawnRouter();
         return;
+      case 'tick':
+        return this.onTick();
+      case 'command':
+        return this.onCommand(e.letter);
     }
   }
 
@@ -168,8 +214,67 @@ export class Master {
       case 'SIGINT':
       case 'SIGQUIT':
         return this.stopNow(signal);
+      case 'SIGUSR1':
+        return this.logStats();
       default:
         return;
+    }
+  }
+
+  private onCommand(letter: string): void {
+    switch (letter) {
+      case 'r':
+      case 'w':
+        return this.onSignal('SIGHUP');
+      case 'R':
+      case 'W':
+        // Reload without mercy: the old workers are stopped at once when the new ones are ready.
+        if (this.state === 'running') this.beginReload('SIGINT');
+        return;
+      case 'c':
+        if (this.state === 'running') this.beginChainReload();
+        else if (this.state !== 'stopping') this.reloadPending = true;
+        return;
+      case 'q':
+        return this.onSignal('SIGTERM');
+      case 'Q':
+        return this.stopNow('master FIFO Q');
+      case 's':
+        return this.logStats();
+      case 'l':
+        return this.reopenLog('master FIFO l');
+      default:
+        this.log.info(`master FIFO: unknown command '${letter}' (r reload, c chain reload, q graceful stop, Q stop now, s stats, l reopen log)`);
+    }
+  }
+
+  private logStats(): void {
+    if (this.hooks.statsText) this.log.info(`stats:\n${this.hooks.statsText()}`);
+  }
+
+  private reopenLog(why: string): void {
+    const err = this.hooks.reopenLog?.();
+    if (err) {
+      this.log.info(`cannot reopen the log (${why}): ${err}`);
+      return;
+    }
+    this.signalAll('SIGWINCH');
+    this.log.info(`log reopened (${why})`);
+  }
+
+  /** Sends a signal to every worker and the router (log reopening). */
+  private signalAll(signal: NodeJS.Signals): void {
+    for (const w of this.workers.values()) {
+      try {
+        w.child.kill(signal);
+      } catch {
+        /* gone */
+      }
+    }
+    try {
+      this.router?.child.kill(signal);
+    } catch {
+      /* gone */
     }
   }
 
@@ -183,11 +288,12 @@ export class Master {
 
   // ---- workers ---------------------------------------------------------------------------------------------
 
-  private spawn(id: number, generation: number): void {
+  private spawn(id: number, generation: number, replaces?: WorkerHandle): void {
     const slot = this.scoreboard.acquire();
     if (slot === undefined) {
       this.log.info(`no free scoreboard slot for worker ${id}; retrying in 1 second`);
-      this.later(1000, { type: 'respawn', id, generation });
+      if (replaces) replaces.recycling = false;
+      else this.later(1000, { type: 'respawn', id, generation });
       return;
     }
     let child: ChildProcess;
@@ -197,7 +303,8 @@ export class Master {
       this.scoreboard.release(slot);
       this.log.info(`cannot start worker ${id}: ${(err as Error).message}`);
       if (this.state === 'starting') return this.fatal(1);
-      this.later(this.backoff(id), { type: 'respawn', id, generation });
+      if (replaces) replaces.recycling = false;
+      else this.later(this.backoff(id), { type: 'respawn', id, generation });
       return;
     }
     const w: WorkerHandle = {
@@ -209,8 +316,12 @@ export class Master {
       state: 'starting',
       spawnedAt: Date.now(),
       killTimer: undefined,
+      replaces,
+      recycling: false,
+      killedFor: undefined,
     };
     this.workers.set(w.pid, w);
+    this.respawns.set(id, (this.respawns.get(id) ?? 0) + 1);
     const control = child.stdio[3];
     control?.on('data', (chunk: Buffer) => {
       if (chunk.includes(0x52 /* R */)) this.enqueue({ type: 'ready', worker: w });
@@ -234,8 +345,17 @@ export class Master {
   private onReady(w: WorkerHandle): void {
     if (w.state !== 'starting' || !this.workers.has(w.pid)) return;
     w.state = 'ready';
+    const old = w.replaces;
+    if (old) {
+      // A replacement serves: the worker it replaces may go now.
+      w.replaces = undefined;
+      if (this.workers.has(old.pid) && old.state !== 'stopping') this.retire(old, this.retireSignal, this.settings.workerReloadMercy);
+    }
     if (this.state === 'starting') this.checkStarted();
-    else if (this.state === 'reloading' && w.generation === this.generation && this.allReady(this.generation)) this.finishReload();
+    else if (this.state === 'reloading' && w.generation === this.generation) {
+      if (this.chain) this.chainNext();
+      else if (this.allReady(this.generation)) this.finishReload();
+    }
   }
 
   /** Start-up is over once every worker is ready and the router (if any) listens. */
@@ -244,6 +364,7 @@ export class Master {
     if (this.hooks.spawnRouter && !this.router?.ready) return;
     this.state = 'running';
     this.log.info(`ready: ${this.settings.processes} worker(s) serving${this.router ? ', router listening' : ''} (master pid: ${process.pid})`);
+    this.hooks.milestone?.('ready', `${this.settings.processes} workers serving`);
     if (this.reloadPending) {
       this.reloadPending = false;
       this.beginReload();
@@ -264,7 +385,7 @@ export class Master {
     if (!this.workers.delete(w.pid)) return;
     if (w.killTimer) clearTimeout(w.killTimer);
     this.scoreboard.release(w.slot);
-    const how = signal ? `killed by ${signal}` : `exited with status ${code}`;
+    const how = w.killedFor ? `killed (${w.killedFor})` : signal ? `killed by ${signal}` : `exited with status ${code}`;
 
     if (this.state === 'stopping') {
       this.log.info(`worker ${w.id} (pid: ${w.pid}) stopped (${how})`);
@@ -286,14 +407,34 @@ export class Master {
       this.log.info(`worker ${w.id} (pid: ${w.pid}, generation ${w.generation}) ${how}; not respawned, a reload replaces it`);
       return;
     }
+    if (w.recycling) {
+      // Its replacement is on the way: nothing to start.
+      this.log.info(`worker ${w.id} (pid: ${w.pid}) ${how}; its replacement is starting`);
+      return;
+    }
+    if (code === EXIT_RECYCLED) {
+      this.log.info(`worker ${w.id} (pid: ${w.pid}) recycled itself (max-requests); respawning`);
+      this.fastDeaths.set(w.id, 0);
+      return this.spawn(w.id, w.generation);
+    }
+    if (w.killedFor) this.fastDeaths.set(w.id, 0);
     const lived = Date.now() - w.spawnedAt;
-    const fast = lived < FAST_DEATH_MS || w.state === 'starting';
+    const fast = !w.killedFor && (lived < FAST_DEATH_MS || w.state === 'starting');
     this.fastDeaths.set(w.id, fast ? (this.fastDeaths.get(w.id) ?? 0) + 1 : 0);
     const delay = this.backoff(w.id);
     this.log.info(
       `worker ${w.id} (pid: ${w.pid}) ${how}${appFailed ? ' (app failed to load)' : ''}; ` +
         (delay ? `respawning in ${delay / 1000} s (it keeps dying at start)` : 'respawning'),
     );
+    if (w.replaces) {
+      // A replacement that failed: try again (with back-off); the worker it replaces keeps serving meanwhile.
+      const old = w.replaces;
+      if (delay) {
+        old.recycling = false; // the next check will start another replacement
+        return;
+      }
+      return this.spawn(w.id, w.generation, old);
+    }
     if (delay) this.later(delay, { type: 'respawn', id: w.id, generation: w.generation });
     else this.spawn(w.id, w.generation);
   }
@@ -342,27 +483,62 @@ export class Master {
 
   // ---- reload ----------------------------------------------------------------------------------------------
 
-  private beginReload(): void {
+  /** Reads the configuration again and opens a new generation; false when the reload is refused. */
+  private prepareReload(kind: string): boolean {
     const next = this.hooks.reloadSettings();
     if (typeof next === 'string') {
       this.log.info(`reload refused, still serving with the previous configuration: ${next}`);
-      return;
+      return false;
     }
+    if (this.settings.logReopen) this.reopenLog('log-reopen on reload');
     this.settings = next;
     this.state = 'reloading';
     this.generation++;
     this.fastDeaths.clear();
-    this.log.info(`graceful reload: starting ${next.processes} new worker(s) (generation ${this.generation})`);
-    for (let id = 1; id <= next.processes; id++) this.spawn(id, this.generation);
+    this.hooks.milestone?.('reloading', `${kind} to generation ${this.generation}`);
+    return true;
+  }
+
+  private beginReload(retireSignal: NodeJS.Signals = 'SIGHUP'): void {
+    if (!this.prepareReload('graceful reload')) return;
+    this.retireSignal = retireSignal;
+    this.chain = undefined;
+    this.log.info(`graceful reload: starting ${this.settings.processes} new worker(s) (generation ${this.generation})`);
+    for (let id = 1; id <= this.settings.processes; id++) this.spawn(id, this.generation);
+  }
+
+  /** Chain reload: replace the workers one at a time, each new one serving before the old one stops. */
+  private beginChainReload(): void {
+    if (!this.prepareReload('chain reload')) return;
+    this.retireSignal = 'SIGHUP';
+    this.chain = Array.from({ length: this.settings.processes }, (_, i) => i + 1);
+    this.log.info(`chain reload: replacing ${this.settings.processes} worker(s) one at a time (generation ${this.generation})`);
+    this.chainNext();
+  }
+
+  private chainNext(): void {
+    const id = this.chain?.shift();
+    if (id === undefined) {
+      this.chain = undefined;
+      return this.finishReload();
+    }
+    let old: WorkerHandle | undefined;
+    for (const w of this.workers.values()) {
+      if (w.id === id && w.generation < this.generation && w.state !== 'stopping') old = w;
+    }
+    if (old) old.recycling = true;
+    this.spawn(id, this.generation, old);
   }
 
   private finishReload(): void {
     this.state = 'running';
     for (const w of this.workers.values()) {
-      if (w.generation < this.generation) this.retire(w, 'SIGHUP', this.settings.workerReloadMercy);
+      if (w.generation < this.generation && w.state !== 'stopping') this.retire(w, this.retireSignal, this.settings.workerReloadMercy);
     }
+    this.retireSignal = 'SIGHUP';
+    this.hooks.milestone?.('reloaded', `generation ${this.generation} serving`);
     // The router keeps one link per worker.
-    this.router?.child.send?.({ type: 'links', links: this.settings.processes });
+    this.router?.child.send?.({ type: 'links', links: this.settings.processes * this.settings.threads });
     this.log.info(`graceful reload done: generation ${this.generation} serving`);
     if (this.reloadPending) {
       this.reloadPending = false;
@@ -374,7 +550,9 @@ export class Master {
     this.log.info(`reload failed: ${why}; the previous workers keep serving`);
     for (const w of this.workers.values()) {
       if (w.generation === this.generation) this.retire(w, 'SIGKILL', 0);
+      else w.recycling = false;
     }
+    this.chain = undefined;
     this.generation--;
     this.state = 'running';
   }
@@ -396,11 +574,143 @@ export class Master {
     }
   }
 
+  // ---- once a second ---------------------------------------------------------------------------------------
+
+  private onTick(): void {
+    if (this.state === 'stopping') return;
+    const now = Date.now();
+    const s = this.settings;
+    for (const w of [...this.workers.values()]) {
+      if (w.killedFor || w.state === 'starting') continue;
+      if (s.harakiri > 0) this.checkHarakiri(w, now);
+      if (w.killedFor) continue;
+      if (s.evilReloadOnRss > 0 || s.reloadOnRss > 0) {
+        const mb = memoryOf(w.pid).rss / (1024 * 1024);
+        if (s.evilReloadOnRss > 0 && mb > s.evilReloadOnRss) {
+          this.kill(w, `evil-reload-on-rss: ${Math.round(mb)} MB > ${s.evilReloadOnRss} MB`);
+          continue;
+        }
+        if (s.reloadOnRss > 0 && mb > s.reloadOnRss) this.recycle(w, `reload-on-rss: ${Math.round(mb)} MB > ${s.reloadOnRss} MB`);
+      }
+      const lifetime = s.maxWorkerLifetime > 0 ? (s.maxWorkerLifetime + w.id * s.maxWorkerLifetimeDelta) * 1000 : 0;
+      if (lifetime && now - w.spawnedAt > lifetime) this.recycle(w, `max-worker-lifetime: ${Math.round((now - w.spawnedAt) / 1000)} s`);
+    }
+    this.checkTouchFiles();
+    if (s.logMaxsize > 0 && this.hooks.logSize && this.hooks.logSize() > s.logMaxsize) {
+      const err = this.hooks.rotateLog?.();
+      if (err) this.log.info(`cannot rotate the log (log-maxsize): ${err}`);
+      else {
+        this.signalAll('SIGWINCH');
+        this.log.info(`log rotated (log-maxsize ${s.logMaxsize})`);
+      }
+    }
+  }
+
+  private checkHarakiri(w: WorkerHandle, now: number): void {
+    const slot = this.scoreboard.read(w.slot);
+    for (const core of slot.cores) {
+      if (core.requestStartMs === 0) continue;
+      const ran = (now - core.requestStartMs) / 1000;
+      if (ran <= this.settings.harakiri) continue;
+      this.harakiris.set(w.id, (this.harakiris.get(w.id) ?? 0) + 1);
+      this.log.info(`harakiri: worker ${w.id} (pid: ${w.pid}) killed: "${core.request}" ran for ${ran.toFixed(1)} s (harakiri ${this.settings.harakiri})`);
+      if (this.settings.harakiriVerbose) {
+        // The worker prints every thread's stack on SIGUSR2 (faulthandler); then it is killed.
+        try {
+          w.child.kill('SIGUSR2');
+        } catch {
+          /* gone */
+        }
+        w.killedFor = 'harakiri';
+        setTimeout(() => w.child.kill('SIGKILL'), 300);
+      } else this.kill(w, 'harakiri');
+      return;
+    }
+  }
+
+  private kill(w: WorkerHandle, why: string): void {
+    if (!w.killedFor) this.log.info(`worker ${w.id} (pid: ${w.pid}) killed now: ${why}`);
+    w.killedFor = why;
+    try {
+      w.child.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+
+  /** Replaces a serving worker without losing capacity: a new one starts, the old one goes once it is ready. */
+  private recycle(w: WorkerHandle, reason: string): void {
+    if (w.state !== 'ready' || w.recycling || this.state !== 'running') return;
+    w.recycling = true;
+    this.log.info(`recycling worker ${w.id} (pid: ${w.pid}): ${reason}; its replacement starts first`);
+    this.spawn(w.id, w.generation, w);
+  }
+
+  private mtime(path: string): number {
+    try {
+      return statSync(path).mtimeMs;
+    } catch {
+      return 0;
+    }
+  }
+
+  private rememberTouchTimes(): void {
+    const s = this.settings;
+    for (const f of [...s.touchReload, ...s.touchChainReload, ...s.touchLogreopen]) this.touchTimes.set(f, this.mtime(f));
+  }
+
+  private touched(files: readonly string[]): string | undefined {
+    let hit: string | undefined;
+    for (const f of files) {
+      const t = this.mtime(f);
+      const before = this.touchTimes.get(f);
+      this.touchTimes.set(f, t);
+      if (before !== undefined && t !== before && t !== 0) hit = f;
+    }
+    return hit;
+  }
+
+  private checkTouchFiles(): void {
+    const s = this.settings;
+    const logFile = this.touched(s.touchLogreopen);
+    if (logFile) this.reopenLog(`touch-logreopen ${logFile}`);
+    if (this.state !== 'running') return;
+    const reload = this.touched(s.touchReload);
+    const chain = this.touched(s.touchChainReload);
+    if (reload) {
+      this.log.info(`touch-reload: ${reload} changed`);
+      this.beginReload();
+    } else if (chain) {
+      this.log.info(`touch-chain-reload: ${chain} changed`);
+      this.beginChainReload();
+    }
+    if (this.state !== 'running') this.rememberTouchTimes();
+  }
+
+  /** The workers as the stats see them. */
+  snapshotWorkers(): WorkerSnapshot[] {
+    return [...this.workers.values()]
+      .sort((a, b) => a.id - b.id || a.generation - b.generation)
+      .map((w) => ({
+        id: w.id,
+        pid: w.pid,
+        state: w.state,
+        spawnedAtMs: w.spawnedAt,
+        respawns: this.respawns.get(w.id) ?? 1,
+        harakiriCount: this.harakiris.get(w.id) ?? 0,
+        slot: this.scoreboard.read(w.slot),
+        ...memoryOf(w.pid),
+      }));
+  }
+
   // ---- stopping --------------------------------------------------------------------------------------------
 
   private cancelTimers(): void {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+    this.hooks.milestone?.('stopping', 'stopping');
   }
 
   private stopGracefully(): void {
