@@ -13,7 +13,7 @@
  *   SIGINT, SIGQUIT stop at once.
  *   SIGUSR1         the stats, to the log.
  *
- * Once a second the master also looks at its workers (harakiri, memory limits, lifetimes) and at the files
+ * Twice a second the master also looks at its workers (harakiri, memory limits, lifetimes) and at the files
  * that trigger reloads; the master FIFO's one-letter commands arrive as events too.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -51,6 +51,12 @@ export interface MasterHooks {
   reloadSettings(): Settings | string;
   /** Releases sockets, pidfiles and the scoreboard, then ends the process with `status`. */
   finish(status: number): void;
+  /**
+   * A graceful stop begins: the master lets go of its copies of the listening sockets (and, with vacuum,
+   * the Unix socket files), so that once the workers and the router have emptied the queues and closed
+   * theirs, new clients are refused instead of queued with nobody to answer them.
+   */
+  releaseListeners?(): void;
   /** Reopens the log file (log rotation); returns an error line when it cannot. */
   reopenLog?(): string | undefined;
   /** The size of the log file, for log-maxsize. */
@@ -85,6 +91,8 @@ type MasterEvent =
 const EXIT_APP_FAILED = 22;
 const EXIT_SOCKET_FAILED = 23;
 const EXIT_RECYCLED = 24;
+/** How often the master looks at its workers and at the touch files (harakiri's precision). */
+const TICK_MS = 500;
 /** A worker that dies sooner than this after its start counts as a failed start (for back-off). */
 const FAST_DEATH_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
@@ -129,7 +137,7 @@ export class Master {
     for (let id = 1; id <= this.settings.processes; id++) this.spawn(id, this.generation);
     if (this.hooks.spawnRouter) this.spawnRouter();
     this.rememberTouchTimes();
-    this.ticker = setInterval(() => this.enqueue({ type: 'tick' }), 1000);
+    this.ticker = setInterval(() => this.enqueue({ type: 'tick' }), TICK_MS);
   }
 
   /** A master FIFO command. */
@@ -574,7 +582,7 @@ export class Master {
     }
   }
 
-  // ---- once a second ---------------------------------------------------------------------------------------
+  // ---- every tick ---------------------------------------------------------------------------------------
 
   private onTick(): void {
     if (this.state === 'stopping') return;
@@ -716,6 +724,7 @@ export class Master {
   private stopGracefully(): void {
     this.state = 'stopping';
     this.cancelTimers();
+    this.hooks.releaseListeners?.();
     if (this.router) {
       // The router first: it answers every request it has received (workers still serve them), then exits.
       this.stopPhase = 'router';

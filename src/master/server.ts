@@ -163,6 +163,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
         return next;
       },
+      releaseListeners: () => closeSockets(boundSockets, settings.vacuum),
       finish: (status) => {
         if (finished) return;
         finished = true;

@@ -36,6 +36,8 @@ export interface BoundSocket {
   path: string | undefined;
   /** host:port actually bound (the port is resolved when :0 was asked for). */
   name: string;
+  /** The master has let go of its handle. */
+  closed?: boolean;
 }
 
 export class SocketError extends Error {
@@ -181,6 +183,8 @@ function applyOwnership(b: BoundSocket, own: SocketOwnership): void {
 export function closeSockets(bound: readonly BoundSocket[], vacuum: boolean): void {
   for (const b of bound) {
     if (b.path && !vacuum) continue;
+    if (b.closed) continue;
+    b.closed = true;
     try {
       b.handle.close();
     } catch {

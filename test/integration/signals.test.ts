@@ -94,10 +94,11 @@ test('a reload whose new app does not load keeps the old workers serving', async
     tsgi.kill('SIGHUP');
     await tsgi.waitFor(/reload failed: the new app could not be loaded \(traceback above\); the previous workers keep serving/);
     assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'version 1');
-    writeFiles(dir, { 'wsgi.py': 'def application(e, s):\n    s("200 OK", [])\n    return [b"version 2"]\n' });
+    // A different size too: Python's bytecode cache trusts (mtime in seconds, size) of the source.
+    writeFiles(dir, { 'wsgi.py': 'def application(e, s):\n    s("200 OK", [])\n    return [b"version 2, reloaded"]\n' });
     tsgi.kill('SIGHUP');
-    await tsgi.waitFor(/graceful reload done/);
-    assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'version 2');
+    await tsgi.waitFor(/graceful reload done[\s\S]*retired[\s\S]*retired/);
+    assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'version 2, reloaded');
   } finally {
     await stopProcess(tsgi);
   }
