@@ -361,8 +361,9 @@ export class Master {
     }
     if (this.state === 'starting') this.checkStarted();
     else if (this.state === 'reloading' && w.generation === this.generation) {
-      if (this.chain) this.chainNext();
-      else if (this.allReady(this.generation)) this.finishReload();
+      // In a chain reload the next worker starts when the old one it replaced has gone (see onExit).
+      if (this.chain && !old) this.chainNext();
+      else if (!this.chain && this.allReady(this.generation)) this.finishReload();
     }
   }
 
@@ -401,6 +402,7 @@ export class Master {
     }
     if (w.state === 'stopping') {
       this.log.info(`worker ${w.id} (pid: ${w.pid}, generation ${w.generation}) retired (${how})`);
+      if (this.state === 'reloading' && this.chain && w.generation < this.generation) this.chainNext();
       return;
     }
     const appFailed = code === EXIT_APP_FAILED;
