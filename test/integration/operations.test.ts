@@ -266,3 +266,34 @@ test('SIGUSR1 writes the stats to the log', async () => {
     await stopProcess(tsgi);
   }
 });
+
+test('tsgi top shows the workers live in a real terminal (tmux)', { skip: existsSync('/usr/bin/tmux') ? false : 'tmux is not installed (scripts/test-all installs it)' }, async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { tsgiBin } = await import('../helpers/paths.js');
+  const dir = tempDir();
+  const sock = join(dir, 'top.sock');
+  const statsSock = join(dir, 'stats.sock');
+  const tsgi = await startTsgi(['-s', sock, '-p', '2', '--stats', statsSock, '--wsgi-file', APP], { env });
+  const session = `tsgi-top-${process.pid}`;
+  try {
+    for (let i = 0; i < 7; i++) await uwsgiRequest(sock, getVars('/seen'));
+    const r = spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '30', `${process.execPath} ${tsgiBin} top ${statsSock}`], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const pids = childPids(tsgi.pid);
+    let screen = '';
+    for (let i = 0; i < 100; i++) {
+      screen = spawnSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' }).stdout;
+      if (pids.every((p) => screen.includes(String(p))) && /req\/s/.test(screen)) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.match(screen, /tsgi top - .*stats\.sock/);
+    assert.match(screen, /WID\s+PID\s+STATUS\s+REQ\s+RPS/);
+    for (const p of pids) assert.ok(screen.includes(String(p)), `worker pid ${p} on screen:\n${screen}`);
+    const total = [...screen.matchAll(/^\s+\d\s+\d+\s+\w+\s+(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    assert.equal(total, 7, `the request counts add up to 7:\n${screen}`);
+    spawnSync('tmux', ['send-keys', '-t', session, 'q']);
+  } finally {
+    spawnSync('tmux', ['kill-session', '-t', session]);
+    await stopProcess(tsgi);
+  }
+});
