@@ -173,6 +173,7 @@ class Worker(object):
             arm(sock.fileno())
         ep.register(wake_fd, select.EPOLLIN)
         link_fd = -1
+        kept = {}                 # fd -> (connection, unix): front-server connections kept alive, oldest first
         stop_seen = False
         poll = ep.poll
         while True:
@@ -184,6 +185,11 @@ class Worker(object):
                     disarm(fd)
                 if not drain_wake:
                     ep.unregister(wake_fd)   # the shared stop pipe stays readable: stop listening to it
+                for fd, (conn, unix) in list(kept.items()):
+                    # Idle kept connections may be closed at any time; the front server retries.
+                    ep.unregister(fd)
+                    conn.close()
+                kept.clear()
                 if core.link is not None:
                     try:
                         core.link.sendall(GOODBYE_FRAME)
@@ -209,6 +215,14 @@ class Worker(object):
                                 if kind == LINK:
                                     arm(lfd)
                     continue
+                if fd in kept:
+                    conn, unix = kept.pop(fd)
+                    ep.unregister(fd)
+                    if self.handle(conn, unix, core, False) and self.stopping is None:
+                        self._keep(ep, kept, conn, unix)
+                    if self.stopping is not None:
+                        break
+                    continue
                 entry = listeners.get(fd)
                 if entry is None or fd not in armed:
                     continue
@@ -232,11 +246,27 @@ class Worker(object):
                         continue
                     link_fd = conn.fileno()
                     ep.register(link_fd, select.EPOLLIN)
-                else:
-                    self.handle(conn, kind == UWSGI_UNIX, core)
+                elif self.handle(conn, kind == UWSGI_UNIX, core) and self.stopping is None:
+                    self._keep(ep, kept, conn, kind == UWSGI_UNIX)
                 if self.stopping is not None:
                     break
+        for conn, unix in kept.values():
+            conn.close()
         ep.close()
+
+    MAX_KEPT = 8
+
+    def _keep(self, ep, kept, conn, unix):
+        """Holds a kept-alive connection for its next request; the least recently used idle one goes when a
+        core holds too many (a request sent on it is retried by the front server on a new connection)."""
+        fd = conn.fileno()
+        kept[fd] = (conn, unix)
+        ep.register(fd, select.EPOLLIN)
+        if len(kept) > self.MAX_KEPT:
+            old_fd = next(iter(kept))
+            old, _ = kept.pop(old_fd)
+            ep.unregister(old_fd)
+            old.close()
 
     def _drop_link(self, core, ep, registered=True):
         if registered:
@@ -265,19 +295,26 @@ class Worker(object):
 
     # ---- one request ---------------------------------------------------------------------------------------
 
-    def handle(self, conn, unix, core):
-        """A one-shot uwsgi connection: one request, answered as HTTP, then closed."""
-        if unix:
+    def handle(self, conn, unix, core, fresh=True):
+        """A uwsgi connection: one request, answered as HTTP, then closed — unless the front server asked
+        for tsgi's keep-alive and the response allowed it. Returns True when the connection is kept."""
+        if unix and fresh:
             # Accepted Unix connections do not inherit these from the listening socket (TCP ones do).
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.timeout)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.timeout)
+        out = RawOutput(conn)
+        keep = False
         try:
-            self.serve_request(conn.recv, RawOutput(conn), False, core)
+            keep = self.serve_request(conn.recv, out, False, core, not fresh) is True and out.reusable()
+        except LinkClosed:
+            keep = False
         finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+            if not keep:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+        return keep
 
     def handle_link_request(self, core):
         """One request on the router's link. Returns False when the link is finished."""
@@ -287,14 +324,16 @@ class Worker(object):
         except LinkClosed:
             return False
 
-    def serve_request(self, recv, out, on_link, core):
+    def serve_request(self, recv, out, on_link, core, quiet_eof=False):
+        """Reads one request, runs the app, sends the response. `quiet_eof`: an end of stream before the request
+        is the normal end of a kept connection, not worth a log line."""
         start = time.time()
         try:
             modifier1, modifier2, end, data = read_packet(recv, self.buffer_size)
             environ = self.base_environ.copy()
             nvars = parse_vars(data, end, environ)
         except BadPacket as e:
-            if on_link and e.args and e.args[0].startswith('connection closed'):
+            if (on_link or quiet_eof) and e.args and e.args[0].startswith('connection closed'):
                 raise LinkClosed()
             self.log_error('bad request: %s; connection closed' % e)
             return False
@@ -302,7 +341,7 @@ class Worker(object):
             self.log_error('bad request: no complete uwsgi request within socket-timeout; connection closed')
             return False
         except OSError as e:
-            if on_link:
+            if on_link or quiet_eof:
                 raise LinkClosed()
             self.log_error('bad request: %s; connection closed' % e)
             return False
@@ -327,6 +366,9 @@ class Worker(object):
             https = environ.get('HTTPS')
             scheme = 'https' if (https and https.lower() in ('on', '1', 'yes')) else environ.get('REQUEST_SCHEME', 'http')
         environ['wsgi.url_scheme'] = scheme
+        if not on_link and environ.get('TSGI_KEEPALIVE') == '1':
+            out.keepalive = True
+            out.bodiless = environ.get('REQUEST_METHOD') == 'HEAD'
         r, healthy = self.run_app(out, environ)
         if body.__class__ is SocketInput and body.unread_bytes():
             healthy = self._discard_body(body) and healthy
