@@ -13,6 +13,8 @@ import { TSGI_VERSION } from '../version.js';
 import { Master, type MasterHooks } from './arbiter.js';
 import { MasterFifo } from './fifo.js';
 import { tcpListenQueue } from './procinfo.js';
+import { takeInheritedSockets } from './activation.js';
+import { SystemdNotifier } from '../systemd/notify.js';
 import { statsJson, type MasterSnapshot } from './stats.js';
 import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
@@ -109,6 +111,18 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         throw new StartupError(`chdir ${settings.chdir}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (err as Error).message}`);
       }
     }
+    const inherited = takeInheritedSockets(process.env);
+    if (settings.sockets.length === 0 && inherited.length) {
+      // Socket activation with nothing configured: serve every socket systemd passed (named http → HTTP).
+      settings.sockets = inherited.map((s) => ({
+        address: s.address ?? { kind: 'unix', path: `fd${s.fd}` },
+        text: s.name,
+        protocol: s.name === 'http' ? 'http' : 'uwsgi',
+        option: 'LISTEN_FDS',
+        timeout: settings.socketTimeout,
+        origin: { kind: 'env', name: 'LISTEN_FDS' },
+      }));
+    }
     if (settings.sockets.length === 0) throw new StartupError('no socket to serve on: set socket = ADDR (e.g. socket = /run/tsgi/app.sock or :3031)');
     if (!settings.python.module && !settings.python.wsgiFile) throw new StartupError('no app to serve: set module = MODULE[:CALLABLE] or wsgi-file = FILE');
     const interpreter = resolveInterpreter(settings, process.env);
@@ -117,7 +131,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     } catch (err) {
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }
-    sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket });
+    sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket }, inherited);
+    for (const s of inherited) if (!s.used) log.info(`socket activation: ${s.name} (fd ${s.fd}) matches no configured socket; not served`);
     const uwsgiSockets = sockets.filter((b) => b.spec.protocol === 'uwsgi');
     const httpSockets = sockets.filter((b) => b.spec.protocol === 'http');
     if (httpSockets.length) link = bindLinkSocket(targetOwner(settings));
@@ -131,7 +146,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const boundSockets = sockets;
     process.title = 'tsgi master';
     processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, python ${interpreter}`);
-    for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} bound (fd ${b.fd})`);
+    for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} ${b.inherited ? 'passed by systemd' : 'bound'} (fd ${b.fd})`);
+    const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
     let finished = false;
     let stats: StatsServer | undefined;
@@ -210,6 +226,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       logSize: () => processLog.size(),
       rotateLog: () => processLog.rotate(),
       statsText: () => statsJson(snapshot(), true),
+      milestone: (what: 'ready' | 'reloading' | 'reloaded' | 'stopping', status: string) => systemd.milestone(what, status),
     });
     if (settings.stats) {
       stats = new StatsServer(settings.stats, { http: settings.statsHttp, minified: settings.statsMinified }, snapshot);
