@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 
+from .logformat import LogContext, client_address, compile_format
 from .output import GOODBYE_FRAME, LinkOutput, RawOutput, hello_frame
 from .protocol import BadPacket, parse_vars, read_packet
 from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
@@ -73,6 +74,8 @@ class Worker(object):
         self.buffer_size = conf['bufferSize']
         self.timeout = struct.pack('ll', conf['socketTimeout'], 0)
         self.log_requests = not conf['disableLogging']
+        self.x_forwarded_for = conf.get('logXForwardedFor', False)
+        self.log_format = compile_format(conf['logFormat']) if conf.get('logFormat') else None
         self.strict = conf['strict']
         self.catch_exceptions = conf['catchExceptions']
         self.requests = 0
@@ -563,8 +566,22 @@ class Worker(object):
         _write_log('[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message))
 
     def log_request(self, environ, nvars, vars_size, start, usec, r, requests, core):
+        if self.log_format is not None:
+            c = LogContext()
+            c.environ = environ
+            c.r = r
+            c.start = start
+            c.usec = usec
+            c.addr = client_address(environ, self.x_forwarded_for)
+            c.pid = self.pid
+            c.worker_id = self.worker_id
+            c.core = core
+            c.nvars = nvars
+            c.pktsize = vars_size
+            _write_log(self.log_format(c) + '\n')
+            return
         line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %d msecs (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
-            self.pid, requests, self.scoreboard.total_requests(), environ.get('REMOTE_ADDR', '-'),
+            self.pid, requests, self.scoreboard.total_requests(), client_address(environ, self.x_forwarded_for) or '-',
             environ.get('REMOTE_USER', ''), nvars, vars_size, _ctime(start), environ.get('REQUEST_METHOD', ''),
             environ.get('REQUEST_URI', environ.get('PATH_INFO', '')), r.body_bytes, usec // 1000,
             environ.get('SERVER_PROTOCOL', ''), r.code, r.header_count, r.header_bytes, core)

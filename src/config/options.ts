@@ -168,6 +168,9 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'reopen the log file when FILE is touched (e.g. from logrotate)' }),
   declare({ name: 'log-maxsize', kind: 'int', default: '0', min: 0, meta: 'BYTES', section: 'Logging',
     help: 'rotate the logto file when it grows past BYTES: renamed to FILE.TIMESTAMP, a new one opened (0: never)' }),
+  declare({ name: 'log-format', aliases: ['logformat'], kind: 'string', meta: 'TEMPLATE', section: 'Logging',
+    help: "request log line with uWSGI's variables, %(addr) %(method) %(uri) %(status) %(msecs) %(size) %(referer) %(uagent) %(ltime) ...; a template starting with { is a JSON log whose values are always escaped" }),
+  bool('log-x-forwarded-for', 'Logging', 'log the first X-Forwarded-For address as %(addr) instead of REMOTE_ADDR'),
   bool('disable-logging', 'Logging', 'do not log requests (errors are still logged)', { short: 'L' }),
 ];
 

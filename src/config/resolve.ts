@@ -73,6 +73,8 @@ export interface Settings {
   needApp: boolean;
   python: PythonSettings;
   logto: string | undefined;
+  logFormat: string | undefined;
+  logXForwardedFor: boolean;
   disableLogging: boolean;
   strict: boolean;
   showConfig: boolean;
@@ -197,6 +199,23 @@ export function checkEntries(entries: readonly Entry[], placeholders: ReadonlySe
   return values;
 }
 
+/** The request variables `log-format` knows (uWSGI's names), besides %(var.NAME). */
+export const LOG_FORMAT_VARIABLES = new Set(['uri', 'method', 'user', 'host', 'proto', 'uagent', 'referer', 'addr', 'status', 'micros', 'msecs',
+  'secs', 'time', 'ctime', 'ltime', 'epoch', 'size', 'rsize', 'hsize', 'headers', 'cl', 'pid', 'wid', 'core', 'switches', 'vars', 'pktsize',
+  'modifier1', 'modifier2', 'rss', 'vsz', 'rssM', 'vszM']);
+
+function checkLogFormat(values: OptionValues): string | undefined {
+  const format = values.get('log-format');
+  if (format === undefined) return undefined;
+  for (const m of format.matchAll(/%\(([^)]*)\)/g)) {
+    const name = m[1]!;
+    if (!LOG_FORMAT_VARIABLES.has(name) && !name.startsWith('var.')) {
+      throw new ConfigError('BAD_VALUE', `unknown variable %(${name}) (known: ${[...LOG_FORMAT_VARIABLES].join(' ')}, var.NAME)`, values.origin('log-format'), 'log-format');
+    }
+  }
+  return format;
+}
+
 const PYTHON_PLUGIN = /^python(3(\d+)?)?$/;
 
 function checkPlugins(values: OptionValues): void {
@@ -288,6 +307,8 @@ export function buildSettings(values: OptionValues): Settings {
       catchExceptions: values.bool('catch-exceptions'),
     },
     logto: values.get('logto'),
+    logFormat: checkLogFormat(values),
+    logXForwardedFor: values.bool('log-x-forwarded-for'),
     disableLogging: values.bool('disable-logging'),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),

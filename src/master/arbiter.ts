@@ -86,6 +86,7 @@ type MasterEvent =
   | { type: 'router-exit'; router: RouterHandle; code: number | null; signal: NodeJS.Signals | null }
   | { type: 'router-respawn' }
   | { type: 'tick' }
+  | { type: 'chain-next' }
   | { type: 'command'; letter: string };
 
 const EXIT_APP_FAILED = 22;
@@ -119,10 +120,13 @@ export class Master {
   private readonly harakiris = new Map<number, number>();
   /** Worker ids still to be replaced, one at a time, by a chain reload. */
   private chain: number[] | undefined;
+  /** The old worker whose exit lets the chain reload go on to the next id. */
+  private chainWaiting: WorkerHandle | undefined;
   /** How the old generation is asked to go at the end of this reload. */
   private retireSignal: NodeJS.Signals = 'SIGHUP';
   private readonly touchTimes = new Map<string, number>();
   private ticker: NodeJS.Timeout | undefined;
+  private harakiriTimer: NodeJS.Timeout | undefined;
 
   constructor(
     settings: Settings,
@@ -200,6 +204,9 @@ export class Master {
         return;
       case 'tick':
         return this.onTick();
+      case 'chain-next':
+        if (this.state === 'reloading' && this.chain) this.chainNext();
+        return;
       case 'command':
         return this.onCommand(e.letter);
     }
@@ -362,7 +369,7 @@ export class Master {
     if (this.state === 'starting') this.checkStarted();
     else if (this.state === 'reloading' && w.generation === this.generation) {
       // In a chain reload the next worker starts when the old one it replaced has gone (see onExit).
-      if (this.chain && !old) this.chainNext();
+      if (this.chain && !this.chainWaiting) this.chainNext();
       else if (!this.chain && this.allReady(this.generation)) this.finishReload();
     }
   }
@@ -395,6 +402,12 @@ export class Master {
     if (w.killTimer) clearTimeout(w.killTimer);
     this.scoreboard.release(w.slot);
     const how = w.killedFor ? `killed (${w.killedFor})` : signal ? `killed by ${signal}` : `exited with status ${code}`;
+    if (this.chainWaiting === w) {
+      // The chain reload goes on once the old worker is gone and its replacement serves.
+      this.chainWaiting = undefined;
+      const replaced = [...this.workers.values()].some((x) => x.id === w.id && x.generation === this.generation && x.state === 'ready');
+      if (replaced) setImmediate(() => this.enqueue({ type: 'chain-next' }));
+    }
 
     if (this.state === 'stopping') {
       this.log.info(`worker ${w.id} (pid: ${w.pid}) stopped (${how})`);
@@ -402,7 +415,6 @@ export class Master {
     }
     if (w.state === 'stopping') {
       this.log.info(`worker ${w.id} (pid: ${w.pid}, generation ${w.generation}) retired (${how})`);
-      if (this.state === 'reloading' && this.chain && w.generation < this.generation) this.chainNext();
       return;
     }
     const appFailed = code === EXIT_APP_FAILED;
@@ -537,6 +549,7 @@ export class Master {
       if (w.id === id && w.generation < this.generation && w.state !== 'stopping') old = w;
     }
     if (old) old.recycling = true;
+    this.chainWaiting = old;
     this.spawn(id, this.generation, old);
   }
 
@@ -563,6 +576,7 @@ export class Master {
       else w.recycling = false;
     }
     this.chain = undefined;
+    this.chainWaiting = undefined;
     this.generation--;
     this.state = 'running';
   }
@@ -621,7 +635,17 @@ export class Master {
     for (const core of slot.cores) {
       if (core.requestStartMs === 0) continue;
       const ran = (now - core.requestStartMs) / 1000;
-      if (ran <= this.settings.harakiri) continue;
+      if (ran <= this.settings.harakiri) {
+        // Due before the next tick: look again exactly then, so harakiri keeps its word to the second.
+        const due = core.requestStartMs + this.settings.harakiri * 1000 + 5 - now;
+        if (due < TICK_MS && !this.harakiriTimer) {
+          this.harakiriTimer = setTimeout(() => {
+            this.harakiriTimer = undefined;
+            this.enqueue({ type: 'tick' });
+          }, due);
+        }
+        continue;
+      }
       this.harakiris.set(w.id, (this.harakiris.get(w.id) ?? 0) + 1);
       this.log.info(`harakiri: worker ${w.id} (pid: ${w.pid}) killed: "${core.request}" ran for ${ran.toFixed(1)} s (harakiri ${this.settings.harakiri})`);
       if (this.settings.harakiriVerbose) {

@@ -297,3 +297,38 @@ test('tsgi top shows the workers live in a real terminal (tmux)', { skip: exists
     await stopProcess(tsgi);
   }
 });
+
+test("log-format with uWSGI's variables; a JSON template gives lines that are always valid JSON; log-x-forwarded-for", async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  const plain = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--log-format', '%(addr) %(method) %(uri) %(status) %(size) "%(uagent)" [%(ltime)] %(msecs)ms', '--log-x-forwarded-for', '--wsgi-file', APP], { env });
+  try {
+    await rawHttp(port, 'GET /fmt?a=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: probe/1.0\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nConnection: close\r\n\r\n');
+    await plain.waitFor(/^203\.0\.113\.9 GET \/fmt\?a=1 200 \d+ "probe\/1\.0" \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] \d+ms$/m);
+  } finally {
+    await stopProcess(plain);
+  }
+  // Over uwsgi, as from nginx: vars can carry any byte, which is where JSON logs used to break.
+  const sock = join(dir, 'json.sock');
+  const json = await startTsgi(['-s', sock, '--log-format', '{"addr": "%(addr)", "method": "%(method)", "uri": "%(uri)", "status": %(status), "agent": "%(uagent)", "msecs": %(msecs)}', '--wsgi-file', APP], { env });
+  try {
+    const nasty = ['/q"uote', '/back\\slash', '/tab\tand\u0001ctl', '/caf\u00e9', '/nl\nbreak'];
+    for (const uri of nasty) await uwsgiRequest(sock, getVars('/x', { REQUEST_URI: uri, HTTP_USER_AGENT: 'evil"agent\\\u0001' }));
+    await json.waitFor(new RegExp(`(^\\{"addr"[^\\n]*\\n[\\s\\S]*){${nasty.length}}`, 'm'));
+    const lines = json.output().split('\n').filter((l) => l.startsWith('{"addr"'));
+    assert.equal(lines.length, nasty.length, 'one line per request, even with a newline in the URI');
+    const parsed = lines.map((l) => JSON.parse(l) as { uri: string; status: number; agent: string });
+    assert.deepEqual(parsed.map((p) => p.uri), nasty);
+    assert.ok(parsed.every((p) => p.status === 200 && p.agent === 'evil"agent\\\u0001'));
+  } finally {
+    await stopProcess(json);
+  }
+});
+
+test('log-format: an unknown variable is a configuration error naming it', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { tsgiBin } = await import('../helpers/paths.js');
+  const r = spawnSync(tsgiBin, ['-s', ':0', '--wsgi-file', APP, '--log-format', '%(addr) %(nosuch)'], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^tsgi: command line \(argument 5\): option 'log-format': unknown variable %\(nosuch\) \(known: /);
+});

@@ -94,6 +94,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     bufferSize: s.bufferSize,
     socketTimeout: s.socketTimeout,
     disableLogging: s.disableLogging,
+    logFormat: s.logFormat ?? null,
+    logXForwardedFor: s.logXForwardedFor,
     strict: s.strict,
     catchExceptions: s.python.catchExceptions,
     fileWrapper: s.python.fileWrapper,
