@@ -107,7 +107,7 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'chdir', kind: 'string', meta: 'DIR', section: 'Processes', help: 'change to DIR before loading the app' }),
   declare({ name: 'env', kind: 'string', repeat: true, meta: 'KEY=VALUE', section: 'Processes', help: 'set an environment variable for the app' }),
   bool('need-app', 'Processes', 'exit at startup when the app cannot be loaded (the default in tsgi)', { default: 'true' }),
-  bool('lazy-apps', 'Processes', 'load the app in each worker (what tsgi workers do today)', { aliases: ['lazy'] }),
+  bool('lazy-apps', 'Processes', 'load the app in each worker instead of once in an app loader that forks them (copy-on-write)', { aliases: ['lazy'] }),
   declare({ name: 'threads', kind: 'int', default: '1', min: 1, max: 256, meta: 'N', section: 'Processes',
     help: 'threads per worker: N requests at once in each worker' }),
   bool('thunder-lock', 'Processes', 'serialize accept(): tsgi workers never thunder (the kernel wakes one accept), so this is already the case',

@@ -71,6 +71,8 @@ export interface Settings {
   chdir: string | undefined;
   env: Array<[string, string]>;
   needApp: boolean;
+  /** Load the app in each worker instead of once in an app loader that forks them. */
+  lazyApps: boolean;
   python: PythonSettings;
   logto: string | undefined;
   logFormat: string | undefined;
@@ -297,6 +299,7 @@ export function buildSettings(values: OptionValues): Settings {
     chdir: values.get('chdir'),
     env,
     needApp: values.bool('need-app'),
+    lazyApps: values.bool('lazy-apps'),
     python: {
       module,
       wsgiFile,

@@ -18,17 +18,24 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import type { Settings } from '../config/resolve.js';
 import type { ProcessLog } from './log.js';
 import { memoryOf } from './procinfo.js';
 import type { Scoreboard } from './scoreboard.js';
 import type { WorkerSnapshot } from './stats.js';
 
+/** A process the master can signal: its own child, or a worker forked by a generation's app loader. */
+export interface Signalable {
+  kill(signal: NodeJS.Signals): unknown;
+}
+
 export interface WorkerHandle {
   id: number;
   slot: number;
   generation: number;
-  child: ChildProcess;
+  child: Signalable;
+  /** -1 until known (a worker being forked by the app loader). */
   pid: number;
   state: 'starting' | 'ready' | 'stopping';
   spawnedAt: number;
@@ -39,6 +46,19 @@ export interface WorkerHandle {
   recycling: boolean;
   /** Why the master killed it (harakiri, memory), for the exit line. */
   killedFor: string | undefined;
+  /** Matches the app loader's answer to the fork request (preloading). */
+  token: number;
+}
+
+/** A generation's app loader (preloading): a Python process that imported the app and forks the workers. */
+interface LoaderHandle {
+  child: ChildProcess;
+  generation: number;
+  ready: boolean;
+  /** Workers waiting for the loader to be ready before they can be forked. */
+  waiting: WorkerHandle[];
+  buffer: string;
+  stopping: boolean;
 }
 
 /** What the master needs from the outside world; kept narrow so the loop reads as policy only. */
@@ -47,6 +67,11 @@ export interface MasterHooks {
   spawn(settings: Settings, id: number, slot: number): ChildProcess;
   /** Starts the HTTP router, when the configuration has HTTP sockets. */
   spawnRouter?(settings: Settings): ChildProcess;
+  /**
+   * Preloading (no lazy-apps): starts the app loader of a generation, which imports the app once and forks
+   * the workers (copy-on-write), as uWSGI's master does. Without it, each worker is spawned and loads the app.
+   */
+  spawnLoader?(settings: Settings, generation: number): ChildProcess;
   /** Reads the configuration again for a reload; returns an error line when it is not usable. */
   reloadSettings(): Settings | string;
   /** Releases sockets, pidfiles and the scoreboard, then ends the process with `status`. */
@@ -87,7 +112,12 @@ type MasterEvent =
   | { type: 'router-respawn' }
   | { type: 'tick' }
   | { type: 'chain-next' }
+  | { type: 'loader-line'; loader: LoaderHandle; line: string }
+  | { type: 'loader-exit'; loader: LoaderHandle; code: number | null; signal: NodeJS.Signals | null }
   | { type: 'command'; letter: string };
+
+const SIGNAL_NAMES = new Map(Object.entries(osConstants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+const signalName = (n: number): NodeJS.Signals => SIGNAL_NAMES.get(n) ?? 'SIGKILL';
 
 const EXIT_APP_FAILED = 22;
 const EXIT_SOCKET_FAILED = 23;
@@ -102,7 +132,9 @@ const IMMEDIATE_STOP_MS = 3000;
 
 export class Master {
   private settings: Settings;
-  private readonly workers = new Map<number, WorkerHandle>();
+  private readonly workers = new Set<WorkerHandle>();
+  private readonly loaders = new Map<number, LoaderHandle>();
+  private nextToken = 1;
   private router: RouterHandle | undefined;
   private routerDeaths = 0;
   private readonly queue: MasterEvent[] = [];
@@ -164,7 +196,7 @@ export class Master {
 
   /** Live workers, for tests and stats. */
   list(): WorkerHandle[] {
-    return [...this.workers.values()];
+    return [...this.workers];
   }
 
   private run(): void {
@@ -173,6 +205,7 @@ export class Master {
       const event = this.queue.shift()!;
       try {
         this.handle(event);
+        if (this.loaders.size) this.releaseLoaders();
       } catch (err) {
         // The master must never die of its own bug: say it, and keep supervising.
         this.log.info(`internal error while handling ${event.type}: ${(err as Error).stack ?? err}`);
@@ -207,6 +240,10 @@ export class Master {
       case 'chain-next':
         if (this.state === 'reloading' && this.chain) this.chainNext();
         return;
+      case 'loader-line':
+        return this.onLoaderLine(e.loader, e.line);
+      case 'loader-exit':
+        return this.onLoaderExit(e.loader, e.code, e.signal);
       case 'command':
         return this.onCommand(e.letter);
     }
@@ -279,7 +316,7 @@ export class Master {
 
   /** Sends a signal to every worker and the router (log reopening). */
   private signalAll(signal: NodeJS.Signals): void {
-    for (const w of this.workers.values()) {
+    for (const w of this.workers) {
       try {
         w.child.kill(signal);
       } catch {
@@ -311,6 +348,30 @@ export class Master {
       else this.later(1000, { type: 'respawn', id, generation });
       return;
     }
+    const w: WorkerHandle = {
+      id,
+      slot,
+      generation,
+      child: { kill: (sig: NodeJS.Signals) => w.pid > 0 && process.kill(w.pid, sig) },
+      pid: -1,
+      state: 'starting',
+      spawnedAt: Date.now(),
+      killTimer: undefined,
+      replaces,
+      recycling: false,
+      killedFor: undefined,
+      token: this.nextToken++,
+    };
+    if (this.hooks.spawnLoader) {
+      // Preloading: the generation's app loader forks the worker.
+      this.workers.add(w);
+      this.respawns.set(id, (this.respawns.get(id) ?? 0) + 1);
+      const loader = this.loaderFor(generation);
+      if (!loader) return;
+      if (loader.ready) this.requestFork(loader, w);
+      else loader.waiting.push(w);
+      return;
+    }
     let child: ChildProcess;
     try {
       child = this.hooks.spawn(this.settings, id, slot);
@@ -322,20 +383,9 @@ export class Master {
       else this.later(this.backoff(id), { type: 'respawn', id, generation });
       return;
     }
-    const w: WorkerHandle = {
-      id,
-      slot,
-      generation,
-      child,
-      pid: child.pid ?? -1,
-      state: 'starting',
-      spawnedAt: Date.now(),
-      killTimer: undefined,
-      replaces,
-      recycling: false,
-      killedFor: undefined,
-    };
-    this.workers.set(w.pid, w);
+    w.child = child;
+    w.pid = child.pid ?? -1;
+    this.workers.add(w);
     this.respawns.set(id, (this.respawns.get(id) ?? 0) + 1);
     const control = child.stdio[3];
     control?.on('data', (chunk: Buffer) => {
@@ -352,19 +402,123 @@ export class Master {
     this.log.info(`spawned worker ${id} (pid: ${w.pid}${generation > 1 ? `, generation ${generation}` : ''})`);
   }
 
+  // ---- app loaders (preloading) ----------------------------------------------------------------------------
+
+  /** The app loader of a generation, started on first need. */
+  private loaderFor(generation: number): LoaderHandle | undefined {
+    let loader = this.loaders.get(generation);
+    if (loader) return loader;
+    let child: ChildProcess;
+    try {
+      child = this.hooks.spawnLoader!(this.settings, generation);
+    } catch (err) {
+      this.log.info(`cannot start the app loader: ${(err as Error).message}`);
+      this.fatal(1);
+      return undefined;
+    }
+    const l: LoaderHandle = { child, generation, ready: false, waiting: [], buffer: '', stopping: false };
+    loader = l;
+    this.loaders.set(generation, l);
+    child.stdio[3]?.on('data', (chunk: Buffer) => {
+      l.buffer += chunk.toString('latin1');
+      let nl: number;
+      while ((nl = l.buffer.indexOf('\n')) !== -1) {
+        const line = l.buffer.slice(0, nl);
+        l.buffer = l.buffer.slice(nl + 1);
+        this.enqueue({ type: 'loader-line', loader: l, line });
+      }
+    });
+    child.stdio[3]?.on('error', () => {
+      /* reported by the exit */
+    });
+    child.on('exit', (code, sig) => this.enqueue({ type: 'loader-exit', loader: l, code, signal: sig }));
+    this.log.info(`spawned the app loader (pid: ${child.pid}${generation > 1 ? `, generation ${generation}` : ''}): the app is imported once, workers are forked from it`);
+    return loader;
+  }
+
+  private requestFork(loader: LoaderHandle, w: WorkerHandle): void {
+    const s = this.settings;
+    const maxRequests = s.maxRequests ? s.maxRequests + w.id * s.maxRequestsDelta : 0;
+    (loader.child.stdio[3] as NodeJS.WritableStream | null)?.write(`fork ${w.token} ${w.id} ${w.slot} ${maxRequests}\n`);
+  }
+
+  private workerByPid(pid: number): WorkerHandle | undefined {
+    for (const w of this.workers) if (w.pid === pid) return w;
+    return undefined;
+  }
+
+  private onLoaderLine(loader: LoaderHandle, line: string): void {
+    const [kind, a, b] = line.split(' ');
+    if (kind === 'Z') {
+      loader.ready = true;
+      for (const w of loader.waiting.splice(0)) if (this.workers.has(w)) this.requestFork(loader, w);
+    } else if (kind === 'F') {
+      const token = Number(a);
+      for (const w of this.workers) {
+        if (w.token !== token) continue;
+        w.pid = Number(b);
+        this.log.info(`spawned worker ${w.id} (pid: ${w.pid}${w.generation > 1 ? `, generation ${w.generation}` : ''})`);
+        // A stop that came while the fork was in flight.
+        if (w.state === 'stopping' || w.killedFor) w.child.kill(w.killedFor ? 'SIGKILL' : 'SIGTERM');
+      }
+    } else if (kind === 'R') {
+      const w = this.workerByPid(Number(a));
+      if (w) this.onReady(w);
+    } else if (kind === 'X') {
+      const w = this.workerByPid(Number(a));
+      const status = Number(b);
+      if (w) this.onExit(w, status >= 0 ? status : null, status < 0 ? signalName(-status) : null);
+    }
+  }
+
+  private onLoaderExit(loader: LoaderHandle, code: number | null, signal: NodeJS.Signals | null): void {
+    this.loaders.delete(loader.generation);
+    const orphans = [...this.workers].filter((w) => w.generation === loader.generation);
+    if (this.state === 'stopping' || loader.stopping) {
+      for (const w of orphans) this.onExit(w, null, 'SIGKILL');
+      return this.maybeFinish();
+    }
+    if (code === EXIT_APP_FAILED || code === EXIT_SOCKET_FAILED) {
+      // Its workers were never forked: their failure is the loader's.
+      for (const w of orphans) {
+        if (w.pid === -1) this.onExit(w, code, null);
+      }
+      return;
+    }
+    // The loader died on its own: its workers die with it (they asked to be told); start over.
+    const how = signal ? `killed by ${signal}` : `exited with status ${code}`;
+    this.log.info(`the app loader of generation ${loader.generation} ${how}; its workers go with it and are started again`);
+    for (const w of orphans) {
+      if (w.pid > 0) w.child.kill('SIGKILL');
+      this.onExit(w, null, 'SIGKILL');
+    }
+  }
+
+  /** An old generation's loader goes once its last worker has. */
+  private releaseLoaders(): void {
+    for (const [generation, loader] of this.loaders) {
+      if (generation >= this.generation && this.state !== 'stopping') continue;
+      if ([...this.workers].some((w) => w.generation === generation)) continue;
+      if (!loader.stopping) {
+        loader.stopping = true;
+        loader.child.kill('SIGTERM');
+      }
+    }
+  }
+
   private backoff(id: number): number {
     const k = this.fastDeaths.get(id) ?? 0;
     return k === 0 ? 0 : Math.min(1000 * 2 ** (k - 1), MAX_BACKOFF_MS);
   }
 
   private onReady(w: WorkerHandle): void {
-    if (w.state !== 'starting' || !this.workers.has(w.pid)) return;
+    if (w.state !== 'starting' || !this.workers.has(w)) return;
     w.state = 'ready';
     const old = w.replaces;
     if (old) {
       // A replacement serves: the worker it replaces may go now.
       w.replaces = undefined;
-      if (this.workers.has(old.pid) && old.state !== 'stopping') this.retire(old, this.retireSignal, this.settings.workerReloadMercy);
+      if (this.workers.has(old) && old.state !== 'stopping') this.retire(old, this.retireSignal, this.settings.workerReloadMercy);
     }
     if (this.state === 'starting') this.checkStarted();
     else if (this.state === 'reloading' && w.generation === this.generation) {
@@ -389,7 +543,7 @@ export class Master {
 
   private allReady(generation: number): boolean {
     let n = 0;
-    for (const w of this.workers.values()) {
+    for (const w of this.workers) {
       if (w.generation !== generation) continue;
       if (w.state !== 'ready') return false;
       n++;
@@ -398,14 +552,14 @@ export class Master {
   }
 
   private onExit(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void {
-    if (!this.workers.delete(w.pid)) return;
+    if (!this.workers.delete(w)) return;
     if (w.killTimer) clearTimeout(w.killTimer);
     this.scoreboard.release(w.slot);
     const how = w.killedFor ? `killed (${w.killedFor})` : signal ? `killed by ${signal}` : `exited with status ${code}`;
     if (this.chainWaiting === w) {
       // The chain reload goes on once the old worker is gone and its replacement serves.
       this.chainWaiting = undefined;
-      const replaced = [...this.workers.values()].some((x) => x.id === w.id && x.generation === this.generation && x.state === 'ready');
+      const replaced = [...this.workers].some((x) => x.id === w.id && x.generation === this.generation && x.state === 'ready');
       if (replaced) setImmediate(() => this.enqueue({ type: 'chain-next' }));
     }
 
@@ -545,7 +699,7 @@ export class Master {
       return this.finishReload();
     }
     let old: WorkerHandle | undefined;
-    for (const w of this.workers.values()) {
+    for (const w of this.workers) {
       if (w.id === id && w.generation < this.generation && w.state !== 'stopping') old = w;
     }
     if (old) old.recycling = true;
@@ -555,7 +709,7 @@ export class Master {
 
   private finishReload(): void {
     this.state = 'running';
-    for (const w of this.workers.values()) {
+    for (const w of this.workers) {
       if (w.generation < this.generation && w.state !== 'stopping') this.retire(w, this.retireSignal, this.settings.workerReloadMercy);
     }
     this.retireSignal = 'SIGHUP';
@@ -571,7 +725,7 @@ export class Master {
 
   private abortReload(why: string): void {
     this.log.info(`reload failed: ${why}; the previous workers keep serving`);
-    for (const w of this.workers.values()) {
+    for (const w of this.workers) {
       if (w.generation === this.generation) this.retire(w, 'SIGKILL', 0);
       else w.recycling = false;
     }
@@ -604,7 +758,7 @@ export class Master {
     if (this.state === 'stopping') return;
     const now = Date.now();
     const s = this.settings;
-    for (const w of [...this.workers.values()]) {
+    for (const w of [...this.workers]) {
       if (w.killedFor || w.state === 'starting') continue;
       if (s.harakiri > 0) this.checkHarakiri(w, now);
       if (w.killedFor) continue;
@@ -723,7 +877,7 @@ export class Master {
 
   /** The workers as the stats see them. */
   snapshotWorkers(): WorkerSnapshot[] {
-    return [...this.workers.values()]
+    return [...this.workers]
       .sort((a, b) => a.id - b.id || a.generation - b.generation)
       .map((w) => ({
         id: w.id,
@@ -765,7 +919,7 @@ export class Master {
     this.stopPhase = 'workers';
     this.log.info(`graceful stop: waiting for ${this.workers.size} worker(s) to finish their requests`);
     if (this.workers.size === 0) return this.maybeFinish();
-    for (const w of this.workers.values()) this.retire(w, 'SIGTERM', this.settings.reloadMercy);
+    for (const w of this.workers) this.retire(w, 'SIGTERM', this.settings.reloadMercy);
   }
 
   private stopNow(why: string): void {
@@ -774,7 +928,11 @@ export class Master {
     this.cancelTimers();
     this.log.info(`stopping now (${why})`);
     if (this.router) this.retire(this.router, 'SIGINT', IMMEDIATE_STOP_MS / 1000);
-    for (const w of this.workers.values()) this.retire(w, 'SIGINT', IMMEDIATE_STOP_MS / 1000);
+    for (const w of this.workers) this.retire(w, 'SIGINT', IMMEDIATE_STOP_MS / 1000);
+    for (const l of this.loaders.values()) {
+      l.stopping = true;
+      l.child.kill('SIGINT');
+    }
     this.maybeFinish();
   }
 
@@ -784,6 +942,8 @@ export class Master {
   }
 
   private maybeFinish(): void {
-    if (this.state === 'stopping' && this.workers.size === 0 && !this.router) this.hooks.finish(this.exitStatus);
+    if (this.state !== 'stopping' || this.workers.size !== 0 || this.router) return;
+    if (this.loaders.size) return this.releaseLoaders();
+    this.hooks.finish(this.exitStatus);
   }
 }

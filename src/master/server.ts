@@ -152,20 +152,23 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     let finished = false;
     let stats: StatsServer | undefined;
     const fifos: MasterFifo[] = [];
+    const workerSpec = (s: Settings, id: number, slot: number, loader: boolean) =>
+      spawnPythonWorker({
+        interpreter: resolveInterpreter(s, process.env),
+        settings: s,
+        id,
+        slot,
+        logFd: processLog.fd,
+        scoreboardFd: scoreboard.fd,
+        scoreboardSize: scoreboard.size,
+        socketFds: uwsgiSockets.map((b) => b.fd),
+        linkFd: linkSocket?.fd,
+        env: process.env,
+        loader,
+      });
     const hooks: MasterHooks = {
-      spawn: (s, id, slot) =>
-        spawnPythonWorker({
-          interpreter: resolveInterpreter(s, process.env),
-          settings: s,
-          id,
-          slot,
-          logFd: processLog.fd,
-          scoreboardFd: scoreboard.fd,
-          scoreboardSize: scoreboard.size,
-          socketFds: uwsgiSockets.map((b) => b.fd),
-          linkFd: linkSocket?.fd,
-          env: process.env,
-        }),
+      spawn: (s, id, slot) => workerSpec(s, id, slot, false),
+      spawnLoader: settings.lazyApps ? undefined : (s) => workerSpec(s, 0, 0, true),
       spawnRouter: linkSocket ? (s) => spawnRouter(s, httpSockets, linkSocket, processLog.fd) : undefined,
       reloadSettings: () => {
         let errors = '';

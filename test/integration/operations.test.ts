@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, renameSync, utimesSync, writeFil
 import net from 'node:net';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
-import { activatedEnv, childPids, freePort, sharedVenv, startTsgi, stopProcess, tempDir } from '../helpers/procs.js';
+import { activatedEnv, workerPids, freePort, sharedVenv, startTsgi, stopProcess, tempDir } from '../helpers/procs.js';
 import { parseResponses, rawHttp } from '../helpers/http-raw.js';
 import { getVars, uwsgiRequest } from '../helpers/uwsgi-client.js';
 
@@ -37,7 +37,7 @@ test('threads: one worker serves N requests at once, over uwsgi and over HTTP', 
     assert.deepEqual(viaUwsgi.map((r) => r.body.toString()), Array(4).fill('passed multithread'));
     const viaHttp = await Promise.all(Array.from({ length: 4 }, () => get(port, '/barrier?4')));
     assert.deepEqual(viaHttp.map((r) => r.body), Array(4).fill('passed multithread'), 'the router keeps one link per thread');
-    assert.equal(childPids(tsgi.pid).filter((p) => p !== 0).length, 2, 'one worker and the router');
+    assert.equal(workerPids(tsgi.pid).length, 1, 'one worker does it all');
   } finally {
     assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
   }
@@ -118,7 +118,7 @@ test('touch-reload and touch-chain-reload', async () => {
   writeFileSync(chain, '');
   const tsgi = await startTsgi(['-s', sock, '-p', '2', '--touch-reload', reload, '--touch-chain-reload', chain, '--wsgi-file', APP], { env });
   try {
-    const before = childPids(tsgi.pid).sort();
+    const before = workerPids(tsgi.pid).sort();
     touch(reload);
     await tsgi.waitFor(/touch-reload: .*reload\.touch changed[\s\S]*graceful reload done/);
     touch(chain);
@@ -128,7 +128,7 @@ test('touch-reload and touch-chain-reload', async () => {
     const order = [...log.matchAll(/spawned worker (\d) \(pid: \d+, generation 3\)|worker (\d) \(pid: \d+, generation 2\) retired/g)].map((m) => (m[1] ? `new ${m[1]}` : `old ${m[2]} gone`));
     assert.deepEqual(order, ['new 1', 'old 1 gone', 'new 2', 'old 2 gone']);
     assert.equal((await uwsgiRequest(sock, getVars('/x'))).status, 200);
-    const after = childPids(tsgi.pid).sort();
+    const after = workerPids(tsgi.pid).sort();
     assert.ok(after.every((p) => !before.includes(p)));
   } finally {
     await stopProcess(tsgi);
@@ -279,7 +279,7 @@ test('tsgi top shows the workers live in a real terminal (tmux)', { skip: exists
     for (let i = 0; i < 7; i++) await uwsgiRequest(sock, getVars('/seen'));
     const r = spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '30', `${process.execPath} ${tsgiBin} top ${statsSock}`], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    const pids = childPids(tsgi.pid);
+    const pids = workerPids(tsgi.pid);
     let screen = '';
     for (let i = 0; i < 100; i++) {
       screen = spawnSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' }).stdout;

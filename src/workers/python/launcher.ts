@@ -66,6 +66,8 @@ export interface PythonWorkerSpec {
   socketFds: readonly number[];
   /** The router's link socket, when there is an HTTP router. */
   linkFd: number | undefined;
+  /** Start the app loader (preloading) rather than a worker. */
+  loader?: boolean;
   env: NodeJS.ProcessEnv;
 }
 
@@ -100,6 +102,7 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     catchExceptions: s.python.catchExceptions,
     fileWrapper: s.python.fileWrapper,
     needApp: s.needApp,
+    zygote: spec.loader === true,
     env: s.env,
     pythonpath: s.python.pythonpath.map((p) => resolve(p)),
     app: { module: s.python.module, wsgiFile: s.python.wsgiFile, callable: s.python.callable },
