@@ -8,6 +8,7 @@ Exit statuses the master understands: 0 stopped normally, 22 the app could not b
 not be listened on, 24 recycled itself (max-requests) and wants a fresh worker, 1 anything else.
 """
 import faulthandler
+import gc
 import importlib
 import importlib.util
 import json
@@ -185,6 +186,9 @@ def _zygote(conf, app, listeners):
     signal.signal(signal.SIGHUP, on_term)
     signal.signal(signal.SIGINT, lambda s, f: os._exit(0))
     signal.signal(signal.SIGCHLD, lambda s, f: None)   # wakes the loop through the wakeup fd
+    # Objects the app made at import move to a generation the collector never scans again, so the workers do
+    # not touch (and copy) every page of the loader's heap at their first collection.
+    gc.freeze()
     os.write(ctl, b'Z\n')
     pending = b''
     while True:
@@ -220,6 +224,10 @@ def _zygote(conf, app, listeners):
             token, wid, slot, max_requests = int(parts[1]), int(parts[2]), int(parts[3]), int(parts[4])
             pid = os.fork()
             if pid == 0:
+                # Until the worker installs its own handlers, a stop signal simply ends it (it serves nothing yet);
+                # the loader's handlers would swallow it.
+                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
                 signal.set_wakeup_fd(-1)
                 os.close(wake_r)
                 os.close(wake_w)

@@ -451,7 +451,11 @@ export class Master {
     const [kind, a, b] = line.split(' ');
     if (kind === 'Z') {
       loader.ready = true;
-      for (const w of loader.waiting.splice(0)) if (this.workers.has(w)) this.requestFork(loader, w);
+      for (const w of loader.waiting.splice(0)) {
+        if (!this.workers.has(w)) continue;
+        if (this.state === 'stopping' || w.state === 'stopping') this.onExit(w, null, 'SIGTERM'); // never forked
+        else this.requestFork(loader, w);
+      }
     } else if (kind === 'F') {
       const token = Number(a);
       for (const w of this.workers) {

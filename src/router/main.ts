@@ -54,10 +54,16 @@ export function main(): void {
     if (stopping) return;
     stopping = true;
     pool.beginStop();
-    router.close(() => {
-      pool.close();
-      process.exit(0);
-    });
+    // Let one more poll phase run first: libuv then accepts every connection already established, which
+    // closing the listener would otherwise reset.
+    setImmediate(() =>
+      setImmediate(() =>
+        router.close(() => {
+          pool.close();
+          process.exit(0);
+        }),
+      ),
+    );
   });
   for (const sig of ['SIGINT', 'SIGQUIT'] as const) process.on(sig, () => process.exit(0));
   process.on('SIGHUP', () => {
