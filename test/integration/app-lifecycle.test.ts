@@ -167,3 +167,18 @@ test('the app loader dying takes its workers with it, and both are started again
     await stopProcess(tsgi);
   }
 });
+
+test('need-app = false: a broken app does not stop the server; requests get a 500 saying the app could not be loaded', async () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'broken.py': 'raise ImportError("not today")\n' });
+  const sock = join(dir, 'n.sock');
+  const tsgi = await startTsgi(['-s', sock, '-w', 'broken', '--need-app', 'false'], { cwd: dir, env: activatedEnv(sharedVenv()) });
+  try {
+    const r = await uwsgiRequest(sock, getVars('/'));
+    assert.equal(r.status, 500);
+    assert.match(r.body.toString(), /the app could not be loaded/);
+    assert.match(tsgi.output(), /cannot load the app broken:application:[\s\S]*ImportError: not today/);
+  } finally {
+    await stopProcess(tsgi);
+  }
+});
