@@ -66,6 +66,10 @@ export function readCommandLine(argv: readonly string[], io: CliIo): CliOutcome 
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'top') {
+    const { top } = await import('./top.js');
+    process.exit(await top(argv.slice(1)));
+  }
   // A vassal's configuration error goes to its emperor, which logs it once, naming the vassal.
   const link = vassalLink();
   let held = '';

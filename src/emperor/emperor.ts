@@ -21,6 +21,7 @@ import { availableParallelism } from 'node:os';
 import { ConfigError } from '../config/errors.js';
 import type { EmperorSettings } from '../config/resolve.js';
 import type { MonitorSpec } from './config.js';
+import type { Milestone } from '../master/arbiter.js';
 import type { VassalMessage } from './link.js';
 import { spawnVassal, vassalCommand } from './spawn.js';
 import { contentChanged, type FileStamp, type FoundFile, type ScanResult } from './watch.js';
@@ -74,10 +75,10 @@ export interface EmperorOptions {
   /** Ends the emperor's process once every vassal is gone. */
   finish: (status: number) => void;
   /**
-   * The emperor's own lifecycle, for whoever supervises it: systemd's notify socket (READY=1 with STATUS=, RELOADING=1,
-   * STOPPING=1) plugs in here when the sd_notify module lands; a parent emperor uses it today.
+   * The emperor's own milestones, for whoever supervises it: systemd (READY=1 with STATUS=, RELOADING=1, STOPPING=1)
+   * and a parent emperor.
    */
-  notify?: (state: 'ready' | 'reloading' | 'stopping', status: string) => void;
+  milestone?: (what: Milestone, status: string) => void;
 }
 
 /** Back-off after failed starts: 1 s, 2 s, 4 s ... up to 30 s. */
@@ -124,6 +125,7 @@ export class Emperor {
   private initial: Set<string> | undefined;
   private readonly maxStarting = Math.max(4, 2 * availableParallelism());
   private readonly queue: Vassal[] = [];
+  private reloadWaiting: Set<Vassal> | undefined;
   readonly startedAt = Date.now();
   private readonly myUid = process.getuid?.() ?? 0;
   private readonly myGid = process.getgid?.() ?? 0;
@@ -333,13 +335,17 @@ export class Emperor {
 
   private onMessage(v: Vassal, child: ChildProcess, m: VassalMessage): void {
     if (v.child !== child || !m || typeof m !== 'object') return;
+    this.onVassalMessage(v, m);
+    this.checkReloaded();
+  }
+
+  private onVassalMessage(v: Vassal, m: VassalMessage): void {
     if (m.type === 'fatal') {
       v.fatal = { kind: m.kind === 'config' ? 'config' : 'startup', error: String(m.error) };
       return;
     }
-    if (m.type !== 'notice') return;
-    const n = m.notice;
-    switch (n.state) {
+    if (m.type !== 'milestone') return;
+    switch (m.what) {
       case 'ready': {
         if (v.status !== 'starting') return;
         v.status = 'ready';
@@ -357,7 +363,7 @@ export class Emperor {
         return;
       case 'reloaded':
       case 'reload-failed':
-        if (n.state === 'reload-failed') v.lastError = n.reason;
+        if (m.what === 'reload-failed') v.lastError = String(m.status);
         if (v.status !== 'reloading') return;
         v.status = 'ready';
         if (v.reloadPending) this.reload(v, 'file changed while it reloaded');
@@ -371,6 +377,11 @@ export class Emperor {
 
   private onExit(v: Vassal, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (v.child !== child) return;
+    this.onVassalExit(v, code, signal);
+    this.checkReloaded();
+  }
+
+  private onVassalExit(v: Vassal, code: number | null, signal: NodeJS.Signals | null): void {
     const pid = v.pid;
     v.child = undefined;
     v.pid = undefined;
@@ -505,7 +516,7 @@ export class Emperor {
     const failed = found.filter((v) => !serving.includes(v));
     const status = `${serving.length} vassal(s) serving${failed.length ? `, ${failed.length} not: ${failed.map((v) => v.name).join(', ')}` : ''}`;
     this.o.log(`ready: ${status} (emperor pid: ${process.pid})`);
-    this.o.notify?.('ready', status);
+    this.o.milestone?.('ready', status);
   }
 
   signal(signal: NodeJS.Signals): void {
@@ -529,21 +540,43 @@ export class Emperor {
   private reloadAll(): void {
     if (this.state === 'stopping') return;
     this.o.log('SIGHUP: reloading every vassal');
-    this.o.notify?.('reloading', 'reloading every vassal');
+    this.o.milestone?.('reloading', 'reloading every vassal');
+    const waiting = new Set<Vassal>();
     for (const v of this.vassals.values()) {
       if (v.status === 'ready') this.reload(v, 'emperor reload');
       else if (v.status === 'starting' || v.status === 'reloading') v.reloadPending = true;
       else if (v.status === 'invalid' || v.status === 'backoff') {
         this.clearTimer(v);
         this.enqueue(v);
-      }
+        continue;
+      } else continue;
+      waiting.add(v);
     }
+    this.reloadWaiting = waiting;
+    this.checkReloaded();
+  }
+
+  /** After an emperor reload: once no vassal it asked is still reloading, the emperor is ready again. */
+  private checkReloaded(): void {
+    const waiting = this.reloadWaiting;
+    if (!waiting) return;
+    for (const v of waiting) {
+      const busy = this.vassals.get(v.path) === v && (v.status === 'reloading' || v.status === 'starting' || v.reloadPending);
+      if (!busy) waiting.delete(v);
+    }
+    if (waiting.size) return;
+    this.reloadWaiting = undefined;
+    if (this.state === 'stopping') return;
+    let serving = 0;
+    for (const v of this.vassals.values()) if (v.status === 'ready') serving++;
+    this.o.log(`reload done: ${serving} vassal(s) serving`);
+    this.o.milestone?.('reloaded', `${serving} vassal(s) serving`);
   }
 
   private stopAll(signal: 'SIGTERM' | 'SIGINT', why: string): void {
     const first = this.state !== 'stopping';
     this.state = 'stopping';
-    if (first) this.o.notify?.('stopping', why);
+    if (first) this.o.milestone?.('stopping', why);
     this.o.log(why);
     this.queue.length = 0;
     for (const v of [...this.vassals.values()]) {

@@ -3,8 +3,9 @@
  * the vassal), JSON messages both ways. The vassal is told it has an emperor by TSGI_VASSAL=<its name> in its
  * environment (an internal variable: never read as an option).
  *
- *   vassal → emperor   { type: 'notice', notice: MasterNotice, sockets? }   ready / reloading / reloaded /
- *                                                                          reload-failed / stopping
+ *   vassal → emperor   { type: 'milestone', what, status, sockets? }       ready (with its sockets) / reloading /
+ *                                                                          reloaded / reload-failed (status: why) /
+ *                                                                          stopping: the master's milestones
  *                      { type: 'fatal', kind: 'config' | 'startup', error } the vassal could not start; its one
  *                                                                          error line, which the emperor logs
  *   emperor → vassal   { type: 'stop', vacuum: true }                      its file was removed: stop gracefully
@@ -15,7 +16,7 @@
  *
  * This file is the vassal's side and is imported by the command line and the master, so it stays tiny.
  */
-import type { MasterNotice } from '../master/arbiter.js';
+import type { Milestone } from '../master/arbiter.js';
 
 /** The environment variable that marks a vassal (its value is the vassal's name). */
 export const VASSAL_ENV = 'TSGI_VASSAL';
@@ -23,7 +24,7 @@ export const VASSAL_ENV = 'TSGI_VASSAL';
 export type FatalKind = 'config' | 'startup';
 
 export type VassalMessage =
-  | { type: 'notice'; notice: MasterNotice; sockets?: string[] }
+  | { type: 'milestone'; what: Milestone; status: string; sockets?: string[] }
   | { type: 'fatal'; kind: FatalKind; error: string };
 
 export type EmperorMessage = { type: 'stop'; vacuum: boolean };
@@ -31,7 +32,8 @@ export type EmperorMessage = { type: 'stop'; vacuum: boolean };
 export interface VassalLink {
   /** The vassal's name as its emperor knows it. */
   readonly name: string;
-  notify(notice: MasterNotice, sockets?: string[]): void;
+  /** Passes one of the master's milestones on (the same ones systemd hears of). */
+  milestone(what: Milestone, status: string, sockets?: string[]): void;
   /** Sends the vassal's fatal error line to the emperor (which logs it), then exits with status 1. */
   fatal(kind: FatalKind, error: string): void;
   /** The emperor asks this vassal to stop (its file was removed). */
@@ -67,7 +69,7 @@ export function vassalLink(): VassalLink | undefined {
   process.on('disconnect', () => lost?.());
   cached = {
     name,
-    notify: (notice, sockets) => send({ type: 'notice', notice, ...(sockets ? { sockets } : {}) }),
+    milestone: (what, status, sockets) => send({ type: 'milestone', what, status, ...(sockets ? { sockets } : {}) }),
     fatal: (kind, error) => {
       process.exitCode = 1;
       send({ type: 'fatal', kind, error }, () => process.exit(1));

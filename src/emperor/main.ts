@@ -7,6 +7,7 @@ import { ConfigError } from '../config/errors.js';
 import type { Entry } from '../config/origin.js';
 import type { Settings } from '../config/resolve.js';
 import { ProcessLog } from '../master/log.js';
+import { SystemdNotifier } from '../systemd/notify.js';
 import { TSGI_VERSION } from '../version.js';
 import { checkEmperorEntries, parseMonitor, type MonitorSpec } from './config.js';
 import { Emperor } from './emperor.js';
@@ -38,6 +39,8 @@ export async function startEmperor(settings: Settings, entries: readonly Entry[]
   }
 
   process.title = 'tsgi emperor';
+  // Takes NOTIFY_SOCKET out of the environment: systemd's socket is the emperor's, never a vassal's.
+  const systemd = new SystemdNotifier(process.env, (l) => log.info(l));
   const say = (line: string): void => log.info(`emperor: ${line}`);
   say(`tsgi ${TSGI_VERSION} emperor starting (pid ${process.pid}): vassals from ${monitors.map((m) => (m.kind === 'dir' ? m.dir : m.pattern)).join(', ')}${es.tyrant ? ', each run as its file\'s owner (emperor-tyrant)' : ''}`);
 
@@ -55,10 +58,11 @@ export async function startEmperor(settings: Settings, entries: readonly Entry[]
       say(status === 0 ? 'stopped: every vassal is gone' : `exiting with status ${status}`);
       process.exit(status);
     },
-    notify: (state) => {
-      // systemd (sd_notify: READY=1 + STATUS=, RELOADING=1, STOPPING=1) will be told here too, once tsgi has that module.
-      if (state === 'ready') parent?.notify({ state: 'ready' });
-      else if (state === 'stopping') parent?.notify({ state: 'stopping' });
+    milestone: (what, status) => {
+      // Under systemd (Type=notify): READY=1 once every vassal found at start has started or failed, RELOADING=1
+      // and READY=1 around an emperor reload, STOPPING=1; a parent emperor hears the same.
+      systemd.milestone(what, status);
+      parent?.milestone(what, status);
     },
   });
   watcher = new FolderWatcher(monitors, es.freq, (scan) => emperor.onScan(scan), say);

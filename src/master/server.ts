@@ -11,7 +11,13 @@ import type { Entry } from '../config/origin.js';
 import type { Settings } from '../config/resolve.js';
 import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
-import { Master } from './arbiter.js';
+import { Master, type MasterHooks, type Milestone } from './arbiter.js';
+import { MasterFifo } from './fifo.js';
+import { tcpListenQueue } from './procinfo.js';
+import { takeInheritedSockets } from './activation.js';
+import { SystemdNotifier } from '../systemd/notify.js';
+import { statsJson, type MasterSnapshot } from './stats.js';
+import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
 import { Scoreboard } from './scoreboard.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, type BoundSocket, type LinkSocket } from './sockets.js';
@@ -35,7 +41,8 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
   const FIRST_FD = 4; // 0-2 standard streams, 3 the IPC channel with the master
   const config = {
     linkPath: link.path,
-    links: settings.processes,
+    links: settings.processes * settings.threads,
+    logto: settings.logto ? resolvePath(settings.logto) : undefined,
     maxQueue: Math.max(1024, settings.listen),
     bufferSize: settings.bufferSize,
     limitPost: settings.limitPost,
@@ -107,6 +114,18 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         throw new StartupError(`chdir ${settings.chdir}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (err as Error).message}`);
       }
     }
+    const inherited = takeInheritedSockets(process.env);
+    if (settings.sockets.length === 0 && inherited.length) {
+      // Socket activation with nothing configured: serve every socket systemd passed (named http → HTTP).
+      settings.sockets = inherited.map((s) => ({
+        address: s.address ?? { kind: 'unix', path: `fd${s.fd}` },
+        text: s.name,
+        protocol: s.name === 'http' ? 'http' : 'uwsgi',
+        option: 'LISTEN_FDS',
+        timeout: settings.socketTimeout,
+        origin: { kind: 'env', name: 'LISTEN_FDS' },
+      }));
+    }
     if (settings.sockets.length === 0) throw new StartupError('no socket to serve on: set socket = ADDR (e.g. socket = /run/tsgi/app.sock or :3031)');
     if (!settings.python.module && !settings.python.wsgiFile) throw new StartupError('no app to serve: set module = MODULE[:CALLABLE] or wsgi-file = FILE');
     const interpreter = resolveInterpreter(settings, process.env);
@@ -115,7 +134,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     } catch (err) {
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }
-    sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket });
+    sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket }, inherited);
+    for (const s of inherited) if (!s.used) log.info(`socket activation: ${s.name} (fd ${s.fd}) matches no configured socket; not served`);
     const uwsgiSockets = sockets.filter((b) => b.spec.protocol === 'uwsgi');
     const httpSockets = sockets.filter((b) => b.spec.protocol === 'http');
     if (httpSockets.length) link = bindLinkSocket(targetOwner(settings));
@@ -125,65 +145,115 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     writePidfile(settings.pidfile2);
 
     const processLog = log;
-    const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4));
+    const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4), settings.threads);
     const boundSockets = sockets;
     process.title = 'tsgi master';
     processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, python ${interpreter}`);
-    for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} bound (fd ${b.fd})`);
+    for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} ${b.inherited ? 'passed by systemd' : 'bound'} (fd ${b.fd})`);
+    const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
     let finished = false;
     let vacuum = settings.vacuum;
-    const master = new Master(
-      settings,
-      {
-        notify: emperor ? (notice) => emperor.notify(notice, notice.state === 'ready' ? boundSockets.map((b) => b.name) : undefined) : undefined,
-        spawn: (s, id, slot) =>
-          spawnPythonWorker({
-            interpreter: resolveInterpreter(s, process.env),
-            settings: s,
-            id,
-            slot,
-            logFd: processLog.fd,
-            scoreboardFd: scoreboard.fd,
-            scoreboardSize: scoreboard.size,
-            socketFds: uwsgiSockets.map((b) => b.fd),
-            linkFd: linkSocket?.fd,
-            env: process.env,
-          }),
-        spawnRouter: linkSocket ? (s) => spawnRouter(s, httpSockets, linkSocket, processLog.fd) : undefined,
-        reloadSettings: () => {
-          let errors = '';
-          const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
-          if ('exit' in outcome) return errors.trim().replace(/^tsgi: /, '') || `configuration exited with status ${outcome.exit}`;
-          const next = outcome.start;
-          if (next.sockets.map((x) => x.text).join(' ') !== settings.sockets.map((x) => x.text).join(' ')) {
-            processLog.info('note: socket changes take effect at the next restart; the reload keeps the bound sockets');
-          }
-          if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
-          return next;
-        },
-        finish: (status) => {
-          if (finished) return;
-          finished = true;
-          closeSockets(boundSockets, vacuum);
-          if (linkSocket) closeLinkSocket(linkSocket);
-          if (vacuum) {
-            for (const p of [settings.pidfile, settings.pidfile2]) {
-              if (!p) continue;
-              try {
-                unlinkSync(p);
-              } catch {
-                /* already gone, or not ours to remove any more */
-              }
+    let stats: StatsServer | undefined;
+    const fifos: MasterFifo[] = [];
+    const workerSpec = (s: Settings, id: number, slot: number, loader: boolean) =>
+      spawnPythonWorker({
+        interpreter: resolveInterpreter(s, process.env),
+        settings: s,
+        id,
+        slot,
+        logFd: processLog.fd,
+        scoreboardFd: scoreboard.fd,
+        scoreboardSize: scoreboard.size,
+        socketFds: uwsgiSockets.map((b) => b.fd),
+        linkFd: linkSocket?.fd,
+        env: process.env,
+        loader,
+      });
+    const hooks: MasterHooks = {
+      spawn: (s, id, slot) => workerSpec(s, id, slot, false),
+      spawnLoader: settings.lazyApps ? undefined : (s) => workerSpec(s, 0, 0, true),
+      spawnRouter: linkSocket ? (s) => spawnRouter(s, httpSockets, linkSocket, processLog.fd) : undefined,
+      reloadSettings: () => {
+        let errors = '';
+        const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
+        if ('exit' in outcome) return errors.trim().replace(/^tsgi: /, '') || `configuration exited with status ${outcome.exit}`;
+        const next = outcome.start;
+        if (next.sockets.map((x) => x.text).join(' ') !== settings.sockets.map((x) => x.text).join(' ')) {
+          processLog.info('note: socket changes take effect at the next restart; the reload keeps the bound sockets');
+        }
+        if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
+        if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
+        return next;
+      },
+      releaseListeners: () => closeSockets(boundSockets, vacuum),
+      finish: (status) => {
+        if (finished) return;
+        finished = true;
+        stats?.close();
+        for (const f of fifos) f.close();
+        closeSockets(boundSockets, vacuum);
+        if (linkSocket) closeLinkSocket(linkSocket);
+        if (vacuum) {
+          for (const p of [settings.pidfile, settings.pidfile2]) {
+            if (!p) continue;
+            try {
+              unlinkSync(p);
+            } catch {
+              /* already gone, or not ours to remove any more */
             }
           }
-          processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
-          process.exit(status);
-        },
+        }
+        processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
+        process.exit(status);
       },
+    };
+    const master = new Master(
+      settings,
+      hooks,
       processLog,
       scoreboard,
     );
+    const snapshot = (): MasterSnapshot => ({
+      version: TSGI_VERSION,
+      pid: process.pid,
+      uid: process.getuid!(),
+      gid: process.getgid!(),
+      cwd: process.cwd(),
+      sockets: boundSockets.map((b) => ({
+        name: b.name,
+        proto: b.spec.protocol,
+        queue: (b.path ? undefined : tcpListenQueue(Number(b.name.slice(b.name.lastIndexOf(':') + 1)))) ?? 0,
+        maxQueue: settings.listen,
+      })),
+      workers: master.snapshotWorkers(),
+    });
+    Object.assign(hooks, {
+      reopenLog: () => processLog.reopen(),
+      logSize: () => processLog.size(),
+      rotateLog: () => processLog.rotate(),
+      statsText: () => statsJson(snapshot(), true),
+      milestone: (what: Milestone, status: string) => {
+        systemd.milestone(what, status);
+        emperor?.milestone(what, status, what === 'ready' ? boundSockets.map((b) => b.name) : undefined);
+      },
+    });
+    if (settings.stats) {
+      stats = new StatsServer(settings.stats, { http: settings.statsHttp, minified: settings.statsMinified }, snapshot);
+      try {
+        await stats.ready();
+      } catch (err) {
+        throw new StartupError(`stats ${settings.stats}: cannot listen (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      }
+      processLog.info(`stats server on ${settings.stats}${settings.statsHttp ? ' (HTTP: / JSON, /metrics Prometheus)' : ''}`);
+    }
+    for (const path of settings.masterFifo) {
+      try {
+        fifos.push(new MasterFifo(path, (letter) => master.command(letter)));
+      } catch (err) {
+        throw new StartupError((err as Error).message);
+      }
+    }
     // A vassal's graceful stop can be asked several times at once (systemd signals every process of the unit, and
     // the emperor passes its own SIGTERM on): for a vassal, only the first counts; its emperor escalates (SIGINT,
     // then SIGKILL after the mercy), never a repeated SIGTERM.
@@ -193,7 +263,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       stopAsked = true;
       master.signal('SIGTERM');
     };
-    for (const sig of ['SIGHUP', 'SIGINT', 'SIGQUIT'] as const) process.on(sig, () => master.signal(sig));
+    for (const sig of ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1'] as const) process.on(sig, () => master.signal(sig));
     process.on('SIGTERM', stopGracefully);
     emperor?.onStop((force) => {
       // The vassal's file was removed: nothing will serve on its sockets again, so they go too.

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, tsgiBin } from '../helpers/paths.js';
-import { activatedEnv, childPids, sharedVenv, startProcess, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
+import { activatedEnv, workerPids, sharedVenv, startProcess, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
 import { resolveGroup, resolveUser } from '../../src/master/users.js';
 import { ask, linesMatching, readStats, startEmperor, until, vassal } from '../helpers/emperor.js';
 
@@ -87,7 +87,7 @@ test('a vassal that cannot start is retried with back-off, the others unaffected
     assert.equal(vassal(after, 'later.ini')!.status, 'ready');
     assert.ok(vassal(after, 'later.ini')!.restarts >= 2);
     assert.equal(vassal(after, 'fine.ini')!.pid, fine.pid, 'fine.ini kept its master all along');
-    assert.equal(childPids(fine.pid!).length, 1);
+    assert.equal(workerPids(fine.pid!).length, 1);
   } finally {
     if (emperor) assert.equal((await stopProcess(emperor)).code, 0, emperor.output());
   }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
-import { activatedEnv, childPids, sharedVenv, stopProcess, tempDir } from '../helpers/procs.js';
+import { activatedEnv, childPids, workerPids, sharedVenv, stopProcess, tempDir } from '../helpers/procs.js';
 import { resolveGroup, resolveUser } from '../../src/master/users.js';
 import { ask, readStats, startEmperor, until, vassal } from '../helpers/emperor.js';
 
@@ -69,8 +69,8 @@ vassals-inherit = %dcommon.ini
 
     // Precedence, as uWSGI: environment < vassal-set < the vassal's own file < vassals-inherit.
     const stats = await readStats(join(dir, 'stats.sock'));
-    assert.equal(childPids(vassal(stats, 'x.ini')!.pid!).length, 2, 'x: processes = 2 from UWSGI_VASSAL_PROCESSES');
-    assert.equal(childPids(vassal(stats, 'y.ini')!.pid!).length, 1, "y: its own file's processes = 1 wins");
+    assert.equal(workerPids(vassal(stats, 'x.ini')!.pid!).length, 2, 'x: processes = 2 from UWSGI_VASSAL_PROCESSES');
+    assert.equal(workerPids(vassal(stats, 'y.ini')!.pid!).length, 1, "y: its own file's processes = 1 wins");
     assert.deepEqual(vassal(stats, 'x.ini')!.sockets, [xs]);
   } finally {
     assert.equal((await stopProcess(emperor)).code, 0, emperor.output());
@@ -148,7 +148,7 @@ test("emperor-tyrant: each vassal runs as its file's owner; a file owned by root
     assert.match(emperor.output(), /vassal rooted\.ini: configuration error: emperor-tyrant: .*rooted\.ini belongs to root \(uid 0, gid 0\); a tyrant runs each vassal as its file's owner, never as root: chown the file to the app's user and group/);
     const users = vassal(await readStats(stats), 'users.ini')!;
     assert.deepEqual([users.uid, users.gid], [nobody.uid, nogroup]);
-    for (const pid of [users.pid!, ...childPids(users.pid!)]) assert.deepEqual(procIds(pid), { uid: nobody.uid, gid: nogroup }, `pid ${pid}`);
+    for (const pid of [users.pid!, ...childPids(users.pid!), ...workerPids(users.pid!)]) assert.deepEqual(procIds(pid), { uid: nobody.uid, gid: nogroup }, `pid ${pid}`);
     const r = await ask(join(run, 'users.sock'));
     assert.equal(r.status, 200);
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
-import { activatedEnv, childPids, sharedVenv, stopProcess, tempDir } from '../helpers/procs.js';
+import { activatedEnv, workerPids, sharedVenv, stopProcess, tempDir } from '../helpers/procs.js';
 import { getVars, rawExchange, uwsgiPacket, uwsgiRequest } from '../helpers/uwsgi-client.js';
 import { readStats, startEmperor, until } from '../helpers/emperor.js';
 
@@ -45,7 +45,7 @@ for (const allAtOnce of [false, true]) {
     const f = folder(3);
     const emperor = await startEmperor(['--emperor', f.vassals, '--emperor-stats', f.stats], { env });
     const masters = (await readStats(f.stats)).vassals.map((v) => v.pid!);
-    const workers = masters.flatMap((m) => childPids(m));
+    const workers = masters.flatMap((m) => workerPids(m));
     assert.equal(workers.length, 3);
     // Each vassal's only worker is busy with a slow request; three more wait in each socket's queue.
     const slow = f.socks.map((s) => uwsgiRequest(s, getVars('/sleep', { QUERY_STRING: '1.5' })));
@@ -87,10 +87,10 @@ test('SIGHUP to the emperor reloads every vassal gracefully (same masters, new w
   const emperor = await startEmperor(['--emperor', f.vassals, '--emperor-stats', f.stats], { env });
   try {
     const masters = (await readStats(f.stats)).vassals.map((v) => v.pid!);
-    const before = masters.flatMap((m) => childPids(m));
+    const before = masters.flatMap((m) => workerPids(m));
     emperor.kill('SIGHUP');
     await until('both vassals reloaded', async () => (await readStats(f.stats)).vassals.every((v) => v.reloads === 1 && v.status === 'ready'));
-    await until('the old workers are gone', () => masters.flatMap((m) => childPids(m)).every((p) => !before.includes(p)));
+    await until('the old workers are gone', () => masters.flatMap((m) => workerPids(m)).every((p) => !before.includes(p)));
     assert.deepEqual((await readStats(f.stats)).vassals.map((v) => v.pid), masters);
     for (const s of f.socks) assert.equal((await uwsgiRequest(s, getVars('/'))).status, 200);
     emperor.kill('SIGUSR1');
@@ -104,7 +104,7 @@ test('an emperor killed outright leaves no vassal behind: each one notices and s
   const f = folder(2);
   const emperor = await startEmperor(['--emperor', f.vassals, '--emperor-stats', f.stats], { env });
   const masters = (await readStats(f.stats)).vassals.map((v) => v.pid!);
-  const workers = masters.flatMap((m) => childPids(m));
+  const workers = masters.flatMap((m) => workerPids(m));
   emperor.kill('SIGKILL');
   await emperor.exited;
   await until('every vassal process is gone', () => [...masters, ...workers].every((p) => !alive(p)));
