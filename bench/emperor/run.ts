@@ -11,7 +11,7 @@
  * the way out (Ctrl-C included).
  *
  *   npm run build && node dist/bench/emperor/run.js [--vassals 20] [--rounds 3] [--new-file 5] [--peers tsgi,uwsgi]
- *                                                   [--out bench/RESULTS-emperor.md]
+ *                                                   [--out bench/RESULTS-emperor.md] [--keep]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -38,6 +38,7 @@ const { values: opts } = parseArgs({
     peers: { type: 'string', default: 'tsgi,uwsgi' },
     python: { type: 'string', default: '/usr/bin/python3' },
     out: { type: 'string', default: join(repoRoot, 'bench/RESULTS-emperor.md') },
+    keep: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -238,7 +239,8 @@ async function round(peer: 'tsgi' | 'uwsgi'): Promise<RoundResult> {
   } finally {
     killGroup(child.pid!, 'SIGKILL');
     groups.delete(child.pid!);
-    rmSync(dir, { recursive: true, force: true });
+    if (opts.keep) process.stdout.write(`kept ${dir} (emperor.log there)\n`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 
