@@ -34,6 +34,20 @@ export interface PythonSettings {
   catchExceptions: boolean;
 }
 
+/** Emperor mode (src/emperor): set when `emperor` is given. */
+export interface EmperorSettings {
+  /** Each `emperor` value: a directory or a glob of vassal files. */
+  monitors: Array<{ value: string; origin: Origin }>;
+  tyrant: boolean;
+  /** Ini files every vassal reads after its own (vassals-inherit). */
+  inherit: string[];
+  /** KEY=VALUE options for every vassal (vassal-set), magic variables still unexpanded. */
+  set: Array<{ value: string; origin: Origin }>;
+  stats: { value: string; origin: Origin } | undefined;
+  /** Seconds between rescans of the monitors. */
+  freq: number;
+}
+
 export interface Settings {
   sockets: SocketSpec[];
   limitPost: number;
@@ -80,6 +94,7 @@ export interface Settings {
   disableLogging: boolean;
   strict: boolean;
   showConfig: boolean;
+  emperor: EmperorSettings | undefined;
 }
 
 /** Keys handled while the configuration is read, never options of the running server. */
@@ -262,6 +277,10 @@ export function buildSettings(values: OptionValues): Settings {
     return [value.slice(0, eq), value.slice(eq + 1)];
   });
   const chmod = values.get('chmod-socket');
+  for (const { value, origin } of values.all('vassal-set')) {
+    if (value.indexOf('=') <= 0) throw new ConfigError('BAD_VALUE', `bad value '${value}': expected KEY=VALUE`, origin, 'vassal-set');
+  }
+  const statsAt = values.all('emperor-stats').at(-1);
   return {
     sockets,
     limitPost: values.int('limit-post'),
@@ -315,5 +334,15 @@ export function buildSettings(values: OptionValues): Settings {
     disableLogging: values.bool('disable-logging'),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),
+    emperor: values.all('emperor').length
+      ? {
+          monitors: values.all('emperor'),
+          tyrant: values.bool('emperor-tyrant'),
+          inherit: values.all('vassals-inherit').map((v) => v.value),
+          set: values.all('vassal-set'),
+          stats: statsAt,
+          freq: values.int('emperor-freq'),
+        }
+      : undefined,
   };
 }
