@@ -4,6 +4,7 @@
  * settings the server runs with are built in one place.
  */
 import { ConfigError } from './errors.js';
+import { CONFIG_SOURCE_KEYS } from './ini.js';
 import { isLogicKey } from './logic.js';
 import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
@@ -98,7 +99,7 @@ export interface Settings {
 }
 
 /** Keys handled while the configuration is read, never options of the running server. */
-const READ_TIME_KEYS = new Set(['print', 'set', 'S', 'set-placeholder', 'set-ph', 'ini', 'get', 'exit']);
+const READ_TIME_KEYS = new Set(['print', 'set', 'S', 'set-placeholder', 'set-ph', 'get', 'exit', ...CONFIG_SOURCE_KEYS]);
 
 /** Parses `/path`, `host:port`, `:port`, `[::]:port`, `0.0.0.0:port` (uWSGI's socket syntax). */
 export function parseSocketAddress(text: string, origin: Origin, option: string): SocketAddress {
