@@ -191,3 +191,30 @@ test("the emperor's logto is its vassals' log too: their lines and their workers
   }
   assert.match(readFileSync(log, 'utf8'), /emperor: stopped: every vassal is gone\n$/);
 });
+
+test("tsgi top shows an emperor's vassals from its emperor-stats (tmux)", async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const { tsgiBin } = await import('../helpers/paths.js');
+  if (spawnSync('tmux', ['-V']).status !== 0) {
+    t.skip('tmux is not installed (scripts/test-all installs it)');
+    return;
+  }
+  const dir = tempDir('tsgi-emperor-top-');
+  mkdirSync(join(dir, 'vassals'));
+  writeFileSync(join(dir, 'vassals/shop.ini'), `[uwsgi]\nsocket = ${join(dir, 'shop.sock')}\nwsgi-file = ${APP}\n`);
+  writeFileSync(join(dir, 'vassals/blog.ini'), `[uwsgi]\nsocket = ${join(dir, 'blog.sock')}\nwsgi-file = ${APP}\n`);
+  const stats = join(dir, 'emperor-stats.sock');
+  const emperor = await startEmperor(['--emperor', join(dir, 'vassals'), '--emperor-stats', stats], { env: activatedEnv(venv), cwd: dir });
+  const session = `tsgi-etop-${process.pid}`;
+  try {
+    assert.equal(spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '30', `${process.execPath} ${tsgiBin} top ${stats}`]).status, 0);
+    const table = await until('the vassals on screen', () => {
+      const screen = spawnSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' }).stdout;
+      return /VASSALS/.test(screen) && /blog\.ini/.test(screen) && /shop\.ini/.test(screen) ? screen : undefined;
+    });
+    assert.match(table, /blog\.ini\s+pid\s+\d+\s+ready/);
+  } finally {
+    spawnSync('tmux', ['kill-session', '-t', session]);
+    await stopProcess(emperor);
+  }
+});
