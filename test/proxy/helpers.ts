@@ -131,7 +131,23 @@ export function parseRaw(raw: string): RawResponse {
       headers.set(k, headers.has(k) ? `${headers.get(k)}, ${v}` : v);
     }
   }
-  return { raw, status, headers, body: end < 0 ? '' : raw.slice(end + 4) };
+  let body = end < 0 ? '' : raw.slice(end + 4);
+  if (/chunked/i.test(headers.get('transfer-encoding') ?? '')) body = dechunk(body);
+  return { raw, status, headers, body };
+}
+
+/** Decodes a chunked body (test side only: responses the proxy produced). */
+export function dechunk(s: string): string {
+  let out = '';
+  let i = 0;
+  for (;;) {
+    const eol = s.indexOf('\r\n', i);
+    if (eol < 0) return out;
+    const size = parseInt(s.slice(i, eol), 16);
+    if (!(size > 0)) return out;
+    out += s.slice(eol + 2, eol + 2 + size);
+    i = eol + 2 + size + 2;
+  }
 }
 
 /** Sends raw bytes and reads until the server closes (HTTP/1.0 style), with a safety limit. */
