@@ -144,13 +144,15 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
     headersDone = true;
     if (opts.keep === 'tsgi') {
       let offered = false;
+      let closing = false;
       let framed = status === 204 || status === 304 || opts.head;
       for (let i = 0; i < headers.length; i += 2) {
         const k = headers[i]!.toLowerCase();
         if (k === TSGI_HEADER) offered = headers[i + 1]!.trim() === '1';
+        else if (k === 'connection' && /close/i.test(headers[i + 1]!)) closing = true;
         else if (k === 'content-length' || (k === 'transfer-encoding' && /chunked/i.test(headers[i + 1]!))) framed = true;
       }
-      keepable = offered && framed;
+      keepable = offered && framed && !closing;
     } else if (opts.keep === 'http') keepable = shouldKeepAlive;
     if (!h.onHeaders(status, headers, minor)) {
       finish(false);

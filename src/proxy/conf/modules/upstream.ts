@@ -215,7 +215,7 @@ function moduleSpecs(prefix: 'uwsgi' | 'proxy'): Spec[] {
       });
     specs.push(mod('modifier1'), mod('modifier2'));
     // tsgi extension: whether to offer the persistent link to tsgi backends (docs/protocol-keepalive.md).
-    specs.push(flag('tsgi_keepalive', 'tsgiKeepalive'));
+    specs.push(flag('tsgi_keepalive', 'tsgiKeepalive')); // uwsgi_tsgi_keepalive
   } else {
     specs.push(
       once('http_version', 1, 'httpVersion', (d) => {
