@@ -25,13 +25,32 @@ export interface Runtime {
 }
 
 const MAX_INTERNAL_REDIRECTS = 10;
+const BAD_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const SERVER_FULL = `${PRODUCT}/${VERSION}`;
 
 export class Pipeline {
   constructor(readonly rt: Runtime) {}
 
-  /** Entry point from node:http. */
+  /** Entry point from node:http. A bug in a handler answers 500 and is logged; the worker lives on. */
   handle(binding: Binding, req: IncomingMessage, res: ServerResponse): void {
+    try {
+      this.handleRequest(binding, req, res);
+    } catch (e) {
+      this.rt.errorLog.log('alert', `internal error while processing "${req.method} ${req.url}": ${(e as Error).stack ?? e}`);
+      if (!res.headersSent) {
+        try {
+          res.writeHead(500, { 'Content-Type': 'text/html', 'Content-Length': String(errorPage(500, true)!.length), Connection: 'close' });
+          res.end(errorPage(500, true));
+          return;
+        } catch {
+          // fall through
+        }
+      }
+      res.destroy();
+    }
+  }
+
+  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse): void {
     let group: ListenGroup = binding.main;
     if (binding.groups.size > 1) {
       let la = req.socket.localAddress ?? '';
@@ -385,7 +404,13 @@ export class Pipeline {
       for (const h of add) {
         if (!applies && !h.always) continue;
         const v = h.value.eval(r);
-        if (v !== '') list.push(h.name, v);
+        if (v === '') continue;
+        // node:http refuses control characters in a header value (nginx would send them raw): leave it out.
+        if (BAD_HEADER_VALUE.test(v)) {
+          this.log(r, 'warn', `header "${h.name}" left out: its value has a control character`);
+          continue;
+        }
+        list.push(h.name, v);
       }
     }
     const exp = r.conf.expires;
