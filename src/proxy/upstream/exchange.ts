@@ -140,7 +140,13 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
     if (headers === undefined) headers = pendingHeaders;
     else if (pendingHeaders.length) headers = pendingHeaders.concat(headers);
     pendingHeaders = [];
+    if (done) return 1; // bytes after the response this connection carried: ignored
     if (status >= 100 && status < 200 && status !== 101) return 0; // interim response: wait for the final one
+    if (status === 101) {
+      // Protocol upgrades are not relayed over uwsgi or proxied HTTP/1.0.
+      fail('invalid_header', 'upstream sent "101 Switching Protocols", which tsgi-proxy does not relay, while reading response header from upstream');
+      return 1;
+    }
     headersDone = true;
     if (opts.keep === 'tsgi') {
       let offered = false;

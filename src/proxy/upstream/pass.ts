@@ -137,6 +137,7 @@ export class Upstreams {
     const attempt = (peer: Peer, allowReuse: boolean): void => {
       upstreamAddrs.push(peer.label);
       let headersSent = false;
+      let pendingHead: (() => void) | undefined;
       let paused = false;
       const res = r.res;
       ctl = exchange(
@@ -166,11 +167,17 @@ export class Upstreams {
               this.p.finalize(r, status);
               return false;
             }
-            this.relayHead(r, status, headers, pass.protocol, st);
-            headersSent = true;
+            // The head goes out with the first body byte (or the end): a body that is malformed from its
+            // first byte still becomes a clean 502 rather than a cut response.
+            pendingHead = () => this.relayHead(r, status, headers, pass.protocol, st);
             return true;
           },
           onBody: (chunk) => {
+            if (pendingHead) {
+              pendingHead();
+              pendingHead = undefined;
+              headersSent = true;
+            }
             r.bodyBytesSent += chunk.length;
             const ok = res.write(chunk);
             // Buffering on: keep reading the backend unless the client's backlog passed the limit.
@@ -186,6 +193,11 @@ export class Upstreams {
             }
           },
           onEnd: () => {
+            if (pendingHead) {
+              pendingHead();
+              pendingHead = undefined;
+              headersSent = true;
+            }
             this.record(r, upstreamAddrs, upstreamStatuses, startedAt);
             if (!res.writableEnded) res.end();
           },
