@@ -6,11 +6,11 @@
  */
 import { createReadStream, type Stats } from 'node:fs';
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { FileCache } from './filecache.js';
 import type { Pipeline } from './pipeline.js';
 import type { Rq } from './request.js';
 import { escapeUri } from './uri.js';
 
-const SMALL_FILE = 64 * 1024;
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 export function mimeType(r: Rq, path: string): string {
@@ -72,6 +72,8 @@ function parseRanges(h: string, size: number): Array<[number, number]> | 'invali
 }
 
 export class StaticFiles {
+  private readonly cache = new FileCache();
+
   constructor(private readonly p: Pipeline) {}
 
   serve(r: Rq): void {
@@ -94,12 +96,30 @@ export class StaticFiles {
       return;
     }
     const path = r.filename || mapPath(r, uri);
+    let found: { stats: Stats; content: Buffer | undefined };
+    try {
+      found = await this.cache.get(path, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0);
+    } catch (e) {
+      const status = errnoStatus(e as NodeJS.ErrnoException);
+      if (status !== 404 || r.conf.logNotFound) this.p.log(r, 'error', `open() "${path}" failed (${(e as Error).message})`);
+      this.p.finalize(r, status);
+      return;
+    }
+    if (found.stats.isDirectory()) {
+      this.p.redirect(r, 301, escapeUri(uri + '/') + (r.args ? '?' + r.args : ''));
+      return;
+    }
+    if (found.content) {
+      this.file(r, found.content, found.stats, path);
+      return;
+    }
+    // A large file: opened now and streamed from the descriptor.
     let fh: FileHandle;
     try {
       fh = await open(Buffer.from(path, 'latin1'), 'r');
     } catch (e) {
       const status = errnoStatus(e as NodeJS.ErrnoException);
-      if (status !== 404 || r.conf.logNotFound) this.p.log(r, 'error', `open() "${path}" failed (${(e as Error).message})`);
+      this.p.log(r, 'error', `open() "${path}" failed (${(e as Error).message})`);
       this.p.finalize(r, status);
       return;
     }
@@ -109,11 +129,6 @@ export class StaticFiles {
     } catch (e) {
       await fh.close();
       throw e;
-    }
-    if (st.isDirectory()) {
-      await fh.close();
-      this.p.redirect(r, 301, escapeUri(uri + '/') + (r.args ? '?' + r.args : ''));
-      return;
     }
     this.file(r, fh, st, path);
   }
@@ -161,7 +176,9 @@ export class StaticFiles {
     this.p.finalize(r, 403);
   }
 
-  private file(r: Rq, fh: FileHandle, st: Stats, path: string): void {
+  private file(r: Rq, src: FileHandle | Buffer, st: Stats, path: string): void {
+    const fh = Buffer.isBuffer(src) ? undefined : (src as FileHandle);
+    const close = (): void => void fh?.close();
     const req = r.req;
     const size = st.size;
     const mtime = new Date(Math.floor(st.mtimeMs / 1000) * 1000);
@@ -174,7 +191,7 @@ export class StaticFiles {
     const ifMatch = req.headers['if-match'];
     const ifUnmod = req.headers['if-unmodified-since'];
     if ((ifMatch !== undefined && !etagListMatch(ifMatch, etag, true)) || (ifMatch === undefined && ifUnmod !== undefined && !(Date.parse(ifUnmod) >= mtime.getTime()))) {
-      void fh.close();
+      close();
       this.p.finalize(r, 412);
       return;
     }
@@ -187,7 +204,7 @@ export class StaticFiles {
       notModified = r.conf.ifModifiedSince === 'exact' ? t === mtime.getTime() : t >= mtime.getTime();
     }
     if (notModified) {
-      void fh.close();
+      close();
       this.p.sendHead(r, 304, headers);
       r.res.end();
       return;
@@ -204,7 +221,7 @@ export class StaticFiles {
       if (rangeApplies) {
         const ranges = parseRanges(range, size);
         if (ranges === 'unsatisfiable') {
-          void fh.close();
+          close();
           this.p.sendHead(r, 416, ['Content-Type', 'text/html', 'Content-Range', `bytes */${size}`, 'Content-Length', '0']);
           r.res.end();
           return;
@@ -215,7 +232,7 @@ export class StaticFiles {
             status = 206;
             headers.push('Content-Range', `bytes ${start}-${end}/${size}`);
           } else {
-            this.multipart(r, fh, headers, ranges, size);
+            this.multipart(r, src, headers, ranges, size);
             return;
           }
         }
@@ -226,23 +243,14 @@ export class StaticFiles {
     this.p.sendHead(r, status, headers);
     const res = r.res;
     if (r.method === 'HEAD' || length <= 0) {
-      void fh.close();
+      close();
       res.end();
       return;
     }
     r.bodyBytesSent = length;
-    if (length <= SMALL_FILE) {
-      const buf = Buffer.allocUnsafe(length);
-      fh.read(buf, 0, length, start).then(
-        ({ bytesRead }) => {
-          void fh.close();
-          res.end(bytesRead === length ? buf : buf.subarray(0, bytesRead));
-        },
-        () => {
-          void fh.close();
-          res.destroy();
-        },
-      );
+    if (!fh) {
+      const buf = src as Buffer;
+      res.end(start === 0 && length === buf.length ? buf : buf.subarray(start, end + 1));
       return;
     }
     const stream = createReadStream('', { fd: fh, start, end, highWaterMark: 256 * 1024, autoClose: true });
@@ -251,7 +259,8 @@ export class StaticFiles {
     stream.pipe(res);
   }
 
-  private multipart(r: Rq, fh: FileHandle, headers: string[], ranges: Array<[number, number]>, size: number): void {
+  private multipart(r: Rq, src: FileHandle | Buffer, headers: string[], ranges: Array<[number, number]>, size: number): void {
+    const fh = Buffer.isBuffer(src) ? undefined : (src as FileHandle);
     const boundary = String(Date.now()).padStart(20, '0');
     const type = headers[1]!;
     const parts: Buffer[] = [];
@@ -263,7 +272,7 @@ export class StaticFiles {
     h.push('Content-Type', `multipart/byteranges; boundary=${boundary}`, 'Content-Length', String(total));
     this.p.sendHead(r, 206, h);
     if (r.method === 'HEAD') {
-      void fh.close();
+      void fh?.close();
       r.res.end();
       return;
     }
@@ -272,8 +281,11 @@ export class StaticFiles {
       try {
         for (let i = 0; i < ranges.length; i++) {
           const [s, e] = ranges[i]!;
-          const buf = Buffer.allocUnsafe(e - s + 1);
-          await fh.read(buf, 0, buf.length, s);
+          let buf: Buffer;
+          if (fh) {
+            buf = Buffer.allocUnsafe(e - s + 1);
+            await fh.read(buf, 0, buf.length, s);
+          } else buf = (src as Buffer).subarray(s, e + 1);
           parts.push(heads[i]!, buf);
         }
         parts.push(tail);
@@ -281,7 +293,7 @@ export class StaticFiles {
       } catch {
         r.res.destroy();
       } finally {
-        await fh.close();
+        await fh?.close();
       }
     })();
   }

@@ -87,6 +87,15 @@ describe('static files', () => {
     assert.equal((await get(port, '/style.css')).headers.get('content-type'), 'text/css');
   });
 
+  test('a file changed on disk is served fresh, even with the same size', async () => {
+    const f = join(t.dir, 'www', 'changing.txt');
+    writeFileSync(f, 'version 1\n');
+    assert.equal((await get(port, '/changing.txt')).body, 'version 1\n');
+    writeFileSync(f, 'version 2\n');
+    utimesSync(f, new Date(), new Date(Date.now() + 5000));
+    assert.equal((await get(port, '/changing.txt')).body, 'version 2\n');
+  });
+
   test('HEAD gets the headers without the body', async () => {
     const r = await get(port, '/hello.txt', {}, 'HEAD');
     assert.equal(r.status, 200);

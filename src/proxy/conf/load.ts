@@ -76,6 +76,8 @@ function httpDefaults(prefix: string): LocConf {
   d.chunkedTransferEncoding = true;
   d.internal = false;
   d.expires = 'off';
+  d.openFileCacheOn = false;
+  d.openFileCacheValidMs = 60000;
   for (const u of [d.uwsgi, d.proxy]) {
     u.params = [];
     u.connectTimeoutMs = 60000;

@@ -145,6 +145,9 @@ export class LocConf {
   chunkedTransferEncoding: boolean | undefined;
   internal: boolean | undefined;
   expires: number | 'off' | 'epoch' | 'max' | undefined;
+  /** open_file_cache on: how long a cached file is served without looking at the disk (0 when off). */
+  openFileCacheValidMs: number | undefined;
+  openFileCacheOn: boolean | undefined;
   // upstream modules (uwsgi_* and proxy_* share these slots; each pass directive picks its own set)
   pass: PassConf | undefined;
   uwsgi: UpstreamSettings;

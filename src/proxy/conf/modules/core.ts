@@ -433,8 +433,12 @@ const locSpecs: Spec[] = [
   tuning('lingering_close', HSL, 1),
   tuning('lingering_time', HSL, 1),
   tuning('lingering_timeout', HSL, 1),
-  tuning('open_file_cache', HSL, [1, 2]),
-  tuning('open_file_cache_valid', HSL, 1),
+  locOnce('open_file_cache', HSL, [1, 2], 'openFileCacheOn', (d) => {
+    if (d.args[0] === 'off' && d.args.length === 1) return false;
+    if (!/^max=\d+$/.test(d.args[0]!) || (d.args[1] !== undefined && !/^inactive=/.test(d.args[1]))) throw badValue(d, d.args.join(' '));
+    return true;
+  }),
+  locOnce('open_file_cache_valid', HSL, 1, 'openFileCacheValidMs', (d) => timeArg(d)),
   tuning('open_file_cache_min_uses', HSL, 1),
   tuning('open_file_cache_errors', HSL, 'flag'),
   tuning('msie_padding', HSL, 'flag'),
