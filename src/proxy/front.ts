@@ -103,6 +103,8 @@ export class Front implements Runtime {
       );
     } else server = http.createServer(opts, handler);
     server.maxRequestsPerSocket = loc.keepaliveRequests || 0;
+    // worker_connections: connections one worker holds at once (nginx's default is 512).
+    server.maxConnections = this.conf.main.workerConnections ?? 512;
     server.on('connection', (s: Socket) => {
       (s as Socket & { _tsgiId?: number })._tsgiId = ++connectionIds;
       this.sockets.add(s);

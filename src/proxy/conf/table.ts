@@ -41,6 +41,16 @@ export function tuning<S>(name: string, ctx: number, args: ArgCount): DirectiveS
   return { name, ctx, args, set() {} };
 }
 
+/** nginx directives tsgi-proxy knows and does not implement: an error naming file:line, never ignored. */
+export function unsupported<S>(name: string, ctx: number, args: ArgCount, why: string): DirectiveSpec<S> {
+  return {
+    name, ctx, args,
+    set(_s, d) {
+      throw new ProxyConfError('NOT_SUPPORTED', `"${name}" directive is not supported by tsgi-proxy (${why})`, pos(d));
+    },
+  };
+}
+
 export function pos(d: ConfNode): ConfPos {
   return { file: d.file, line: d.line };
 }

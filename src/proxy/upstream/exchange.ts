@@ -117,6 +117,8 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
   let headersDone = false;
   let keepable = false;
   let connectTimer: NodeJS.Timeout | undefined;
+  /** The request is written out: the idle timer switches from *_send_timeout to *_read_timeout. */
+  let sent = false;
   peer.conns++;
 
   if (!socket) {
@@ -126,9 +128,9 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
     socket.once('connect', () => {
       connected = true;
       clearTimeout(connectTimer);
-      socket!.setTimeout(opts.readTimeoutMs);
+      socket!.setTimeout(sent ? opts.readTimeoutMs : opts.sendTimeoutMs);
     });
-  } else socket.setTimeout(opts.readTimeoutMs);
+  } else socket.setTimeout(opts.sendTimeoutMs);
   const s = socket;
 
   const parser = takeParser();
@@ -220,6 +222,10 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
     h.onEnd();
   });
   s.on('timeout', () => {
+    if (!sent) {
+      fail('timeout', 'upstream timed out (110: Connection timed out) while sending request to upstream');
+      return;
+    }
     fail('timeout', headersDone ? 'upstream timed out (110: Connection timed out) while reading upstream' : 'upstream timed out (110: Connection timed out) while reading response header from upstream');
   });
   s.on('error', (e: NodeJS.ErrnoException) => {
@@ -230,9 +236,17 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
     if (!done) fail('error', 'upstream closed the connection');
   });
 
-  s.cork();
-  for (const b of request) s.write(b);
-  s.uncork();
+  const onSent = (e?: Error | null) => {
+    if (e || done) return;
+    sent = true;
+    if (connected) s.setTimeout(opts.readTimeoutMs);
+  };
+  if (request.length === 1) s.write(request[0]!, onSent);
+  else {
+    s.cork();
+    for (let i = 0; i < request.length; i++) s.write(request[i]!, i === request.length - 1 ? onSent : undefined);
+    s.uncork();
+  }
 
   return {
     abort() {

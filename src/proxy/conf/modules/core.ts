@@ -9,7 +9,7 @@ import type { ConfNode } from '../parse.js';
 import { parseConf } from '../parse.js';
 import type { Scope } from '../scope.js';
 import {
-  ANY, EVENTS, HSL, HTTP, LIF, LOC, MAIN, MORE, SRV, badValue, duplicate, notSupported, parseFlag, pos, sizeArg, timeArg, tuning,
+  ANY, EVENTS, HSL, HTTP, LIF, LOC, MAIN, MORE, SRV, badValue, duplicate, notSupported, parseFlag, pos, sizeArg, timeArg, tuning, unsupported,
   type DirectiveSpec,
 } from '../table.js';
 import { compileTemplate } from '../../vars.js';
@@ -340,7 +340,7 @@ function locationSpec(): Spec {
 const locSpecs: Spec[] = [
   locOnce('client_max_body_size', HSL, 1, 'clientMaxBodySize', (d) => sizeArg(d)),
   timeLoc('client_body_timeout', 'clientBodyTimeoutMs'),
-  timeLoc('send_timeout', 'sendTimeoutMs'),
+  unsupported('send_timeout', HSL, 1, 'no timeout between two writes to the client is enforced yet'),
   locOnce('keepalive_timeout', HSL, [1, 2], 'keepaliveTimeoutMs', (d) => timeArg(d)),
   locOnce('keepalive_requests', HSL, 1, 'keepaliveRequests', (d) => {
     const n = Number(d.args[0]);
