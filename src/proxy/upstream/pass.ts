@@ -137,8 +137,37 @@ export class Upstreams {
     const attempt = (peer: Peer, allowReuse: boolean): void => {
       upstreamAddrs.push(peer.label);
       let headersSent = false;
-      let pendingHead: (() => void) | undefined;
+      let pendingHead: ((knownLength?: number) => void) | undefined;
       let paused = false;
+      // Body bytes are gathered for one event-loop turn, so a response that arrives with its end (the
+      // common case) reaches the client in one write instead of one per chunk plus the end.
+      let chunks: Buffer[] = [];
+      let chunkBytes = 0;
+      let flushQueued = false;
+      const flush = (): void => {
+        flushQueued = false;
+        if (res.writableEnded || chunks.length === 0) return;
+        if (pendingHead) {
+          pendingHead();
+          pendingHead = undefined;
+          headersSent = true;
+        }
+        const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, chunkBytes);
+        chunks = [];
+        chunkBytes = 0;
+        const ok = res.write(data);
+        // Buffering on: keep reading the backend unless the client's backlog passed the limit.
+        const limit = st.buffering ? st.maxBufferedBytes! : 0;
+        if (!ok && !paused && res.writableLength > limit) {
+          paused = true;
+          const c = ctl!;
+          c.pause();
+          res.once('drain', () => {
+            paused = false;
+            c.resume();
+          });
+        }
+      };
       const res = r.res;
       ctl = exchange(
         peer,
@@ -169,40 +198,36 @@ export class Upstreams {
             }
             // The head goes out with the first body byte (or the end): a body that is malformed from its
             // first byte still becomes a clean 502 rather than a cut response.
-            pendingHead = () => this.relayHead(r, status, headers, pass.protocol, st);
+            pendingHead = (knownLength?: number) => this.relayHead(r, status, headers, pass.protocol, st, knownLength);
             return true;
           },
           onBody: (chunk) => {
-            if (pendingHead) {
-              pendingHead();
-              pendingHead = undefined;
-              headersSent = true;
-            }
             r.bodyBytesSent += chunk.length;
-            const ok = res.write(chunk);
-            // Buffering on: keep reading the backend unless the client's backlog passed the limit.
-            const limit = st.buffering ? st.maxBufferedBytes! : 0;
-            if (!ok && !paused && res.writableLength > limit) {
-              paused = true;
-              const c = ctl!;
-              c.pause();
-              res.once('drain', () => {
-                paused = false;
-                c.resume();
-              });
+            chunks.push(chunk);
+            chunkBytes += chunk.length;
+            if (!flushQueued) {
+              flushQueued = true;
+              setImmediate(flush);
             }
           },
           onEnd: () => {
+            this.record(r, upstreamAddrs, upstreamStatuses, startedAt);
+            if (res.writableEnded) return;
+            // Usually the whole body is here already: head and body leave in one write, with a length.
             if (pendingHead) {
-              pendingHead();
+              pendingHead(r.method === 'HEAD' ? undefined : chunkBytes);
               pendingHead = undefined;
               headersSent = true;
             }
-            this.record(r, upstreamAddrs, upstreamStatuses, startedAt);
-            if (!res.writableEnded) res.end();
+            const data = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, chunkBytes);
+            chunks = [];
+            chunkBytes = 0;
+            res.end(data);
           },
           onFail: (kind: FailKind, message: string, responseStarted: boolean, reused: boolean) => {
             if (clientGone) return;
+            // Body bytes already parsed: the client gets them, then the cut (it must see the failure).
+            if (!headersSent && pendingHead && chunks.length) flush();
             if (headersSent) {
               this.p.log(r, 'error', `${message}, upstream: "${pass.scheme}://${peer.label}"`);
               res.destroy();
@@ -254,15 +279,18 @@ export class Upstreams {
     r.upstreamResponseTime = ((Date.now() - startedAt) / 1000).toFixed(3);
   }
 
-  private relayHead(r: Rq, status: number, headers: string[], protocol: 'uwsgi' | 'http', st: UpstreamSettings): void {
+  /** `knownLength`: the whole body is in hand; used as Content-Length when the backend gave none. */
+  private relayHead(r: Rq, status: number, headers: string[], protocol: 'uwsgi' | 'http', st: UpstreamSettings, knownLength?: number): void {
     const out: string[] = [];
     const hidden = protocol === 'uwsgi' ? UWSGI_HIDDEN : PROXY_HIDDEN;
     const extraHidden = st.hideHeaders!;
     const passAnyway = st.passHeaders!;
     let serverSet = false;
+    let hasLength = false;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       const lower = name.toLowerCase();
+      if (lower === 'content-length') hasLength = true;
       if (HOP_BY_HOP.has(lower)) continue;
       if ((hidden.has(lower) || extraHidden.has(lower)) && !passAnyway.has(lower)) continue;
       if (lower === 'server') serverSet = true;
@@ -270,6 +298,7 @@ export class Upstreams {
       if (protocol === 'http' && (lower === 'location' || lower === 'refresh') && st.redirect !== 'off') value = this.rewriteRedirect(r, value, st);
       out.push(name, value);
     }
+    if (knownLength !== undefined && !hasLength && status !== 204 && status !== 304 && (status >= 200 || status < 100)) out.push('Content-Length', String(knownLength));
     if (r.conf.chunkedTransferEncoding === false) r.res.useChunkedEncodingByDefault = false;
     this.p.sendHead(r, status, out, serverSet);
   }
