@@ -12,7 +12,7 @@
  * so the request head is sent with CRLF line ends. The body is sent as recorded.
  *
  * The test fails if an assertion listed in nginx-tests-passing.json (tsgi-proxy's recorded passes) fails:
- * a ratchet, refreshed with TSGI_RECORD_NGINX_TESTS=1.
+ * a ratchet, refreshed with TSGI_RECORD_NGINX_TESTS=1. TSGI_NGINX_TESTS_VERBOSE=1 lists each failed assertion.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -204,6 +204,7 @@ test('nginx-tests replay: passed/total per vector file against Debian nginx 1.22
     oursTotal += total;
     theirsOnRan += basePass;
     lines.push(`${r.vector.padEnd(40)}${`${r.passed.length}/${total}`.padEnd(13)}${base.length ? `${basePass}/${base.length}` : '-'}`);
+    if (process.env.TSGI_NGINX_TESTS_VERBOSE === '1') for (const f of r.failed) lines.push(`    failed: ${f}`);
     r.passed.forEach((n) => nowPassing.push(`${r.vector}: ${n}`));
   }
   lines.push(`total on the vectors replayed: tsgi-proxy ${ours}/${oursTotal}, nginx 1.22.1 ${theirsOnRan}/${oursTotal}`);
