@@ -17,10 +17,11 @@ import { staticSpecs } from './modules/static.js';
 import { logSpecs, combinedFormat } from './modules/log.js';
 import { bindPassTargets, upstreamSpecs } from './modules/upstream.js';
 import { sslSpecs } from './modules/ssl.js';
+import { unsupportedSpecs } from './modules/unsupported.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;

@@ -32,6 +32,8 @@ export interface DirectiveSpec<S> {
   args: ArgCount;
   /** Opens a block; the children are walked by the handler. */
   block?: boolean;
+  /** An nginx directive tsgi-proxy does not implement: its handler throws, before any shape check. */
+  refused?: boolean;
   set: (scope: S, d: ConfNode) => void;
 }
 
@@ -92,6 +94,7 @@ export class DirectiveTable<S> {
     if (!list) throw new ProxyConfError('UNKNOWN_DIRECTIVE', `unknown directive "${d.name}"`, pos(d));
     const spec = list.find((s) => (s.ctx & ctx) !== 0);
     if (!spec) throw new ProxyConfError('NOT_ALLOWED_HERE', `"${d.name}" directive is not allowed here`, pos(d));
+    if (spec.refused) return spec; // refused whatever its shape (modules/unsupported.ts)
     if (spec.block && d.block === undefined) throw new ProxyConfError('SYNTAX', `directive "${d.name}" has no opening "{"`, pos(d));
     if (!spec.block && d.block !== undefined) throw new ProxyConfError('SYNTAX', `directive "${d.name}" is not terminated by ";"`, pos(d));
     if (!argsOk(spec.args, d.args.length)) {
