@@ -110,6 +110,11 @@ export class Front implements Runtime {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
+    // CONNECT: tsgi-proxy is not a forward proxy. nginx answers 405 to an authority-form target, else 400.
+    server.on('connect', (req: http.IncomingMessage, s: Socket) => {
+      const ok = /^[^/\s]+:\d+$/.test(req.url ?? '');
+      s.end(ok ? 'HTTP/1.1 405 Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
     server.on('clientError', (err: NodeJS.ErrnoException, s: Socket) => {
       // Malformed requests (llhttp errors), header timeouts: answer 400/408/431 and close, as nginx does.
       if (this.errorLog.enabled('info')) this.errorLog.log('info', `client sent invalid request (${err.code ?? err.message}), client: ${s.remoteAddress ?? ''}`);

@@ -76,6 +76,11 @@ export class Pipeline {
       return;
     }
     if (r.conf.keepaliveTimeoutMs === 0) res.shouldKeepAlive = false;
+    if (r.method === 'TRACE') {
+      // Never echoed back (it would expose cookies and credentials to scripts); nginx refuses it too.
+      this.finalize(r, 405);
+      return;
+    }
     // Server-level rewrite script, then location search.
     const rc = this.runScript(r, server.script);
     if (rc === 'done') return;

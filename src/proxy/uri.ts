@@ -61,7 +61,8 @@ export function normalizePath(raw: string, mergeSlashes: boolean): string | null
 /** Splits a request target into path and query (without "?"); absolute-form targets give their host too. */
 export function splitTarget(target: string): { path: string; query: string; host: string | undefined } | null {
   let host: string | undefined;
-  let rest = target;
+  const hashAt = target.indexOf('#');
+  let rest = hashAt < 0 ? target : target.slice(0, hashAt);
   if (rest.charCodeAt(0) !== 47) {
     const m = /^https?:\/\/([^/?#]*)/i.exec(rest);
     if (!m) return null;
@@ -70,9 +71,7 @@ export function splitTarget(target: string): { path: string; query: string; host
     if (rest === '' || rest.charCodeAt(0) === 63) rest = '/' + rest;
   }
   const q = rest.indexOf('?');
-  let path = q < 0 ? rest : rest.slice(0, q);
-  const hash = path.indexOf('#');
-  if (hash >= 0) path = path.slice(0, hash);
+  const path = q < 0 ? rest : rest.slice(0, q);
   return { path, query: q < 0 ? '' : rest.slice(q + 1), host };
 }
 

@@ -43,6 +43,8 @@ test('request targets: origin form, absolute form, query and fragment', () => {
   assert.deepEqual(splitTarget('/a?b=1'), { path: '/a', query: 'b=1', host: undefined });
   assert.deepEqual(splitTarget('http://Example.com:8080/x?y'), { path: '/x', query: 'y', host: 'Example.com:8080' });
   assert.deepEqual(splitTarget('http://h'), { path: '/', query: '', host: 'h' });
+  assert.deepEqual(splitTarget('http://h?a=1#frag'), { path: '/', query: 'a=1', host: 'h' });
+  assert.deepEqual(splitTarget('/p?x#f'), { path: '/p', query: 'x', host: undefined });
   assert.equal(splitTarget('*'), null);
 });
 
