@@ -15,6 +15,7 @@ import { addHeaderApplies, errorPage } from './special.js';
 import { escapeUri, normalizeHost, normalizePath, splitTarget } from './uri.js';
 import { PRODUCT, VERSION } from './vars.js';
 import type { ErrorLogs } from './errorlog.js';
+import { applyGzip } from './gzip.js';
 
 /** Services the pipeline calls into, provided by the worker. */
 export interface Runtime {
@@ -422,6 +423,7 @@ export class Pipeline {
     if (exp !== undefined && exp !== 'off' && (code === 200 || code === 204 || code === 206 || code === 301 || code === 302 || code === 304 || code === 307 || code === 308)) {
       addExpires(list, exp);
     }
+    if (r.conf.gzip) applyGzip(r, code, list);
     res.writeHead(code, list as unknown as OutgoingHttpHeaders);
   }
 }

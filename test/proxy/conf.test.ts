@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tokenize } from '../../src/proxy/conf/lexer.js';
 import { parseConf } from '../../src/proxy/conf/parse.js';
@@ -71,7 +71,7 @@ test('directive table errors: unknown, wrong context, argument count, duplicate,
       ['http {\n server {\n  location / { uwsgi_pass unix:/s; }\n  location = /x { location /x/y {} }\n }\n}\n', 'NOT_ALLOWED_HERE', `location "/x/y" cannot be inside the exact location "/x" in ${f}:4`],
       ['http {\n server {\n  return 200 $nosuchvar;\n }\n}\n', 'BAD_VALUE', `unknown "nosuchvar" variable in ${f}:3`],
       ['http {\n server {\n  listen 80 http2;\n }\n}\n', 'NOT_SUPPORTED', `invalid parameter "http2" in ${f}:3`],
-      ['http {\n gzip on;\n}\n', 'NOT_SUPPORTED', `"gzip" directive is not supported by tsgi-proxy in ${f}:2`],
+      ['http {\n charset utf-8;\n}\n', 'NOT_SUPPORTED', `"charset" directive is not supported by tsgi-proxy in ${f}:2`],
       ['http {\n server {\n  location / {\n   limit_except GET { deny all; }\n  }\n }\n}\n', 'NOT_SUPPORTED', `"limit_except" directive is not supported by tsgi-proxy in ${f}:4`],
       ['http {\n server {\n  location ~ ( { }\n }\n}\n', 'BAD_VALUE', `in ${f}:3`],
     ];
@@ -189,14 +189,10 @@ test('a bad config fails -t with one [emerg] line naming file:line, then "test f
   }
 });
 
-test("Debian's own /etc/nginx/nginx.conf fails -t on its first unsupported directive, by name and line", { skip: existsSync('/etc/nginx/nginx.conf') ? false : 'no /etc/nginx/nginx.conf (Debian nginx not installed)' }, () => {
+test("Debian's own /etc/nginx/nginx.conf, with its default site, passes tsgi-proxy -t", { skip: existsSync('/etc/nginx/nginx.conf') ? false : 'no /etc/nginx/nginx.conf (Debian nginx not installed)' }, () => {
   const r = proxySync(['-t', '-c', '/etc/nginx/nginx.conf']);
-  const text = readFileSync('/etc/nginx/nginx.conf', 'latin1').split('\n');
-  const line = text.findIndex((l) => /^\s*gzip\s+on;/.test(l)) + 1;
-  if (line > 0) {
-    assert.equal(r.code, 1);
-    assert.equal(r.stderr.split('\n')[0], `tsgi-proxy: [emerg] "gzip" directive is not supported by tsgi-proxy in /etc/nginx/nginx.conf:${line}`);
-  } else assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /test is successful/);
 });
 
 test('-T prints every configuration file after the test result', () => {

@@ -7,10 +7,27 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync, openSync, ftruncateSync, closeSync, writeSync, utimesSync } from 'node:fs';
 import http from 'node:http';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { freePort, get, have, rawRequest, run, startProxy, tempDir, waitFor, canConnect, type Proc } from './helpers.js';
 
 const GB = 1024 * 1024 * 1024;
+
+/** A GET whose body is kept as bytes (chunked framing removed). */
+function rawBytes(port: number, path: string, headers: Record<string, string>): Promise<{ headers: Map<string, string>; body: Buffer }> {
+  return new Promise((res, rej) => {
+    const req = http.get({ host: '127.0.0.1', port, path, headers, agent: false }, (r) => {
+      const parts: Buffer[] = [];
+      r.on('data', (c: Buffer) => parts.push(c));
+      r.on('end', () => {
+        const h = new Map<string, string>();
+        for (const [k, v] of Object.entries(r.headers)) h.set(k, String(v));
+        res({ headers: h, body: Buffer.concat(parts) });
+      });
+    });
+    req.on('error', rej);
+  });
+}
 
 describe('static files', () => {
   let t: ReturnType<typeof tempDir>;
@@ -43,6 +60,7 @@ describe('static files', () => {
     writeSync(fd, 'END!', GB - 4);
     closeSync(fd);
     writeFileSync(join(t.dir, 'alias.txt'), 'aliased\n');
+    writeFileSync(join(www, 'large.txt'), 'line of text\n'.repeat(30000));
     port = await freePort();
     nginxPort = await freePort();
     const server = (p: number) => `
@@ -57,6 +75,7 @@ describe('static files', () => {
       location /try404/ { try_files $uri =404; }
       location /named/ { try_files $uri @fallback; }
       location @fallback { return 200 "fallback"; }
+      location /gz/ { alias ${www}/; gzip on; gzip_types text/plain; gzip_vary on; gzip_min_length 5; }
       location /types/ { types { text/x-special txt; } default_type application/x-other; alias ${www}/; }
     }`;
     const conf = (p: number) => `events {}\nhttp {\n  include mime.types;\n  access_log off;\n  error_log ${t.dir}/error-${p}.log;\n${server(p)}\n}\n`;
@@ -94,6 +113,22 @@ describe('static files', () => {
     writeFileSync(f, 'version 2\n');
     utimesSync(f, new Date(), new Date(Date.now() + 5000));
     assert.equal((await get(port, '/changing.txt')).body, 'version 2\n');
+  });
+
+  test('gzip: a client that accepts it gets the file compressed, with a weak ETag and Vary; others get it plain', async () => {
+    const gz = await rawBytes(port, '/gz/large.txt', { 'Accept-Encoding': 'gzip, deflate' });
+    assert.equal(gz.headers.get('content-encoding'), 'gzip');
+    assert.equal(gz.headers.get('vary'), 'Accept-Encoding');
+    assert.equal(gz.headers.has('content-length'), false);
+    assert.match(gz.headers.get('etag') ?? '', /^W\//);
+    assert.equal(gunzipSync(gz.body).toString('latin1'), 'line of text\n'.repeat(30000));
+    const small = await rawBytes(port, '/gz/hello.txt', { 'Accept-Encoding': 'gzip' });
+    assert.equal(gunzipSync(small.body).toString(), 'hello world\n');
+    const plain = await get(port, '/gz/hello.txt');
+    assert.equal(plain.headers.has('content-encoding'), false);
+    assert.equal(plain.body, 'hello world\n');
+    const css = await get(port, '/gz/style.css', { 'Accept-Encoding': 'gzip' });
+    assert.equal(css.headers.has('content-encoding'), false, 'text/css is not in gzip_types here');
   });
 
   test('HEAD gets the headers without the body', async () => {

@@ -18,10 +18,11 @@ import { logSpecs, combinedFormat } from './modules/log.js';
 import { bindPassTargets, upstreamSpecs } from './modules/upstream.js';
 import { sslSpecs } from './modules/ssl.js';
 import { unsupportedSpecs } from './modules/unsupported.js';
+import { gzipSpecs } from './modules/gzip.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
@@ -78,6 +79,14 @@ function httpDefaults(prefix: string): LocConf {
   d.internal = false;
   d.expires = 'off';
   d.openFileCacheOn = false;
+  d.gzip = false;
+  d.gzipTypes = new Set(['text/html']);
+  d.gzipMinLength = 20;
+  d.gzipCompLevel = 1;
+  d.gzipVary = false;
+  d.gzipHttpVersion = '1.1';
+  d.gzipProxied = 'off';
+  d.gzipDisable = [];
   d.openFileCacheValidMs = 60000;
   for (const u of [d.uwsgi, d.proxy]) {
     u.params = [];

@@ -148,6 +148,14 @@ export class LocConf {
   /** open_file_cache on: how long a cached file is served without looking at the disk (0 when off). */
   openFileCacheValidMs: number | undefined;
   openFileCacheOn: boolean | undefined;
+  gzip: boolean | undefined;
+  gzipTypes: Set<string> | undefined;
+  gzipMinLength: number | undefined;
+  gzipCompLevel: number | undefined;
+  gzipVary: boolean | undefined;
+  gzipHttpVersion: '1.0' | '1.1' | undefined;
+  gzipProxied: 'off' | 'any' | undefined;
+  gzipDisable: RegExp[] | undefined;
   // upstream modules (uwsgi_* and proxy_* share these slots; each pass directive picks its own set)
   pass: PassConf | undefined;
   uwsgi: UpstreamSettings;
