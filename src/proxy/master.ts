@@ -206,7 +206,8 @@ class Master {
         }
       };
       w.on('message', onMsg);
-      w.once('exit', () => resolve('worker process exited before it was ready'));
+      // A failure message may still be queued behind the exit: give it a turn to arrive.
+      w.once('exit', () => setTimeout(() => resolve('worker process exited before it was ready'), 50));
     });
   }
 

@@ -16,6 +16,7 @@ import { escapeUri, normalizeHost, normalizePath, splitTarget } from './uri.js';
 import { PRODUCT, VERSION } from './vars.js';
 import type { ErrorLogs } from './errorlog.js';
 import { applyGzip } from './gzip.js';
+import { mapPath } from './static.js';
 
 /** Services the pipeline calls into, provided by the worker. */
 export interface Runtime {
@@ -191,21 +192,20 @@ export class Pipeline {
 
   private async tryFiles(r: Rq, conf: LocConf): Promise<void> {
     const tf = conf.tryFiles!;
-    const root = conf.root!;
     for (const t of tf.files) {
       const value = t.eval(r);
-      const wantDir = value.endsWith('/');
-      let path: string;
-      if (root.alias && r.location && r.location.kind !== 'regex' && value.startsWith(r.location.name)) {
-        path = root.path.eval(r) + value.slice(r.location.name.length);
-      } else path = root.path.eval(r) + value;
+      // A directory is tried when the entry is written with a trailing slash ("$uri/").
+      const wantDir = t.source.endsWith('/');
+      const path = mapPath(r, value);
       try {
         const st = await stat(Buffer.from(path, 'latin1'));
         if (wantDir ? st.isDirectory() : !st.isDirectory()) {
-          const q = value.indexOf('?');
-          r.uri = q < 0 ? value : value.slice(0, q);
-          if (q >= 0) r.args = value.slice(q + 1);
-          r.filename = path;
+          // A matched directory continues without the slash, so the request gets nginx's 301 or index.
+          const v = wantDir && value.length > 1 ? value.slice(0, -1) : value;
+          const q = v.indexOf('?');
+          r.uri = q < 0 ? v : v.slice(0, q);
+          if (q >= 0) r.args = v.slice(q + 1);
+          if (!wantDir) r.filename = path;
           this.contentHandler(r);
           return;
         }

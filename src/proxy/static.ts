@@ -28,9 +28,10 @@ export function mimeType(r: Rq, path: string): string {
 export function mapPath(r: Rq, uri: string): string {
   const root = r.conf.root!;
   const base = root.path.eval(r);
-  if (root.alias && r.location) {
-    if (r.location.kind === 'regex') return base; // alias in a regex location is the whole path (with captures)
-    if (uri.startsWith(r.location.name)) return base + uri.slice(r.location.name.length);
+  if (root.alias) {
+    // In a regex location an alias with variables (captures) is the whole path; a literal one prefixes the URI.
+    if (root.aliasOf === '') return root.path.hasVars ? base : base + uri;
+    if (uri.startsWith(root.aliasOf)) return base + uri.slice(root.aliasOf.length);
   }
   return base + uri;
 }
@@ -135,8 +136,14 @@ export class StaticFiles {
 
   private async directory(r: Rq): Promise<void> {
     const dir = mapPath(r, r.uri);
-    for (const idx of r.conf.index!) {
-      const name = idx.eval(r);
+    const list = r.conf.index!;
+    for (let i = 0; i < list.length; i++) {
+      const name = list[i]!.eval(r);
+      // The last index may be an absolute URI: nginx redirects to it without looking on disk.
+      if (i === list.length - 1 && name.startsWith('/')) {
+        this.p.internalRedirect(r, name);
+        return;
+      }
       const full = name.startsWith('/') ? mapPath(r, name) : dir + name;
       try {
         const st = await stat(Buffer.from(full, 'latin1'));

@@ -42,8 +42,10 @@ process.on('message', (m: ToWorker) => {
         if (err) throw new Error(err);
         send({ t: 'ready' });
       } catch (e) {
-        send({ t: 'failed', message: (e as Error).message });
-        setImmediate(() => process.exit(1));
+        // Leave only once the master has the reason (an exit first would race the message).
+        const m: FromWorker = { t: 'failed', message: (e as Error).message };
+        if (process.send) process.send(m, () => process.exit(1));
+        else process.exit(1);
       }
     })();
   } else if (m.t === 'quit') void stop(true, front?.conf.main.workerShutdownTimeoutMs ?? 0);

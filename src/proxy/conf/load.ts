@@ -50,7 +50,7 @@ function httpDefaults(prefix: string): LocConf {
   const reg = newRegistry();
   const p: ConfPos = { file: '<built-in>', line: 0 };
   const d = new LocConf();
-  d.root = { path: compileTemplate(resolve(prefix, 'html'), reg, p), alias: false, pos: p };
+  d.root = { path: compileTemplate(resolve(prefix, 'html'), reg, p), alias: false, aliasOf: '', pos: p };
   d.index = [compileTemplate('index.html', reg, p)];
   d.autoindex = false;
   d.autoindexExactSize = true;

@@ -116,7 +116,9 @@ export interface SslConf {
 
 /** Location-level settings (also set at http and server level). `undefined` means "inherit". */
 export class LocConf {
-  root: { path: Template; alias: boolean; pos: ConfPos } | undefined;
+  /** `aliasOf`: the prefix the alias replaces (the name of the location it was written in; '' for a regex
+   * location, where the alias is the whole path). Inherited by nested locations with it. */
+  root: { path: Template; alias: boolean; aliasOf: string; pos: ConfPos } | undefined;
   index: Template[] | undefined;
   tryFiles: { files: Template[]; last: string; lastTemplate: Template; pos: ConfPos } | undefined;
   autoindex: boolean | undefined;

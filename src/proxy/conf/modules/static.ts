@@ -21,7 +21,7 @@ function rootOrAlias(alias: boolean): Spec {
       let p = d.args[0]!;
       // A trailing slash on root is dropped (root /srv/ + /a = /srv/a); alias keeps it.
       if (!alias && p.length > 1 && p.endsWith('/')) p = p.slice(0, -1);
-      s.loc.root = { path: compileTemplate(p, s.reg, pos(d)), alias, pos: pos(d) };
+      s.loc.root = { path: compileTemplate(p, s.reg, pos(d)), alias, aliasOf: alias && s.location && s.location.kind !== 'regex' ? s.location.name : '', pos: pos(d) };
     },
   };
 }
