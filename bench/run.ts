@@ -54,7 +54,7 @@ and prints median req/s, p50/p99 latency, memory, CPU per request and the ratios
   --connections N       wrk -c (default 50)
   --threads N           wrk -t (default 2)
   --processes N         workers per server (default 2)
-  --nginx-workers N     nginx worker_processes: a number or auto (default 1)
+  --nginx-workers N     nginx worker_processes: a number or auto (default auto, Debian's nginx.conf)
   --nginx-access-log    let nginx write its access log (default off, the same for every peer)
   --python PATH         the Python every peer runs (default /usr/bin/python3)
   --json PATH           where to write the results as JSON (default bench/results/latest.json)
@@ -121,7 +121,7 @@ function readOptions(argv: string[]): Options {
         connections: { type: 'string', default: '50' },
         threads: { type: 'string', default: '2' },
         processes: { type: 'string', default: '2' },
-        'nginx-workers': { type: 'string', default: '1' },
+        'nginx-workers': { type: 'string', default: 'auto' },
         'nginx-access-log': { type: 'boolean', default: false },
         python: { type: 'string', default: '/usr/bin/python3' },
         json: { type: 'string', default: resolve(repoRoot, 'bench/results/latest.json') },
@@ -372,7 +372,7 @@ function markdownSection(info: SystemInfo, o: Options, body: string, wrkLine: st
 - Machine: ${info.cpus} CPUs (\`nproc\`), ${info.cpuModel}, ${(info.memTotalMb / 1024).toFixed(1)} GiB RAM; ${info.kernel}; load average at start ${info.loadavgAtStart}
 - Versions: tsgi ${v.tsgi}; Node ${v.node}; ${v.python}; Flask ${v.flask}; ${v.nginx}; uWSGI ${v.uwsgi}; ${v.gunicorn}; ${v.wrk}
 - Setup: nginx \`worker_processes ${o.nginxWorkers}\`, access log ${o.nginxAccessLog ? 'on' : 'off'}; ${o.processes} workers per server on a Unix socket; \`${wrkLine}\`; ${o.warmup}s warm-up before each run; ${o.reps} rounds, peers rotated each round; medians shown; before each run the benchmark waits (up to ${o.quietWait}s) for an idle machine, and a run during which other processes used more than ${o.noiseLimit}% of the CPUs is measured again (up to ${o.retries} times, the quietest kept)
-- Memory: PSS (/proc/PID/smaps_rollup) and RSS (VmRSS) summed over the server's process tree (master + workers), after each run; CPU: utime+stime of the server's processes (and of nginx) during the run divided by the requests served; "other CPU": busy CPU of the machine not used by the server, nginx, wrk or the benchmark (another load competing for the cores)
+- Memory: PSS and USS (Private_Clean + Private_Dirty, from /proc/PID/smaps_rollup) and RSS (VmRSS) summed over the server's process tree (master + workers), after each run; CPU: utime+stime of the server's processes (and of nginx) during the run divided by the requests served; "other CPU": busy CPU of the machine not used by the server, nginx, wrk or the benchmark (another load competing for the cores)
 
 ${body}`;
 }

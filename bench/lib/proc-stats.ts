@@ -107,7 +107,19 @@ export interface Memory {
   rssKb: number;
   /** Sum of proportional set sizes, kB: each shared page divided among the processes that map it. */
   pssKb: number;
+  /** Sum of private pages (Private_Clean + Private_Dirty), kB: what the server would give back if it exited. */
+  ussKb: number;
   processes: number;
+  /** The same per process, master first. */
+  each: Array<{ pid: number; command: string; rssKb: number; pssKb: number; ussKb: number }>;
+}
+
+function command(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ').slice(0, 120);
+  } catch {
+    return '?';
+  }
 }
 
 function statusField(pid: number, file: string, field: string): number {
@@ -124,9 +136,20 @@ function statusField(pid: number, file: string, field: string): number {
 export function memoryOf(pids: readonly number[]): Memory {
   let rssKb = 0;
   let pssKb = 0;
+  let ussKb = 0;
+  const each: Memory['each'] = [];
   for (const pid of pids) {
-    rssKb += statusField(pid, 'status', 'VmRSS');
-    pssKb += statusField(pid, 'smaps_rollup', 'Pss');
+    const one = {
+      pid,
+      command: command(pid),
+      rssKb: statusField(pid, 'status', 'VmRSS'),
+      pssKb: statusField(pid, 'smaps_rollup', 'Pss'),
+      ussKb: statusField(pid, 'smaps_rollup', 'Private_Clean') + statusField(pid, 'smaps_rollup', 'Private_Dirty'),
+    };
+    each.push(one);
+    rssKb += one.rssKb;
+    pssKb += one.pssKb;
+    ussKb += one.ussKb;
   }
-  return { rssKb, pssKb, processes: pids.length };
+  return { rssKb, pssKb, ussKb, processes: pids.length, each };
 }

@@ -1,5 +1,6 @@
 /** Medians, ratios against the targets, and the tables (plain text for the terminal, Markdown for RESULTS.md). */
 import type { AppName, PeerName } from './peers.js';
+import type { Memory } from './proc-stats.js';
 
 export interface RunRecord {
   scenario: AppName;
@@ -37,7 +38,7 @@ export interface RunRecord {
     serverUsPerRequest: number;
     nginxUsPerRequest: number;
   };
-  memory: { rssKb: number; pssKb: number; processes: number };
+  memory: Memory;
 }
 
 export interface PeerSummary {
@@ -51,6 +52,7 @@ export interface PeerSummary {
   p50: number;
   p99: number;
   pssMb: number;
+  ussMb: number;
   rssMb: number;
   processes: number;
   serverUsPerRequest: number;
@@ -117,6 +119,7 @@ export function summarize(runs: readonly RunRecord[]): { peers: PeerSummary[]; r
         p50: median(mine.map((r) => r.p50)),
         p99: median(mine.map((r) => r.p99)),
         pssMb: median(mine.map((r) => r.memory.pssKb)) / 1024,
+        ussMb: median(mine.map((r) => r.memory.ussKb)) / 1024,
         rssMb: median(mine.map((r) => r.memory.rssKb)) / 1024,
         processes: median(mine.map((r) => r.memory.processes)),
         serverUsPerRequest: median(mine.map((r) => r.cpu.serverUsPerRequest)),
@@ -168,6 +171,7 @@ function summaryRows(peers: readonly PeerSummary[]): string[][] {
     fmt(p.p50, 2),
     fmt(p.p99, 2),
     fmt(p.pssMb, 1),
+    fmt(p.ussMb, 1),
     fmt(p.rssMb, 1),
     String(p.processes),
     fmt(p.serverUsPerRequest, 1),
@@ -177,7 +181,7 @@ function summaryRows(peers: readonly PeerSummary[]): string[][] {
   ]);
 }
 
-const HEADER = ['app', 'log', 'server', 'req/s', 'range', 'p50 ms', 'p99 ms', 'PSS MB', 'RSS MB', 'procs', 'srv CPU µs/req', 'nginx CPU µs/req', 'other CPU', 'errors'];
+const HEADER = ['app', 'log', 'server', 'req/s', 'range', 'p50 ms', 'p99 ms', 'PSS MB', 'USS MB', 'RSS MB', 'procs', 'srv CPU µs/req', 'nginx CPU µs/req', 'other CPU', 'errors'];
 
 function ratioLine(r: RatioSummary): string {
   const base = `${r.scenario} (logging ${r.logging ? 'on' : 'off'}): tsgi/${PEER_LABEL[r.against]} = ${r.ratio.toFixed(2)}x` +
@@ -191,14 +195,14 @@ function ratioLine(r: RatioSummary): string {
 export function textReport(peers: readonly PeerSummary[], ratios: readonly RatioSummary[]): string {
   const rows = [HEADER, ...summaryRows(peers)];
   const widths = HEADER.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const numeric = new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  const numeric = new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
   const lines = rows.map((r) => r.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd());
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   return `${lines.join('\n')}\n\n${ratios.map(ratioLine).join('\n')}\n`;
 }
 
 export function markdownReport(peers: readonly PeerSummary[], ratios: readonly RatioSummary[]): string {
-  const rows = [HEADER, HEADER.map((_, i) => (i >= 3 && i <= 12 ? '---:' : '---')), ...summaryRows(peers)];
+  const rows = [HEADER, HEADER.map((_, i) => (i >= 3 && i <= 13 ? '---:' : '---')), ...summaryRows(peers)];
   const table = rows.map((r) => `| ${r.join(' | ')} |`).join('\n');
   return `${table}\n\n${ratios.map((r) => `- ${ratioLine(r)}`).join('\n')}\n`;
 }
