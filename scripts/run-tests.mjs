@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // Runs every compiled test file under dist/test with node:test.
 // Usage: node scripts/run-tests.mjs [filter...]   (a filter keeps files whose path contains it)
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+// Compiled tests of renamed or deleted sources would otherwise run again.
+rmSync(join(root, 'dist/test'), { recursive: true, force: true });
 const build = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
 

@@ -4,7 +4,8 @@ The master passes its configuration in the TSGI_WORKER environment variable (JSO
 from os.environ so the app never sees it), the listening sockets and the scoreboard as inherited file
 descriptors, and a control descriptor to which the worker writes one byte once the app is loaded.
 
-Exit statuses the master understands: 0 stopped normally, 22 the app could not be loaded, 1 anything else.
+Exit statuses the master understands: 0 stopped normally, 22 the app could not be loaded, 23 a socket could
+not be listened on, 1 anything else.
 """
 import importlib
 import importlib.util
@@ -12,10 +13,12 @@ import json
 import os
 import signal
 import socket
+import struct
 import sys
 import traceback
 
 EXIT_APP_FAILED = 22
+EXIT_SOCKET_FAILED = 23
 
 
 def _die_with_parent():
@@ -80,18 +83,28 @@ def main():
     from .scoreboard import NoScoreboard, Scoreboard
     from .server import Worker
 
+    from .server import LINK, UWSGI_TCP, UWSGI_UNIX
     listeners = []
     for fd in conf['socketFds']:
         sock = socket.socket(fileno=fd)
-        sock.listen(conf['listen'])
+        try:
+            sock.listen(conf['listen'])
+        except OSError as e:
+            _log('[pid: %d|worker %d] cannot listen on socket fd %d: %s' % (os.getpid(), conf['id'], fd, e.strerror))
+            os._exit(EXIT_SOCKET_FAILED)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # Accepted TCP connections inherit these timeouts from the listening socket.
-            tv = conf['socketTimeout']
-            import struct
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack('ll', tv, 0))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack('ll', tv, 0))
-        listeners.append((sock, sock.family == socket.AF_UNIX))
+            tv = struct.pack('ll', conf['socketTimeout'], 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+            listeners.append((sock, UWSGI_TCP))
+        else:
+            listeners.append((sock, UWSGI_UNIX))
+    if conf.get('linkFd') is not None:
+        link = socket.socket(fileno=conf['linkFd'])
+        link.listen(conf['listen'])
+        listeners.append((link, LINK))
 
     sb = conf.get('scoreboard')
     scoreboard = Scoreboard(sb['fd'], sb['size'], conf['slot'], os.getpid()) if sb else NoScoreboard()

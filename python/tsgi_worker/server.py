@@ -1,29 +1,24 @@
-"""The worker's request loop: accept on the master's sockets, read a uwsgi request, call the WSGI app, write
-the response, log it. One request at a time per process (threads come later).
+"""The worker's request loop: wait on the master's sockets, read a uwsgi request, call the WSGI app, write the
+response, log it. One request at a time per process.
 
-This is the hot path. Everything a request needs is prepared once in Worker.__init__ and bound to locals in
-serve(); per request the loop allocates the environ dict and little else.
+Two kinds of connection arrive: one-shot uwsgi connections from a front server (nginx), and the HTTP
+router's persistent link (docs/protocol-link.md), which a worker keeps from one request to the next.
+
+This is the hot path. Everything a request needs is prepared once in Worker.__init__; per request the loop
+allocates the environ dict, the response state and little else.
 """
 import os
 import select
+import signal as _signal
 import socket
 import struct
-import sys
 import time
 import traceback
 
+from .output import GOODBYE_FRAME, LinkOutput, RawOutput, hello_frame
 from .protocol import BadPacket, parse_vars, read_packet
-from .wsgi import EMPTY_INPUT, ErrorStream, FileWrapper, SocketInput, make_input
-from .scoreboard import Scoreboard
+from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
 
-
-class Stop(BaseException):
-    """Raised from a signal handler to leave a blocking accept() when the worker is asked to stop."""
-
-
-STATUS_REASONS = {500: 'Internal Server Error'}
-
-# Hop-by-hop or framing headers that the app must not see duplicated when tsgi frames the response itself.
 _CTIME_CACHE = [0, '']
 
 
@@ -35,8 +30,12 @@ def _ctime(now):
     return _CTIME_CACHE[1]
 
 
+class LinkClosed(Exception):
+    """The router closed the link (between requests: the normal way a link ends)."""
+
+
 class ResponseState(object):
-    """What start_response recorded for the current request."""
+    """What start_response recorded for the current request, and what was sent."""
     __slots__ = ('status', 'headers', 'sent', 'body_bytes', 'header_bytes', 'header_count', 'code')
 
     def __init__(self):
@@ -49,10 +48,13 @@ class ResponseState(object):
         self.code = 0
 
 
+UWSGI_UNIX, UWSGI_TCP, LINK = 'uwsgi-unix', 'uwsgi-tcp', 'link'
+
+
 class Worker(object):
     def __init__(self, conf, app, listeners, scoreboard):
         self.app = app
-        self.listeners = listeners
+        self.listeners = listeners            # [(socket, kind)]
         self.scoreboard = scoreboard
         self.worker_id = conf['id']
         self.pid = os.getpid()
@@ -66,8 +68,8 @@ class Worker(object):
         self.tx = 0
         self.rt_total = 0
         self.warned_str = False
-        self.stopping = None      # None, 'graceful' or 'drain'
-        self.busy = False
+        self.stopping = None      # None, 'graceful' (reload: just finish) or 'drain' (shutdown: empty the queue)
+        self.link = None          # the router link this worker holds, if any
         base = {
             'wsgi.version': (1, 0),
             'wsgi.errors': ErrorStream(),
@@ -85,151 +87,218 @@ class Worker(object):
     # ---- signals -------------------------------------------------------------------------------------------
 
     def on_signal(self, signum, frame):
+        """Only records the request to stop. The loop sees it between requests: a signal handler that raised
+        could land between accept() returning and the connection being taken in hand, and lose it."""
         if signum in (_SIGINT, _SIGQUIT):
             os._exit(0)
-        self.stopping = 'drain' if signum == _SIGTERM else 'graceful'
-        if not self.busy:
-            raise Stop()
+        if self.stopping != 'drain':
+            self.stopping = 'drain' if signum == _SIGTERM else 'graceful'
 
     # ---- the loop ------------------------------------------------------------------------------------------
 
     def serve(self):
-        try:
-            if len(self.listeners) == 1:
-                self._serve_one(self.listeners[0])
-            else:
-                self._serve_many()
-        except Stop:
-            pass
-        self.busy = True   # from here on a signal only records itself
-        if self.stopping == 'drain':
-            self._drain()
+        """Waits with epoll. EPOLLEXCLUSIVE wakes one idle worker per connection (no thundering herd); the
+        signal wakeup pipe makes a stop request end the wait at once."""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        ep = select.epoll()
+        listeners = {}
+        armed = set()             # listener fds currently registered with epoll
 
-    def _serve_one(self, listener):
-        sock, unix = listener
-        sock.setblocking(True)
-        accept = sock.accept
-        handle = self.handle
-        while self.stopping is None:
-            self.busy = False
-            try:
-                conn, addr = accept()
-            except BlockingIOError:
-                # Another process switched the shared socket to non-blocking: wait for it instead.
-                select.select([sock], [], [])
-                continue
-            self.busy = True
-            handle(conn, unix)
+        def arm(fd):
+            if fd not in armed:
+                ep.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+                armed.add(fd)
 
-    def _serve_many(self):
-        socks = {}
-        for sock, unix in self.listeners:
+        def disarm(fd):
+            if fd in armed:
+                ep.unregister(fd)
+                armed.discard(fd)
+
+        for sock, kind in self.listeners:
             sock.setblocking(False)
-            socks[sock.fileno()] = (sock, unix)
-        poller = select.poll()
-        for fd in socks:
-            poller.register(fd, select.POLLIN)
-        handle = self.handle
-        while self.stopping is None:
-            self.busy = False
-            events = poller.poll()
-            for fd, _ in events:
-                sock, unix = socks[fd]
+            listeners[sock.fileno()] = (sock, kind)
+            arm(sock.fileno())
+        ep.register(wake_r, select.EPOLLIN)
+        link_fd = -1
+        stop_seen = False
+        poll = ep.poll
+        while True:
+            if self.stopping is not None and not stop_seen:
+                # Stop taking connections. A router link is told goodbye and served until the router closes
+                # it: on a reload the router moves to the new workers, on a shutdown it first empties its queue.
+                stop_seen = True
+                for fd in list(armed):
+                    disarm(fd)
+                if self.link is not None:
+                    try:
+                        self.link.sendall(GOODBYE_FRAME)
+                    except OSError:
+                        self._drop_link(ep)
+                        link_fd = -1
+            if stop_seen and self.link is None:
+                break
+            for fd, _ in poll():
+                if fd == wake_r:
+                    try:
+                        os.read(wake_r, 512)
+                    except BlockingIOError:
+                        pass
+                    continue
+                if fd == link_fd:
+                    if not self.handle_link_request(self.link):
+                        self._drop_link(ep)
+                        link_fd = -1
+                        if not stop_seen:
+                            for lfd, (lsock, kind) in listeners.items():
+                                if kind == LINK:
+                                    arm(lfd)
+                    continue
+                entry = listeners.get(fd)
+                if entry is None or fd not in armed:
+                    continue
+                sock, kind = entry
                 try:
                     conn, addr = sock.accept()
                 except (BlockingIOError, InterruptedError):
+                    continue   # another worker took it
+                except OSError as e:
+                    self.log_error('accept() failed: %s' % e)
                     continue
-                self.busy = True
-                conn.setblocking(True)
-                handle(conn, unix)
+                if kind == LINK:
+                    # One link per worker: stop accepting links while this one is held.
+                    disarm(fd)
+                    self.link = conn
+                    try:
+                        conn.sendall(hello_frame(self.pid))
+                    except OSError:
+                        self._drop_link(ep, registered=False)
+                        arm(fd)
+                        continue
+                    link_fd = conn.fileno()
+                    ep.register(link_fd, select.EPOLLIN)
+                else:
+                    self.handle(conn, kind == UWSGI_UNIX)
                 if self.stopping is not None:
-                    return
-                self.busy = False
+                    break
+        ep.close()
+        if self.stopping == 'drain':
+            self._drain()
+
+    def _drop_link(self, ep, registered=True):
+        if registered:
+            try:
+                ep.unregister(self.link.fileno())
+            except (OSError, ValueError):
+                pass
+        try:
+            self.link.close()
+        except OSError:
+            pass
+        self.link = None
 
     def _drain(self):
-        """At shutdown: answer the connections already queued on the sockets, then stop."""
-        for sock, unix in self.listeners:
-            sock.setblocking(False)
+        """At shutdown: answer the uwsgi connections already queued on the sockets, then stop."""
+        for sock, kind in self.listeners:
+            if kind == LINK:
+                continue
             while True:
                 try:
                     conn, addr = sock.accept()
                 except (BlockingIOError, InterruptedError, OSError):
                     break
-                conn.setblocking(True)
-                self.handle(conn, unix)
+                self.handle(conn, kind == UWSGI_UNIX)
 
     # ---- one request ---------------------------------------------------------------------------------------
 
     def handle(self, conn, unix):
-        start = time.time()
+        """A one-shot uwsgi connection: one request, answered as HTTP, then closed."""
         if unix:
+            # Accepted Unix connections do not inherit these from the listening socket (TCP ones do).
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.timeout)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.timeout)
-        recv = conn.recv
         try:
-            try:
-                modifier1, modifier2, end, data = read_packet(recv, self.buffer_size)
-                environ = self.base_environ.copy()
-                nvars = parse_vars(data, end, environ)
-            except BadPacket as e:
-                self.log_error('bad request: %s; connection closed' % e)
-                return
-            except (BlockingIOError, socket.timeout):
-                self.log_error('bad request: no complete uwsgi request within socket-timeout; connection closed')
-                return
-            except OSError as e:
-                self.log_error('bad request: %s; connection closed' % e)
-                return
-            if modifier1 != 0:
-                self.log_error('bad request: uwsgi modifier1 %d is not a WSGI request (tsgi serves modifier1 0); '
-                               'connection closed' % modifier1)
-                return
-            self.scoreboard.busy(start)
-            cl = environ.get('CONTENT_LENGTH')
-            length = 0
-            if cl:
-                try:
-                    length = int(cl)
-                except ValueError:
-                    length = 0
-            environ['wsgi.input'] = body = make_input(recv, data, end, length)
-            scheme = environ.get('UWSGI_SCHEME')
-            if scheme is None:
-                https = environ.get('HTTPS')
-                scheme = 'https' if (https and https.lower() in ('on', '1', 'yes')) else environ.get('REQUEST_SCHEME', 'http')
-            environ['wsgi.url_scheme'] = scheme
-            r = self.run_app(conn, environ)
-            if body.__class__ is SocketInput and body.unread_bytes():
-                self._discard_body(body)
-            self.requests += 1
-            self.tx += r.body_bytes
-            now = time.time()
-            usec = int((now - start) * 1000000)
-            self.rt_total += usec
-            self.scoreboard.idle(self.requests, self.exceptions, self.tx, self.rt_total, now)
-            if self.log_requests:
-                self.log_request(environ, nvars, end - 4, start, usec, r)
+            self.serve_request(conn.recv, RawOutput(conn), False)
         finally:
             try:
                 conn.close()
             except OSError:
                 pass
 
+    def handle_link_request(self, link):
+        """One request on the router's link. Returns False when the link is finished."""
+        try:
+            return self.serve_request(link.recv, LinkOutput(link), True)
+        except LinkClosed:
+            return False
+
+    def serve_request(self, recv, out, on_link):
+        start = time.time()
+        try:
+            modifier1, modifier2, end, data = read_packet(recv, self.buffer_size)
+            environ = self.base_environ.copy()
+            nvars = parse_vars(data, end, environ)
+        except BadPacket as e:
+            if on_link and e.args and e.args[0].startswith('connection closed'):
+                raise LinkClosed()
+            self.log_error('bad request: %s; connection closed' % e)
+            return False
+        except (BlockingIOError, socket.timeout):
+            self.log_error('bad request: no complete uwsgi request within socket-timeout; connection closed')
+            return False
+        except OSError as e:
+            if on_link:
+                raise LinkClosed()
+            self.log_error('bad request: %s; connection closed' % e)
+            return False
+        if modifier1 != 0:
+            self.log_error('bad request: uwsgi modifier1 %d is not a WSGI request (tsgi serves modifier1 0); '
+                           'connection closed' % modifier1)
+            return False
+        self.scoreboard.busy(start)
+        cl = environ.get('CONTENT_LENGTH')
+        length = 0
+        if cl:
+            try:
+                length = int(cl)
+            except ValueError:
+                length = 0
+        environ['wsgi.input'] = body = make_input(recv, data, end, length)
+        scheme = environ.get('UWSGI_SCHEME')
+        if scheme is None:
+            https = environ.get('HTTPS')
+            scheme = 'https' if (https and https.lower() in ('on', '1', 'yes')) else environ.get('REQUEST_SCHEME', 'http')
+        environ['wsgi.url_scheme'] = scheme
+        r, healthy = self.run_app(out, environ)
+        if body.__class__ is SocketInput and body.unread_bytes():
+            healthy = self._discard_body(body) and healthy
+        self.requests += 1
+        self.tx += r.body_bytes
+        now = time.time()
+        usec = int((now - start) * 1000000)
+        self.rt_total += usec
+        self.scoreboard.idle(self.requests, self.exceptions, self.tx, self.rt_total, now)
+        if self.log_requests:
+            self.log_request(environ, nvars, end - 4, start, usec, r)
+        return healthy
+
     def _discard_body(self, body):
-        """Reads what the app left of the body, so that closing does not reset the connection (a reset can
-        make the front server lose the response it has not read yet)."""
+        """Reads what the app left of the body: on a uwsgi connection, so that closing does not reset it (a
+        reset can make the front server lose the response it has not read yet); on a link, so that the next
+        request starts where it should. Returns False if the connection broke."""
         try:
             while body.unread_bytes():
                 if not body.read(65536):
-                    break
+                    return False
         except (OSError, IOError):
-            pass
+            return False
+        return True
 
-    def run_app(self, conn, environ):
+    def run_app(self, out, environ):
+        """Calls the app and sends its response to `out`. Returns (state, connection still usable)."""
         r = ResponseState()
         head = environ.get('REQUEST_METHOD') == 'HEAD'
         proto = environ.get('SERVER_PROTOCOL') or 'HTTP/1.1'
-        send = conn.sendall
 
         def start_response(status, headers, exc_info=None):
             if exc_info is not None:
@@ -250,55 +319,39 @@ class Worker(object):
             r.headers = headers
             return write
 
-        def header_block():
-            parts = [proto, ' ', r.status, '\r\n']
-            for name, value in r.headers:
-                if name.__class__ is not str or value.__class__ is not str:
-                    raise TypeError('header %r: name and value must be str' % ((name, value),))
-                if '\n' in value or '\r' in value or '\n' in name or '\r' in name or ':' in name:
-                    raise ValueError('header %r contains a line break or a bad name' % ((name, value),))
-                parts.append(name)
-                parts.append(': ')
-                parts.append(value)
-                parts.append('\r\n')
-            parts.append('\r\n')
-            block = ''.join(parts).encode('latin-1')
-            r.header_count = len(r.headers)
-            r.header_bytes = len(block)
-            r.code = int(r.status[:3])
-            return block
-
         def write(data):
             if r.status is None:
                 raise AssertionError('write() called before start_response()')
             if data.__class__ is not bytes:
                 data = self.coerce_chunk(data)
             if not r.sent:
-                block = header_block()
+                r.code = int(r.status[:3])
+                r.header_count = len(r.headers)
+                r.header_bytes = out.head(proto, r.status, r.headers, b'' if head else data)
                 r.sent = True
-                send(block if head or not data else block + data)
             elif data and not head:
-                send(data)
+                out.body(data)
             if not head:
                 r.body_bytes += len(data)
 
         result = None
+        healthy = True
         try:
             result = self.app(environ, start_response)
             if result.__class__ is list and len(result) == 1 and r.status is not None and not r.sent:
-                # The common case (one body chunk): headers and body in one write, with a Content-Length.
+                # The common case (one body chunk): head and body in one write, with a Content-Length.
                 chunk = result[0]
                 if chunk.__class__ is not bytes:
                     chunk = self.coerce_chunk(chunk)
                 if not head:
                     for name, _ in r.headers:
-                        if name.lower() == 'content-length':
+                        if name.__class__ is str and name.lower() == 'content-length':
                             break
                     else:
                         r.headers.append(('Content-Length', str(len(chunk))))
                 write(chunk)
             elif isinstance(result, FileWrapper) and result.fileno() is not None and r.status is not None:
-                self.send_file(conn, result, write, head, r)
+                self.send_file(out, result, write, head, r)
             else:
                 try:
                     iterator = iter(result)
@@ -312,11 +365,13 @@ class Worker(object):
                 if r.status is None:
                     raise AssertionError('the app returned without calling start_response()')
                 write(b'')
+            out.end()
         except (BrokenPipeError, ConnectionResetError) as e:
             self.log_error('client went away during the response (%s)' % e.__class__.__name__)
+            healthy = False
         except Exception:
             self.exceptions += 1
-            self.app_error(send, r, proto)
+            healthy = self.app_error(out, r, proto)
         finally:
             close = getattr(result, 'close', None)
             if close is not None:
@@ -325,9 +380,9 @@ class Worker(object):
                 except Exception:
                     self.exceptions += 1
                     self.log_error('exception in the close() method of the app response:\n' + traceback.format_exc())
-        return r
+        return r, healthy
 
-    def send_file(self, conn, wrapper, write, head, r):
+    def send_file(self, out, wrapper, write, head, r):
         fd = wrapper.fileno()
         try:
             pos = os.lseek(fd, 0, os.SEEK_CUR)
@@ -336,25 +391,17 @@ class Worker(object):
             for chunk in wrapper:
                 write(chunk)
             return
-        if size > 0 and not any(n.lower() == 'content-length' for n, _ in r.headers) and not head:
+        if size > 0 and not head and not any(n.lower() == 'content-length' for n, _ in r.headers):
             r.headers.append(('Content-Length', str(size)))
         write(b'')
         if head or size <= 0:
             return
-        sent = 0
-        sendfile = os.sendfile
-        out = conn.fileno()
-        while sent < size:
-            n = sendfile(out, fd, pos + sent, size - sent)
-            if n == 0:
-                break
-            sent += n
-        r.body_bytes += sent
+        r.body_bytes += out.sendfile(fd, pos, size)
 
     def coerce_chunk(self, chunk):
         """A body chunk that is not bytes. A str (the guide's own Python 2 style app) is served as UTF-8 with a
         one-time explanation in the log, or refused under --strict; anything else is an app error."""
-        if chunk.__class__ is str or isinstance(chunk, str):
+        if isinstance(chunk, str):
             if self.strict:
                 raise TypeError('the app returned a str in its response body (%s); WSGI bodies are bytes: '
                                 'write b"..." or "...".encode() (refused because of --strict)' % _short_repr(chunk))
@@ -368,30 +415,35 @@ class Worker(object):
             return bytes(chunk)
         raise TypeError('the app yielded %s in its response body; WSGI bodies are bytes' % _short_repr(chunk))
 
-    def app_error(self, send, r, proto):
+    def app_error(self, out, r, proto):
+        """Logs the app's exception and answers 500, or, if the head is already out, aborts the response.
+        Returns whether the connection is still usable."""
         tb = traceback.format_exc()
-        self.log_error('exception in the app, answered 500:\n' + tb.rstrip('\n'))
         if r.sent:
-            # Too late for a 500: the status line is out. Closing tells the front server the response broke.
-            return
+            self.log_error('exception in the app after the response started; response cut:\n' + tb.rstrip('\n'))
+            try:
+                out.abort()
+            except OSError:
+                return False
+            return False
+        self.log_error('exception in the app, answered 500:\n' + tb.rstrip('\n'))
         body = tb.encode('utf-8', 'replace') if self.catch_exceptions else b'Internal Server Error'
-        block = ('%s 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n'
-                 % (proto, len(body))).encode('latin-1')
+        headers = [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))]
         r.sent = True
         r.code = 500
         r.header_count = 2
-        r.header_bytes = len(block)
         r.body_bytes = len(body)
         try:
-            send(block + body)
+            r.header_bytes = out.head(proto, '500 Internal Server Error', headers, body)
+            out.end()
         except OSError:
-            pass
+            return False
+        return True
 
     # ---- logging -------------------------------------------------------------------------------------------
 
     def log_error(self, message):
-        line = '[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message)
-        _write_log(line)
+        _write_log('[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message))
 
     def log_request(self, environ, nvars, vars_size, start, usec, r):
         line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %d msecs (%s %d) %d headers in %d bytes (1 switches on core 0)\n' % (
@@ -403,9 +455,8 @@ class Worker(object):
 
 
 def _write_log(line):
-    data = line.encode('utf-8', 'replace')
     try:
-        os.write(2, data)
+        os.write(2, line.encode('utf-8', 'replace'))
     except OSError:
         pass
 
@@ -415,7 +466,6 @@ def _short_repr(value, limit=80):
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
-import signal as _signal  # noqa: E402  (after the class, to keep the names above short)
 _SIGINT = _signal.SIGINT
 _SIGQUIT = _signal.SIGQUIT
 _SIGTERM = _signal.SIGTERM

@@ -6,7 +6,7 @@ import { ConfigError } from '../config/errors.js';
 import { helpText } from '../config/help.js';
 import { ConfigExit, runLogic } from '../config/logic.js';
 import type { Entry } from '../config/origin.js';
-import { buildSettings, checkEntries, type Settings } from '../config/resolve.js';
+import { buildSettings, checkEntries, placeholderNames, type Settings } from '../config/resolve.js';
 import { readSources } from '../config/sources.js';
 import { TSGI_VERSION } from '../version.js';
 
@@ -51,7 +51,7 @@ export function readCommandLine(argv: readonly string[], io: CliIo): CliOutcome 
       return { exit: 0 };
     }
     for (const w of warnings) io.stderr(`tsgi: warning: ${w}\n`);
-    const settings = buildSettings(checkEntries(entries));
+    const settings = buildSettings(checkEntries(entries, placeholderNames(raw)));
     if (settings.showConfig) io.stdout(showConfig(entries));
     return { start: settings, entries };
   } catch (err) {

@@ -65,10 +65,20 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'version', kind: 'bool', implicit: 'true', section: 'Configuration', help: 'print the version and exit' }),
 
   // ---- Sockets ----
-  declare({ name: 'socket', short: 's', aliases: ['uwsgi-socket'], kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
-    help: 'bind ADDR (/path, host:port, :port, [::]:port) with the default protocol (uwsgi); may repeat' }),
-  declare({ name: 'protocol', aliases: ['socket-protocol'], kind: 'string', meta: 'NAME', choices: ['uwsgi'], default: 'uwsgi', section: 'Sockets',
-    help: 'protocol spoken on sockets bound with --socket' }),
+  declare({ name: 'socket', short: 's', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
+    help: 'bind ADDR (/path, host:port, :port, [::]:port) with the default protocol (uwsgi, or --protocol); may repeat' }),
+  declare({ name: 'uwsgi-socket', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
+    help: 'bind ADDR speaking the uwsgi protocol, whatever --protocol says' }),
+  declare({ name: 'http-socket', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
+    help: 'bind ADDR speaking HTTP/1.1 (served by the router: slow clients never hold a worker)' }),
+  declare({ name: 'http', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
+    help: "uWSGI's HTTP router on ADDR; in tsgi the same router as --http-socket, with http-timeout" }),
+  declare({ name: 'protocol', aliases: ['socket-protocol'], kind: 'string', meta: 'NAME', choices: ['uwsgi', 'http'], default: 'uwsgi', section: 'Sockets',
+    help: 'protocol spoken on sockets bound with --socket (uwsgi or http)' }),
+  declare({ name: 'http-timeout', kind: 'int', default: '60', min: 1, meta: 'SECONDS', section: 'Sockets',
+    help: 'an HTTP client (--http) idle this long while sending its request or between keep-alive requests is disconnected' }),
+  declare({ name: 'limit-post', kind: 'int', default: '0', min: 0, meta: 'BYTES', section: 'Sockets',
+    help: 'largest request body accepted over HTTP; a larger one is answered 413 (0: no limit)' }),
   declare({ name: 'chmod-socket', short: 'C', aliases: ['chmod'], kind: 'mode', implicit: '666', meta: 'MODE', section: 'Sockets',
     help: 'chmod Unix sockets to MODE (octal; bare: 666)' }),
   declare({ name: 'chown-socket', kind: 'string', meta: 'USER[:GROUP]', section: 'Sockets',
@@ -79,7 +89,7 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'buffer-size', short: 'b', kind: 'int', default: '4096', min: 512, max: 65535, meta: 'BYTES', section: 'Sockets',
     help: 'largest uwsgi request header (vars) accepted; a larger packet is logged and its connection closed' }),
   declare({ name: 'socket-timeout', short: 'z', kind: 'int', default: '4', min: 1, meta: 'SECONDS', section: 'Sockets',
-    help: 'a client that sends nothing for this long while its request is read is disconnected' }),
+    help: 'a client that sends nothing for this long while its request is read is disconnected (uwsgi and --http-socket)' }),
 
   // ---- Processes ----
   bool('master', 'Processes', 'run the master process (tsgi always has one; accepted for uWSGI configs)', { short: 'M' }),

@@ -16,7 +16,11 @@ export interface SocketSpec {
   address: SocketAddress;
   /** As written, for messages and logs. */
   text: string;
-  protocol: 'uwsgi';
+  protocol: 'uwsgi' | 'http';
+  /** The option that declared it (socket, http-socket, ...), for messages. */
+  option: string;
+  /** Idle limit for HTTP clients on this socket (seconds). */
+  timeout: number;
   origin: Origin;
 }
 
@@ -32,6 +36,7 @@ export interface PythonSettings {
 
 export interface Settings {
   sockets: SocketSpec[];
+  limitPost: number;
   chmodSocket: number | undefined;
   chownSocket: string | undefined;
   listen: number;
@@ -78,7 +83,8 @@ export function parseSocketAddress(text: string, origin: Origin, option: string)
   return { kind: 'tcp', host, port };
 }
 
-function placeholderNames(entries: readonly Entry[]): Set<string> {
+/** Names used as `%(name)` anywhere in the configuration as written (before expansion). */
+export function placeholderNames(entries: readonly Entry[]): Set<string> {
   const names = new Set<string>();
   const re = /%\(([^)]+)\)/g;
   for (const e of entries) for (const m of e.value.matchAll(re)) names.add(m[1]!);
@@ -151,9 +157,11 @@ export class OptionValues {
   }
 }
 
-/** Checks every entry against the option table. */
-export function checkEntries(entries: readonly Entry[]): OptionValues {
-  const placeholders = placeholderNames(entries);
+/**
+ * Checks every entry against the option table. `placeholders` are the names the configuration uses as
+ * `%(name)` (see placeholderNames, computed before expansion): such keys are variables, not typos.
+ */
+export function checkEntries(entries: readonly Entry[], placeholders: ReadonlySet<string>): OptionValues {
   const values = new OptionValues();
   for (const e of entries) {
     if (READ_TIME_KEYS.has(e.key) || isLogicKey(e.key)) continue;
@@ -185,12 +193,18 @@ function checkPlugins(values: OptionValues): void {
 /** Builds the settings the server runs with. */
 export function buildSettings(values: OptionValues): Settings {
   checkPlugins(values);
-  const sockets: SocketSpec[] = values.all('socket').map(({ value, origin }) => ({
-    address: parseSocketAddress(value, origin, 'socket'),
-    text: value,
-    protocol: 'uwsgi',
-    origin,
-  }));
+  const defaultProtocol = values.get('protocol') === 'http' ? 'http' : 'uwsgi';
+  const socketTimeout = values.int('socket-timeout');
+  const sockets: SocketSpec[] = [];
+  const add = (option: string, protocol: 'uwsgi' | 'http', timeout: number): void => {
+    for (const { value, origin } of values.all(option)) {
+      sockets.push({ address: parseSocketAddress(value, origin, option), text: value, protocol, option, timeout, origin });
+    }
+  };
+  add('socket', defaultProtocol, socketTimeout);
+  add('uwsgi-socket', 'uwsgi', socketTimeout);
+  add('http-socket', 'http', socketTimeout);
+  add('http', 'http', values.int('http-timeout'));
 
   let module = values.get('module');
   let callable = values.get('callable') ?? 'application';
@@ -211,12 +225,13 @@ export function buildSettings(values: OptionValues): Settings {
   const chmod = values.get('chmod-socket');
   return {
     sockets,
+    limitPost: values.int('limit-post'),
     chmodSocket: chmod === undefined ? undefined : Number.parseInt(chmod, 8),
     chownSocket: values.get('chown-socket'),
     listen: values.int('listen'),
     vacuum: values.bool('vacuum'),
     bufferSize: values.int('buffer-size'),
-    socketTimeout: values.int('socket-timeout'),
+    socketTimeout,
     processes: values.int('processes'),
     reloadMercy: values.int('reload-mercy'),
     workerReloadMercy: values.int('worker-reload-mercy'),

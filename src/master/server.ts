@@ -2,7 +2,10 @@
  * Start-up in uWSGI's order: chdir, open the log, bind the sockets, write the pidfile, drop privileges,
  * then hand over to the master loop. Any problem before the first worker starts is one line and exit 1.
  */
+import { spawn } from 'node:child_process';
 import { writeFileSync, unlinkSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
 import type { Entry } from '../config/origin.js';
 import type { Settings } from '../config/resolve.js';
@@ -10,11 +13,43 @@ import { TSGI_VERSION } from '../version.js';
 import { Master } from './arbiter.js';
 import { ProcessLog } from './log.js';
 import { Scoreboard } from './scoreboard.js';
-import { bindSockets, closeSockets, type BoundSocket } from './sockets.js';
+import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, type BoundSocket, type LinkSocket } from './sockets.js';
 import { resolveGroup, resolveUser } from './users.js';
 import { appName, resolveInterpreter, spawnPythonWorker } from '../workers/python/launcher.js';
 
 class StartupError extends Error {}
+
+const ROUTER_SCRIPT = resolvePath(fileURLToPath(new URL('.', import.meta.url)), '../router/main.js');
+
+/** The uid/gid workers will run as, for the ownership of private sockets created before the switch. */
+function targetOwner(settings: Settings): { uid: number; gid: number } | undefined {
+  if (settings.uid === undefined && settings.gid === undefined) return undefined;
+  const user = settings.uid !== undefined ? resolveUser(settings.uid) : undefined;
+  const gid = settings.gid !== undefined ? resolveGroup(settings.gid) : user?.gid;
+  return { uid: user?.uid ?? process.getuid!(), gid: gid ?? process.getgid!() };
+}
+
+/** Starts the HTTP router on the HTTP sockets, with one link per worker. */
+function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number) {
+  const FIRST_FD = 4; // 0-2 standard streams, 3 the IPC channel with the master
+  const config = {
+    linkPath: link.path,
+    links: settings.processes,
+    maxQueue: Math.max(1024, settings.listen),
+    bufferSize: settings.bufferSize,
+    limitPost: settings.limitPost,
+    listeners: http.map((b, i) => ({
+      fd: FIRST_FD + i,
+      name: b.name,
+      port: b.path ? '' : b.name.slice(b.name.lastIndexOf(':') + 1),
+      timeout: b.spec.timeout,
+    })),
+  };
+  return spawn(process.execPath, [ROUTER_SCRIPT], {
+    stdio: ['ignore', logFd, logFd, 'ipc', ...http.map((b) => b.fd)],
+    env: { ...process.env, TSGI_ROUTER: JSON.stringify(config) },
+  });
+}
 
 /** Node's POSIX credential calls (always present on Linux, optional in the type definitions). */
 const posix = process as unknown as {
@@ -60,6 +95,7 @@ function writePidfile(path: string | undefined): void {
 export async function startServer(settings: Settings, _entries: readonly Entry[], argv: readonly string[], startCwd: string): Promise<void> {
   let log: ProcessLog | undefined;
   let sockets: BoundSocket[] = [];
+  let link: LinkSocket | undefined;
   try {
     if (settings.chdir) {
       try {
@@ -77,6 +113,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }
     sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket });
+    const uwsgiSockets = sockets.filter((b) => b.spec.protocol === 'uwsgi');
+    const httpSockets = sockets.filter((b) => b.spec.protocol === 'http');
+    if (httpSockets.length) link = bindLinkSocket(targetOwner(settings));
+    const linkSocket = link;
     writePidfile(settings.pidfile);
     dropPrivileges(settings);
     writePidfile(settings.pidfile2);
@@ -86,7 +126,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const boundSockets = sockets;
     process.title = 'tsgi master';
     processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, python ${interpreter}`);
-    for (const b of sockets) processLog.info(`uwsgi socket ${b.name} bound (fd ${b.fd})`);
+    for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} bound (fd ${b.fd})`);
 
     let finished = false;
     const master = new Master(
@@ -101,9 +141,11 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
             logFd: processLog.fd,
             scoreboardFd: scoreboard.fd,
             scoreboardSize: scoreboard.size,
-            socketFds: boundSockets.map((b) => b.fd),
+            socketFds: uwsgiSockets.map((b) => b.fd),
+            linkFd: linkSocket?.fd,
             env: process.env,
           }),
+        spawnRouter: linkSocket ? (s) => spawnRouter(s, httpSockets, linkSocket, processLog.fd) : undefined,
         reloadSettings: () => {
           let errors = '';
           const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
@@ -119,6 +161,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
           if (finished) return;
           finished = true;
           closeSockets(boundSockets, settings.vacuum);
+          if (linkSocket) closeLinkSocket(linkSocket);
           if (settings.vacuum) {
             for (const p of [settings.pidfile, settings.pidfile2]) {
               if (!p) continue;
@@ -140,6 +183,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     master.start();
   } catch (err) {
     closeSockets(sockets, true);
+    if (link) closeLinkSocket(link);
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof StartupError || (err as Error).name === 'SocketError' || (err as Error).name === 'InterpreterError' || err instanceof Error) {
       process.stderr.write(`tsgi: ${message}\n`);

@@ -9,9 +9,10 @@
  * libuv reports some bind errors late or under another name (EADDRINUSE only at listen(), ENOENT of a Unix
  * path as EACCES), so every address is checked first, to give the user one precise line.
  */
-import { chmodSync, chownSync, existsSync, lstatSync, statSync, unlinkSync, accessSync, constants as fsConstants } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, rmSync, statSync, unlinkSync, accessSync, constants as fsConstants } from 'node:fs';
+import { tmpdir } from 'node:os';
 import net from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import type { SocketSpec } from '../config/resolve.js';
 import { describeOrigin } from '../config/origin.js';
@@ -172,9 +173,14 @@ function applyOwnership(b: BoundSocket, own: SocketOwnership): void {
   }
 }
 
-/** Closes the master's handles; with `vacuum`, removes the socket files this server created. */
+/**
+ * Closes the master's handles; with `vacuum`, removes the socket files this server created. Without it a
+ * Unix socket's handle is left for the process exit to release, because libuv unlinks the path when it
+ * closes a bound pipe, and uWSGI keeps the file unless vacuum is set.
+ */
 export function closeSockets(bound: readonly BoundSocket[], vacuum: boolean): void {
   for (const b of bound) {
+    if (b.path && !vacuum) continue;
     try {
       b.handle.close();
     } catch {
@@ -188,4 +194,41 @@ export function closeSockets(bound: readonly BoundSocket[], vacuum: boolean): vo
       }
     }
   }
+}
+
+export interface LinkSocket {
+  handle: ServerHandle;
+  fd: number;
+  path: string;
+  dir: string;
+}
+
+/**
+ * The private socket of the router's links (docs/protocol-link.md): in a fresh directory only the user the
+ * server runs as can enter, so nothing else on the machine can talk to the workers through it.
+ */
+export function bindLinkSocket(owner: { uid: number; gid: number } | undefined): LinkSocket {
+  const dir = mkdtempSync(join(tmpdir(), 'tsgi-link-'));
+  chmodSync(dir, 0o700);
+  const path = join(dir, 'link.sock');
+  const handle = createServerHandle(path, -1, -1);
+  if (typeof handle === 'number') {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`cannot bind the router link socket ${path}: ${getSystemErrorName(handle)}`);
+  }
+  chmodSync(path, 0o600);
+  if (owner) {
+    chownSync(dir, owner.uid, owner.gid);
+    chownSync(path, owner.uid, owner.gid);
+  }
+  return { handle, fd: handle.fd, path, dir };
+}
+
+export function closeLinkSocket(link: LinkSocket): void {
+  try {
+    link.handle.close();
+  } catch {
+    /* already closed */
+  }
+  rmSync(link.dir, { recursive: true, force: true });
 }

@@ -64,6 +64,8 @@ export interface PythonWorkerSpec {
   scoreboardFd: number;
   scoreboardSize: number;
   socketFds: readonly number[];
+  /** The router's link socket, when there is an HTTP router. */
+  linkFd: number | undefined;
   env: NodeJS.ProcessEnv;
 }
 
@@ -100,11 +102,12 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     controlFd: CONTROL_FD,
     scoreboard: { fd: SCOREBOARD_FD, size: spec.scoreboardSize },
     socketFds: spec.socketFds.map((_, i) => FIRST_SOCKET_FD + i),
+    linkFd: spec.linkFd === undefined ? null : FIRST_SOCKET_FD + spec.socketFds.length,
   };
   const env: NodeJS.ProcessEnv = { ...spec.env, TSGI_WORKER: JSON.stringify(conf) };
   if (!existsSync(WORKER_SCRIPT)) throw new InterpreterError(`tsgi's Python worker is missing (${WORKER_SCRIPT})`);
   return spawn(spec.interpreter, [WORKER_SCRIPT], {
-    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.socketFds],
+    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.socketFds, ...(spec.linkFd === undefined ? [] : [spec.linkFd])],
     env,
   });
 }

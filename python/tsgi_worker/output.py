@@ -1,0 +1,134 @@
+"""Where a response goes: a one-shot uwsgi connection (an HTTP head and the body, ended by closing), or the
+router's persistent link (framed, see docs/protocol-link.md)."""
+import os
+import struct
+
+_U16 = struct.Struct('<H')
+_FRAME = struct.Struct('<I')   # type in the low byte, payload length in the upper 24 bits
+
+HELLO, HEAD, BODY, END, ABORT, GOODBYE = 1, 2, 3, 4, 5, 6
+MAX_FRAME = (1 << 24) - 1
+END_FRAME = _FRAME.pack(END)
+ABORT_FRAME = _FRAME.pack(ABORT)
+GOODBYE_FRAME = _FRAME.pack(GOODBYE)
+
+
+def check_header(name, value):
+    if name.__class__ is not str or value.__class__ is not str:
+        raise TypeError('header %r: name and value must be str' % ((name, value),))
+    if '\n' in value or '\r' in value or '\n' in name or '\r' in name or ':' in name or not name:
+        raise ValueError('header %r contains a line break or a bad name' % ((name, value),))
+
+
+def frame_header(kind, length):
+    return _FRAME.pack(kind | (length << 8))
+
+
+def hello_frame(pid):
+    return frame_header(HELLO, 4) + struct.pack('<I', pid)
+
+
+class RawOutput(object):
+    """A uwsgi connection from a front server: the response is an HTTP head then the body; closing ends it."""
+    __slots__ = ('send', 'fileno')
+
+    def __init__(self, sock):
+        self.send = sock.sendall
+        self.fileno = sock.fileno()
+
+    def head(self, proto, status, headers, chunk):
+        parts = [proto, ' ', status, '\r\n']
+        for name, value in headers:
+            check_header(name, value)
+            parts.append(name)
+            parts.append(': ')
+            parts.append(value)
+            parts.append('\r\n')
+        parts.append('\r\n')
+        block = ''.join(parts).encode('latin-1')
+        self.send(block + chunk if chunk else block)
+        return len(block)
+
+    def body(self, chunk):
+        self.send(chunk)
+
+    def end(self):
+        pass
+
+    def abort(self):
+        pass
+
+    def sendfile(self, fd, offset, count):
+        sent = 0
+        sendfile = os.sendfile
+        out = self.fileno
+        while sent < count:
+            n = sendfile(out, fd, offset + sent, count - sent)
+            if n == 0:
+                break
+            sent += n
+        return sent
+
+
+class LinkOutput(object):
+    """The router's link: HEAD, BODY... and END frames; the connection stays open for the next request."""
+    __slots__ = ('send', 'fileno')
+
+    def __init__(self, sock):
+        self.send = sock.sendall
+        self.fileno = sock.fileno()
+
+    def head(self, proto, status, headers, chunk):
+        s = status.encode('latin-1')
+        parts = [_U16.pack(len(s)), s]
+        for name, value in headers:
+            check_header(name, value)
+            n = name.encode('latin-1')
+            v = value.encode('latin-1')
+            parts.append(_U16.pack(len(n)))
+            parts.append(n)
+            parts.append(_U16.pack(len(v)))
+            parts.append(v)
+        payload = b''.join(parts)
+        if chunk and len(chunk) <= MAX_FRAME:
+            self.send(b''.join((frame_header(HEAD, len(payload)), payload, frame_header(BODY, len(chunk)), chunk)))
+        else:
+            self.send(frame_header(HEAD, len(payload)) + payload)
+            if chunk:
+                self.body(chunk)
+        return len(payload)
+
+    def body(self, chunk):
+        n = len(chunk)
+        if n <= MAX_FRAME:
+            self.send(frame_header(BODY, n) + chunk)
+            return
+        view = memoryview(chunk)
+        for off in range(0, n, MAX_FRAME):
+            piece = view[off:off + MAX_FRAME]
+            self.send(frame_header(BODY, len(piece)))
+            self.send(piece)
+
+    def end(self):
+        self.send(END_FRAME)
+
+    def abort(self):
+        self.send(ABORT_FRAME)
+
+    def sendfile(self, fd, offset, count):
+        """Each frame's bytes go straight from the file with sendfile()."""
+        sent = 0
+        sendfile = os.sendfile
+        out = self.fileno
+        while sent < count:
+            n = min(count - sent, MAX_FRAME)
+            self.send(frame_header(BODY, n))
+            done = 0
+            while done < n:
+                k = sendfile(out, fd, offset + sent + done, n - done)
+                if k == 0:
+                    # The file shrank under us: the frame cannot be completed, so the link cannot go on.
+                    raise IOError('file ended while it was being sent')
+                done += k
+            sent += n
+        return sent

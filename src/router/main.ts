@@ -1,0 +1,71 @@
+/**
+ * The HTTP router process, spawned and supervised by the master. It listens on the HTTP sockets the master
+ * bound (inherited descriptors), keeps one link per Python worker, and forwards complete requests.
+ *
+ *   SIGTERM  stop accepting, answer every request already received, exit 0
+ *   SIGINT / SIGQUIT  exit now
+ * The master tells it over IPC when a reload changed the number of workers.
+ */
+import { writeSync } from 'node:fs';
+import { HttpRouter, type HttpListenerConfig } from './http.js';
+import { LinkPool } from './links.js';
+
+export interface RouterProcessConfig {
+  linkPath: string;
+  links: number;
+  maxQueue: number;
+  bufferSize: number;
+  limitPost: number;
+  listeners: HttpListenerConfig[];
+}
+
+function log(line: string): void {
+  try {
+    writeSync(2, `[router pid ${process.pid}] ${line}\n`);
+  } catch {
+    /* nowhere to say it */
+  }
+}
+
+export function main(): void {
+  const raw = process.env.TSGI_ROUTER;
+  if (!raw) {
+    log('TSGI_ROUTER is not set: the router is started by the tsgi master, not by hand');
+    process.exit(1);
+  }
+  delete process.env.TSGI_ROUTER;
+  const cfg = JSON.parse(raw) as RouterProcessConfig;
+  process.title = 'tsgi router';
+  const pool = new LinkPool(cfg.linkPath, cfg.links, cfg.maxQueue, log);
+  const router = new HttpRouter(pool, { bufferSize: cfg.bufferSize, limitPost: cfg.limitPost }, log);
+  let listening = 0;
+  for (const l of cfg.listeners) {
+    router.listen(l, () => {
+      if (++listening === cfg.listeners.length) process.send?.({ type: 'ready' });
+    });
+  }
+
+  let stopping = false;
+  process.on('SIGTERM', () => {
+    if (stopping) return;
+    stopping = true;
+    pool.beginStop();
+    router.close(() => {
+      pool.close();
+      process.exit(0);
+    });
+  });
+  for (const sig of ['SIGINT', 'SIGQUIT'] as const) process.on(sig, () => process.exit(0));
+  process.on('SIGHUP', () => {
+    /* reloads are the master's business */
+  });
+  process.on('message', (m: { type?: string; links?: number }) => {
+    if (m?.type === 'links' && typeof m.links === 'number') pool.resize(m.links);
+  });
+  process.on('disconnect', () => {
+    // The master is gone: nothing supervises us any more.
+    if (!stopping) process.kill(process.pid, 'SIGTERM');
+  });
+}
+
+main();

@@ -1,0 +1,121 @@
+/** Loading apps the ways uWSGI does, and what happens when loading fails or the app breaks PEP 3333 rules. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { repoRoot } from '../helpers/paths.js';
+import { activatedEnv, sharedVenv, startTsgi, stopProcess, tempDir, writeFiles } from '../helpers/procs.js';
+import { getVars, uwsgiRequest } from '../helpers/uwsgi-client.js';
+
+const FIXTURES = join(repoRoot, 'test/fixtures/apps');
+
+test('wsgiref.validate.validator sees no violation for GET, POST and HEAD', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 's.sock');
+  const tsgi = await startTsgi(['-s', sock, '--wsgi-file', join(FIXTURES, 'validated.py')], { env: activatedEnv(sharedVenv()) });
+  try {
+    const get = await uwsgiRequest(sock, getVars('/hello'));
+    assert.equal(get.status, 200);
+    assert.equal(get.body.toString(), 'ok /hello');
+    const post = await uwsgiRequest(sock, { ...getVars('/echo'), REQUEST_METHOD: 'POST', CONTENT_TYPE: 'application/octet-stream' }, Buffer.from('payload'));
+    assert.equal(post.status, 200);
+    assert.equal(post.body.toString(), 'payload');
+    const head = await uwsgiRequest(sock, { ...getVars('/hello'), REQUEST_METHOD: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.body.length, 0);
+    const stream = await uwsgiRequest(sock, getVars('/stream'));
+    assert.equal(stream.status, 200);
+  } finally {
+    await stopProcess(tsgi);
+  }
+  assert.doesNotMatch(tsgi.output(), /AssertionError|WSGIWarning|Traceback/, 'the validator raised or warned');
+});
+
+test('an app that fails to import stops the start with its traceback and exit status 1', async () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'broken.py': 'import no_such_module_anywhere\n' });
+  const tsgi = await startTsgi(['-s', join(dir, 's.sock'), '-p', '3', '-w', 'broken'], { cwd: dir, env: activatedEnv(sharedVenv()), ready: false });
+  const r = await tsgi.exited;
+  assert.equal(r.code, 1);
+  assert.match(tsgi.output(), /cannot load the app broken:application:\nTraceback[\s\S]*ModuleNotFoundError: No module named 'no_such_module_anywhere'/);
+  assert.match(tsgi.output(), /the app could not be loaded \(traceback above\); stopping/);
+});
+
+test('a module without the callable is a clear error', async () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'nocall.py': 'app = None\n' });
+  const tsgi = await startTsgi(['-s', join(dir, 's.sock'), '-w', 'nocall'], { cwd: dir, env: activatedEnv(sharedVenv()), ready: false });
+  assert.equal((await tsgi.exited).code, 1);
+  assert.match(tsgi.output(), /nocall has no callable named 'application' \(set callable = NAME or module = nocall:NAME\)/);
+});
+
+test('module:callable, callable =, wsgi-file and pythonpath find the app', async () => {
+  const dir = tempDir();
+  writeFiles(dir, {
+    'pkg/__init__.py': '',
+    'pkg/site.py': 'def app(e, s):\n    s("200 OK", [])\n    return [b"pkg.site:app"]\n',
+    'lib/other.py': 'def serve(e, s):\n    s("200 OK", [])\n    return [b"wsgi-file + callable"]\n',
+  });
+  const env = activatedEnv(sharedVenv());
+  const cases: Array<[string[], string]> = [
+    [['--module', 'pkg.site:app'], 'pkg.site:app'],
+    [['--module', 'pkg.site', '--callable', 'app'], 'pkg.site:app'],
+    [['--wsgi-file', join(dir, 'lib/other.py'), '--callable', 'serve'], 'wsgi-file + callable'],
+    [['--pythonpath', join(dir, 'lib'), '-w', 'other:serve'], 'wsgi-file + callable'],
+  ];
+  for (const [args, body] of cases) {
+    const sock = join(dir, 'c.sock');
+    const tsgi = await startTsgi(['-s', sock, '--chdir', dir, ...args], { env });
+    try {
+      assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), body, args.join(' '));
+    } finally {
+      await stopProcess(tsgi);
+    }
+  }
+});
+
+test('the interpreter: home/virtualenv first, else $VIRTUAL_ENV, else python3 on PATH', async () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'which.py': 'import sys\ndef application(e, s):\n    s("200 OK", [])\n    return [sys.prefix.encode()]\n' });
+  const venv = sharedVenv();
+  const sock = join(dir, 'w.sock');
+  const viaHome = await startTsgi(['-s', sock, '-w', 'which', '--home', venv], { cwd: dir, env: { ...process.env, VIRTUAL_ENV: '' } });
+  try {
+    assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), venv);
+  } finally {
+    await stopProcess(viaHome);
+  }
+  const viaActivate = await startTsgi(['-s', sock, '-w', 'which'], { cwd: dir, env: activatedEnv(venv) });
+  try {
+    assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), venv);
+  } finally {
+    await stopProcess(viaActivate);
+  }
+  const bad = await startTsgi(['-s', sock, '-w', 'which', '-H', join(dir, 'not-a-venv')], { cwd: dir, ready: false });
+  assert.equal((await bad.exited).code, 1);
+  assert.match(bad.output(), /^tsgi: home .*not-a-venv: no Python interpreter at .*not-a-venv\/bin\/python3 \(is it a virtualenv\?\)$/m);
+});
+
+test('the guide app returning a str: served as UTF-8 with one log line per worker; a 500 under --strict', async () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'wsgi.py': "def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/html')])\n    return [\"<h1 style='color:blue'>Hello There!</h1>\"]\n" });
+  const sock = join(dir, 'g.sock');
+  const lenient = await startTsgi(['-s', sock, '-w', 'wsgi'], { cwd: dir, env: activatedEnv(sharedVenv()) });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const r = await uwsgiRequest(sock, getVars('/'));
+      assert.equal(r.body.toString(), "<h1 style='color:blue'>Hello There!</h1>");
+    }
+    await lenient.waitFor(/req: 3\//);
+    assert.equal(lenient.output().match(/returned a str in its response body/g)?.length, 1, 'said once per worker');
+  } finally {
+    await stopProcess(lenient);
+  }
+  const strict = await startTsgi(['-s', sock, '-w', 'wsgi', '--strict'], { cwd: dir, env: activatedEnv(sharedVenv()) });
+  try {
+    const r = await uwsgiRequest(sock, getVars('/'));
+    assert.equal(r.status, 500);
+    await strict.waitFor(/refused because of --strict/);
+  } finally {
+    await stopProcess(strict);
+  }
+});

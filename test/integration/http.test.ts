@@ -1,0 +1,264 @@
+/**
+ * HTTP/1.1 for Python apps through tsgi's router: the guide's first command, HTTP semantics, limits, and
+ * what slow or broken clients and dying workers must not be able to do.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { join } from 'node:path';
+import { repoRoot } from '../helpers/paths.js';
+import { activatedEnv, freePort, sharedVenv, startTsgi, stopProcess, tempDir, writeFiles, type RunningProcess } from '../helpers/procs.js';
+import { parseResponses, rawHttp } from '../helpers/http-raw.js';
+
+const APP = join(repoRoot, 'test/fixtures/apps/behaviours.py');
+const env = activatedEnv(sharedVenv());
+
+const GUIDE_WSGI = `def application(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/html')])
+    return ["<h1 style='color:blue'>Hello There!</h1>"]
+`;
+
+for (const form of [['--socket', '--protocol=http'], ['--http'], ['--http-socket']]) {
+  test(`the guide's first step with ${form.join(' ')}: curl shows Hello There!`, async () => {
+    const dir = tempDir();
+    writeFiles(dir, { 'wsgi.py': GUIDE_WSGI });
+    const port = await freePort();
+    const args = [form[0]!, `127.0.0.1:${port}`, ...form.slice(1), '-w', 'wsgi'];
+    const tsgi = await startTsgi(args, { cwd: dir, env });
+    try {
+      const curl = spawnSync('curl', ['-s', '-i', `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
+      assert.equal(curl.status, 0, curl.stderr);
+      assert.match(curl.stdout, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.match(curl.stdout, /\r\nContent-Type: text\/html\r\n/);
+      assert.match(curl.stdout, /\r\nDate: .+ GMT\r\n/);
+      assert.match(curl.stdout, /<h1 style='color:blue'>Hello There!<\/h1>$/);
+    } finally {
+      assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+    }
+  });
+}
+
+describe('HTTP semantics through the router', () => {
+  let tsgi: RunningProcess;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '-p', '2', '--wsgi-file', APP, '--limit-post', '8000000', '--buffer-size', '8192'], { env });
+  });
+  after(async () => {
+    assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  });
+
+  function environOf(body: Buffer): Map<string, string> {
+    return new Map(body.toString().trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string]));
+  }
+
+  test('keep-alive: several requests on one connection', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ports = new Set<number>();
+    for (let i = 0; i < 5; i++) {
+      const r = await new Promise<{ body: string; local: number }>((resolve, reject) => {
+        http.get({ port, path: `/k${i}`, agent }, (res) => {
+          let b = '';
+          const local = res.socket.localPort!;
+          res.on('data', (c) => (b += c));
+          res.on('end', () => resolve({ body: b, local }));
+        }).on('error', reject);
+      });
+      assert.equal(r.body, `ok /k${i}`);
+      ports.add(r.local);
+    }
+    agent.destroy();
+    assert.equal(ports.size, 1, 'all five requests used the same connection');
+  });
+
+  test('100 pipelined requests on one connection are answered in order', async () => {
+    const reqs = Array.from({ length: 100 }, (_, i) => `GET /p${i} HTTP/1.1\r\nHost: x\r\n\r\n`).join('') + 'GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+    const { bytes, closedByServer } = await rawHttp(port, reqs);
+    assert.ok(closedByServer, 'Connection: close ends the connection');
+    const responses = parseResponses(bytes);
+    assert.equal(responses.length, 101);
+    responses.slice(0, 100).forEach((r, i) => assert.equal(r.body.toString(), `ok /p${i}`));
+  });
+
+  test('HTTP/1.0 without keep-alive: the response is complete and the connection closed', async () => {
+    const { bytes, closedByServer } = await rawHttp(port, 'GET /old HTTP/1.0\r\n\r\n');
+    assert.ok(closedByServer);
+    const [r] = parseResponses(bytes);
+    assert.match(r!.statusLine, /^HTTP\/1\.[01] 200 OK$/);
+    assert.equal(r!.body.toString(), 'ok /old');
+  });
+
+  test('a chunked POST of 1 MB arrives whole in wsgi.input, with a CONTENT_LENGTH the app can trust', async () => {
+    const data = randomBytes(1024 * 1024);
+    const chunks: string[] = [];
+    let wire = Buffer.from('POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n');
+    for (let off = 0; off < data.length; off += 100_000) {
+      const piece = data.subarray(off, off + 100_000);
+      wire = Buffer.concat([wire, Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')]);
+      chunks.push(String(piece.length));
+    }
+    wire = Buffer.concat([wire, Buffer.from('0\r\n\r\n')]);
+    const { bytes } = await rawHttp(port, wire);
+    const [r] = parseResponses(bytes);
+    assert.equal(r!.status, 200);
+    assert.equal(createHash('sha256').update(r!.body).digest('hex'), createHash('sha256').update(data).digest('hex'));
+  });
+
+  test('Expect: 100-continue gets a 100 before the body is sent', async () => {
+    const result = await new Promise<{ status: number; body: string; continued: boolean }>((resolve, reject) => {
+      let continued = false;
+      const req = http.request({ port, method: 'POST', path: '/echo', headers: { Expect: '100-continue', 'Content-Length': 5 } }, (res) => {
+        let b = '';
+        res.on('data', (c) => (b += c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: b, continued }));
+      });
+      req.on('continue', () => {
+        continued = true;
+        req.end('hello');
+      });
+      req.on('error', reject);
+    });
+    assert.deepEqual(result, { status: 200, body: 'hello', continued: true });
+  });
+
+  test('HEAD: the headers of GET, no body', async () => {
+    const { bytes } = await rawHttp(port, 'HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const [r] = parseResponses(bytes, new Set([0]));
+    assert.equal(r!.status, 200);
+    assert.equal(bytes.toString().endsWith('\r\n\r\n'), true, 'nothing after the head');
+  });
+
+  test('a streamed response without Content-Length is sent chunked', async () => {
+    const { bytes } = await rawHttp(port, 'GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const [r] = parseResponses(bytes);
+    assert.equal(r!.headers.get('transfer-encoding'), 'chunked');
+    assert.equal(r!.body.toString(), 'chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n');
+  });
+
+  test('the environ: REMOTE_ADDR/PORT from the socket, SERVER_NAME/PORT, scheme; no hop-by-hop headers; X-Forwarded-For not trusted', async () => {
+    const { bytes } = await new Promise<{ bytes: Buffer }>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        const localPort = s.localPort;
+        s.write('GET /environ?a=1 HTTP/1.1\r\nHost: example.test:8443\r\nX-Forwarded-For: 6.6.6.6\r\nKeep-Alive: 300\r\nTE: trailers\r\nConnection: close, TE\r\nX_Sneaky: 1\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n');
+        const chunks: Buffer[] = [];
+        s.on('data', (c: Buffer) => chunks.push(c));
+        s.on('close', () => resolve({ bytes: Buffer.concat([Buffer.from(`LOCAL=${localPort}\n`), ...chunks]) }));
+      });
+      s.on('error', reject);
+    });
+    const text = bytes.toString();
+    const localPort = /^LOCAL=(\d+)/.exec(text)![1];
+    const env = environOf(parseResponses(Buffer.from(text.slice(text.indexOf('\n') + 1)))[0]!.body);
+    assert.equal(env.get('REMOTE_ADDR'), '127.0.0.1');
+    assert.equal(env.get('REMOTE_PORT'), localPort);
+    assert.equal(env.get('SERVER_NAME'), 'example.test');
+    assert.equal(env.get('SERVER_PORT'), String(port));
+    assert.equal(env.get('SERVER_PROTOCOL'), 'HTTP/1.1');
+    assert.equal(env.get('QUERY_STRING'), 'a=1');
+    assert.equal(env.get('PATH_INFO'), '/environ');
+    assert.equal(env.get('wsgi.url_scheme'), 'http');
+    assert.equal(env.get('HTTP_X_FORWARDED_FOR'), '6.6.6.6', 'passed to the app as a header...');
+    assert.equal(env.get('HTTP_COOKIE'), 'a=1; b=2');
+    for (const k of ['HTTP_CONNECTION', 'HTTP_KEEP_ALIVE', 'HTTP_TE', 'HTTP_X_SNEAKY']) assert.equal(env.has(k), false, `${k} must not reach the app`);
+  });
+
+  test('percent-encoded and non-ASCII paths are decoded into PATH_INFO as bytes', async () => {
+    const { bytes } = await rawHttp(port, 'GET /environ/caf%C3%A9%20x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const env = environOf(parseResponses(bytes)[0]!.body);
+    // PEP 3333: environ strings carry bytes (latin-1); the UTF-8 of "café" arrives as its two bytes.
+    assert.equal(Buffer.from(env.get('PATH_INFO')!, 'latin1').toString('utf8'), '/environ/café x');
+    assert.equal(env.get('REQUEST_URI'), '/environ/caf%C3%A9%20x');
+  });
+
+  test('headers over buffer-size: 431 and a log line; the next request is served', async () => {
+    const { bytes } = await rawHttp(port, `GET /big HTTP/1.1\r\nHost: x\r\nX-Big: ${'y'.repeat(9000)}\r\n\r\n`);
+    assert.equal(parseResponses(bytes)[0]!.status, 431);
+    await tsgi.waitFor(/over buffer-size 8192 \(raise buffer-size if it is legitimate\); answered 431/);
+    const ok = await rawHttp(port, 'GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.equal(parseResponses(ok.bytes)[0]!.body.toString(), 'ok /after');
+  });
+
+  test('headers too large even for the parser: 431', async () => {
+    const { bytes } = await rawHttp(port, `GET / HTTP/1.1\r\nHost: x\r\nX-Huge: ${'z'.repeat(70000)}\r\n\r\n`);
+    assert.match(bytes.toString('latin1'), /^HTTP\/1\.1 431 /);
+  });
+
+  test('a body over limit-post: 413, and the connection is closed', async () => {
+    const { bytes, closedByServer } = await rawHttp(port, 'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 9000000\r\n\r\n' + 'a'.repeat(1000));
+    assert.equal(parseResponses(bytes)[0]!.status, 413);
+    assert.ok(closedByServer);
+    const chunked = await rawHttp(port, Buffer.concat([Buffer.from('POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n'), ...Array.from({ length: 9 }, () => Buffer.from(`f4240\r\n${'b'.repeat(1_000_000)}\r\n`))]));
+    assert.equal(parseResponses(chunked.bytes)[0]!.status, 413);
+  });
+
+  test('malformed requests get a 400 and a log line, never reach the app', async () => {
+    for (const bad of ['GARBAGE\r\n\r\n', 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello', 'GET / HTTP/9.9\r\n\r\n', 'G\x00T / HTTP/1.1\r\n\r\n']) {
+      const { bytes } = await rawHttp(port, bad);
+      assert.match(bytes.toString('latin1'), /^HTTP\/1\.1 4\d\d /, JSON.stringify(bad));
+    }
+    await tsgi.waitFor(/bad HTTP request from 127\.0\.0\.1:\d+: HPE_/);
+  });
+
+  test('a client idle past the timeout is disconnected', async () => {
+    // socket-timeout is 4 s by default for --http-socket; the connection must end without a request.
+    const { closedByServer } = await rawHttp(port, 'GET /never-finished HTTP/1.1\r\nHost: x\r\n', { idleMs: 30_000 });
+    assert.ok(closedByServer);
+  });
+
+  test('an app that raises: 500; a worker that dies mid-request: 502, respawned, later requests served', async () => {
+    const raised = await rawHttp(port, 'GET /raise HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.equal(parseResponses(raised.bytes)[0]!.status, 500);
+    const died = await rawHttp(port, 'GET /exit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.equal(parseResponses(died.bytes)[0]!.status, 502);
+    await tsgi.waitFor(/worker died while serving GET \/exit; answered 502/);
+    await tsgi.waitFor(/worker \d \(pid: \d+\) exited with status 3; respawning/);
+    for (let i = 0; i < 4; i++) {
+      const r = await rawHttp(port, `GET /after-death-${i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      assert.equal(parseResponses(r.bytes)[0]!.body.toString(), `ok /after-death-${i}`);
+    }
+  });
+
+  test('requests queued behind a dying worker still get answered', async () => {
+    const slow = rawHttp(port, 'GET /sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const die = rawHttp(port, 'GET /exit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const queued = Array.from({ length: 6 }, (_, i) => rawHttp(port, `GET /q${i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+    assert.equal(parseResponses((await die).bytes)[0]!.status, 502);
+    assert.equal(parseResponses((await slow).bytes)[0]!.status, 200);
+    const answers = await Promise.all(queued);
+    answers.forEach((a, i) => assert.equal(parseResponses(a.bytes)[0]!.body.toString(), `ok /q${i}`));
+  });
+});
+
+test('slow clients: 50 connections sending a header byte per second do not delay a normal client (2 workers)', async () => {
+  const port = await freePort();
+  const tsgi = await startTsgi(['--http', `127.0.0.1:${port}`, '-p', '2', '--wsgi-file', APP], { env });
+  const slow: net.Socket[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  try {
+    const request = 'GET /slow HTTP/1.1\r\nHost: x\r\n\r\n';
+    for (let i = 0; i < 50; i++) {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      let sent = 0;
+      timers.push(setInterval(() => {
+        if (sent < request.length) s.write(request[sent++]!);
+      }, 1000));
+      slow.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 2500)); // every slow client has started its request
+    const started = Date.now();
+    const { bytes } = await rawHttp(port, 'GET /normal HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const elapsed = Date.now() - started;
+    assert.equal(parseResponses(bytes)[0]!.body.toString(), 'ok /normal');
+    assert.ok(elapsed < 1000, `the normal client waited ${elapsed} ms`);
+  } finally {
+    for (const t of timers) clearInterval(t);
+    for (const s of slow) s.destroy();
+    await stopProcess(tsgi);
+  }
+});
