@@ -4,7 +4,7 @@
 Drives the real worker code (python/tsgi_worker, Worker.handle) in one process: a client connects to a Unix
 listening socket and sends the uwsgi packet nginx sends for `wrk http://127.0.0.1:PORT/` (captured from
 nginx 1.22 with Debian's uwsgi_params), the worker accepts and handles it, the client reads the response.
-Only the worker's side (accept + handle) is timed, and, with --cprofile, profiled.
+Only the worker's side (epoll wait, accept, handle, as in Worker.serve) is timed, and, with --cprofile, profiled.
 
 It also times a floor: the four syscalls any uwsgi worker needs (accept4, read, write, close) with no other
 work, in blocks interleaved with the worker's, so that the worker's own cost per request (its time minus
@@ -20,6 +20,7 @@ import cProfile
 import importlib.util
 import os
 import pstats
+import select
 import socket
 import sys
 import tempfile
@@ -91,7 +92,7 @@ def main():
         c.close()
         return data
 
-    # Check the answer once, then warm up.
+    # Check the answer once, then warm up (blocking accept here; the timed loop below waits as the worker does).
     c = client_request()
     conn, _ = listener.accept()
     worker.handle(conn, True)
@@ -104,10 +105,16 @@ def main():
         worker.handle(conn, True)
         client_finish(c)
 
+    # The worker's wait, as in Worker.serve(): a non-blocking listener registered with epoll (EPOLLEXCLUSIVE).
+    listener.setblocking(False)
+    ep = select.epoll()
+    ep.register(listener.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+
     def timed_worker(n, profile=None):
-        """What the worker's loop does per request (server.py, Worker._serve_one): accept(), then handle()."""
+        """What the worker's loop does per request (server.py, Worker.serve): epoll wait, accept(), handle()."""
         accept = listener.accept
         handle = worker.handle
+        poll = ep.poll
         clock = time.perf_counter
         total = 0.0
         for _ in range(n):
@@ -115,6 +122,7 @@ def main():
             t0 = clock()
             if profile:
                 profile.enable()
+            poll()
             conn, _ = accept()
             handle(conn, True)
             if profile:
@@ -129,6 +137,7 @@ def main():
     def timed_floor(n):
         """The syscalls any uwsgi worker must make (accept4, read, write, close) and no other work."""
         accept = listener._accept
+        listener.setblocking(True)
         read, write, close = os.read, os.write, os.close
         clock = time.perf_counter
         total = 0.0
@@ -190,7 +199,7 @@ def main():
     mid = len(floors) // 2
     print('app %s, %d requests in blocks of %d, Python %s' % (path, len(floors) * block, block, sys.version.split()[0]))
     print('                                            min      median  (us/request)')
-    print('worker (accept() + Worker.handle())      %6.1f      %6.1f' % (workers[0] * 1e6, workers[mid] * 1e6))
+    print('worker (epoll, accept(), handle())       %6.1f      %6.1f' % (workers[0] * 1e6, workers[mid] * 1e6))
     print('floor  (accept4, read, write, close)     %6.1f      %6.1f' % (floors[0] * 1e6, floors[mid] * 1e6))
     print('app alone (call, iterate, close)       %6.1f      %6.1f' % (apps[0] * 1e6, apps[mid] * 1e6))
     print('worker cost over floor + app             %6.1f      %6.1f' % ((workers[0] - floors[0] - apps[0]) * 1e6,
