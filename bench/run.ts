@@ -7,7 +7,7 @@
  *
  * Every process it starts runs in its own process group and is killed on the way out, Ctrl-C included.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -63,6 +63,7 @@ and prints median req/s, p50/p99 latency, memory, CPU per request and the ratios
                         flagged NOISY and measured again (default 5)
   --retries N           how many times a noisy run is measured again; the quietest is kept (default 2)
   --quiet-wait SECONDS  before each run, wait up to this long for the machine to be idle (default 60; 0: never)
+  --summarize FILE      print the tables again from a JSON the benchmark wrote (and write --markdown)
   --keep                keep the temp dir (configs, server logs) for inspection
   -h, --help            show this help
 `;
@@ -86,6 +87,7 @@ interface Options {
   noiseLimit: number;
   retries: number;
   quietWait: number;
+  summarize: string | undefined;
 }
 
 function fail(message: string): never {
@@ -130,6 +132,7 @@ function readOptions(argv: string[]): Options {
         'noise-limit': { type: 'string', default: '5' },
         retries: { type: 'string', default: '2' },
         'quiet-wait': { type: 'string', default: '60' },
+        summarize: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -166,6 +169,7 @@ function readOptions(argv: string[]): Options {
     noiseLimit: intOption('noise-limit', v['noise-limit']!, 0),
     retries: intOption('retries', v.retries!, 0),
     quietWait: intOption('quiet-wait', v['quiet-wait']!, 0),
+    summarize: v.summarize === undefined ? undefined : resolve(v.summarize),
   };
 }
 
@@ -276,6 +280,7 @@ async function measure(p: RunningPeer, nginx: Managed, o: Options): Promise<Omit
       otherPct: capacity > 0 ? (100 * other) / capacity : 0,
       serverUsPerRequest: (server / w.requests) * 1e6,
       nginxUsPerRequest: (ngx / w.requests) * 1e6,
+      wrkUsPerRequest: (wrk / w.requests) * 1e6,
     },
     memory,
   };
@@ -289,7 +294,7 @@ function fmtRun(r: RunRecord): string {
     .join('; ');
   return (
     `${r.peer.padEnd(8)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ` +
-    `server ${r.cpu.serverUsPerRequest.toFixed(1)} µs/req  nginx ${r.cpu.nginxUsPerRequest.toFixed(1)} µs/req  ` +
+    `CPU µs/req: server ${r.cpu.serverUsPerRequest.toFixed(1)} nginx ${r.cpu.nginxUsPerRequest.toFixed(1)} wrk ${r.cpu.wrkUsPerRequest.toFixed(1)}  ` +
     `PSS ${(r.memory.pssKb / 1024).toFixed(1)} MB${flags ? `  ${flags}` : ''}`
   );
 }
@@ -372,14 +377,31 @@ function markdownSection(info: SystemInfo, o: Options, body: string, wrkLine: st
 - Machine: ${info.cpus} CPUs (\`nproc\`), ${info.cpuModel}, ${(info.memTotalMb / 1024).toFixed(1)} GiB RAM; ${info.kernel}; load average at start ${info.loadavgAtStart}
 - Versions: tsgi ${v.tsgi}; Node ${v.node}; ${v.python}; Flask ${v.flask}; ${v.nginx}; uWSGI ${v.uwsgi}; ${v.gunicorn}; ${v.wrk}
 - Setup: nginx \`worker_processes ${o.nginxWorkers}\`, access log ${o.nginxAccessLog ? 'on' : 'off'}; ${o.processes} workers per server on a Unix socket; \`${wrkLine}\`; ${o.warmup}s warm-up before each run; ${o.reps} rounds, peers rotated each round; medians shown; before each run the benchmark waits (up to ${o.quietWait}s) for an idle machine, and a run during which other processes used more than ${o.noiseLimit}% of the CPUs is measured again (up to ${o.retries} times, the quietest kept)
-- Memory: PSS and USS (Private_Clean + Private_Dirty, from /proc/PID/smaps_rollup) and RSS (VmRSS) summed over the server's process tree (master + workers), after each run; CPU: utime+stime of the server's processes (and of nginx) during the run divided by the requests served; "other CPU": busy CPU of the machine not used by the server, nginx, wrk or the benchmark (another load competing for the cores)
+- Memory: PSS and USS (Private_Clean + Private_Dirty, from /proc/PID/smaps_rollup) and RSS (VmRSS) summed over the server's process tree (master + workers), after each run; CPU: utime+stime of the server's processes, of nginx and of wrk during the run divided by the requests served (on a saturated machine req/s is inversely proportional to their sum, which is why the ratio it predicts is shown: it is much less disturbed by other load than req/s); "other CPU": busy CPU of the machine not used by the server, nginx, wrk or the benchmark (another load competing for the cores)
 
 ${body}`;
+}
+
+interface SavedRun {
+  system: SystemInfo;
+  options: Options;
+  wrk: string;
+  runs: RunRecord[];
+}
+
+/** Prints the report of a saved run again (e.g. after the report itself changed) and rewrites its Markdown. */
+function summarizeFile(o: Options): void {
+  const saved = JSON.parse(readFileSync(o.summarize!, 'utf8')) as SavedRun;
+  const { peers, ratios } = summarize(saved.runs);
+  say(textReport(peers, ratios));
+  writeFileSync(o.markdown, markdownSection(saved.system, saved.options, markdownReport(peers, ratios), saved.wrk));
+  say(`wrote ${relative(process.cwd(), o.markdown) || o.markdown}`);
 }
 
 async function main(): Promise<void> {
   const o = readOptions(process.argv.slice(2));
   noiseLimit = o.noiseLimit;
+  if (o.summarize) return summarizeFile(o);
   let tmp: string | undefined;
   installCleanup(() => {
     if (tmp && !o.keep) rmSync(tmp, { recursive: true, force: true });
@@ -414,7 +436,8 @@ async function main(): Promise<void> {
   if (noisy.length) say(`NOISY: ${noisy.length} run(s) shared the CPUs with other processes (>${o.noiseLimit}% of the machine) even after ${o.retries} retries: repeat on a quiet machine.`);
 
   mkdirSync(dirname(o.json), { recursive: true });
-  writeFileSync(o.json, `${JSON.stringify({ system: info, options: { ...o, json: undefined, markdown: undefined }, wrk: wrkLine, summary: peers, ratios, runs: records }, null, 2)}\n`);
+  const saved = { system: info, options: { ...o, json: undefined, markdown: undefined, summarize: undefined }, wrk: wrkLine, summary: peers, ratios, runs: records };
+  writeFileSync(o.json, `${JSON.stringify(saved, null, 2)}\n`);
   mkdirSync(dirname(o.markdown), { recursive: true });
   writeFileSync(o.markdown, markdownSection(info, o, markdownReport(peers, ratios), wrkLine));
   say(`wrote ${relative(process.cwd(), o.json) || o.json} and ${relative(process.cwd(), o.markdown) || o.markdown}`);

@@ -37,6 +37,7 @@ export interface RunRecord {
     otherPct: number;
     serverUsPerRequest: number;
     nginxUsPerRequest: number;
+    wrkUsPerRequest: number;
   };
   memory: Memory;
 }
@@ -57,6 +58,9 @@ export interface PeerSummary {
   processes: number;
   serverUsPerRequest: number;
   nginxUsPerRequest: number;
+  wrkUsPerRequest: number;
+  /** Server + nginx + wrk CPU per request: on a saturated machine, throughput is inversely proportional. */
+  totalUsPerRequest: number;
   errorRuns: number;
   maxOtherPct: number;
 }
@@ -70,6 +74,11 @@ export interface RatioSummary {
   /** Smallest and largest ratio of runs of the same round (tsgi's run / the peer's run). */
   pairedMin: number;
   pairedMax: number;
+  /**
+   * The ratio the CPU cost per request predicts when the cores are saturated (peer's total CPU µs per
+   * request over tsgi's): much less sensitive to other load on the machine than req/s.
+   */
+  cpuRatio: number;
   target: number | undefined;
   met: boolean | undefined;
   /** How much more req/s tsgi needs to meet the target, in % (0 when met). */
@@ -91,6 +100,10 @@ export function median(xs: readonly number[]): number {
 
 function groupKey(r: { scenario: string; logging: boolean }): string {
   return `${r.scenario}/${r.logging ? 'on' : 'off'}`;
+}
+
+function usPer(seconds: number, r: RunRecord): number {
+  return (seconds / r.requests) * 1e6;
 }
 
 export function summarize(runs: readonly RunRecord[]): { peers: PeerSummary[]; ratios: RatioSummary[] } {
@@ -122,8 +135,10 @@ export function summarize(runs: readonly RunRecord[]): { peers: PeerSummary[]; r
         ussMb: median(mine.map((r) => r.memory.ussKb)) / 1024,
         rssMb: median(mine.map((r) => r.memory.rssKb)) / 1024,
         processes: median(mine.map((r) => r.memory.processes)),
-        serverUsPerRequest: median(mine.map((r) => r.cpu.serverUsPerRequest)),
-        nginxUsPerRequest: median(mine.map((r) => r.cpu.nginxUsPerRequest)),
+        serverUsPerRequest: median(mine.map((r) => usPer(r.cpu.server, r))),
+        nginxUsPerRequest: median(mine.map((r) => usPer(r.cpu.nginx, r))),
+        wrkUsPerRequest: median(mine.map((r) => usPer(r.cpu.wrk, r))),
+        totalUsPerRequest: median(mine.map((r) => usPer(r.cpu.server + r.cpu.nginx + r.cpu.wrk, r))),
         errorRuns: mine.filter((r) => r.errors).length,
         maxOtherPct: Math.max(...mine.map((r) => r.cpu.otherPct)),
       });
@@ -146,6 +161,7 @@ export function summarize(runs: readonly RunRecord[]): { peers: PeerSummary[]; r
         ratio,
         pairedMin: Math.min(...paired),
         pairedMax: Math.max(...paired),
+        cpuRatio: other.totalUsPerRequest / tsgi.totalUsPerRequest,
         target,
         met: target === undefined ? undefined : ratio >= target,
         shortfallPct: target === undefined ? undefined : Math.max(0, (target / ratio - 1) * 100),
@@ -176,33 +192,41 @@ function summaryRows(peers: readonly PeerSummary[]): string[][] {
     String(p.processes),
     fmt(p.serverUsPerRequest, 1),
     fmt(p.nginxUsPerRequest, 1),
+    fmt(p.wrkUsPerRequest, 1),
+    fmt(p.totalUsPerRequest, 1),
     `${fmt(p.maxOtherPct, 1)}%`,
     p.errorRuns ? `${p.errorRuns} run(s)` : 'none',
   ]);
 }
 
-const HEADER = ['app', 'log', 'server', 'req/s', 'range', 'p50 ms', 'p99 ms', 'PSS MB', 'USS MB', 'RSS MB', 'procs', 'srv CPU µs/req', 'nginx CPU µs/req', 'other CPU', 'errors'];
+const HEADER = ['app', 'log', 'server', 'req/s', 'range', 'p50 ms', 'p99 ms', 'PSS MB', 'USS MB', 'RSS MB', 'procs', 'server µs', 'nginx µs', 'wrk µs', 'total µs', 'other CPU', 'errors'];
 
 function ratioLine(r: RatioSummary): string {
   const base = `${r.scenario} (logging ${r.logging ? 'on' : 'off'}): tsgi/${PEER_LABEL[r.against]} = ${r.ratio.toFixed(2)}x` +
-    ` (same-round runs ${r.pairedMin.toFixed(2)}–${r.pairedMax.toFixed(2)})`;
+    ` (same-round runs ${r.pairedMin.toFixed(2)}–${r.pairedMax.toFixed(2)}; predicted by CPU per request ${r.cpuRatio.toFixed(2)}x)`;
   if (r.target === undefined) return base;
   return r.met
     ? `${base}; target ≥ ${r.target.toFixed(2)}x: MET`
     : `${base}; target ≥ ${r.target.toFixed(2)}x: NOT MET (tsgi needs ${r.shortfallPct!.toFixed(1)}% more req/s)`;
 }
 
+export const LEGEND =
+  'req/s: median of the rounds (range: lowest–highest); p50/p99: wrk --latency, median of the rounds; ' +
+  'PSS/USS/RSS: memory of the server (master + workers) after the run; server/nginx/wrk µs: CPU time ' +
+  '(user + system) per request of each during the run, total: their sum; other CPU: share of the ' +
+  "machine's CPU used by processes the benchmark did not start (highest of the rounds).";
+
 export function textReport(peers: readonly PeerSummary[], ratios: readonly RatioSummary[]): string {
   const rows = [HEADER, ...summaryRows(peers)];
   const widths = HEADER.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const numeric = new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+  const numeric = new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
   const lines = rows.map((r) => r.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd());
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  return `${lines.join('\n')}\n\n${ratios.map(ratioLine).join('\n')}\n`;
+  return `${lines.join('\n')}\n${LEGEND}\n\n${ratios.map(ratioLine).join('\n')}\n`;
 }
 
 export function markdownReport(peers: readonly PeerSummary[], ratios: readonly RatioSummary[]): string {
-  const rows = [HEADER, HEADER.map((_, i) => (i >= 3 && i <= 13 ? '---:' : '---')), ...summaryRows(peers)];
+  const rows = [HEADER, HEADER.map((_, i) => (i >= 3 && i <= 15 ? '---:' : '---')), ...summaryRows(peers)];
   const table = rows.map((r) => `| ${r.join(' | ')} |`).join('\n');
-  return `${table}\n\n${ratios.map((r) => `- ${ratioLine(r)}`).join('\n')}\n`;
+  return `${table}\n\n${LEGEND}\n\n${ratios.map((r) => `- ${ratioLine(r)}`).join('\n')}\n`;
 }
