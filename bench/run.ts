@@ -26,7 +26,7 @@ import {
   selfCpuSeconds,
   CLK_TCK,
 } from './lib/proc-stats.js';
-import { installCleanup, startGroup, stopGroup, type Managed } from './lib/procs.js';
+import { installCleanup, setGroupNice, startGroup, stopGroup, type Managed } from './lib/procs.js';
 import { markdownReport, summarize, textReport, type RunRecord } from './lib/report.js';
 import { systemInfo, type SystemInfo } from './lib/system.js';
 import { runWrk, wrkArgs } from './lib/wrk.js';
@@ -63,6 +63,9 @@ and prints median req/s, p50/p99 latency, memory, CPU per request and the ratios
                         flagged NOISY and measured again (default 5)
   --retries N           how many times a noisy run is measured again; the quietest is kept (default 2)
   --quiet-wait SECONDS  before each run, wait up to this long for the machine to be idle (default 60; 0: never)
+  --nice=N              give every process group the benchmark starts this scheduling priority (the nice
+                        value of its Linux autogroup; e.g. --nice=-10 as root on a machine shared with
+                        other work); the peers, nginx and wrk keep equal priority among themselves
   --summarize FILE      print the tables again from a JSON the benchmark wrote (and write --markdown)
   --keep                keep the temp dir (configs, server logs) for inspection
   -h, --help            show this help
@@ -88,6 +91,7 @@ interface Options {
   retries: number;
   quietWait: number;
   summarize: string | undefined;
+  nice: number;
 }
 
 function fail(message: string): never {
@@ -133,6 +137,7 @@ function readOptions(argv: string[]): Options {
         retries: { type: 'string', default: '2' },
         'quiet-wait': { type: 'string', default: '60' },
         summarize: { type: 'string' },
+        nice: { type: 'string', default: '0' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -170,6 +175,7 @@ function readOptions(argv: string[]): Options {
     retries: intOption('retries', v.retries!, 0),
     quietWait: intOption('quiet-wait', v['quiet-wait']!, 0),
     summarize: v.summarize === undefined ? undefined : resolve(v.summarize),
+    nice: /^-?\d+$/.test(v.nice!) && Math.abs(Number(v.nice)) <= 20 ? Number(v.nice) : fail(`--nice: expected -20..19, got '${v.nice}'`),
   };
 }
 
@@ -410,6 +416,10 @@ async function main(): Promise<void> {
     if (!existsSync(bin)) fail(`${bin} is missing (scripts/test-all lists the Debian packages to install)`);
   }
   if (o.peers.includes('tsgi') && !existsSync(resolve(repoRoot, 'dist/src/cli/tsgi.js'))) fail('tsgi is not built: run npm run build');
+  if (o.nice !== 0) {
+    if (!existsSync('/proc/self/autogroup')) fail('--nice: this kernel has no autogroups (/proc/self/autogroup)');
+    setGroupNice(o.nice);
+  }
   tmp = mkdtempSync(join(tmpdir(), 'tsgi-bench-'));
   chmodSync(tmp, 0o755);
 
@@ -420,7 +430,7 @@ async function main(): Promise<void> {
   say(`tsgi bench: ${info.cpus} CPUs (${info.cpuModel}), load average ${info.loadavgAtStart}`);
   for (const [k, v] of Object.entries(info.versions)) say(`  ${k.padEnd(9)} ${v}`);
   say(`apps ${o.apps.join(',')}; peers ${o.peers.join(',')}; logging ${o.logging.map((l) => (l ? 'on' : 'off')).join(',')}; ` +
-      `${o.reps} rounds; ${wrkLine}; warm-up ${o.warmup}s; nginx worker_processes ${o.nginxWorkers}`);
+      `${o.reps} rounds; ${wrkLine}; warm-up ${o.warmup}s; nginx worker_processes ${o.nginxWorkers}${o.nice ? `; nice ${o.nice}` : ''}`);
   say(`${total} measured runs, about ${Math.ceil((total * (o.duration + o.warmup)) / 60 + groups * 0.2)} minutes; temp dir ${tmp}`);
 
   const records: RunRecord[] = [];

@@ -4,7 +4,7 @@
  * or a crash of the benchmark itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 
 export interface Managed {
   name: string;
@@ -19,6 +19,27 @@ export interface Managed {
 }
 
 const live = new Set<Managed>();
+
+let groupNice = 0;
+
+/**
+ * Every process group started from now on gets this nice value. Each group is its own session, and with
+ * Linux autogroups (sched_autogroup_enabled) a session is scheduled as one unit whose weight is set by
+ * /proc/PID/autogroup, not by the nice value of its processes.
+ */
+export function setGroupNice(nice: number): void {
+  groupNice = nice;
+}
+
+function applyNice(pid: number): void {
+  if (groupNice === 0) return;
+  try {
+    // spawn() returns once the child has called setsid() and exec'd, so this is the child's own autogroup.
+    writeFileSync(`/proc/${pid}/autogroup`, String(groupNice));
+  } catch (err) {
+    throw new Error(`cannot set the scheduling priority of pid ${pid} (/proc/${pid}/autogroup): ${(err as Error).message}`);
+  }
+}
 
 export interface StartOptions {
   cwd?: string;
@@ -37,6 +58,7 @@ export function startGroup(name: string, cmd: string, args: readonly string[], o
     if (typeof fd === 'number') closeSync(fd);
   }
   if (child.pid === undefined) throw new Error(`${name}: could not start ${cmd}`);
+  applyNice(child.pid);
   let alive = true;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
@@ -72,6 +94,11 @@ export function startGroup(name: string, cmd: string, args: readonly string[], o
 export function runCaptured(name: string, cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: env ?? process.env });
   if (child.pid === undefined) return Promise.reject(new Error(`${name}: could not start ${cmd}`));
+  try {
+    applyNice(child.pid);
+  } catch {
+    /* a command that already exited */
+  }
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
