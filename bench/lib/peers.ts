@@ -1,0 +1,129 @@
+/**
+ * The servers compared, each started the way its documentation deploys it behind nginx on a Unix socket:
+ * tsgi and uWSGI speak the uwsgi protocol to nginx's uwsgi_pass; Debian's gunicorn speaks only HTTP, so
+ * nginx reaches it with proxy_pass.
+ */
+import { resolve } from 'node:path';
+
+export type PeerName = 'tsgi' | 'uwsgi' | 'gunicorn';
+export const PEER_NAMES: readonly PeerName[] = ['tsgi', 'uwsgi', 'gunicorn'];
+
+export type AppName = 'hello' | 'flask';
+export const APP_NAMES: readonly AppName[] = ['hello', 'flask'];
+
+export interface App {
+  name: AppName;
+  /** The app file (for --wsgi-file). */
+  file: string;
+  /** The directory and module name of the same file (for gunicorn's MODULE:CALLABLE). */
+  dir: string;
+  module: string;
+  /** The exact body every peer must answer with: checked before any load. */
+  body: string;
+}
+
+export function apps(repoRoot: string): Record<AppName, App> {
+  const dir = resolve(repoRoot, 'bench/apps');
+  return {
+    hello: { name: 'hello', file: resolve(dir, 'hello.py'), dir, module: 'hello', body: 'Hello World' },
+    flask: { name: 'flask', file: resolve(dir, 'flask_hello.py'), dir, module: 'flask_hello', body: 'Hello World' },
+  };
+}
+
+export interface PeerLaunch {
+  cmd: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+export interface PeerContext {
+  app: App;
+  socket: string;
+  processes: number;
+  /** Request logging on (to the server's stderr/stdout, which the benchmark sends to a file) or off. */
+  logging: boolean;
+  repoRoot: string;
+  /** The Python every peer runs: Debian's /usr/bin/python3 (uWSGI embeds the same libpython3.11). */
+  python: string;
+}
+
+export interface Peer {
+  name: PeerName;
+  /** How nginx talks to it. */
+  upstream: 'uwsgi' | 'http';
+  /** The signal that stops it at once (the benchmark then SIGKILLs its process group anyway). */
+  stopSignal: NodeJS.Signals;
+  launch(ctx: PeerContext): PeerLaunch;
+}
+
+/** The environment without anything that would change how a peer reads its options or picks its Python. */
+function cleanEnv(python: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) {
+    if (k.startsWith('UWSGI_') || k.startsWith('TSGI_') || k.startsWith('PYTHON') || k === 'VIRTUAL_ENV' || k.startsWith('PYENV')) delete env[k];
+  }
+  // tsgi runs `python3` from PATH when no virtualenv is set: put the chosen interpreter's directory first.
+  env.PATH = `${resolve(python, '..')}:${env.PATH ?? ''}`;
+  return env;
+}
+
+export const PEERS: Record<PeerName, Peer> = {
+  tsgi: {
+    name: 'tsgi',
+    upstream: 'uwsgi',
+    stopSignal: 'SIGINT',
+    launch: (c) => ({
+      cmd: process.execPath,
+      args: [
+        resolve(c.repoRoot, 'bin/tsgi'),
+        '--socket', c.socket,
+        '--chmod-socket=666',
+        '--processes', String(c.processes),
+        '--wsgi-file', c.app.file,
+        ...(c.logging ? [] : ['--disable-logging']),
+      ],
+      env: cleanEnv(c.python),
+      cwd: c.app.dir,
+    }),
+  },
+  uwsgi: {
+    name: 'uwsgi',
+    upstream: 'uwsgi',
+    // SIGTERM is a brutal reload in uWSGI 2.0; SIGINT stops it.
+    stopSignal: 'SIGINT',
+    launch: (c) => ({
+      cmd: '/usr/bin/uwsgi',
+      args: [
+        '--plugin', 'python3',
+        '--master',
+        '--processes', String(c.processes),
+        '--socket', c.socket,
+        '--chmod-socket=666',
+        '--wsgi-file', c.app.file,
+        ...(c.logging ? [] : ['--disable-logging']),
+      ],
+      env: cleanEnv(c.python),
+      cwd: c.app.dir,
+    }),
+  },
+  gunicorn: {
+    name: 'gunicorn',
+    upstream: 'http',
+    stopSignal: 'SIGINT',
+    launch: (c) => ({
+      cmd: c.python,
+      args: [
+        '-m', 'gunicorn',
+        '-w', String(c.processes),
+        '-b', `unix:${c.socket}`,
+        '--chdir', c.app.dir,
+        // gunicorn writes no access log unless asked; with logging on it writes one to stdout.
+        ...(c.logging ? ['--access-logfile', '-'] : []),
+        `${c.app.module}:application`,
+      ],
+      env: cleanEnv(c.python),
+      cwd: c.app.dir,
+    }),
+  },
+};
