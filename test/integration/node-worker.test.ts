@@ -6,26 +6,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { repoRoot } from '../helpers/paths.js';
+import { cleanEnv, NODE_APPS, openFds } from '../helpers/node-apps.js';
 import { childPids, freePort, httpRequest, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
 import { getVars, parseResponse, rawExchange, uwsgiPacket, uwsgiRequest } from '../helpers/uwsgi-client.js';
 
-export const NODE_APPS = join(repoRoot, 'test/fixtures/node-apps');
 const APP = join(NODE_APPS, 'behaviours.mjs');
-
-/** The environment of a shell without tsgi/uWSGI variables. */
-export function cleanEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('UWSGI_') || k.startsWith('TSGI_')) delete env[k];
-  return env;
-}
-
-function openFds(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
 
 describe('node worker: a WSGI-style JS app over uwsgi and HTTP', () => {
   let tsgi: RunningProcess;

@@ -119,6 +119,7 @@ export class UwsgiServer {
   private start(socket: Conn, p: UwsgiPacket, rest: Buffer): void {
     const req = new IncomingMessage(socket);
     const raw: string[] = [];
+    const headers: Record<string, string> = {};
     let method = 'GET';
     let uri: string | undefined;
     let path = '';
@@ -135,7 +136,16 @@ export class UwsgiServer {
         case 'CONTENT_LENGTH': length = /^\d+$/.test(v) ? Number(v) : 0; break;
       }
       const name = headerName(k);
-      if (name !== undefined) raw.push(name, v);
+      if (name === undefined) continue;
+      const seen = headers[name];
+      if (seen === undefined) {
+        headers[name] = v;
+      } else {
+        // nginx sends Content-Type and Content-Length twice (CONTENT_TYPE and HTTP_CONTENT_TYPE): one counts.
+        if (name === 'content-type' || name === 'content-length') continue;
+        headers[name] = `${seen}${name === 'cookie' ? '; ' : ', '}${v}`;
+      }
+      raw.push(name, v);
     }
     req.method = method;
     req.url = uri ?? (query ? `${path}?${query}` : path);
@@ -144,6 +154,7 @@ export class UwsgiServer {
     req.httpVersionMinor = minor;
     req.httpVersion = minor === 0 ? '1.0' : '1.1';
     req.rawHeaders = raw;
+    req.headers = headers;
     (req as IncomingMessage & { [UWSGI_VARS]: Array<[string, string]> })[UWSGI_VARS] = p.vars;
 
     const res = new ServerResponse(req);
