@@ -43,6 +43,13 @@ export interface LoadedApp {
 
 type Namespace = Record<string, unknown>;
 
+/** A CommonJS module compiled from ESM (esbuild, tsc) marks its exports with __esModule: they are the real namespace. */
+function unwrapCommonJs(ns: Namespace): Namespace {
+  const d = ns.default as Namespace | undefined;
+  if (d !== null && typeof d === 'object' && d.__esModule === true) return d;
+  return ns;
+}
+
 function lookup(ns: Namespace, key: string): unknown {
   if (key in ns && ns[key] !== undefined) return ns[key];
   const d = ns.default as Namespace | undefined;
@@ -95,7 +102,7 @@ function typescript(): Promise<unknown> {
 
 export async function loadApp(spec: LoadSpec, wsgi: WsgiOptions): Promise<LoadedApp> {
   if (TYPESCRIPT_EXTENSIONS.has(extname(spec.file).toLowerCase())) await typescript();
-  const ns = (await import(pathToFileURL(spec.file).href)) as Namespace;
+  const ns = unwrapCommonJs((await import(pathToFileURL(spec.file).href)) as Namespace);
   let foundAs = spec.callable;
   let value = lookup(ns, spec.callable);
   if (value === undefined && spec.callable === 'application') {
