@@ -51,9 +51,11 @@ export class Exchanges implements WorkerCounters {
   lastEndMs = 0;
   /** Requests of the other workers, as the scoreboard last told. */
   othersTotal = 0;
-  /** Set when the worker stops: responses say Connection: close, and each finished one calls `onSettled`. */
+  /** Set by `stop()`: responses say Connection: close, and each finished one calls `onSettled`. */
   stopping = false;
   onSettled: (() => void) | undefined;
+  /** Responses in progress (so that a stop can tell those not yet started to close their connection). */
+  private readonly live = new Set<ServerResponse>();
 
   private readonly onFinish: (this: ServerResponse) => void;
   private readonly onClose: (this: ServerResponse) => void;
@@ -72,9 +74,17 @@ export class Exchanges implements WorkerCounters {
     };
   }
 
+  /** The worker stops: keep-alive connections close after the response each one is busy with. */
+  stop(onSettled: () => void): void {
+    this.stopping = true;
+    this.onSettled = onSettled;
+    for (const res of this.live) if (!res.headersSent) res.shouldKeepAlive = false;
+  }
+
   dispatch(req: IncomingMessage, res: ServerResponse): void {
     (res as Tracked)[kRecord] = new Record(performance.now(), req.socket?.bytesWritten ?? 0);
     if (this.inFlight++ === 0) this.busySinceMs = Date.now();
+    this.live.add(res);
     res.once('finish', this.onFinish);
     res.once('close', this.onClose);
     if (this.stopping) res.shouldKeepAlive = false;
@@ -113,6 +123,7 @@ export class Exchanges implements WorkerCounters {
     const usec = (end - rec.start) * 1000;
     this.requests++;
     this.rtTotalUs += usec;
+    this.live.delete(res);
     const socket = req.socket;
     const bytes = socket ? socket.bytesWritten - rec.written0 : 0;
     this.tx += bytes;

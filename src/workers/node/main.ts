@@ -59,11 +59,10 @@ async function main(): Promise<void> {
     exitStatus = status;
     if (!exchanges) finish();
     const ex = exchanges!;
-    ex.stopping = true;
     const closeIdle = (): void => {
       for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
     };
-    ex.onSettled = () => setImmediate(closeIdle);
+    ex.stop(() => setImmediate(closeIdle));
     const closeAll = (): void => {
       let open = servers.length;
       if (open === 0) return finish();
