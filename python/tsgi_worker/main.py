@@ -5,12 +5,15 @@ from os.environ so the app never sees it), the listening sockets and the scorebo
 descriptors, and a control descriptor to which the worker writes one byte once the app is loaded.
 
 Exit statuses the master understands: 0 stopped normally, 22 the app could not be loaded, 23 a socket could
-not be listened on, 1 anything else.
+not be listened on, 24 recycled itself (max-requests) and wants a fresh worker, 1 anything else.
 """
+import faulthandler
+import gc
 import importlib
 import importlib.util
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -19,6 +22,7 @@ import traceback
 
 EXIT_APP_FAILED = 22
 EXIT_SOCKET_FAILED = 23
+EXIT_RECYCLED = 24
 
 
 def _die_with_parent():
@@ -32,6 +36,15 @@ def _die_with_parent():
         pass
     if os.getppid() == 1:
         os._exit(0)
+
+
+def _set_name(name):
+    """The process name ps, top and /proc/PID/comm show (15 bytes at most)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)   # PR_SET_NAME
+    except Exception:
+        pass
 
 
 def _log(line):
@@ -66,9 +79,8 @@ def load_app(app):
     return application
 
 
-def main():
-    conf = json.loads(os.environ.pop('TSGI_WORKER'))
-    _die_with_parent()
+def _prepare(conf):
+    """Environment, import path, and the listening sockets (shared by a zygote's children)."""
     for key, value in conf['env']:
         os.environ[key] = value
     # The app's import path: what --pythonpath adds, then the working directory (as uWSGI does).
@@ -79,10 +91,6 @@ def main():
         sys.stdout.reconfigure(line_buffering=True)
     except AttributeError:
         pass
-
-    from .scoreboard import NoScoreboard, Scoreboard
-    from .server import Worker
-
     from .server import LINK, UWSGI_TCP, UWSGI_UNIX
     listeners = []
     for fd in conf['socketFds']:
@@ -90,7 +98,7 @@ def main():
         try:
             sock.listen(conf['listen'])
         except OSError as e:
-            _log('[pid: %d|worker %d] cannot listen on socket fd %d: %s' % (os.getpid(), conf['id'], fd, e.strerror))
+            _log('[pid: %d] cannot listen on socket fd %d: %s' % (os.getpid(), fd, e.strerror))
             os._exit(EXIT_SOCKET_FAILED)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -105,25 +113,135 @@ def main():
         link = socket.socket(fileno=conf['linkFd'])
         link.listen(conf['listen'])
         listeners.append((link, LINK))
+    return listeners
 
-    sb = conf.get('scoreboard')
-    scoreboard = Scoreboard(sb['fd'], sb['size'], conf['slot'], os.getpid()) if sb else NoScoreboard()
 
+def _load(conf, who):
+    """Loads the app or exits with EXIT_APP_FAILED (need-app); without need-app, serves 500s and says why."""
     try:
-        app = load_app(conf['app'])
+        return load_app(conf['app'])
     except BaseException:
-        _log('[pid: %d|worker %d] cannot load the app %s:\n%s' % (
-            os.getpid(), conf['id'], conf['appName'], traceback.format_exc().rstrip('\n')))
-        os._exit(EXIT_APP_FAILED)
+        _log('[pid: %d|%s] cannot load the app %s:\n%s' % (
+            os.getpid(), who, conf['appName'], traceback.format_exc().rstrip('\n')))
+        if conf.get('needApp', True):
+            os._exit(EXIT_APP_FAILED)
 
-    worker = Worker(conf, app, listeners, scoreboard)
-    signal.signal(signal.SIGTERM, worker.on_signal)
-    signal.signal(signal.SIGHUP, worker.on_signal)
-    signal.signal(signal.SIGINT, worker.on_signal)
-    signal.signal(signal.SIGQUIT, worker.on_signal)
-    if conf.get('controlFd') is not None:
-        os.write(conf['controlFd'], b'R')
+    def no_app(environ, start_response):
+        start_response('500 Internal Server Error', [('Content-Type', 'text/plain')])
+        return [b'Internal Server Error: the app could not be loaded (see the log)']
+    return no_app
+
+
+def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, ready_message):
+    """Runs one worker until it stops; never returns."""
+    from .scoreboard import NoScoreboard, Scoreboard
+    from .server import Worker
+    _set_name('tsgi worker %d' % worker_id)
+    sb = conf.get('scoreboard')
+    scoreboard = Scoreboard(sb['fd'], sb['size'], slot, os.getpid()) if sb else NoScoreboard()
+    if conf.get('logto'):
+        def reopen_log(signum, frame):
+            # Log rotation: the master reopened the file and asks every process to do the same.
+            try:
+                fd = os.open(conf['logto'], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.close(fd)
+            except OSError as e:
+                _log('[pid: %d|worker %d] cannot reopen the log %s: %s' % (os.getpid(), worker_id, conf['logto'], e.strerror))
+        signal.signal(signal.SIGWINCH, reopen_log)
+    else:
+        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+    # harakiri-verbose: the master sends SIGUSR2 before killing a stuck worker; every thread's stack goes to the log.
+    faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True)
+    worker_conf = dict(conf, id=worker_id, maxRequests=max_requests)
+    worker = Worker(worker_conf, app, listeners, scoreboard)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, worker.on_signal)
+    if control_fd is not None:
+        os.write(control_fd, ready_message)
     worker.serve()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(EXIT_RECYCLED if worker.stopping == 'recycle' else 0)
+
+
+def _zygote(conf, app, listeners):
+    """Preloading (uWSGI's default, without lazy-apps): this process imported the app once and forks the
+    workers on the master's request, so they share its memory copy-on-write. The control channel carries lines:
+      master -> zygote   fork TOKEN ID SLOT MAXREQ
+      zygote -> master   Z (app loaded) | F TOKEN PID | X PID STATUS (a worker ended; -N for signal N)
+      worker -> master   R PID (serving)
+    SIGTERM: fork no more, exit once every worker has ended."""
+    ctl = conf['controlFd']
+    _set_name('tsgi loader')
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    stopping = [False]
+    children = set()
+
+    def on_term(signum, frame):
+        stopping[0] = True
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    signal.signal(signal.SIGINT, lambda s, f: os._exit(0))
+    signal.signal(signal.SIGCHLD, lambda s, f: None)   # wakes the loop through the wakeup fd
+    # Objects the app made at import move to a generation the collector never scans again, so the workers do
+    # not touch (and copy) every page of the loader's heap at their first collection.
+    gc.freeze()
+    os.write(ctl, b'Z\n')
+    pending = b''
+    while True:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            children.discard(pid)
+            code = os.waitstatus_to_exitcode(status)
+            os.write(ctl, b'X %d %d\n' % (pid, code))
+        if stopping[0] and not children:
+            os._exit(0)
+        readable, _, _ = select.select([ctl, wake_r], [], [])
+        if wake_r in readable:
+            try:
+                os.read(wake_r, 512)
+            except BlockingIOError:
+                pass
+        if ctl not in readable:
+            continue
+        data = os.read(ctl, 4096)
+        if not data:
+            os._exit(0)   # the master is gone
+        pending += data
+        while b'\n' in pending:
+            line, pending = pending.split(b'\n', 1)
+            parts = line.split()
+            if len(parts) != 5 or parts[0] != b'fork' or stopping[0]:
+                continue
+            token, wid, slot, max_requests = int(parts[1]), int(parts[2]), int(parts[3]), int(parts[4])
+            pid = os.fork()
+            if pid == 0:
+                # Until the worker installs its own handlers, a stop signal simply ends it (it serves nothing yet);
+                # the loader's handlers would swallow it.
+                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGCHLD):
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.set_wakeup_fd(-1)
+                os.close(wake_r)
+                os.close(wake_w)
+                _die_with_parent()
+                _serve(conf, app, listeners, wid, slot, max_requests, ctl, b'R %d\n' % os.getpid())
+            children.add(pid)
+            os.write(ctl, b'F %d %d\n' % (token, pid))
+
+
+def main():
+    conf = json.loads(os.environ.pop('TSGI_WORKER'))
+    _die_with_parent()
+    listeners = _prepare(conf)
+    if conf.get('zygote'):
+        _zygote(conf, _load(conf, 'app loader'), listeners)
+    app = _load(conf, 'worker %d' % conf['id'])
+    _serve(conf, app, listeners, conf['id'], conf['slot'], conf.get('maxRequests', 0), conf.get('controlFd'), b'R')

@@ -29,14 +29,24 @@ def hello_frame(pid):
 
 
 class RawOutput(object):
-    """A uwsgi connection from a front server: the response is an HTTP head then the body; closing ends it."""
-    __slots__ = ('send', 'fileno')
+    """A uwsgi connection from a front server: the response is an HTTP head then the body, and closing ends
+    it — unless the front server offered tsgi's keep-alive extension (docs/protocol-keepalive.md), in which
+    case the body is framed (Content-Length or chunked) and the connection can carry the next request."""
+    __slots__ = ('send', 'fileno', 'keepalive', 'bodiless', 'chunked', 'declared', 'sent')
 
-    def __init__(self, sock):
+    def __init__(self, sock, keepalive=False, bodiless=False):
         self.send = sock.sendall
         self.fileno = sock.fileno()
+        self.keepalive = keepalive      # the request carried TSGI_KEEPALIVE=1
+        self.bodiless = bodiless        # a HEAD request: no body whatever the headers say
+        self.chunked = False
+        self.declared = -1
+        self.sent = 0
 
     def head(self, proto, status, headers, chunk):
+        if self.keepalive:
+            headers = self._frame(status, headers)
+            proto = 'HTTP/1.1'
         parts = [proto, ' ', status, '\r\n']
         for name, value in headers:
             check_header(name, value)
@@ -46,19 +56,57 @@ class RawOutput(object):
             parts.append('\r\n')
         parts.append('\r\n')
         block = ''.join(parts).encode('latin-1')
-        self.send(block + chunk if chunk else block)
+        if chunk:
+            self.sent += len(chunk)
+            if self.chunked:
+                chunk = b'%x\r\n%s\r\n' % (len(chunk), chunk)
+            self.send(block + chunk)
+        else:
+            self.send(block)
         return len(block)
 
+    def _frame(self, status, headers):
+        """Keep-alive: make the body's end explicit, or give up keeping the connection."""
+        code = int(status[:3])
+        for name, value in headers:
+            lower = name.lower()
+            if lower == 'content-length':
+                try:
+                    self.declared = int(value)
+                except ValueError:
+                    self.keepalive = False
+            elif lower == 'transfer-encoding' or (lower == 'connection' and 'close' in value.lower()):
+                self.keepalive = False
+        if not self.keepalive:
+            return headers
+        headers = list(headers)
+        if not (self.bodiless or code < 200 or code in (204, 304)) and self.declared < 0:
+            self.chunked = True
+            headers.append(('Transfer-Encoding', 'chunked'))
+        headers.append(('X-Tsgi-Keepalive', '1'))
+        return headers
+
     def body(self, chunk):
-        self.send(chunk)
+        self.sent += len(chunk)
+        if self.chunked:
+            self.send(b'%x\r\n%s\r\n' % (len(chunk), chunk))
+        else:
+            self.send(chunk)
 
     def end(self):
-        pass
+        if self.chunked:
+            self.send(b'0\r\n\r\n')
 
     def abort(self):
-        pass
+        self.keepalive = False
+
+    def reusable(self):
+        """After a complete response: can the connection carry another request?"""
+        return self.keepalive and (self.chunked or self.bodiless or self.declared < 0 or self.sent == self.declared)
 
     def sendfile(self, fd, offset, count):
+        if self.chunked:
+            self.send(b'%x\r\n' % count)
         sent = 0
         sendfile = os.sendfile
         out = self.fileno
@@ -67,6 +115,12 @@ class RawOutput(object):
             if n == 0:
                 break
             sent += n
+        if self.chunked:
+            if sent != count:
+                self.keepalive = False
+            else:
+                self.send(b'\r\n')
+        self.sent += sent
         return sent
 
 

@@ -1,48 +1,59 @@
-"""The worker's slot in the scoreboard: a shared memory file the master created and passed as a descriptor.
-
-Each worker writes only its own 64-byte slot, so per-request bookkeeping costs a few stores into shared
-memory and no message to the master. Layout (little endian), shared with src/master/scoreboard.ts:
-  0 u32 pid | 4 u32 status (0 idle, 1 busy) | 8 u64 requests | 16 u64 exceptions | 24 u64 bytes sent
-  32 u64 total response time (us) | 40 u64 start of the current request (us since epoch, 0 when idle)
-  48 u64 end of the last request (us since epoch) | 56 reserved
-Slot 0 is the header, written by the master only: 0 u32 magic | 4 u32 layout version | 8 u32 slots in use
-(highest worker slot + 1) | 16 u64 requests of workers that have exited. Worker slots start at 1.
-"""
+"""The worker's slot in the scoreboard (layout: docs/scoreboard.md): a shared memory file the master created
+and passed as a descriptor. Per request a core writes its own record (start, request line) and the worker
+totals: a few stores into shared memory, no message to the master."""
 import mmap
 import struct
 
-SLOT_SIZE = 64
-_SLOT = struct.Struct('<IIQQQQQQ')
-_BUSY = struct.Struct('<I')
-_START = struct.Struct('<Q')
-_REQUESTS = struct.Struct('<Q')
-_IN_USE = struct.Struct('<I')
+HEADER_SIZE = 64
+CORE_SIZE = 128
+TEXT_MAX = 111
+_WORKER = struct.Struct('<IIQQQQQQ')
+_BUSY = struct.Struct('<IIQQQQQ')        # pid, status, totals, oldest start (everything up to offset 48)
+_CORE_START = struct.Struct('<QQB')      # start, requests, text length
+_U64 = struct.Struct('<Q')
+_U32 = struct.Struct('<I')
 
 
 class Scoreboard(object):
-    __slots__ = ('mm', 'off', 'pid', 'slots')
+    __slots__ = ('mm', 'off', 'pid', 'stride', 'slots')
 
     def __init__(self, fd, size, slot, pid):
         self.mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self.off = slot * SLOT_SIZE
+        self.stride = _U32.unpack_from(self.mm, 24)[0]
+        self.off = slot * self.stride
         self.pid = pid
-        self.slots = size // SLOT_SIZE
-        _SLOT.pack_into(self.mm, self.off, pid, 0, 0, 0, 0, 0, 0, 0)
+        self.slots = size // self.stride
+        self.mm[self.off:self.off + self.stride] = bytes(self.stride)
+        _WORKER.pack_into(self.mm, self.off, pid, 0, 0, 0, 0, 0, 0, 0)
 
-    def busy(self, now):
-        _BUSY.pack_into(self.mm, self.off + 4, 1)
-        _START.pack_into(self.mm, self.off + 40, int(now * 1000000))
+    def busy(self, core, now_us, requests, exceptions, tx, rt_total, request_line):
+        """A core starts a request. `request_line` is latin-1 bytes (`METHOD URI`)."""
+        mm = self.mm
+        coff = self.off + HEADER_SIZE + CORE_SIZE * core
+        n = len(request_line)
+        if n > TEXT_MAX:
+            request_line = request_line[:TEXT_MAX]
+            n = TEXT_MAX
+        _CORE_START.pack_into(mm, coff, now_us, requests, n)
+        mm[coff + 17:coff + 17 + n] = request_line
+        _BUSY.pack_into(mm, self.off, self.pid, 1, requests, exceptions, tx, rt_total, now_us)
 
-    def idle(self, requests, exceptions, tx, rt_total, now):
-        _SLOT.pack_into(self.mm, self.off, self.pid, 0, requests, exceptions, tx, rt_total, 0, int(now * 1000000))
+    def idle(self, core, now_us, core_requests, requests, exceptions, tx, rt_total, oldest_start):
+        """A core finished its request; `oldest_start` is the start of another core's request still running
+        (0 when the worker is now idle)."""
+        mm = self.mm
+        _CORE_START.pack_into(mm, self.off + HEADER_SIZE + CORE_SIZE * core, 0, core_requests, 0)
+        _WORKER.pack_into(mm, self.off, self.pid, 1 if oldest_start else 0, requests, exceptions, tx, rt_total,
+                          oldest_start, now_us)
 
     def total_requests(self):
-        """Requests served by every live worker (the second number of uWSGI's `req: N/M`)."""
+        """Requests served by every worker, gone ones included (the second number of uWSGI's `req: N/M`)."""
         mm = self.mm
-        unpack = _REQUESTS.unpack_from
-        total = unpack(mm, 16)[0]
-        for i in range(1, min(_IN_USE.unpack_from(mm, 8)[0], self.slots)):
-            total += unpack(mm, i * SLOT_SIZE + 8)[0]
+        stride = self.stride
+        total = _U64.unpack_from(mm, 16)[0]
+        unpack = _U64.unpack_from
+        for i in range(1, min(_U32.unpack_from(mm, 8)[0], self.slots)):
+            total += unpack(mm, i * stride + 8)[0]
         return total
 
 
@@ -50,10 +61,10 @@ class NoScoreboard(object):
     """Stand-in when no scoreboard descriptor was given (a worker started by hand for debugging)."""
     __slots__ = ()
 
-    def busy(self, now):
+    def busy(self, core, now_us, requests, exceptions, tx, rt_total, request_line):
         pass
 
-    def idle(self, requests, exceptions, tx, rt_total, now):
+    def idle(self, core, now_us, core_requests, requests, exceptions, tx, rt_total, oldest_start):
         pass
 
     def total_requests(self):

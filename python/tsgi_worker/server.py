@@ -12,9 +12,11 @@ import select
 import signal as _signal
 import socket
 import struct
+import threading
 import time
 import traceback
 
+from .logformat import LogContext, client_address, compile_format
 from .output import GOODBYE_FRAME, LinkOutput, RawOutput, hello_frame
 from .protocol import BadPacket, parse_vars, read_packet
 from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
@@ -51,6 +53,17 @@ class ResponseState(object):
 UWSGI_UNIX, UWSGI_TCP, LINK = 'uwsgi-unix', 'uwsgi-tcp', 'link'
 
 
+class Core(object):
+    """One thread's share of the worker: its scoreboard record, its router link, its request count."""
+    __slots__ = ('index', 'requests', 'link', 'start_us')
+
+    def __init__(self, index):
+        self.index = index
+        self.requests = 0
+        self.link = None
+        self.start_us = 0
+
+
 class Worker(object):
     def __init__(self, conf, app, listeners, scoreboard):
         self.app = app
@@ -61,6 +74,8 @@ class Worker(object):
         self.buffer_size = conf['bufferSize']
         self.timeout = struct.pack('ll', conf['socketTimeout'], 0)
         self.log_requests = not conf['disableLogging']
+        self.x_forwarded_for = conf.get('logXForwardedFor', False)
+        self.log_format = compile_format(conf['logFormat']) if conf.get('logFormat') else None
         self.strict = conf['strict']
         self.catch_exceptions = conf['catchExceptions']
         self.requests = 0
@@ -68,12 +83,19 @@ class Worker(object):
         self.tx = 0
         self.rt_total = 0
         self.warned_str = False
-        self.stopping = None      # None, 'graceful' (reload: just finish) or 'drain' (shutdown: empty the queue)
-        self.link = None          # the router link this worker holds, if any
+        # None, or why the worker stops: 'graceful' (reload: finish), 'drain' (shutdown: also empty the
+        # queue), 'recycle' (max-requests: finish, then the master starts a fresh worker).
+        self.stopping = None
+        self.threads = conf.get('threads', 1)
+        self.cores = [Core(i) for i in range(self.threads)]
+        self.max_requests = conf.get('maxRequests', 0)
+        # Threads share the totals; a lock keeps them (and their scoreboard copy) consistent.
+        self.lock = threading.Lock() if self.threads > 1 else None
+        self.stop_w = -1
         base = {
             'wsgi.version': (1, 0),
             'wsgi.errors': ErrorStream(),
-            'wsgi.multithread': False,
+            'wsgi.multithread': self.threads > 1,
             'wsgi.multiprocess': conf['processes'] > 1,
             'wsgi.run_once': False,
             'SCRIPT_NAME': '',
@@ -94,13 +116,47 @@ class Worker(object):
         if self.stopping != 'drain':
             self.stopping = 'drain' if signum == _SIGTERM else 'graceful'
 
+    def request_stop(self, why):
+        """A stop decided inside the worker (max-requests); wakes every thread."""
+        if self.stopping is None:
+            self.stopping = why
+        if self.stop_w >= 0:
+            try:
+                os.write(self.stop_w, b'x')
+            except OSError:
+                pass
+
     # ---- the loop ------------------------------------------------------------------------------------------
 
     def serve(self):
-        """Waits with epoll. EPOLLEXCLUSIVE wakes one idle worker per connection (no thundering herd); the
-        signal wakeup pipe makes a stop request end the wait at once."""
+        """One loop per core (thread). Signals reach the main thread through the wakeup pipe; with threads,
+        the main thread only waits for them and passes a stop on to the cores through a shared pipe."""
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        for sock, kind in self.listeners:
+            sock.setblocking(False)
+        if self.threads == 1:
+            self.core_loop(self.cores[0], wake_r, True)
+        else:
+            stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC)
+            threads = [threading.Thread(target=self.core_loop, args=(core, stop_r, False), name='tsgi-core-%d' % core.index,
+                                        daemon=True) for core in self.cores]
+            for t in threads:
+                t.start()
+            while self.stopping is None:
+                select.select([wake_r], [], [])
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+            os.write(self.stop_w, b'x')
+            for t in threads:
+                t.join()
+        if self.stopping == 'drain':
+            self._drain()
+
+    def core_loop(self, core, wake_fd, drain_wake):
+        """Waits with epoll. EPOLLEXCLUSIVE wakes one idle core per connection (no thundering herd)."""
         ep = select.epoll()
         listeners = {}
         armed = set()             # listener fds currently registered with epoll
@@ -116,11 +172,11 @@ class Worker(object):
                 armed.discard(fd)
 
         for sock, kind in self.listeners:
-            sock.setblocking(False)
             listeners[sock.fileno()] = (sock, kind)
             arm(sock.fileno())
-        ep.register(wake_r, select.EPOLLIN)
+        ep.register(wake_fd, select.EPOLLIN)
         link_fd = -1
+        kept = {}                 # fd -> (connection, unix): front-server connections kept alive, oldest first
         stop_seen = False
         poll = ep.poll
         while True:
@@ -130,29 +186,45 @@ class Worker(object):
                 stop_seen = True
                 for fd in list(armed):
                     disarm(fd)
-                if self.link is not None:
+                if not drain_wake:
+                    ep.unregister(wake_fd)   # the shared stop pipe stays readable: stop listening to it
+                for fd, (conn, unix) in list(kept.items()):
+                    # Idle kept connections may be closed at any time; the front server retries.
+                    ep.unregister(fd)
+                    conn.close()
+                kept.clear()
+                if core.link is not None:
                     try:
-                        self.link.sendall(GOODBYE_FRAME)
+                        core.link.sendall(GOODBYE_FRAME)
                     except OSError:
-                        self._drop_link(ep)
+                        self._drop_link(core, ep)
                         link_fd = -1
-            if stop_seen and self.link is None:
+            if stop_seen and core.link is None:
                 break
             for fd, _ in poll():
-                if fd == wake_r:
-                    try:
-                        os.read(wake_r, 512)
-                    except BlockingIOError:
-                        pass
+                if fd == wake_fd:
+                    if drain_wake:
+                        try:
+                            os.read(wake_fd, 512)
+                        except BlockingIOError:
+                            pass
                     continue
                 if fd == link_fd:
-                    if not self.handle_link_request(self.link):
-                        self._drop_link(ep)
+                    if not self.handle_link_request(core):
+                        self._drop_link(core, ep)
                         link_fd = -1
                         if not stop_seen:
                             for lfd, (lsock, kind) in listeners.items():
                                 if kind == LINK:
                                     arm(lfd)
+                    continue
+                if fd in kept:
+                    conn, unix = kept.pop(fd)
+                    ep.unregister(fd)
+                    if self.handle(conn, unix, core, False) and self.stopping is None:
+                        self._keep(ep, kept, conn, unix)
+                    if self.stopping is not None:
+                        break
                     continue
                 entry = listeners.get(fd)
                 if entry is None or fd not in armed:
@@ -161,44 +233,59 @@ class Worker(object):
                 try:
                     conn, addr = sock.accept()
                 except (BlockingIOError, InterruptedError):
-                    continue   # another worker took it
+                    continue   # another core took it
                 except OSError as e:
                     self.log_error('accept() failed: %s' % e)
                     continue
                 if kind == LINK:
-                    # One link per worker: stop accepting links while this one is held.
+                    # One link per core: stop accepting links while this one is held.
                     disarm(fd)
-                    self.link = conn
+                    core.link = conn
                     try:
                         conn.sendall(hello_frame(self.pid))
                     except OSError:
-                        self._drop_link(ep, registered=False)
+                        self._drop_link(core, ep, registered=False)
                         arm(fd)
                         continue
                     link_fd = conn.fileno()
                     ep.register(link_fd, select.EPOLLIN)
-                else:
-                    self.handle(conn, kind == UWSGI_UNIX)
+                elif self.handle(conn, kind == UWSGI_UNIX, core) and self.stopping is None:
+                    self._keep(ep, kept, conn, kind == UWSGI_UNIX)
                 if self.stopping is not None:
                     break
+        for conn, unix in kept.values():
+            conn.close()
         ep.close()
-        if self.stopping == 'drain':
-            self._drain()
 
-    def _drop_link(self, ep, registered=True):
+    MAX_KEPT = 8
+
+    def _keep(self, ep, kept, conn, unix):
+        """Holds a kept-alive connection for its next request; the least recently used idle one goes when a
+        core holds too many (a request sent on it is retried by the front server on a new connection)."""
+        fd = conn.fileno()
+        kept[fd] = (conn, unix)
+        ep.register(fd, select.EPOLLIN)
+        if len(kept) > self.MAX_KEPT:
+            old_fd = next(iter(kept))
+            old, _ = kept.pop(old_fd)
+            ep.unregister(old_fd)
+            old.close()
+
+    def _drop_link(self, core, ep, registered=True):
         if registered:
             try:
-                ep.unregister(self.link.fileno())
+                ep.unregister(core.link.fileno())
             except (OSError, ValueError):
                 pass
         try:
-            self.link.close()
+            core.link.close()
         except OSError:
             pass
-        self.link = None
+        core.link = None
 
     def _drain(self):
         """At shutdown: answer the uwsgi connections already queued on the sockets, then stop."""
+        core = self.cores[0]
         for sock, kind in self.listeners:
             if kind == LINK:
                 continue
@@ -207,39 +294,49 @@ class Worker(object):
                     conn, addr = sock.accept()
                 except (BlockingIOError, InterruptedError, OSError):
                     break
-                self.handle(conn, kind == UWSGI_UNIX)
+                self.handle(conn, kind == UWSGI_UNIX, core)
 
     # ---- one request ---------------------------------------------------------------------------------------
 
-    def handle(self, conn, unix):
-        """A one-shot uwsgi connection: one request, answered as HTTP, then closed."""
-        if unix:
+    def handle(self, conn, unix, core, fresh=True):
+        """A uwsgi connection: one request, answered as HTTP, then closed — unless the front server asked
+        for tsgi's keep-alive and the response allowed it. Returns True when the connection is kept."""
+        if unix and fresh:
             # Accepted Unix connections do not inherit these from the listening socket (TCP ones do).
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.timeout)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.timeout)
+        out = RawOutput(conn)
+        keep = False
         try:
-            self.serve_request(conn.recv, RawOutput(conn), False)
+            keep = self.serve_request(conn.recv, out, False, core, not fresh) is True and out.reusable()
+        except LinkClosed:
+            keep = False
         finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+            if not keep:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+        return keep
 
-    def handle_link_request(self, link):
+    def handle_link_request(self, core):
         """One request on the router's link. Returns False when the link is finished."""
+        link = core.link
         try:
-            return self.serve_request(link.recv, LinkOutput(link), True)
+            return self.serve_request(link.recv, LinkOutput(link), True, core)
         except LinkClosed:
             return False
 
-    def serve_request(self, recv, out, on_link):
+    def serve_request(self, recv, out, on_link, core, quiet_eof=False):
+        """Reads one request, runs the app, sends the response. `quiet_eof`: an end of stream before the request
+        is the normal end of a kept connection, not worth a log line."""
         start = time.time()
         try:
             modifier1, modifier2, end, data = read_packet(recv, self.buffer_size)
             environ = self.base_environ.copy()
             nvars = parse_vars(data, end, environ)
         except BadPacket as e:
-            if on_link and e.args and e.args[0].startswith('connection closed'):
+            if (on_link or quiet_eof) and e.args and e.args[0].startswith('connection closed'):
                 raise LinkClosed()
             self.log_error('bad request: %s; connection closed' % e)
             return False
@@ -247,7 +344,7 @@ class Worker(object):
             self.log_error('bad request: no complete uwsgi request within socket-timeout; connection closed')
             return False
         except OSError as e:
-            if on_link:
+            if on_link or quiet_eof:
                 raise LinkClosed()
             self.log_error('bad request: %s; connection closed' % e)
             return False
@@ -255,7 +352,10 @@ class Worker(object):
             self.log_error('bad request: uwsgi modifier1 %d is not a WSGI request (tsgi serves modifier1 0); '
                            'connection closed' % modifier1)
             return False
-        self.scoreboard.busy(start)
+        start_us = int(start * 1000000)
+        core.start_us = start_us
+        line = (environ.get('REQUEST_METHOD', '') + ' ' + environ.get('REQUEST_URI', environ['PATH_INFO'])).encode('latin-1', 'replace')
+        self.scoreboard.busy(core.index, start_us, self.requests, self.exceptions, self.tx, self.rt_total, line)
         cl = environ.get('CONTENT_LENGTH')
         length = 0
         if cl:
@@ -269,17 +369,37 @@ class Worker(object):
             https = environ.get('HTTPS')
             scheme = 'https' if (https and https.lower() in ('on', '1', 'yes')) else environ.get('REQUEST_SCHEME', 'http')
         environ['wsgi.url_scheme'] = scheme
+        if not on_link and environ.get('TSGI_KEEPALIVE') == '1':
+            out.keepalive = True
+            out.bodiless = environ.get('REQUEST_METHOD') == 'HEAD'
         r, healthy = self.run_app(out, environ)
         if body.__class__ is SocketInput and body.unread_bytes():
             healthy = self._discard_body(body) and healthy
-        self.requests += 1
-        self.tx += r.body_bytes
         now = time.time()
         usec = int((now - start) * 1000000)
-        self.rt_total += usec
-        self.scoreboard.idle(self.requests, self.exceptions, self.tx, self.rt_total, now)
+        core.requests += 1
+        core.start_us = 0
+        lock = self.lock
+        if lock is None:
+            self.requests += 1
+            self.tx += r.body_bytes
+            self.rt_total += usec
+            self.scoreboard.idle(0, int(now * 1000000), core.requests, self.requests, self.exceptions, self.tx, self.rt_total, 0)
+            requests = self.requests
+        else:
+            with lock:
+                self.requests += 1
+                self.tx += r.body_bytes
+                self.rt_total += usec
+                oldest = min([c.start_us for c in self.cores if c.start_us] or [0])
+                self.scoreboard.idle(core.index, int(now * 1000000), core.requests, self.requests, self.exceptions,
+                                     self.tx, self.rt_total, oldest)
+                requests = self.requests
         if self.log_requests:
-            self.log_request(environ, nvars, end - 4, start, usec, r)
+            self.log_request(environ, nvars, end - 4, start, usec, r, requests, core.index)
+        if self.max_requests and requests >= self.max_requests and self.stopping is None:
+            self.log_error('recycling after %d requests (max-requests)' % requests)
+            self.request_stop('recycle')
         return healthy
 
     def _discard_body(self, body):
@@ -445,12 +565,26 @@ class Worker(object):
     def log_error(self, message):
         _write_log('[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message))
 
-    def log_request(self, environ, nvars, vars_size, start, usec, r):
-        line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %d msecs (%s %d) %d headers in %d bytes (1 switches on core 0)\n' % (
-            self.pid, self.requests, self.scoreboard.total_requests(), environ.get('REMOTE_ADDR', '-'),
+    def log_request(self, environ, nvars, vars_size, start, usec, r, requests, core):
+        if self.log_format is not None:
+            c = LogContext()
+            c.environ = environ
+            c.r = r
+            c.start = start
+            c.usec = usec
+            c.addr = client_address(environ, self.x_forwarded_for)
+            c.pid = self.pid
+            c.worker_id = self.worker_id
+            c.core = core
+            c.nvars = nvars
+            c.pktsize = vars_size
+            _write_log(self.log_format(c) + '\n')
+            return
+        line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %d msecs (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
+            self.pid, requests, self.scoreboard.total_requests(), client_address(environ, self.x_forwarded_for) or '-',
             environ.get('REMOTE_USER', ''), nvars, vars_size, _ctime(start), environ.get('REQUEST_METHOD', ''),
             environ.get('REQUEST_URI', environ.get('PATH_INFO', '')), r.body_bytes, usec // 1000,
-            environ.get('SERVER_PROTOCOL', ''), r.code, r.header_count, r.header_bytes)
+            environ.get('SERVER_PROTOCOL', ''), r.code, r.header_count, r.header_bytes, core)
         _write_log(line)
 
 

@@ -65,6 +65,10 @@ export function readCommandLine(argv: readonly string[], io: CliIo): CliOutcome 
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'top') {
+    const { top } = await import('./top.js');
+    process.exit(await top(argv.slice(1)));
+  }
   const outcome = readCommandLine(argv, {
     env: process.env,
     cwd: process.cwd(),

@@ -33,7 +33,8 @@ export interface OptionDef {
   readonly help: string;
 }
 
-export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Applications' | 'Python applications' | 'Node applications' | 'Logging';
+export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Reloading and limits' | 'Applications' | 'Python applications' |
+  'Node applications' | 'Logging' | 'Monitoring';
 
 type Decl = Omit<OptionDef, 'aliases' | 'repeat' | 'status'> & {
   aliases?: readonly string[];
@@ -107,9 +108,34 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'chdir', kind: 'string', meta: 'DIR', section: 'Processes', help: 'change to DIR before loading the app' }),
   declare({ name: 'env', kind: 'string', repeat: true, meta: 'KEY=VALUE', section: 'Processes', help: 'set an environment variable for the app' }),
   bool('need-app', 'Processes', 'exit at startup when the app cannot be loaded (the default in tsgi)', { default: 'true' }),
-  bool('lazy-apps', 'Processes', 'load the app in each worker (what tsgi workers do today)', { aliases: ['lazy'] }),
+  bool('lazy-apps', 'Processes', 'load the app in each worker instead of once in an app loader that forks them (copy-on-write)', { aliases: ['lazy'] }),
+  declare({ name: 'threads', kind: 'int', default: '1', min: 1, max: 256, meta: 'N', section: 'Processes',
+    help: 'threads per worker: N requests at once in each worker' }),
   bool('thunder-lock', 'Processes', 'serialize accept(): tsgi workers never thunder (the kernel wakes one accept), so this is already the case',
     { status: 'accepted' }),
+
+  // ---- Reloading and limits ----
+  declare({ name: 'harakiri', short: 't', kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Reloading and limits',
+    help: 'kill and replace a worker whose request runs longer than this; the client gets a 502 (0: off)' }),
+  bool('harakiri-verbose', 'Reloading and limits', 'log the stack of every thread of a worker before harakiri kills it'),
+  declare({ name: 'max-requests', short: 'R', kind: 'int', default: '0', min: 0, meta: 'N', section: 'Reloading and limits',
+    help: 'recycle a worker after N requests (it finishes, a fresh one takes over; 0: never)' }),
+  declare({ name: 'max-requests-delta', kind: 'int', default: '0', min: 0, meta: 'N', section: 'Reloading and limits',
+    help: 'add worker id × N to max-requests, so workers do not all recycle at once' }),
+  declare({ name: 'max-worker-lifetime', kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Reloading and limits',
+    help: 'recycle a worker after it has lived this long (a replacement starts first; 0: never)' }),
+  declare({ name: 'max-worker-lifetime-delta', kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Reloading and limits',
+    help: 'add worker id × N seconds to max-worker-lifetime' }),
+  declare({ name: 'reload-on-rss', kind: 'int', default: '0', min: 0, meta: 'MB', section: 'Reloading and limits',
+    help: 'recycle a worker gracefully once its resident memory passes MB (0: off)' }),
+  declare({ name: 'evil-reload-on-rss', kind: 'int', default: '0', min: 0, meta: 'MB', section: 'Reloading and limits',
+    help: 'kill a worker at once when its resident memory passes MB, even mid-request (0: off)' }),
+  declare({ name: 'touch-reload', kind: 'string', repeat: true, meta: 'FILE', section: 'Reloading and limits',
+    help: 'reload gracefully when FILE is touched or changed' }),
+  declare({ name: 'touch-chain-reload', kind: 'string', repeat: true, meta: 'FILE', section: 'Reloading and limits',
+    help: 'chain-reload (one worker at a time, each new one serving before the next old one stops) when FILE is touched' }),
+  declare({ name: 'master-fifo', kind: 'string', repeat: true, meta: 'PATH', section: 'Reloading and limits',
+    help: "a FIFO the master reads one-letter commands from: r reload, c chain reload, q graceful stop, Q stop now, s stats to the log, l reopen the log" }),
 
   // ---- Applications (Python or TypeScript/JavaScript) ----
   declare({ name: 'module', short: 'w', aliases: ['wsgi'], kind: 'string', meta: 'MODULE[:CALLABLE]', section: 'Applications',
@@ -136,8 +162,23 @@ export const OPTIONS: readonly OptionDef[] = [
     help: "how a Node app is called: wsgi (application(environ, start_response)), fetch (fetch(Request) => Response, e.g. Hono) " +
       "or listener (node's (req, res), e.g. Express); default: told by what the module exports" }),
 
+  // ---- Monitoring ----
+  declare({ name: 'stats', aliases: ['stats-server'], kind: 'string', meta: 'ADDR', section: 'Monitoring',
+    help: "serve uWSGI 2.0's stats JSON on ADDR (host:port or a Unix path), read by tsgi top, uwsgitop and friends" }),
+  bool('stats-http', 'Monitoring', 'speak HTTP on the stats address: / is the JSON, /metrics the Prometheus text'),
+  bool('stats-minified', 'Monitoring', 'minify the stats JSON', { aliases: ['stats-min'] }),
+  bool('memory-report', 'Monitoring', "include workers' memory (rss, vsz) in the stats (always done in tsgi)", { short: 'm', status: 'accepted' }),
+
   // ---- Logging ----
   declare({ name: 'logto', kind: 'string', meta: 'PATH', section: 'Logging', help: 'append the log to PATH instead of stderr' }),
+  bool('log-reopen', 'Logging', 'reopen the log file on every reload (after an external rotation)'),
+  declare({ name: 'touch-logreopen', kind: 'string', repeat: true, meta: 'FILE', section: 'Logging',
+    help: 'reopen the log file when FILE is touched (e.g. from logrotate)' }),
+  declare({ name: 'log-maxsize', kind: 'int', default: '0', min: 0, meta: 'BYTES', section: 'Logging',
+    help: 'rotate the logto file when it grows past BYTES: renamed to FILE.TIMESTAMP, a new one opened (0: never)' }),
+  declare({ name: 'log-format', aliases: ['logformat'], kind: 'string', meta: 'TEMPLATE', section: 'Logging',
+    help: "request log line with uWSGI's variables, %(addr) %(method) %(uri) %(status) %(msecs) %(size) %(referer) %(uagent) %(ltime) ...; a template starting with { is a JSON log whose values are always escaped" }),
+  bool('log-x-forwarded-for', 'Logging', 'log the first X-Forwarded-For address as %(addr) instead of REMOTE_ADDR'),
   bool('disable-logging', 'Logging', 'do not log requests (errors are still logged)', { short: 'L' }),
 ];
 

@@ -45,6 +45,24 @@ export interface Settings {
   bufferSize: number;
   socketTimeout: number;
   processes: number;
+  threads: number;
+  harakiri: number;
+  harakiriVerbose: boolean;
+  maxRequests: number;
+  maxRequestsDelta: number;
+  maxWorkerLifetime: number;
+  maxWorkerLifetimeDelta: number;
+  reloadOnRss: number;
+  evilReloadOnRss: number;
+  touchReload: string[];
+  touchChainReload: string[];
+  touchLogreopen: string[];
+  masterFifo: string[];
+  logReopen: boolean;
+  logMaxsize: number;
+  stats: string | undefined;
+  statsHttp: boolean;
+  statsMinified: boolean;
   reloadMercy: number;
   workerReloadMercy: number;
   pidfile: string | undefined;
@@ -54,12 +72,16 @@ export interface Settings {
   chdir: string | undefined;
   env: Array<[string, string]>;
   needApp: boolean;
+  /** Load the app in each worker instead of once in an app loader that forks them. */
+  lazyApps: boolean;
   python: PythonSettings;
   /** The worker kind asked for with `plugins` (undefined: told by the app's file, see workers/app-kind.ts). */
   plugin: 'python' | 'node' | undefined;
   /** How a Node app is called (undefined: told by what the module exports). */
   appContract: 'wsgi' | 'fetch' | 'listener' | undefined;
   logto: string | undefined;
+  logFormat: string | undefined;
+  logXForwardedFor: boolean;
   disableLogging: boolean;
   strict: boolean;
   showConfig: boolean;
@@ -184,6 +206,23 @@ export function checkEntries(entries: readonly Entry[], placeholders: ReadonlySe
   return values;
 }
 
+/** The request variables `log-format` knows (uWSGI's names), besides %(var.NAME). */
+export const LOG_FORMAT_VARIABLES = new Set(['uri', 'method', 'user', 'host', 'proto', 'uagent', 'referer', 'addr', 'status', 'micros', 'msecs',
+  'secs', 'time', 'ctime', 'ltime', 'epoch', 'size', 'rsize', 'hsize', 'headers', 'cl', 'pid', 'wid', 'core', 'switches', 'vars', 'pktsize',
+  'modifier1', 'modifier2', 'rss', 'vsz', 'rssM', 'vszM']);
+
+function checkLogFormat(values: OptionValues): string | undefined {
+  const format = values.get('log-format');
+  if (format === undefined) return undefined;
+  for (const m of format.matchAll(/%\(([^)]*)\)/g)) {
+    const name = m[1]!;
+    if (!LOG_FORMAT_VARIABLES.has(name) && !name.startsWith('var.')) {
+      throw new ConfigError('BAD_VALUE', `unknown variable %(${name}) (known: ${[...LOG_FORMAT_VARIABLES].join(' ')}, var.NAME)`, values.origin('log-format'), 'log-format');
+    }
+  }
+  return format;
+}
+
 const PYTHON_PLUGIN = /^python(3(\d+)?)?$/;
 const NODE_PLUGIN = /^(node|nodejs)$/;
 
@@ -243,6 +282,24 @@ export function buildSettings(values: OptionValues): Settings {
     bufferSize: values.int('buffer-size'),
     socketTimeout,
     processes: values.int('processes'),
+    threads: values.int('threads'),
+    harakiri: values.int('harakiri'),
+    harakiriVerbose: values.bool('harakiri-verbose'),
+    maxRequests: values.int('max-requests'),
+    maxRequestsDelta: values.int('max-requests-delta'),
+    maxWorkerLifetime: values.int('max-worker-lifetime'),
+    maxWorkerLifetimeDelta: values.int('max-worker-lifetime-delta'),
+    reloadOnRss: values.int('reload-on-rss'),
+    evilReloadOnRss: values.int('evil-reload-on-rss'),
+    touchReload: values.all('touch-reload').map((v) => v.value),
+    touchChainReload: values.all('touch-chain-reload').map((v) => v.value),
+    touchLogreopen: values.all('touch-logreopen').map((v) => v.value),
+    masterFifo: values.all('master-fifo').map((v) => v.value),
+    logReopen: values.bool('log-reopen'),
+    logMaxsize: values.int('log-maxsize'),
+    stats: values.get('stats'),
+    statsHttp: values.bool('stats-http'),
+    statsMinified: values.bool('stats-minified'),
     reloadMercy: values.int('reload-mercy'),
     workerReloadMercy: values.int('worker-reload-mercy'),
     pidfile: values.get('pidfile'),
@@ -252,6 +309,7 @@ export function buildSettings(values: OptionValues): Settings {
     chdir: values.get('chdir'),
     env,
     needApp: values.bool('need-app'),
+    lazyApps: values.bool('lazy-apps'),
     python: {
       module,
       wsgiFile,
@@ -264,6 +322,8 @@ export function buildSettings(values: OptionValues): Settings {
     plugin,
     appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),
+    logFormat: checkLogFormat(values),
+    logXForwardedFor: values.bool('log-x-forwarded-for'),
     disableLogging: values.bool('disable-logging'),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),

@@ -2,23 +2,65 @@
  * The process log: stderr, or the `logto` file (opened for appending before privileges are dropped, as uWSGI
  * does). Workers receive the same descriptor as their stdout and stderr and write their request lines to it
  * directly, one write() per line (atomic on an O_APPEND file or a pipe), so no request passes through the
- * master. The master writes its own events here.
+ * master. The master writes its own events here. On a reopen (log rotation) the master opens the file again
+ * and tells the workers, which do the same.
  */
-import { openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, renameSync, writeSync } from 'node:fs';
 
 export class ProcessLog {
-  readonly fd: number;
+  private current: number;
 
-  constructor(logto: string | undefined) {
-    this.fd = logto ? openSync(logto, 'a', 0o640) : 2;
+  constructor(private readonly path: string | undefined) {
+    this.current = path ? openSync(path, 'a', 0o640) : 2;
+  }
+
+  /** The descriptor new workers get as their stdout and stderr. */
+  get fd(): number {
+    return this.current;
   }
 
   /** A master event: `tsgi: ...`. Master events are rare, so a synchronous write keeps their order exact. */
   info(message: string): void {
     try {
-      writeSync(this.fd, `tsgi: ${message}\n`);
+      writeSync(this.current, `tsgi: ${message}\n`);
     } catch {
       /* a log that cannot be written must not take the master down */
     }
+  }
+
+  /** Opens the log file again (after an external rotation); returns an error line, or undefined. */
+  reopen(): string | undefined {
+    if (!this.path) return 'the log is stderr (no logto file to reopen)';
+    let fd: number;
+    try {
+      fd = openSync(this.path, 'a', 0o640);
+    } catch (err) {
+      return `${this.path}: ${(err as NodeJS.ErrnoException).code}`;
+    }
+    const old = this.current;
+    this.current = fd;
+    // Workers spawned before still hold the old descriptor until they reopen; the master's copy can go.
+    if (old !== 2) closeSync(old);
+    return undefined;
+  }
+
+  size(): number {
+    if (!this.path) return 0;
+    try {
+      return fstatSync(this.current).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** log-maxsize: the current file becomes FILE.UNIXTIME and a new one is opened. */
+  rotate(): string | undefined {
+    if (!this.path) return 'the log is stderr';
+    try {
+      renameSync(this.path, `${this.path}.${Math.floor(Date.now() / 1000)}`);
+    } catch (err) {
+      return `${this.path}: ${(err as NodeJS.ErrnoException).code}`;
+    }
+    return this.reopen();
   }
 }

@@ -1,14 +1,24 @@
 /**
- * The scoreboard: a shared memory file, one 64-byte slot per worker, that workers update in place on every
- * request and the master reads when it needs to (stats, the request totals, harakiri). No message per request.
- * The layout is documented in python/tsgi_worker/scoreboard.py, which writes it.
+ * The scoreboard (docs/scoreboard.md): a shared memory file with one slot per worker, written in place by the
+ * workers on every request and read by the master when it needs to (stats, harakiri, recycling). The master
+ * owns the header and hands out slots.
  */
 import { closeSync, existsSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export const SLOT_SIZE = 64;
 const MAGIC = 0x49475354; // "TSGI"
+const VERSION = 2;
+const HEADER_SIZE = 64;
+const CORE_SIZE = 128;
+
+export interface CoreState {
+  /** Start of the request in progress (ms since the epoch), 0 when idle. */
+  requestStartMs: number;
+  requests: number;
+  /** `METHOD URI` of the request in progress (or the last one). */
+  request: string;
+}
 
 export interface SlotState {
   pid: number;
@@ -17,23 +27,29 @@ export interface SlotState {
   exceptions: number;
   tx: number;
   rtTotalUs: number;
-  /** Start of the request in progress (ms since epoch), 0 when idle. */
+  /** Start of the oldest request in progress (ms since epoch), 0 when idle. */
   requestStartMs: number;
   lastRequestEndMs: number;
+  cores: CoreState[];
 }
 
 export class Scoreboard {
   readonly fd: number;
   readonly size: number;
   readonly slots: number;
+  readonly cores: number;
+  readonly stride: number;
   private readonly free: number[] = [];
   private inUse = 1;
   private retired = 0n;
-  private readonly buf = Buffer.alloc(SLOT_SIZE);
+  private readonly buf: Buffer;
 
-  constructor(slots: number) {
+  constructor(slots: number, cores: number) {
     this.slots = slots;
-    this.size = (slots + 1) * SLOT_SIZE;
+    this.cores = cores;
+    this.stride = HEADER_SIZE + CORE_SIZE * cores;
+    this.size = (slots + 1) * this.stride;
+    this.buf = Buffer.alloc(this.stride);
     const dir = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
     const path = join(dir, `tsgi-scoreboard-${process.pid}-${Date.now()}`);
     this.fd = openSync(path, 'w+', 0o600);
@@ -44,11 +60,13 @@ export class Scoreboard {
   }
 
   private writeHeader(): void {
-    const h = Buffer.alloc(24);
+    const h = Buffer.alloc(32);
     h.writeUInt32LE(MAGIC, 0);
-    h.writeUInt32LE(1, 4);
+    h.writeUInt32LE(VERSION, 4);
     h.writeUInt32LE(this.inUse, 8);
     h.writeBigUInt64LE(this.retired, 16);
+    h.writeUInt32LE(this.stride, 24);
+    h.writeUInt32LE(this.cores, 28);
     writeSync(this.fd, h, 0, h.length, 0);
   }
 
@@ -56,7 +74,7 @@ export class Scoreboard {
   acquire(): number | undefined {
     const slot = this.free.pop();
     if (slot === undefined) return undefined;
-    writeSync(this.fd, Buffer.alloc(SLOT_SIZE), 0, SLOT_SIZE, slot * SLOT_SIZE);
+    writeSync(this.fd, Buffer.alloc(this.stride), 0, this.stride, slot * this.stride);
     if (slot + 1 > this.inUse) {
       this.inUse = slot + 1;
       this.writeHeader();
@@ -68,14 +86,31 @@ export class Scoreboard {
   release(slot: number): void {
     const s = this.read(slot);
     this.retired += BigInt(s.requests);
-    writeSync(this.fd, Buffer.alloc(SLOT_SIZE), 0, SLOT_SIZE, slot * SLOT_SIZE);
+    writeSync(this.fd, Buffer.alloc(this.stride), 0, this.stride, slot * this.stride);
     this.writeHeader();
     this.free.push(slot);
   }
 
+  /** Requests served by all workers, present and past. */
+  totalRequests(liveSlots: Iterable<number>): number {
+    let total = Number(this.retired);
+    for (const s of liveSlots) total += this.read(s).requests;
+    return total;
+  }
+
   read(slot: number): SlotState {
     const b = this.buf;
-    readSync(this.fd, b, 0, SLOT_SIZE, slot * SLOT_SIZE);
+    readSync(this.fd, b, 0, this.stride, slot * this.stride);
+    const cores: CoreState[] = [];
+    for (let c = 0; c < this.cores; c++) {
+      const off = HEADER_SIZE + CORE_SIZE * c;
+      const len = Math.min(b[off + 16]!, CORE_SIZE - 17);
+      cores.push({
+        requestStartMs: Number(b.readBigUInt64LE(off) / 1000n),
+        requests: Number(b.readBigUInt64LE(off + 8)),
+        request: b.toString('latin1', off + 17, off + 17 + len),
+      });
+    }
     return {
       pid: b.readUInt32LE(0),
       busy: b.readUInt32LE(4) === 1,
@@ -85,6 +120,7 @@ export class Scoreboard {
       rtTotalUs: Number(b.readBigUInt64LE(32)),
       requestStartMs: Number(b.readBigUInt64LE(40) / 1000n),
       lastRequestEndMs: Number(b.readBigUInt64LE(48) / 1000n),
+      cores,
     };
   }
 

@@ -10,7 +10,13 @@ import { readCommandLine } from '../cli/tsgi.js';
 import type { Entry } from '../config/origin.js';
 import type { Settings } from '../config/resolve.js';
 import { TSGI_VERSION } from '../version.js';
-import { Master } from './arbiter.js';
+import { Master, type MasterHooks } from './arbiter.js';
+import { MasterFifo } from './fifo.js';
+import { tcpListenQueue } from './procinfo.js';
+import { takeInheritedSockets } from './activation.js';
+import { SystemdNotifier } from '../systemd/notify.js';
+import { statsJson, type MasterSnapshot } from './stats.js';
+import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
 import { Scoreboard } from './scoreboard.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, type BoundSocket, type LinkSocket } from './sockets.js';
@@ -36,7 +42,8 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
   const FIRST_FD = 4; // 0-2 standard streams, 3 the IPC channel with the master
   const config = {
     linkPath: link.path,
-    links: settings.processes,
+    links: settings.processes * settings.threads,
+    logto: settings.logto ? resolvePath(settings.logto) : undefined,
     maxQueue: Math.max(1024, settings.listen),
     bufferSize: settings.bufferSize,
     limitPost: settings.limitPost,
@@ -106,6 +113,18 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         throw new StartupError(`chdir ${settings.chdir}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (err as Error).message}`);
       }
     }
+    const inherited = takeInheritedSockets(process.env);
+    if (settings.sockets.length === 0 && inherited.length) {
+      // Socket activation with nothing configured: serve every socket systemd passed (named http → HTTP).
+      settings.sockets = inherited.map((s) => ({
+        address: s.address ?? { kind: 'unix', path: `fd${s.fd}` },
+        text: s.name,
+        protocol: s.name === 'http' ? 'http' : 'uwsgi',
+        option: 'LISTEN_FDS',
+        timeout: settings.socketTimeout,
+        origin: { kind: 'env', name: 'LISTEN_FDS' },
+      }));
+    }
     if (settings.sockets.length === 0) throw new StartupError('no socket to serve on: set socket = ADDR (e.g. socket = /run/tsgi/app.sock or :3031)');
     if (!settings.python.module && !settings.python.wsgiFile) throw new StartupError('no app to serve: set module = MODULE[:CALLABLE] or wsgi-file = FILE');
     const cwd = process.cwd();
@@ -116,15 +135,19 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError((err as Error).message);
     }
     const kind = choice.kind;
+    if (kind === 'node' && settings.logFormat !== undefined) {
+      throw new StartupError(`log-format is not implemented for Node workers yet (${choice.file}); their request lines are uWSGI's default format`);
+    }
     const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
     try {
       log = new ProcessLog(settings.logto);
     } catch (err) {
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }
-    sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket });
-    // Python workers take the uwsgi sockets and leave HTTP to the router; Node workers take every socket.
+    sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket }, inherited);
+    for (const s of inherited) if (!s.used) log.info(`socket activation: ${s.name} (fd ${s.fd}) matches no configured socket; not served`);
     const uwsgiSockets = sockets.filter((b) => b.spec.protocol === 'uwsgi');
+    // Python workers take the uwsgi sockets and leave HTTP to the router; Node workers take every socket.
     const httpSockets = kind === 'python' ? sockets.filter((b) => b.spec.protocol === 'http') : [];
     if (httpSockets.length) link = bindLinkSocket(targetOwner(settings));
     const linkSocket = link;
@@ -133,84 +156,134 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     writePidfile(settings.pidfile2);
 
     const processLog = log;
-    const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4));
+    const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4), settings.threads);
     const boundSockets = sockets;
     process.title = 'tsgi master';
     processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, ` +
       (kind === 'python' ? `python ${interpreter}` : `node ${process.version} (${choice.file})`));
-    for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} bound (fd ${b.fd})`);
+    for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} ${b.inherited ? 'passed by systemd' : 'bound'} (fd ${b.fd})`);
+    const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
     let finished = false;
-    const master = new Master(
-      settings,
-      {
-        spawn: (s, id, slot) =>
-          kind === 'node'
-            ? spawnNodeWorker({
-              settings: s,
-              appFile: chooseApp(s, cwd).file!,
-              appName: appName(s),
-              id,
-              slot,
-              logFd: processLog.fd,
-              scoreboardFd: scoreboard.fd,
-              scoreboardSize: scoreboard.size,
-              sockets: boundSockets,
-              env: process.env,
-            })
-            : spawnPythonWorker({
-            interpreter: resolveInterpreter(s, process.env),
+    let stats: StatsServer | undefined;
+    const fifos: MasterFifo[] = [];
+    const workerSpec = (s: Settings, id: number, slot: number, loader: boolean) =>
+      spawnPythonWorker({
+        interpreter: resolveInterpreter(s, process.env),
+        settings: s,
+        id,
+        slot,
+        logFd: processLog.fd,
+        scoreboardFd: scoreboard.fd,
+        scoreboardSize: scoreboard.size,
+        socketFds: uwsgiSockets.map((b) => b.fd),
+        linkFd: linkSocket?.fd,
+        env: process.env,
+        loader,
+      });
+    const hooks: MasterHooks = {
+      spawn: (s, id, slot) =>
+        kind === 'node'
+          ? spawnNodeWorker({
             settings: s,
+            appFile: chooseApp(s, cwd).file!,
+            appName: appName(s),
             id,
             slot,
             logFd: processLog.fd,
             scoreboardFd: scoreboard.fd,
             scoreboardSize: scoreboard.size,
-            socketFds: uwsgiSockets.map((b) => b.fd),
-            linkFd: linkSocket?.fd,
+            sockets: boundSockets,
             env: process.env,
-          }),
-        spawnRouter: linkSocket ? (s) => spawnRouter(s, httpSockets, linkSocket, processLog.fd) : undefined,
-        reloadSettings: () => {
-          let errors = '';
-          const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
-          if ('exit' in outcome) return errors.trim().replace(/^tsgi: /, '') || `configuration exited with status ${outcome.exit}`;
-          const next = outcome.start;
-          try {
-            const nextKind = chooseApp(next, cwd).kind;
-            if (nextKind !== kind) return `the app is now a ${nextKind} app (it was ${kind}): that needs a restart`;
-          } catch (err) {
-            return (err as Error).message;
-          }
-          if (next.sockets.map((x) => x.text).join(' ') !== settings.sockets.map((x) => x.text).join(' ')) {
-            processLog.info('note: socket changes take effect at the next restart; the reload keeps the bound sockets');
-          }
-          if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
-          return next;
-        },
-        finish: (status) => {
-          if (finished) return;
-          finished = true;
-          closeSockets(boundSockets, settings.vacuum);
-          if (linkSocket) closeLinkSocket(linkSocket);
-          if (settings.vacuum) {
-            for (const p of [settings.pidfile, settings.pidfile2]) {
-              if (!p) continue;
-              try {
-                unlinkSync(p);
-              } catch {
-                /* already gone, or not ours to remove any more */
-              }
+          })
+          : workerSpec(s, id, slot, false),
+      // Node cannot fork a loaded app: every Node worker loads it (lazy-apps, always).
+      spawnLoader: settings.lazyApps || kind === 'node' ? undefined : (s) => workerSpec(s, 0, 0, true),
+      spawnRouter: linkSocket ? (s) => spawnRouter(s, httpSockets, linkSocket, processLog.fd) : undefined,
+      reloadSettings: () => {
+        let errors = '';
+        const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
+        if ('exit' in outcome) return errors.trim().replace(/^tsgi: /, '') || `configuration exited with status ${outcome.exit}`;
+        const next = outcome.start;
+        try {
+          const nextKind = chooseApp(next, cwd).kind;
+          if (nextKind !== kind) return `the app is now a ${nextKind} app (it was ${kind}): that needs a restart`;
+        } catch (err) {
+          return (err as Error).message;
+        }
+        if (next.sockets.map((x) => x.text).join(' ') !== settings.sockets.map((x) => x.text).join(' ')) {
+          processLog.info('note: socket changes take effect at the next restart; the reload keeps the bound sockets');
+        }
+        if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
+        if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
+        return next;
+      },
+      releaseListeners: () => closeSockets(boundSockets, settings.vacuum),
+      finish: (status) => {
+        if (finished) return;
+        finished = true;
+        stats?.close();
+        for (const f of fifos) f.close();
+        closeSockets(boundSockets, settings.vacuum);
+        if (linkSocket) closeLinkSocket(linkSocket);
+        if (settings.vacuum) {
+          for (const p of [settings.pidfile, settings.pidfile2]) {
+            if (!p) continue;
+            try {
+              unlinkSync(p);
+            } catch {
+              /* already gone, or not ours to remove any more */
             }
           }
-          processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
-          process.exit(status);
-        },
+        }
+        processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
+        process.exit(status);
       },
+    };
+    const master = new Master(
+      settings,
+      hooks,
       processLog,
       scoreboard,
     );
-    for (const sig of ['SIGHUP', 'SIGTERM', 'SIGINT', 'SIGQUIT'] as const) process.on(sig, () => master.signal(sig));
+    const snapshot = (): MasterSnapshot => ({
+      version: TSGI_VERSION,
+      pid: process.pid,
+      uid: process.getuid!(),
+      gid: process.getgid!(),
+      cwd: process.cwd(),
+      sockets: boundSockets.map((b) => ({
+        name: b.name,
+        proto: b.spec.protocol,
+        queue: (b.path ? undefined : tcpListenQueue(Number(b.name.slice(b.name.lastIndexOf(':') + 1)))) ?? 0,
+        maxQueue: settings.listen,
+      })),
+      workers: master.snapshotWorkers(),
+    });
+    Object.assign(hooks, {
+      reopenLog: () => processLog.reopen(),
+      logSize: () => processLog.size(),
+      rotateLog: () => processLog.rotate(),
+      statsText: () => statsJson(snapshot(), true),
+      milestone: (what: 'ready' | 'reloading' | 'reloaded' | 'stopping', status: string) => systemd.milestone(what, status),
+    });
+    if (settings.stats) {
+      stats = new StatsServer(settings.stats, { http: settings.statsHttp, minified: settings.statsMinified }, snapshot);
+      try {
+        await stats.ready();
+      } catch (err) {
+        throw new StartupError(`stats ${settings.stats}: cannot listen (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      }
+      processLog.info(`stats server on ${settings.stats}${settings.statsHttp ? ' (HTTP: / JSON, /metrics Prometheus)' : ''}`);
+    }
+    for (const path of settings.masterFifo) {
+      try {
+        fifos.push(new MasterFifo(path, (letter) => master.command(letter)));
+      } catch (err) {
+        throw new StartupError((err as Error).message);
+      }
+    }
+    for (const sig of ['SIGHUP', 'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGUSR1'] as const) process.on(sig, () => master.signal(sig));
     master.start();
   } catch (err) {
     closeSockets(sockets, true);

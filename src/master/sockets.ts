@@ -17,6 +17,7 @@ import { getSystemErrorName } from 'node:util';
 import type { SocketSpec } from '../config/resolve.js';
 import { describeOrigin } from '../config/origin.js';
 import { resolveGroup, resolveUser } from './users.js';
+import { matchInherited, type InheritedSocket } from './activation.js';
 
 /** Bound-but-not-listening handle from Node's internals (the one its cluster module shares with workers). */
 interface ServerHandle {
@@ -36,6 +37,10 @@ export interface BoundSocket {
   path: string | undefined;
   /** host:port actually bound (the port is resolved when :0 was asked for). */
   name: string;
+  /** The master has let go of its handle. */
+  closed?: boolean;
+  /** Passed by systemd (socket activation): never unlinked, whatever vacuum says. */
+  inherited?: boolean;
 }
 
 export class SocketError extends Error {
@@ -129,12 +134,21 @@ export interface SocketOwnership {
   chown: string | undefined;
 }
 
-/** Binds every socket, applying chmod/chown to Unix ones. On failure, releases what was bound and throws. */
-export async function bindSockets(specs: readonly SocketSpec[], own: SocketOwnership): Promise<BoundSocket[]> {
+/**
+ * Binds every socket, applying chmod/chown to Unix ones; a socket systemd passed (socket activation) is used
+ * instead of binding its address. On failure, releases what was bound and throws.
+ */
+export async function bindSockets(specs: readonly SocketSpec[], own: SocketOwnership, inherited: InheritedSocket[] = []): Promise<BoundSocket[]> {
   const bound: BoundSocket[] = [];
   try {
     for (const spec of specs) {
       const a = spec.address;
+      const passed = matchInherited(inherited, a);
+      if (passed) {
+        passed.used = true;
+        bound.push({ spec, handle: passed.handle, fd: passed.fd, path: undefined, name: a.kind === 'unix' ? a.path : `${a.host}:${a.port}`, inherited: true });
+        continue;
+      }
       const b = a.kind === 'unix' ? await bindUnix(spec, a.path) : await bindTcp(spec, a.host, a.port);
       bound.push(b);
       if (b.path) applyOwnership(b, own);
@@ -181,6 +195,8 @@ function applyOwnership(b: BoundSocket, own: SocketOwnership): void {
 export function closeSockets(bound: readonly BoundSocket[], vacuum: boolean): void {
   for (const b of bound) {
     if (b.path && !vacuum) continue;
+    if (b.closed) continue;
+    b.closed = true;
     try {
       b.handle.close();
     } catch {

@@ -6,7 +6,7 @@
  *   SIGINT / SIGQUIT  exit now
  * The master tells it over IPC when a reload changed the number of workers.
  */
-import { writeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { HttpRouter, type HttpListenerConfig } from './http.js';
 import { LinkPool } from './links.js';
 
@@ -16,12 +16,16 @@ export interface RouterProcessConfig {
   maxQueue: number;
   bufferSize: number;
   limitPost: number;
+  /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
+  logto?: string;
   listeners: HttpListenerConfig[];
 }
 
+let logFd = 2;
+
 function log(line: string): void {
   try {
-    writeSync(2, `[router pid ${process.pid}] ${line}\n`);
+    writeSync(logFd, `[router pid ${process.pid}] ${line}\n`);
   } catch {
     /* nowhere to say it */
   }
@@ -50,14 +54,30 @@ export function main(): void {
     if (stopping) return;
     stopping = true;
     pool.beginStop();
-    router.close(() => {
-      pool.close();
-      process.exit(0);
-    });
+    // Let one more poll phase run first: libuv then accepts every connection already established, which
+    // closing the listener would otherwise reset.
+    setImmediate(() =>
+      setImmediate(() =>
+        router.close(() => {
+          pool.close();
+          process.exit(0);
+        }),
+      ),
+    );
   });
   for (const sig of ['SIGINT', 'SIGQUIT'] as const) process.on(sig, () => process.exit(0));
   process.on('SIGHUP', () => {
     /* reloads are the master's business */
+  });
+  process.on('SIGWINCH', () => {
+    if (!cfg.logto) return;
+    try {
+      const fd = openSync(cfg.logto, 'a', 0o640);
+      if (logFd !== 2) closeSync(logFd);
+      logFd = fd;
+    } catch (err) {
+      log(`cannot reopen the log ${cfg.logto}: ${(err as NodeJS.ErrnoException).code}`);
+    }
   });
   process.on('message', (m: { type?: string; links?: number }) => {
     if (m?.type === 'links' && typeof m.links === 'number') pool.resize(m.links);

@@ -3,7 +3,7 @@
  * Every wait has a generous safety timeout; no test passes or fails on timing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,10 +152,35 @@ export async function stopProcess(p: RunningProcess, signal: NodeJS.Signals = 'S
   return r;
 }
 
-/** Direct children of a process (from /proc), e.g. the workers of a tsgi master. */
+/** Direct children of a process (from /proc). */
 export function childPids(pid: number): number[] {
   const r = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' });
   return r.stdout.split('\n').filter(Boolean).map(Number);
+}
+
+/** The name a process gave itself (/proc/PID/comm), '' when it is gone. */
+export function processName(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The workers of a tsgi master: its descendants named "tsgi worker N" (spawned by the master, or forked by
+ * the app loader when the app is preloaded).
+ */
+export function workerPids(masterPid: number): number[] {
+  const out: number[] = [];
+  const visit = (pid: number): void => {
+    for (const c of childPids(pid)) {
+      if (processName(c).startsWith('tsgi worker')) out.push(c);
+      visit(c);
+    }
+  };
+  visit(masterPid);
+  return out.sort((a, b) => a - b);
 }
 
 export const NGINX = '/usr/sbin/nginx';

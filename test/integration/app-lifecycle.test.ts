@@ -119,3 +119,66 @@ test('the guide app returning a str: served as UTF-8 with one log line per worke
     await stopProcess(strict);
   }
 });
+
+test('the app is imported once and the workers are forked from it; lazy-apps imports it in each worker', async () => {
+  const dir = tempDir();
+  // Each answer takes a moment, so three requests at once reach three workers.
+  writeFiles(dir, { 'once.py': 'import os, time\nLOADED_IN = os.getpid()\ndef application(e, s):\n    time.sleep(0.3)\n    s("200 OK", [])\n    return [("%d %d" % (LOADED_IN, os.getpid())).encode()]\n' });
+  const sock = join(dir, 'o.sock');
+  const answers = async (): Promise<Array<[string, string]>> => {
+    const seen = new Map<string, string>();
+    for (let i = 0; i < 5 && seen.size < 3; i++) {
+      for (const r of await Promise.all([1, 2, 3].map(() => uwsgiRequest(sock, getVars('/'))))) {
+        const [loaded, pid] = r.body.toString().split(' ') as [string, string];
+        seen.set(pid, loaded);
+      }
+    }
+    return [...seen.entries()];
+  };
+  const preload = await startTsgi(['-s', sock, '-w', 'once', '-p', '3', '--threads', '1'], { cwd: dir, env: activatedEnv(sharedVenv()) });
+  try {
+    const seen = await answers();
+    assert.ok(seen.length >= 2, 'several workers answered');
+    assert.equal(new Set(seen.map(([, loaded]) => loaded)).size, 1, 'every worker shares the one import');
+    assert.ok(seen.every(([pid, loaded]) => pid !== loaded), 'the import happened in the app loader, not in the worker');
+  } finally {
+    await stopProcess(preload);
+  }
+  const lazy = await startTsgi(['-s', sock, '-w', 'once', '-p', '3', '--lazy-apps'], { cwd: dir, env: activatedEnv(sharedVenv()) });
+  try {
+    const seen = await answers();
+    assert.ok(seen.every(([pid, loaded]) => pid === loaded), 'with lazy-apps each worker imported the app itself');
+  } finally {
+    await stopProcess(lazy);
+  }
+});
+
+test('the app loader dying takes its workers with it, and both are started again', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'd.sock');
+  const tsgi = await startTsgi(['-s', sock, '--wsgi-file', join(FIXTURES, 'behaviours.py'), '-p', '2'], { env: activatedEnv(sharedVenv()) });
+  try {
+    const loader = /spawned the app loader \(pid: (\d+)\)/.exec(tsgi.output())![1]!;
+    process.kill(Number(loader), 'SIGKILL');
+    await tsgi.waitFor(/the app loader of generation 1 killed by SIGKILL; its workers go with it and are started again/);
+    await tsgi.waitFor(/spawned the app loader \(pid: \d+\)[\s\S]*spawned the app loader \(pid: \d+\)/);
+    assert.equal((await uwsgiRequest(sock, getVars('/again'))).body.toString(), 'ok /again');
+  } finally {
+    await stopProcess(tsgi);
+  }
+});
+
+test('need-app = false: a broken app does not stop the server; requests get a 500 saying the app could not be loaded', async () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'broken.py': 'raise ImportError("not today")\n' });
+  const sock = join(dir, 'n.sock');
+  const tsgi = await startTsgi(['-s', sock, '-w', 'broken', '--need-app', 'false'], { cwd: dir, env: activatedEnv(sharedVenv()) });
+  try {
+    const r = await uwsgiRequest(sock, getVars('/'));
+    assert.equal(r.status, 500);
+    assert.match(r.body.toString(), /the app could not be loaded/);
+    assert.match(tsgi.output(), /cannot load the app broken:application:[\s\S]*ImportError: not today/);
+  } finally {
+    await stopProcess(tsgi);
+  }
+});

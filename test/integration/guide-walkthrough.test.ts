@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, chownSync, readFileSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { activatedEnv, childPids, freePort, startNginx, startTsgi, stopProcess, tempDir, writeFiles, SYSTEM_PYTHON } from '../helpers/procs.js';
+import { activatedEnv, workerPids, freePort, startNginx, startTsgi, stopProcess, tempDir, writeFiles, SYSTEM_PYTHON } from '../helpers/procs.js';
 import { resolveGroup, resolveUser } from '../../src/master/users.js';
 
 const GUIDE_WSGI = `def application(environ, start_response):
@@ -64,7 +64,7 @@ die-on-term = true
     assert.equal(st.uid, nobody.uid, 'chown-socket user');
     assert.equal(st.gid, wwwData, 'chown-socket group');
 
-    const workers = childPids(tsgi.pid);
+    const workers = workerPids(tsgi.pid);
     assert.equal(workers.length, 5, `processes = 5, found workers ${workers.join(' ')}`);
     for (const pid of workers) assert.equal(procUid(pid), nobody.uid, `worker ${pid} runs as the uid user`);
     assert.equal(procUid(tsgi.pid), nobody.uid, 'the master dropped privileges too');

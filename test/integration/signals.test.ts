@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
-import { activatedEnv, childPids, sharedVenv, startTsgi, stopProcess, tempDir, writeFiles } from '../helpers/procs.js';
+import { activatedEnv, workerPids, sharedVenv, startTsgi, stopProcess, tempDir, writeFiles } from '../helpers/procs.js';
 import { getVars, rawExchange, uwsgiPacket, uwsgiRequest } from '../helpers/uwsgi-client.js';
 
 const APP = join(repoRoot, 'test/fixtures/apps/behaviours.py');
@@ -48,7 +48,7 @@ test('SIGHUP reloads gracefully: new workers, the socket kept, no request refuse
   writeFiles(dir, { 'app.ini': `[uwsgi]\nsocket = ${sock}\nprocesses = 2\nwsgi-file = ${APP}\n` });
   const tsgi = await startTsgi(['--ini', join(dir, 'app.ini')], { env });
   try {
-    const before = childPids(tsgi.pid).sort();
+    const before = workerPids(tsgi.pid).sort();
     assert.equal(before.length, 2);
     let stop = false;
     let ok = 0;
@@ -76,7 +76,7 @@ test('SIGHUP reloads gracefully: new workers, the socket kept, no request refuse
     assert.deepEqual(failures, [], 'no request failed during the reloads');
     assert.ok(ok > 0);
     await tsgi.waitFor(/(retired[\s\S]*){7}/); // 2 + 3 + 3 old workers retired by 3 reloads
-    const after = childPids(tsgi.pid).sort();
+    const after = workerPids(tsgi.pid).sort();
     assert.equal(after.length, 3, 'the reload applied processes = 3');
     assert.ok(after.every((p) => !before.includes(p)), 'all workers are new');
   } finally {
@@ -94,10 +94,11 @@ test('a reload whose new app does not load keeps the old workers serving', async
     tsgi.kill('SIGHUP');
     await tsgi.waitFor(/reload failed: the new app could not be loaded \(traceback above\); the previous workers keep serving/);
     assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'version 1');
-    writeFiles(dir, { 'wsgi.py': 'def application(e, s):\n    s("200 OK", [])\n    return [b"version 2"]\n' });
+    // A different size too: Python's bytecode cache trusts (mtime in seconds, size) of the source.
+    writeFiles(dir, { 'wsgi.py': 'def application(e, s):\n    s("200 OK", [])\n    return [b"version 2, reloaded"]\n' });
     tsgi.kill('SIGHUP');
-    await tsgi.waitFor(/graceful reload done/);
-    assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'version 2');
+    await tsgi.waitFor(/graceful reload done[\s\S]*retired[\s\S]*retired/);
+    assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'version 2, reloaded');
   } finally {
     await stopProcess(tsgi);
   }
@@ -123,9 +124,10 @@ test('a worker killed from outside is respawned; one that keeps dying at start i
   const sock = join(dir, 'k.sock');
   const flag = join(dir, 'break-now');
   writeFiles(dir, { 'wsgi.py': `import os\nif os.path.exists(${JSON.stringify(flag)}):\n    raise RuntimeError("cannot start")\ndef application(e, s):\n    s("200 OK", [])\n    return [str(os.getpid()).encode()]\n` });
-  const tsgi = await startTsgi(['-s', sock, '-w', 'wsgi'], { cwd: dir, env });
+  // lazy-apps: each worker imports the app itself, so a broken app makes a worker fail at its start.
+  const tsgi = await startTsgi(['-s', sock, '-w', 'wsgi', '--lazy-apps'], { cwd: dir, env });
   try {
-    const [first] = childPids(tsgi.pid);
+    const [first] = workerPids(tsgi.pid);
     process.kill(first!, 'SIGKILL');
     await tsgi.waitFor(new RegExp(`worker 1 \\(pid: ${first}\\) killed by SIGKILL; respawning`));
     await tsgi.waitFor(/ready[\s\S]*spawned worker 1/);

@@ -17,7 +17,7 @@ writeFiles(dir, {
   'typo.ini': '[uwsgi]\nmodule = wsgi\nprocesess = 5\n',
   'badvalue.ini': '[uwsgi]\nprocesses = five\n',
   'badbool.ini': '[uwsgi]\nmaster = maybe\n',
-  'later.ini': '[uwsgi]\nsocket = :3031\nharakiri = 30\n',
+  'later.ini': '[uwsgi]\nsocket = :3031\ncheaper = 2\n',
   'plain.ini': '[uwsgi]\nmodule = wsgi\n',
   'badsocket.ini': '[uwsgi]\nsocket = 127.0.0.1:99999\nmodule = wsgi\n',
 });
@@ -63,7 +63,7 @@ test('missing ini file and missing section', () => {
 test('a uWSGI option tsgi does not implement yet is refused, never ignored', () => {
   const r = tsgi(['--ini', join(dir, 'later.ini')]);
   assert.equal(r.status, 1);
-  assert.equal(r.stderr, `tsgi: ${join(dir, 'later.ini')}:3: option 'harakiri': is a uWSGI option that tsgi does not implement yet\n`);
+  assert.equal(r.stderr, `tsgi: ${join(dir, 'later.ini')}:3: option 'cheaper': is a uWSGI option that tsgi does not implement yet\n`);
 });
 
 test('an option that needs a value and has none', () => {

@@ -37,8 +37,13 @@ export function describeError(err: unknown): string {
 export interface ExchangeOptions {
   pid: number;
   logRequests: boolean;
+  /** log-x-forwarded-for: the address in request lines is the first of X-Forwarded-For, when there is one. */
+  logXForwardedFor: boolean;
   /** Send the stack of an app error to the client (catch-exceptions; development only). */
   catchExceptions: boolean;
+  /** max-requests for this worker (0: never), and what to do when it is reached. */
+  maxRequests: number;
+  onMaxRequests: () => void;
 }
 
 export class Exchanges implements WorkerCounters {
@@ -47,7 +52,6 @@ export class Exchanges implements WorkerCounters {
   tx = 0;
   rtTotalUs = 0;
   inFlight = 0;
-  busySinceMs = 0;
   lastEndMs = 0;
   /** Requests of the other workers, as the scoreboard last told. */
   othersTotal = 0;
@@ -74,6 +78,16 @@ export class Exchanges implements WorkerCounters {
     };
   }
 
+  /** The oldest request in progress (responses are kept in the order they started), for the scoreboard. */
+  oldest(): { startMs: number; line: string } | undefined {
+    for (const res of this.live) {
+      const rec = (res as Tracked)[kRecord];
+      if (rec === undefined) continue;
+      return { startMs: performance.timeOrigin + rec.start, line: `${res.req.method ?? ''} ${res.req.url ?? ''}` };
+    }
+    return undefined;
+  }
+
   /** The worker stops: keep-alive connections close after the response each one is busy with. */
   stop(onSettled: () => void): void {
     this.stopping = true;
@@ -83,7 +97,7 @@ export class Exchanges implements WorkerCounters {
 
   dispatch(req: IncomingMessage, res: ServerResponse): void {
     (res as Tracked)[kRecord] = new Record(performance.now(), req.socket?.bytesWritten ?? 0);
-    if (this.inFlight++ === 0) this.busySinceMs = Date.now();
+    this.inFlight++;
     this.live.add(res);
     res.once('finish', this.onFinish);
     res.once('close', this.onClose);
@@ -127,7 +141,7 @@ export class Exchanges implements WorkerCounters {
     const socket = req.socket;
     const bytes = socket ? socket.bytesWritten - rec.written0 : 0;
     this.tx += bytes;
-    if (--this.inFlight === 0) this.busySinceMs = 0;
+    this.inFlight--;
     this.lastEndMs = performance.timeOrigin + end;
     if (!finished) {
       this.log.error(`client went away before the response was complete (${req.method ?? ''} ${req.url ?? ''})`);
@@ -135,6 +149,10 @@ export class Exchanges implements WorkerCounters {
       this.logRequest(req, res, rec, usec, bytes);
     }
     if (this.stopping) this.onSettled?.();
+    else if (this.requests === this.opts.maxRequests) {
+      this.log.error(`recycling after ${this.requests} requests (max-requests)`);
+      this.opts.onMaxRequests();
+    }
   }
 
   private logRequest(req: IncomingMessage, res: Tracked, rec: Record, usec: number, bytes: number): void {
@@ -161,8 +179,13 @@ export class Exchanges implements WorkerCounters {
       for (let i = 0; i < raw.length; i += 2) vbytes += 5 + raw[i]!.length + raw[i + 1]!.length;
     }
     const total = this.othersTotal + this.requests;
+    let addr = remoteAddr(req);
+    if (this.opts.logXForwardedFor) {
+      const xff = req.headers['x-forwarded-for'];
+      if (typeof xff === 'string' && xff !== '') addr = xff.split(',')[0]!.trim();
+    }
     this.log.line(
-      `[pid: ${this.opts.pid}|app: 0|req: ${this.requests}/${total}] ${remoteAddr(req)} () {${nvars} vars in ${vbytes} bytes} ` +
+      `[pid: ${this.opts.pid}|app: 0|req: ${this.requests}/${total}] ${addr} () {${nvars} vars in ${vbytes} bytes} ` +
         `[${ctime(performance.timeOrigin + rec.start)}] ${req.method ?? ''} ${req.url ?? ''} => generated ${body} bytes in ${Math.floor(usec / 1000)} msecs ` +
         `(${proto} ${res.statusCode}) ${headers} headers in ${head.length} bytes (1 switches on core 0)\n`,
     );

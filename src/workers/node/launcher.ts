@@ -29,10 +29,14 @@ export interface NodeWorkerConfig {
   id: number;
   slot: number;
   processes: number;
+  /** Recycle after this many requests (max-requests + id × max-requests-delta); 0: never. */
+  maxRequests: number;
   listen: number;
   bufferSize: number;
   limitPost: number;
   disableLogging: boolean;
+  /** log-x-forwarded-for: the client address in request lines is the first of X-Forwarded-For. */
+  logXForwardedFor: boolean;
   catchExceptions: boolean;
   env: Array<[string, string]>;
   app: { file: string; callable: string; contract: 'wsgi' | 'fetch' | 'listener' | undefined };
@@ -61,10 +65,12 @@ export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
     id: spec.id,
     slot: spec.slot,
     processes: s.processes,
+    maxRequests: s.maxRequests ? s.maxRequests + spec.id * s.maxRequestsDelta : 0,
     listen: s.listen,
     bufferSize: s.bufferSize,
     limitPost: s.limitPost,
     disableLogging: s.disableLogging,
+    logXForwardedFor: s.logXForwardedFor,
     catchExceptions: s.python.catchExceptions,
     env: s.env,
     app: { file: spec.appFile, callable: s.python.callable, contract: s.appContract },

@@ -8,7 +8,7 @@
  *   master gone      (the control channel closes) as SIGTERM
  *
  * Exit statuses, as a Python worker's: 22 the app could not be loaded, 23 a socket could not be listened on,
- * 1 a crash (an exception outside any request), 0 a requested stop.
+ * 24 recycled itself (max-requests), 1 a crash (an exception outside any request), 0 a requested stop.
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -23,6 +23,7 @@ import { UwsgiServer } from './uwsgi.js';
 
 const EXIT_APP_FAILED = 22;
 const EXIT_SOCKET_FAILED = 23;
+const EXIT_RECYCLED = 24;
 
 async function main(): Promise<void> {
   const raw = process.env.TSGI_WORKER;
@@ -86,6 +87,13 @@ async function main(): Promise<void> {
       finish();
     });
   }
+  // harakiri-verbose: the master asks for the worker's state before killing it. A Node worker's requests
+  // share one event loop: what can be told is which requests are in progress (if the loop is free to say it).
+  process.on('SIGUSR2', () => {
+    const oldest = exchanges?.oldest();
+    log.error(`harakiri: ${exchanges?.inFlight ?? 0} request(s) in progress${oldest ? `, the oldest ${oldest.line} since ${new Date(oldest.startMs).toISOString()}` : ''}`);
+    log.flush();
+  });
   process.on('unhandledRejection', (reason) => {
     if (exchanges) exchanges.exceptions++;
     log.error(`unhandled promise rejection (the worker goes on):\n${describeError(reason)}`);
@@ -116,7 +124,14 @@ async function main(): Promise<void> {
     log.flush();
     process.exit(EXIT_APP_FAILED);
   }
-  const ex = new Exchanges(app.handler, log, { pid, logRequests: !conf.disableLogging, catchExceptions: conf.catchExceptions });
+  const ex = new Exchanges(app.handler, log, {
+    pid,
+    logRequests: !conf.disableLogging,
+    logXForwardedFor: conf.logXForwardedFor,
+    catchExceptions: conf.catchExceptions,
+    maxRequests: conf.maxRequests,
+    onMaxRequests: () => stop('graceful', EXIT_RECYCLED),
+  });
   exchanges = ex;
 
   const tick = setInterval(() => {

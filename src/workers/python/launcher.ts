@@ -66,6 +66,8 @@ export interface PythonWorkerSpec {
   socketFds: readonly number[];
   /** The router's link socket, when there is an HTTP router. */
   linkFd: number | undefined;
+  /** Start the app loader (preloading) rather than a worker. */
+  loader?: boolean;
   env: NodeJS.ProcessEnv;
 }
 
@@ -87,14 +89,20 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     id: spec.id,
     slot: spec.slot,
     processes: s.processes,
+    threads: s.threads,
+    maxRequests: s.maxRequests ? s.maxRequests + spec.id * s.maxRequestsDelta : 0,
+    logto: s.logto ? resolve(s.logto) : null,
     listen: s.listen,
     bufferSize: s.bufferSize,
     socketTimeout: s.socketTimeout,
     disableLogging: s.disableLogging,
+    logFormat: s.logFormat ?? null,
+    logXForwardedFor: s.logXForwardedFor,
     strict: s.strict,
     catchExceptions: s.python.catchExceptions,
     fileWrapper: s.python.fileWrapper,
     needApp: s.needApp,
+    zygote: spec.loader === true,
     env: s.env,
     pythonpath: s.python.pythonpath.map((p) => resolve(p)),
     app: { module: s.python.module, wsgiFile: s.python.wsgiFile, callable: s.python.callable },

@@ -1,0 +1,90 @@
+/**
+ * tsgi's uwsgi keep-alive extension (docs/protocol-keepalive.md), the backend side: a front server that sends
+ * TSGI_KEEPALIVE=1 gets framed responses marked X-Tsgi-Keepalive: 1 and can send its next request on the
+ * same connection. A plain uwsgi client (nginx) sees no difference.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { join } from 'node:path';
+import { repoRoot } from '../helpers/paths.js';
+import { activatedEnv, sharedVenv, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
+import { parseResponses } from '../helpers/http-raw.js';
+import { getVars, rawExchange, uwsgiPacket } from '../helpers/uwsgi-client.js';
+
+const APP = join(repoRoot, 'test/fixtures/apps/behaviours.py');
+
+/** One connection, several requests in turn; resolves with every response. */
+async function conversation(sock: string, requests: Array<{ vars: Record<string, string>; head?: boolean }>): Promise<{ responses: ReturnType<typeof parseResponses>; closedAfter: number }> {
+  const c = net.connect(sock);
+  await new Promise((r) => c.once('connect', r));
+  let data = Buffer.alloc(0);
+  let closed = false;
+  c.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
+  c.on('close', () => (closed = true));
+  const heads = new Set<number>();
+  let answered = 0;
+  for (const [i, rq] of requests.entries()) {
+    if (rq.head) heads.add(i);
+    c.write(uwsgiPacket(rq.vars));
+    for (let t = 0; t < 300 && parseResponses(data, heads).length <= answered && !closed; t++) await new Promise((r) => setTimeout(r, 20));
+    answered = parseResponses(data, heads).length;
+    if (closed) return { responses: parseResponses(data, heads), closedAfter: i };
+  }
+  c.destroy();
+  return { responses: parseResponses(data, heads), closedAfter: -1 };
+}
+
+describe('uwsgi keep-alive extension', () => {
+  let tsgi: RunningProcess;
+  let sock: string;
+  before(async () => {
+    sock = join(tempDir(), 'k.sock');
+    tsgi = await startTsgi(['-s', sock, '-p', '2', '--wsgi-file', APP], { env: activatedEnv(sharedVenv()) });
+  });
+  after(async () => {
+    await stopProcess(tsgi);
+  });
+
+  const ka = (path: string, extra: Record<string, string> = {}): Record<string, string> => ({ ...getVars(path), TSGI_KEEPALIVE: '1', ...extra });
+
+  test('several requests on one connection, each marked and framed', async () => {
+    const { responses, closedAfter } = await conversation(sock, [{ vars: ka('/one') }, { vars: ka('/stream') }, { vars: ka('/two') }, { vars: ka('/h', { REQUEST_METHOD: 'HEAD' }), head: true }, { vars: ka('/three') }]);
+    assert.equal(closedAfter, -1, 'the connection stayed open');
+    assert.equal(responses.length, 5);
+    assert.deepEqual(responses.map((r) => r.headers.get('x-tsgi-keepalive')), ['1', '1', '1', '1', '1']);
+    assert.equal(responses[0]!.body.toString(), 'ok /one');
+    assert.equal(responses[1]!.headers.get('transfer-encoding'), 'chunked', 'a streamed body is chunked');
+    assert.equal(responses[1]!.body.toString(), 'chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n');
+    assert.equal(responses[2]!.body.toString(), 'ok /two');
+    assert.equal(responses[3]!.status, 200);
+    assert.equal(responses[4]!.body.toString(), 'ok /three');
+  });
+
+  test('a request with a body, then another on the same connection', async () => {
+    const c = net.connect(sock);
+    await new Promise((r) => c.once('connect', r));
+    let data = Buffer.alloc(0);
+    c.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
+    c.write(Buffer.concat([uwsgiPacket({ ...ka('/echo'), REQUEST_METHOD: 'POST', CONTENT_LENGTH: '11' }), Buffer.from('hello world')]));
+    for (let t = 0; t < 300 && parseResponses(data).length < 1; t++) await new Promise((r) => setTimeout(r, 20));
+    c.write(uwsgiPacket(ka('/after-body')));
+    for (let t = 0; t < 300 && parseResponses(data).length < 2; t++) await new Promise((r) => setTimeout(r, 20));
+    c.destroy();
+    const [a, b] = parseResponses(data);
+    assert.equal(a!.body.toString(), 'hello world');
+    assert.equal(b!.body.toString(), 'ok /after-body');
+  });
+
+  test('without TSGI_KEEPALIVE the answer is plain uwsgi: no marker, connection closed', async () => {
+    const raw = await rawExchange(sock, uwsgiPacket(getVars('/plain')));
+    const [r] = parseResponses(raw);
+    assert.equal(r!.headers.has('x-tsgi-keepalive'), false);
+    assert.equal(r!.body.toString(), 'ok /plain');
+  });
+
+  test('an app error after the head ends the connection instead of keeping a broken one', async () => {
+    const { closedAfter } = await conversation(sock, [{ vars: ka('/late-error') }, { vars: ka('/never') }]);
+    assert.equal(closedAfter, 0);
+  });
+});
