@@ -11,7 +11,7 @@
  *   npm run bench:node -- [--rounds N] [--seconds S] [--connections C] [--out FILE]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -106,6 +106,7 @@ const median = (xs: number[]): number => {
 
 async function main(): Promise<void> {
   const tmp = mkdtempSync(join(os.tmpdir(), 'tsgi-bench-node-'));
+  chmodSync(tmp, 0o755); // nginx's workers (www-data when run as root) reach the socket through it
   const procs: ChildProcess[] = [];
   const loadBefore = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   try {

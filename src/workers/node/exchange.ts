@@ -61,7 +61,6 @@ export class Exchanges implements WorkerCounters {
   /** Responses in progress (so that a stop can tell those not yet started to close their connection). */
   private readonly live = new Set<ServerResponse>();
 
-  private readonly onFinish: (this: ServerResponse) => void;
   private readonly onClose: (this: ServerResponse) => void;
 
   constructor(
@@ -70,11 +69,9 @@ export class Exchanges implements WorkerCounters {
     private readonly opts: ExchangeOptions,
   ) {
     const self = this;
-    this.onFinish = function (this: ServerResponse) {
-      self.complete(this as Tracked, true);
-    };
+    // node emits 'close' on every response, after 'finish' when it was complete: one listener tells both.
     this.onClose = function (this: ServerResponse) {
-      self.complete(this as Tracked, false);
+      self.complete(this as Tracked, this.writableFinished);
     };
   }
 
@@ -96,11 +93,11 @@ export class Exchanges implements WorkerCounters {
   }
 
   dispatch(req: IncomingMessage, res: ServerResponse): void {
-    (res as Tracked)[kRecord] = new Record(performance.now(), req.socket?.bytesWritten ?? 0);
+    // socket.bytesWritten walks the socket's write queue: read only when a request line will need it.
+    (res as Tracked)[kRecord] = new Record(performance.now(), this.opts.logRequests ? (req.socket?.bytesWritten ?? 0) : 0);
     this.inFlight++;
     this.live.add(res);
-    res.once('finish', this.onFinish);
-    res.once('close', this.onClose);
+    res.on('close', this.onClose);
     if (this.stopping) res.shouldKeepAlive = false;
     try {
       const r = this.app(req, res) as PromiseLike<unknown> | undefined;
@@ -138,15 +135,19 @@ export class Exchanges implements WorkerCounters {
     this.requests++;
     this.rtTotalUs += usec;
     this.live.delete(res);
-    const socket = req.socket;
-    const bytes = socket ? socket.bytesWritten - rec.written0 : 0;
-    this.tx += bytes;
     this.inFlight--;
     this.lastEndMs = performance.timeOrigin + end;
     if (!finished) {
       this.log.error(`client went away before the response was complete (${req.method ?? ''} ${req.url ?? ''})`);
     } else if (this.opts.logRequests) {
+      const socket = req.socket;
+      const bytes = socket ? socket.bytesWritten - rec.written0 : 0;
+      this.tx += bytes;
       this.logRequest(req, res, rec, usec, bytes);
+    } else {
+      // Without request lines, bytes sent are counted from the head and the declared body length.
+      const len = Number(res.getHeader('content-length') ?? 0);
+      this.tx += (res._header?.length ?? 0) + (Number.isFinite(len) ? len : 0);
     }
     if (this.stopping) this.onSettled?.();
     else if (this.requests === this.opts.maxRequests) {

@@ -165,6 +165,9 @@ export class UwsgiServer {
     socket.on('drain', onDrain);
     res.once('finish', () => {
       res.detachSocket(socket);
+      // As node:http does once a response is complete: 'close' follows 'finish' (detached, the socket's own
+      // close no longer reaches the response).
+      process.nextTick(() => res.emit('close'));
       socket.end();
       // A peer that never closes its side is let go after socket-timeout.
       socket.setTimeout(this.opts.timeoutMs, () => socket.destroy());
