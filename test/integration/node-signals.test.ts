@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { join } from 'node:path';
 import { cleanEnv, NODE_APPS } from '../helpers/node-apps.js';
 import { childPids, freePort, httpRequest, startTsgi, stopProcess, tempDir, writeFiles } from '../helpers/procs.js';
@@ -159,5 +160,30 @@ test('chmod-socket, logto and disable-logging apply to Node workers', async () =
     assert.equal(tsgi.output(), '', 'nothing on stderr: everything went to the logto file');
   } finally {
     await stopProcess(tsgi);
+  }
+});
+
+test('--http with a Node app: slow clients sending a header byte at a time do not delay a normal request', async () => {
+  const port = await freePort();
+  const tsgi = await startTsgi(['--http', `127.0.0.1:${port}`, '--wsgi-file', APP, '--http-timeout', '30'], { env });
+  const slow: net.Socket[] = [];
+  try {
+    for (let i = 0; i < 30; i++) {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.write('GET /slow HTTP/1.1\r\nHost: x\r\n');
+      slow.push(s);
+    }
+    const ticker = setInterval(() => slow.forEach((s) => s.write('X')), 200);
+    try {
+      const r = await httpRequest(`http://127.0.0.1:${port}/fast`);
+      assert.equal(r.body.toString(), 'ok /fast');
+      assert.ok(slow.every((s) => !s.destroyed), 'the slow clients are still connected, held by node, not by a busy worker');
+    } finally {
+      clearInterval(ticker);
+    }
+  } finally {
+    slow.forEach((s) => s.destroy());
+    assert.equal((await stopProcess(tsgi)).code, 0);
   }
 });
