@@ -94,6 +94,14 @@ describe('node worker: a WSGI-style JS app over uwsgi and HTTP', () => {
     assert.ok(h.body.equals(body), 'echoed over HTTP');
   });
 
+  test('an app that answers without reading a large body: the answer arrives whole, the body is drained', async () => {
+    const body = randomBytes(8 * 1024 * 1024);
+    const r = await uwsgiRequest(sock, { ...getVars('/ignore-body'), REQUEST_METHOD: 'POST' }, body);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'body left unread');
+    await good();
+  });
+
   test('wsgi.input stops at CONTENT_LENGTH even when more bytes follow', async () => {
     const packet = uwsgiPacket({ ...getVars('/echo'), REQUEST_METHOD: 'POST', CONTENT_LENGTH: '5' });
     const raw = await rawExchange(sock, Buffer.concat([packet, Buffer.from('12345EXTRA')]));

@@ -168,6 +168,9 @@ export class UwsgiServer {
       // As node:http does once a response is complete: 'close' follows 'finish' (detached, the socket's own
       // close no longer reaches the response).
       process.nextTick(() => res.emit('close'));
+      // What the app left of the body is read and dropped: a front server still sending it must not block
+      // (nor be reset by a close with unread bytes) before it has read the response.
+      if (!req.complete) req.resume();
       socket.end();
       // A peer that never closes its side is let go after socket-timeout.
       socket.setTimeout(this.opts.timeoutMs, () => socket.destroy());
