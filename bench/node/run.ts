@@ -108,6 +108,17 @@ async function main(): Promise<void> {
   const tmp = mkdtempSync(join(os.tmpdir(), 'tsgi-bench-node-'));
   chmodSync(tmp, 0o755); // nginx's workers (www-data when run as root) reach the socket through it
   const procs: ChildProcess[] = [];
+  const stopAll = (): void => {
+    for (const p of procs.reverse()) p.kill(p.spawnfile.endsWith('nginx') ? 'SIGQUIT' : 'SIGTERM');
+    procs.length = 0;
+  };
+  // Interrupted (Ctrl-C, timeout): the servers it started are stopped all the same.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      stopAll();
+      process.exit(130);
+    });
+  }
   const loadBefore = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   try {
     const ports = { tsgi: await freePort(), cluster: await freePort(), wsgi: await freePort(), fetch: await freePort(), nginxU: await freePort(), nginxP: await freePort() };
@@ -197,7 +208,7 @@ Ratios of medians:
     writeFileSync(OUT, [title!.trimEnd(), report.trimEnd(), ...rest.map((r) => r.trimEnd())].join('\n\n') + '\n');
     process.stderr.write(`written to ${OUT}\n`);
   } finally {
-    for (const p of procs.reverse()) p.kill(p.spawnfile.endsWith('nginx') ? 'SIGQUIT' : 'SIGTERM');
+    stopAll();
   }
 }
 
