@@ -135,9 +135,6 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError((err as Error).message);
     }
     const kind = choice.kind;
-    if (kind === 'node' && settings.logFormat !== undefined) {
-      throw new StartupError(`log-format is not implemented for Node workers yet (${choice.file}); their request lines are uWSGI's default format`);
-    }
     const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
     try {
       log = new ProcessLog(settings.logto);

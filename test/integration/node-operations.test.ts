@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { join } from 'node:path';
 import { cleanEnv, NODE_APPS } from '../helpers/node-apps.js';
-import { childPids, startTsgi, stopProcess, tempDir } from '../helpers/procs.js';
+import { rawHttp } from '../helpers/http-raw.js';
+import { childPids, freePort, startTsgi, stopProcess, tempDir } from '../helpers/procs.js';
 import { getVars, rawExchange, uwsgiPacket, uwsgiRequest } from '../helpers/uwsgi-client.js';
 
 const APP = join(NODE_APPS, 'behaviours.mjs');
@@ -68,5 +69,31 @@ test("the stats server counts a Node worker's requests (written to the scoreboar
     assert.ok((await read()).workers.every((w) => pids.has(w.pid)), 'every worker is listed with its pid');
   } finally {
     await stopProcess(tsgi);
+  }
+});
+
+test("log-format on Node workers: uWSGI's variables, JSON templates always valid JSON, log-x-forwarded-for", async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  const plain = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--log-format', '%(addr) %(method) %(uri) %(status) %(size) "%(uagent)" [%(ltime)] %(msecs)ms w%(wid)', '--log-x-forwarded-for', '--wsgi-file', APP], { env });
+  try {
+    await rawHttp(port, 'GET /fmt?a=1 HTTP/1.1\r\nHost: x\r\nUser-Agent: probe/1.0\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nConnection: close\r\n\r\n');
+    await plain.waitFor(/^203\.0\.113\.9 GET \/fmt\?a=1 200 \d+ "probe\/1\.0" \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] \d+ms w1$/m);
+  } finally {
+    await stopProcess(plain);
+  }
+  const sock = join(dir, 'json.sock');
+  const json = await startTsgi(['-s', sock, '--log-format', '{"addr": "%(addr)", "method": "%(method)", "uri": "%(uri)", "status": %(status), "agent": "%(uagent)", "msecs": %(msecs)}', '--wsgi-file', APP], { env });
+  try {
+    const nasty = ['/q"uote', '/back\\slash', '/tab\tand\u0001ctl', '/nl\nbreak'];
+    for (const uri of nasty) await uwsgiRequest(sock, getVars('/x', { REQUEST_URI: uri, HTTP_USER_AGENT: 'evil"agent\\\u0001' }));
+    const lines = (): string[] => json.output().split('\n').filter((l) => l.startsWith('{"addr"'));
+    for (let i = 0; i < 100 && lines().length < nasty.length; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(lines().length, nasty.length, 'one line per request, even with a newline in the URI');
+    const parsed = lines().map((l) => JSON.parse(l) as { uri: string; status: number; agent: string });
+    assert.deepEqual(parsed.map((p) => p.uri), nasty);
+    assert.ok(parsed.every((p) => p.status === 200 && p.agent === 'evil"agent\\\u0001'));
+  } finally {
+    await stopProcess(json);
   }
 });

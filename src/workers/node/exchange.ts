@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { inspect } from 'node:util';
 import { ctime, type WorkerLog } from './log.js';
+import { compileLogFormat, type LogContext } from './logformat.js';
 import { remoteAddr, uwsgiVars } from './request-info.js';
 import type { WorkerCounters } from './scoreboard.js';
 
@@ -39,6 +40,9 @@ export interface ExchangeOptions {
   logRequests: boolean;
   /** log-x-forwarded-for: the address in request lines is the first of X-Forwarded-For, when there is one. */
   logXForwardedFor: boolean;
+  /** log-format: request lines from this template instead of uWSGI's default. */
+  logFormat: string | undefined;
+  workerId: number;
   /** Send the stack of an app error to the client (catch-exceptions; development only). */
   catchExceptions: boolean;
   /** max-requests for this worker (0: never), and what to do when it is reached. */
@@ -62,12 +66,14 @@ export class Exchanges implements WorkerCounters {
   private readonly live = new Set<ServerResponse>();
 
   private readonly onClose: (this: ServerResponse) => void;
+  private readonly format: ((c: LogContext) => string) | undefined;
 
   constructor(
     private readonly app: AppHandler,
     private readonly log: WorkerLog,
     private readonly opts: ExchangeOptions,
   ) {
+    this.format = opts.logFormat === undefined ? undefined : compileLogFormat(opts.logFormat);
     const self = this;
     // node emits 'close' on every response, after 'finish' when it was complete: one listener tells both.
     this.onClose = function (this: ServerResponse) {
@@ -184,6 +190,14 @@ export class Exchanges implements WorkerCounters {
     if (this.opts.logXForwardedFor) {
       const xff = req.headers['x-forwarded-for'];
       if (typeof xff === 'string' && xff !== '') addr = xff.split(',')[0]!.trim();
+    }
+    if (this.format) {
+      const c: LogContext = {
+        req, res, addr, startMs: performance.timeOrigin + rec.start, usec, bodyBytes: body, headerBytes: head.length,
+        headerCount: headers, nvars, vbytes, pid: this.opts.pid, wid: this.opts.workerId,
+      };
+      this.log.line(`${this.format(c)}\n`);
+      return;
     }
     this.log.line(
       `[pid: ${this.opts.pid}|app: 0|req: ${this.requests}/${total}] ${addr} () {${nvars} vars in ${vbytes} bytes} ` +

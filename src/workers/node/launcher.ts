@@ -37,6 +37,7 @@ export interface NodeWorkerConfig {
   disableLogging: boolean;
   /** log-x-forwarded-for: the client address in request lines is the first of X-Forwarded-For. */
   logXForwardedFor: boolean;
+  logFormat: string | undefined;
   catchExceptions: boolean;
   env: Array<[string, string]>;
   app: { file: string; callable: string; contract: 'wsgi' | 'fetch' | 'listener' | undefined };
@@ -71,6 +72,7 @@ export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
     limitPost: s.limitPost,
     disableLogging: s.disableLogging,
     logXForwardedFor: s.logXForwardedFor,
+    logFormat: s.logFormat,
     catchExceptions: s.python.catchExceptions,
     env: s.env,
     app: { file: spec.appFile, callable: s.python.callable, contract: s.appContract },

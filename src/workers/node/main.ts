@@ -128,6 +128,8 @@ async function main(): Promise<void> {
     pid,
     logRequests: !conf.disableLogging,
     logXForwardedFor: conf.logXForwardedFor,
+    logFormat: conf.logFormat,
+    workerId: conf.id,
     catchExceptions: conf.catchExceptions,
     maxRequests: conf.maxRequests,
     onMaxRequests: () => stop('graceful', EXIT_RECYCLED),
