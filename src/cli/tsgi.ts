@@ -8,6 +8,7 @@ import { ConfigExit, runLogic } from '../config/logic.js';
 import type { Entry } from '../config/origin.js';
 import { buildSettings, checkEntries, placeholderNames, type Settings } from '../config/resolve.js';
 import { readSources } from '../config/sources.js';
+import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
 
 export interface CliIo {
@@ -69,14 +70,29 @@ export async function main(argv: string[]): Promise<void> {
     const { top } = await import('./top.js');
     process.exit(await top(argv.slice(1)));
   }
+  // A vassal's configuration error goes to its emperor, which logs it once, naming the vassal.
+  const link = vassalLink();
+  let held = '';
   const outcome = readCommandLine(argv, {
     env: process.env,
     cwd: process.cwd(),
     stdout: (t) => process.stdout.write(t),
-    stderr: (t) => process.stderr.write(t),
+    stderr: (t) => (link ? (held += t) : process.stderr.write(t)),
   });
+  if (link && held) {
+    const lines = held.trimEnd().split('\n');
+    const fatal = 'exit' in outcome && outcome.exit !== 0 ? lines.filter((l) => !l.startsWith('tsgi: warning: ')) : [];
+    const rest = lines.filter((l) => !fatal.includes(l));
+    if (rest.length) process.stderr.write(`${rest.join('\n')}\n`);
+    if (fatal.length) return link.fatal('config', fatal.join(' ').replace(/^tsgi: /, ''));
+  }
   if ('exit' in outcome) {
     process.exitCode = outcome.exit;
+    return;
+  }
+  if (outcome.start.emperor) {
+    const { startEmperor } = await import('../emperor/main.js');
+    await startEmperor(outcome.start, outcome.entries, process.cwd());
     return;
   }
   const { startServer } = await import('../master/server.js');

@@ -15,6 +15,7 @@ import { resolve } from 'node:path';
 import { ConfigError } from './errors.js';
 import type { Entry, Origin } from './origin.js';
 import { expandFileReferences, type MagicContext } from './magic.js';
+import { findOption } from './options.js';
 
 export interface IniLine {
   key: string;
@@ -96,13 +97,16 @@ export function readIniFile(spec: string, opts: IniReadOptions): IniReadResult {
   if (!parsed.sectionFound) {
     throw new ConfigError('SECTION_NOT_FOUND', `no [${wanted}] section in ${path}`, opts.from, 'ini');
   }
-  const magic: MagicContext = { path: real, section: section ?? '', given: file };
+  // Magic variables name the file as it was given (made absolute), symlinks not resolved, as uWSGI does: a vassal
+  // `app1.ini` linked to a shared `app.skel` is %n = app1.
+  const magic: MagicContext = { path, section: section ?? '', given: file };
   const depth = opts.depth ?? 0;
   if (depth > 16) throw new ConfigError('SYNTAX', `ini files include each other too deeply (at ${path})`, opts.from, 'ini');
   const entries: Entry[] = [];
   for (const l of parsed.lines) {
     const origin: Origin = { kind: 'file', file: real, line: l.line };
-    const value = expandFileReferences(l.value, magic, opts.first ?? magic, opts.env, origin, opts.cwd);
+    // A per-vassal option (vassal-set) keeps %n, %d... for the emperor to expand against each vassal's file.
+    const value = findOption(l.key)?.perVassal ? l.value : expandFileReferences(l.value, magic, opts.first ?? magic, opts.env, origin, opts.cwd);
     entries.push({ key: l.key, value, origin });
     if (CONFIG_SOURCE_KEYS.has(l.key)) {
       // uWSGI reads a nested config right where it is named; relative paths are taken from the process cwd.

@@ -13,7 +13,7 @@ import type { Origin } from './origin.js';
 import { TSGI_VERSION } from '../version.js';
 
 export interface MagicContext {
-  /** Absolute, symlink-resolved path of the file. */
+  /** Absolute path of the file as given (symlinks not resolved, as in uWSGI). */
   path: string;
   /** Section name as given after `:` ('' when the default section is read). */
   section: string;

@@ -31,10 +31,15 @@ export interface OptionDef {
   readonly section: Section;
   readonly status: OptionStatus;
   readonly help: string;
+  /**
+   * Magic variables (%n, %d, ...), $(ENV) and @(file) in this option's value are left as written when a config
+   * file is read: the emperor expands them against each vassal's file (vassal-set = socket=/run/%n.sock).
+   */
+  readonly perVassal?: boolean;
 }
 
 export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Reloading and limits' | 'Applications' | 'Python applications' |
-  'Node applications' | 'Logging' | 'Monitoring';
+  'Node applications' | 'Logging' | 'Monitoring' | 'Emperor';
 
 type Decl = Omit<OptionDef, 'aliases' | 'repeat' | 'status'> & {
   aliases?: readonly string[];
@@ -180,6 +185,19 @@ export const OPTIONS: readonly OptionDef[] = [
     help: "request log line with uWSGI's variables, %(addr) %(method) %(uri) %(status) %(msecs) %(size) %(referer) %(uagent) %(ltime) ...; a template starting with { is a JSON log whose values are always escaped" }),
   bool('log-x-forwarded-for', 'Logging', 'log the first X-Forwarded-For address as %(addr) instead of REMOTE_ADDR'),
   bool('disable-logging', 'Logging', 'do not log requests (errors are still logged)', { short: 'L' }),
+
+  // ---- Emperor (src/emperor, docs/emperor.md) ----
+  declare({ name: 'emperor', kind: 'string', repeat: true, meta: 'DIR|GLOB', section: 'Emperor',
+    help: "run as an emperor: one tsgi instance (vassal) per config file in DIR or matching GLOB ('/etc/tsgi/vassals/*.ini'); a new file starts one, a touched file reloads it, a removed file stops it; may repeat" }),
+  bool('emperor-tyrant', 'Emperor', "run each vassal as the owner (uid and gid) of its config file; needs root; files owned by root are refused"),
+  declare({ name: 'vassals-inherit', kind: 'string', repeat: true, meta: 'FILE', section: 'Emperor',
+    help: "an ini file every vassal reads after its own file (%N, %D in it name the vassal's file); may repeat" }),
+  declare({ name: 'vassal-set', kind: 'string', repeat: true, meta: 'KEY=VALUE', section: 'Emperor', perVassal: true,
+    help: "set an option for every vassal (as --set before its file, which may override it); %n, %d... name the vassal's file" }),
+  declare({ name: 'emperor-stats', aliases: ['emperor-stats-server'], kind: 'string', meta: 'ADDR', section: 'Emperor',
+    help: 'serve the table of vassals as JSON on ADDR (host:port or a Unix socket path): one answer per connection, then close' }),
+  declare({ name: 'emperor-freq', kind: 'int', default: '3', min: 1, max: 3600, meta: 'SECONDS', section: 'Emperor',
+    help: 'rescan the vassal folders this often, besides watching them (a missed file event is caught within this time)' }),
 ];
 
 const byName = new Map<string, OptionDef>();

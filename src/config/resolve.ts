@@ -4,6 +4,7 @@
  * settings the server runs with are built in one place.
  */
 import { ConfigError } from './errors.js';
+import { CONFIG_SOURCE_KEYS } from './ini.js';
 import { isLogicKey } from './logic.js';
 import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
@@ -33,6 +34,20 @@ export interface PythonSettings {
   pythonpath: string[];
   fileWrapper: boolean;
   catchExceptions: boolean;
+}
+
+/** Emperor mode (src/emperor): set when `emperor` is given. */
+export interface EmperorSettings {
+  /** Each `emperor` value: a directory or a glob of vassal files. */
+  monitors: Array<{ value: string; origin: Origin }>;
+  tyrant: boolean;
+  /** Ini files every vassal reads after its own (vassals-inherit). */
+  inherit: string[];
+  /** KEY=VALUE options for every vassal (vassal-set), magic variables still unexpanded. */
+  set: Array<{ value: string; origin: Origin }>;
+  stats: { value: string; origin: Origin } | undefined;
+  /** Seconds between rescans of the monitors. */
+  freq: number;
 }
 
 export interface Settings {
@@ -85,10 +100,11 @@ export interface Settings {
   disableLogging: boolean;
   strict: boolean;
   showConfig: boolean;
+  emperor: EmperorSettings | undefined;
 }
 
 /** Keys handled while the configuration is read, never options of the running server. */
-const READ_TIME_KEYS = new Set(['print', 'set', 'S', 'set-placeholder', 'set-ph', 'ini', 'get', 'exit']);
+const READ_TIME_KEYS = new Set(['print', 'set', 'S', 'set-placeholder', 'set-ph', 'get', 'exit', ...CONFIG_SOURCE_KEYS]);
 
 /** Parses `/path`, `host:port`, `:port`, `[::]:port`, `0.0.0.0:port` (uWSGI's socket syntax). */
 export function parseSocketAddress(text: string, origin: Origin, option: string): SocketAddress {
@@ -272,6 +288,10 @@ export function buildSettings(values: OptionValues): Settings {
     return [value.slice(0, eq), value.slice(eq + 1)];
   });
   const chmod = values.get('chmod-socket');
+  for (const { value, origin } of values.all('vassal-set')) {
+    if (value.indexOf('=') <= 0) throw new ConfigError('BAD_VALUE', `bad value '${value}': expected KEY=VALUE`, origin, 'vassal-set');
+  }
+  const statsAt = values.all('emperor-stats').at(-1);
   return {
     sockets,
     limitPost: values.int('limit-post'),
@@ -327,5 +347,15 @@ export function buildSettings(values: OptionValues): Settings {
     disableLogging: values.bool('disable-logging'),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),
+    emperor: values.all('emperor').length
+      ? {
+          monitors: values.all('emperor'),
+          tyrant: values.bool('emperor-tyrant'),
+          inherit: values.all('vassals-inherit').map((v) => v.value),
+          set: values.all('vassal-set'),
+          stats: statsAt,
+          freq: values.int('emperor-freq'),
+        }
+      : undefined,
   };
 }

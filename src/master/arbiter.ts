@@ -61,6 +61,8 @@ interface LoaderHandle {
   stopping: boolean;
 }
 
+export type Milestone = 'ready' | 'reloading' | 'reloaded' | 'reload-failed' | 'stopping';
+
 /** What the master needs from the outside world; kept narrow so the loop reads as policy only. */
 export interface MasterHooks {
   /** Starts one worker process with the given settings. */
@@ -90,8 +92,11 @@ export interface MasterHooks {
   rotateLog?(): string | undefined;
   /** The stats, as a JSON text, for SIGUSR1 and the FIFO's `s`. */
   statsText?(): string;
-  /** Start-up, reload and stop milestones (for systemd). */
-  milestone?(what: 'ready' | 'reloading' | 'reloaded' | 'stopping', status: string): void;
+  /**
+   * Start-up, reload and stop milestones, for whoever supervises the master: systemd, and its emperor when it is a
+   * vassal. A reload that is refused or aborted is 'reload-failed' (status: why): the old workers keep serving.
+   */
+  milestone?(what: Milestone, status: string): void;
 }
 
 interface RouterHandle {
@@ -668,6 +673,7 @@ export class Master {
     const next = this.hooks.reloadSettings();
     if (typeof next === 'string') {
       this.log.info(`reload refused, still serving with the previous configuration: ${next}`);
+      this.hooks.milestone?.('reload-failed', next);
       return false;
     }
     if (this.settings.logReopen) this.reopenLog('log-reopen on reload');
@@ -737,6 +743,7 @@ export class Master {
     this.chainWaiting = undefined;
     this.generation--;
     this.state = 'running';
+    this.hooks.milestone?.('reload-failed', why);
   }
 
   /** Asks a process to finish and exit; kills it when it takes longer than `mercy` seconds. */

@@ -9,8 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
 import type { Entry } from '../config/origin.js';
 import type { Settings } from '../config/resolve.js';
+import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
-import { Master, type MasterHooks } from './arbiter.js';
+import { Master, type MasterHooks, type Milestone } from './arbiter.js';
 import { MasterFifo } from './fifo.js';
 import { tcpListenQueue } from './procinfo.js';
 import { takeInheritedSockets } from './activation.js';
@@ -102,6 +103,8 @@ function writePidfile(path: string | undefined): void {
 }
 
 export async function startServer(settings: Settings, _entries: readonly Entry[], argv: readonly string[], startCwd: string): Promise<void> {
+  /** Set when this master is a vassal: its emperor hears of its lifecycle and of a failed start. */
+  const emperor = vassalLink();
   let log: ProcessLog | undefined;
   let sockets: BoundSocket[] = [];
   let link: LinkSocket | undefined;
@@ -162,6 +165,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
     let finished = false;
+    let vacuum = settings.vacuum;
     let stats: StatsServer | undefined;
     const fifos: MasterFifo[] = [];
     const workerSpec = (s: Settings, id: number, slot: number, loader: boolean) =>
@@ -215,15 +219,15 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
         return next;
       },
-      releaseListeners: () => closeSockets(boundSockets, settings.vacuum),
+      releaseListeners: () => closeSockets(boundSockets, vacuum),
       finish: (status) => {
         if (finished) return;
         finished = true;
         stats?.close();
         for (const f of fifos) f.close();
-        closeSockets(boundSockets, settings.vacuum);
+        closeSockets(boundSockets, vacuum);
         if (linkSocket) closeLinkSocket(linkSocket);
-        if (settings.vacuum) {
+        if (vacuum) {
           for (const p of [settings.pidfile, settings.pidfile2]) {
             if (!p) continue;
             try {
@@ -262,7 +266,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       logSize: () => processLog.size(),
       rotateLog: () => processLog.rotate(),
       statsText: () => statsJson(snapshot(), true),
-      milestone: (what: 'ready' | 'reloading' | 'reloaded' | 'stopping', status: string) => systemd.milestone(what, status),
+      milestone: (what: Milestone, status: string) => {
+        systemd.milestone(what, status);
+        emperor?.milestone(what, status, what === 'ready' ? boundSockets.map((b) => b.name) : undefined);
+      },
     });
     if (settings.stats) {
       stats = new StatsServer(settings.stats, { http: settings.statsHttp, minified: settings.statsMinified }, snapshot);
@@ -280,13 +287,33 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         throw new StartupError((err as Error).message);
       }
     }
-    for (const sig of ['SIGHUP', 'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGUSR1'] as const) process.on(sig, () => master.signal(sig));
+    // A vassal's graceful stop can be asked several times at once (systemd signals every process of the unit, and
+    // the emperor passes its own SIGTERM on): for a vassal, only the first counts; its emperor escalates (SIGINT,
+    // then SIGKILL after the mercy), never a repeated SIGTERM.
+    let stopAsked = false;
+    const stopGracefully = (): void => {
+      if (emperor && stopAsked) return;
+      stopAsked = true;
+      master.signal('SIGTERM');
+    };
+    for (const sig of ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1'] as const) process.on(sig, () => master.signal(sig));
+    process.on('SIGTERM', stopGracefully);
+    emperor?.onStop((force) => {
+      // The vassal's file was removed: nothing will serve on its sockets again, so they go too.
+      if (force) vacuum = true;
+      stopGracefully();
+    });
+    emperor?.onLost(() => {
+      processLog.info('lost the emperor (its link closed); stopping gracefully');
+      stopGracefully();
+    });
     master.start();
   } catch (err) {
     closeSockets(sockets, true);
     if (link) closeLinkSocket(link);
     const message = err instanceof Error ? err.message : String(err);
     if (err instanceof StartupError || (err as Error).name === 'SocketError' || (err as Error).name === 'InterpreterError' || err instanceof Error) {
+      if (emperor) return emperor.fatal('startup', message);
       process.stderr.write(`tsgi: ${message}\n`);
       process.exit(1);
     }

@@ -44,11 +44,14 @@ export class SystemdNotifier {
     }
   }
 
-  milestone(what: 'ready' | 'reloading' | 'reloaded' | 'stopping', status: string): void {
+  milestone(what: 'ready' | 'reloading' | 'reloaded' | 'reload-failed' | 'stopping', status: string): void {
     switch (what) {
       case 'ready':
       case 'reloaded':
         return this.send(`READY=1\nSTATUS=${status}`);
+      case 'reload-failed':
+        // Serving on, with the previous configuration (after RELOADING=1, systemd waits for READY=1).
+        return this.send(`READY=1\nSTATUS=reload failed, still serving: ${status}`);
       case 'reloading':
         return this.send(`RELOADING=1\nMONOTONIC_USEC=${process.hrtime.bigint() / 1000n}\nSTATUS=${status}`);
       case 'stopping':

@@ -156,3 +156,16 @@ print = sockets ready for %(module)
   assert.equal(r.outcome.start.python.module, 'shop.wsgi');
   assert.equal(r.stdout, 'sockets ready for shop.wsgi\n');
 });
+
+test('include and inherit read another ini file where they stand', () => {
+  const dir = tempDir();
+  writeFiles(dir, {
+    'base.ini': '[uwsgi]\nprocesses = 4\nmodule = wsgi\n',
+    'app.ini': `[uwsgi]\ninherit = ${join(dir, 'base.ini')}\nsocket = :1\ninclude = ${join(dir, 'more.ini')}\n`,
+    'more.ini': '[uwsgi]\nvacuum = true\n',
+  });
+  const s = settingsOf(['--ini', join(dir, 'app.ini')]);
+  assert.equal(s.processes, 4);
+  assert.equal(s.python.module, 'wsgi');
+  assert.equal(s.vacuum, true);
+});

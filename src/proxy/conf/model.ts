@@ -1,0 +1,268 @@
+/**
+ * The configuration model the directive handlers fill in and the server reads. Location-level settings live
+ * in LocConf at three levels (http, server, location); after parsing, each level inherits what it left unset
+ * from the level above (`inherit`), so the request path reads final values with no lookups up the chain.
+ */
+import type { ConfPos } from './errors.js';
+import type { Template } from '../vars.js';
+
+export interface ListenConf {
+  /** '' for the wildcard address (listen 80), else the literal address; unix sockets use `unix`. */
+  host: string;
+  port: number;
+  unix: string | undefined;
+  defaultServer: boolean;
+  ssl: boolean;
+  backlog: number | undefined;
+  pos: ConfPos;
+}
+
+export interface UpstreamServerConf {
+  /** As written, for logs ("127.0.0.1:8081", "unix:/run/app.sock"). */
+  name: string;
+  /** Resolved addresses: one per A/AAAA record, or a unix path. */
+  addrs: Array<{ host: string; port: number } | { path: string }>;
+  weight: number;
+  maxFails: number;
+  failTimeoutMs: number;
+  backup: boolean;
+  down: boolean;
+  maxConns: number;
+  pos: ConfPos;
+}
+
+export type Balance = { kind: 'round_robin' } | { kind: 'least_conn' } | { kind: 'ip_hash' } | { kind: 'hash'; key: Template; consistent: boolean };
+
+export interface UpstreamConf {
+  name: string;
+  servers: UpstreamServerConf[];
+  balance: Balance;
+  /** Idle connections kept per worker; undefined when `keepalive` was not given. */
+  keepalive: number | undefined;
+  keepaliveTimeoutMs: number;
+  keepaliveRequests: number;
+  /** Made implicitly by a `uwsgi_pass host:port` rather than by an `upstream {}` block. */
+  implicit: boolean;
+  pos: ConfPos;
+}
+
+export type NextUpstreamCond = 'error' | 'timeout' | 'invalid_header' | 'http_500' | 'http_502' | 'http_503' | 'http_504' | 'http_403' | 'http_404' | 'http_429' | 'non_idempotent';
+
+/** A `uwsgi_pass` / `proxy_pass` target: a named or implicit upstream, or a template resolved per request. */
+export interface PassConf {
+  protocol: 'uwsgi' | 'http';
+  /** Scheme for proxy_pass (http/https); 'uwsgi' for uwsgi_pass. */
+  scheme: string;
+  upstream: UpstreamConf | undefined;
+  dynamic: Template | undefined;
+  /** proxy_pass with a URI part ("http://b/path/"): replaces the matched location prefix. */
+  uri: Template | undefined;
+  pos: ConfPos;
+}
+
+export interface Param {
+  key: string;
+  value: Template;
+  ifNotEmpty: boolean;
+}
+
+export interface AddHeader {
+  name: string;
+  value: Template;
+  always: boolean;
+}
+
+export interface ErrorPage {
+  codes: number[];
+  /** `=` alone keeps the target's status; `=N` forces N; undefined keeps the original code. */
+  overwrite: number | 'target' | undefined;
+  uri: Template;
+}
+
+export type ScriptOp =
+  | { op: 'return'; code: number; text: Template | undefined; pos: ConfPos }
+  | { op: 'rewrite'; regex: RegExp; replacement: Template; flag: 'last' | 'break' | 'redirect' | 'permanent' | undefined; redirectByScheme: boolean; pos: ConfPos }
+  | { op: 'set'; name: string; value: Template }
+  | { op: 'break' }
+  | { op: 'if'; test: IfTest; script: ScriptOp[]; conf: LocConf | undefined; location: LocationConf | undefined };
+
+export type IfTest =
+  | { kind: 'var'; value: Template; negate: boolean }
+  | { kind: 'cmp'; value: Template; to: Template; negate: boolean }
+  | { kind: 'regex'; value: Template; regex: RegExp; negate: boolean }
+  | { kind: 'file'; test: 'f' | 'd' | 'e' | 'x'; value: Template; negate: boolean };
+
+export interface LogFormat {
+  name: string;
+  template: Template;
+  escape: 'default' | 'json' | 'none';
+}
+
+export interface AccessLogConf {
+  path: Template;
+  format: LogFormat;
+  /** Only write when this template is non-empty and not "0". */
+  condition: Template | undefined;
+}
+
+export interface SslConf {
+  certificate: Buffer | undefined;
+  certificateKey: Buffer | undefined;
+  certificatePath: string | undefined;
+  protocols: string[] | undefined;
+  ciphers: string | undefined;
+  preferServerCiphers: boolean | undefined;
+}
+
+/** Location-level settings (also set at http and server level). `undefined` means "inherit". */
+export class LocConf {
+  /** `aliasOf`: the prefix the alias replaces (the name of the location it was written in; '' for a regex
+   * location, where the alias is the whole path). Inherited by nested locations with it. */
+  root: { path: Template; alias: boolean; aliasOf: string; pos: ConfPos } | undefined;
+  index: Template[] | undefined;
+  tryFiles: { files: Template[]; last: string; lastTemplate: Template; pos: ConfPos } | undefined;
+  autoindex: boolean | undefined;
+  autoindexExactSize: boolean | undefined;
+  autoindexLocaltime: boolean | undefined;
+  autoindexFormat: 'html' | 'json' | 'xml' | undefined;
+  types: Map<string, string> | undefined;
+  defaultType: string | undefined;
+  etag: boolean | undefined;
+  ifModifiedSince: 'off' | 'exact' | 'before' | undefined;
+  clientMaxBodySize: number | undefined;
+  clientBodyTimeoutMs: number | undefined;
+  keepaliveTimeoutMs: number | undefined;
+  keepaliveRequests: number | undefined;
+  sendTimeoutMs: number | undefined;
+  serverTokens: boolean | undefined;
+  errorPages: ErrorPage[] | undefined;
+  recursiveErrorPages: boolean | undefined;
+  addHeaders: AddHeader[] | undefined;
+  absoluteRedirect: boolean | undefined;
+  serverNameInRedirect: boolean | undefined;
+  portInRedirect: boolean | undefined;
+  logNotFound: boolean | undefined;
+  accessLogs: AccessLogConf[] | 'off' | undefined;
+  tcpNodelay: boolean | undefined;
+  chunkedTransferEncoding: boolean | undefined;
+  internal: boolean | undefined;
+  expires: number | 'off' | 'epoch' | 'max' | undefined;
+  /** open_file_cache on: how long a cached file is served without looking at the disk (0 when off). */
+  openFileCacheValidMs: number | undefined;
+  openFileCacheOn: boolean | undefined;
+  gzip: boolean | undefined;
+  gzipTypes: Set<string> | undefined;
+  gzipMinLength: number | undefined;
+  gzipCompLevel: number | undefined;
+  gzipVary: boolean | undefined;
+  gzipHttpVersion: '1.0' | '1.1' | undefined;
+  gzipProxied: 'off' | 'any' | undefined;
+  gzipDisable: RegExp[] | undefined;
+  // upstream modules (uwsgi_* and proxy_* share these slots; each pass directive picks its own set)
+  pass: PassConf | undefined;
+  uwsgi: UpstreamSettings;
+  proxy: UpstreamSettings;
+  ssl: SslConf;
+
+  constructor() {
+    this.uwsgi = new UpstreamSettings();
+    this.proxy = new UpstreamSettings();
+    this.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: undefined, ciphers: undefined, preferServerCiphers: undefined };
+  }
+}
+
+/** Settings of one upstream module (uwsgi_* or proxy_*). */
+export class UpstreamSettings {
+  params: Param[] | undefined;
+  connectTimeoutMs: number | undefined;
+  readTimeoutMs: number | undefined;
+  sendTimeoutMs: number | undefined;
+  nextUpstream: Set<NextUpstreamCond> | 'off' | undefined;
+  nextUpstreamTries: number | undefined;
+  nextUpstreamTimeoutMs: number | undefined;
+  buffering: boolean | undefined;
+  requestBuffering: boolean | undefined;
+  /** Bytes of response held in memory for a slow client before the backend is read no further. */
+  maxBufferedBytes: number | undefined;
+  interceptErrors: boolean | undefined;
+  hideHeaders: Set<string> | undefined;
+  passHeaders: Set<string> | undefined;
+  passRequestHeaders: boolean | undefined;
+  passRequestBody: boolean | undefined;
+  modifier1: number | undefined;
+  modifier2: number | undefined;
+  httpVersion: '1.0' | '1.1' | undefined;
+  redirect: 'default' | 'off' | Array<[string, Template]> | undefined;
+  ignoreClientAbort: boolean | undefined;
+  /** tsgi extension: offer the persistent link (docs/protocol-keepalive.md). */
+  tsgiKeepalive: boolean | undefined;
+}
+
+export interface LocationConf {
+  /** As written: the match string, '@name', or the regex source. */
+  name: string;
+  kind: 'exact' | 'prefix' | 'noregex' | 'regex' | 'named';
+  regex: RegExp | undefined;
+  conf: LocConf;
+  script: ScriptOp[];
+  children: LocationConf[];
+  parent: LocationConf | undefined;
+  /** For prefix locations ending in "/" served by a pass directive: "/dir" answers 301 to "/dir/". */
+  autoRedirect: boolean;
+  pos: ConfPos;
+}
+
+export interface ServerNames {
+  exact: Set<string>;
+  /** "*.example.com" and ".example.com" (the latter also matches example.com). */
+  wildStart: string[];
+  /** "www.example.*" */
+  wildEnd: string[];
+  regex: RegExp[];
+}
+
+export interface ServerConf {
+  listens: ListenConf[];
+  names: ServerNames;
+  /** The first name, for $server_name. */
+  primaryName: string;
+  loc: LocConf;
+  script: ScriptOp[];
+  locations: LocationConf[];
+  named: Map<string, LocationConf>;
+  mergeSlashes: boolean | undefined;
+  clientHeaderTimeoutMs: number | undefined;
+  largeHeaderBytes: number | undefined;
+  ignoreInvalidHeaders: boolean | undefined;
+  underscoresInHeaders: boolean | undefined;
+  pos: ConfPos;
+}
+
+export interface HttpConf {
+  loc: LocConf;
+  servers: ServerConf[];
+  upstreams: Map<string, UpstreamConf>;
+  /** Made by uwsgi_pass/proxy_pass host:port, keyed by address. */
+  implicitUpstreams: Map<string, UpstreamConf>;
+  logFormats: Map<string, LogFormat>;
+  mergeSlashes: boolean | undefined;
+  clientHeaderTimeoutMs: number | undefined;
+  largeHeaderBytes: number | undefined;
+  ignoreInvalidHeaders: boolean | undefined;
+  underscoresInHeaders: boolean | undefined;
+  pos: ConfPos;
+}
+
+export interface MainConf {
+  daemon: boolean | undefined;
+  masterProcess: boolean | undefined;
+  workerProcesses: number | undefined;
+  workerConnections: number | undefined;
+  workerShutdownTimeoutMs: number | undefined;
+  pid: string | undefined;
+  user: { user: string; group: string | undefined } | undefined;
+  errorLogs: Array<{ path: string; level: string }>;
+  env: string[];
+  http: HttpConf | undefined;
+  events: boolean;
+}

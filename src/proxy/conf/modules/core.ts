@@ -1,0 +1,456 @@
+/**
+ * Core and http-core directives: main context (daemon, worker_processes, pid, error_log, user, events, http),
+ * include, server, listen, server_name, location and the location-level settings of http core.
+ */
+import { basename, isAbsolute, resolve as resolvePath } from 'node:path';
+import { ProxyConfError } from '../errors.js';
+import { LocConf, type HttpConf, type LocationConf, type ServerConf } from '../model.js';
+import type { ConfNode } from '../parse.js';
+import { parseConf } from '../parse.js';
+import type { Scope } from '../scope.js';
+import {
+  ANY, EVENTS, HSL, HTTP, LIF, LOC, MAIN, MORE, SRV, badValue, duplicate, notSupported, parseFlag, pos, sizeArg, timeArg, tuning, unsupported,
+  type DirectiveSpec,
+} from '../table.js';
+import { compileTemplate } from '../../vars.js';
+import { BUILTIN_FILES } from '../builtin-files.js';
+import { compileRegex } from './regex.js';
+
+type Spec = DirectiveSpec<Scope>;
+
+/** A location-level value that may be set once per level. */
+export function locOnce<K extends keyof LocConf>(name: string, ctx: number, args: Spec['args'], key: K, parse: (d: ConfNode, s: Scope) => LocConf[K]): Spec {
+  return {
+    name,
+    ctx,
+    args,
+    set(s, d) {
+      if (s.loc[key] !== undefined) throw duplicate(d);
+      s.loc[key] = parse(d, s);
+    },
+  };
+}
+
+export const flagLoc = (name: string, key: keyof LocConf, ctx = HSL): Spec =>
+  locOnce(name, ctx, 'flag', key, (d) => parseFlag(d) as never);
+const timeLoc = (name: string, key: keyof LocConf, ctx = HSL): Spec => locOnce(name, ctx, 1, key, (d) => timeArg(d) as never);
+
+
+export function fullPath(s: Scope, p: string): string {
+  return isAbsolute(p) ? p : resolvePath(s.env.prefix, p);
+}
+
+function confPath(s: Scope, p: string): string {
+  return isAbsolute(p) ? p : resolvePath(s.env.confPrefix, p);
+}
+
+const includeSpec: Spec = {
+  name: 'include',
+  ctx: ANY,
+  args: 1,
+  set(s, d) {
+    const arg = d.args[0]!;
+    const path = confPath(s, arg);
+    if (s.env.includeDepth > 32) throw new ProxyConfError('FILE', `include nesting too deep for "${arg}"`, pos(d));
+    let files: string[];
+    if (/[*?[]/.test(path)) files = s.env.fs.glob(path);
+    else files = [path];
+    for (const f of files) {
+      let text = s.env.fs.read(f);
+      let name = f;
+      if (text instanceof Error) {
+        // Built-in copies of the files every nginx installation has, for configs that include them by name.
+        const builtin = !/[*?[]/.test(arg) ? BUILTIN_FILES[basename(arg)] : undefined;
+        if (builtin === undefined) throw new ProxyConfError('FILE', `open() "${f}" failed (${text.message})`, pos(d));
+        text = builtin;
+        name = `<built-in>/${basename(arg)}`;
+      }
+      s.env.filesRead.push(name);
+      const nodes = parseConf(text, name);
+      s.env.includeDepth++;
+      try {
+        s.walk(s, nodes, s.ctx);
+      } finally {
+        s.env.includeDepth--;
+      }
+    }
+  },
+};
+
+// ---- main context ----
+
+const mainSpecs: Spec[] = [
+  {
+    name: 'daemon', ctx: MAIN, args: 'flag',
+    set(s, d) {
+      if (s.main.daemon !== undefined) throw duplicate(d);
+      s.main.daemon = parseFlag(d);
+    },
+  },
+  {
+    name: 'master_process', ctx: MAIN, args: 'flag',
+    set(s, d) {
+      if (s.main.masterProcess !== undefined) throw duplicate(d);
+      s.main.masterProcess = parseFlag(d);
+    },
+  },
+  {
+    name: 'worker_processes', ctx: MAIN, args: 1,
+    set(s, d) {
+      if (s.main.workerProcesses !== undefined) throw duplicate(d);
+      const v = d.args[0]!;
+      if (v === 'auto') s.main.workerProcesses = 0;
+      else if (/^\d+$/.test(v) && Number(v) > 0) s.main.workerProcesses = Number(v);
+      else throw badValue(d, v);
+    },
+  },
+  {
+    name: 'pid', ctx: MAIN, args: 1,
+    set(s, d) {
+      if (s.main.pid !== undefined) throw duplicate(d);
+      s.main.pid = d.args[0] === 'off' ? '' : fullPath(s, d.args[0]!);
+    },
+  },
+  {
+    name: 'user', ctx: MAIN, args: [1, 2],
+    set(s, d) {
+      if (s.main.user !== undefined) throw duplicate(d);
+      s.main.user = { user: d.args[0]!, group: d.args[1] };
+    },
+  },
+  {
+    name: 'worker_shutdown_timeout', ctx: MAIN, args: 1,
+    set(s, d) {
+      s.main.workerShutdownTimeoutMs = timeArg(d);
+    },
+  },
+  {
+    name: 'env', ctx: MAIN, args: 1,
+    set(s, d) {
+      s.main.env.push(d.args[0]!);
+    },
+  },
+  {
+    name: 'error_log', ctx: MAIN | HSL, args: [1, 2],
+    set(s, d) {
+      const level = d.args[1] ?? 'error';
+      if (!['debug', 'info', 'notice', 'warn', 'error', 'crit', 'alert', 'emerg'].includes(level)) throw badValue(d, level);
+      const p = d.args[0]!;
+      if (p.startsWith('syslog:') || p.startsWith('memory:')) throw notSupported(d, `"${p.split(':')[0]}:"`);
+      // Only the main-level error log is written; lower levels log to it too (documented).
+      if (s.ctx === MAIN) s.main.errorLogs.push({ path: p === 'stderr' ? 'stderr' : fullPath(s, p), level });
+    },
+  },
+  tuning('worker_rlimit_nofile', MAIN, 1),
+  tuning('pcre_jit', MAIN, 'flag'),
+  tuning('timer_resolution', MAIN, 1),
+  {
+    name: 'events', ctx: MAIN, args: 0, block: true,
+    set(s, d) {
+      if (s.main.events) throw duplicate(d);
+      s.main.events = true;
+      s.walk({ ...s, ctx: EVENTS }, d.block!, EVENTS);
+    },
+  },
+  {
+    name: 'worker_connections', ctx: EVENTS, args: 1,
+    set(s, d) {
+      const v = Number(d.args[0]);
+      if (!Number.isInteger(v) || v <= 0) throw badValue(d, d.args[0]!);
+      s.main.workerConnections = v;
+    },
+  },
+  tuning('multi_accept', EVENTS, 'flag'),
+  tuning('accept_mutex', EVENTS, 'flag'),
+  tuning('accept_mutex_delay', EVENTS, 1),
+  {
+    name: 'use', ctx: EVENTS, args: 1,
+    set(s, d) {
+      if (!['epoll', 'poll', 'select'].includes(d.args[0]!)) throw badValue(d, d.args[0]!);
+    },
+  },
+  {
+    name: 'http', ctx: MAIN, args: 0, block: true,
+    set(s, d) {
+      if (s.main.http) throw duplicate(d);
+      const http: HttpConf = {
+        loc: new LocConf(), servers: [], upstreams: new Map(), implicitUpstreams: new Map(), logFormats: new Map(),
+        mergeSlashes: undefined, clientHeaderTimeoutMs: undefined, largeHeaderBytes: undefined, ignoreInvalidHeaders: undefined,
+        underscoresInHeaders: undefined, pos: pos(d),
+      };
+      s.main.http = http;
+      s.walk({ ...s, ctx: HTTP, http, loc: http.loc, script: [] }, d.block!, HTTP);
+    },
+  },
+];
+
+// ---- server, listen, server_name ----
+
+export function parseListen(d: ConfNode): ServerConf['listens'][number] {
+  const a = d.args[0]!;
+  const l: ServerConf['listens'][number] = { host: '', port: 80, unix: undefined, defaultServer: false, ssl: false, backlog: undefined, pos: pos(d) };
+  if (a.startsWith('unix:')) {
+    l.unix = a.slice(5);
+    l.port = 0;
+    if (!l.unix) throw badValue(d, a);
+  } else {
+    let m: RegExpExecArray | null;
+    if ((m = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(a))) {
+      l.host = m[1] === '::' ? '::' : m[1]!;
+      if (m[2]) l.port = Number(m[2]);
+    } else if (/^\d+$/.test(a)) l.port = Number(a);
+    else if ((m = /^([^:]+)(?::(\d+))?$/.exec(a))) {
+      l.host = m[1] === '*' ? '' : m[1] === 'localhost' ? '127.0.0.1' : m[1]!;
+      if (m[2]) l.port = Number(m[2]);
+      if (l.host !== '' && !/^\d+\.\d+\.\d+\.\d+$/.test(l.host)) throw notSupported(d, `host name "${l.host}"`);
+    } else throw new ProxyConfError('BAD_VALUE', `invalid port in "${a}" of the "listen" directive`, pos(d));
+    if (l.port <= 0 || l.port > 65535) throw new ProxyConfError('BAD_VALUE', `invalid port in "${a}" of the "listen" directive`, pos(d));
+    if (l.host === '0.0.0.0') l.host = '';
+  }
+  for (const p of d.args.slice(1)) {
+    if (p === 'default_server' || p === 'default') l.defaultServer = true;
+    else if (p === 'ssl') l.ssl = true;
+    else if (p.startsWith('backlog=')) {
+      const b = Number(p.slice(8));
+      if (!Number.isInteger(b)) throw new ProxyConfError('BAD_VALUE', `invalid backlog "${p.slice(8)}"`, pos(d));
+      l.backlog = b;
+    } else if (p === 'bind' || p === 'deferred' || p.startsWith('ipv6only=') || p.startsWith('so_keepalive=') || p.startsWith('rcvbuf=') || p.startsWith('sndbuf=')) {
+      // Socket tuning with no effect on what is served.
+    } else throw new ProxyConfError('NOT_SUPPORTED', `invalid parameter "${p}"`, pos(d));
+  }
+  return l;
+}
+
+function addServerNames(srv: ServerConf, d: ConfNode, s: Scope): void {
+  for (const raw of d.args) {
+    const n = raw.toLowerCase();
+    if (srv.primaryName === '' && !n.startsWith('~')) srv.primaryName = raw === '$hostname' ? '' : n;
+    if (n.startsWith('~')) {
+      srv.names.regex.push(compileRegex(raw.slice(1), false, d, s));
+      if (srv.primaryName === '') srv.primaryName = raw;
+    } else if (n.startsWith('*.')) srv.names.wildStart.push(n.slice(1));
+    else if (n.startsWith('.')) {
+      srv.names.wildStart.push(n);
+      srv.names.exact.add(n.slice(1));
+    } else if (n.endsWith('.*')) srv.names.wildEnd.push(n.slice(0, -1));
+    else if (n.includes('*')) throw new ProxyConfError('BAD_VALUE', `invalid server name or wildcard "${raw}"`, pos(d));
+    else srv.names.exact.add(n);
+  }
+}
+
+const serverSpecs: Spec[] = [
+  {
+    name: 'server', ctx: HTTP, args: 0, block: true,
+    set(s, d) {
+      const srv: ServerConf = {
+        listens: [], names: { exact: new Set(), wildStart: [], wildEnd: [], regex: [] }, primaryName: '', loc: new LocConf(),
+        script: [], locations: [], named: new Map(), mergeSlashes: undefined, clientHeaderTimeoutMs: undefined,
+        largeHeaderBytes: undefined, ignoreInvalidHeaders: undefined, underscoresInHeaders: undefined, pos: pos(d),
+      };
+      s.http!.servers.push(srv);
+      s.walk({ ...s, ctx: SRV, srv, loc: srv.loc, script: srv.script, location: undefined }, d.block!, SRV);
+    },
+  },
+  {
+    name: 'listen', ctx: SRV, args: [1, MORE],
+    set(s, d) {
+      s.srv!.listens.push(parseListen(d));
+    },
+  },
+  {
+    name: 'server_name', ctx: SRV, args: [1, MORE],
+    set(s, d) {
+      addServerNames(s.srv!, d, s);
+    },
+  },
+];
+
+/** Settings nginx keeps at server level (used when the request line and headers are read). */
+function srvLevel(name: string, key: 'mergeSlashes' | 'clientHeaderTimeoutMs' | 'largeHeaderBytes' | 'ignoreInvalidHeaders' | 'underscoresInHeaders', parse: (d: ConfNode) => number | boolean, args: Spec['args']): Spec {
+  return {
+    name, ctx: HTTP | SRV, args,
+    set(s, d) {
+      const target = (s.srv ?? s.http!) as unknown as Record<string, unknown>;
+      if (target[key] !== undefined) throw duplicate(d);
+      target[key] = parse(d);
+    },
+  };
+}
+
+// ---- location ----
+
+function locationSpec(): Spec {
+  return {
+    name: 'location', ctx: SRV | LOC, args: [1, 2], block: true,
+    set(s, d) {
+      let mod = '';
+      let name = d.args[0]!;
+      if (d.args.length === 2) {
+        mod = d.args[0]!;
+        name = d.args[1]!;
+      } else if (name.startsWith('=')) {
+        mod = '=';
+        name = name.slice(1);
+      } else if (name.startsWith('^~')) {
+        mod = '^~';
+        name = name.slice(2);
+      } else if (name.startsWith('~*')) {
+        mod = '~*';
+        name = name.slice(2);
+      } else if (name.startsWith('~')) {
+        mod = '~';
+        name = name.slice(1);
+      }
+      const parent = s.location;
+      const loc: LocationConf = {
+        name, kind: 'prefix', regex: undefined, conf: new LocConf(), script: [], children: [], parent, autoRedirect: false, pos: pos(d),
+      };
+      if (mod === '=') loc.kind = 'exact';
+      else if (mod === '^~') loc.kind = 'noregex';
+      else if (mod === '~' || mod === '~*') {
+        loc.kind = 'regex';
+        loc.regex = compileRegex(name, mod === '~*', d, s);
+      } else if (mod !== '') throw new ProxyConfError('BAD_VALUE', `invalid location modifier "${mod}"`, pos(d));
+      else if (name.startsWith('@')) loc.kind = 'named';
+      if (loc.kind === 'named') {
+        if (parent) throw new ProxyConfError('NOT_ALLOWED_HERE', `named location "${name}" can be on the server level only`, pos(d));
+        if (s.srv!.named.has(name)) throw new ProxyConfError('DUPLICATE', `duplicate location "${name}"`, pos(d));
+        s.srv!.named.set(name, loc);
+      } else if (parent) {
+        if (parent.kind === 'exact') throw new ProxyConfError('NOT_ALLOWED_HERE', `location "${name}" cannot be inside the exact location "${parent.name}"`, pos(d));
+        if (parent.kind === 'named') throw new ProxyConfError('NOT_ALLOWED_HERE', `location "${name}" cannot be inside the named location "${parent.name}"`, pos(d));
+        if (loc.kind !== 'regex' && parent.kind !== 'regex' && !name.startsWith(parent.name)) {
+          throw new ProxyConfError('NOT_ALLOWED_HERE', `location "${name}" is outside location "${parent.name}"`, pos(d));
+        }
+        parent.children.push(loc);
+      } else {
+        const list = s.srv!.locations;
+        if (loc.kind !== 'regex' && list.some((o) => o.kind !== 'regex' && o.name === name && (o.kind === 'exact') === (loc.kind === 'exact'))) {
+          throw new ProxyConfError('DUPLICATE', `duplicate location "${name}"`, pos(d));
+        }
+        list.push(loc);
+      }
+      s.walk({ ...s, ctx: LOC, loc: loc.conf, location: loc, script: loc.script }, d.block!, LOC);
+    },
+  };
+}
+
+// ---- location-level http core ----
+
+const locSpecs: Spec[] = [
+  locOnce('client_max_body_size', HSL, 1, 'clientMaxBodySize', (d) => sizeArg(d)),
+  timeLoc('client_body_timeout', 'clientBodyTimeoutMs'),
+  unsupported('send_timeout', HSL, 1, 'no timeout between two writes to the client is enforced yet'),
+  locOnce('keepalive_timeout', HSL, [1, 2], 'keepaliveTimeoutMs', (d) => timeArg(d)),
+  locOnce('keepalive_requests', HSL, 1, 'keepaliveRequests', (d) => {
+    const n = Number(d.args[0]);
+    if (!Number.isInteger(n) || n < 0) throw badValue(d, d.args[0]!);
+    return n;
+  }),
+  locOnce('server_tokens', HSL, 1, 'serverTokens', (d) => {
+    const v = d.args[0]!;
+    if (v === 'on' || v === 'build') return true;
+    if (v === 'off') return false;
+    throw badValue(d, v, 'it must be "on", "off" or "build"');
+  }),
+  flagLoc('absolute_redirect', 'absoluteRedirect'),
+  flagLoc('server_name_in_redirect', 'serverNameInRedirect'),
+  flagLoc('port_in_redirect', 'portInRedirect'),
+  flagLoc('log_not_found', 'logNotFound'),
+  flagLoc('recursive_error_pages', 'recursiveErrorPages'),
+  flagLoc('tcp_nodelay', 'tcpNodelay'),
+  flagLoc('chunked_transfer_encoding', 'chunkedTransferEncoding'),
+  flagLoc('etag', 'etag'),
+  locOnce('if_modified_since', HSL, 1, 'ifModifiedSince', (d) => {
+    const v = d.args[0]!;
+    if (v !== 'off' && v !== 'exact' && v !== 'before') throw badValue(d, v);
+    return v;
+  }),
+  {
+    name: 'internal', ctx: LOC, args: 0,
+    set(s, d) {
+      if (s.loc.internal !== undefined) throw duplicate(d);
+      s.loc.internal = true;
+    },
+  },
+  {
+    name: 'error_page', ctx: HSL | LIF, args: [2, MORE],
+    set(s, d) {
+      const args = d.args;
+      const uriSrc = args[args.length - 1]!;
+      let overwrite: number | 'target' | undefined;
+      const codes: number[] = [];
+      for (const a of args.slice(0, -1)) {
+        if (a.startsWith('=')) {
+          if (a === '=') overwrite = 'target';
+          else {
+            const n = Number(a.slice(1));
+            if (!Number.isInteger(n) || n < 100 || n > 999) throw new ProxyConfError('BAD_VALUE', `invalid value "${a}"`, pos(d));
+            overwrite = n;
+          }
+          continue;
+        }
+        const n = Number(a);
+        if (!/^\d{3}$/.test(a) || n < 300 || n > 599) throw new ProxyConfError('BAD_VALUE', `value "${a}" must be between 300 and 599`, pos(d));
+        codes.push(n);
+      }
+      if (codes.length === 0) throw new ProxyConfError('ARG_COUNT', 'invalid number of arguments in "error_page" directive', pos(d));
+      const list = (s.loc.errorPages ??= []);
+      list.push({ codes, overwrite, uri: compileTemplate(uriSrc, s.reg, pos(d)) });
+    },
+  },
+  {
+    name: 'add_header', ctx: HSL | LIF, args: [2, 3],
+    set(s, d) {
+      if (d.args[2] !== undefined && d.args[2] !== 'always') throw badValue(d, d.args[2]);
+      (s.loc.addHeaders ??= []).push({ name: d.args[0]!, value: compileTemplate(d.args[1]!, s.reg, pos(d)), always: d.args[2] === 'always' });
+    },
+  },
+  locOnce('expires', HSL | LIF, [1, 2], 'expires', (d) => {
+    if (d.args.length === 2) throw notSupported(d, '"modified"');
+    const v = d.args[0]!;
+    if (v === 'off' || v === 'epoch' || v === 'max') return v;
+    const neg = v.startsWith('-');
+    const ms = timeArg({ ...d, args: [neg ? v.slice(1) : v] });
+    return neg ? -ms : ms;
+  }),
+  // Tuning without an observable effect in Node (see docs/proxy.md).
+  tuning('sendfile', HSL | LIF, 'flag'),
+  tuning('tcp_nopush', HSL, 'flag'),
+  tuning('sendfile_max_chunk', HSL, 1),
+  tuning('types_hash_max_size', HSL, 1),
+  tuning('types_hash_bucket_size', HSL, 1),
+  tuning('server_names_hash_max_size', HTTP, 1),
+  tuning('server_names_hash_bucket_size', HTTP, 1),
+  tuning('variables_hash_max_size', HTTP, 1),
+  tuning('variables_hash_bucket_size', HTTP, 1),
+  tuning('client_body_buffer_size', HSL, 1),
+  tuning('client_header_buffer_size', HTTP | SRV, 1),
+  tuning('client_body_temp_path', HSL, [1, 4]),
+  tuning('output_buffers', HSL, 2),
+  tuning('postpone_output', HSL, 1),
+  tuning('reset_timedout_connection', HSL, 'flag'),
+  tuning('lingering_close', HSL, 1),
+  tuning('lingering_time', HSL, 1),
+  tuning('lingering_timeout', HSL, 1),
+  locOnce('open_file_cache', HSL, [1, 2], 'openFileCacheOn', (d) => {
+    if (d.args[0] === 'off' && d.args.length === 1) return false;
+    if (!/^max=\d+$/.test(d.args[0]!) || (d.args[1] !== undefined && !/^inactive=/.test(d.args[1]))) throw badValue(d, d.args.join(' '));
+    return true;
+  }),
+  locOnce('open_file_cache_valid', HSL, 1, 'openFileCacheValidMs', (d) => timeArg(d)),
+  tuning('open_file_cache_min_uses', HSL, 1),
+  tuning('open_file_cache_errors', HSL, 'flag'),
+  tuning('msie_padding', HSL, 'flag'),
+  srvLevel('merge_slashes', 'mergeSlashes', parseFlag, 'flag'),
+  srvLevel('client_header_timeout', 'clientHeaderTimeoutMs', (d) => timeArg(d), 1),
+  srvLevel('ignore_invalid_headers', 'ignoreInvalidHeaders', parseFlag, 'flag'),
+  srvLevel('underscores_in_headers', 'underscoresInHeaders', parseFlag, 'flag'),
+  srvLevel('large_client_header_buffers', 'largeHeaderBytes', (d) => {
+    const n = Number(d.args[0]);
+    if (!Number.isInteger(n) || n <= 0) throw badValue(d, d.args[0]!);
+    return n * sizeArg(d, 1);
+  }, 2),
+];
+
+export const coreSpecs: Spec[] = [includeSpec, ...mainSpecs, ...serverSpecs, locationSpec(), ...locSpecs];

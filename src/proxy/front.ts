@@ -1,0 +1,188 @@
+/**
+ * The serving side of one worker: an HTTP(S) server per bound socket, the request pipeline, static files,
+ * upstreams and logs. `listen()` reports bind errors; `shutdown(graceful)` stops accepting, lets requests
+ * in flight finish (graceful) and closes idle keep-alive connections.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { Socket } from 'node:net';
+import { unlinkSync, lstatSync } from 'node:fs';
+import type { LoadedConf } from './conf/load.js';
+import type { Binding } from './listen.js';
+import { Pipeline, type Runtime } from './pipeline.js';
+import { StaticFiles } from './static.js';
+import { Upstreams } from './upstream/pass.js';
+import { AccessLogs } from './accesslog.js';
+import type { ErrorLogs } from './errorlog.js';
+import type { Rq } from './request.js';
+import type { SslConf } from './conf/model.js';
+
+let connectionIds = 0;
+
+function tlsVersions(protocols: string[] | undefined): { minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; maxVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' } {
+  const order = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
+  const have = order.filter((v) => protocols?.includes(v));
+  if (have.length === 0) return { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3' };
+  return { minVersion: have[0]!, maxVersion: have[have.length - 1]! };
+}
+
+function tlsOptions(ssl: SslConf): https.ServerOptions {
+  return {
+    cert: ssl.certificate,
+    key: ssl.certificateKey,
+    ...tlsVersions(ssl.protocols),
+    ...(ssl.ciphers ? { ciphers: ssl.ciphers } : {}),
+    honorCipherOrder: ssl.preferServerCiphers === true,
+  };
+}
+
+export class Front implements Runtime {
+  readonly pipeline: Pipeline;
+  private readonly statics: StaticFiles;
+  readonly upstreams: Upstreams;
+  private readonly access = new AccessLogs();
+  private readonly servers: Array<http.Server | https.Server> = [];
+  private readonly sockets = new Set<Socket>();
+  private stopping = false;
+
+  constructor(readonly conf: LoadedConf, readonly errorLog: ErrorLogs) {
+    this.pipeline = new Pipeline(this);
+    this.statics = new StaticFiles(this.pipeline);
+    this.upstreams = new Upstreams(this.pipeline, conf.http?.upstreams ?? new Map());
+  }
+
+  serveStatic(r: Rq): void {
+    this.statics.serve(r);
+  }
+
+  pass(r: Rq): void {
+    this.upstreams.pass(r);
+  }
+
+  logAccess(r: Rq): void {
+    this.access.log(r);
+  }
+
+  reopenLogs(): void {
+    this.access.reopen();
+    this.errorLog.reopen();
+  }
+
+  private makeServer(b: Binding): http.Server | https.Server {
+    const srv = b.main.defaultServer;
+    const loc = srv.loc;
+    const opts: http.ServerOptions = {
+      keepAliveTimeout: loc.keepaliveTimeoutMs || 5000,
+      headersTimeout: srv.clientHeaderTimeoutMs,
+      requestTimeout: 0,
+      maxHeaderSize: srv.largeHeaderBytes,
+      noDelay: loc.tcpNodelay !== false,
+    };
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (this.stopping) res.shouldKeepAlive = false;
+      this.pipeline.handle(b, req, res);
+    };
+    let server: http.Server | https.Server;
+    if (b.ssl) {
+      const contexts = new Map<string, SecureContext>();
+      for (const g of b.groups.values()) {
+        for (const s of g.servers) {
+          if (!s.loc.ssl.certificate) continue;
+          const ctx = createSecureContext(tlsOptions(s.loc.ssl));
+          for (const n of s.names.exact) if (!contexts.has(n)) contexts.set(n, ctx);
+        }
+      }
+      server = https.createServer(
+        {
+          ...opts,
+          ...tlsOptions(loc.ssl),
+          SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
+        },
+        handler,
+      );
+    } else server = http.createServer(opts, handler);
+    server.maxRequestsPerSocket = loc.keepaliveRequests || 0;
+    // worker_connections: connections one worker holds at once (nginx's default is 512).
+    server.maxConnections = this.conf.main.workerConnections ?? 512;
+    server.on('connection', (s: Socket) => {
+      (s as Socket & { _tsgiId?: number })._tsgiId = ++connectionIds;
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    // CONNECT: tsgi-proxy is not a forward proxy. nginx answers 405 to an authority-form target, else 400.
+    server.on('connect', (req: http.IncomingMessage, s: Socket) => {
+      const ok = /^[^/\s]+:\d+$/.test(req.url ?? '');
+      s.end(ok ? 'HTTP/1.1 405 Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
+    server.on('clientError', (err: NodeJS.ErrnoException, s: Socket) => {
+      // Malformed requests (llhttp errors), header timeouts: answer 400/408/431 and close, as nginx does.
+      if (this.errorLog.enabled('info')) this.errorLog.log('info', `client sent invalid request (${err.code ?? err.message}), client: ${s.remoteAddress ?? ''}`);
+      if (!s.writable || (err as { bytesParsed?: number }).bytesParsed === 0 && err.code === 'ECONNRESET') {
+        s.destroy();
+        return;
+      }
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 494 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const reason = status === 494 ? 'Request Header Or Cookie Too Large' : status === 408 ? 'Request Time-out' : 'Bad Request';
+      if (status === 408) {
+        s.destroy();
+        return;
+      }
+      s.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    });
+    return server;
+  }
+
+  /** Binds every socket of the configuration; rejects with nginx's bind() message on failure. */
+  async listen(removeStaleUnix: boolean): Promise<void> {
+    for (const b of this.conf.bindings) {
+      const server = this.makeServer(b);
+      this.servers.push(server);
+      if (b.unix && removeStaleUnix) {
+        try {
+          if (lstatSync(b.unix).isSocket()) unlinkSync(b.unix);
+        } catch {
+          // not there
+        }
+      }
+      await new Promise<void>((resolve, reject) => {
+        const onError = (e: NodeJS.ErrnoException) => {
+          const addr = b.unix ? `unix:${b.unix}` : `${b.host.includes(':') ? `[${b.host}]` : b.host || '0.0.0.0'}:${b.port}`;
+          reject(new Error(`bind() to ${addr} failed (${e.code === 'EADDRINUSE' ? '98: Address already in use' : e.code === 'EACCES' ? '13: Permission denied' : e.message})`));
+        };
+        server.once('error', onError);
+        const done = () => {
+          server.off('error', onError);
+          server.on('error', (e) => this.errorLog.log('error', `server error: ${e.message}`));
+          resolve();
+        };
+        if (b.unix) server.listen({ path: b.unix, backlog: b.backlog ?? 511 }, done);
+        else server.listen({ port: b.port, host: b.host || (b.host === '' ? '0.0.0.0' : b.host), backlog: b.backlog ?? 511, ipv6Only: b.host === '::' }, done);
+      });
+    }
+  }
+
+  /** Stops accepting. Graceful: requests in flight finish; idle connections close now, busy ones after. */
+  async shutdown(graceful: boolean, timeoutMs = 0): Promise<void> {
+    this.stopping = true;
+    const closed = Promise.all(this.servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
+    if (!graceful) {
+      for (const s of this.sockets) s.destroy();
+    } else {
+      for (const s of this.servers) (s as http.Server).closeIdleConnections();
+      // Connections that finish a response later are closed by node once idle (server.close in progress).
+      const idleSweep = setInterval(() => {
+        for (const s of this.servers) (s as http.Server).closeIdleConnections();
+      }, 100);
+      const limit = timeoutMs > 0 ? setTimeout(() => {
+        for (const s of this.sockets) s.destroy();
+      }, timeoutMs) : undefined;
+      await closed;
+      clearInterval(idleSweep);
+      if (limit) clearTimeout(limit);
+    }
+    this.upstreams.closeIdle();
+    await closed;
+    await this.access.close();
+  }
+}

@@ -1,0 +1,465 @@
+/**
+ * One request through nginx's phases: choose the server, run the server-level rewrite script, find the
+ * location, run its script (again after a `rewrite ... last`), then the content: try_files, a pass to an
+ * upstream, or static files. Every response tsgi-proxy makes itself goes through `finalize`, which applies
+ * error_page, and `sendHead`, which applies add_header and the Server header.
+ */
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { LocationConf, LocConf, ScriptOp, ServerConf, IfTest } from './conf/model.js';
+import { stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { findServer, type Binding, type ListenGroup } from './listen.js';
+import { findLocation } from './location.js';
+import { Rq } from './request.js';
+import { addHeaderApplies, errorPage } from './special.js';
+import { escapeUri, normalizeHost, normalizePath, splitTarget } from './uri.js';
+import { PRODUCT, VERSION } from './vars.js';
+import type { ErrorLogs } from './errorlog.js';
+import { applyGzip } from './gzip.js';
+import { mapPath } from './static.js';
+
+/** Services the pipeline calls into, provided by the worker. */
+export interface Runtime {
+  errorLog: ErrorLogs;
+  serveStatic(r: Rq): void;
+  pass(r: Rq): void;
+  logAccess(r: Rq): void;
+}
+
+const MAX_INTERNAL_REDIRECTS = 10;
+const BAD_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const SERVER_FULL = `${PRODUCT}/${VERSION}`;
+
+export class Pipeline {
+  constructor(readonly rt: Runtime) {}
+
+  /** Entry point from node:http. A bug in a handler answers 500 and is logged; the worker lives on. */
+  handle(binding: Binding, req: IncomingMessage, res: ServerResponse): void {
+    try {
+      this.handleRequest(binding, req, res);
+    } catch (e) {
+      this.rt.errorLog.log('alert', `internal error while processing "${req.method} ${req.url}": ${(e as Error).stack ?? e}`);
+      if (!res.headersSent) {
+        try {
+          res.writeHead(500, { 'Content-Type': 'text/html', 'Content-Length': String(errorPage(500, true)!.length), Connection: 'close' });
+          res.end(errorPage(500, true));
+          return;
+        } catch {
+          // fall through
+        }
+      }
+      res.destroy();
+    }
+  }
+
+  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse): void {
+    let group: ListenGroup = binding.main;
+    if (binding.groups.size > 1) {
+      let la = req.socket.localAddress ?? '';
+      if (la.startsWith('::ffff:')) la = la.slice(7);
+      group = binding.groups.get(la) ?? binding.main;
+    }
+    const target = splitTarget(req.url ?? '/');
+    const rawHost = target?.host ?? (req.headers.host as string | undefined) ?? '';
+    const host = normalizeHost(rawHost);
+    const found = findServer(group, host ?? '');
+    const server = found.server;
+    const uri = target ? normalizePath(target.path, server.mergeSlashes !== false) : null;
+    const r = new Rq(req, res, group, server, uri ?? '/', target?.query ?? '', host || server.primaryName, req.url ?? '/');
+    r.captures = found.captures;
+    res.on('finish', () => this.rt.logAccess(r));
+    res.on('close', () => {
+      if (!res.writableFinished) this.rt.logAccess(r);
+    });
+    if (host === null || uri === null || target === null) {
+      this.log(r, 'info', host === null ? `client sent invalid host header while reading client request headers` : 'client sent invalid request');
+      res.shouldKeepAlive = false;
+      this.finalize(r, 400);
+      return;
+    }
+    if (r.conf.keepaliveTimeoutMs === 0) res.shouldKeepAlive = false;
+    if (r.method === 'TRACE') {
+      // Never echoed back (it would expose cookies and credentials to scripts); nginx refuses it too.
+      this.finalize(r, 405);
+      return;
+    }
+    // Server-level rewrite script, then location search.
+    const rc = this.runScript(r, server.script);
+    if (rc === 'done') return;
+    this.findAndRun(r);
+  }
+
+  log(r: Rq, level: 'error' | 'warn' | 'info' | 'notice', msg: string): void {
+    if (!this.rt.errorLog.enabled(level)) return;
+    const client = r.req.socket.remoteAddress ?? '';
+    this.rt.errorLog.log(level, `*${(r.req.socket as { _tsgiId?: number })._tsgiId ?? 0} ${msg}, client: ${client.startsWith('::ffff:') ? client.slice(7) : client}, server: ${r.server.primaryName}, request: "${r.req.method} ${r.requestUri} HTTP/${r.req.httpVersion}", host: "${r.req.headers.host ?? ''}"`);
+  }
+
+  /** Location search and the location's script, repeated while `rewrite ... last` changes the URI. */
+  findAndRun(r: Rq): void {
+    for (;;) {
+      if (r.internalRedirects > MAX_INTERNAL_REDIRECTS) {
+        this.log(r, 'error', `rewrite or internal redirection cycle while processing "${r.uri}"`);
+        this.finalize(r, 500);
+        return;
+      }
+      const f = findLocation(r.server.locations, r.uri);
+      if (!f.location) {
+        r.location = null;
+        r.conf = r.server.loc;
+      } else {
+        r.location = f.location;
+        r.conf = f.location.conf;
+        if (f.captures) r.captures = f.captures;
+      }
+      if (f.redirectSlash) {
+        this.redirect(r, 301, escapeUri(r.uri + '/') + (r.args ? '?' + r.args : ''));
+        return;
+      }
+      const uriBefore = r.uri;
+      const rc = this.runScript(r, f.location ? f.location.script : []);
+      if (rc === 'done') return;
+      if (rc === 'last' || (rc === 'continue' && r.uri !== uriBefore)) {
+        r.internalRedirects++;
+        continue;
+      }
+      this.content(r);
+      return;
+    }
+  }
+
+  /** Continues in a named location (try_files/error_page "@name"). */
+  gotoNamed(r: Rq, name: string): void {
+    const loc = r.server.named.get(name);
+    if (!loc) {
+      this.log(r, 'error', `could not find named location "${name}"`);
+      this.finalize(r, 500);
+      return;
+    }
+    r.internalRedirects++;
+    if (r.internalRedirects > MAX_INTERNAL_REDIRECTS) {
+      this.finalize(r, 500);
+      return;
+    }
+    r.location = loc;
+    r.conf = loc.conf;
+    r.internal = true;
+    const uriBefore = r.uri;
+    const rc = this.runScript(r, loc.script);
+    if (rc === 'done') return;
+    if (rc === 'last' || (rc === 'continue' && r.uri !== uriBefore)) {
+      r.internalRedirects++;
+      this.findAndRun(r);
+      return;
+    }
+    this.content(r);
+  }
+
+  /** Sends the request back to location search with a new URI (index, try_files, error_page). */
+  internalRedirect(r: Rq, target: string): void {
+    const q = target.indexOf('?');
+    const path = q < 0 ? target : target.slice(0, q);
+    if (q >= 0) r.args = target.slice(q + 1);
+    const norm = normalizePath(path, r.server.mergeSlashes !== false);
+    if (norm === null) {
+      this.finalize(r, 400);
+      return;
+    }
+    r.uri = norm;
+    r.internal = true;
+    r.internalRedirects++;
+    r.captures = null;
+    this.findAndRun(r);
+  }
+
+  private content(r: Rq): void {
+    const conf = r.conf;
+    if (conf.internal && !r.internal) {
+      this.finalize(r, 404);
+      return;
+    }
+    if (conf.tryFiles) {
+      void this.tryFiles(r, conf);
+      return;
+    }
+    this.contentHandler(r);
+  }
+
+  contentHandler(r: Rq): void {
+    if (r.conf.pass) this.rt.pass(r);
+    else this.rt.serveStatic(r);
+  }
+
+  private async tryFiles(r: Rq, conf: LocConf): Promise<void> {
+    const tf = conf.tryFiles!;
+    for (const t of tf.files) {
+      const value = t.eval(r);
+      // A directory is tried when the entry is written with a trailing slash ("$uri/").
+      const wantDir = t.source.endsWith('/');
+      const path = mapPath(r, value);
+      try {
+        const st = await stat(Buffer.from(path, 'latin1'));
+        if (wantDir ? st.isDirectory() : !st.isDirectory()) {
+          // A matched directory continues without the slash, so the request gets nginx's 301 or index.
+          const v = wantDir && value.length > 1 ? value.slice(0, -1) : value;
+          const q = v.indexOf('?');
+          r.uri = q < 0 ? v : v.slice(0, q);
+          if (q >= 0) r.args = v.slice(q + 1);
+          if (!wantDir) r.filename = path;
+          this.contentHandler(r);
+          return;
+        }
+      } catch {
+        // next candidate
+      }
+    }
+    const last = tf.last;
+    if (last.startsWith('=')) this.finalize(r, Number(last.slice(1)));
+    else if (last.startsWith('@')) this.gotoNamed(r, last);
+    else {
+      this.internalRedirect(r, tf.lastTemplate.eval(r));
+    }
+  }
+
+  // ---- rewrite scripts ----
+
+  /** 'done': a response was sent; 'last': search locations again; 'break': stop the script; 'continue'. */
+  runScript(r: Rq, script: ScriptOp[]): 'done' | 'last' | 'break' | 'continue' {
+    for (const op of script) {
+      switch (op.op) {
+        case 'set':
+          (r.vars ??= new Map()).set(op.name, op.value.eval(r));
+          break;
+        case 'break':
+          return 'break';
+        case 'return':
+          this.doReturn(r, op.code, op.text ? op.text.eval(r) : undefined);
+          return 'done';
+        case 'rewrite': {
+          const m = op.regex.exec(r.uri);
+          if (!m) break;
+          r.captures = m;
+          let result = op.replacement.eval(r);
+          const isRedirect = op.flag === 'redirect' || op.flag === 'permanent' || op.redirectByScheme;
+          // A replacement ending in "?" drops the old arguments; otherwise they are appended.
+          let dropArgs = false;
+          if (result.endsWith('?')) {
+            result = result.slice(0, -1);
+            dropArgs = true;
+          }
+          if (isRedirect) {
+            let loc = result;
+            if (!dropArgs && r.args) loc += (loc.includes('?') ? '&' : '?') + r.args;
+            this.redirect(r, op.flag === 'permanent' ? 301 : 302, loc);
+            return 'done';
+          }
+          const q = result.indexOf('?');
+          if (q >= 0) {
+            const newArgs = result.slice(q + 1);
+            r.args = dropArgs || !r.args ? newArgs : newArgs + '&' + r.args;
+            result = result.slice(0, q);
+          } else if (dropArgs) r.args = '';
+          r.uri = result;
+          if (op.flag === 'last') return 'last';
+          if (op.flag === 'break') return 'break';
+          break;
+        }
+        case 'if': {
+          if (!this.test(r, op.test)) break;
+          if (op.conf && op.location) {
+            r.conf = op.conf;
+          }
+          const rc = this.runScript(r, op.script);
+          if (rc !== 'continue') return rc;
+          break;
+        }
+      }
+    }
+    return 'continue';
+  }
+
+  private test(r: Rq, t: IfTest): boolean {
+    let v: boolean;
+    switch (t.kind) {
+      case 'var': {
+        const s = t.value.eval(r);
+        v = s !== '' && s !== '0';
+        break;
+      }
+      case 'cmp':
+        v = t.value.eval(r) === t.to.eval(r);
+        break;
+      case 'regex': {
+        const m = t.regex.exec(t.value.eval(r));
+        if (m) r.captures = m;
+        v = m !== null;
+        break;
+      }
+      case 'file':
+        // File tests need a synchronous answer inside the script; they are rare in configs and cheap here.
+        v = fileTest(t.test, t.value.eval(r));
+        break;
+    }
+    return t.negate ? !v : v;
+  }
+
+  private doReturn(r: Rq, code: number, text: string | undefined): void {
+    if (code === 444) {
+      r.status = 444;
+      r.req.socket.destroy();
+      this.rt.logAccess(r);
+      return;
+    }
+    if (code === 301 || code === 302 || code === 303 || code === 307 || code === 308) {
+      this.redirect(r, code, text ?? '');
+      return;
+    }
+    if (text === undefined) {
+      this.finalize(r, code);
+      return;
+    }
+    const body = Buffer.from(text, 'latin1');
+    this.sendHead(r, code, { 'Content-Type': r.conf.defaultType!, 'Content-Length': String(body.length) });
+    r.bodyBytesSent = body.length;
+    r.res.end(body);
+  }
+
+  /** Makes a Location absolute (absolute_redirect on) from a path. */
+  absoluteLocation(r: Rq, loc: string): string {
+    if (!loc.startsWith('/') || !r.conf.absoluteRedirect) return loc;
+    const scheme = r.group.ssl ? 'https' : 'http';
+    const name = r.conf.serverNameInRedirect ? r.server.primaryName : r.host || r.server.primaryName;
+    const port = r.req.socket.localPort;
+    const defPort = r.group.ssl ? 443 : 80;
+    const portPart = r.conf.portInRedirect && port !== undefined && port !== defPort && !r.group.unix ? `:${port}` : '';
+    return `${scheme}://${name}${portPart}${loc}`;
+  }
+
+  redirect(r: Rq, code: number, loc: string): void {
+    this.finalize(r, code, this.absoluteLocation(r, loc));
+  }
+
+  /**
+   * Ends the request with a status tsgi-proxy chose (errors, redirects): error_page if one applies, else
+   * the built-in page.
+   */
+  finalize(r: Rq, status: number, location?: string): void {
+    const res = r.res;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const pages = r.conf.errorPages;
+    if (status >= 300 && pages && pages.length && (!r.errorPageDone || r.conf.recursiveErrorPages)) {
+      for (const p of pages) {
+        if (!p.codes.includes(status)) continue;
+        r.errorPageDone = true;
+        const target = p.uri.eval(r);
+        const forced = p.overwrite === 'target' ? 0 : p.overwrite ?? status;
+        if (target.startsWith('@')) {
+          r.forceStatus = forced;
+          if (r.method !== 'HEAD') r.method = 'GET';
+          this.gotoNamed(r, target);
+          return;
+        }
+        if (!target.startsWith('/')) {
+          const code = forced === 301 || forced === 303 || forced === 307 || forced === 308 ? forced : 302;
+          r.forceStatus = 0;
+          this.sendSpecial(r, code, target);
+          return;
+        }
+        r.forceStatus = forced;
+        if (r.method !== 'HEAD') r.method = 'GET';
+        r.body = null;
+        this.internalRedirect(r, target);
+        return;
+      }
+    }
+    this.sendSpecial(r, status, location);
+  }
+
+  private sendSpecial(r: Rq, status: number, location?: string): void {
+    const page = errorPage(status, r.conf.serverTokens !== false);
+    const headers: OutgoingHttpHeaders = {};
+    if (location !== undefined) headers['Location'] = location;
+    if (status >= 400 && status !== 408 && status !== 413 && status !== 414 && status !== 494 && status < 500) {
+      // keep-alive is kept for ordinary client errors
+    }
+    if (status === 400 || status === 408 || status === 413 || status === 414 || status === 494 || status === 500 || status === 501) r.res.shouldKeepAlive = false;
+    if (page) {
+      headers['Content-Type'] = 'text/html';
+      headers['Content-Length'] = String(page.length);
+    }
+    this.sendHead(r, status, headers);
+    if (page && r.method !== 'HEAD') {
+      r.bodyBytesSent = page.length;
+      r.res.end(page);
+    } else r.res.end();
+  }
+
+  /** Writes the status line and headers: forced status from error_page, Server, add_header. */
+  sendHead(r: Rq, status: number, headers: OutgoingHttpHeaders | string[], serverSet = false): void {
+    const res = r.res;
+    const code = r.forceStatus || status;
+    r.status = code;
+    const list: string[] = Array.isArray(headers) ? headers : flatten(headers);
+    if (!serverSet) list.push('Server', r.conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
+    const add = r.conf.addHeaders;
+    if (add && add.length) {
+      const applies = addHeaderApplies(code);
+      for (const h of add) {
+        if (!applies && !h.always) continue;
+        const v = h.value.eval(r);
+        if (v === '') continue;
+        // node:http refuses control characters in a header value (nginx would send them raw): leave it out.
+        if (BAD_HEADER_VALUE.test(v)) {
+          this.log(r, 'warn', `header "${h.name}" left out: its value has a control character`);
+          continue;
+        }
+        list.push(h.name, v);
+      }
+    }
+    const exp = r.conf.expires;
+    if (exp !== undefined && exp !== 'off' && (code === 200 || code === 204 || code === 206 || code === 301 || code === 302 || code === 304 || code === 307 || code === 308)) {
+      addExpires(list, exp);
+    }
+    if (r.conf.gzip) applyGzip(r, code, list);
+    res.writeHead(code, list as unknown as OutgoingHttpHeaders);
+  }
+}
+
+function flatten(h: OutgoingHttpHeaders): string[] {
+  const out: string[] = [];
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(k, x);
+    else out.push(k, String(v));
+  }
+  return out;
+}
+
+function addExpires(list: string[], exp: number | 'epoch' | 'max'): void {
+  if (exp === 'epoch') {
+    list.push('Expires', 'Thu, 01 Jan 1970 00:00:01 GMT', 'Cache-Control', 'no-cache');
+  } else if (exp === 'max') {
+    list.push('Expires', 'Thu, 31 Dec 2037 23:55:55 GMT', 'Cache-Control', 'max-age=315360000');
+  } else {
+    list.push('Expires', new Date(Date.now() + exp).toUTCString());
+    list.push('Cache-Control', exp < 0 ? 'no-cache' : `max-age=${Math.floor(exp / 1000)}`);
+  }
+}
+
+function fileTest(kind: 'f' | 'd' | 'e' | 'x', path: string): boolean {
+  try {
+    const st = statSync(Buffer.from(path, 'latin1'));
+    if (kind === 'f') return st.isFile();
+    if (kind === 'd') return st.isDirectory();
+    if (kind === 'x') return (st.mode & 0o111) !== 0;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export type { ServerConf, LocationConf };

@@ -1,0 +1,70 @@
+/**
+ * The state of one request as it moves through the phases (server rewrite, find location, rewrite,
+ * try_files, content, log). One object per request; variables read from it.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LocationConf, ServerConf, LocConf } from './conf/model.js';
+import type { ListenGroup } from './listen.js';
+
+export class Rq {
+  /** Set while a regex (location, rewrite, server_name) matched: $1..$9 and named captures. */
+  captures: RegExpExecArray | null = null;
+  /** Variables from `set`. */
+  vars: Map<string, string> | null = null;
+  /** The location in effect, and its merged settings. */
+  location: LocationConf | null = null;
+  conf: LocConf;
+  /** Decoded, normalised path ($uri) and the query string without "?" ($args). */
+  uri: string;
+  args: string;
+  /** Times a `rewrite ... last`, index or error_page sent the request back to location search. */
+  internalRedirects = 0;
+  internal = false;
+  errorPageDone = false;
+  /** Filled while serving static content ($request_filename). */
+  filename = '';
+  status = 0;
+  /** The access log line was written (a request ends by 'finish' or by 'close', never both logged). */
+  logged = false;
+  /** Status an error_page forces on whatever the target location answers (0: none). */
+  forceStatus = 0;
+  bodyBytesSent = 0;
+  upstreamAddr = '';
+  upstreamStatus = '';
+  upstreamResponseTime = '';
+  /** Request body, fully read before it is passed upstream (so it can be retried). */
+  body: Buffer | null = null;
+  /** Response headers added by add_header once the status is known. */
+  readonly start: number;
+  host: string;
+  method: string;
+  /** The URI before any rewrite, to know whether proxy_pass may send the client's request line as is. */
+  readonly originalUri: string;
+  /** $proxy_host: the upstream name proxy_pass is using. */
+  proxyHost = '';
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly group: ListenGroup,
+    public server: ServerConf,
+    uri: string,
+    args: string,
+    host: string,
+    readonly requestUri: string,
+  ) {
+    this.conf = server.loc;
+    this.uri = uri;
+    this.originalUri = uri;
+    this.args = args;
+    this.host = host;
+    this.method = req.method ?? 'GET';
+    this.start = Date.now();
+  }
+
+  /** $document_root: the root (or alias) of the location in effect, evaluated for this request. */
+  documentRoot(): string {
+    const root = this.conf.root;
+    return root ? root.path.eval(this) : '';
+  }
+}

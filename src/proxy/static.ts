@@ -1,0 +1,374 @@
+/**
+ * Static files: root/alias to a path, index files, autoindex, conditional requests (ETag, Last-Modified,
+ * 304/412), byte ranges (206/416) and HEAD. The URI was normalised before location search (no "..", no
+ * encoded NUL), so a path built here cannot leave the root. Files are opened once and read from the open
+ * descriptor (no stat-then-open race); small files go out in one write, large ones as a stream.
+ */
+import { createReadStream, type Stats } from 'node:fs';
+import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { FileCache } from './filecache.js';
+import type { Pipeline } from './pipeline.js';
+import type { Rq } from './request.js';
+import { escapeUri } from './uri.js';
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+export function mimeType(r: Rq, path: string): string {
+  const slash = path.lastIndexOf('/');
+  const dot = path.lastIndexOf('.');
+  if (dot > slash + 0 && dot > 0) {
+    const ext = path.slice(dot + 1).toLowerCase();
+    const t = r.conf.types!.get(ext);
+    if (t) return t;
+  }
+  return r.conf.defaultType!;
+}
+
+/** The file system path for the request URI under root or alias. */
+export function mapPath(r: Rq, uri: string): string {
+  const root = r.conf.root!;
+  const base = root.path.eval(r);
+  if (root.alias) {
+    // In a regex location an alias with variables (captures) is the whole path; a literal one prefixes the URI.
+    if (root.aliasOf === '') return root.path.hasVars ? base : base + uri;
+    if (uri.startsWith(root.aliasOf)) return base + uri.slice(root.aliasOf.length);
+  }
+  return base + uri;
+}
+
+function errnoStatus(e: NodeJS.ErrnoException): number {
+  if (e.code === 'ENOENT' || e.code === 'ENOTDIR' || e.code === 'ENAMETOOLONG' || e.code === 'ELOOP') return 404;
+  if (e.code === 'EACCES' || e.code === 'EPERM') return 403;
+  return 500;
+}
+
+function etagOf(st: Stats): string {
+  return `"${Math.floor(st.mtimeMs / 1000).toString(16)}-${st.size.toString(16)}"`;
+}
+
+function parseRanges(h: string, size: number): Array<[number, number]> | 'invalid' | 'unsatisfiable' {
+  const m = /^bytes=(.+)$/i.exec(h.trim());
+  if (!m) return 'invalid';
+  const out: Array<[number, number]> = [];
+  for (const part of m[1]!.split(',')) {
+    const p = part.trim();
+    const mm = /^(\d*)-(\d*)$/.exec(p);
+    if (!mm || (mm[1] === '' && mm[2] === '')) return 'invalid';
+    let start: number;
+    let end: number;
+    if (mm[1] === '') {
+      const suffix = Number(mm[2]);
+      if (suffix === 0) continue;
+      start = Math.max(0, size - suffix);
+      end = size - 1;
+    } else {
+      start = Number(mm[1]);
+      end = mm[2] === '' ? size - 1 : Math.min(Number(mm[2]), size - 1);
+      if (mm[2] !== '' && Number(mm[2]) < start) return 'invalid';
+      if (start >= size) continue;
+    }
+    out.push([start, end]);
+  }
+  return out.length ? out : 'unsatisfiable';
+}
+
+export class StaticFiles {
+  private readonly cache = new FileCache();
+
+  constructor(private readonly p: Pipeline) {}
+
+  serve(r: Rq): void {
+    void this.serveAsync(r).catch((e: unknown) => {
+      this.p.log(r, 'error', `static: ${(e as Error).message}`);
+      if (!r.res.headersSent) this.p.finalize(r, 500);
+      else r.res.destroy();
+    });
+  }
+
+  private async serveAsync(r: Rq): Promise<void> {
+    const method = r.method;
+    if (method !== 'GET' && method !== 'HEAD') {
+      this.p.finalize(r, 405);
+      return;
+    }
+    const uri = r.uri;
+    if (uri.endsWith('/')) {
+      await this.directory(r);
+      return;
+    }
+    const path = r.filename || mapPath(r, uri);
+    let found: { stats: Stats; content: Buffer | undefined };
+    try {
+      found = await this.cache.get(path, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0);
+    } catch (e) {
+      const status = errnoStatus(e as NodeJS.ErrnoException);
+      if (status !== 404 || r.conf.logNotFound) this.p.log(r, 'error', `open() "${path}" failed (${(e as Error).message})`);
+      this.p.finalize(r, status);
+      return;
+    }
+    if (found.stats.isDirectory()) {
+      this.p.redirect(r, 301, escapeUri(uri + '/') + (r.args ? '?' + r.args : ''));
+      return;
+    }
+    if (found.content) {
+      this.file(r, found.content, found.stats, path);
+      return;
+    }
+    // A large file: opened now and streamed from the descriptor.
+    let fh: FileHandle;
+    try {
+      fh = await open(Buffer.from(path, 'latin1'), 'r');
+    } catch (e) {
+      const status = errnoStatus(e as NodeJS.ErrnoException);
+      this.p.log(r, 'error', `open() "${path}" failed (${(e as Error).message})`);
+      this.p.finalize(r, status);
+      return;
+    }
+    let st: Stats;
+    try {
+      st = await fh.stat();
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+    this.file(r, fh, st, path);
+  }
+
+  private async directory(r: Rq): Promise<void> {
+    const dir = mapPath(r, r.uri);
+    const list = r.conf.index!;
+    for (let i = 0; i < list.length; i++) {
+      const name = list[i]!.eval(r);
+      // The last index may be an absolute URI: nginx redirects to it without looking on disk.
+      if (i === list.length - 1 && name.startsWith('/')) {
+        this.p.internalRedirect(r, name);
+        return;
+      }
+      const full = name.startsWith('/') ? mapPath(r, name) : dir + name;
+      try {
+        const st = await stat(Buffer.from(full, 'latin1'));
+        if (st.isDirectory() && !name.startsWith('/')) continue;
+        this.p.internalRedirect(r, name.startsWith('/') ? name : r.uri + name + (r.args ? '?' + r.args : ''));
+        return;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') continue;
+        if (code === 'ENOTDIR') {
+          this.p.finalize(r, 404);
+          return;
+        }
+        this.p.log(r, 'error', `"${full}" is forbidden (${(e as Error).message})`);
+        this.p.finalize(r, 403);
+        return;
+      }
+    }
+    let st: Stats;
+    try {
+      st = await stat(Buffer.from(dir, 'latin1'));
+    } catch (e) {
+      const status = errnoStatus(e as NodeJS.ErrnoException);
+      this.p.log(r, 'error', `"${dir}" is not found (${(e as Error).message})`);
+      this.p.finalize(r, status);
+      return;
+    }
+    if (!st.isDirectory()) {
+      this.p.finalize(r, 404);
+      return;
+    }
+    if (r.conf.autoindex) {
+      await this.autoindex(r, dir);
+      return;
+    }
+    this.p.log(r, 'error', `directory index of "${dir}" is forbidden`);
+    this.p.finalize(r, 403);
+  }
+
+  private file(r: Rq, src: FileHandle | Buffer, st: Stats, path: string): void {
+    const fh = Buffer.isBuffer(src) ? undefined : (src as FileHandle);
+    const close = (): void => void fh?.close();
+    const req = r.req;
+    const size = st.size;
+    const mtime = new Date(Math.floor(st.mtimeMs / 1000) * 1000);
+    const lastModified = mtime.toUTCString();
+    const etag = r.conf.etag ? etagOf(st) : undefined;
+    const headers: string[] = ['Content-Type', mimeType(r, path), 'Last-Modified', lastModified];
+    if (etag) headers.push('ETag', etag);
+
+    // Preconditions: If-Match / If-Unmodified-Since → 412; If-None-Match / If-Modified-Since → 304.
+    const ifMatch = req.headers['if-match'];
+    const ifUnmod = req.headers['if-unmodified-since'];
+    if ((ifMatch !== undefined && !etagListMatch(ifMatch, etag, true)) || (ifMatch === undefined && ifUnmod !== undefined && !(Date.parse(ifUnmod) >= mtime.getTime()))) {
+      close();
+      this.p.finalize(r, 412);
+      return;
+    }
+    const inm = req.headers['if-none-match'];
+    const ims = req.headers['if-modified-since'];
+    let notModified = false;
+    if (inm !== undefined) notModified = etagListMatch(inm, etag, false);
+    else if (ims !== undefined && r.conf.ifModifiedSince !== 'off') {
+      const t = Date.parse(ims);
+      notModified = r.conf.ifModifiedSince === 'exact' ? t === mtime.getTime() : t >= mtime.getTime();
+    }
+    if (notModified) {
+      close();
+      this.p.sendHead(r, 304, headers);
+      r.res.end();
+      return;
+    }
+
+    let start = 0;
+    let end = size - 1;
+    let status = 200;
+    const range = req.headers.range;
+    headers.push('Accept-Ranges', 'bytes');
+    if (range !== undefined && !r.forceStatus) {
+      const ifRange = req.headers['if-range'] as string | undefined;
+      const rangeApplies = ifRange === undefined || (ifRange.startsWith('"') || ifRange.startsWith('W/') ? ifRange === etag : Date.parse(ifRange) === mtime.getTime());
+      if (rangeApplies) {
+        const ranges = parseRanges(range, size);
+        if (ranges === 'unsatisfiable') {
+          close();
+          this.p.sendHead(r, 416, ['Content-Type', 'text/html', 'Content-Range', `bytes */${size}`, 'Content-Length', '0']);
+          r.res.end();
+          return;
+        }
+        if (ranges !== 'invalid') {
+          if (ranges.length === 1) {
+            [start, end] = ranges[0]!;
+            status = 206;
+            headers.push('Content-Range', `bytes ${start}-${end}/${size}`);
+          } else {
+            this.multipart(r, src, headers, ranges, size);
+            return;
+          }
+        }
+      }
+    }
+    const length = end - start + 1;
+    headers.push('Content-Length', String(length));
+    this.p.sendHead(r, status, headers);
+    const res = r.res;
+    if (r.method === 'HEAD' || length <= 0) {
+      close();
+      res.end();
+      return;
+    }
+    r.bodyBytesSent = length;
+    if (!fh) {
+      const buf = src as Buffer;
+      res.end(start === 0 && length === buf.length ? buf : buf.subarray(start, end + 1));
+      return;
+    }
+    const stream = createReadStream('', { fd: fh, start, end, highWaterMark: 256 * 1024, autoClose: true });
+    stream.on('error', () => res.destroy());
+    res.on('close', () => stream.destroy());
+    stream.pipe(res);
+  }
+
+  private multipart(r: Rq, src: FileHandle | Buffer, headers: string[], ranges: Array<[number, number]>, size: number): void {
+    const fh = Buffer.isBuffer(src) ? undefined : (src as FileHandle);
+    const boundary = String(Date.now()).padStart(20, '0');
+    const type = headers[1]!;
+    const parts: Buffer[] = [];
+    const heads = ranges.map(([s, e]) => Buffer.from(`\r\n--${boundary}\r\nContent-Type: ${type}\r\nContent-Range: bytes ${s}-${e}/${size}\r\n\r\n`));
+    const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+    let total = tail.length;
+    ranges.forEach(([s, e], i) => (total += heads[i]!.length + (e - s + 1)));
+    const h = headers.filter((_, i) => i % 2 === 0 ? headers[i] !== 'Content-Type' : headers[i - 1] !== 'Content-Type');
+    h.push('Content-Type', `multipart/byteranges; boundary=${boundary}`, 'Content-Length', String(total));
+    this.p.sendHead(r, 206, h);
+    if (r.method === 'HEAD') {
+      void fh?.close();
+      r.res.end();
+      return;
+    }
+    r.bodyBytesSent = total;
+    void (async () => {
+      try {
+        for (let i = 0; i < ranges.length; i++) {
+          const [s, e] = ranges[i]!;
+          let buf: Buffer;
+          if (fh) {
+            buf = Buffer.allocUnsafe(e - s + 1);
+            await fh.read(buf, 0, buf.length, s);
+          } else buf = (src as Buffer).subarray(s, e + 1);
+          parts.push(heads[i]!, buf);
+        }
+        parts.push(tail);
+        r.res.end(Buffer.concat(parts));
+      } catch {
+        r.res.destroy();
+      } finally {
+        await fh?.close();
+      }
+    })();
+  }
+
+  private async autoindex(r: Rq, dir: string): Promise<void> {
+    const names = await readdir(Buffer.from(dir, 'latin1'), { encoding: 'buffer' });
+    const entries: Array<{ name: string; dir: boolean; size: number; mtime: Date }> = [];
+    for (const nb of names) {
+      const name = nb.toString('latin1');
+      if (name.startsWith('.')) continue;
+      try {
+        const st = await stat(Buffer.concat([Buffer.from(dir, 'latin1'), nb]));
+        entries.push({ name, dir: st.isDirectory(), size: st.size, mtime: st.mtime });
+      } catch {
+        // vanished or unreadable: left out, as nginx does
+      }
+    }
+    entries.sort((a, b) => (a.dir === b.dir ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.dir ? -1 : 1));
+    let body: string;
+    let type: string;
+    if (r.conf.autoindexFormat === 'json') {
+      type = 'application/json';
+      body = '[\n' + entries.map((e) => `{ "name":${JSON.stringify(Buffer.from(e.name, 'latin1').toString('utf8'))}, "type":"${e.dir ? 'directory' : 'file'}", "mtime":"${e.mtime.toUTCString()}"${e.dir ? '' : `, "size":${e.size}`} }`).join(',\n') + '\n]\n';
+    } else {
+      type = 'text/html';
+      const title = htmlEscape(r.uri);
+      const rows = entries.map((e) => {
+        const n = e.name + (e.dir ? '/' : '');
+        const href = escapeUri(e.name).replace(/:/g, '%3A') + (e.dir ? '/' : '');
+        const shown = n.length > 50 ? n.slice(0, 47) + '..>' : n;
+        const pad = ' '.repeat(Math.max(1, 51 - shown.length));
+        const size = e.dir ? '-' : r.conf.autoindexExactSize ? String(e.size) : humanSize(e.size);
+        return `<a href="${href}">${htmlEscape(shown)}</a>${pad}${dateStr(e.mtime, r.conf.autoindexLocaltime === true)} ${size.padStart(19)}`;
+      });
+      body = `<html>\r\n<head><title>Index of ${title}</title></head>\r\n<body>\r\n<h1>Index of ${title}</h1><hr><pre><a href="../">../</a>\r\n${rows.map((x) => x + '\r\n').join('')}</pre><hr></body>\r\n</html>\r\n`;
+    }
+    const buf = Buffer.from(body, 'latin1');
+    this.p.sendHead(r, 200, ['Content-Type', type, 'Content-Length', String(buf.length)]);
+    r.bodyBytesSent = buf.length;
+    r.res.end(r.method === 'HEAD' ? undefined : buf);
+  }
+}
+
+function etagListMatch(header: string, etag: string | undefined, strong: boolean): boolean {
+  if (header.trim() === '*') return true;
+  if (!etag) return false;
+  for (let t of header.split(',')) {
+    t = t.trim();
+    if (!strong && t.startsWith('W/')) t = t.slice(2);
+    if (t === etag) return true;
+  }
+  return false;
+}
+
+function htmlEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function humanSize(n: number): string {
+  if (n < 1024) return String(n);
+  if (n < 1024 * 1024) return Math.round(n / 1024) + 'K';
+  if (n < 1024 * 1024 * 1024) return Math.round(n / 1024 / 1024) + 'M';
+  return Math.round(n / 1024 / 1024 / 1024) + 'G';
+}
+
+function dateStr(d: Date, local: boolean): string {
+  const p = (n: number) => (n < 10 ? '0' + n : String(n));
+  return local
+    ? `${p(d.getDate())}-${MONTHS[d.getMonth()]}-${d.getFullYear()} ${p(d.getHours())}:${p(d.getMinutes())}`
+    : `${p(d.getUTCDate())}-${MONTHS[d.getUTCMonth()]}-${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}`;
+}

@@ -1,0 +1,446 @@
+/**
+ * uwsgi_pass and proxy_pass: read the client body, build the backend request (uwsgi vars or an HTTP/1.x
+ * request), pick a peer, and relay the response. Failures before the response started are retried on the
+ * next peer as *_next_upstream allows (never a non-idempotent request once it was sent, unless
+ * non_idempotent is listed). The backend is read as fast as it sends (response buffering), so a slow client
+ * does not hold it; with buffering off, the backend is paused while the client catches up.
+ */
+import type { IncomingMessage } from 'node:http';
+import { encodeVars, UwsgiEncodeError } from '../../protocol/uwsgi.js';
+import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
+import type { Pipeline } from '../pipeline.js';
+import type { Rq } from '../request.js';
+import { escapeUri } from '../uri.js';
+import { exchange, type ExchangeControl, type FailKind } from './exchange.js';
+import { PeerGroup, type Peer } from './peers.js';
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'TRACE']);
+/** Idle links per peer when the upstream has no `keepalive N` (tsgi links are offered by default). */
+const DEFAULT_POOL = 32;
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection', 'x-tsgi-keepalive']);
+const UWSGI_HIDDEN = new Set(['status', 'x-accel-expires', 'x-accel-redirect', 'x-accel-limit-rate', 'x-accel-buffering', 'x-accel-charset']);
+const PROXY_HIDDEN = new Set(['date', 'server', 'x-pad', 'x-accel-expires', 'x-accel-redirect', 'x-accel-limit-rate', 'x-accel-buffering', 'x-accel-charset']);
+
+/** "user-agent" → "HTTP_USER_AGENT", cached: header names repeat across requests. */
+const cgiNames = new Map<string, string>();
+function cgiName(h: string): string {
+  let n = cgiNames.get(h);
+  if (n === undefined) {
+    n = 'HTTP_' + h.toUpperCase().replace(/-/g, '_');
+    if (cgiNames.size < 4096) cgiNames.set(h, n);
+  }
+  return n;
+}
+const VALID_HEADER_NAME = /^[A-Za-z0-9-]+$/;
+
+export class Upstreams {
+  private readonly groups = new Map<UpstreamConf, PeerGroup>();
+  private readonly dynamic = new Map<string, PeerGroup>();
+
+  constructor(
+    private readonly p: Pipeline,
+    private readonly named: Map<string, UpstreamConf>,
+  ) {}
+
+  group(conf: UpstreamConf): PeerGroup {
+    let g = this.groups.get(conf);
+    if (!g) {
+      g = new PeerGroup(conf);
+      this.groups.set(conf, g);
+    }
+    return g;
+  }
+
+  /** Closes idle persistent links (graceful stop). */
+  closeIdle(): void {
+    for (const g of [...this.groups.values(), ...this.dynamic.values()]) {
+      for (const peer of [...g.primary, ...g.backup]) for (const s of peer.idle.splice(0)) s.destroy();
+    }
+  }
+
+  private groupFor(r: Rq, pass: PassConf): PeerGroup | undefined {
+    if (pass.upstream) return this.group(pass.upstream);
+    // A target with variables: an upstream name, or an address (IP or unix socket; no resolver).
+    const target = pass.dynamic!.eval(r).replace(/^(uwsgi|http):\/\//, '');
+    const named = this.named.get(target);
+    if (named) return this.group(named);
+    let g = this.dynamic.get(target);
+    if (g) return g;
+    let addr: { host: string; port: number } | { path: string } | undefined;
+    let m: RegExpExecArray | null;
+    if (target.startsWith('unix:')) addr = { path: target.slice(5) };
+    else if ((m = /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]|localhost)(?::(\d+))?$/.exec(target))) {
+      const host = m[1] === 'localhost' ? '127.0.0.1' : m[1]!.replace(/^\[|\]$/g, '');
+      const port = m[2] ? Number(m[2]) : pass.protocol === 'http' ? 80 : 0;
+      if (port > 0 && port < 65536) addr = { host, port };
+    }
+    if (!addr) {
+      this.p.log(r, 'error', `no resolver defined to resolve ${target}`);
+      return undefined;
+    }
+    g = new PeerGroup({
+      name: target, servers: [{ name: target, addrs: [addr], weight: 1, maxFails: 1, failTimeoutMs: 10000, backup: false, down: false, maxConns: 0, pos: pass.pos }],
+      balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, implicit: true, pos: pass.pos,
+    });
+    if (this.dynamic.size < 1024) this.dynamic.set(target, g);
+    return g;
+  }
+
+  pass(r: Rq): void {
+    const pass = r.conf.pass!;
+    const st = pass.protocol === 'uwsgi' ? r.conf.uwsgi : r.conf.proxy;
+    if (!st.passRequestBody || !hasBody(r.req)) {
+      this.start(r, pass, st);
+      return;
+    }
+    readBody(r, this.p, () => this.start(r, pass, st));
+  }
+
+  private start(r: Rq, pass: PassConf, st: UpstreamSettings): void {
+    const group = this.groupFor(r, pass);
+    if (!group) {
+      this.p.finalize(r, 502);
+      return;
+    }
+    let request: Buffer[];
+    try {
+      request = pass.protocol === 'uwsgi' ? this.uwsgiRequest(r, st) : this.httpRequest(r, pass, st, group);
+    } catch (e) {
+      if (e instanceof UwsgiEncodeError) {
+        this.p.log(r, 'error', `uwsgi request is too large or not bytes: ${e.message}`);
+        this.p.finalize(r, e.code === 'UWSGI_TOO_LARGE' ? 502 : 400);
+        return;
+      }
+      throw e;
+    }
+    const tried = new Set<Peer>();
+    const maxTries = st.nextUpstreamTries || Number.POSITIVE_INFINITY;
+    const deadline = st.nextUpstreamTimeoutMs ? Date.now() + st.nextUpstreamTimeoutMs : Number.POSITIVE_INFINITY;
+    const conds = st.nextUpstream === 'off' ? new Set<string>() : st.nextUpstream!;
+    const idempotent = IDEMPOTENT.has(r.req.method ?? 'GET') || conds.has('non_idempotent');
+    const keep: 'tsgi' | 'http' | 'none' =
+      pass.protocol === 'uwsgi' ? (st.tsgiKeepalive ? 'tsgi' : 'none') : group.conf.keepalive !== undefined && st.httpVersion === '1.1' && connectionCleared(st) ? 'http' : 'none';
+    const poolMax = group.conf.keepalive ?? DEFAULT_POOL;
+    const upstreamAddrs: string[] = [];
+    const upstreamStatuses: string[] = [];
+    const startedAt = Date.now();
+    let ctl: ExchangeControl | undefined;
+    let clientGone = false;
+    r.res.on('close', () => {
+      if (!r.res.writableFinished) {
+        clientGone = true;
+        if (!st.ignoreClientAbort) ctl?.abort();
+      }
+    });
+
+    const attempt = (peer: Peer, allowReuse: boolean): void => {
+      upstreamAddrs.push(peer.label);
+      let headersSent = false;
+      let pendingHead: ((knownLength?: number) => void) | undefined;
+      let paused = false;
+      // Body bytes are gathered for one event-loop turn, so a response that arrives with its end (the
+      // common case) reaches the client in one write instead of one per chunk plus the end.
+      let chunks: Buffer[] = [];
+      let chunkBytes = 0;
+      let flushQueued = false;
+      const flush = (): void => {
+        flushQueued = false;
+        if (res.writableEnded || chunks.length === 0) return;
+        if (pendingHead) {
+          pendingHead();
+          pendingHead = undefined;
+          headersSent = true;
+        }
+        const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, chunkBytes);
+        chunks = [];
+        chunkBytes = 0;
+        const ok = res.write(data);
+        // Buffering on: keep reading the backend unless the client's backlog passed the limit.
+        const limit = st.buffering ? st.maxBufferedBytes! : 0;
+        if (!ok && !paused && res.writableLength > limit) {
+          paused = true;
+          const c = ctl!;
+          c.pause();
+          res.once('drain', () => {
+            paused = false;
+            c.resume();
+          });
+        }
+      };
+      const res = r.res;
+      ctl = exchange(
+        peer,
+        request,
+        {
+          connectTimeoutMs: st.connectTimeoutMs!, readTimeoutMs: st.readTimeoutMs!, sendTimeoutMs: st.sendTimeoutMs!, head: r.method === 'HEAD',
+          keep, poolMax, idleTimeoutMs: group.conf.keepaliveTimeoutMs,
+        },
+        {
+          onHeaders: (status, headers) => {
+            upstreamStatuses.push(String(status));
+            const cond = `http_${status}`;
+            if (conds.has(cond as never) && idempotent) {
+              if (status !== 403 && status !== 404) group.fail(peer);
+              const next = nextPeer();
+              if (next) {
+                upstreamStatuses[upstreamStatuses.length - 1] = String(status);
+                attempt(next, true);
+                return false;
+              }
+            }
+            group.success(peer);
+            this.record(r, upstreamAddrs, upstreamStatuses, startedAt);
+            if (clientGone) return false;
+            if (st.interceptErrors && status >= 300 && r.conf.errorPages?.some((p) => p.codes.includes(status))) {
+              this.p.finalize(r, status);
+              return false;
+            }
+            // The head goes out with the first body byte (or the end): a body that is malformed from its
+            // first byte still becomes a clean 502 rather than a cut response.
+            pendingHead = (knownLength?: number) => this.relayHead(r, status, headers, pass.protocol, st, knownLength);
+            return true;
+          },
+          onBody: (chunk) => {
+            r.bodyBytesSent += chunk.length;
+            chunks.push(chunk);
+            chunkBytes += chunk.length;
+            if (!flushQueued) {
+              flushQueued = true;
+              setImmediate(flush);
+            }
+          },
+          onEnd: () => {
+            this.record(r, upstreamAddrs, upstreamStatuses, startedAt);
+            if (res.writableEnded) return;
+            // Usually the whole body is here already: head and body leave in one write, with a length.
+            if (pendingHead) {
+              pendingHead(r.method === 'HEAD' ? undefined : chunkBytes);
+              pendingHead = undefined;
+              headersSent = true;
+            }
+            const data = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, chunkBytes);
+            chunks = [];
+            chunkBytes = 0;
+            res.end(data);
+          },
+          onFail: (kind: FailKind, message: string, responseStarted: boolean, reused: boolean) => {
+            if (clientGone) return;
+            // Body bytes already parsed: the client gets them, then the cut (it must see the failure).
+            if (!headersSent && pendingHead && chunks.length) flush();
+            if (headersSent) {
+              this.p.log(r, 'error', `${message}, upstream: "${pass.scheme}://${peer.label}"`);
+              res.destroy();
+              return;
+            }
+            if (reused && !responseStarted) {
+              // A kept link the backend had closed: try again on a fresh connection, not a failure.
+              upstreamAddrs.pop();
+              attempt(peer, false);
+              return;
+            }
+            upstreamStatuses.push(kind === 'timeout' ? '504' : '502');
+            this.p.log(r, 'error', `${message}, upstream: "${pass.scheme}://${peer.label}"`);
+            group.fail(peer);
+            const canRetry = conds.has(kind) && (idempotent || !responseStarted && kind === 'error' && !connectedAndSent(message));
+            const next = canRetry ? nextPeer() : null;
+            if (next) {
+              attempt(next, true);
+              return;
+            }
+            this.record(r, upstreamAddrs, upstreamStatuses, startedAt);
+            this.p.finalize(r, kind === 'timeout' ? 504 : 502);
+          },
+        },
+        allowReuse,
+      );
+    };
+
+    const nextPeer = (): Peer | null => {
+      if (tried.size >= maxTries || Date.now() > deadline) return null;
+      const p = group.select(r, tried);
+      if (p) tried.add(p);
+      return p;
+    };
+
+    const first = nextPeer();
+    if (!first) {
+      this.p.log(r, 'error', `no live upstreams while connecting to upstream, upstream: "${group.conf.name}"`);
+      r.upstreamAddr = group.conf.name;
+      this.p.finalize(r, 502);
+      return;
+    }
+    attempt(first, true);
+  }
+
+  private record(r: Rq, addrs: string[], statuses: string[], startedAt: number): void {
+    r.upstreamAddr = addrs.join(', ');
+    r.upstreamStatus = statuses.join(', ');
+    r.upstreamResponseTime = ((Date.now() - startedAt) / 1000).toFixed(3);
+  }
+
+  /** `knownLength`: the whole body is in hand; used as Content-Length when the backend gave none. */
+  private relayHead(r: Rq, status: number, headers: string[], protocol: 'uwsgi' | 'http', st: UpstreamSettings, knownLength?: number): void {
+    const out: string[] = [];
+    const hidden = protocol === 'uwsgi' ? UWSGI_HIDDEN : PROXY_HIDDEN;
+    const extraHidden = st.hideHeaders!;
+    const passAnyway = st.passHeaders!;
+    let serverSet = false;
+    let hasLength = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      const lower = name.toLowerCase();
+      if (lower === 'content-length') hasLength = true;
+      if (HOP_BY_HOP.has(lower)) continue;
+      if ((hidden.has(lower) || extraHidden.has(lower)) && !passAnyway.has(lower)) continue;
+      if (lower === 'server') serverSet = true;
+      let value = headers[i + 1]!;
+      if (protocol === 'http' && (lower === 'location' || lower === 'refresh') && st.redirect !== 'off') value = this.rewriteRedirect(r, value, st);
+      out.push(name, value);
+    }
+    if (knownLength !== undefined && !hasLength && status !== 204 && status !== 304 && (status >= 200 || status < 100)) out.push('Content-Length', String(knownLength));
+    if (r.conf.chunkedTransferEncoding === false) r.res.useChunkedEncodingByDefault = false;
+    this.p.sendHead(r, status, out, serverSet);
+  }
+
+  private rewriteRedirect(r: Rq, value: string, st: UpstreamSettings): string {
+    if (Array.isArray(st.redirect)) {
+      for (const [from, to] of st.redirect) if (value.startsWith(from)) return to.eval(r) + value.slice(from.length);
+      return value;
+    }
+    // "default": the pass URL with the location name replaced back.
+    const pass = r.conf.pass!;
+    if (pass.uri && r.location && !pass.uri.hasVars) {
+      const from = `http://${r.proxyHost}${pass.uri.constant}`;
+      if (value.startsWith(from)) return r.location.name + value.slice(from.length);
+    }
+    return value;
+  }
+
+  // ---- request building ----
+
+  private uwsgiRequest(r: Rq, st: UpstreamSettings): Buffer[] {
+    const vars: Array<[string, string]> = [];
+    const params = st.params!;
+    let overridden: Set<string> | undefined;
+    for (const p of params) {
+      const v = p.value.eval(r);
+      if (p.ifNotEmpty && v === '') continue;
+      vars.push([p.key, v]);
+      if (p.key.startsWith('HTTP_')) (overridden ??= new Set()).add(p.key);
+    }
+    if (st.passRequestHeaders) {
+      const ignoreInvalid = r.server.ignoreInvalidHeaders !== false;
+      const h = r.req.headers;
+      for (const name in h) {
+        if (ignoreInvalid && !VALID_HEADER_NAME.test(name) && !(r.server.underscoresInHeaders && /^[A-Za-z0-9_-]+$/.test(name))) continue;
+        const key = cgiName(name);
+        if (overridden?.has(key)) continue;
+        const v = h[name]!;
+        vars.push([key, Array.isArray(v) ? v.join(', ') : v]);
+      }
+    }
+    if (st.tsgiKeepalive) vars.push(['TSGI_KEEPALIVE', '1']);
+    const packet = encodeVars(vars, st.modifier1, st.modifier2);
+    return r.body && st.passRequestBody ? [packet, r.body] : [packet];
+  }
+
+  private httpRequest(r: Rq, pass: PassConf, st: UpstreamSettings, group: PeerGroup): Buffer[] {
+    r.proxyHost = group.conf.name;
+    let uri: string;
+    if (pass.uri) {
+      const base = pass.uri.eval(r);
+      if (pass.dynamic === undefined && r.location && r.location.kind !== 'regex' && r.location.kind !== 'named' && r.uri.startsWith(r.location.name)) {
+        uri = base + escapeUri(r.uri.slice(r.location.name.length)) + (r.args ? '?' + r.args : '');
+      } else uri = base + (r.args && !base.includes('?') ? '?' + r.args : '');
+    } else if (r.internal || r.uri !== r.originalUri) uri = escapeUri(r.uri) + (r.args ? '?' + r.args : '');
+    else uri = r.requestUri;
+    const method = r.method;
+    let head = `${method} ${uri} HTTP/${st.httpVersion}\r\n`;
+    // proxy_set_header defaults (Host $proxy_host, Connection close) unless set; an empty value removes.
+    const set = new Map<string, string>([['host', r.proxyHost], ['connection', 'close']]);
+    const names = new Map<string, string>([['host', 'Host'], ['connection', 'Connection']]);
+    for (const p of st.params!) {
+      const k = p.key.toLowerCase();
+      set.set(k, p.value.eval(r));
+      names.set(k, p.key);
+    }
+    for (const [k, v] of set) if (v !== '') head += `${names.get(k)}: ${v}\r\n`;
+    if (st.passRequestHeaders) {
+      const raw = r.req.rawHeaders;
+      for (let i = 0; i < raw.length; i += 2) {
+        const k = raw[i]!.toLowerCase();
+        if (set.has(k) || k === 'content-length' || k === 'transfer-encoding' || k === 'keep-alive' || k === 'te' || k === 'upgrade' || k === 'expect' || k === 'proxy-connection') continue;
+        head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+      }
+    }
+    const body = st.passRequestBody ? r.body : null;
+    if (body && !set.has('content-length')) head += `Content-Length: ${body.length}\r\n`;
+    head += '\r\n';
+    const h = Buffer.from(head, 'latin1');
+    return body ? [h, body] : [h];
+  }
+}
+
+function connectionCleared(st: UpstreamSettings): boolean {
+  return st.params!.some((p) => p.key.toLowerCase() === 'connection' && p.value.constant === '');
+}
+
+/** A failure that happened after the request was written (so a non-idempotent one must not be repeated). */
+function connectedAndSent(message: string): boolean {
+  return !message.startsWith('connect()') && !message.includes('while connecting');
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const cl = req.headers['content-length'];
+  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/** Reads the whole request body into r.body, enforcing client_max_body_size and client_body_timeout. */
+export function readBody(r: Rq, p: Pipeline, done: () => void): void {
+  const max = r.conf.clientMaxBodySize!;
+  const cl = r.req.headers['content-length'];
+  if (max > 0 && cl !== undefined && Number(cl) > max) {
+    p.log(r, 'error', `client intended to send too large body: ${cl} bytes`);
+    r.res.shouldKeepAlive = false;
+    p.finalize(r, 413);
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let finished = false;
+  const timeoutMs = r.conf.clientBodyTimeoutMs!;
+  const timer = setTimeout(onTimeout, timeoutMs);
+  function onTimeout(): void {
+    if (finished) return;
+    finished = true;
+    p.log(r, 'info', 'client timed out (110: Connection timed out) while reading client request body');
+    r.res.shouldKeepAlive = false;
+    p.finalize(r, 408);
+  }
+  r.req.on('data', (c: Buffer) => {
+    if (finished) return;
+    size += c.length;
+    if (max > 0 && size > max) {
+      finished = true;
+      clearTimeout(timer);
+      p.log(r, 'error', `client intended to send too large chunked body: ${size} bytes`);
+      r.res.shouldKeepAlive = false;
+      p.finalize(r, 413);
+      return;
+    }
+    chunks.push(c);
+    timer.refresh();
+  });
+  r.req.on('end', () => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    r.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    done();
+  });
+  r.req.on('error', () => {
+    finished = true;
+    clearTimeout(timer);
+  });
+}
