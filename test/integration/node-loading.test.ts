@@ -9,7 +9,7 @@ import { copyFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanEnv } from '../helpers/node-apps.js';
 import { repoRoot } from '../helpers/paths.js';
-import { freePort, httpRequest, startNginx, startTsgi, stopProcess, tempDir, writeFiles, type RunningProcess } from '../helpers/procs.js';
+import { freePort, httpRequest, startNginx, startProcess, startTsgi, stopProcess, tempDir, waitForPort, writeFiles, type RunningProcess } from '../helpers/procs.js';
 import { getVars, uwsgiRequest } from '../helpers/uwsgi-client.js';
 
 const HELLO = join(repoRoot, 'examples/hello');
@@ -151,4 +151,24 @@ test('plugin = node with no Node file, and two Node files, are one-line errors',
   const plugin = await startTsgi(['-s', join(dir, 's.sock'), '-w', 'app', '--plugin', 'perl'], { cwd: dir, env: cleanEnv(), ready: false });
   assert.equal((await plugin.exited).code, 1);
   assert.match(plugin.output(), /plugin 'perl' is not available in tsgi \(python and node are built in\)/);
+});
+
+test('examples/hello/wsgi.ts behind tsgi-proxy says Hello There! (plain uwsgi: the keep-alive var is ignored)', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'hello.sock');
+  const p = await startTsgi(['--socket', sock, '--chmod-socket', '666', '--wsgi-file', join(HELLO, 'wsgi.ts')], { env: cleanEnv() });
+  const port = await freePort();
+  writeFiles(dir, { 'nginx.conf': `events {}\nhttp {\n  server {\n    listen ${port};\n    location / {\n      include uwsgi_params;\n      uwsgi_pass unix:${sock};\n    }\n  }\n}\n` });
+  const proxy = startProcess(process.execPath, [join(repoRoot, 'bin/tsgi-proxy'), '-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']);
+  try {
+    await waitForPort(port);
+    for (let i = 0; i < 5; i++) {
+      const r = await httpRequest(`http://127.0.0.1:${port}/`);
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), HELLO_HTML);
+    }
+  } finally {
+    await stopProcess(proxy, 'SIGQUIT');
+    await stopped(p);
+  }
 });
