@@ -20,6 +20,27 @@ def check_header(name, value):
         raise ValueError('header %r contains a line break or a bad name' % ((name, value),))
 
 
+def head_block(proto, status, headers):
+    """The HTTP head as bytes. Checked as a whole: as many line breaks as lines (no header can split the
+    response), and only str (a bytes header is an app error, said precisely)."""
+    parts = [proto, ' ', status, '\r\n']
+    for header in headers:
+        parts += (header[0], ': ', header[1], '\r\n')
+    parts.append('\r\n')
+    try:
+        text = ''.join(parts)
+    except TypeError:
+        for name, value in headers:
+            check_header(name, value)
+        raise
+    lines = len(headers) + 2
+    if text.count('\n') != lines or text.count('\r') != lines:
+        for name, value in headers:
+            check_header(name, value)
+        check_header('Status', status)
+    return text.encode('latin-1')
+
+
 def frame_header(kind, length):
     return _FRAME.pack(kind | (length << 8))
 
@@ -47,15 +68,7 @@ class RawOutput(object):
         if self.keepalive:
             headers = self._frame(status, headers)
             proto = 'HTTP/1.1'
-        parts = [proto, ' ', status, '\r\n']
-        for name, value in headers:
-            check_header(name, value)
-            parts.append(name)
-            parts.append(': ')
-            parts.append(value)
-            parts.append('\r\n')
-        parts.append('\r\n')
-        block = ''.join(parts).encode('latin-1')
+        block = head_block(proto, status, headers)
         if chunk:
             self.sent += len(chunk)
             if self.chunked:

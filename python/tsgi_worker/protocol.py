@@ -13,14 +13,28 @@ class BadPacket(Exception):
     """The peer sent something that is not a valid uwsgi request; the message says what."""
 
 
-def read_packet(recv, buffer_size):
+READ_SIZE = 16384
+
+
+def read_packet(recv, buffer_size, data=None, before_wait=None):
     """Reads one packet with `recv(n)`. Returns (modifier1, modifier2, vars_end, data) where data holds the
-    header, the vars and whatever part of the body arrived with them. Raises BadPacket."""
-    data = recv(65536)
+    header, the vars and whatever part of the body arrived with them. Raises BadPacket.
+
+    `data` is what a first non-blocking read already got (usually the whole request: front servers write it
+    right after connecting); `before_wait` is called once before the first read that may block (it arms the
+    socket's timeout, which a request that arrived whole never needs)."""
+    if data is None:
+        if before_wait is not None:
+            before_wait()
+            before_wait = None
+        data = recv(READ_SIZE)
     if not data:
         raise BadPacket('connection closed before a request was sent')
     while len(data) < 4:
-        more = recv(65536)
+        if before_wait is not None:
+            before_wait()
+            before_wait = None
+        more = recv(READ_SIZE)
         if not more:
             raise BadPacket('truncated uwsgi header (%d of 4 bytes)' % len(data))
         data += more
@@ -30,7 +44,10 @@ def read_packet(recv, buffer_size):
                         '(raise buffer-size if such requests are legitimate)' % (size, buffer_size))
     end = 4 + size
     while len(data) < end:
-        more = recv(65536)
+        if before_wait is not None:
+            before_wait()
+            before_wait = None
+        more = recv(READ_SIZE)
         if not more:
             raise BadPacket('truncated uwsgi packet (%d of %d bytes)' % (len(data), end))
         data += more
@@ -38,25 +55,18 @@ def read_packet(recv, buffer_size):
 
 
 def parse_vars(data, end, environ):
-    """Adds the vars in data[4:end] to environ. Returns the number of vars. Raises BadPacket."""
-    text = data[4:end].decode('latin-1')
+    """Adds the vars in data[4:end] to environ. Raises BadPacket.
+
+    The whole header is decoded once (latin-1 keeps byte offsets), so each var is two slices of one str."""
+    text = data[:end].decode('latin-1')
     pos = 4
-    base = 4
-    count = 0
     try:
         while pos < end:
-            klen = data[pos] | (data[pos + 1] << 8)
-            kstart = pos + 2
-            pos = kstart + klen
-            vlen = data[pos] | (data[pos + 1] << 8)
-            vstart = pos + 2
-            pos = vstart + vlen
-            if pos > end:
-                break
-            environ[text[kstart - base:kstart - base + klen]] = text[vstart - base:vstart - base + vlen]
-            count += 1
+            k = pos + 2
+            v = k + (data[pos] | data[pos + 1] << 8)
+            pos = v + 2 + (data[v] | data[v + 1] << 8)
+            environ[text[k:v]] = text[v + 2:pos]
     except IndexError:
         pos = end + 1
     if pos != end:
         raise BadPacket('uwsgi vars run past the end of the packet (malformed or truncated packet)')
-    return count

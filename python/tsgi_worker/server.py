@@ -7,6 +7,7 @@ router's persistent link (docs/protocol-link.md), which a worker keeps from one 
 This is the hot path. Everything a request needs is prepared once in Worker.__init__; per request the loop
 allocates the environ dict, the response state and little else.
 """
+import _socket
 import os
 import select
 import signal as _signal
@@ -18,7 +19,7 @@ import traceback
 
 from .logformat import LogContext, client_address, compile_format
 from .output import GOODBYE_FRAME, LinkOutput, RawOutput, hello_frame
-from .protocol import BadPacket, parse_vars, read_packet
+from .protocol import READ_SIZE, BadPacket, parse_vars, read_packet
 from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
 
 _CTIME_CACHE = [0, '']
@@ -105,6 +106,7 @@ class Worker(object):
         if conf['fileWrapper']:
             base['wsgi.file_wrapper'] = FileWrapper
         self.base_environ = base
+        self.base_size = len(base) + 2   # wsgi.input and wsgi.url_scheme are added per request
 
     # ---- signals -------------------------------------------------------------------------------------------
 
@@ -172,7 +174,7 @@ class Worker(object):
                 armed.discard(fd)
 
         for sock, kind in self.listeners:
-            listeners[sock.fileno()] = (sock, kind)
+            listeners[sock.fileno()] = (sock, kind, sock._accept, int(sock.family))
             arm(sock.fileno())
         ep.register(wake_fd, select.EPOLLIN)
         link_fd = -1
@@ -214,8 +216,8 @@ class Worker(object):
                         self._drop_link(core, ep)
                         link_fd = -1
                         if not stop_seen:
-                            for lfd, (lsock, kind) in listeners.items():
-                                if kind == LINK:
+                            for lfd, entry in listeners.items():
+                                if entry[1] == LINK:
                                     arm(lfd)
                     continue
                 if fd in kept:
@@ -229,9 +231,10 @@ class Worker(object):
                 entry = listeners.get(fd)
                 if entry is None or fd not in armed:
                     continue
-                sock, kind = entry
+                sock, kind, accept, family = entry
                 try:
-                    conn, addr = sock.accept()
+                    # The C socket type, without socket.socket's Python layer: this is done per request.
+                    conn = _socket.socket(family, _SOCK_STREAM, 0, accept()[0])
                 except (BlockingIOError, InterruptedError):
                     continue   # another core took it
                 except OSError as e:
@@ -291,7 +294,7 @@ class Worker(object):
                 continue
             while True:
                 try:
-                    conn, addr = sock.accept()
+                    conn = _socket.socket(sock.family.value, _socket.SOCK_STREAM, 0, sock._accept()[0])
                 except (BlockingIOError, InterruptedError, OSError):
                     break
                 self.handle(conn, kind == UWSGI_UNIX, core)
@@ -301,14 +304,19 @@ class Worker(object):
     def handle(self, conn, unix, core, fresh=True):
         """A uwsgi connection: one request, answered as HTTP, then closed — unless the front server asked
         for tsgi's keep-alive and the response allowed it. Returns True when the connection is kept."""
+        arm = None
         if unix and fresh:
-            # Accepted Unix connections do not inherit these from the listening socket (TCP ones do).
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.timeout)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.timeout)
+            # Accepted Unix connections do not inherit socket-timeout from the listening socket (TCP ones do);
+            # it is set only when the request did not arrive whole, which is rare from a front server.
+            timeout = self.timeout
+
+            def arm():
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeout)
         out = RawOutput(conn)
         keep = False
         try:
-            keep = self.serve_request(conn.recv, out, False, core, not fresh) is True and out.reusable()
+            keep = self.serve_request(conn.recv, out, False, core, not fresh, arm) is True and out.reusable()
         except LinkClosed:
             keep = False
         finally:
@@ -327,14 +335,20 @@ class Worker(object):
         except LinkClosed:
             return False
 
-    def serve_request(self, recv, out, on_link, core, quiet_eof=False):
+    def serve_request(self, recv, out, on_link, core, quiet_eof=False, arm=None):
         """Reads one request, runs the app, sends the response. `quiet_eof`: an end of stream before the request
         is the normal end of a kept connection, not worth a log line."""
         start = time.time()
         try:
-            modifier1, modifier2, end, data = read_packet(recv, self.buffer_size)
+            first = None
+            if not on_link:
+                try:
+                    first = recv(READ_SIZE, _MSG_DONTWAIT)
+                except BlockingIOError:
+                    first = None
+            modifier1, modifier2, end, data = read_packet(recv, self.buffer_size, first, arm)
             environ = self.base_environ.copy()
-            nvars = parse_vars(data, end, environ)
+            parse_vars(data, end, environ)
         except BadPacket as e:
             if (on_link or quiet_eof) and e.args and e.args[0].startswith('connection closed'):
                 raise LinkClosed()
@@ -363,6 +377,8 @@ class Worker(object):
                 length = int(cl)
             except ValueError:
                 length = 0
+        if arm is not None and length > len(data) - end:
+            arm()   # the body is still coming: its reads must time out
         environ['wsgi.input'] = body = make_input(recv, data, end, length)
         scheme = environ.get('UWSGI_SCHEME')
         if scheme is None:
@@ -396,7 +412,7 @@ class Worker(object):
                                      self.tx, self.rt_total, oldest)
                 requests = self.requests
         if self.log_requests:
-            self.log_request(environ, nvars, end - 4, start, usec, r, requests, core.index)
+            self.log_request(environ, len(environ) - self.base_size, end - 4, start, usec, r, requests, core.index)
         if self.max_requests and requests >= self.max_requests and self.stopping is None:
             self.log_error('recycling after %d requests (max-requests)' % requests)
             self.request_stop('recycle')
@@ -600,6 +616,8 @@ def _short_repr(value, limit=80):
     return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
+_MSG_DONTWAIT = socket.MSG_DONTWAIT
+_SOCK_STREAM = _socket.SOCK_STREAM
 _SIGINT = _signal.SIGINT
 _SIGQUIT = _signal.SIGQUIT
 _SIGTERM = _signal.SIGTERM
