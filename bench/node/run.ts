@@ -11,7 +11,7 @@
  *   npm run bench:node -- [--rounds N] [--seconds S] [--connections C] [--out FILE]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -85,9 +85,38 @@ interface Run {
   rps: number;
   p99ms: number;
   errors: string;
+  requests: number;
+  /** CPU time (user + system) the serving processes spent per request, in µs. */
+  cpuUs: number;
 }
 
-function wrk(url: string, seconds: number): Run {
+const TICK_US = 1e6 / 100; // /proc/PID/stat counts CPU time in clock ticks (CLK_TCK = 100 on Linux)
+
+/** CPU time (µs) used so far by the processes `roots` and all their descendants. */
+function treeCpuUs(roots: readonly number[]): number {
+  const stats = new Map<number, { ppid: number; cpu: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const text = readFileSync(`/proc/${name}/stat`, 'latin1');
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      stats.set(Number(name), { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12])) * TICK_US });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  const wanted = new Set(roots);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, st] of stats) if (!wanted.has(pid) && wanted.has(st.ppid)) (wanted.add(pid), (grew = true));
+  }
+  let total = 0;
+  for (const pid of wanted) total += stats.get(pid)?.cpu ?? 0;
+  return total;
+}
+
+function wrk(url: string, seconds: number, servers: readonly number[] = []): Run {
+  const cpu0 = treeCpuUs(servers);
   const r = spawnSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
   const out = r.stdout;
   const rps = Number(/^Requests\/sec:\s+([\d.]+)/m.exec(out)?.[1] ?? NaN);
@@ -95,7 +124,9 @@ function wrk(url: string, seconds: number): Run {
   const p99ms = p99 ? Number(p99[1]) * ({ us: 0.001, ms: 1, s: 1000 } as Record<string, number>)[p99[2]!]! : NaN;
   const errs = [/Socket errors:[^\n]*/.exec(out)?.[0], /Non-2xx or 3xx responses: \d+/.exec(out)?.[0]].filter(Boolean).join('; ');
   if (!Number.isFinite(rps)) throw new Error(`wrk failed on ${url}:\n${out}\n${r.stderr}`);
-  return { rps, p99ms, errors: errs };
+  const requests = Number(/^\s+(\d+) requests in/m.exec(out)?.[1] ?? 0);
+  const cpuUs = requests ? (treeCpuUs(servers) - cpu0) / requests : NaN;
+  return { rps, p99ms, errors: errs, requests, cpuUs };
 }
 
 const median = (xs: number[]): number => {
@@ -155,23 +186,25 @@ http {
     await waitPort(ports.nginxU);
     await waitPort(ports.nginxP);
 
-    const configs: Array<[string, string]> = [
-      ['tsgi HTTP, 2 workers (listener)', `http://127.0.0.1:${ports.tsgi}/`],
-      ['node:cluster, 2 workers', `http://127.0.0.1:${ports.cluster}/`],
-      ['nginx → uwsgi → tsgi, 2 workers', `http://127.0.0.1:${ports.nginxU}/`],
-      ['nginx → proxy_pass → node:cluster, 2 workers', `http://127.0.0.1:${ports.nginxP}/`],
-      ['tsgi HTTP, 2 workers (WSGI-style app)', `http://127.0.0.1:${ports.wsgi}/`],
-      ['tsgi HTTP, 2 workers (Fetch app)', `http://127.0.0.1:${ports.fetch}/`],
+    const [tsgiP, clusterP, wsgiP, fetchP] = procs.map((p) => p.pid!);
+    // The processes whose CPU time a configuration costs (each with its descendants).
+    const configs: Array<[string, string, number[]]> = [
+      ['tsgi HTTP, 2 workers (listener)', `http://127.0.0.1:${ports.tsgi}/`, [tsgiP!]],
+      ['node:cluster, 2 workers', `http://127.0.0.1:${ports.cluster}/`, [clusterP!]],
+      ['nginx → uwsgi → tsgi, 2 workers', `http://127.0.0.1:${ports.nginxU}/`, [nginx.pid!, tsgiP!]],
+      ['nginx → proxy_pass → node:cluster, 2 workers', `http://127.0.0.1:${ports.nginxP}/`, [nginx.pid!, clusterP!]],
+      ['tsgi HTTP, 2 workers (WSGI-style app)', `http://127.0.0.1:${ports.wsgi}/`, [wsgiP!]],
+      ['tsgi HTTP, 2 workers (Fetch app)', `http://127.0.0.1:${ports.fetch}/`, [fetchP!]],
     ];
     for (const [, url] of configs) wrk(url, 1); // warm-up (JIT, connections)
     const runs = new Map<string, Run[]>(configs.map(([n]) => [n, []]));
     for (let round = 1; round <= ROUNDS; round++) {
       // Alternate the order each round so no configuration always follows the same one.
       const order = round % 2 ? configs : [...configs].reverse();
-      for (const [name, url] of order) {
-        const r = wrk(url, SECONDS);
+      for (const [name, url, servers] of order) {
+        const r = wrk(url, SECONDS, servers);
         runs.get(name)!.push(r);
-        process.stderr.write(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s p99 ${r.p99ms.toFixed(2)} ms${r.errors ? ` (${r.errors})` : ''}\n`);
+        process.stderr.write(`round ${round} ${name}: ${r.rps.toFixed(0)} req/s p99 ${r.p99ms.toFixed(2)} ms, ${r.cpuUs.toFixed(1)} µs CPU/request${r.errors ? ` (${r.errors})` : ''}\n`);
       }
     }
     const loadAfter = os.loadavg().map((x) => x.toFixed(2)).join(' ');
@@ -181,7 +214,8 @@ http {
       return `${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)}`;
     };
     const best = (n: string): number => Math.max(...runs.get(n)!.map((r) => r.rps));
-    const rows = configs.map(([n]) => `| ${n} | ${med(n).toFixed(0)} | ${best(n).toFixed(0)} | ${spread(n)} | ${median(runs.get(n)!.map((r) => r.p99ms)).toFixed(2)} | ${runs.get(n)!.map((r) => r.errors).filter(Boolean).join('; ') || 'none'} |`);
+    const cpu = (n: string): number => median(runs.get(n)!.map((r) => r.cpuUs));
+    const rows = configs.map(([n]) => `| ${n} | ${med(n).toFixed(0)} | ${best(n).toFixed(0)} | ${spread(n)} | ${median(runs.get(n)!.map((r) => r.p99ms)).toFixed(2)} | ${cpu(n).toFixed(1)} | ${runs.get(n)!.map((r) => r.errors).filter(Boolean).join('; ') || 'none'} |`);
     // Other load on the machine only ever takes throughput away: the best round is the least disturbed one.
     const ratio = (a: string, b: string): string => `${(med(a) / med(b)).toFixed(3)} (best rounds: ${(best(a) / best(b)).toFixed(3)})`;
     const report = `## Node apps: tsgi vs node:cluster (${new Date().toISOString()})
@@ -190,14 +224,20 @@ Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${os.type()} ${os
 wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${ROUNDS} rounds, configurations alternating within each round; request logging off.
 Load average (1, 5, 15 min) before: ${loadBefore}; after: ${loadAfter}${Number(loadBefore.split(' ')[0]) > 1 ? ' — the machine was busy before the run: numbers are noisy' : ''}.
 
-| configuration | median req/s | best req/s | range | median p99 ms | errors |
-|---|---:|---:|---:|---:|---|
+| configuration | median req/s | best req/s | range | median p99 ms | server CPU µs/request | errors |
+|---|---:|---:|---:|---:|---:|---|
 ${rows.join('\n')}
 
 Ratios of medians (and of the best rounds):
 - tsgi HTTP / node:cluster: **${ratio(configs[0]![0], configs[1]![0])}** (target ≥ 0.95)
 - nginx → uwsgi → tsgi / nginx → proxy_pass → node:cluster: **${ratio(configs[2]![0], configs[3]![0])}**
 - WSGI-style / listener on tsgi HTTP: ${ratio(configs[4]![0], configs[0]![0])}; Fetch / listener: ${ratio(configs[5]![0], configs[0]![0])}
+
+CPU per request (user + system time of the serving processes and their children, wrk excluded) is much less
+disturbed by other load than req/s; where the servers are CPU-bound, its inverse ratio predicts the
+throughput ratio on a quiet machine:
+- node:cluster / tsgi HTTP CPU per request: **${(cpu(configs[1]![0]) / cpu(configs[0]![0])).toFixed(3)}** (≥ 0.95 ⇔ tsgi within 5% of node:cluster)
+- proxy_pass path / uwsgi path CPU per request: ${(cpu(configs[3]![0]) / cpu(configs[2]![0])).toFixed(3)}
 `;
     process.stdout.write(`\n${report}`);
     let previous = '';

@@ -115,8 +115,12 @@ test('a reload whose new app does not load keeps the old workers serving', async
     assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'version 1');
     // ESM caches modules by URL, but every worker is a new process: the next reload loads the new file.
     writeFiles(dir, { 'wsgi.mjs': version(2) });
+    const old = childPids(tsgi.pid);
     tsgi.kill('SIGHUP');
     await tsgi.waitFor(/graceful reload done/);
+    // An old worker may still take a connection that arrives before it has seen its SIGHUP (it answers it,
+    // with the old app): once the old workers are gone, only the new app answers.
+    for (let i = 0; i < 600 && old.some((p) => existsSync(`/proc/${p}`)); i++) await new Promise((r) => setTimeout(r, 50));
     assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'version 2');
   } finally {
     await stopProcess(tsgi);

@@ -7,6 +7,7 @@
  * request logging is off, and no syscall (the scoreboard is written in bulk, log lines are batched).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { inspect } from 'node:util';
 import { ctime, type WorkerLog } from './log.js';
@@ -98,6 +99,13 @@ export class Exchanges implements WorkerCounters {
     for (const res of this.live) if (!res.headersSent) res.shouldKeepAlive = false;
   }
 
+  /** Bytes sent are counted per connection, when it closes (not per request). */
+  countConnection(socket: Socket): void {
+    socket.once('close', () => {
+      this.tx += socket.bytesWritten;
+    });
+  }
+
   dispatch(req: IncomingMessage, res: ServerResponse): void {
     // socket.bytesWritten walks the socket's write queue: read only when a request line will need it.
     (res as Tracked)[kRecord] = new Record(performance.now(), this.opts.logRequests ? (req.socket?.bytesWritten ?? 0) : 0);
@@ -147,13 +155,7 @@ export class Exchanges implements WorkerCounters {
       this.log.error(`client went away before the response was complete (${req.method ?? ''} ${req.url ?? ''})`);
     } else if (this.opts.logRequests) {
       const socket = req.socket;
-      const bytes = socket ? socket.bytesWritten - rec.written0 : 0;
-      this.tx += bytes;
-      this.logRequest(req, res, rec, usec, bytes);
-    } else {
-      // Without request lines, bytes sent are counted from the head and the declared body length.
-      const len = Number(res.getHeader('content-length') ?? 0);
-      this.tx += (res._header?.length ?? 0) + (Number.isFinite(len) ? len : 0);
+      this.logRequest(req, res, rec, usec, socket ? socket.bytesWritten - rec.written0 : 0);
     }
     if (this.stopping) this.onSettled?.();
     else if (this.requests === this.opts.maxRequests) {

@@ -44,6 +44,7 @@ export function createHttpServer(exchanges: Exchanges, log: WorkerLog, opts: Htt
     },
     onRequest,
   );
+  server.on('connection', (socket: Socket) => exchanges.countConnection(socket));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();

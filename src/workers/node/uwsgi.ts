@@ -70,6 +70,7 @@ export class UwsgiServer {
   }
 
   private accept(socket: Socket): void {
+    this.exchanges.countConnection(socket);
     let buf: Buffer | undefined;
     socket.setTimeout(this.opts.timeoutMs);
     const onTimeout = (): void => {
