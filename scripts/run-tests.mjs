@@ -23,7 +23,14 @@ function walk(dir, out) {
 const filters = process.argv.slice(2);
 const files = walk(join(root, 'dist/test'), []).sort()
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
-// Integration tests start real servers on free ports and temp dirs, so files can run side by side.
+// Integration tests start real servers on free ports and temp dirs, so files can run side by side. Tests in
+// test/serial/ measure time or load the machine (wrk): they run afterwards, one at a time, on a quiet machine.
+const isSerial = (f) => f.includes('/dist/test/serial/');
 const concurrency = process.env.TSGI_TEST_CONCURRENCY ?? '2';
-const run = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...files], { stdio: 'inherit', cwd: root });
-process.exit(run.status ?? 1);
+let status = 0;
+for (const [batch, jobs] of [[files.filter((f) => !isSerial(f)), concurrency], [files.filter(isSerial), '1']]) {
+  if (batch.length === 0) continue;
+  const run = spawnSync(process.execPath, ['--test', `--test-concurrency=${jobs}`, ...batch], { stdio: 'inherit', cwd: root });
+  if (run.status !== 0) status = run.status ?? 1;
+}
+process.exit(status);

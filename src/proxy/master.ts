@@ -61,7 +61,7 @@ function daemonize(): Promise<number> {
 }
 
 export async function startMaster(start: MasterStart): Promise<number> {
-  const { options, paths } = start;
+  const { paths } = start;
   const main = start.loaded.main;
   if (main.daemon !== false && process.env[DAEMON_ENV] !== '1') return daemonize();
   const report = (ok: boolean, message?: string) => {

@@ -1,7 +1,7 @@
 /** The emperor's pure parts: its configuration, what it finds in folders, and how it starts each vassal. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { readCommandLine } from '../../src/cli/tsgi.js';
 import { ConfigError } from '../../src/config/errors.js';

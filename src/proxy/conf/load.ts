@@ -7,7 +7,7 @@
 import { lookup } from 'node:dns/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ProxyConfError, type ConfPos } from './errors.js';
-import { LocConf, UpstreamSettings, type HttpConf, type LocationConf, type MainConf, type ScriptOp, type ServerConf } from './model.js';
+import { LocConf, UpstreamSettings, type HttpConf, type LocationConf, type MainConf, type ScriptOp } from './model.js';
 import { parseConf } from './parse.js';
 import type { ConfFs, LoadEnv, Scope } from './scope.js';
 import { DirectiveTable, MAIN } from './table.js';

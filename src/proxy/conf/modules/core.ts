@@ -165,7 +165,7 @@ const mainSpecs: Spec[] = [
   tuning('accept_mutex_delay', EVENTS, 1),
   {
     name: 'use', ctx: EVENTS, args: 1,
-    set(s, d) {
+    set(_s, d) {
       if (!['epoll', 'poll', 'select'].includes(d.args[0]!)) throw badValue(d, d.args[0]!);
     },
   },
