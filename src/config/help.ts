@@ -18,7 +18,8 @@ export function helpText(version: string): string {
     'environment as TSGI_NAME or UWSGI_NAME (upper case, - as _). uWSGI options tsgi does not implement',
     'yet are refused with a message saying so, never ignored.',
   ];
-  const sections: Section[] = ['Configuration', 'Sockets', 'Processes', 'Reloading and limits', 'Python applications', 'Logging', 'Monitoring', 'Emperor'];
+  const sections: Section[] = ['Configuration', 'Sockets', 'Processes', 'Reloading and limits', 'Applications', 'Python applications',
+    'Node applications', 'Logging', 'Monitoring', 'Emperor'];
   for (const s of sections) {
     lines.push('', `${s}:`);
     for (const o of OPTIONS.filter((x) => x.section === s)) {

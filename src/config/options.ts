@@ -38,7 +38,8 @@ export interface OptionDef {
   readonly perVassal?: boolean;
 }
 
-export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Reloading and limits' | 'Python applications' | 'Logging' | 'Monitoring' | 'Emperor';
+export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Reloading and limits' | 'Applications' | 'Python applications' |
+  'Node applications' | 'Logging' | 'Monitoring' | 'Emperor';
 
 type Decl = Omit<OptionDef, 'aliases' | 'repeat' | 'status'> & {
   aliases?: readonly string[];
@@ -75,9 +76,9 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'uwsgi-socket', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
     help: 'bind ADDR speaking the uwsgi protocol, whatever --protocol says' }),
   declare({ name: 'http-socket', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
-    help: 'bind ADDR speaking HTTP/1.1 (served by the router: slow clients never hold a worker)' }),
+    help: 'bind ADDR speaking HTTP/1.1 (Python apps: through the router, so slow clients never hold a worker; Node apps: the workers themselves)' }),
   declare({ name: 'http', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
-    help: "uWSGI's HTTP router on ADDR; in tsgi the same router as --http-socket, with http-timeout" }),
+    help: "uWSGI's HTTP router on ADDR; in tsgi the same as --http-socket, with http-timeout" }),
   declare({ name: 'protocol', aliases: ['socket-protocol'], kind: 'string', meta: 'NAME', choices: ['uwsgi', 'http'], default: 'uwsgi', section: 'Sockets',
     help: 'protocol spoken on sockets bound with --socket (uwsgi or http)' }),
   declare({ name: 'http-timeout', kind: 'int', default: '60', min: 1, meta: 'SECONDS', section: 'Sockets',
@@ -141,23 +142,30 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'master-fifo', kind: 'string', repeat: true, meta: 'PATH', section: 'Reloading and limits',
     help: "a FIFO the master reads one-letter commands from: r reload, c chain reload, q graceful stop, Q stop now, s stats to the log, l reopen the log" }),
 
+  // ---- Applications (Python or TypeScript/JavaScript) ----
+  declare({ name: 'module', short: 'w', aliases: ['wsgi'], kind: 'string', meta: 'MODULE[:CALLABLE]', section: 'Applications',
+    help: 'load the app from MODULE (dotted path; `mod:callable` names the callable): MODULE.py, or MODULE.ts/.mts/.js/.mjs for a Node app' }),
+  declare({ name: 'wsgi-file', aliases: ['file'], kind: 'string', meta: 'PATH', section: 'Applications',
+    help: 'load the app from a file: .py runs in Python workers, .ts/.mts/.cts/.js/.mjs/.cjs in Node workers' }),
+  declare({ name: 'callable', kind: 'string', default: 'application', meta: 'NAME', section: 'Applications',
+    help: 'name of the app in the module or file (a Node app may also be its default export)' }),
+  declare({ name: 'plugins', aliases: ['plugin'], kind: 'string', repeat: true, meta: 'LIST', section: 'Applications',
+    help: 'worker kind, as uWSGI plugins: python/python3/pythonXY (Python workers) or node (Node workers); built in, others are reported' }),
+
   // ---- Python applications ----
-  declare({ name: 'module', short: 'w', aliases: ['wsgi'], kind: 'string', meta: 'MODULE[:CALLABLE]', section: 'Python applications',
-    help: 'import the WSGI app from MODULE (dotted path; `mod:callable` names the callable)' }),
-  declare({ name: 'wsgi-file', aliases: ['file'], kind: 'string', meta: 'PATH', section: 'Python applications',
-    help: 'load the WSGI app from a Python file' }),
-  declare({ name: 'callable', kind: 'string', default: 'application', meta: 'NAME', section: 'Python applications',
-    help: 'name of the WSGI callable in the module or file' }),
   declare({ name: 'home', short: 'H', aliases: ['virtualenv', 'venv', 'pyhome'], kind: 'string', meta: 'DIR', section: 'Python applications',
     help: 'virtualenv (or Python prefix) to run the app with; default: $VIRTUAL_ENV, else python3 on PATH' }),
   declare({ name: 'pythonpath', aliases: ['python-path', 'pp'], kind: 'string', repeat: true, meta: 'DIR', section: 'Python applications',
     help: 'add DIR to sys.path; may repeat' }),
-  declare({ name: 'plugins', aliases: ['plugin'], kind: 'string', repeat: true, meta: 'LIST', section: 'Python applications',
-    help: 'uWSGI plugin list: python/python3/pythonXY (built in) are accepted; others are reported' }),
   bool('enable-threads', 'Python applications', 'allow app threads (always the case in tsgi workers)', { short: 'T', status: 'accepted' }),
   bool('single-interpreter', 'Python applications', 'one interpreter per worker (always the case in tsgi)', { short: 'i', status: 'accepted' }),
   bool('wsgi-disable-file-wrapper', 'Python applications', 'do not offer wsgi.file_wrapper to apps'),
   bool('catch-exceptions', 'Python applications', 'send the traceback of an app error to the client (development only)'),
+
+  // ---- Node applications ----
+  declare({ name: 'app-contract', aliases: ['contract'], kind: 'string', meta: 'NAME', choices: ['wsgi', 'fetch', 'listener'], section: 'Node applications',
+    help: "how a Node app is called: wsgi (application(environ, start_response)), fetch (fetch(Request) => Response, e.g. Hono) " +
+      "or listener (node's (req, res), e.g. Express); default: told by what the module exports" }),
 
   // ---- Monitoring ----
   declare({ name: 'stats', aliases: ['stats-server'], kind: 'string', meta: 'ADDR', section: 'Monitoring',

@@ -25,6 +25,7 @@ export interface SocketSpec {
   origin: Origin;
 }
 
+/** The app (module, wsgi-file, callable: read for Python and Node apps alike) and Python's own settings. */
 export interface PythonSettings {
   module: string | undefined;
   wsgiFile: string | undefined;
@@ -89,6 +90,10 @@ export interface Settings {
   /** Load the app in each worker instead of once in an app loader that forks them. */
   lazyApps: boolean;
   python: PythonSettings;
+  /** The worker kind asked for with `plugins` (undefined: told by the app's file, see workers/app-kind.ts). */
+  plugin: 'python' | 'node' | undefined;
+  /** How a Node app is called (undefined: told by what the module exports). */
+  appContract: 'wsgi' | 'fetch' | 'listener' | undefined;
   logto: string | undefined;
   logFormat: string | undefined;
   logXForwardedFor: boolean;
@@ -235,19 +240,24 @@ function checkLogFormat(values: OptionValues): string | undefined {
 }
 
 const PYTHON_PLUGIN = /^python(3(\d+)?)?$/;
+const NODE_PLUGIN = /^(node|nodejs)$/;
 
-function checkPlugins(values: OptionValues): void {
+/** The worker kind the plugins name: python, node, or undefined when none (or both) are named. */
+function checkPlugins(values: OptionValues): 'python' | 'node' | undefined {
+  const kinds = new Set<'python' | 'node'>();
   for (const { value, origin } of values.all('plugins')) {
     for (const name of value.split(/[\s,]+/).filter(Boolean)) {
-      if (PYTHON_PLUGIN.test(name)) continue;
-      throw new ConfigError('NOT_IMPLEMENTED', `plugin '${name}' is not available in tsgi (Python support is built in)`, origin, 'plugins');
+      if (PYTHON_PLUGIN.test(name)) kinds.add('python');
+      else if (NODE_PLUGIN.test(name)) kinds.add('node');
+      else throw new ConfigError('NOT_IMPLEMENTED', `plugin '${name}' is not available in tsgi (python and node are built in)`, origin, 'plugins');
     }
   }
+  return kinds.size === 1 ? [...kinds][0] : undefined;
 }
 
 /** Builds the settings the server runs with. */
 export function buildSettings(values: OptionValues): Settings {
-  checkPlugins(values);
+  const plugin = checkPlugins(values);
   const defaultProtocol = values.get('protocol') === 'http' ? 'http' : 'uwsgi';
   const socketTimeout = values.int('socket-timeout');
   const sockets: SocketSpec[] = [];
@@ -329,6 +339,8 @@ export function buildSettings(values: OptionValues): Settings {
       fileWrapper: !values.bool('wsgi-disable-file-wrapper'),
       catchExceptions: values.bool('catch-exceptions'),
     },
+    plugin,
+    appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),
     logFormat: checkLogFormat(values),
     logXForwardedFor: values.bool('log-x-forwarded-for'),

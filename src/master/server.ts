@@ -23,6 +23,8 @@ import { Scoreboard } from './scoreboard.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, type BoundSocket, type LinkSocket } from './sockets.js';
 import { resolveGroup, resolveUser } from './users.js';
 import { appName, resolveInterpreter, spawnPythonWorker } from '../workers/python/launcher.js';
+import { chooseApp, type AppChoice } from '../workers/app-kind.js';
+import { spawnNodeWorker } from '../workers/node/launcher.js';
 
 class StartupError extends Error {}
 
@@ -128,7 +130,15 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     }
     if (settings.sockets.length === 0) throw new StartupError('no socket to serve on: set socket = ADDR (e.g. socket = /run/tsgi/app.sock or :3031)');
     if (!settings.python.module && !settings.python.wsgiFile) throw new StartupError('no app to serve: set module = MODULE[:CALLABLE] or wsgi-file = FILE');
-    const interpreter = resolveInterpreter(settings, process.env);
+    const cwd = process.cwd();
+    let choice: AppChoice;
+    try {
+      choice = chooseApp(settings, cwd);
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
+    const kind = choice.kind;
+    const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
     try {
       log = new ProcessLog(settings.logto);
     } catch (err) {
@@ -137,7 +147,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket }, inherited);
     for (const s of inherited) if (!s.used) log.info(`socket activation: ${s.name} (fd ${s.fd}) matches no configured socket; not served`);
     const uwsgiSockets = sockets.filter((b) => b.spec.protocol === 'uwsgi');
-    const httpSockets = sockets.filter((b) => b.spec.protocol === 'http');
+    // Python workers take the uwsgi sockets and leave HTTP to the router; Node workers take every socket.
+    const httpSockets = kind === 'python' ? sockets.filter((b) => b.spec.protocol === 'http') : [];
     if (httpSockets.length) link = bindLinkSocket(targetOwner(settings));
     const linkSocket = link;
     writePidfile(settings.pidfile);
@@ -148,7 +159,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4), settings.threads);
     const boundSockets = sockets;
     process.title = 'tsgi master';
-    processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, python ${interpreter}`);
+    processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, ` +
+      (kind === 'python' ? `python ${interpreter}` : `node ${process.version} (${choice.file})`));
     for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} ${b.inherited ? 'passed by systemd' : 'bound'} (fd ${b.fd})`);
     const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
@@ -171,14 +183,35 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         loader,
       });
     const hooks: MasterHooks = {
-      spawn: (s, id, slot) => workerSpec(s, id, slot, false),
-      spawnLoader: settings.lazyApps ? undefined : (s) => workerSpec(s, 0, 0, true),
+      spawn: (s, id, slot) =>
+        kind === 'node'
+          ? spawnNodeWorker({
+            settings: s,
+            appFile: chooseApp(s, cwd).file!,
+            appName: appName(s),
+            id,
+            slot,
+            logFd: processLog.fd,
+            scoreboardFd: scoreboard.fd,
+            scoreboardSize: scoreboard.size,
+            sockets: boundSockets,
+            env: process.env,
+          })
+          : workerSpec(s, id, slot, false),
+      // Node cannot fork a loaded app: every Node worker loads it (lazy-apps, always).
+      spawnLoader: settings.lazyApps || kind === 'node' ? undefined : (s) => workerSpec(s, 0, 0, true),
       spawnRouter: linkSocket ? (s) => spawnRouter(s, httpSockets, linkSocket, processLog.fd) : undefined,
       reloadSettings: () => {
         let errors = '';
         const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
         if ('exit' in outcome) return errors.trim().replace(/^tsgi: /, '') || `configuration exited with status ${outcome.exit}`;
         const next = outcome.start;
+        try {
+          const nextKind = chooseApp(next, cwd).kind;
+          if (nextKind !== kind) return `the app is now a ${nextKind} app (it was ${kind}): that needs a restart`;
+        } catch (err) {
+          return (err as Error).message;
+        }
         if (next.sockets.map((x) => x.text).join(' ') !== settings.sockets.map((x) => x.text).join(' ')) {
           processLog.info('note: socket changes take effect at the next restart; the reload keeps the bound sockets');
         }

@@ -14,7 +14,7 @@ const envNameCache = new Map<string, string | null>();
  * Content-Length (passed without the prefix), and names with an underscore, which would be indistinguishable
  * from a dash once converted (the spoofing nginx also guards against).
  */
-function envName(raw: string): string | null {
+export function envName(raw: string): string | null {
   let name = envNameCache.get(raw);
   if (name !== undefined) return name;
   const lower = raw.toLowerCase();

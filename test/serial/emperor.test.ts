@@ -137,8 +137,8 @@ test('three vassals behind the real nginx: all serve; a 4th file serves within 2
   }
 });
 
-test('a TypeScript app as a vassal, beside Python ones', { skip: 'needs Node workers (TS/JS apps), which are being built on another branch: enable this test when they land on main and name the option that serves a TS app in tsVassal()' }, async () => {
-  // Written for when Node workers exist: a TS vassal (`tsVassal`) between two Python ones, all behind nginx.
+test('a TypeScript app as a vassal, beside Python ones', async () => {
+  // A TS vassal (served by Node workers: wsgi-file by its extension) between two Python ones, all behind nginx.
   const dir = tempDir('tsgi-emperor-ts-');
   const vassals = join(dir, 'vassals');
   const run = join(dir, 'run');
@@ -146,7 +146,7 @@ test('a TypeScript app as a vassal, beside Python ones', { skip: 'needs Node wor
   mkdirSync(run);
   copyFileSync(join(FIXTURES, 'emperor_app.py'), join(vassals, 'apps/emperor_app.py'));
   writeFileSync(join(vassals, 'apps/hello.ts'), "export function application(environ: Record<string, unknown>, startResponse: (s: string, h: [string, string][]) => void) {\n  startResponse('200 OK', [['Content-Type', 'text/plain']]);\n  return ['hello from ts'];\n}\n");
-  const tsVassal = `[uwsgi]\nsocket = ${run}/%n.sock\nchmod-socket = 666\n; the option naming a TS app goes here, e.g.: ts-file = %dapps/hello.ts\n`;
+  const tsVassal = `[uwsgi]\nsocket = ${run}/%n.sock\nchmod-socket = 666\nwsgi-file = %dapps/hello.ts\n`;
   writeFileSync(join(vassals, 'one.ini'), pythonVassal(run, 'plain'));
   writeFileSync(join(vassals, 'ts.ini'), tsVassal);
   writeFileSync(join(vassals, 'two.ini'), pythonVassal(run, 'plain'));

@@ -1,0 +1,2 @@
+// The same hello through the Fetch contract.
+export default { fetch: () => new Response('Hello World!', { headers: { 'Content-Type': 'text/plain' } }) };

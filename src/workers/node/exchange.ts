@@ -1,0 +1,210 @@
+/**
+ * One place for what every request goes through, whatever its transport (uwsgi or HTTP) and its app
+ * contract: counting, the request line in the log, and the app's failures (a 500 with the stack in the log,
+ * or a cut response once the head is out). The transports hand node's (req, res) to `dispatch`.
+ *
+ * Hot path: one small record per request, listeners that are created once, nothing formatted when
+ * request logging is off, and no syscall (the scoreboard is written in bulk, log lines are batched).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { inspect } from 'node:util';
+import { ctime, type WorkerLog } from './log.js';
+import { compileLogFormat, type LogContext } from './logformat.js';
+import { remoteAddr, uwsgiVars } from './request-info.js';
+import type { WorkerCounters } from './scoreboard.js';
+
+/** A loaded app, whatever its contract: called with node's request and response. May return a promise. */
+export type AppHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+const kRecord = Symbol('tsgi.exchange');
+
+class Record {
+  done = false;
+  constructor(
+    readonly start: number,
+    readonly written0: number,
+  ) {}
+}
+
+type Tracked = ServerResponse & { [kRecord]?: Record; _header?: string | null };
+
+/** What a thrown value looks like in the log: the stack of an Error, else the value itself. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error && typeof err.stack === 'string') return err.stack;
+  return `thrown value: ${inspect(err)}`;
+}
+
+export interface ExchangeOptions {
+  pid: number;
+  logRequests: boolean;
+  /** log-x-forwarded-for: the address in request lines is the first of X-Forwarded-For, when there is one. */
+  logXForwardedFor: boolean;
+  /** log-format: request lines from this template instead of uWSGI's default. */
+  logFormat: string | undefined;
+  workerId: number;
+  /** Send the stack of an app error to the client (catch-exceptions; development only). */
+  catchExceptions: boolean;
+  /** max-requests for this worker (0: never), and what to do when it is reached. */
+  maxRequests: number;
+  onMaxRequests: () => void;
+}
+
+export class Exchanges implements WorkerCounters {
+  requests = 0;
+  exceptions = 0;
+  tx = 0;
+  rtTotalUs = 0;
+  inFlight = 0;
+  lastEndMs = 0;
+  /** Requests of the other workers, as the scoreboard last told. */
+  othersTotal = 0;
+  /** Set by `stop()`: responses say Connection: close, and each finished one calls `onSettled`. */
+  stopping = false;
+  onSettled: (() => void) | undefined;
+  /** Responses in progress (so that a stop can tell those not yet started to close their connection). */
+  private readonly live = new Set<ServerResponse>();
+
+  private readonly onClose: (this: ServerResponse) => void;
+  private readonly format: ((c: LogContext) => string) | undefined;
+
+  constructor(
+    private readonly app: AppHandler,
+    private readonly log: WorkerLog,
+    private readonly opts: ExchangeOptions,
+  ) {
+    this.format = opts.logFormat === undefined ? undefined : compileLogFormat(opts.logFormat);
+    const self = this;
+    // node emits 'close' on every response, after 'finish' when it was complete: one listener tells both.
+    this.onClose = function (this: ServerResponse) {
+      self.complete(this as Tracked, this.writableFinished);
+    };
+  }
+
+  /** The oldest request in progress (responses are kept in the order they started), for the scoreboard. */
+  oldest(): { startMs: number; line: string } | undefined {
+    for (const res of this.live) {
+      const rec = (res as Tracked)[kRecord];
+      if (rec === undefined) continue;
+      return { startMs: performance.timeOrigin + rec.start, line: `${res.req.method ?? ''} ${res.req.url ?? ''}` };
+    }
+    return undefined;
+  }
+
+  /** The worker stops: keep-alive connections close after the response each one is busy with. */
+  stop(onSettled: () => void): void {
+    this.stopping = true;
+    this.onSettled = onSettled;
+    for (const res of this.live) if (!res.headersSent) res.shouldKeepAlive = false;
+  }
+
+  /** Bytes sent are counted per connection, when it closes (not per request). */
+  countConnection(socket: Socket): void {
+    socket.once('close', () => {
+      this.tx += socket.bytesWritten;
+    });
+  }
+
+  dispatch(req: IncomingMessage, res: ServerResponse): void {
+    // socket.bytesWritten walks the socket's write queue: read only when a request line will need it.
+    (res as Tracked)[kRecord] = new Record(performance.now(), this.opts.logRequests ? (req.socket?.bytesWritten ?? 0) : 0);
+    this.inFlight++;
+    this.live.add(res);
+    res.on('close', this.onClose);
+    if (this.stopping) res.shouldKeepAlive = false;
+    try {
+      const r = this.app(req, res) as PromiseLike<unknown> | undefined;
+      if (r !== undefined && r !== null && typeof r.then === 'function') {
+        r.then(undefined, (err: unknown) => this.appError(err, req, res));
+      }
+    } catch (err) {
+      this.appError(err, req, res);
+    }
+  }
+
+  /** An app error: 500 with the stack in the log, or, once the head is out, the response is cut. */
+  appError(err: unknown, req: IncomingMessage, res: ServerResponse): void {
+    this.exceptions++;
+    const where = `${req.method ?? ''} ${req.url ?? ''}`;
+    if (res.headersSent || res.destroyed || res.writableEnded) {
+      this.log.error(`exception in the app after the response started (${where}); response cut:\n${describeError(err)}`);
+      res.destroy();
+      return;
+    }
+    this.log.error(`exception in the app (${where}), answered 500:\n${describeError(err)}`);
+    for (const name of res.getHeaderNames()) res.removeHeader(name);
+    const body = this.opts.catchExceptions ? `${describeError(err)}\n` : 'Internal Server Error\n';
+    res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  private complete(res: Tracked, finished: boolean): void {
+    const rec = res[kRecord];
+    if (rec === undefined || rec.done) return;
+    rec.done = true;
+    const req = res.req;
+    const end = performance.now();
+    const usec = (end - rec.start) * 1000;
+    this.requests++;
+    this.rtTotalUs += usec;
+    this.live.delete(res);
+    this.inFlight--;
+    this.lastEndMs = performance.timeOrigin + end;
+    if (!finished) {
+      this.log.error(`client went away before the response was complete (${req.method ?? ''} ${req.url ?? ''})`);
+    } else if (this.opts.logRequests) {
+      const socket = req.socket;
+      this.logRequest(req, res, rec, usec, socket ? socket.bytesWritten - rec.written0 : 0);
+    }
+    if (this.stopping) this.onSettled?.();
+    else if (this.requests === this.opts.maxRequests) {
+      this.log.error(`recycling after ${this.requests} requests (max-requests)`);
+      this.opts.onMaxRequests();
+    }
+  }
+
+  private logRequest(req: IncomingMessage, res: Tracked, rec: Record, usec: number, bytes: number): void {
+    const head = res._header ?? '';
+    let headers = 0;
+    for (let i = head.indexOf('\r\n'); i !== -1; i = head.indexOf('\r\n', i + 2)) headers++;
+    if (headers >= 2) headers -= 2; // the status line and the blank line
+    const body = bytes > head.length ? bytes - head.length : 0;
+    let nvars = 0;
+    let vbytes = 0;
+    let proto = `HTTP/${req.httpVersion}`;
+    const vars = uwsgiVars(req);
+    if (vars) {
+      nvars = vars.length;
+      for (const [k, v] of vars) {
+        vbytes += 4 + k.length + v.length;
+        if (k === 'SERVER_PROTOCOL') proto = v;
+      }
+    } else {
+      // What nginx would send for it: the request's CGI vars and one var per header.
+      const raw = req.rawHeaders;
+      nvars = 10 + raw.length / 2;
+      vbytes = 4 * nvars + 140 + 2 * (req.url?.length ?? 0);
+      for (let i = 0; i < raw.length; i += 2) vbytes += 5 + raw[i]!.length + raw[i + 1]!.length;
+    }
+    const total = this.othersTotal + this.requests;
+    let addr = remoteAddr(req);
+    if (this.opts.logXForwardedFor) {
+      const xff = req.headers['x-forwarded-for'];
+      if (typeof xff === 'string' && xff !== '') addr = xff.split(',')[0]!.trim();
+    }
+    if (this.format) {
+      const c: LogContext = {
+        req, res, addr, startMs: performance.timeOrigin + rec.start, usec, bodyBytes: body, headerBytes: head.length,
+        headerCount: headers, nvars, vbytes, pid: this.opts.pid, wid: this.opts.workerId,
+      };
+      this.log.line(`${this.format(c)}\n`);
+      return;
+    }
+    this.log.line(
+      `[pid: ${this.opts.pid}|app: 0|req: ${this.requests}/${total}] ${addr} () {${nvars} vars in ${vbytes} bytes} ` +
+        `[${ctime(performance.timeOrigin + rec.start)}] ${req.method ?? ''} ${req.url ?? ''} => generated ${body} bytes in ${Math.floor(usec / 1000)} msecs ` +
+        `(${proto} ${res.statusCode}) ${headers} headers in ${head.length} bytes (1 switches on core 0)\n`,
+    );
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * The HTTP side: node's own HTTP/1.1 server (llhttp) on the master's HTTP sockets, so keep-alive, pipelining,
+ * chunked bodies, 100-continue and slow clients are node's business and cost a Node worker no more than a
+ * pending event. Requests go straight to the app through `Exchanges.dispatch`.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Exchanges } from './exchange.js';
+import type { WorkerLog } from './log.js';
+
+export interface HttpOptions {
+  /** Idle limit (ms) for a client sending its head or between keep-alive requests. */
+  timeoutMs: number;
+  /** Largest request body accepted (bytes); 0 is no limit. */
+  limitPost: number;
+}
+
+function tooLarge(res: ServerResponse): void {
+  const body = '413 Payload Too Large\n';
+  res.writeHead(413, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body), Connection: 'close' });
+  res.end(body);
+}
+
+export function createHttpServer(exchanges: Exchanges, log: WorkerLog, opts: HttpOptions): http.Server {
+  const limit = opts.limitPost;
+  const onRequest = limit > 0
+    ? (req: IncomingMessage, res: ServerResponse): void => {
+      const cl = Number(req.headers['content-length'] ?? 0);
+      if (cl > limit) {
+        log.error(`request body of ${cl} bytes for ${req.method} ${req.url} is over limit-post ${limit}; answered 413`);
+        tooLarge(res);
+        return;
+      }
+      exchanges.dispatch(req, res);
+    }
+    : (req: IncomingMessage, res: ServerResponse): void => exchanges.dispatch(req, res);
+  const server = http.createServer(
+    {
+      headersTimeout: opts.timeoutMs,
+      requestTimeout: 0,
+      keepAliveTimeout: opts.timeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(250, opts.timeoutMs / 4)),
+      noDelay: true,
+    },
+    onRequest,
+  );
+  server.on('connection', (socket: Socket) => exchanges.countConnection(socket));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    let status = '400 Bad Request';
+    if (err.code === 'HPE_HEADER_OVERFLOW') status = '431 Request Header Fields Too Large';
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = '408 Request Timeout';
+    log.error(`bad HTTP request from ${socket.remoteAddress ?? ''}: ${err.code ?? ''} ${(err as { reason?: string }).reason ?? err.message}; answered ${status}`);
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  });
+  return server;
+}

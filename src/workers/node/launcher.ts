@@ -1,0 +1,94 @@
+/**
+ * Starting a Node worker: this Node running src/workers/node/main.js, with the same descriptors as a Python
+ * worker (0 /dev/null, 1-2 the log, 3 the control channel, 4 the scoreboard, 5... the sockets) and its
+ * settings in one environment variable, read once. Node workers take every socket, uwsgi and HTTP alike.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Settings } from '../../config/resolve.js';
+import type { BoundSocket } from '../../master/sockets.js';
+
+export const NODE_WORKER_SCRIPT = resolve(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
+
+const CONTROL_FD = 3;
+const SCOREBOARD_FD = 4;
+const FIRST_SOCKET_FD = 5;
+
+export interface NodeSocketConfig {
+  fd: number;
+  protocol: 'uwsgi' | 'http';
+  name: string;
+  /** SERVER_PORT for HTTP requests ('' on a Unix socket). */
+  port: string;
+  timeoutMs: number;
+}
+
+/** What a Node worker is told (the TSGI_WORKER variable). */
+export interface NodeWorkerConfig {
+  id: number;
+  slot: number;
+  processes: number;
+  /** Recycle after this many requests (max-requests + id × max-requests-delta); 0: never. */
+  maxRequests: number;
+  listen: number;
+  bufferSize: number;
+  limitPost: number;
+  disableLogging: boolean;
+  /** log-x-forwarded-for: the client address in request lines is the first of X-Forwarded-For. */
+  logXForwardedFor: boolean;
+  logFormat: string | undefined;
+  catchExceptions: boolean;
+  env: Array<[string, string]>;
+  app: { file: string; callable: string; contract: 'wsgi' | 'fetch' | 'listener' | undefined };
+  appName: string;
+  controlFd: number;
+  scoreboard: { fd: number; size: number };
+  sockets: NodeSocketConfig[];
+}
+
+export interface NodeWorkerSpec {
+  settings: Settings;
+  appFile: string;
+  appName: string;
+  id: number;
+  slot: number;
+  logFd: number;
+  scoreboardFd: number;
+  scoreboardSize: number;
+  sockets: readonly BoundSocket[];
+  env: NodeJS.ProcessEnv;
+}
+
+export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
+  const s = spec.settings;
+  const conf: NodeWorkerConfig = {
+    id: spec.id,
+    slot: spec.slot,
+    processes: s.processes,
+    maxRequests: s.maxRequests ? s.maxRequests + spec.id * s.maxRequestsDelta : 0,
+    listen: s.listen,
+    bufferSize: s.bufferSize,
+    limitPost: s.limitPost,
+    disableLogging: s.disableLogging,
+    logXForwardedFor: s.logXForwardedFor,
+    logFormat: s.logFormat,
+    catchExceptions: s.python.catchExceptions,
+    env: s.env,
+    app: { file: spec.appFile, callable: s.python.callable, contract: s.appContract },
+    appName: spec.appName,
+    controlFd: CONTROL_FD,
+    scoreboard: { fd: SCOREBOARD_FD, size: spec.scoreboardSize },
+    sockets: spec.sockets.map((b, i) => ({
+      fd: FIRST_SOCKET_FD + i,
+      protocol: b.spec.protocol,
+      name: b.name,
+      port: b.path ? '' : b.name.slice(b.name.lastIndexOf(':') + 1),
+      timeoutMs: b.spec.timeout * 1000,
+    })),
+  };
+  return spawn(process.execPath, [NODE_WORKER_SCRIPT], {
+    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.sockets.map((b) => b.fd)],
+    env: { ...spec.env, TSGI_WORKER: JSON.stringify(conf) },
+  });
+}

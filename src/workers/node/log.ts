@@ -1,0 +1,67 @@
+/**
+ * The worker's log: request lines and errors, on the descriptor the master gave as stderr (the terminal, or
+ * the `logto` file opened O_APPEND). Lines written in one turn of the event loop leave in one write() (at
+ * most ~3.5 KB, under PIPE_BUF, so lines of different workers never interleave on a pipe): under load that
+ * is one syscall for many requests, not one per request. Everything pending is written at exit.
+ */
+import { writeSync } from 'node:fs';
+
+const FLUSH_AT = 3500;
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+const two = (n: number): string => (n < 10 ? `0${n}` : String(n));
+
+let ctimeSecond = -1;
+let ctimeText = '';
+
+/** C's ctime() without the newline (what uWSGI prints in request lines), computed once per second. */
+export function ctime(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  if (sec !== ctimeSecond) {
+    const d = new Date(sec * 1000);
+    ctimeSecond = sec;
+    ctimeText = `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${d.getFullYear()}`;
+  }
+  return ctimeText;
+}
+
+export class WorkerLog {
+  private pending = '';
+  private scheduled = false;
+  private readonly flushSoon = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
+
+  constructor(
+    private readonly fd: number,
+    private readonly prefix: string,
+  ) {}
+
+  /** A complete line (with its newline). */
+  line(text: string): void {
+    this.pending += text;
+    if (this.pending.length >= FLUSH_AT) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushSoon);
+    }
+  }
+
+  /** `[pid: N|worker W] message`: an error or event of this worker. */
+  error(message: string): void {
+    this.line(`${this.prefix} ${message}\n`);
+  }
+
+  flush(): void {
+    if (this.pending === '') return;
+    const text = this.pending;
+    this.pending = '';
+    try {
+      writeSync(this.fd, text);
+    } catch {
+      /* a log that cannot be written must not take the worker down */
+    }
+  }
+}

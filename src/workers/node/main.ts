@@ -1,0 +1,167 @@
+/**
+ * A Node worker: loads the TS/JS app in this process, listens on the master's sockets (uwsgi and HTTP),
+ * tells the master it is ready, and serves until it is told to stop.
+ *
+ *   SIGTERM          stop accepting, answer what is in progress and what is already queued, exit 0
+ *   SIGHUP           (a reload) stop accepting, finish what is in progress, exit 0
+ *   SIGINT, SIGQUIT  exit now
+ *   master gone      (the control channel closes) as SIGTERM
+ *
+ * Exit statuses, as a Python worker's: 22 the app could not be loaded, 23 a socket could not be listened on,
+ * 24 recycled itself (max-requests), 1 a crash (an exception outside any request), 0 a requested stop.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { Exchanges, describeError } from './exchange.js';
+import { createHttpServer } from './http.js';
+import type { NodeWorkerConfig } from './launcher.js';
+import { loadApp } from './load.js';
+import { WorkerLog } from './log.js';
+import { LISTENER_INFO } from './request-info.js';
+import { SlotWriter } from './scoreboard.js';
+import { UwsgiServer } from './uwsgi.js';
+
+const EXIT_APP_FAILED = 22;
+const EXIT_SOCKET_FAILED = 23;
+const EXIT_RECYCLED = 24;
+
+async function main(): Promise<void> {
+  const raw = process.env.TSGI_WORKER;
+  if (!raw) {
+    process.stderr.write('TSGI_WORKER is not set: Node workers are started by the tsgi master, not by hand\n');
+    process.exit(1);
+  }
+  delete process.env.TSGI_WORKER;
+  const conf = JSON.parse(raw) as NodeWorkerConfig;
+  for (const [k, v] of conf.env) process.env[k] = v;
+  process.title = `tsgi worker ${conf.id}`;
+  const pid = process.pid;
+  const log = new WorkerLog(2, `[pid: ${pid}|worker ${conf.id}]`);
+  const slot = new SlotWriter(conf.scoreboard.fd, conf.scoreboard.size, conf.slot, pid);
+  process.on('exit', () => log.flush());
+
+  let exchanges: Exchanges | undefined;
+  let stopping = false;
+  let exitStatus = 0;
+  const servers: net.Server[] = [];
+
+  const finish = (): void => {
+    try {
+      if (exchanges) slot.write(exchanges);
+    } finally {
+      log.flush();
+      process.exit(exitStatus);
+    }
+  };
+
+  const stop = (mode: 'drain' | 'graceful', status: number): void => {
+    if (stopping) return;
+    stopping = true;
+    exitStatus = status;
+    if (!exchanges) finish();
+    const ex = exchanges!;
+    const closeIdle = (): void => {
+      for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
+    };
+    ex.stop(() => setImmediate(closeIdle));
+    const closeAll = (): void => {
+      let open = servers.length;
+      if (open === 0) return finish();
+      for (const s of servers) {
+        s.close(() => {
+          if (--open === 0) finish();
+        });
+      }
+      closeIdle();
+    };
+    // Draining: one more turn of the event loop accepts every connection already queued on the sockets.
+    if (mode === 'drain') setImmediate(() => setImmediate(closeAll));
+    else closeAll();
+  };
+
+  process.on('SIGTERM', () => stop('drain', 0));
+  process.on('SIGHUP', () => stop('graceful', 0));
+  for (const sig of ['SIGINT', 'SIGQUIT'] as const) {
+    process.on(sig, () => {
+      exitStatus = 0;
+      finish();
+    });
+  }
+  // harakiri-verbose: the master asks for the worker's state before killing it. A Node worker's requests
+  // share one event loop: what can be told is which requests are in progress (if the loop is free to say it).
+  process.on('SIGUSR2', () => {
+    const oldest = exchanges?.oldest();
+    log.error(`harakiri: ${exchanges?.inFlight ?? 0} request(s) in progress${oldest ? `, the oldest ${oldest.line} since ${new Date(oldest.startMs).toISOString()}` : ''}`);
+    log.flush();
+  });
+  process.on('unhandledRejection', (reason) => {
+    if (exchanges) exchanges.exceptions++;
+    log.error(`unhandled promise rejection (the worker goes on):\n${describeError(reason)}`);
+  });
+  process.on('uncaughtException', (err) => {
+    if (stopping) {
+      log.error(`uncaught exception while stopping:\n${describeError(err)}`);
+      return;
+    }
+    log.error(`uncaught exception outside any request; the worker finishes its requests and exits to be replaced:\n${describeError(err)}`);
+    stop('graceful', 1);
+  });
+
+  // The control channel: the readiness byte goes out on it; its end means the master is gone.
+  const control = new net.Socket({ fd: conf.controlFd, readable: true, writable: true });
+  control.on('error', () => {});
+  control.on('close', () => stop('drain', 0));
+  control.resume();
+
+  let app;
+  try {
+    app = await loadApp(
+      { file: conf.app.file, callable: conf.app.callable, contract: conf.app.contract, name: conf.appName },
+      { multiprocess: conf.processes > 1, log },
+    );
+  } catch (err) {
+    log.error(`cannot load the app ${conf.appName}:\n${describeError(err)}`);
+    log.flush();
+    process.exit(EXIT_APP_FAILED);
+  }
+  const ex = new Exchanges(app.handler, log, {
+    pid,
+    logRequests: !conf.disableLogging,
+    logXForwardedFor: conf.logXForwardedFor,
+    logFormat: conf.logFormat,
+    workerId: conf.id,
+    catchExceptions: conf.catchExceptions,
+    maxRequests: conf.maxRequests,
+    onMaxRequests: () => stop('graceful', EXIT_RECYCLED),
+  });
+  exchanges = ex;
+
+  const tick = setInterval(() => {
+    slot.write(ex);
+    slot.refreshTotals();
+    ex.othersTotal = slot.othersTotal;
+  }, 1000);
+  tick.unref();
+  slot.write(ex);
+  slot.refreshTotals();
+  ex.othersTotal = slot.othersTotal;
+
+  let listening = 0;
+  for (const s of conf.sockets) {
+    const server = s.protocol === 'uwsgi'
+      ? new UwsgiServer(ex, log, { bufferSize: conf.bufferSize, timeoutMs: s.timeoutMs }).server
+      : createHttpServer(ex, log, { timeoutMs: s.timeoutMs, limitPost: conf.limitPost });
+    (server as net.Server & { [LISTENER_INFO]?: unknown })[LISTENER_INFO] = { port: s.port, https: false };
+    server.on('error', (err) => {
+      log.error(`cannot listen on ${s.name}: ${err.message}`);
+      log.flush();
+      process.exit(EXIT_SOCKET_FAILED);
+    });
+    servers.push(server);
+    server.listen({ fd: s.fd, backlog: conf.listen }, () => {
+      if (++listening === conf.sockets.length && !stopping) control.write('R');
+    });
+  }
+}
+
+void main();
