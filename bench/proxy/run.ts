@@ -1,11 +1,12 @@
 /**
  * tsgi-proxy against nginx, in one run, on the same backends and files:
  *   uwsgi      → the real uWSGI serving the guide's hello app (uwsgi_pass, unix socket)
- *   tsgi-link  → a Node uwsgi server (stand-in for tsgi) — tsgi-proxy keeps persistent links to it,
- *                nginx uses one connection per request (it has no such extension)
+ *   tsgi-link  → tsgi itself (2 Python workers, the same app) — tsgi-proxy keeps persistent links to it
+ *                (docs/protocol-keepalive.md), nginx uses one connection per request (it has no such extension)
  *   static-1k, static-1m → a 1 KB and a 1 MB file
  * Each case alternates the two peers and repeats; the median run is reported with p50/p99 and the ratio
- * tsgi-proxy/nginx. Load: wrk, 2 threads, 50 connections.
+ * tsgi-proxy/nginx, and the issue's own comparison: tsgi-proxy→tsgi against nginx→uWSGI. Load: wrk, 2 threads,
+ * 50 connections.
  * Usage: node dist/bench/proxy/run.js [seconds=5] [repeats=3]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -89,10 +90,9 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, '1k.txt'), 'x'.repeat(1024));
     writeFileSync(join(dir, '1m.bin'), Buffer.alloc(1024 * 1024, 120));
     start('uwsgi', ['--plugin', 'python3', '--master', '--processes', '2', '--chmod-socket=666', '--socket', join(dir, 'uwsgi.sock'), '--wsgi-file', 'hello.py', '--disable-logging', '--die-on-term']);
-    start(process.execPath, [join(ROOT, 'dist/bench/proxy/standin-tsgi.js'), join(dir, 'tsgi.sock')]);
+    start(process.execPath, [join(ROOT, 'bin/tsgi'), '--master', '--processes', '2', '--chmod-socket=666', '--socket', join(dir, 'tsgi.sock'), '--wsgi-file', 'hello.py', '--disable-logging']);
     await waitSocket(join(dir, 'uwsgi.sock'));
     await waitSocket(join(dir, 'tsgi.sock'));
-    chmodSync(join(dir, 'tsgi.sock'), 0o666);
     const nginxPort = 18000 + Math.floor(Math.random() * 1000);
     const proxyPort = nginxPort + 1000;
     const conf = (port: number, pid: string) => `pid ${dir}/${pid}.pid;
@@ -121,7 +121,7 @@ http {
 
     const cases: Array<[string, string]> = [
       ['uwsgi (guide app on uWSGI)', '/uwsgi'],
-      ['tsgi-link (Node stand-in)', '/tsgi'],
+      ['tsgi (guide app on tsgi, persistent link)', '/tsgi'],
       ['static 1 KB', '/1k.txt'],
       ['static 1 MB', '/1m.bin'],
     ];
@@ -132,6 +132,7 @@ http {
     lines.push('');
     lines.push('| case | nginx req/s | nginx p50/p99 ms | tsgi-proxy req/s | tsgi-proxy p50/p99 ms | ratio | errors (nginx/tsgi-proxy) |');
     lines.push('|---|---|---|---|---|---|---|');
+    const medians = new Map<string, { nginx: Run; proxy: Run }>();
     for (const [name, path] of cases) {
       wrk(`http://127.0.0.1:${nginxPort}${path}`); // warm-up, not counted
       const n: Run[] = [];
@@ -142,9 +143,16 @@ http {
       }
       const nm = median(n);
       const tm = median(t);
+      medians.set(path, { nginx: nm, proxy: tm });
       const line = `| ${name} | ${nm.rps.toFixed(0)} | ${nm.p50.toFixed(2)}/${nm.p99.toFixed(2)} | ${tm.rps.toFixed(0)} | ${tm.p50.toFixed(2)}/${tm.p99.toFixed(2)} | ${(tm.rps / nm.rps).toFixed(2)}x | ${n.reduce((s, r) => s + r.errors, 0)}/${t.reduce((s, r) => s + r.errors, 0)} |`;
       lines.push(line);
       console.log(line);
+    }
+    const viaUwsgi = medians.get('/uwsgi');
+    const viaTsgi = medians.get('/tsgi');
+    if (viaUwsgi && viaTsgi) {
+      lines.push('');
+      lines.push(`The issue's comparison, tsgi-proxy→tsgi (${viaTsgi.proxy.rps.toFixed(0)} req/s) against nginx→uWSGI (${viaUwsgi.nginx.rps.toFixed(0)} req/s): ${(viaTsgi.proxy.rps / viaUwsgi.nginx.rps).toFixed(2)}x (target ≥ 1.0x).`);
     }
     console.log('\n' + lines.join('\n'));
   } finally {

@@ -221,10 +221,14 @@ class Worker(object):
                                     arm(lfd)
                     continue
                 if fd in kept:
-                    conn, unix = kept.pop(fd)
-                    ep.unregister(fd)
-                    if self.handle(conn, unix, core, False) and self.stopping is None:
-                        self._keep(ep, kept, conn, unix)
+                    # A kept connection stays registered between its requests (two epoll_ctl calls less per
+                    # request); one that handle() closed left the epoll set with its descriptor.
+                    conn, unix = kept_entry = kept.pop(fd)
+                    if self.handle(conn, unix, core, False):
+                        if self.stopping is None:
+                            kept[fd] = kept_entry   # most recently used last
+                        else:
+                            conn.close()
                     if self.stopping is not None:
                         break
                     continue
@@ -252,15 +256,18 @@ class Worker(object):
                         continue
                     link_fd = conn.fileno()
                     ep.register(link_fd, select.EPOLLIN)
-                elif self.handle(conn, kind == UWSGI_UNIX, core) and self.stopping is None:
-                    self._keep(ep, kept, conn, kind == UWSGI_UNIX)
+                elif self.handle(conn, kind == UWSGI_UNIX, core):
+                    if self.stopping is None:
+                        self._keep(ep, kept, conn, kind == UWSGI_UNIX)
+                    else:
+                        conn.close()
                 if self.stopping is not None:
                     break
         for conn, unix in kept.values():
             conn.close()
         ep.close()
 
-    MAX_KEPT = 8
+    MAX_KEPT = 64
 
     def _keep(self, ep, kept, conn, unix):
         """Holds a kept-alive connection for its next request; the least recently used idle one goes when a
@@ -269,10 +276,8 @@ class Worker(object):
         kept[fd] = (conn, unix)
         ep.register(fd, select.EPOLLIN)
         if len(kept) > self.MAX_KEPT:
-            old_fd = next(iter(kept))
-            old, _ = kept.pop(old_fd)
-            ep.unregister(old_fd)
-            old.close()
+            old, _ = kept.pop(next(iter(kept)))
+            old.close()   # closing the descriptor takes it out of the epoll set
 
     def _drop_link(self, core, ep, registered=True):
         if registered:

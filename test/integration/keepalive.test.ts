@@ -88,3 +88,45 @@ describe('uwsgi keep-alive extension', () => {
     assert.equal(closedAfter, 0);
   });
 });
+
+test('a worker keeps at most 64 idle connections: the least recently used one is closed, the others go on', async () => {
+  const sock = join(tempDir(), 'lru.sock');
+  const tsgi = await startTsgi(['-s', sock, '-p', '1', '--wsgi-file', APP], { env: activatedEnv(sharedVenv()) });
+  const conns: Array<{ c: net.Socket; data: () => Buffer; closed: () => boolean }> = [];
+  try {
+    const ka = (path: string): Record<string, string> => ({ ...getVars(path), TSGI_KEEPALIVE: '1' });
+    const open = async (): Promise<(typeof conns)[number]> => {
+      const c = net.connect(sock);
+      await new Promise((r) => c.once('connect', r));
+      let data = Buffer.alloc(0);
+      let closed = false;
+      c.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
+      c.on('close', () => (closed = true));
+      return { c, data: () => data, closed: () => closed };
+    };
+    const answered = async (k: (typeof conns)[number], n: number): Promise<void> => {
+      for (let t = 0; t < 500 && parseResponses(k.data()).length < n && !k.closed(); t++) await new Promise((r) => setTimeout(r, 10));
+    };
+    // 65 connections, one request each, in turn: the worker holds all of them idle until the 65th.
+    for (let i = 0; i < 65; i++) {
+      const k = await open();
+      k.c.write(uwsgiPacket(ka(`/first-${i}`)));
+      await answered(k, 1);
+      assert.equal(parseResponses(k.data())[0]?.headers.get('x-tsgi-keepalive'), '1', `connection ${i} kept`);
+      conns.push(k);
+    }
+    for (let t = 0; t < 300 && !conns[0]!.closed(); t++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(conns[0]!.closed(), 'the least recently used connection was closed');
+    // The most recent and an older survivor answer a second request on the same connection.
+    for (const i of [64, 1]) {
+      const k = conns[i]!;
+      assert.ok(!k.closed(), `connection ${i} is still open`);
+      k.c.write(uwsgiPacket(ka(`/second-${i}`)));
+      await answered(k, 2);
+      assert.equal(parseResponses(k.data())[1]?.body.toString(), `ok /second-${i}`);
+    }
+  } finally {
+    for (const k of conns) k.c.destroy();
+    await stopProcess(tsgi);
+  }
+});
