@@ -22,6 +22,7 @@ import os
 import pstats
 import select
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'python'))
 
 from tsgi_worker.scoreboard import Scoreboard  # noqa: E402
-from tsgi_worker.server import Worker  # noqa: E402
+from tsgi_worker.server import UWSGI_UNIX, Worker  # noqa: E402
 
 NGINX_VARS = [
     ('QUERY_STRING', ''), ('REQUEST_METHOD', 'GET'), ('CONTENT_TYPE', ''), ('CONTENT_LENGTH', ''),
@@ -70,15 +71,19 @@ def main():
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(sock_path)
     listener.listen(100)
+    # A scoreboard as the master lays it out (docs/scoreboard.md): header, then slot 1 for this worker.
+    stride = 64 + 128
     sb_file = open(os.path.join(tmp, 'scoreboard'), 'w+b')
-    sb_file.truncate(64 * 4)
-    scoreboard = Scoreboard(sb_file.fileno(), 64 * 4, 1, os.getpid())
+    sb_file.write(struct.pack('<IIIIQII', 0x49475354, 2, 2, 0, 0, stride, 1).ljust(stride * 2, b'\0'))
+    sb_file.flush()
+    scoreboard = Scoreboard(sb_file.fileno(), stride * 2, 1, os.getpid())
     conf = {'id': 1, 'bufferSize': 4096, 'socketTimeout': 4, 'disableLogging': not args.logging, 'strict': False,
             'catchExceptions': False, 'processes': 2, 'fileWrapper': True}
     if args.logging:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
-    worker = Worker(conf, app, [(listener, True)], scoreboard)
+    worker = Worker(conf, app, [(listener, UWSGI_UNIX)], scoreboard)
+    core = worker.cores[0]
     packet = uwsgi_packet(NGINX_VARS)
 
     def client_request():
@@ -95,14 +100,14 @@ def main():
     # Check the answer once, then warm up (blocking accept here; the timed loop below waits as the worker does).
     c = client_request()
     conn, _ = listener.accept()
-    worker.handle(conn, True)
+    worker.handle(conn, True, core)
     answer = client_finish(c)
     if not answer.startswith(b'HTTP/1.1 200'):
         sys.exit('unexpected answer: %r' % answer[:200])
     for _ in range(2000):
         c = client_request()
         conn, _ = listener.accept()
-        worker.handle(conn, True)
+        worker.handle(conn, True, core)
         client_finish(c)
 
     # The worker's wait, as in Worker.serve(): a non-blocking listener registered with epoll (EPOLLEXCLUSIVE).
@@ -124,7 +129,7 @@ def main():
                 profile.enable()
             poll()
             conn, _ = accept()
-            handle(conn, True)
+            handle(conn, True, core)
             if profile:
                 profile.disable()
             total += clock() - t0
@@ -162,7 +167,7 @@ def main():
     worker.app = capture_app
     c = client_request()
     conn, _ = listener.accept()
-    worker.handle(conn, True)
+    worker.handle(conn, True, core)
     client_finish(c)
     worker.app = app
     environ0 = dict(captured)
