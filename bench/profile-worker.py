@@ -22,6 +22,7 @@ import os
 import pstats
 import select
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -70,9 +71,13 @@ def main():
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(sock_path)
     listener.listen(100)
+    # The master's scoreboard (docs/scoreboard.md): a header slot, then one slot (64 + 128 x cores) per worker.
+    stride = 64 + 128
     sb_file = open(os.path.join(tmp, 'scoreboard'), 'w+b')
-    sb_file.truncate(64 * 4)
-    scoreboard = Scoreboard(sb_file.fileno(), 64 * 4, 1, os.getpid())
+    sb_file.truncate(stride * 2)
+    sb_file.write(struct.pack('<IIIIQII', 0x49475354, 2, 2, 0, 0, stride, 1))
+    sb_file.flush()
+    scoreboard = Scoreboard(sb_file.fileno(), stride * 2, 1, os.getpid())
     conf = {'id': 1, 'bufferSize': 4096, 'socketTimeout': 4, 'disableLogging': not args.logging, 'strict': False,
             'catchExceptions': False, 'processes': 2, 'fileWrapper': True}
     if args.logging:
@@ -95,14 +100,14 @@ def main():
     # Check the answer once, then warm up (blocking accept here; the timed loop below waits as the worker does).
     c = client_request()
     conn, _ = listener.accept()
-    worker.handle(conn, True)
+    worker.handle(conn, True, worker.cores[0])
     answer = client_finish(c)
     if not answer.startswith(b'HTTP/1.1 200'):
         sys.exit('unexpected answer: %r' % answer[:200])
     for _ in range(2000):
         c = client_request()
         conn, _ = listener.accept()
-        worker.handle(conn, True)
+        worker.handle(conn, True, worker.cores[0])
         client_finish(c)
 
     # The worker's wait, as in Worker.serve(): a non-blocking listener registered with epoll (EPOLLEXCLUSIVE).
@@ -114,6 +119,7 @@ def main():
         """What the worker's loop does per request (server.py, Worker.serve): epoll wait, accept(), handle()."""
         accept = listener.accept
         handle = worker.handle
+        core = worker.cores[0]
         poll = ep.poll
         clock = time.perf_counter
         total = 0.0
@@ -124,7 +130,7 @@ def main():
                 profile.enable()
             poll()
             conn, _ = accept()
-            handle(conn, True)
+            handle(conn, True, core)
             if profile:
                 profile.disable()
             total += clock() - t0
@@ -162,7 +168,7 @@ def main():
     worker.app = capture_app
     c = client_request()
     conn, _ = listener.accept()
-    worker.handle(conn, True)
+    worker.handle(conn, True, worker.cores[0])
     client_finish(c)
     worker.app = app
     environ0 = dict(captured)
