@@ -1,9 +1,10 @@
 /**
  * tsgi's benchmark: the guide's deployment (the real nginx → a Unix socket → a WSGI app, 2 workers) for tsgi,
  * uWSGI and gunicorn in one run, loaded with wrk, peers alternated round after round, medians and ratios
- * printed and written as JSON and Markdown.
+ * printed and written as JSON and Markdown. With --front http, wrk hits each server's own HTTP port instead
+ * (tsgi's router, uwsgi --http-socket, gunicorn -b HOST:PORT), no nginx.
  *
- *   npm run bench -- [--duration 10] [--reps 3] [--apps hello,flask] [--logging off|on|both] ...
+ *   npm run bench -- [--front nginx|http] [--duration 10] [--reps 3] [--apps hello,flask] [--logging off|on|both] ...
  *
  * Every process it starts runs in its own process group and is killed on the way out, Ctrl-C included.
  */
@@ -15,7 +16,19 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startNginx, type Upstream } from './lib/nginx.js';
-import { APP_NAMES, PEER_NAMES, PEERS, apps, type AppName, type PeerName } from './lib/peers.js';
+import {
+  APP_NAMES,
+  FRONTS,
+  PEER_NAMES,
+  PEERS,
+  TSGI_HTTP_OPTIONS,
+  apps,
+  type AppName,
+  type Front,
+  type Listen,
+  type PeerName,
+  type TsgiHttpOption,
+} from './lib/peers.js';
 import {
   cpuDelta,
   cpuSnapshot,
@@ -29,7 +42,7 @@ import {
 import { installCleanup, setGroupNice, startGroup, stopGroup, type Managed } from './lib/procs.js';
 import { markdownReport, summarize, textReport, type RunRecord } from './lib/report.js';
 import { systemInfo, type SystemInfo } from './lib/system.js';
-import { runWrk, wrkArgs } from './lib/wrk.js';
+import { runWrk, wrkArgs, type WrkResult } from './lib/wrk.js';
 
 const repoRoot: string = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -42,9 +55,15 @@ const repoRoot: string = (() => {
 
 const USAGE = `Usage: npm run bench -- [options]     (or: node dist/bench/run.js [options] after npm run build)
 
-Runs nginx → Unix socket → WSGI app for tsgi, uWSGI and gunicorn, alternating peers round after round,
-and prints median req/s, p50/p99 latency, memory, CPU per request and the ratios tsgi/uWSGI and tsgi/gunicorn.
+Runs nginx → Unix socket → WSGI app for tsgi, uWSGI and gunicorn (or, with --front http, wrk straight to
+each server's own HTTP port), alternating peers round after round, and prints median req/s, p50/p99
+latency, memory, CPU per request and the ratios tsgi/uWSGI and tsgi/gunicorn.
 
+  --front FRONT         what wrk talks to: nginx (default: nginx → Unix socket → each server, issue 2's
+                        targets) or http (each server's own HTTP port on 127.0.0.1, no nginx: tsgi
+                        --http-socket, uwsgi --http-socket, gunicorn -b; issue 3's targets)
+  --tsgi-http OPTION    with --front http, the tsgi option that binds the port: http-socket (default) or
+                        http (uWSGI's name for a separate router; in tsgi both are the same router)
   --apps LIST           apps to serve: hello,flask (default both)
   --peers LIST          servers to compare: tsgi,uwsgi,gunicorn (default all three)
   --logging MODE        request logging of the servers: off, on or both (default off)
@@ -56,9 +75,12 @@ and prints median req/s, p50/p99 latency, memory, CPU per request and the ratios
   --processes N         workers per server (default 2)
   --nginx-workers N     nginx worker_processes: a number or auto (default auto, Debian's nginx.conf)
   --nginx-access-log    let nginx write its access log (default off, the same for every peer)
+                        (both only with --front nginx)
   --python PATH         the Python every peer runs (default /usr/bin/python3)
-  --json PATH           where to write the results as JSON (default bench/results/latest.json)
-  --markdown PATH       where to write the Markdown section (default bench/results/latest.md)
+  --json PATH           where to write the results as JSON (default bench/results/latest.json;
+                        with --front http, latest-http.json)
+  --markdown PATH       where to write the Markdown section (default bench/results/latest.md;
+                        with --front http, latest-http.md)
   --noise-limit PCT     a run during which other processes used more than PCT% of the machine's CPU is
                         flagged NOISY and measured again (default 5)
   --retries N           how many times a noisy run is measured again; the quietest is kept (default 2)
@@ -72,6 +94,8 @@ and prints median req/s, p50/p99 latency, memory, CPU per request and the ratios
 `;
 
 interface Options {
+  front: Front;
+  tsgiHttp: TsgiHttpOption;
   apps: AppName[];
   peers: PeerName[];
   logging: boolean[];
@@ -86,6 +110,8 @@ interface Options {
   python: string;
   json: string;
   markdown: string;
+  /** Whether --markdown was given (--summarize otherwise writes next to the saved run's front's default). */
+  markdownGiven: boolean;
   keep: boolean;
   noiseLimit: number;
   retries: number;
@@ -106,6 +132,16 @@ function listOption<T extends string>(name: string, text: string, allowed: reado
   return [...new Set(items)] as T[];
 }
 
+/** bench/results/latest.json (.md) behind nginx, latest-http.json (.md) with --front http. */
+function defaultResult(front: Front, ext: 'json' | 'md'): string {
+  return resolve(repoRoot, `bench/results/latest${front === 'nginx' ? '' : `-${front}`}.${ext}`);
+}
+
+function oneOf<T extends string>(name: string, text: string, allowed: readonly T[]): T {
+  if (!allowed.includes(text as T)) fail(`--${name}: expected ${allowed.join(' or ')}, got '${text}'`);
+  return text as T;
+}
+
 function intOption(name: string, text: string, min: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < min) fail(`--${name}: expected an integer ≥ ${min}, got '${text}'`);
@@ -118,6 +154,8 @@ function readOptions(argv: string[]): Options {
     parsed = parseArgs({
       args: argv,
       options: {
+        front: { type: 'string', default: 'nginx' },
+        'tsgi-http': { type: 'string', default: 'http-socket' },
         apps: { type: 'string', default: 'hello,flask' },
         peers: { type: 'string', default: 'tsgi,uwsgi,gunicorn' },
         logging: { type: 'string', default: 'off' },
@@ -130,8 +168,8 @@ function readOptions(argv: string[]): Options {
         'nginx-workers': { type: 'string', default: 'auto' },
         'nginx-access-log': { type: 'boolean', default: false },
         python: { type: 'string', default: '/usr/bin/python3' },
-        json: { type: 'string', default: resolve(repoRoot, 'bench/results/latest.json') },
-        markdown: { type: 'string', default: resolve(repoRoot, 'bench/results/latest.md') },
+        json: { type: 'string' },
+        markdown: { type: 'string' },
         keep: { type: 'boolean', default: false },
         'noise-limit': { type: 'string', default: '5' },
         retries: { type: 'string', default: '2' },
@@ -155,7 +193,10 @@ function readOptions(argv: string[]): Options {
   if (!/^(auto|[1-9]\d*)$/.test(v['nginx-workers']!)) fail(`--nginx-workers: expected a number or auto`);
   const python = resolve(v.python!);
   if (!existsSync(python)) fail(`--python: ${python} does not exist`);
+  const front = oneOf('front', v.front!, FRONTS);
   return {
+    front,
+    tsgiHttp: oneOf('tsgi-http', v['tsgi-http']!, TSGI_HTTP_OPTIONS),
     apps: listOption('apps', v.apps!, APP_NAMES),
     peers: listOption('peers', v.peers!, PEER_NAMES),
     logging,
@@ -168,8 +209,9 @@ function readOptions(argv: string[]): Options {
     nginxWorkers: v['nginx-workers']!,
     nginxAccessLog: v['nginx-access-log']!,
     python,
-    json: resolve(v.json!),
-    markdown: resolve(v.markdown!),
+    json: resolve(v.json ?? defaultResult(front, 'json')),
+    markdown: resolve(v.markdown ?? defaultResult(front, 'md')),
+    markdownGiven: v.markdown !== undefined,
     keep: v.keep!,
     noiseLimit: intOption('noise-limit', v['noise-limit']!, 0),
     retries: intOption('retries', v.retries!, 0),
@@ -213,12 +255,12 @@ function get(url: string): Promise<{ status: number; body: string }> {
 interface RunningPeer {
   name: PeerName;
   proc: Managed;
-  port: number;
-  socket: string;
+  listen: Listen;
+  /** What wrk loads: nginx's port for this peer, or the peer's own HTTP port. */
   url: string;
 }
 
-/** Waits until the peer answers through nginx with the app's exact body and all its workers are up. */
+/** Waits until the peer answers (through nginx, or on its HTTP port) with the app's exact body and all its workers are up. */
 async function waitReady(p: RunningPeer, body: string, processes: number, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
@@ -255,16 +297,16 @@ async function waitQuiet(o: Options): Promise<{ waitedMs: number; busyPct: numbe
 }
 
 /** One measured wrk run against one peer, with CPU accounting around it and memory after it. */
-async function measure(p: RunningPeer, nginx: Managed, o: Options): Promise<Omit<RunRecord, 'scenario' | 'logging' | 'round' | 'sequence' | 'attempts' | 'quietWaitMs'>> {
+async function measure(p: RunningPeer, nginx: Managed | undefined, o: Options): Promise<Omit<RunRecord, 'scenario' | 'logging' | 'round' | 'sequence' | 'attempts' | 'quietWaitMs'>> {
   const serverBefore = cpuSnapshot(processTree(p.proc.pid));
-  const nginxBefore = cpuSnapshot(processTree(nginx.pid));
+  const nginxBefore = cpuSnapshot(nginx ? processTree(nginx.pid) : []);
   const machineBefore = machineCpu();
   const reapedBefore = reapedChildrenCpuSeconds();
   const selfBefore = selfCpuSeconds();
   const w = await runWrk({ url: p.url, threads: o.threads, connections: o.connections, seconds: o.duration });
   const machineAfter = machineCpu();
   const server = cpuDelta(serverBefore, cpuSnapshot(processTree(p.proc.pid)));
-  const ngx = cpuDelta(nginxBefore, cpuSnapshot(processTree(nginx.pid)));
+  const ngx = cpuDelta(nginxBefore, cpuSnapshot(nginx ? processTree(nginx.pid) : []));
   const wrk = reapedChildrenCpuSeconds() - reapedBefore;
   const bench = selfCpuSeconds() - selfBefore;
   const machineBusy = (machineAfter.busy - machineBefore.busy) / CLK_TCK;
@@ -275,6 +317,7 @@ async function measure(p: RunningPeer, nginx: Managed, o: Options): Promise<Omit
   return {
     peer: p.name,
     ...numbers,
+    errors: wrkFailed(w, p, o),
     cpu: {
       server,
       nginx: ngx,
@@ -292,17 +335,52 @@ async function measure(p: RunningPeer, nginx: Managed, o: Options): Promise<Omit
   };
 }
 
-let noiseLimit = 5;
+/**
+ * Whether wrk saw something wrong: a non-2xx response or a socket error. A server that closes the connection
+ * after every response on its own HTTP port (uwsgi --http-socket, gunicorn's sync workers) makes wrk count a
+ * read error per response that ends at the close, or per request sent on a connection the server has just
+ * closed; up to one per request (plus one per connection) is that, more is a failure.
+ */
+function wrkFailed(w: WrkResult, p: RunningPeer, o: Options): boolean {
+  const se = w.socketErrors;
+  if (w.non2xx > 0 || se.connect > 0 || se.timeout > 0) return true;
+  if (o.front === 'http' && PEERS[p.name].closesHttpConnections) return se.read + se.write > w.requests + o.connections;
+  return se.read > 0 || se.write > 0;
+}
 
-function fmtRun(r: RunRecord): string {
-  const flags = [r.errors ? `ERRORS (non-2xx ${r.non2xx}, socket ${JSON.stringify(r.socketErrors)})` : '', r.cpu.otherPct > noiseLimit ? `NOISY: ${r.cpu.otherPct.toFixed(1)}% CPU used by other processes` : '']
+function fmtRun(r: RunRecord, o: Options): string {
+  const closes = o.front === 'http' && PEERS[r.peer].closesHttpConnections;
+  const errs = r.socketErrors.read + r.socketErrors.write;
+  const flags = [
+    r.errors ? `ERRORS (non-2xx ${r.non2xx}, socket ${JSON.stringify(r.socketErrors)})` : '',
+    !r.errors && closes && errs > 0 ? `(${errs} closed-connection read/write errors, expected)` : '',
+    r.cpu.otherPct > o.noiseLimit ? `NOISY: ${r.cpu.otherPct.toFixed(1)}% CPU used by other processes` : '',
+  ]
     .filter(Boolean)
     .join('; ');
   return (
     `${r.peer.padEnd(8)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  ` +
-    `CPU µs/req: server ${r.cpu.serverUsPerRequest.toFixed(1)} nginx ${r.cpu.nginxUsPerRequest.toFixed(1)} wrk ${r.cpu.wrkUsPerRequest.toFixed(1)}  ` +
+    `CPU µs/req: server ${r.cpu.serverUsPerRequest.toFixed(1)}${o.front === 'nginx' ? ` nginx ${r.cpu.nginxUsPerRequest.toFixed(1)}` : ''} wrk ${r.cpu.wrkUsPerRequest.toFixed(1)}  ` +
     `PSS ${(r.memory.pssKb / 1024).toFixed(1)} MB${flags ? `  ${flags}` : ''}`
   );
+}
+
+/** Starts nginx in front of the peers' Unix sockets, once every server has created its socket. */
+async function startNginxFor(peers: readonly RunningPeer[], dir: string, o: Options): Promise<Managed> {
+  const upstreams: Upstream[] = [];
+  // The sockets must exist before nginx sends anything to them; each server creates its own.
+  const deadline = Date.now() + 60_000;
+  for (const p of peers) {
+    if (p.listen.front !== 'nginx') throw new Error(`${p.name} does not listen on a Unix socket`);
+    const socket = p.listen.socket;
+    while (!existsSync(socket)) {
+      if (!p.proc.isAlive()) throw new Error(`${p.name} exited during start-up; its log:\n${p.proc.log()}`);
+      if (Date.now() > deadline) throw new Error(`${p.name} did not create ${socket}; its log:\n${p.proc.log()}`);
+      await sleep(50);
+    }
+    upstreams.push({ port: Number(new URL(p.url).port), socket, protocol: PEERS[p.name].upstream });
+  }
+  return startNginx(join(dir, 'nginx'), upstreams, { workers: o.nginxWorkers, accessLog: o.nginxAccessLog });
 }
 
 async function runGroup(app: AppName, logging: boolean, o: Options, tmp: string, records: RunRecord[], progress: { done: number; total: number }): Promise<void> {
@@ -315,30 +393,21 @@ async function runGroup(app: AppName, logging: boolean, o: Options, tmp: string,
   try {
     for (const name of o.peers) {
       const peer = PEERS[name];
-      const socket = join(dir, `${name}.sock`);
-      const l = peer.launch({ app: appSpec, socket, processes: o.processes, logging, repoRoot, python: o.python });
-      const proc = startGroup(name, l.cmd, l.args, { cwd: l.cwd, env: l.env, logFile: join(dir, `${name}.log`) });
+      // nginx's port for this peer, or the peer's own HTTP port.
       const port = await freePort();
-      peers.push({ name, proc, port, socket, url: `http://127.0.0.1:${port}/` });
+      const listen: Listen = o.front === 'nginx' ? { front: 'nginx', socket: join(dir, `${name}.sock`) } : { front: 'http', port, tsgiOption: o.tsgiHttp };
+      const l = peer.launch({ app: appSpec, listen, processes: o.processes, logging, repoRoot, python: o.python });
+      const proc = startGroup(name, l.cmd, l.args, { cwd: l.cwd, env: l.env, logFile: join(dir, `${name}.log`) });
+      peers.push({ name, proc, listen, url: `http://127.0.0.1:${port}/` });
     }
-    // The sockets must exist before nginx sends anything to them; each server creates its own.
-    const deadline = Date.now() + 60_000;
-    for (const p of peers) {
-      while (!existsSync(p.socket)) {
-        if (!p.proc.isAlive()) throw new Error(`${p.name} exited during start-up; its log:\n${p.proc.log()}`);
-        if (Date.now() > deadline) throw new Error(`${p.name} did not create ${p.socket}; its log:\n${p.proc.log()}`);
-        await sleep(50);
-      }
-    }
-    const upstreams: Upstream[] = peers.map((p) => ({ port: p.port, socket: p.socket, protocol: PEERS[p.name].upstream }));
-    nginx = startNginx(join(dir, 'nginx'), upstreams, { workers: o.nginxWorkers, accessLog: o.nginxAccessLog });
+    if (o.front === 'nginx') nginx = await startNginxFor(peers, dir, o);
     for (const p of peers) await waitReady(p, appSpec.body, o.processes);
     const tsgi = peers.find((p) => p.name === 'tsgi');
     if (tsgi) {
       const m = /python (\S+)/.exec(tsgi.proc.log());
       if (m && resolve(m[1]!) !== o.python) throw new Error(`tsgi runs ${m[1]}, not ${o.python}`);
     }
-    say(`\n== ${app}, request logging ${logging ? 'on' : 'off'}: ${peers.map((p) => `${p.name} (pid ${p.proc.pid}, ${processTree(p.proc.pid).length} processes)`).join(', ')}; nginx pid ${nginx.pid}`);
+    say(`\n== ${app}, request logging ${logging ? 'on' : 'off'}: ${peers.map((p) => `${p.name} (pid ${p.proc.pid}, ${processTree(p.proc.pid).length} processes)`).join(', ')}; ${nginx ? `nginx pid ${nginx.pid}` : 'no nginx: wrk to each HTTP port'}`);
 
     for (let round = 1; round <= o.reps; round++) {
       // Rotate the starting peer every round (A B C, B C A, C A B, ...), so that no peer always runs first.
@@ -359,11 +428,11 @@ async function runGroup(app: AppName, logging: boolean, o: Options, tmp: string,
           if (!best || rec.cpu.otherPct < best.cpu.otherPct) best = { ...rec };
           best.attempts = attempt;
           if (rec.cpu.otherPct <= o.noiseLimit) break;
-          if (attempt <= o.retries) say(`  ${fmtRun(rec)}\n  (noisy: measuring ${p.name} again)`);
+          if (attempt <= o.retries) say(`  ${fmtRun(rec, o)}\n  (noisy: measuring ${p.name} again)`);
         }
         progress.done++;
         records.push(best!);
-        say(`[${String(progress.done).padStart(String(progress.total).length)}/${progress.total}] round ${round}  ${fmtRun(best!)}`);
+        say(`[${String(progress.done).padStart(String(progress.total).length)}/${progress.total}] round ${round}  ${fmtRun(best!, o)}`);
       }
     }
     for (const p of peers) {
@@ -378,12 +447,14 @@ async function runGroup(app: AppName, logging: boolean, o: Options, tmp: string,
 
 function markdownSection(info: SystemInfo, o: Options, body: string, wrkLine: string): string {
   const v = info.versions;
-  return `## ${info.date.slice(0, 10)}
+  // Results saved before --front existed were all behind nginx.
+  const front = o.front ?? 'nginx';
+  return `## ${info.date.slice(0, 10)}${front === 'http' ? ': HTTP, no nginx' : ''}
 
 - Machine: ${info.cpus} CPUs (\`nproc\`), ${info.cpuModel}, ${(info.memTotalMb / 1024).toFixed(1)} GiB RAM; ${info.kernel}; load average at start ${info.loadavgAtStart}
 - Versions: tsgi ${v.tsgi}; Node ${v.node}; ${v.python}; Flask ${v.flask}; ${v.nginx}; uWSGI ${v.uwsgi}; ${v.gunicorn}; ${v.wrk}
-- Setup: nginx \`worker_processes ${o.nginxWorkers}\`, access log ${o.nginxAccessLog ? 'on' : 'off'}; ${o.processes} workers per server on a Unix socket; \`${wrkLine}\`; ${o.warmup}s warm-up before each run; ${o.reps} rounds, peers rotated each round; medians shown; before each run the benchmark waits (up to ${o.quietWait}s) for an idle machine, and a run during which other processes used more than ${o.noiseLimit}% of the CPUs is measured again (up to ${o.retries} times, the quietest kept)
-- Memory: PSS and USS (Private_Clean + Private_Dirty, from /proc/PID/smaps_rollup) and RSS (VmRSS) summed over the server's process tree (master + workers), after each run; CPU: utime+stime of the server's processes, of nginx and of wrk during the run divided by the requests served (on a saturated machine req/s is inversely proportional to their sum, which is why the ratio it predicts is shown: it is much less disturbed by other load than req/s); "other CPU": busy CPU of the machine not used by the server, nginx, wrk or the benchmark (another load competing for the cores)
+- Setup: ${front === 'nginx' ? `nginx \`worker_processes ${o.nginxWorkers}\`, access log ${o.nginxAccessLog ? 'on' : 'off'}; ${o.processes} workers per server on a Unix socket` : `no nginx: wrk straight to each server's own HTTP port on 127.0.0.1 (tsgi \`--${o.tsgiHttp ?? 'http-socket'}\`, its router in front of the workers; \`uwsgi --http-socket\`; gunicorn \`-b 127.0.0.1:PORT\`, sync workers); ${o.processes} workers per server`}; \`${wrkLine}\`; ${o.warmup}s warm-up before each run; ${o.reps} rounds, peers rotated each round; medians shown; before each run the benchmark waits (up to ${o.quietWait}s) for an idle machine, and a run during which other processes used more than ${o.noiseLimit}% of the CPUs is measured again (up to ${o.retries} times, the quietest kept)
+- Memory: PSS and USS (Private_Clean + Private_Dirty, from /proc/PID/smaps_rollup) and RSS (VmRSS) summed over the server's process tree (master + workers${front === 'http' ? ', and tsgi\'s router' : ''}), after each run; CPU: utime+stime of the server's processes${front === 'nginx' ? ', of nginx' : ''} and of wrk during the run divided by the requests served (on a saturated machine req/s is inversely proportional to their sum, which is why the ratio it predicts is shown: it is much less disturbed by other load than req/s); "other CPU": busy CPU of the machine not used by the server, ${front === 'nginx' ? 'nginx, ' : ''}wrk or the benchmark (another load competing for the cores)
 
 ${body}`;
 }
@@ -398,21 +469,22 @@ interface SavedRun {
 /** Prints the report of a saved run again (e.g. after the report itself changed) and rewrites its Markdown. */
 function summarizeFile(o: Options): void {
   const saved = JSON.parse(readFileSync(o.summarize!, 'utf8')) as SavedRun;
-  const { peers, ratios } = summarize(saved.runs);
-  say(textReport(peers, ratios));
-  writeFileSync(o.markdown, markdownSection(saved.system, saved.options, markdownReport(peers, ratios), saved.wrk));
-  say(`wrote ${relative(process.cwd(), o.markdown) || o.markdown}`);
+  const front = saved.options.front ?? 'nginx';
+  const markdown = o.markdownGiven ? o.markdown : defaultResult(front, 'md');
+  const { peers, ratios } = summarize(saved.runs, front);
+  say(textReport(peers, ratios, front));
+  writeFileSync(markdown, markdownSection(saved.system, saved.options, markdownReport(peers, ratios, front), saved.wrk));
+  say(`wrote ${relative(process.cwd(), markdown) || markdown}`);
 }
 
 async function main(): Promise<void> {
   const o = readOptions(process.argv.slice(2));
-  noiseLimit = o.noiseLimit;
   if (o.summarize) return summarizeFile(o);
   let tmp: string | undefined;
   installCleanup(() => {
     if (tmp && !o.keep) rmSync(tmp, { recursive: true, force: true });
   });
-  for (const bin of ['/usr/sbin/nginx', '/usr/bin/wrk', ...(o.peers.includes('uwsgi') ? ['/usr/bin/uwsgi'] : [])]) {
+  for (const bin of [...(o.front === 'nginx' ? ['/usr/sbin/nginx'] : []), '/usr/bin/wrk', ...(o.peers.includes('uwsgi') ? ['/usr/bin/uwsgi'] : [])]) {
     if (!existsSync(bin)) fail(`${bin} is missing (scripts/test-all lists the Debian packages to install)`);
   }
   if (o.peers.includes('tsgi') && !existsSync(resolve(repoRoot, 'dist/src/cli/tsgi.js'))) fail('tsgi is not built: run npm run build');
@@ -429,16 +501,17 @@ async function main(): Promise<void> {
   const wrkLine = `wrk ${wrkArgs({ url: 'http://127.0.0.1:PORT/', threads: o.threads, connections: o.connections, seconds: o.duration }).join(' ')}`;
   say(`tsgi bench: ${info.cpus} CPUs (${info.cpuModel}), load average ${info.loadavgAtStart}`);
   for (const [k, v] of Object.entries(info.versions)) say(`  ${k.padEnd(9)} ${v}`);
+  const frontLine = o.front === 'nginx' ? `nginx worker_processes ${o.nginxWorkers}` : `no nginx: wrk to each server's HTTP port (tsgi --${o.tsgiHttp})`;
   say(`apps ${o.apps.join(',')}; peers ${o.peers.join(',')}; logging ${o.logging.map((l) => (l ? 'on' : 'off')).join(',')}; ` +
-      `${o.reps} rounds; ${wrkLine}; warm-up ${o.warmup}s; nginx worker_processes ${o.nginxWorkers}${o.nice ? `; nice ${o.nice}` : ''}`);
+      `${o.reps} rounds; ${wrkLine}; warm-up ${o.warmup}s; ${frontLine}${o.nice ? `; nice ${o.nice}` : ''}`);
   say(`${total} measured runs, about ${Math.ceil((total * (o.duration + o.warmup)) / 60 + groups * 0.2)} minutes; temp dir ${tmp}`);
 
   const records: RunRecord[] = [];
   const progress = { done: 0, total };
   for (const app of o.apps) for (const logging of o.logging) await runGroup(app, logging, o, tmp, records, progress);
 
-  const { peers, ratios } = summarize(records);
-  const text = textReport(peers, ratios);
+  const { peers, ratios } = summarize(records, o.front);
+  const text = textReport(peers, ratios, o.front);
   say(`\n${text}`);
   const flagged = records.filter((r) => r.errors);
   if (flagged.length) say(`FLAGGED: ${flagged.length} run(s) had socket errors or non-2xx responses (see the errors column).`);
@@ -446,10 +519,10 @@ async function main(): Promise<void> {
   if (noisy.length) say(`NOISY: ${noisy.length} run(s) shared the CPUs with other processes (>${o.noiseLimit}% of the machine) even after ${o.retries} retries: repeat on a quiet machine.`);
 
   mkdirSync(dirname(o.json), { recursive: true });
-  const saved = { system: info, options: { ...o, json: undefined, markdown: undefined, summarize: undefined }, wrk: wrkLine, summary: peers, ratios, runs: records };
+  const saved = { system: info, options: { ...o, json: undefined, markdown: undefined, markdownGiven: undefined, summarize: undefined }, wrk: wrkLine, summary: peers, ratios, runs: records };
   writeFileSync(o.json, `${JSON.stringify(saved, null, 2)}\n`);
   mkdirSync(dirname(o.markdown), { recursive: true });
-  writeFileSync(o.markdown, markdownSection(info, o, markdownReport(peers, ratios), wrkLine));
+  writeFileSync(o.markdown, markdownSection(info, o, markdownReport(peers, ratios, o.front), wrkLine));
   say(`wrote ${relative(process.cwd(), o.json) || o.json} and ${relative(process.cwd(), o.markdown) || o.markdown}`);
 }
 

@@ -1,7 +1,10 @@
 /**
- * The servers compared, each started the way its documentation deploys it behind nginx on a Unix socket:
- * tsgi and uWSGI speak the uwsgi protocol to nginx's uwsgi_pass; Debian's gunicorn speaks only HTTP, so
- * nginx reaches it with proxy_pass.
+ * The servers compared and how each is started, for either front:
+ * - `nginx`: the way its documentation deploys it behind nginx on a Unix socket: tsgi and uWSGI speak the
+ *   uwsgi protocol to nginx's uwsgi_pass; Debian's gunicorn speaks only HTTP, so nginx reaches it with
+ *   proxy_pass.
+ * - `http`: the server's own HTTP port on 127.0.0.1, which wrk hits directly: tsgi's router
+ *   (--http-socket, or --http), `uwsgi --http-socket`, gunicorn's `-b HOST:PORT`.
  */
 import { resolve } from 'node:path';
 
@@ -37,9 +40,20 @@ export interface PeerLaunch {
   cwd: string;
 }
 
+/** What stands between wrk and the servers. */
+export type Front = 'nginx' | 'http';
+export const FRONTS: readonly Front[] = ['nginx', 'http'];
+
+/** tsgi's option for its HTTP port in the `http` front: both run the same router in tsgi. */
+export type TsgiHttpOption = 'http-socket' | 'http';
+export const TSGI_HTTP_OPTIONS: readonly TsgiHttpOption[] = ['http-socket', 'http'];
+
+/** Where a peer listens: a Unix socket that nginx forwards to, or its own HTTP port. */
+export type Listen = { front: 'nginx'; socket: string } | { front: 'http'; port: number; tsgiOption: TsgiHttpOption };
+
 export interface PeerContext {
   app: App;
-  socket: string;
+  listen: Listen;
   processes: number;
   /** Request logging on (to the server's stderr/stdout, which the benchmark sends to a file) or off. */
   logging: boolean;
@@ -52,6 +66,12 @@ export interface Peer {
   name: PeerName;
   /** How nginx talks to it. */
   upstream: 'uwsgi' | 'http';
+  /**
+   * Whether its own HTTP port closes the client's connection after every response (no keep-alive): wrk
+   * then reconnects, and counts a read error for each response that ends at the close instead of at a
+   * Content-Length, which is expected and not a failure.
+   */
+  closesHttpConnections: boolean;
   /** The signal that stops it at once (the benchmark then SIGKILLs its process group anyway). */
   stopSignal: NodeJS.Signals;
   launch(ctx: PeerContext): PeerLaunch;
@@ -72,13 +92,16 @@ export const PEERS: Record<PeerName, Peer> = {
   tsgi: {
     name: 'tsgi',
     upstream: 'uwsgi',
+    // The router keeps client connections alive (HTTP/1.1).
+    closesHttpConnections: false,
     stopSignal: 'SIGINT',
     launch: (c) => ({
       cmd: process.execPath,
       args: [
         resolve(c.repoRoot, 'bin/tsgi'),
-        '--socket', c.socket,
-        '--chmod-socket=666',
+        ...(c.listen.front === 'nginx'
+          ? ['--socket', c.listen.socket, '--chmod-socket=666']
+          : [`--${c.listen.tsgiOption}`, `127.0.0.1:${c.listen.port}`]),
         '--processes', String(c.processes),
         '--wsgi-file', c.app.file,
         ...(c.logging ? [] : ['--disable-logging']),
@@ -90,6 +113,11 @@ export const PEERS: Record<PeerName, Peer> = {
   uwsgi: {
     name: 'uwsgi',
     upstream: 'uwsgi',
+    // --http-socket answers HTTP/1.1 without keep-alive, as uWSGI runs by default. (--http11-socket would
+    // keep connections, but a sync worker then belongs to one client until it goes away: with wrk's 50
+    // connections and 2 workers, 48 wait for the socket timeout, and a response without Content-Length,
+    // the hello app's, never ends. See bench/README.md.)
+    closesHttpConnections: true,
     // SIGTERM is a brutal reload in uWSGI 2.0; SIGINT stops it.
     stopSignal: 'SIGINT',
     launch: (c) => ({
@@ -98,8 +126,9 @@ export const PEERS: Record<PeerName, Peer> = {
         '--plugin', 'python3',
         '--master',
         '--processes', String(c.processes),
-        '--socket', c.socket,
-        '--chmod-socket=666',
+        ...(c.listen.front === 'nginx'
+          ? ['--socket', c.listen.socket, '--chmod-socket=666']
+          : ['--http-socket', `127.0.0.1:${c.listen.port}`]),
         '--wsgi-file', c.app.file,
         ...(c.logging ? [] : ['--disable-logging']),
       ],
@@ -110,13 +139,15 @@ export const PEERS: Record<PeerName, Peer> = {
   gunicorn: {
     name: 'gunicorn',
     upstream: 'http',
+    // Sync workers answer with Connection: close.
+    closesHttpConnections: true,
     stopSignal: 'SIGINT',
     launch: (c) => ({
       cmd: c.python,
       args: [
         '-m', 'gunicorn',
         '-w', String(c.processes),
-        '-b', `unix:${c.socket}`,
+        '-b', c.listen.front === 'nginx' ? `unix:${c.listen.socket}` : `127.0.0.1:${c.listen.port}`,
         '--chdir', c.app.dir,
         // gunicorn writes no access log unless asked; with logging on it writes one to stdout.
         ...(c.logging ? ['--access-logfile', '-'] : []),

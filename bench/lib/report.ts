@@ -1,5 +1,5 @@
 /** Medians, ratios against the targets, and the tables (plain text for the terminal, Markdown for RESULTS.md). */
-import type { AppName, PeerName } from './peers.js';
+import type { AppName, Front, PeerName } from './peers.js';
 import type { Memory } from './proc-stats.js';
 
 export interface RunRecord {
@@ -85,10 +85,19 @@ export interface RatioSummary {
   shortfallPct: number | undefined;
 }
 
-/** The issue's targets, for request logging off. */
-export const TARGETS: Partial<Record<AppName, Partial<Record<PeerName, number>>>> = {
-  hello: { uwsgi: 1.05, gunicorn: 1.8 },
-  flask: { uwsgi: 1.0 },
+/**
+ * The issues' targets, for request logging off: behind nginx (issue 2: the guide's deployment) and on each
+ * server's own HTTP port (issue 3: HTTP for Python apps).
+ */
+export const TARGETS: Record<Front, Partial<Record<AppName, Partial<Record<PeerName, number>>>>> = {
+  nginx: {
+    hello: { uwsgi: 1.05, gunicorn: 1.8 },
+    flask: { uwsgi: 1.0 },
+  },
+  http: {
+    hello: { uwsgi: 1.6, gunicorn: 1.6 },
+    flask: { uwsgi: 1.3, gunicorn: 1.3 },
+  },
 };
 
 export function median(xs: readonly number[]): number {
@@ -106,7 +115,7 @@ function usPer(seconds: number, r: RunRecord): number {
   return (seconds / r.requests) * 1e6;
 }
 
-export function summarize(runs: readonly RunRecord[]): { peers: PeerSummary[]; ratios: RatioSummary[] } {
+export function summarize(runs: readonly RunRecord[], front: Front): { peers: PeerSummary[]; ratios: RatioSummary[] } {
   const peers: PeerSummary[] = [];
   const ratios: RatioSummary[] = [];
   const groups = new Map<string, RunRecord[]>();
@@ -153,7 +162,7 @@ export function summarize(runs: readonly RunRecord[]): { peers: PeerSummary[]; r
         if (o) paired.push(t.rps / o.rps);
       }
       const ratio = tsgi.rps / other.rps;
-      const target = logging ? undefined : TARGETS[scenario]?.[against];
+      const target = logging ? undefined : TARGETS[front][scenario]?.[against];
       ratios.push({
         scenario,
         logging,
@@ -177,29 +186,35 @@ function fmt(n: number, digits = 0): string {
   return Number.isFinite(n) ? n.toFixed(digits) : '-';
 }
 
-function summaryRows(peers: readonly PeerSummary[]): string[][] {
-  return peers.map((p) => [
-    p.scenario,
-    p.logging ? 'on' : 'off',
-    PEER_LABEL[p.peer],
-    fmt(p.rps),
-    `${fmt(p.rpsMin)}–${fmt(p.rpsMax)}`,
-    fmt(p.p50, 2),
-    fmt(p.p99, 2),
-    fmt(p.pssMb, 1),
-    fmt(p.ussMb, 1),
-    fmt(p.rssMb, 1),
-    String(p.processes),
-    fmt(p.serverUsPerRequest, 1),
-    fmt(p.nginxUsPerRequest, 1),
-    fmt(p.wrkUsPerRequest, 1),
-    fmt(p.totalUsPerRequest, 1),
-    `${fmt(p.maxOtherPct, 1)}%`,
-    p.errorRuns ? `${p.errorRuns} run(s)` : 'none',
-  ]);
+interface Column {
+  title: string;
+  numeric: boolean;
+  cell(p: PeerSummary): string;
 }
 
-const HEADER = ['app', 'log', 'server', 'req/s', 'range', 'p50 ms', 'p99 ms', 'PSS MB', 'USS MB', 'RSS MB', 'procs', 'server µs', 'nginx µs', 'wrk µs', 'total µs', 'other CPU', 'errors'];
+/** The table's columns; without nginx in front, its column is left out. */
+function columns(front: Front): Column[] {
+  const all: (Column & { nginxOnly?: boolean })[] = [
+    { title: 'app', numeric: false, cell: (p) => p.scenario },
+    { title: 'log', numeric: false, cell: (p) => (p.logging ? 'on' : 'off') },
+    { title: 'server', numeric: false, cell: (p) => PEER_LABEL[p.peer] },
+    { title: 'req/s', numeric: true, cell: (p) => fmt(p.rps) },
+    { title: 'range', numeric: true, cell: (p) => `${fmt(p.rpsMin)}–${fmt(p.rpsMax)}` },
+    { title: 'p50 ms', numeric: true, cell: (p) => fmt(p.p50, 2) },
+    { title: 'p99 ms', numeric: true, cell: (p) => fmt(p.p99, 2) },
+    { title: 'PSS MB', numeric: true, cell: (p) => fmt(p.pssMb, 1) },
+    { title: 'USS MB', numeric: true, cell: (p) => fmt(p.ussMb, 1) },
+    { title: 'RSS MB', numeric: true, cell: (p) => fmt(p.rssMb, 1) },
+    { title: 'procs', numeric: true, cell: (p) => String(p.processes) },
+    { title: 'server µs', numeric: true, cell: (p) => fmt(p.serverUsPerRequest, 1) },
+    { title: 'nginx µs', numeric: true, cell: (p) => fmt(p.nginxUsPerRequest, 1), nginxOnly: true },
+    { title: 'wrk µs', numeric: true, cell: (p) => fmt(p.wrkUsPerRequest, 1) },
+    { title: 'total µs', numeric: true, cell: (p) => fmt(p.totalUsPerRequest, 1) },
+    { title: 'other CPU', numeric: true, cell: (p) => `${fmt(p.maxOtherPct, 1)}%` },
+    { title: 'errors', numeric: false, cell: (p) => (p.errorRuns ? `${p.errorRuns} run(s)` : 'none') },
+  ];
+  return all.filter((c) => front === 'nginx' || !c.nginxOnly);
+}
 
 function ratioLine(r: RatioSummary): string {
   const base = `${r.scenario} (logging ${r.logging ? 'on' : 'off'}): tsgi/${PEER_LABEL[r.against]} = ${r.ratio.toFixed(2)}x` +
@@ -210,23 +225,34 @@ function ratioLine(r: RatioSummary): string {
     : `${base}; target ≥ ${r.target.toFixed(2)}x: NOT MET (tsgi needs ${r.shortfallPct!.toFixed(1)}% more req/s)`;
 }
 
-export const LEGEND =
-  'req/s: median of the rounds (range: lowest–highest); p50/p99: wrk --latency, median of the rounds; ' +
-  'PSS/USS/RSS: memory of the server (master + workers) after the run; server/nginx/wrk µs: CPU time ' +
-  '(user + system) per request of each during the run, total: their sum; other CPU: share of the ' +
-  "machine's CPU used by processes the benchmark did not start (highest of the rounds).";
-
-export function textReport(peers: readonly PeerSummary[], ratios: readonly RatioSummary[]): string {
-  const rows = [HEADER, ...summaryRows(peers)];
-  const widths = HEADER.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const numeric = new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
-  const lines = rows.map((r) => r.map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd());
-  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  return `${lines.join('\n')}\n${LEGEND}\n\n${ratios.map(ratioLine).join('\n')}\n`;
+export function legend(front: Front): string {
+  const cpu = front === 'nginx' ? 'server/nginx/wrk µs' : 'server/wrk µs';
+  const closed =
+    front === 'http'
+      ? ' uWSGI (--http-socket) and gunicorn (sync workers) close the connection after every response: wrk ' +
+        'reconnects, and counts a read error for each response that ends at the close; those are expected and ' +
+        'not flagged as errors (the JSON keeps the counts).'
+      : '';
+  return (
+    'req/s: median of the rounds (range: lowest–highest); p50/p99: wrk --latency, median of the rounds; ' +
+    `PSS/USS/RSS: memory of the server (master + workers${front === 'http' ? ' + router' : ''}) after the run; ${cpu}: CPU time ` +
+    '(user + system) per request of each during the run, total: their sum; other CPU: share of the ' +
+    `machine's CPU used by processes the benchmark did not start (highest of the rounds).${closed}`
+  );
 }
 
-export function markdownReport(peers: readonly PeerSummary[], ratios: readonly RatioSummary[]): string {
-  const rows = [HEADER, HEADER.map((_, i) => (i >= 3 && i <= 15 ? '---:' : '---')), ...summaryRows(peers)];
+export function textReport(peers: readonly PeerSummary[], ratios: readonly RatioSummary[], front: Front): string {
+  const cols = columns(front);
+  const rows = [cols.map((c) => c.title), ...peers.map((p) => cols.map((c) => c.cell(p)))];
+  const widths = cols.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) => r.map((c, i) => (cols[i]!.numeric ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd());
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  return `${lines.join('\n')}\n${legend(front)}\n\n${ratios.map(ratioLine).join('\n')}\n`;
+}
+
+export function markdownReport(peers: readonly PeerSummary[], ratios: readonly RatioSummary[], front: Front): string {
+  const cols = columns(front);
+  const rows = [cols.map((c) => c.title), cols.map((c) => (c.numeric ? '---:' : '---')), ...peers.map((p) => cols.map((c) => c.cell(p)))];
   const table = rows.map((r) => `| ${r.join(' | ')} |`).join('\n');
-  return `${table}\n\n${LEGEND}\n\n${ratios.map((r) => `- ${ratioLine(r)}`).join('\n')}\n`;
+  return `${table}\n\n${legend(front)}\n\n${ratios.map((r) => `- ${ratioLine(r)}`).join('\n')}\n`;
 }

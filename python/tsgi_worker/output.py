@@ -110,6 +110,12 @@ class RawOutput(object):
         if self.chunked:
             self.send(b'0\r\n\r\n')
 
+    def whole(self, proto, status, headers, chunk):
+        """A complete response: head, body and end."""
+        n = self.head(proto, status, headers, chunk)
+        self.end()
+        return n
+
     def abort(self):
         self.keepalive = False
 
@@ -137,6 +143,21 @@ class RawOutput(object):
         return sent
 
 
+def _head_payload(status, headers):
+    """A HEAD frame's payload: status, then name/value pairs, each u16-LE-length-prefixed latin-1."""
+    s = status.encode('latin-1')
+    parts = [_U16.pack(len(s)), s]
+    for name, value in headers:
+        check_header(name, value)
+        n = name.encode('latin-1')
+        v = value.encode('latin-1')
+        parts.append(_U16.pack(len(n)))
+        parts.append(n)
+        parts.append(_U16.pack(len(v)))
+        parts.append(v)
+    return b''.join(parts)
+
+
 class LinkOutput(object):
     """The router's link: HEAD, BODY... and END frames; the connection stays open for the next request."""
     __slots__ = ('send', 'fileno')
@@ -146,23 +167,28 @@ class LinkOutput(object):
         self.fileno = sock.fileno()
 
     def head(self, proto, status, headers, chunk):
-        s = status.encode('latin-1')
-        parts = [_U16.pack(len(s)), s]
-        for name, value in headers:
-            check_header(name, value)
-            n = name.encode('latin-1')
-            v = value.encode('latin-1')
-            parts.append(_U16.pack(len(n)))
-            parts.append(n)
-            parts.append(_U16.pack(len(v)))
-            parts.append(v)
-        payload = b''.join(parts)
+        payload = _head_payload(status, headers)
         if chunk and len(chunk) <= MAX_FRAME:
             self.send(b''.join((frame_header(HEAD, len(payload)), payload, frame_header(BODY, len(chunk)), chunk)))
         else:
             self.send(frame_header(HEAD, len(payload)) + payload)
             if chunk:
                 self.body(chunk)
+        return len(payload)
+
+    def whole(self, proto, status, headers, chunk):
+        """A complete response (the app returned one chunk): HEAD, BODY and END in one write, so the router
+        gets it in one read, and is woken once."""
+        if len(chunk) > MAX_FRAME:
+            n = self.head(proto, status, headers, chunk)
+            self.end()
+            return n
+        payload = _head_payload(status, headers)
+        parts = [frame_header(HEAD, len(payload)), payload]
+        if chunk:
+            parts += (frame_header(BODY, len(chunk)), chunk)
+        parts.append(END_FRAME)
+        self.send(b''.join(parts))
         return len(payload)
 
     def body(self, chunk):

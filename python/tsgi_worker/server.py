@@ -477,10 +477,11 @@ class Worker(object):
 
         result = None
         healthy = True
+        ended = False
         try:
             result = self.app(environ, start_response)
             if result.__class__ is list and len(result) == 1 and r.status is not None and not r.sent:
-                # The common case (one body chunk): head and body in one write, with a Content-Length.
+                # The common case (one body chunk): the whole response in one write, with a Content-Length.
                 chunk = result[0]
                 if chunk.__class__ is not bytes:
                     chunk = self.coerce_chunk(chunk)
@@ -490,7 +491,13 @@ class Worker(object):
                             break
                     else:
                         r.headers.append(('Content-Length', str(len(chunk))))
-                write(chunk)
+                r.code = int(r.status[:3])
+                r.header_count = len(r.headers)
+                r.header_bytes = out.whole(proto, r.status, r.headers, b'' if head else chunk)
+                r.sent = True
+                ended = True
+                if not head:
+                    r.body_bytes += len(chunk)
             elif isinstance(result, FileWrapper) and result.fileno() is not None and r.status is not None:
                 self.send_file(out, result, write, head, r)
             else:
@@ -506,7 +513,8 @@ class Worker(object):
                 if r.status is None:
                     raise AssertionError('the app returned without calling start_response()')
                 write(b'')
-            out.end()
+            if not ended:
+                out.end()
         except (BrokenPipeError, ConnectionResetError) as e:
             self.log_error('client went away during the response (%s)' % e.__class__.__name__)
             healthy = False
