@@ -3,7 +3,8 @@
  * tells the master it is ready, and serves until it is told to stop.
  *
  *   SIGTERM          stop accepting, answer what is in progress and what is already queued, exit 0
- *   SIGHUP           (a reload) stop accepting, finish what is in progress, exit 0
+ *   SIGHUP           (a reload) stop accepting, finish what is in progress and answer each kept-alive
+ *                    connection once more (Connection: close), exit 0
  *   SIGINT, SIGQUIT  exit now
  *   master gone      (the control channel closes) as SIGTERM
  *
@@ -60,18 +61,25 @@ async function main(): Promise<void> {
     exitStatus = status;
     if (!exchanges) finish();
     const ex = exchanges!;
+    // A stop for good (drain) closes idle keep-alive connections: nobody would answer their next request.
+    // A reload or a recycle does not: a client sends its next request the moment it has read a response, so
+    // that request may be in flight on any "idle" connection, and cutting the connection would lose it — when
+    // a new worker is there to serve the client's next connection. Instead each connection is answered once
+    // more, with Connection: close (Exchanges.stop), or ends at the keep-alive timeout it was promised.
+    const cutIdle = mode === 'drain';
     const closeIdle = (): void => {
-      for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
+      if (cutIdle) for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
     };
     ex.stop(() => setImmediate(closeIdle));
     const closeAll = (): void => {
       let open = servers.length;
       if (open === 0) return finish();
-      for (const s of servers) {
-        s.close(() => {
-          if (--open === 0) finish();
-        });
-      }
+      const closed = (): void => {
+        if (--open === 0) finish();
+      };
+      // http.Server.close() would also cut the idle connections; net.Server's close only stops accepting
+      // (its callback runs once every connection has ended).
+      for (const s of servers) (cutIdle ? s.close(closed) : net.Server.prototype.close.call(s, closed));
       closeIdle();
     };
     // Draining: one more turn of the event loop accepts every connection already queued on the sockets.
