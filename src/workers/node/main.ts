@@ -140,7 +140,11 @@ async function main(): Promise<void> {
     workerId: conf.id,
     catchExceptions: conf.catchExceptions,
     maxRequests: conf.maxRequests,
-    onMaxRequests: () => stop('graceful', EXIT_RECYCLED),
+    onMaxRequests: () => {
+      // The master starts the replacement now: this worker no longer accepts, but its connections may last.
+      control.write('M');
+      stop('graceful', EXIT_RECYCLED);
+    },
   });
   exchanges = ex;
 
