@@ -28,26 +28,31 @@ test('max-requests: a Node worker recycles itself after N requests and a fresh o
   }
 });
 
-test('max-requests: the replacement serves while the recycled worker still holds a kept-alive connection', async () => {
+test('max-requests: the replacement starts at once, while the recycled worker still holds its kept-alive connections', async () => {
   const port = await freePort();
   // One worker, one request per lifetime, a keep-alive timeout far beyond the test: the recycled worker
-  // lingers for its idle connection, and new connections must not wait for it.
+  // answers a connection that speaks once more, and keeps a silent one for its grace (5 s).
   const tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--max-requests', '1', '--socket-timeout', '120', '--wsgi-file', APP], { env });
   const conn = await KeptAliveConnection.open(port);
+  const silent = await KeptAliveConnection.open(port);
   try {
     const old = (await conn.get('/pid')).body.toString();
     await tsgi.waitFor(/reached max-requests and finishes its connections; its replacement starts now/);
-    const other = await KeptAliveConnection.open(port);
-    const fresh = (await other.get('/pid')).body.toString();
-    other.close();
-    assert.notEqual(fresh, old, 'a new worker serves new connections');
     const again = await conn.get('/pid');
     assert.equal(again.body.toString(), old, 'the recycled worker answers the connection it holds once more');
     assert.equal(again.headers.get('connection'), 'close');
     await conn.closed;
+    const other = await KeptAliveConnection.open(port);
+    const fresh = (await other.get('/pid')).body.toString();
+    other.close();
+    assert.notEqual(fresh, old, 'a new worker serves new connections');
+    await silent.closed;
     await tsgi.waitFor(new RegExp(`worker 1 \\(pid: ${old}, generation 1\\) retired \\(exited with status 24\\)`));
+    // Started when the old worker stopped accepting, not when it exited.
+    assert.match(tsgi.output(), new RegExp(`reached max-requests and finishes its connections; its replacement starts now[\\s\\S]*spawned worker 1 \\(pid: ${fresh}\\)[\\s\\S]*\\(pid: ${old}, generation 1\\) retired`));
   } finally {
     conn.close();
+    silent.close();
     assert.equal((await stopProcess(tsgi)).code, 0);
   }
 });

@@ -4,7 +4,7 @@
  *
  *   SIGTERM          stop accepting, answer what is in progress and what is already queued, exit 0
  *   SIGHUP           (a reload) stop accepting, finish what is in progress and answer each kept-alive
- *                    connection once more (Connection: close), exit 0
+ *                    connection once more (Connection: close) if its client speaks within a grace, exit 0
  *   SIGINT, SIGQUIT  exit now
  *   master gone      (the control channel closes) as SIGTERM
  *
@@ -14,7 +14,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { Exchanges, describeError } from './exchange.js';
-import { createHttpServer } from './http.js';
+import { closeSilentConnections, createHttpServer } from './http.js';
 import type { NodeWorkerConfig } from './launcher.js';
 import { loadApp } from './load.js';
 import { WorkerLog } from './log.js';
@@ -25,6 +25,8 @@ import { UwsgiServer } from './uwsgi.js';
 const EXIT_APP_FAILED = 22;
 const EXIT_SOCKET_FAILED = 23;
 const EXIT_RECYCLED = 24;
+/** How long a reloading or recycling worker keeps a kept-alive connection that stays silent. */
+const IDLE_GRACE_MS = 5000;
 
 async function main(): Promise<void> {
   const raw = process.env.TSGI_WORKER;
@@ -61,15 +63,21 @@ async function main(): Promise<void> {
     exitStatus = status;
     if (!exchanges) finish();
     const ex = exchanges!;
-    // A stop for good (drain) closes idle keep-alive connections: nobody would answer their next request.
-    // A reload or a recycle does not: a client sends its next request the moment it has read a response, so
-    // that request may be in flight on any "idle" connection, and cutting the connection would lose it — when
-    // a new worker is there to serve the client's next connection. Instead each connection is answered once
-    // more, with Connection: close (Exchanges.stop), or ends at the keep-alive timeout it was promised.
-    const cutIdle = mode === 'drain';
+    // A stop for good (drain) closes idle keep-alive connections at once: nobody would answer their next
+    // request. A reload or a recycle does not: a client sends its next request the moment it has read a
+    // response, so that request may be in flight on any "idle" connection, and cutting the connection would
+    // lose it — when a new worker is there to serve the client's next connection. Instead each connection is
+    // answered once more, with Connection: close (Exchanges.stop); one that stays silent ends at its keep-alive
+    // timeout, or after IDLE_GRACE_MS (an --http keep-alive timeout is a minute: old workers must not linger).
+    // Either way, a connection accepted that has sent nothing yet has that grace to send its request.
+    let cutIdle = mode === 'drain';
     const closeIdle = (): void => {
       if (cutIdle) for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
     };
+    setTimeout(() => {
+      cutIdle = true;
+      for (const s of servers) if (s instanceof http.Server) closeSilentConnections(s);
+    }, IDLE_GRACE_MS);
     ex.stop(() => setImmediate(closeIdle));
     const closeAll = (): void => {
       let open = servers.length;
