@@ -57,20 +57,26 @@ async function main(): Promise<void> {
     }
   };
 
-  const stop = (mode: 'drain' | 'graceful', status: number): void => {
+  /**
+   * drain: a stop for good (SIGTERM), what is queued on the sockets is accepted and answered first.
+   * handover: a reload or a recycle, new workers take the new connections (see below for the idle ones).
+   * graceful: a crash outside any request, the requests in progress are finished and that is all.
+   */
+  const stop = (mode: 'drain' | 'handover' | 'graceful', status: number): void => {
     if (stopping) return;
     stopping = true;
     exitStatus = status;
     if (!exchanges) finish();
     const ex = exchanges!;
     // A stop for good (drain) closes idle keep-alive connections at once: nobody would answer their next
-    // request. A reload or a recycle does not: a client sends its next request the moment it has read a
-    // response, so that request may be in flight on any "idle" connection, and cutting the connection would
-    // lose it — when a new worker is there to serve the client's next connection. Instead each connection is
-    // answered once more, with Connection: close (Exchanges.stop); one that stays silent ends at its keep-alive
-    // timeout, or after IDLE_GRACE_MS (an --http keep-alive timeout is a minute: old workers must not linger).
-    // Either way, a connection accepted that has sent nothing yet has that grace to send its request.
-    let cutIdle = mode === 'drain';
+    // request; so does a crashed worker, which should take no more. A handover does not: a client sends its
+    // next request the moment it has read a response, so that request may be in flight on any "idle"
+    // connection, and cutting the connection would lose it — when a new worker is there to serve the client's
+    // next connection. Instead each connection is answered once more, with Connection: close (Exchanges.stop);
+    // one that stays silent ends at its keep-alive timeout, or after IDLE_GRACE_MS (an --http keep-alive
+    // timeout is a minute: old workers must not linger). In every mode, a connection accepted that has sent
+    // nothing yet has that grace to send its request.
+    let cutIdle = mode !== 'handover';
     const closeIdle = (): void => {
       if (cutIdle) for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
     };
@@ -96,7 +102,7 @@ async function main(): Promise<void> {
   };
 
   process.on('SIGTERM', () => stop('drain', 0));
-  process.on('SIGHUP', () => stop('graceful', 0));
+  process.on('SIGHUP', () => stop('handover', 0));
   for (const sig of ['SIGINT', 'SIGQUIT'] as const) {
     process.on(sig, () => {
       exitStatus = 0;
@@ -151,7 +157,7 @@ async function main(): Promise<void> {
     onMaxRequests: () => {
       // The master starts the replacement now: this worker no longer accepts, but its connections may last.
       control.write('M');
-      stop('graceful', EXIT_RECYCLED);
+      stop('handover', EXIT_RECYCLED);
     },
   });
   exchanges = ex;
