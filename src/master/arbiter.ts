@@ -110,6 +110,7 @@ interface RouterHandle {
 type MasterEvent =
   | { type: 'signal'; signal: NodeJS.Signals }
   | { type: 'ready'; worker: WorkerHandle }
+  | { type: 'recycling'; worker: WorkerHandle }
   | { type: 'exit'; worker: WorkerHandle; code: number | null; signal: NodeJS.Signals | null }
   | { type: 'respawn'; id: number; generation: number }
   | { type: 'router-ready'; router: RouterHandle }
@@ -224,6 +225,8 @@ export class Master {
         return this.onSignal(e.signal);
       case 'ready':
         return this.onReady(e.worker);
+      case 'recycling':
+        return this.onRecycling(e.worker);
       case 'exit':
         return this.onExit(e.worker, e.code, e.signal);
       case 'respawn':
@@ -393,8 +396,10 @@ export class Master {
     this.workers.add(w);
     this.respawns.set(id, (this.respawns.get(id) ?? 0) + 1);
     const control = child.stdio[3];
+    // R: ready. M: reached max-requests, finishing its connections (a Node worker; a Python one just exits).
     control?.on('data', (chunk: Buffer) => {
       if (chunk.includes(0x52 /* R */)) this.enqueue({ type: 'ready', worker: w });
+      if (chunk.includes(0x4d /* M */)) this.enqueue({ type: 'recycling', worker: w });
     });
     control?.on('error', () => {
       /* the worker's end closing is reported by its exit */
@@ -535,6 +540,19 @@ export class Master {
       if (this.chain && !this.chainWaiting) this.chainNext();
       else if (!this.chain && this.allReady(this.generation)) this.finishReload();
     }
+  }
+
+  /**
+   * A worker has reached max-requests and no longer accepts, but may take a while to finish (a Node worker
+   * answers each kept-alive connection once more, or waits for its keep-alive timeout): its replacement
+   * starts now rather than when it exits, so that someone is accepting meanwhile.
+   */
+  private onRecycling(w: WorkerHandle): void {
+    if (!this.workers.has(w) || w.state !== 'ready' || w.recycling || this.state !== 'running') return;
+    this.log.info(`worker ${w.id} (pid: ${w.pid}) reached max-requests and finishes its connections; its replacement starts now`);
+    this.fastDeaths.set(w.id, 0);
+    this.retire(w, 'SIGHUP', this.settings.workerReloadMercy);
+    this.spawn(w.id, w.generation);
   }
 
   /** Start-up is over once every worker is ready and the router (if any) listens. */

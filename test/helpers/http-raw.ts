@@ -90,3 +90,62 @@ export function rawHttp(port: number, data: Buffer | string, opts: { idleMs?: nu
     });
   });
 }
+
+/**
+ * One kept-alive HTTP/1.1 connection, a request at a time: `get` resolves with the response once it is
+ * complete, and rejects when the connection ends (or is reset) before it is.
+ */
+export class KeptAliveConnection {
+  private data = Buffer.alloc(0);
+  private pending: { resolve(r: RawHttpResponse): void; reject(e: Error): void } | undefined;
+  private ended: Error | undefined;
+  /** Resolves when the server has closed the connection. */
+  readonly closed: Promise<void>;
+  private readonly socket: net.Socket;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on('data', (c: Buffer) => {
+      this.data = Buffer.concat([this.data, c]);
+      const [r] = parseResponses(this.data);
+      const cl = r?.headers.get('content-length');
+      if (!r || !this.pending || (cl !== undefined && r.body.length < Number(cl))) return;
+      this.data = Buffer.alloc(0);
+      const p = this.pending;
+      this.pending = undefined;
+      p.resolve(r);
+    });
+    this.closed = new Promise((resolve) => {
+      const end = (why: string): void => {
+        this.ended ??= new Error(`the connection ended (${why}) with ${this.data.length} bytes of an incomplete response`);
+        this.pending?.reject(this.ended);
+        this.pending = undefined;
+        resolve();
+      };
+      socket.on('error', (err) => end(err.message));
+      socket.on('close', () => end('closed'));
+    });
+  }
+
+  static open(port: number, host = '127.0.0.1'): Promise<KeptAliveConnection> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(port, host, () => {
+        s.off('error', reject);
+        resolve(new KeptAliveConnection(s));
+      });
+      s.on('error', reject);
+    });
+  }
+
+  get(path: string): Promise<RawHttpResponse> {
+    if (this.ended) return Promise.reject(this.ended);
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}

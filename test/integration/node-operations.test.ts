@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { join } from 'node:path';
 import { cleanEnv, NODE_APPS } from '../helpers/node-apps.js';
-import { rawHttp } from '../helpers/http-raw.js';
+import { KeptAliveConnection, rawHttp } from '../helpers/http-raw.js';
 import { childPids, freePort, startTsgi, stopProcess, tempDir } from '../helpers/procs.js';
 import { getVars, rawExchange, uwsgiPacket, uwsgiRequest } from '../helpers/uwsgi-client.js';
 
@@ -21,9 +21,38 @@ test('max-requests: a Node worker recycles itself after N requests and a fresh o
   try {
     const pids = new Set<string>();
     for (let i = 0; i < 7; i++) pids.add((await uwsgiRequest(sock, getVars('/pid'))).body.toString());
-    await tsgi.waitFor(/recycling after 3 requests \(max-requests\)[\s\S]*recycled itself \(max-requests\); respawning/);
+    await tsgi.waitFor(/recycling after 3 requests \(max-requests\)[\s\S]*reached max-requests and finishes its connections; its replacement starts now[\s\S]*retired \(exited with status 24\)/);
     assert.ok(pids.size >= 2, `requests were served by ${[...pids].join(', ')}`);
   } finally {
+    assert.equal((await stopProcess(tsgi)).code, 0);
+  }
+});
+
+test('max-requests: the replacement starts at once, while the recycled worker still holds its kept-alive connections', async () => {
+  const port = await freePort();
+  // One worker, one request per lifetime, a keep-alive timeout far beyond the test: the recycled worker
+  // answers a connection that speaks once more, and keeps a silent one for its grace (5 s).
+  const tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--max-requests', '1', '--socket-timeout', '120', '--wsgi-file', APP], { env });
+  const conn = await KeptAliveConnection.open(port);
+  const silent = await KeptAliveConnection.open(port);
+  try {
+    const old = (await conn.get('/pid')).body.toString();
+    await tsgi.waitFor(/reached max-requests and finishes its connections; its replacement starts now/);
+    const again = await conn.get('/pid');
+    assert.equal(again.body.toString(), old, 'the recycled worker answers the connection it holds once more');
+    assert.equal(again.headers.get('connection'), 'close');
+    await conn.closed;
+    const other = await KeptAliveConnection.open(port);
+    const fresh = (await other.get('/pid')).body.toString();
+    other.close();
+    assert.notEqual(fresh, old, 'a new worker serves new connections');
+    await silent.closed;
+    await tsgi.waitFor(new RegExp(`worker 1 \\(pid: ${old}, generation 1\\) retired \\(exited with status 24\\)`));
+    // Started when the old worker stopped accepting, not when it exited.
+    assert.match(tsgi.output(), new RegExp(`reached max-requests and finishes its connections; its replacement starts now[\\s\\S]*spawned worker 1 \\(pid: ${fresh}\\)[\\s\\S]*\\(pid: ${old}, generation 1\\) retired`));
+  } finally {
+    conn.close();
+    silent.close();
     assert.equal((await stopProcess(tsgi)).code, 0);
   }
 });

@@ -5,10 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
+import { until } from '../helpers/emperor.js';
+import { KeptAliveConnection } from '../helpers/http-raw.js';
 import { cleanEnv, NODE_APPS } from '../helpers/node-apps.js';
 import { childPids, freePort, httpRequest, startTsgi, stopProcess, tempDir, writeFiles } from '../helpers/procs.js';
 import { getVars, rawExchange, uwsgiPacket, uwsgiRequest } from '../helpers/uwsgi-client.js';
@@ -97,6 +99,45 @@ test('SIGHUP reloads gracefully: new Node workers, no uwsgi or HTTP request refu
     assert.equal(after.length, 2);
     assert.ok(after.every((p) => !before.includes(p)), 'all workers are new');
   } finally {
+    assert.equal((await stopProcess(tsgi)).code, 0);
+  }
+});
+
+test('SIGHUP: a kept-alive HTTP connection idle at the reload is not cut; its next request is answered, with Connection: close', async () => {
+  const port = await freePort();
+  // A keep-alive timeout far beyond the test: the old worker closes a connection that stays silent after a
+  // grace of its own (5 s), and the one that speaks (within the grace) when it has answered.
+  const tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--socket-timeout', '120', '--wsgi-file', APP], { env });
+  const conn = await KeptAliveConnection.open(port);
+  const silent = await KeptAliveConnection.open(port);
+  try {
+    const first = await conn.get('/pid');
+    assert.equal(first.headers.get('connection'), 'keep-alive');
+    const old = first.body.toString();
+    assert.equal((await silent.get('/pid')).body.toString(), old);
+    // The worker's listening socket (descriptor 5): once it is closed, the worker is stopping.
+    const listener = `/proc/${old}/fd/5`;
+    const link = readlinkSync(listener);
+    assert.match(link, /^socket:/);
+    tsgi.kill('SIGHUP');
+    await tsgi.waitFor(/graceful reload done/);
+    await until('the old worker has stopped accepting', () => {
+      try {
+        return readlinkSync(listener) !== link;
+      } catch {
+        return true;
+      }
+    });
+    const second = await conn.get('/pid');
+    assert.equal(second.status, 200);
+    assert.equal(second.body.toString(), old, 'the old worker answers the connection it holds');
+    assert.equal(second.headers.get('connection'), 'close');
+    await conn.closed;
+    await silent.closed;
+    await tsgi.waitFor(new RegExp(`worker 1 \\(pid: ${old}, generation 1\\) retired \\(exited with status 0\\)`));
+  } finally {
+    conn.close();
+    silent.close();
     assert.equal((await stopProcess(tsgi)).code, 0);
   }
 });

@@ -21,6 +21,21 @@ function tooLarge(res: ServerResponse): void {
   res.end(body);
 }
 
+/** Each server's open connections, for `closeSilentConnections`. */
+const connections = new WeakMap<http.Server, Set<Socket>>();
+
+/**
+ * Closes a stopping server's connections that have nothing to answer: kept-alive ones between requests
+ * (node's closeIdleConnections) and ones accepted that have not sent a byte (node counts those as busy,
+ * under headersTimeout). One with part of a request in keeps it, and the timeouts.
+ */
+export function closeSilentConnections(server: http.Server): void {
+  server.closeIdleConnections();
+  for (const socket of connections.get(server) ?? []) {
+    if (socket.bytesRead === 0 && !(socket as Socket & { _httpMessage?: unknown })._httpMessage) socket.destroy();
+  }
+}
+
 export function createHttpServer(exchanges: Exchanges, log: WorkerLog, opts: HttpOptions): http.Server {
   const limit = opts.limitPost;
   const onRequest = limit > 0
@@ -44,7 +59,13 @@ export function createHttpServer(exchanges: Exchanges, log: WorkerLog, opts: Htt
     },
     onRequest,
   );
-  server.on('connection', (socket: Socket) => exchanges.countConnection(socket));
+  const open = new Set<Socket>();
+  connections.set(server, open);
+  server.on('connection', (socket: Socket) => {
+    exchanges.countConnection(socket);
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();

@@ -3,7 +3,8 @@
  * tells the master it is ready, and serves until it is told to stop.
  *
  *   SIGTERM          stop accepting, answer what is in progress and what is already queued, exit 0
- *   SIGHUP           (a reload) stop accepting, finish what is in progress, exit 0
+ *   SIGHUP           (a reload) stop accepting, finish what is in progress and answer each kept-alive
+ *                    connection once more (Connection: close) if its client speaks within a grace, exit 0
  *   SIGINT, SIGQUIT  exit now
  *   master gone      (the control channel closes) as SIGTERM
  *
@@ -13,7 +14,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { Exchanges, describeError } from './exchange.js';
-import { createHttpServer } from './http.js';
+import { closeSilentConnections, createHttpServer } from './http.js';
 import type { NodeWorkerConfig } from './launcher.js';
 import { loadApp } from './load.js';
 import { WorkerLog } from './log.js';
@@ -24,6 +25,8 @@ import { UwsgiServer } from './uwsgi.js';
 const EXIT_APP_FAILED = 22;
 const EXIT_SOCKET_FAILED = 23;
 const EXIT_RECYCLED = 24;
+/** How long a reloading or recycling worker keeps a kept-alive connection that stays silent. */
+const IDLE_GRACE_MS = 5000;
 
 async function main(): Promise<void> {
   const raw = process.env.TSGI_WORKER;
@@ -54,24 +57,43 @@ async function main(): Promise<void> {
     }
   };
 
-  const stop = (mode: 'drain' | 'graceful', status: number): void => {
+  /**
+   * drain: a stop for good (SIGTERM), what is queued on the sockets is accepted and answered first.
+   * handover: a reload or a recycle, new workers take the new connections (see below for the idle ones).
+   * graceful: a crash outside any request, the requests in progress are finished and that is all.
+   */
+  const stop = (mode: 'drain' | 'handover' | 'graceful', status: number): void => {
     if (stopping) return;
     stopping = true;
     exitStatus = status;
     if (!exchanges) finish();
     const ex = exchanges!;
+    // A stop for good (drain) closes idle keep-alive connections at once: nobody would answer their next
+    // request; so does a crashed worker, which should take no more. A handover does not: a client sends its
+    // next request the moment it has read a response, so that request may be in flight on any "idle"
+    // connection, and cutting the connection would lose it — when a new worker is there to serve the client's
+    // next connection. Instead each connection is answered once more, with Connection: close (Exchanges.stop);
+    // one that stays silent ends at its keep-alive timeout, or after IDLE_GRACE_MS (an --http keep-alive
+    // timeout is a minute: old workers must not linger). In every mode, a connection accepted that has sent
+    // nothing yet has that grace to send its request.
+    let cutIdle = mode !== 'handover';
     const closeIdle = (): void => {
-      for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
+      if (cutIdle) for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
     };
+    setTimeout(() => {
+      cutIdle = true;
+      for (const s of servers) if (s instanceof http.Server) closeSilentConnections(s);
+    }, IDLE_GRACE_MS);
     ex.stop(() => setImmediate(closeIdle));
     const closeAll = (): void => {
       let open = servers.length;
       if (open === 0) return finish();
-      for (const s of servers) {
-        s.close(() => {
-          if (--open === 0) finish();
-        });
-      }
+      const closed = (): void => {
+        if (--open === 0) finish();
+      };
+      // http.Server.close() would also cut the idle connections; net.Server's close only stops accepting
+      // (its callback runs once every connection has ended).
+      for (const s of servers) (cutIdle ? s.close(closed) : net.Server.prototype.close.call(s, closed));
       closeIdle();
     };
     // Draining: one more turn of the event loop accepts every connection already queued on the sockets.
@@ -80,7 +102,7 @@ async function main(): Promise<void> {
   };
 
   process.on('SIGTERM', () => stop('drain', 0));
-  process.on('SIGHUP', () => stop('graceful', 0));
+  process.on('SIGHUP', () => stop('handover', 0));
   for (const sig of ['SIGINT', 'SIGQUIT'] as const) {
     process.on(sig, () => {
       exitStatus = 0;
@@ -132,7 +154,11 @@ async function main(): Promise<void> {
     workerId: conf.id,
     catchExceptions: conf.catchExceptions,
     maxRequests: conf.maxRequests,
-    onMaxRequests: () => stop('graceful', EXIT_RECYCLED),
+    onMaxRequests: () => {
+      // The master starts the replacement now: this worker no longer accepts, but its connections may last.
+      control.write('M');
+      stop('handover', EXIT_RECYCLED);
+    },
   });
   exchanges = ex;
 
