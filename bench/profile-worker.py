@@ -17,6 +17,7 @@ connect, sendto, recvfrom, close per request).
 """
 import argparse
 import cProfile
+import gc
 import importlib.util
 import os
 import pstats
@@ -65,6 +66,8 @@ def main():
     args = ap.parse_args()
     path = {'hello': os.path.join(HERE, 'apps/hello.py'), 'flask': os.path.join(HERE, 'apps/flask_hello.py')}.get(args.app, args.app)
     app = load_app(os.path.abspath(path))
+    # As the loader does before forking workers (main.py): what the import made is never scanned again.
+    gc.freeze()
 
     tmp = tempfile.mkdtemp(prefix='tsgi-profile-')
     sock_path = os.path.join(tmp, 'w.sock')
