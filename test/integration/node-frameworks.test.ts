@@ -101,6 +101,19 @@ for (const [framework, front] of [['express', 'http'], ['hono', 'http'], ['expre
       }
     });
 
+    test('Response bodies made from text, bytes, an ArrayBuffer, a Blob or nothing arrive exact, with their byte length', { skip: framework === 'hono' ? false : 'Fetch contract only (Hono)' }, async () => {
+      const text = 'héllo wörld ✓';
+      for (const [kind, expected] of [['text', text], ['bytes', text], ['arraybuffer', text], ['blob', text], ['empty', '']] as const) {
+        const r = await fetch(`${base}/bodies/${kind}`);
+        assert.equal(r.status, 200, kind);
+        const body = Buffer.from(await r.arrayBuffer());
+        assert.equal(body.toString('utf8'), expected, kind);
+        const length = r.headers.get('content-length');
+        if (length !== null) assert.equal(Number(length), Buffer.byteLength(expected), `${kind}: Content-Length`);
+        else assert.equal(r.headers.get('transfer-encoding'), 'chunked', `${kind}: framed somehow`);
+      }
+    });
+
     test('a route with a parameter answers JSON', async () => {
       const r = await fetch(`${base}/users/42`);
       assert.equal(r.status, 200);
