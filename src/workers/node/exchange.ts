@@ -18,8 +18,6 @@ import type { WorkerCounters } from './scoreboard.js';
 /** A loaded app, whatever its contract: called with node's request and response. May return a promise. */
 export type AppHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
 
-const kRecord = Symbol('tsgi.exchange');
-
 class Record {
   done = false;
   constructor(
@@ -28,7 +26,7 @@ class Record {
   ) {}
 }
 
-type Tracked = ServerResponse & { [kRecord]?: Record; _header?: string | null };
+type Tracked = ServerResponse & { _header?: string | null };
 
 /** What a thrown value looks like in the log: the stack of an Error, else the value itself. */
 export function describeError(err: unknown): string {
@@ -63,8 +61,12 @@ export class Exchanges implements WorkerCounters {
   /** Set by `stop()`: responses say Connection: close, and each finished one calls `onSettled`. */
   stopping = false;
   onSettled: (() => void) | undefined;
-  /** Responses in progress (so that a stop can tell those not yet started to close their connection). */
-  private readonly live = new Set<ServerResponse>();
+  /**
+   * Responses in progress and their records, in start order (a stop tells those not yet started to close
+   * their connection; the oldest is harakiri's). A Map rather than a property on node's response object:
+   * adding one would give every ServerResponse a second shape in node's own hot code.
+   */
+  private readonly live = new Map<ServerResponse, Record>();
 
   private readonly onClose: (this: ServerResponse) => void;
   private readonly format: ((c: LogContext) => string) | undefined;
@@ -84,9 +86,7 @@ export class Exchanges implements WorkerCounters {
 
   /** The oldest request in progress (responses are kept in the order they started), for the scoreboard. */
   oldest(): { startMs: number; line: string } | undefined {
-    for (const res of this.live) {
-      const rec = (res as Tracked)[kRecord];
-      if (rec === undefined) continue;
+    for (const [res, rec] of this.live) {
       return { startMs: performance.timeOrigin + rec.start, line: `${res.req.method ?? ''} ${res.req.url ?? ''}` };
     }
     return undefined;
@@ -96,7 +96,7 @@ export class Exchanges implements WorkerCounters {
   stop(onSettled: () => void): void {
     this.stopping = true;
     this.onSettled = onSettled;
-    for (const res of this.live) if (!res.headersSent) res.shouldKeepAlive = false;
+    for (const res of this.live.keys()) if (!res.headersSent) res.shouldKeepAlive = false;
   }
 
   /** Bytes sent are counted per connection, when it closes (not per request). */
@@ -108,9 +108,8 @@ export class Exchanges implements WorkerCounters {
 
   dispatch(req: IncomingMessage, res: ServerResponse): void {
     // socket.bytesWritten walks the socket's write queue: read only when a request line will need it.
-    (res as Tracked)[kRecord] = new Record(performance.now(), this.opts.logRequests ? (req.socket?.bytesWritten ?? 0) : 0);
+    this.live.set(res, new Record(performance.now(), this.opts.logRequests ? (req.socket?.bytesWritten ?? 0) : 0));
     this.inFlight++;
-    this.live.add(res);
     res.on('close', this.onClose);
     if (this.stopping) res.shouldKeepAlive = false;
     try {
@@ -140,7 +139,7 @@ export class Exchanges implements WorkerCounters {
   }
 
   private complete(res: Tracked, finished: boolean): void {
-    const rec = res[kRecord];
+    const rec = this.live.get(res);
     if (rec === undefined || rec.done) return;
     rec.done = true;
     const req = res.req;
