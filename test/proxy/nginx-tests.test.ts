@@ -80,12 +80,28 @@ function send(port: number, raw: string, extra: Record<string, string>): Promise
   });
 }
 
+/** The vector's servers could not all bind their ports: the replay is run again on other free ports. */
+class PortTaken extends Error {}
+
+/** Replays a vector, again (up to 3 times in all) when a port it picked was taken by another test. */
+async function replayWithFreshPorts(v: Vector, name: string): Promise<FileResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await replay(v, name);
+    } catch (err) {
+      if (!(err instanceof PortTaken) || attempt === 3) throw err;
+    }
+  }
+}
+
 interface FileResult {
   vector: string;
   status: 'ran' | 'skipped';
   reason?: string;
   passed: string[];
   failed: string[];
+  /** When an assertion failed: the end of the servers' output and of error.log, for the failure message. */
+  debug?: string;
 }
 
 async function replay(v: Vector, name: string): Promise<FileResult> {
@@ -130,13 +146,20 @@ async function replay(v: Vector, name: string): Promise<FileResult> {
       const p = run('uwsgi', args, { cwd: dir });
       procs.push(p);
       const sock = args[args.indexOf('--socket') + 1]!;
-      await waitFor('uwsgi', () => canConnect(Number(sock.split(':')[1])));
+      // Its own line saying it bound the port, not just a connection: another test running at the same time
+      // may have taken the free port first, and a connection would then reach that test's server.
+      const logto = args.indexOf('--logto');
+      const output = (): string => (logto === -1 ? p.out() : existsSync(args[logto + 1]!) ? readFileSync(args[logto + 1]!, 'latin1') : '');
+      await waitFor('uwsgi', () => {
+        if (p.child.exitCode !== null || p.child.signalCode !== null) throw new PortTaken(`uwsgi exited: ${output().split('\n').slice(-3).join(' ')}`);
+        return output().includes(`bound to TCP address ${sock} `);
+      });
     }
     const proxy = run(process.execPath, [BIN, '-p', dir + '/', '-c', 'nginx.conf', '-e', 'error.log'], { cwd: dir });
     procs.push(proxy);
     const mainPort = await portFor('8080');
     await waitFor('tsgi-proxy', async () => {
-      if (proxy.child.exitCode !== null) throw new Error(`tsgi-proxy exited: ${proxy.out()}`);
+      if (proxy.child.exitCode !== null) throw new PortTaken(`tsgi-proxy exited: ${proxy.out()}`);
       return canConnect(mainPort);
     });
     const responses = new Map<number, string>();
@@ -144,6 +167,12 @@ async function replay(v: Vector, name: string): Promise<FileResult> {
       if (!r.raw) continue;
       responses.set(r.id, await send(mainPort, await remap(r.raw), r.extra));
     }
+    // A server that could not bind (a port taken meanwhile by another test) makes every answer wrong.
+    for (const p of procs) {
+      if (p.child.exitCode !== null || p.child.signalCode !== null) throw new PortTaken(`a server exited during the replay: ${p.out().slice(-300)}`);
+    }
+    const errorLog = existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'latin1') : '';
+    if (/Address already in use|EADDRINUSE/.test(errorLog + proxy.out())) throw new PortTaken('tsgi-proxy could not bind a port');
     for (const a of graded(v)) {
       const resp = responses.get(a.request_ids[a.request_ids.length - 1]!) ?? '';
       let ok: boolean;
@@ -158,6 +187,10 @@ async function replay(v: Vector, name: string): Promise<FileResult> {
         ok = (body === a.expected) === (a.fn === 'is');
       }
       (ok ? result.passed : result.failed).push(a.name);
+    }
+    if (result.failed.length > 0) {
+      const uwsgiLog = existsSync(join(dir, 'uwsgi_log')) ? readFileSync(join(dir, 'uwsgi_log'), 'latin1') : '';
+      result.debug = [`${name}: error.log: ${errorLog.slice(-600)}`, `uwsgi_log: ${uwsgiLog.slice(-600)}`, ...procs.map((p) => `${p.child.spawnfile}: ${p.out().slice(-600)}`)].join('\n');
     }
     return result;
   } finally {
@@ -182,7 +215,7 @@ test('nginx-tests replay: passed/total per vector file against Debian nginx 1.22
     Array.from({ length: 3 }, async () => {
       for (let n = queue.shift(); n !== undefined; n = queue.shift()) {
         const v = JSON.parse(readFileSync(join(DIR, 'vectors', n), 'utf8')) as Vector;
-        results.push(await replay(v, n));
+        results.push(await replayWithFreshPorts(v, n));
       }
     }),
   );
@@ -212,6 +245,7 @@ test('nginx-tests replay: passed/total per vector file against Debian nginx 1.22
   if (process.env.TSGI_RECORD_NGINX_TESTS === '1') writeFileSync(RATCHET, JSON.stringify(nowPassing.sort(), null, 1) + '\n');
   const recorded = existsSync(RATCHET) ? (JSON.parse(readFileSync(RATCHET, 'utf8')) as string[]) : [];
   const lost = recorded.filter((x) => !nowPassing.includes(x));
-  assert.deepEqual(lost, [], 'assertions tsgi-proxy passed before and fails now');
+  const why = results.filter((r) => r.debug !== undefined && lost.some((x) => x.startsWith(`${r.vector}: `))).map((r) => r.debug).join('\n');
+  assert.deepEqual(lost, [], `assertions tsgi-proxy passed before and fails now\n${why}`);
   assert.ok(results.some((r) => r.status === 'ran'));
 });
