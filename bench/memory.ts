@@ -14,6 +14,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cleanEnv } from './lib/peers.js';
 import { memoryOf, processTree, type Memory } from './lib/proc-stats.js';
 import { installCleanup, startGroup, stopGroup } from './lib/procs.js';
 import { systemInfo } from './lib/system.js';
@@ -167,9 +168,7 @@ async function main(): Promise<void> {
 
   const tmp = mkdtempSync(join(tmpdir(), 'tsgi-bench-memory-'));
   installCleanup(() => rmSync(tmp, { recursive: true, force: true }));
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('UWSGI_') || k.startsWith('TSGI_') || k.startsWith('PYTHON') || k === 'VIRTUAL_ENV') delete env[k];
-  env.PATH = `${dirname(values.python!)}:${env.PATH ?? ''}`;
+  const env = cleanEnv(values.python!);
 
   const info = systemInfo(repoRoot, values.python!);
   const results: Measured[] = [];

@@ -13,7 +13,6 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startNginx, type Upstream } from './lib/nginx.js';
 import {
@@ -43,15 +42,8 @@ import { installCleanup, setGroupNice, startGroup, stopGroup, type Managed } fro
 import { markdownReport, summarize, textReport, type RunRecord } from './lib/report.js';
 import { systemInfo, type SystemInfo } from './lib/system.js';
 import { runWrk, wrkArgs, type WrkResult } from './lib/wrk.js';
+import { repoRoot } from './lib/repo.js';
 
-const repoRoot: string = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(resolve(dir, 'package.json'))) {
-    if (dirname(dir) === dir) throw new Error('bench: cannot find the repository root (package.json)');
-    dir = dirname(dir);
-  }
-  return dir;
-})();
 
 const USAGE = `Usage: npm run bench -- [options]     (or: node dist/bench/run.js [options] after npm run build)
 

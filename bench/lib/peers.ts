@@ -78,7 +78,7 @@ export interface Peer {
 }
 
 /** The environment without anything that would change how a peer reads its options or picks its Python. */
-function cleanEnv(python: string): NodeJS.ProcessEnv {
+export function cleanEnv(python: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of Object.keys(env)) {
     if (k.startsWith('UWSGI_') || k.startsWith('TSGI_') || k.startsWith('PYTHON') || k === 'VIRTUAL_ENV' || k.startsWith('PYENV')) delete env[k];
