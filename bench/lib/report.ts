@@ -1,8 +1,10 @@
 /** Medians, ratios against the targets, and the tables (plain text for the terminal, Markdown for RESULTS.md). */
 import type { AppName, Front, PeerName } from './peers.js';
 import type { Memory } from './proc-stats.js';
+import type { WrkResult } from './wrk.js';
 
-export interface RunRecord {
+/** One measured run: wrk's numbers (without its raw output) and what the benchmark measured beside them. */
+export interface RunRecord extends Omit<WrkResult, 'raw'> {
   scenario: AppName;
   logging: boolean;
   peer: PeerName;
@@ -13,16 +15,6 @@ export interface RunRecord {
   attempts: number;
   /** Time spent waiting for an idle machine before the run. */
   quietWaitMs: number;
-  rps: number;
-  requests: number;
-  seconds: number;
-  p50: number;
-  p75: number;
-  p90: number;
-  p99: number;
-  socketErrors: { connect: number; read: number; write: number; timeout: number };
-  non2xx: number;
-  errors: boolean;
   cpu: {
     /** CPU seconds used during the measured run by the server's processes (master + workers). */
     server: number;
