@@ -14,6 +14,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { encodeVars } from '../src/protocol/uwsgi.js';
 import { cleanEnv } from './lib/peers.js';
 import { memoryOf, processTree, type Memory } from './lib/proc-stats.js';
 import { installCleanup, startGroup, stopGroup } from './lib/procs.js';
@@ -55,28 +56,11 @@ function list<T extends string>(name: string, text: string, allowed: readonly T[
 }
 
 /** A uwsgi packet for GET / (what nginx's uwsgi_params would send, trimmed to what the apps read). */
-function uwsgiRequest(): Buffer {
-  const vars: Array<[string, string]> = [
-    ['REQUEST_METHOD', 'GET'], ['REQUEST_URI', '/'], ['PATH_INFO', '/'], ['QUERY_STRING', ''],
-    ['SERVER_PROTOCOL', 'HTTP/1.1'], ['SERVER_NAME', 'localhost'], ['SERVER_PORT', '80'],
-    ['REMOTE_ADDR', '127.0.0.1'], ['HTTP_HOST', 'localhost'],
-  ];
-  const parts: Buffer[] = [];
-  for (const [k, v] of vars) {
-    const kb = Buffer.from(k);
-    const vb = Buffer.from(v);
-    const head = Buffer.alloc(2);
-    head.writeUInt16LE(kb.length);
-    const mid = Buffer.alloc(2);
-    mid.writeUInt16LE(vb.length);
-    parts.push(head, kb, mid, vb);
-  }
-  const body = Buffer.concat(parts);
-  const header = Buffer.from([0, body.length & 0xff, body.length >> 8, 0]);
-  return Buffer.concat([header, body]);
-}
-
-const REQUEST = uwsgiRequest();
+const REQUEST = encodeVars([
+  ['REQUEST_METHOD', 'GET'], ['REQUEST_URI', '/'], ['PATH_INFO', '/'], ['QUERY_STRING', ''],
+  ['SERVER_PROTOCOL', 'HTTP/1.1'], ['SERVER_NAME', 'localhost'], ['SERVER_PORT', '80'],
+  ['REMOTE_ADDR', '127.0.0.1'], ['HTTP_HOST', 'localhost'],
+]);
 
 function ask(socket: string): Promise<string> {
   return new Promise((resolveAsk, reject) => {
