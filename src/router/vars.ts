@@ -2,8 +2,6 @@
  * The uwsgi vars of an HTTP request, as PEP 3333's environ wants them and as nginx's uwsgi_params would send
  * them: built straight into one Buffer (one allocation per request, header names converted once and cached).
  */
-import type { IncomingMessage } from 'node:http';
-
 /** Hop-by-hop headers: about this connection, never passed to the app as plain headers. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
@@ -60,7 +58,28 @@ export interface ListenerInfo {
   https: boolean;
 }
 
-function stripMapped(addr: string | undefined): string {
+/** What the vars need of a parsed request head (src/router/client.ts's requests carry it). */
+export interface RequestHead {
+  readonly method: string;
+  readonly url: string;
+  /** SERVER_PROTOCOL, e.g. HTTP/1.1. */
+  readonly protocol: string;
+  /** [name, value, name, value, ...] as received. */
+  readonly rawHeaders: string[];
+  readonly host: string | undefined;
+  readonly contentType: string | undefined;
+  /** The request said how its body is framed (Content-Length or Transfer-Encoding). */
+  readonly framed: boolean;
+}
+
+/** The client connection's addresses, read once per connection. */
+export interface PeerInfo {
+  readonly remoteAddr: string;
+  readonly remotePort: string;
+  readonly localAddr: string;
+}
+
+export function stripMapped(addr: string | undefined): string {
   if (!addr) return '';
   return addr.startsWith('::ffff:') ? addr.slice(7) : addr;
 }
@@ -69,46 +88,63 @@ function stripMapped(addr: string | undefined): string {
  * Builds the uwsgi packet (4-byte header + vars) for `req`, whose body is `bodyLength` bytes.
  * Returns undefined when a string holds a character that is not a byte (cannot be sent as latin-1).
  */
-export function buildVars(req: IncomingMessage, listener: ListenerInfo, bodyLength: number): Buffer | undefined {
-  const url = req.url ?? '/';
+export function buildVars(req: RequestHead, peer: PeerInfo, listener: ListenerInfo, bodyLength: number): Buffer | undefined {
+  const url = req.url;
   const q = url.indexOf('?');
   const rawPath = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q + 1);
-  const sock = req.socket;
-  const host = req.headers.host ?? '';
+  const host = req.host ?? '';
   let serverName = host;
   if (host.startsWith('[')) serverName = host.slice(0, host.indexOf(']') + 1);
   else {
     const colon = host.indexOf(':');
     if (colon !== -1) serverName = host.slice(0, colon);
   }
-  if (!serverName) serverName = stripMapped(sock.localAddress) || 'localhost';
+  if (!serverName) serverName = peer.localAddr || 'localhost';
 
   const kv: string[] = [
-    'REQUEST_METHOD', req.method ?? 'GET',
+    'REQUEST_METHOD', req.method,
     'REQUEST_URI', url,
     'PATH_INFO', decodePath(rawPath),
     'QUERY_STRING', query,
-    'SERVER_PROTOCOL', `HTTP/${req.httpVersion}`,
+    'SERVER_PROTOCOL', req.protocol,
     'SERVER_NAME', serverName,
     'SERVER_PORT', listener.port,
-    'REMOTE_ADDR', stripMapped(sock.remoteAddress),
-    'REMOTE_PORT', sock.remotePort === undefined ? '' : String(sock.remotePort),
+    'REMOTE_ADDR', peer.remoteAddr,
+    'REMOTE_PORT', peer.remotePort,
     'REQUEST_SCHEME', listener.https ? 'https' : 'http',
   ];
   if (listener.https) kv.push('HTTPS', 'on');
-  if (bodyLength > 0 || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) {
-    kv.push('CONTENT_LENGTH', String(bodyLength));
-  }
-  const ct = req.headers['content-type'];
+  if (bodyLength > 0 || req.framed) kv.push('CONTENT_LENGTH', String(bodyLength));
+  const ct = req.contentType;
   if (ct !== undefined) kv.push('CONTENT_TYPE', ct);
 
-  // Headers, repeated ones joined as HTTP allows (cookies with "; ").
+  // Headers, repeated ones joined as HTTP allows (cookies with "; "). Most requests repeat none, so the
+  // index of names already seen is only built when a second header maps to an env name.
   const raw = req.rawHeaders;
-  const firstIndex = new Map<string, number>();
+  const firstHeader = kv.length;
+  let firstIndex: Map<string, number> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = envName(raw[i]!);
     if (name === null) continue;
+    if (firstIndex === undefined) {
+      // Linear scan while few headers are in: cheaper than a Map for the usual handful.
+      let seen = -1;
+      for (let j = firstHeader; j < kv.length; j += 2) {
+        if (kv[j] === name) {
+          seen = j + 1;
+          break;
+        }
+      }
+      if (seen === -1) {
+        kv.push(name, raw[i + 1]!);
+        if (kv.length - firstHeader > 64) {
+          firstIndex = new Map();
+          for (let j = firstHeader; j < kv.length; j += 2) if (!firstIndex.has(kv[j]!)) firstIndex.set(kv[j]!, j + 1);
+        }
+      } else kv[seen] += (name === 'HTTP_COOKIE' ? '; ' : ', ') + raw[i + 1]!;
+      continue;
+    }
     const seen = firstIndex.get(name);
     if (seen === undefined) {
       firstIndex.set(name, kv.length + 1);

@@ -210,11 +210,42 @@ describe('HTTP semantics through the router', () => {
     assert.ok(closedByServer);
   });
 
+  test('a request head trickling in for longer than the timeout: 408, a log line, the connection closed', async () => {
+    // socket-timeout is 4 s: a byte every 300 ms keeps the connection from ever being idle, but the head
+    // as a whole must arrive within the timeout (the slow-loris defence).
+    const sock = net.connect(port, '127.0.0.1');
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    sock.on('error', () => {});
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    sock.write('GET /trickle HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+    const drip = setInterval(() => sock.writable && sock.write('a'), 300);
+    const closed = await new Promise<boolean>((resolve) => {
+      const giveUp = setTimeout(() => resolve(false), 20_000);
+      sock.once('close', () => {
+        clearTimeout(giveUp);
+        resolve(true);
+      });
+    });
+    clearInterval(drip);
+    sock.destroy();
+    assert.ok(closed, 'the router must close a connection whose head never completes');
+    assert.equal(parseResponses(Buffer.concat(got))[0]?.status, 408);
+    await tsgi.waitFor(/client 127\.0\.0\.1:\d+ took too long to send a request head; answered 408/);
+  });
+
+  test('an Expect other than 100-continue: 417, never reaches the app', async () => {
+    const { bytes } = await rawHttp(port, 'POST /echo HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nContent-Length: 3\r\n\r\nabc');
+    assert.equal(parseResponses(bytes)[0]!.status, 417);
+  });
+
   test('an app that raises: 500; a worker that dies mid-request: 502, respawned, later requests served', async () => {
     const raised = await rawHttp(port, 'GET /raise HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     assert.equal(parseResponses(raised.bytes)[0]!.status, 500);
-    const died = await rawHttp(port, 'GET /exit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    // The client asked to close: the 502 ends the connection at once (well before the 4 s idle timeout).
+    const died = await rawHttp(port, 'GET /exit HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', { idleMs: 2500 });
     assert.equal(parseResponses(died.bytes)[0]!.status, 502);
+    assert.ok(died.closedByServer, 'the connection of a Connection: close request must be closed after its 502');
     await tsgi.waitFor(/worker died while serving GET \/exit; answered 502/);
     await tsgi.waitFor(/worker \d \(pid: \d+\) exited with status 3; respawning/);
     for (let i = 0; i < 4; i++) {
