@@ -210,6 +210,17 @@ describe('HTTP semantics through the router', () => {
     assert.ok(closedByServer);
   });
 
+  test('a client that shuts down its sending side right after its requests still gets every answer', async () => {
+    // printf ... | nc does this: the FIN arrives before the app has answered.
+    const sock = net.connect(port, '127.0.0.1');
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    sock.end('GET /half-1 HTTP/1.1\r\nHost: x\r\n\r\nGET /half-2 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    assert.deepEqual(parseResponses(Buffer.concat(got)).map((r) => r.body.toString()), ['ok /half-1', 'ok /half-2']);
+  });
+
   test('a request head trickling in for longer than the timeout: 408, a log line, the connection closed', async () => {
     // socket-timeout is 4 s: a byte every 300 ms keeps the connection from ever being idle, but the head
     // as a whole must arrive within the timeout (the slow-loris defence).
