@@ -5,7 +5,7 @@
  */
 import type { UpstreamConf } from '../conf/model.js';
 import type { Rq } from '../request.js';
-import type { Socket } from 'node:net';
+import type { Link } from './exchange.js';
 
 export type PeerAddr = { host: string; port: number } | { path: string };
 
@@ -16,7 +16,7 @@ export class Peer {
   checkedAt = 0;
   conns = 0;
   /** Idle persistent connections to this peer (tsgi link or HTTP keep-alive). */
-  readonly idle: Socket[] = [];
+  readonly idle: Link[] = [];
 
   constructor(
     readonly name: string,
