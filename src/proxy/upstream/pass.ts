@@ -6,7 +6,7 @@
  * does not hold it; with buffering off, the backend is paused while the client catches up.
  */
 import type { IncomingMessage } from 'node:http';
-import { encodeVars, UwsgiEncodeError } from '../../protocol/uwsgi.js';
+import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
 import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
 import type { Pipeline } from '../pipeline.js';
 import type { Rq } from '../request.js';
@@ -22,17 +22,27 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te
 const UWSGI_HIDDEN = new Set(['status', 'x-accel-expires', 'x-accel-redirect', 'x-accel-limit-rate', 'x-accel-buffering', 'x-accel-charset']);
 const PROXY_HIDDEN = new Set(['date', 'server', 'x-pad', 'x-accel-expires', 'x-accel-redirect', 'x-accel-limit-rate', 'x-accel-buffering', 'x-accel-charset']);
 
-/** "user-agent" → "HTTP_USER_AGENT", cached: header names repeat across requests. */
-const cgiNames = new Map<string, string>();
-function cgiName(h: string): string {
+/** A request header's uwsgi var name ("user-agent" → "HTTP_USER_AGENT") and whether the name is valid. */
+interface CgiName {
+  key: string;
+  /** Letters, digits and "-" only. */
+  valid: boolean;
+  /** Valid when underscores_in_headers is on. */
+  validWithUnderscores: boolean;
+}
+/** Cached: header names repeat across requests. */
+const cgiNames = new Map<string, CgiName>();
+function cgiName(h: string): CgiName {
   let n = cgiNames.get(h);
   if (n === undefined) {
-    n = 'HTTP_' + h.toUpperCase().replace(/-/g, '_');
+    n = { key: 'HTTP_' + h.toUpperCase().replace(/-/g, '_'), valid: /^[A-Za-z0-9-]+$/.test(h), validWithUnderscores: /^[A-Za-z0-9_-]+$/.test(h) };
     if (cgiNames.size < 4096) cgiNames.set(h, n);
   }
   return n;
 }
-const VALID_HEADER_NAME = /^[A-Za-z0-9-]+$/;
+/** The vars of the packet being built (reused: a packet is built in one synchronous call). */
+const varKeys: string[] = [];
+const varValues: string[] = [];
 
 export class Upstreams {
   private readonly groups = new Map<UpstreamConf, PeerGroup>();
@@ -167,28 +177,42 @@ export class Upstreams {
   // ---- request building ----
 
   private uwsgiRequest(r: Rq, st: UpstreamSettings): Buffer[] {
-    const vars: Array<[string, string]> = [];
+    const keys = varKeys;
+    const values = varValues;
+    let n = 0;
     const params = st.params!;
     let overridden: Set<string> | undefined;
     for (const p of params) {
       const v = p.value.eval(r);
       if (p.ifNotEmpty && v === '') continue;
-      vars.push([p.key, v]);
+      keys[n] = p.key;
+      values[n++] = v;
       if (p.key.startsWith('HTTP_')) (overridden ??= new Set()).add(p.key);
     }
     if (st.passRequestHeaders) {
       const ignoreInvalid = r.server.ignoreInvalidHeaders !== false;
+      const underscores = r.server.underscoresInHeaders === true;
       const h = r.req.headers;
       for (const name in h) {
-        if (ignoreInvalid && !VALID_HEADER_NAME.test(name) && !(r.server.underscoresInHeaders && /^[A-Za-z0-9_-]+$/.test(name))) continue;
-        const key = cgiName(name);
-        if (overridden?.has(key)) continue;
+        const c = cgiName(name);
+        if (ignoreInvalid && !c.valid && !(underscores && c.validWithUnderscores)) continue;
+        if (overridden?.has(c.key)) continue;
         const v = h[name]!;
-        vars.push([key, Array.isArray(v) ? v.join(', ') : v]);
+        keys[n] = c.key;
+        values[n++] = Array.isArray(v) ? v.join(', ') : v;
       }
     }
-    if (st.tsgiKeepalive) vars.push(['TSGI_KEEPALIVE', '1']);
-    const packet = encodeVars(vars, st.modifier1, st.modifier2);
+    if (st.tsgiKeepalive) {
+      keys[n] = 'TSGI_KEEPALIVE';
+      values[n++] = '1';
+    }
+    let packet: Buffer;
+    try {
+      packet = encodeVarLists(keys, values, n, st.modifier1, st.modifier2);
+    } finally {
+      // Nothing of this request stays reachable from the shared lists (kept at their size: no regrowth).
+      for (let i = 0; i < n; i++) keys[i] = values[i] = '';
+    }
     return r.body && st.passRequestBody ? [packet, r.body] : [packet];
   }
 
