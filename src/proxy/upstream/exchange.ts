@@ -34,6 +34,8 @@ export interface ExchangeHandlers {
   /** Return false to stop reading (the exchange then closes the connection). */
   onHeaders(status: number, headers: string[], httpMinor: number): boolean;
   onBody(chunk: Buffer): void;
+  /** A read from the backend was parsed and the response is not complete yet. */
+  onReadParsed(): void;
   onEnd(): void;
   /** `responseStarted` is true once any response byte arrived; `reused` when an idle connection failed. */
   onFail(kind: FailKind, message: string, responseStarted: boolean, reused: boolean): void;
@@ -268,7 +270,9 @@ export class Exchange implements ExchangeControl {
       }
       const code = (rc as Error & { code?: string }).code ?? 'HPE_ERROR';
       this.fail('invalid_header', this.headersDone ? `upstream sent invalid response body (${code})` : `upstream sent invalid header (${code}) while reading response header from upstream`);
+      return;
     }
+    if (!this.done) this.h.onReadParsed();
   }
 
   end(): void {
@@ -285,7 +289,8 @@ export class Exchange implements ExchangeControl {
   }
 
   timeout(): void {
-    if (!this.sent) {
+    // Without a write callback (equal timeouts), the request was sent once nothing of it is left buffered.
+    if (!this.sent && (this.opts.sendTimeoutMs !== this.opts.readTimeoutMs || !this.connected || this.link.socket.writableLength !== 0)) {
       this.fail('timeout', 'upstream timed out (110: Connection timed out) while sending request to upstream');
       return;
     }
@@ -375,7 +380,9 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
     });
   }
   const s = link.socket;
-  const onSent = (e?: Error | null): void => ex.onSent(e);
+  // The write callback only switches the timer from the send to the read timeout: when they are equal (the
+  // defaults), it is left out, which spares the stream a callback per request.
+  const onSent = opts.sendTimeoutMs !== opts.readTimeoutMs ? (e?: Error | null): void => ex.onSent(e) : undefined;
   if (request.length === 1) s.write(request[0]!, onSent);
   else {
     s.cork();

@@ -410,7 +410,14 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.r.bodyBytesSent += chunk.length;
     this.chunks.push(chunk);
     this.chunkBytes += chunk.length;
-    if (!this.flushQueued) {
+  }
+
+  /**
+   * The body so far goes out at the end of this event-loop turn (other reads of the turn join it). Not
+   * scheduled when the read also completed the response: onEnd sends everything at once.
+   */
+  onReadParsed(): void {
+    if (this.chunks.length !== 0 && !this.flushQueued) {
       this.flushQueued = true;
       setImmediate(this.flush);
     }
