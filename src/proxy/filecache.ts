@@ -1,31 +1,54 @@
 /**
- * Small static files kept in memory, so a hit costs one stat (to see the file is unchanged: same inode, size
- * and mtime) instead of open + fstat + read + close — each a trip to libuv's thread pool. With nginx's
+ * Static files kept in memory, so a hit costs one stat (to see the file is unchanged: same inode, size and
+ * mtime) instead of open + fstat + read + close — each a trip to libuv's thread pool. With nginx's
  * `open_file_cache` on, even the stat is skipped until `open_file_cache_valid` has passed, as in nginx.
  * Bounded by entry size and total bytes; least recently used entries go first.
+ *
+ * Without open_file_cache every request still sees the file as it is on disk when the request is read:
+ * the requests read during one turn of the event loop share one stat per path, issued at the end of that
+ * turn (setImmediate), i.e. after every one of them arrived. A stat already in flight is never shared with
+ * a request read after it was issued, since that request may have been sent after the file changed.
  */
 import { readFile, stat, type Stats } from 'node:fs';
 
-export const SMALL_FILE = 64 * 1024;
 const TOTAL_BYTES = 32 * 1024 * 1024;
+/** The largest file kept: 1/16 of the cache, so at least 16 files always fit. */
+export const CACHED_FILE_MAX = TOTAL_BYTES / 16;
 
-export interface Cached {
+export interface FileInfo {
   stats: Stats;
+  /** The whole file, when it is cached (or was read for this turn's requests). */
+  content: Buffer | undefined;
+  /** mtime in whole seconds (ms), as HTTP dates carry it, and the headers made from it (made once per entry). */
+  mtimeMs: number;
+  lastModified: string;
+  etag: string;
+}
+
+interface Cached extends FileInfo {
   content: Buffer;
   checkedAt: number;
 }
 
-function statP(path: Buffer): Promise<Stats> {
-  return new Promise((res, rej) => stat(path, (e, s) => (e ? rej(e) : res(s))));
-}
+type Waiter = (err: NodeJS.ErrnoException | null, f: FileInfo | undefined) => void;
 
-function readP(path: Buffer): Promise<Buffer> {
-  return new Promise((res, rej) => readFile(path, (e, b) => (e ? rej(e) : res(b))));
+export function fileInfo(stats: Stats, content: Buffer | undefined): FileInfo {
+  const mtimeMs = Math.floor(stats.mtimeMs / 1000) * 1000;
+  return {
+    stats,
+    content,
+    mtimeMs,
+    lastModified: new Date(mtimeMs).toUTCString(),
+    etag: `"${Math.floor(stats.mtimeMs / 1000).toString(16)}-${stats.size.toString(16)}"`,
+  };
 }
 
 export class FileCache {
   private readonly entries = new Map<string, Cached>();
   private bytes = 0;
+  /** Paths asked for during this turn, with who asked: stat'ed once each when the turn's input is read. */
+  private waiting = new Map<string, Waiter[]>();
+  private scheduled = false;
 
   private put(key: string, c: Cached): void {
     const old = this.entries.get(key);
@@ -50,40 +73,80 @@ export class FileCache {
   }
 
   /**
-   * Stats the file (unless a cached entry is still valid for `validMs`) and returns its stats, plus its
-   * content when it is small. Errors (ENOENT, EACCES...) are thrown as from fs.stat.
+   * Calls back with the file's stats, plus its content when it is small enough to keep — from memory when
+   * open_file_cache (`validMs` > 0) says the entry is still good, else after a stat made this turn.
+   * Errors (ENOENT, EACCES...) are passed as fs.stat gives them.
    */
-  async get(path: string, validMs: number): Promise<{ stats: Stats; content: Buffer | undefined }> {
-    const now = Date.now();
-    const hit = this.entries.get(path);
-    if (hit && validMs > 0 && now - hit.checkedAt < validMs) return hit;
-    const p = Buffer.from(path, 'latin1');
-    let st: Stats;
-    try {
-      st = await statP(p);
-    } catch (e) {
-      this.drop(path);
-      throw e;
+  lookup(path: string, validMs: number, cb: Waiter): void {
+    if (validMs > 0) {
+      const hit = this.entries.get(path);
+      if (hit && Date.now() - hit.checkedAt < validMs) {
+        cb(null, hit);
+        return;
+      }
     }
-    if (!st.isFile() || st.size > SMALL_FILE) {
-      this.drop(path);
-      return { stats: st, content: undefined };
+    const q = this.waiting.get(path);
+    if (q !== undefined) {
+      q.push(cb);
+      return;
     }
-    if (hit && hit.stats.ino === st.ino && hit.stats.size === st.size && hit.stats.mtimeMs === st.mtimeMs) {
-      hit.checkedAt = now;
-      // Refresh its place in the LRU order.
-      this.entries.delete(path);
-      this.entries.set(path, hit);
-      return hit;
+    this.waiting.set(path, [cb]);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.issue);
     }
-    const content = await readP(p);
-    if (content.length !== st.size) {
-      // Changed while we read it: serve what was read, cache nothing.
-      this.drop(path);
-      return { stats: st, content };
-    }
-    const c: Cached = { stats: st, content, checkedAt: now };
-    this.put(path, c);
-    return c;
   }
+
+  private readonly issue = (): void => {
+    this.scheduled = false;
+    const batch = this.waiting;
+    this.waiting = new Map();
+    for (const [path, waiters] of batch) this.check(path, waiters);
+  };
+
+  private check(path: string, waiters: Waiter[]): void {
+    const p = Buffer.from(path, 'latin1');
+    stat(p, (e, st) => {
+      if (e) {
+        this.drop(path);
+        answer(waiters, e, undefined);
+        return;
+      }
+      if (!st.isFile() || st.size > CACHED_FILE_MAX) {
+        this.drop(path);
+        answer(waiters, null, fileInfo(st, undefined));
+        return;
+      }
+      const hit = this.entries.get(path);
+      if (hit && hit.stats.ino === st.ino && hit.stats.size === st.size && hit.stats.mtimeMs === st.mtimeMs) {
+        hit.checkedAt = Date.now();
+        // Refresh its place in the LRU order.
+        this.entries.delete(path);
+        this.entries.set(path, hit);
+        answer(waiters, null, hit);
+        return;
+      }
+      readFile(p, (e2, content) => {
+        if (e2) {
+          this.drop(path);
+          answer(waiters, e2, undefined);
+          return;
+        }
+        if (content.length !== st.size) {
+          // Changed while we read it: the content does not match the stats. Cache nothing; the caller
+          // opens the file and serves it from one descriptor.
+          this.drop(path);
+          answer(waiters, null, fileInfo(st, undefined));
+          return;
+        }
+        const c: Cached = { ...fileInfo(st, content), content, checkedAt: Date.now() };
+        this.put(path, c);
+        answer(waiters, null, c);
+      });
+    });
+  }
+}
+
+function answer(waiters: Waiter[], e: NodeJS.ErrnoException | null, f: FileInfo | undefined): void {
+  for (const w of waiters) w(e, f);
 }

@@ -67,10 +67,10 @@ export class Pipeline {
     const uri = target ? normalizePath(target.path, server.mergeSlashes !== false) : null;
     const r = new Rq(req, res, group, server, uri ?? '/', target?.query ?? '', host || server.primaryName, req.url ?? '/');
     r.captures = found.captures;
-    res.on('finish', () => this.rt.logAccess(r));
-    res.on('close', () => {
-      if (!res.writableFinished) this.rt.logAccess(r);
-    });
+    // One listener for both ends of a response: 'finish' (sent) and 'close' (which also follows 'finish').
+    const ended = (): void => this.ended(r);
+    res.on('finish', ended);
+    res.on('close', ended);
     if (host === null || uri === null || target === null) {
       this.log(r, 'info', host === null ? `client sent invalid host header while reading client request headers` : 'client sent invalid request');
       res.shouldKeepAlive = false;
@@ -87,6 +87,12 @@ export class Pipeline {
     const rc = this.runScript(r, server.script);
     if (rc === 'done') return;
     this.findAndRun(r);
+  }
+
+  /** The response was sent, or the connection closed first: the access log, and a pass told to stop. */
+  private ended(r: Rq): void {
+    if (!r.logged) this.rt.logAccess(r);
+    if (r.relay !== null && !r.res.writableFinished) r.relay.clientClosed();
   }
 
   log(r: Rq, level: 'error' | 'warn' | 'info' | 'notice', msg: string): void {

@@ -29,9 +29,12 @@ export class Rq {
   /** Status an error_page forces on whatever the target location answers (0: none). */
   forceStatus = 0;
   bodyBytesSent = 0;
-  upstreamAddr = '';
-  upstreamStatus = '';
-  upstreamResponseTime = '';
+  /** What the upstream tries recorded ($upstream_addr, $upstream_status, $upstream_response_time). */
+  upstreamAddrs: string[] | null = null;
+  upstreamStatuses: string[] | null = null;
+  upstreamTimeMs = -1;
+  /** The pass to an upstream in progress, told when the client leaves early. */
+  relay: { clientClosed(): void } | null = null;
   /** Request body, fully read before it is passed upstream (so it can be retried). */
   body: Buffer | null = null;
   /** Response headers added by add_header once the status is known. */
@@ -60,6 +63,18 @@ export class Rq {
     this.host = host;
     this.method = req.method ?? 'GET';
     this.start = Date.now();
+  }
+
+  get upstreamAddr(): string {
+    return this.upstreamAddrs ? this.upstreamAddrs.join(', ') : '';
+  }
+
+  get upstreamStatus(): string {
+    return this.upstreamStatuses ? this.upstreamStatuses.join(', ') : '';
+  }
+
+  get upstreamResponseTime(): string {
+    return this.upstreamTimeMs < 0 ? '' : (this.upstreamTimeMs / 1000).toFixed(3);
   }
 
   /** $document_root: the root (or alias) of the location in effect, evaluated for this request. */

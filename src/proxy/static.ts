@@ -6,7 +6,7 @@
  */
 import { createReadStream, type Stats } from 'node:fs';
 import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
-import { FileCache } from './filecache.js';
+import { FileCache, fileInfo, type FileInfo } from './filecache.js';
 import type { Pipeline } from './pipeline.js';
 import type { Rq } from './request.js';
 import { escapeUri } from './uri.js';
@@ -42,10 +42,6 @@ function errnoStatus(e: NodeJS.ErrnoException): number {
   return 500;
 }
 
-function etagOf(st: Stats): string {
-  return `"${Math.floor(st.mtimeMs / 1000).toString(16)}-${st.size.toString(16)}"`;
-}
-
 function parseRanges(h: string, size: number): Array<[number, number]> | 'invalid' | 'unsatisfiable' {
   const m = /^bytes=(.+)$/i.exec(h.trim());
   if (!m) return 'invalid';
@@ -78,14 +74,6 @@ export class StaticFiles {
   constructor(private readonly p: Pipeline) {}
 
   serve(r: Rq): void {
-    void this.serveAsync(r).catch((e: unknown) => {
-      this.p.log(r, 'error', `static: ${(e as Error).message}`);
-      if (!r.res.headersSent) this.p.finalize(r, 500);
-      else r.res.destroy();
-    });
-  }
-
-  private async serveAsync(r: Rq): Promise<void> {
     const method = r.method;
     if (method !== 'GET' && method !== 'HEAD') {
       this.p.finalize(r, 405);
@@ -93,28 +81,46 @@ export class StaticFiles {
     }
     const uri = r.uri;
     if (uri.endsWith('/')) {
-      await this.directory(r);
+      void this.directory(r).catch((e: unknown) => this.failed(r, e));
       return;
     }
     const path = r.filename || mapPath(r, uri);
-    let found: { stats: Stats; content: Buffer | undefined };
-    try {
-      found = await this.cache.get(path, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0);
-    } catch (e) {
-      const status = errnoStatus(e as NodeJS.ErrnoException);
-      if (status !== 404 || r.conf.logNotFound) this.p.log(r, 'error', `open() "${path}" failed (${(e as Error).message})`);
+    this.cache.lookup(path, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0, (e, found) => {
+      // A callback from the file cache: a bug here must end this request, not the worker.
+      try {
+        this.found(r, path, e, found);
+      } catch (err) {
+        this.failed(r, err);
+      }
+    });
+  }
+
+  private failed(r: Rq, e: unknown): void {
+    this.p.log(r, 'error', `static: ${(e as Error).message}`);
+    if (!r.res.headersSent) this.p.finalize(r, 500);
+    else r.res.destroy();
+  }
+
+  private found(r: Rq, path: string, e: NodeJS.ErrnoException | null, found: FileInfo | undefined): void {
+    if (e || !found) {
+      const status = e ? errnoStatus(e) : 500;
+      if (status !== 404 || r.conf.logNotFound) this.p.log(r, 'error', `open() "${path}" failed (${e?.message})`);
       this.p.finalize(r, status);
       return;
     }
     if (found.stats.isDirectory()) {
-      this.p.redirect(r, 301, escapeUri(uri + '/') + (r.args ? '?' + r.args : ''));
+      this.p.redirect(r, 301, escapeUri(r.uri + '/') + (r.args ? '?' + r.args : ''));
       return;
     }
     if (found.content) {
-      this.file(r, found.content, found.stats, path);
+      this.file(r, found.content, found, path);
       return;
     }
-    // A large file: opened now and streamed from the descriptor.
+    void this.openAndServe(r, path).catch((err: unknown) => this.failed(r, err));
+  }
+
+  /** A large file: opened now and streamed from the descriptor. */
+  private async openAndServe(r: Rq, path: string): Promise<void> {
     let fh: FileHandle;
     try {
       fh = await open(Buffer.from(path, 'latin1'), 'r');
@@ -131,7 +137,12 @@ export class StaticFiles {
       await fh.close();
       throw e;
     }
-    this.file(r, fh, st, path);
+    if (r.res.destroyed) {
+      // The client left while the file was opened: nothing will read the stream.
+      await fh.close();
+      return;
+    }
+    this.file(r, fh, fileInfo(st, undefined), path);
   }
 
   private async directory(r: Rq): Promise<void> {
@@ -183,21 +194,20 @@ export class StaticFiles {
     this.p.finalize(r, 403);
   }
 
-  private file(r: Rq, src: FileHandle | Buffer, st: Stats, path: string): void {
+  private file(r: Rq, src: FileHandle | Buffer, info: FileInfo, path: string): void {
     const fh = Buffer.isBuffer(src) ? undefined : (src as FileHandle);
     const close = (): void => void fh?.close();
     const req = r.req;
-    const size = st.size;
-    const mtime = new Date(Math.floor(st.mtimeMs / 1000) * 1000);
-    const lastModified = mtime.toUTCString();
-    const etag = r.conf.etag ? etagOf(st) : undefined;
-    const headers: string[] = ['Content-Type', mimeType(r, path), 'Last-Modified', lastModified];
+    const size = info.stats.size;
+    const mtimeMs = info.mtimeMs;
+    const etag = r.conf.etag ? info.etag : undefined;
+    const headers: string[] = ['Content-Type', mimeType(r, path), 'Last-Modified', info.lastModified];
     if (etag) headers.push('ETag', etag);
 
     // Preconditions: If-Match / If-Unmodified-Since → 412; If-None-Match / If-Modified-Since → 304.
     const ifMatch = req.headers['if-match'];
     const ifUnmod = req.headers['if-unmodified-since'];
-    if ((ifMatch !== undefined && !etagListMatch(ifMatch, etag, true)) || (ifMatch === undefined && ifUnmod !== undefined && !(Date.parse(ifUnmod) >= mtime.getTime()))) {
+    if ((ifMatch !== undefined && !etagListMatch(ifMatch, etag, true)) || (ifMatch === undefined && ifUnmod !== undefined && !(Date.parse(ifUnmod) >= mtimeMs))) {
       close();
       this.p.finalize(r, 412);
       return;
@@ -208,7 +218,7 @@ export class StaticFiles {
     if (inm !== undefined) notModified = etagListMatch(inm, etag, false);
     else if (ims !== undefined && r.conf.ifModifiedSince !== 'off') {
       const t = Date.parse(ims);
-      notModified = r.conf.ifModifiedSince === 'exact' ? t === mtime.getTime() : t >= mtime.getTime();
+      notModified = r.conf.ifModifiedSince === 'exact' ? t === mtimeMs : t >= mtimeMs;
     }
     if (notModified) {
       close();
@@ -224,7 +234,7 @@ export class StaticFiles {
     headers.push('Accept-Ranges', 'bytes');
     if (range !== undefined && !r.forceStatus) {
       const ifRange = req.headers['if-range'] as string | undefined;
-      const rangeApplies = ifRange === undefined || (ifRange.startsWith('"') || ifRange.startsWith('W/') ? ifRange === etag : Date.parse(ifRange) === mtime.getTime());
+      const rangeApplies = ifRange === undefined || (ifRange.startsWith('"') || ifRange.startsWith('W/') ? ifRange === etag : Date.parse(ifRange) === mtimeMs);
       if (rangeApplies) {
         const ranges = parseRanges(range, size);
         if (ranges === 'unsatisfiable') {

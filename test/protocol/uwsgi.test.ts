@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { decodePacket, encodeVars, UwsgiEncodeError } from '../../src/protocol/uwsgi.js';
+import { decodePacket, encodeVarLists, encodeVars, UwsgiEncodeError } from '../../src/protocol/uwsgi.js';
 
 test('a uwsgi packet carries modifiers, little-endian sizes and vars in order', () => {
   const buf = encodeVars([['A', 'bc'], ['D', '']], 5, 7);
@@ -82,4 +82,14 @@ test('fuzz: random vars round-trip through encode and decode', () => {
     assert.ok('vars' in got);
     assert.deepEqual(got.vars, vars);
   }
+});
+
+test('encodeVarLists writes the same packet as encodeVars and fails the same way', () => {
+  const pairs: Array<[string, string]> = [['REQUEST_METHOD', 'GET'], ['PATH_INFO', '/caf\xe9'], ['EMPTY', ''], ['LONG', 'v'.repeat(5000)]];
+  const keys = [...pairs.map((p) => p[0]), 'IGNORED'];
+  const values = [...pairs.map((p) => p[1]), 'past count'];
+  assert.deepEqual(encodeVarLists(keys, values, pairs.length, 5, 7), encodeVars(pairs, 5, 7));
+  assert.deepEqual(encodeVarLists([], [], 0), encodeVars([]));
+  assert.throws(() => encodeVarLists(['K'], ['x'.repeat(65535)], 1), (e: unknown) => e instanceof UwsgiEncodeError && e.code === 'UWSGI_TOO_LARGE');
+  assert.throws(() => encodeVarLists(['K', 'J'], ['ok', 'snow \u2603'], 2), (e: unknown) => e instanceof UwsgiEncodeError && e.code === 'UWSGI_NOT_BYTES' && e.message === 'uwsgi value of J has a character above 0xff');
 });

@@ -32,7 +32,7 @@ def application(environ, start_response):
 const skip = haveUwsgiPython() ? false : 'the real uWSGI with the python3 plugin is not installed (Debian uwsgi, uwsgi-plugin-python3)';
 
 /** A fake tsgi backend speaking the persistent-link contract of docs/protocol-keepalive.md. */
-function fakeTsgi(path: string, honour: boolean): Promise<{ server: Server; connections: () => number; requests: () => number }> {
+function fakeTsgi(path: string, honour: boolean | 'split' | 'silent'): Promise<{ server: Server; connections: () => number; requests: () => number }> {
   let conns = 0;
   let reqs = 0;
   const server = createServer((s: Socket) => {
@@ -53,7 +53,13 @@ function fakeTsgi(path: string, honour: boolean): Promise<{ server: Server; conn
         buf = buf.subarray(p.headerEnd + len);
         reqs++;
         const body = `conn ${conns} req ${reqs} ka ${vars.get('TSGI_KEEPALIVE')}`;
-        if (honour) s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Tsgi-Keepalive: 1\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        if (honour === 'silent') continue;
+        if (honour === 'split') {
+          // Head and half the body now, the rest in a later turn: the relay sends what it has, then the end.
+          const whole = `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Tsgi-Keepalive: 1\r\nContent-Length: ${body.length * 2}\r\n\r\n${body}`;
+          s.write(whole);
+          setTimeout(() => s.write(body), 50);
+        } else if (honour) s.write(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Tsgi-Keepalive: 1\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
         else s.end(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n${body}`);
       }
     });
@@ -70,6 +76,8 @@ describe('upstream groups, failover and links', { skip }, () => {
   const ports: number[] = [];
   let fakeKeep: Awaited<ReturnType<typeof fakeTsgi>>;
   let fakePlain: Awaited<ReturnType<typeof fakeTsgi>>;
+  let fakeSplit: Awaited<ReturnType<typeof fakeTsgi>>;
+  let fakeSilent: Awaited<ReturnType<typeof fakeTsgi>>;
 
   before(async () => {
     t = tempDir('ups');
@@ -85,6 +93,8 @@ describe('upstream groups, failover and links', { skip }, () => {
     procs.push(await startUwsgi(t.dir, join(t.dir, 'one.sock'), 'app.py', ['--env', 'BACKEND=one', '--processes', '1']));
     fakeKeep = await fakeTsgi(join(t.dir, 'tsgi.sock'), true);
     fakePlain = await fakeTsgi(join(t.dir, 'plain.sock'), false);
+    fakeSplit = await fakeTsgi(join(t.dir, 'split.sock'), 'split');
+    fakeSilent = await fakeTsgi(join(t.dir, 'silent.sock'), 'silent');
     const [pa, pb, pc, pd] = ports;
     writeFileSync(
       join(t.dir, 'nginx.conf'),
@@ -102,6 +112,7 @@ http {
   upstream iphash { ip_hash; server 127.0.0.1:${pa}; server 127.0.0.1:${pb}; server 127.0.0.1:${pc}; }
   upstream leastconn { least_conn; server 127.0.0.1:${pa}; server 127.0.0.1:${pc}; }
   upstream tsgi { server unix:${t.dir}/tsgi.sock; keepalive 4; }
+  upstream split { server unix:${t.dir}/split.sock; }
   server {
     listen 127.0.0.1:${port};
     include uwsgi_params;
@@ -119,6 +130,9 @@ http {
     location /tsgi { uwsgi_pass tsgi; }
     location /plainlink { uwsgi_pass unix:${t.dir}/plain.sock; }
     location /off { uwsgi_pass tsgi; uwsgi_tsgi_keepalive off; }
+    location /split { uwsgi_pass split; }
+    location /silent-read { uwsgi_pass unix:${t.dir}/silent.sock; uwsgi_read_timeout 1s; }
+    location /silent-both { uwsgi_pass unix:${t.dir}/silent.sock; uwsgi_read_timeout 1s; uwsgi_send_timeout 1s; }
   }
 }
 `,
@@ -131,6 +145,8 @@ http {
     for (const p of procs) await p.stop('SIGTERM');
     fakeKeep?.server.close();
     fakePlain?.server.close();
+    fakeSplit?.server.close();
+    fakeSilent?.server.close();
     t?.cleanup();
   });
 
@@ -238,5 +254,24 @@ http {
   test('uwsgi_tsgi_keepalive off sends no TSGI_KEEPALIVE var', async () => {
     const r = await get(port, '/off');
     assert.match(r.body, /ka undefined$/);
+  });
+
+  test('a kept link whose response arrives in parts relays it whole and is kept', async () => {
+    const before = fakeSplit.connections();
+    for (let i = 0; i < 3; i++) {
+      const r = await get(port, '/split');
+      assert.equal(r.status, 200);
+      assert.match(r.body, /^(conn \d+ req \d+ ka 1){2}$/);
+    }
+    assert.equal(fakeSplit.connections() - before, 1);
+  });
+
+  test('a backend that never answers: 504 after the read timeout, logged as reading the response header', async () => {
+    for (const path of ['/silent-read', '/silent-both']) {
+      const r = await get(port, path);
+      assert.equal(r.status, 504, path);
+    }
+    const log = readText(join(t.dir, 'error.log'));
+    assert.equal(log.match(/upstream timed out \(110: Connection timed out\) while reading response header from upstream/g)?.length, 2, log);
   });
 });

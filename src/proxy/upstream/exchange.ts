@@ -2,7 +2,11 @@
  * One request/response exchange with one backend peer, over a new or an idle persistent connection.
  * The response is parsed by llhttp (the parser node:http uses), so malformed status lines, headers or
  * chunked framing are rejected the way Node rejects them. After a framed response on a connection the
- * backend agreed to keep, the socket goes back to the peer's idle list.
+ * backend agreed to keep, the connection goes back to the peer's idle list.
+ *
+ * A connection is a Link: its socket, its parser and its listeners live as long as the connection, and the
+ * listeners pass events to the exchange in progress (or, while idle, close the link). Taking and parking a
+ * link therefore costs no listener or parser set-up per request.
  */
 import { connect, type Socket } from 'node:net';
 import { HTTPParser } from 'node:_http_common';
@@ -25,10 +29,13 @@ export interface ExchangeOptions {
   idleTimeoutMs: number;
 }
 
+/** What pass.ts gives an exchange; one object per request can serve as both options and handlers. */
 export interface ExchangeHandlers {
   /** Return false to stop reading (the exchange then closes the connection). */
   onHeaders(status: number, headers: string[], httpMinor: number): boolean;
   onBody(chunk: Buffer): void;
+  /** A read from the backend was parsed and the response is not complete yet. */
+  onReadParsed(): void;
   onEnd(): void;
   /** `responseStarted` is true once any response byte arrived; `reused` when an idle connection failed. */
   onFail(kind: FailKind, message: string, responseStarted: boolean, reused: boolean): void;
@@ -37,8 +44,8 @@ export interface ExchangeHandlers {
 const TSGI_HEADER = 'x-tsgi-keepalive';
 
 /**
- * Parsers are reused: a finished one goes back to the pool on the next turn of the event loop — never from
- * inside its own callbacks, where freeing the native parser would pull it from under execute().
+ * Parsers are reused: a closed link's parser goes back to the pool on the next turn of the event loop —
+ * never from inside its own callbacks, where freeing the native parser would pull it from under execute().
  */
 const parserPool: HTTPParser[] = [];
 function takeParser(): HTTPParser {
@@ -57,49 +64,6 @@ function noop(): number {
   return 0;
 }
 
-function dropFromIdle(peer: Peer, s: Socket): void {
-  const i = peer.idle.indexOf(s);
-  if (i >= 0) peer.idle.splice(i, 1);
-}
-
-function parkIdle(peer: Peer, s: Socket, opts: ExchangeOptions): void {
-  if (peer.idle.length >= opts.poolMax || s.destroyed) {
-    s.destroy();
-    return;
-  }
-  s.removeAllListeners('data');
-  s.removeAllListeners('end');
-  s.removeAllListeners('timeout');
-  s.removeAllListeners('error');
-  s.removeAllListeners('close');
-  const drop = () => {
-    dropFromIdle(peer, s);
-    s.destroy();
-  };
-  // Anything from the backend while idle, or its close, ends the connection.
-  s.on('data', drop);
-  s.on('end', drop);
-  s.on('error', drop);
-  s.on('close', () => dropFromIdle(peer, s));
-  s.setTimeout(opts.idleTimeoutMs, drop);
-  peer.idle.push(s);
-}
-
-function takeIdle(peer: Peer): Socket | undefined {
-  while (peer.idle.length) {
-    const s = peer.idle.pop()!;
-    if (s.destroyed || !s.writable) continue;
-    s.removeAllListeners('data');
-    s.removeAllListeners('end');
-    s.removeAllListeners('timeout');
-    s.removeAllListeners('error');
-    s.removeAllListeners('close');
-    s.setTimeout(0);
-    return s;
-  }
-  return undefined;
-}
-
 export interface ExchangeControl {
   /** The client went away: drop the connection. */
   abort(): void;
@@ -108,48 +72,163 @@ export interface ExchangeControl {
   resume(): void;
 }
 
-export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h: ExchangeHandlers, allowReuse = true): ExchangeControl {
-  let socket = allowReuse && opts.keep !== 'none' ? takeIdle(peer) : undefined;
-  const reused = socket !== undefined;
-  let connected = reused;
-  let started = false;
-  let done = false;
-  let headersDone = false;
-  let keepable = false;
-  let connectTimer: NodeJS.Timeout | undefined;
-  /** The request is written out: the idle timer switches from *_send_timeout to *_read_timeout. */
-  let sent = false;
-  peer.conns++;
+/** One connection to a peer, busy with one exchange at a time or idle in the peer's list. */
+export class Link {
+  readonly parser: HTTPParser;
+  /** The exchange in progress; null while idle. */
+  ex: Exchange | null = null;
+  /** Idle since the last response, waiting in peer.idle. */
+  idle = false;
+  /** The socket's current inactivity timeout, so an unchanged value is not set again. */
+  private timeoutMs = -1;
+  private released = false;
 
-  if (!socket) {
-    socket = 'path' in peer.addr ? connect(peer.addr.path) : connect(peer.addr.port, peer.addr.host);
-    socket.setNoDelay(true);
-    connectTimer = setTimeout(() => fail('timeout', 'upstream timed out (110: Connection timed out) while connecting to upstream'), opts.connectTimeoutMs);
-    socket.once('connect', () => {
-      connected = true;
-      clearTimeout(connectTimer);
-      socket!.setTimeout(sent ? opts.readTimeoutMs : opts.sendTimeoutMs);
+  constructor(readonly peer: Peer, readonly socket: Socket) {
+    const p = (this.parser = takeParser());
+    p[HTTPParser.kOnHeaders] = (headers: string[]) => {
+      const ex = this.ex;
+      if (ex) ex.pendingHeaders = ex.pendingHeaders ? ex.pendingHeaders.concat(headers) : headers;
+    };
+    p[HTTPParser.kOnHeadersComplete] = (_maj: number, minor: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, _msg: string, _upgrade: boolean, shouldKeepAlive: boolean): number => {
+      const ex = this.ex;
+      // A response nobody asked for (bytes after the one this link carried): the link is out of step.
+      if (!ex) {
+        this.unsolicited();
+        return 1;
+      }
+      return ex.headersComplete(minor, headers, status, shouldKeepAlive);
+    };
+    p[HTTPParser.kOnBody] = (chunk: Buffer) => {
+      this.ex?.body(chunk);
+    };
+    p[HTTPParser.kOnMessageComplete] = () => {
+      this.ex?.messageComplete();
+    };
+    p[HTTPParser.kOnExecute] = noop;
+    const s = socket;
+    s.on('data', (buf: Buffer) => {
+      const ex = this.ex;
+      if (!ex) {
+        // Anything from the backend while idle ends the connection.
+        this.unsolicited();
+        return;
+      }
+      ex.data(buf);
     });
-  } else socket.setTimeout(opts.sendTimeoutMs);
-  const s = socket;
+    s.on('end', () => {
+      if (this.ex) this.ex.end();
+      else this.unsolicited();
+    });
+    s.on('timeout', () => {
+      if (this.ex) this.ex.timeout();
+      else this.unsolicited();
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      if (this.ex) this.ex.error(e);
+      else this.unsolicited();
+    });
+    s.on('close', () => {
+      if (this.ex) this.ex.closed();
+      this.dropIdle();
+      this.release();
+    });
+  }
 
-  const parser = takeParser();
-  let pendingHeaders: string[] = [];
-  parser[HTTPParser.kOnHeaders] = (headers: string[]) => {
-    pendingHeaders = pendingHeaders.concat(headers);
-  };
-  parser[HTTPParser.kOnHeadersComplete] = (_maj: number, minor: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, _msg: string, _upgrade: boolean, shouldKeepAlive: boolean): number => {
-    if (headers === undefined) headers = pendingHeaders;
-    else if (pendingHeaders.length) headers = pendingHeaders.concat(headers);
-    pendingHeaders = [];
-    if (done) return 1; // bytes after the response this connection carried: ignored
+  setTimeout(ms: number): void {
+    if (ms === this.timeoutMs) return;
+    this.timeoutMs = ms;
+    this.socket.setTimeout(ms);
+  }
+
+  /** After a kept response: back to the peer's idle list (or closed when the list is full). */
+  park(opts: ExchangeOptions): void {
+    this.ex = null;
+    const peer = this.peer;
+    if (peer.idle.length >= opts.poolMax || this.socket.destroyed) {
+      this.destroy();
+      return;
+    }
+    this.idle = true;
+    this.setTimeout(opts.idleTimeoutMs);
+    peer.idle.push(this);
+  }
+
+  destroy(): void {
+    this.ex = null;
+    this.dropIdle();
+    this.socket.destroy();
+    this.release();
+  }
+
+  private unsolicited(): void {
+    this.destroy();
+  }
+
+  private dropIdle(): void {
+    if (!this.idle) return;
+    this.idle = false;
+    const list = this.peer.idle;
+    const i = list.lastIndexOf(this);
+    if (i >= 0) list.splice(i, 1);
+  }
+
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    releaseParser(this.parser);
+  }
+}
+
+function takeIdle(peer: Peer): Link | undefined {
+  const list = peer.idle;
+  while (list.length) {
+    const l = list.pop()!;
+    l.idle = false;
+    if (l.socket.destroyed || !l.socket.writable) {
+      l.destroy();
+      continue;
+    }
+    return l;
+  }
+  return undefined;
+}
+
+/** One request/response on a link. */
+export class Exchange implements ExchangeControl {
+  started = false;
+  done = false;
+  headersDone = false;
+  keepable = false;
+  /** The request is written out: the idle timer switches from *_send_timeout to *_read_timeout. */
+  sent = false;
+  connected: boolean;
+  pendingHeaders: string[] | null = null;
+  private connectTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly link: Link,
+    readonly opts: ExchangeOptions,
+    readonly h: ExchangeHandlers,
+    readonly reused: boolean,
+  ) {
+    this.connected = reused;
+  }
+
+  headersComplete(minor: number, headers: string[] | undefined, status: number, shouldKeepAlive: boolean): number {
+    const pending = this.pendingHeaders;
+    if (pending !== null) {
+      headers = headers === undefined ? pending : pending.concat(headers);
+      this.pendingHeaders = null;
+    } else if (headers === undefined) headers = [];
+    if (this.done) return 1; // bytes after the response this connection carried: ignored
     if (status >= 100 && status < 200 && status !== 101) return 0; // interim response: wait for the final one
     if (status === 101) {
       // Protocol upgrades are not relayed over uwsgi or proxied HTTP/1.0.
-      fail('invalid_header', 'upstream sent "101 Switching Protocols", which tsgi-proxy does not relay, while reading response header from upstream');
+      this.fail('invalid_header', 'upstream sent "101 Switching Protocols", which tsgi-proxy does not relay, while reading response header from upstream');
       return 1;
     }
-    headersDone = true;
+    this.headersDone = true;
+    const opts = this.opts;
     if (opts.keep === 'tsgi') {
       let offered = false;
       let closing = false;
@@ -160,102 +239,155 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
         else if (k === 'connection' && /close/i.test(headers[i + 1]!)) closing = true;
         else if (k === 'content-length' || (k === 'transfer-encoding' && /chunked/i.test(headers[i + 1]!))) framed = true;
       }
-      keepable = offered && framed && !closing;
-    } else if (opts.keep === 'http') keepable = shouldKeepAlive;
-    if (!h.onHeaders(status, headers, minor)) {
-      finish(false);
+      this.keepable = offered && framed && !closing;
+    } else if (opts.keep === 'http') this.keepable = shouldKeepAlive;
+    if (!this.h.onHeaders(status, headers, minor)) {
+      this.finish(false);
       return 0;
     }
     return opts.head ? 1 : 0; // 1: this response has no body
-  };
-  parser[HTTPParser.kOnBody] = (chunk: Buffer) => {
-    if (!done) h.onBody(chunk);
-  };
-  parser[HTTPParser.kOnMessageComplete] = () => {
-    if (!headersDone || done) return;
-    finish(keepable);
-    h.onEnd();
-  };
-  parser[HTTPParser.kOnExecute] = () => {};
-
-  function cleanup(): void {
-    clearTimeout(connectTimer);
-    peer.conns--;
-    releaseParser(parser);
   }
 
-  function finish(keep: boolean): void {
-    if (done) return;
-    done = true;
-    cleanup();
-    if (keep && !s.destroyed) parkIdle(peer, s, opts);
-    else s.destroy();
+  body(chunk: Buffer): void {
+    if (!this.done) this.h.onBody(chunk);
   }
 
-  function fail(kind: FailKind, message: string): void {
-    if (done) return;
-    done = true;
-    cleanup();
-    s.destroy();
-    h.onFail(kind, message, started, reused);
+  messageComplete(): void {
+    if (!this.headersDone || this.done) return;
+    this.finish(this.keepable);
+    this.h.onEnd();
   }
 
-  s.on('data', (buf: Buffer) => {
-    if (done) return;
-    started = true;
-    const rc = parser.execute(buf);
+  data(buf: Buffer): void {
+    if (this.done) return;
+    this.started = true;
+    const rc = this.link.parser.execute(buf);
     if (rc instanceof Error) {
+      if (this.done) {
+        // The response was complete; what followed it did not parse: the link is out of step.
+        if (this.link.ex === null) this.link.destroy();
+        return;
+      }
       const code = (rc as Error & { code?: string }).code ?? 'HPE_ERROR';
-      fail('invalid_header', headersDone ? `upstream sent invalid response body (${code})` : `upstream sent invalid header (${code}) while reading response header from upstream`);
-    }
-  });
-  s.on('end', () => {
-    if (done) return;
-    // End of a read-until-close body, or a response cut short.
-    const rc = parser.finish();
-    if (done) return;
-    if (rc instanceof Error || !headersDone) {
-      fail(headersDone ? 'error' : started ? 'invalid_header' : 'error', headersDone ? 'upstream prematurely closed connection while reading upstream' : 'upstream prematurely closed connection while reading response header from upstream');
+      this.fail('invalid_header', this.headersDone ? `upstream sent invalid response body (${code})` : `upstream sent invalid header (${code}) while reading response header from upstream`);
       return;
     }
-    finish(false);
-    h.onEnd();
-  });
-  s.on('timeout', () => {
-    if (!sent) {
-      fail('timeout', 'upstream timed out (110: Connection timed out) while sending request to upstream');
-      return;
-    }
-    fail('timeout', headersDone ? 'upstream timed out (110: Connection timed out) while reading upstream' : 'upstream timed out (110: Connection timed out) while reading response header from upstream');
-  });
-  s.on('error', (e: NodeJS.ErrnoException) => {
-    const what = !connected ? 'connect() failed' : started ? 'recv() failed' : 'send() failed';
-    fail('error', `${what} (${e.code ?? e.message}) while ${connected ? (started ? 'reading upstream' : 'sending request to upstream') : 'connecting to upstream'}`);
-  });
-  s.on('close', () => {
-    if (!done) fail('error', 'upstream closed the connection');
-  });
+    if (!this.done) this.h.onReadParsed();
+  }
 
-  const onSent = (e?: Error | null) => {
-    if (e || done) return;
-    sent = true;
-    if (connected) s.setTimeout(opts.readTimeoutMs);
-  };
+  end(): void {
+    if (this.done) return;
+    // End of a read-until-close body, or a response cut short.
+    const rc = this.link.parser.finish();
+    if (this.done) return;
+    if (rc instanceof Error || !this.headersDone) {
+      this.fail(this.headersDone ? 'error' : this.started ? 'invalid_header' : 'error', this.headersDone ? 'upstream prematurely closed connection while reading upstream' : 'upstream prematurely closed connection while reading response header from upstream');
+      return;
+    }
+    this.finish(false);
+    this.h.onEnd();
+  }
+
+  timeout(): void {
+    // Without a write callback (equal timeouts), the request was sent once nothing of it is left buffered.
+    if (!this.sent && (this.opts.sendTimeoutMs !== this.opts.readTimeoutMs || !this.connected || this.link.socket.writableLength !== 0)) {
+      this.fail('timeout', 'upstream timed out (110: Connection timed out) while sending request to upstream');
+      return;
+    }
+    this.fail('timeout', this.headersDone ? 'upstream timed out (110: Connection timed out) while reading upstream' : 'upstream timed out (110: Connection timed out) while reading response header from upstream');
+  }
+
+  error(e: NodeJS.ErrnoException): void {
+    const what = !this.connected ? 'connect() failed' : this.started ? 'recv() failed' : 'send() failed';
+    this.fail('error', `${what} (${e.code ?? e.message}) while ${this.connected ? (this.started ? 'reading upstream' : 'sending request to upstream') : 'connecting to upstream'}`);
+  }
+
+  closed(): void {
+    if (!this.done) this.fail('error', 'upstream closed the connection');
+  }
+
+  onConnect(): void {
+    this.connected = true;
+    clearTimeout(this.connectTimer);
+    this.link.setTimeout(this.sent ? this.opts.readTimeoutMs : this.opts.sendTimeoutMs);
+  }
+
+  startConnectTimer(): void {
+    this.connectTimer = setTimeout(() => this.fail('timeout', 'upstream timed out (110: Connection timed out) while connecting to upstream'), this.opts.connectTimeoutMs);
+  }
+
+  onSent(e?: Error | null): void {
+    if (e || this.done) return;
+    this.sent = true;
+    if (this.connected) this.link.setTimeout(this.opts.readTimeoutMs);
+  }
+
+  private cleanup(): void {
+    if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
+    this.link.peer.conns--;
+  }
+
+  private finish(keep: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    this.cleanup();
+    const link = this.link;
+    if (keep && !link.socket.destroyed) link.park(this.opts);
+    else link.destroy();
+  }
+
+  fail(kind: FailKind, message: string): void {
+    if (this.done) return;
+    this.done = true;
+    this.cleanup();
+    this.link.destroy();
+    this.h.onFail(kind, message, this.started, this.reused);
+  }
+
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    this.cleanup();
+    this.link.destroy();
+  }
+
+  pause(): void {
+    this.link.socket.pause();
+  }
+
+  resume(): void {
+    this.link.socket.resume();
+  }
+}
+
+export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h: ExchangeHandlers, allowReuse = true): ExchangeControl {
+  let link = allowReuse && opts.keep !== 'none' ? takeIdle(peer) : undefined;
+  peer.conns++;
+  let ex: Exchange;
+  if (link) {
+    ex = new Exchange(link, opts, h, true);
+    link.ex = ex;
+    link.setTimeout(opts.sendTimeoutMs);
+  } else {
+    const socket = 'path' in peer.addr ? connect(peer.addr.path) : connect(peer.addr.port, peer.addr.host);
+    socket.setNoDelay(true);
+    link = new Link(peer, socket);
+    ex = new Exchange(link, opts, h, false);
+    link.ex = ex;
+    ex.startConnectTimer();
+    socket.once('connect', () => {
+      if (link!.ex === ex) ex.onConnect();
+    });
+  }
+  const s = link.socket;
+  // The write callback only switches the timer from the send to the read timeout: when they are equal (the
+  // defaults), it is left out, which spares the stream a callback per request.
+  const onSent = opts.sendTimeoutMs !== opts.readTimeoutMs ? (e?: Error | null): void => ex.onSent(e) : undefined;
   if (request.length === 1) s.write(request[0]!, onSent);
   else {
     s.cork();
     for (let i = 0; i < request.length; i++) s.write(request[i]!, i === request.length - 1 ? onSent : undefined);
     s.uncork();
   }
-
-  return {
-    abort() {
-      if (done) return;
-      done = true;
-      cleanup();
-      s.destroy();
-    },
-    pause: () => s.pause(),
-    resume: () => s.resume(),
-  };
+  return ex;
 }

@@ -6,12 +6,12 @@
  * does not hold it; with buffering off, the backend is paused while the client catches up.
  */
 import type { IncomingMessage } from 'node:http';
-import { encodeVars, UwsgiEncodeError } from '../../protocol/uwsgi.js';
+import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
 import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
 import type { Pipeline } from '../pipeline.js';
 import type { Rq } from '../request.js';
 import { escapeUri } from '../uri.js';
-import { exchange, type ExchangeControl, type FailKind } from './exchange.js';
+import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
 import { PeerGroup, type Peer } from './peers.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'TRACE']);
@@ -22,24 +22,34 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te
 const UWSGI_HIDDEN = new Set(['status', 'x-accel-expires', 'x-accel-redirect', 'x-accel-limit-rate', 'x-accel-buffering', 'x-accel-charset']);
 const PROXY_HIDDEN = new Set(['date', 'server', 'x-pad', 'x-accel-expires', 'x-accel-redirect', 'x-accel-limit-rate', 'x-accel-buffering', 'x-accel-charset']);
 
-/** "user-agent" → "HTTP_USER_AGENT", cached: header names repeat across requests. */
-const cgiNames = new Map<string, string>();
-function cgiName(h: string): string {
+/** A request header's uwsgi var name ("user-agent" → "HTTP_USER_AGENT") and whether the name is valid. */
+interface CgiName {
+  key: string;
+  /** Letters, digits and "-" only. */
+  valid: boolean;
+  /** Valid when underscores_in_headers is on. */
+  validWithUnderscores: boolean;
+}
+/** Cached: header names repeat across requests. */
+const cgiNames = new Map<string, CgiName>();
+function cgiName(h: string): CgiName {
   let n = cgiNames.get(h);
   if (n === undefined) {
-    n = 'HTTP_' + h.toUpperCase().replace(/-/g, '_');
+    n = { key: 'HTTP_' + h.toUpperCase().replace(/-/g, '_'), valid: /^[A-Za-z0-9-]+$/.test(h), validWithUnderscores: /^[A-Za-z0-9_-]+$/.test(h) };
     if (cgiNames.size < 4096) cgiNames.set(h, n);
   }
   return n;
 }
-const VALID_HEADER_NAME = /^[A-Za-z0-9-]+$/;
+/** The vars of the packet being built (reused: a packet is built in one synchronous call). */
+const varKeys: string[] = [];
+const varValues: string[] = [];
 
 export class Upstreams {
   private readonly groups = new Map<UpstreamConf, PeerGroup>();
   private readonly dynamic = new Map<string, PeerGroup>();
 
   constructor(
-    private readonly p: Pipeline,
+    readonly p: Pipeline,
     private readonly named: Map<string, UpstreamConf>,
   ) {}
 
@@ -114,173 +124,20 @@ export class Upstreams {
       }
       throw e;
     }
-    const tried = new Set<Peer>();
-    const maxTries = st.nextUpstreamTries || Number.POSITIVE_INFINITY;
-    const deadline = st.nextUpstreamTimeoutMs ? Date.now() + st.nextUpstreamTimeoutMs : Number.POSITIVE_INFINITY;
-    const conds = st.nextUpstream === 'off' ? new Set<string>() : st.nextUpstream!;
-    const idempotent = IDEMPOTENT.has(r.req.method ?? 'GET') || conds.has('non_idempotent');
-    const keep: 'tsgi' | 'http' | 'none' =
-      pass.protocol === 'uwsgi' ? (st.tsgiKeepalive ? 'tsgi' : 'none') : group.conf.keepalive !== undefined && st.httpVersion === '1.1' && connectionCleared(st) ? 'http' : 'none';
-    const poolMax = group.conf.keepalive ?? DEFAULT_POOL;
-    const upstreamAddrs: string[] = [];
-    const upstreamStatuses: string[] = [];
-    const startedAt = Date.now();
-    let ctl: ExchangeControl | undefined;
-    let clientGone = false;
-    r.res.on('close', () => {
-      if (!r.res.writableFinished) {
-        clientGone = true;
-        if (!st.ignoreClientAbort) ctl?.abort();
-      }
-    });
-
-    const attempt = (peer: Peer, allowReuse: boolean): void => {
-      upstreamAddrs.push(peer.label);
-      let headersSent = false;
-      let pendingHead: ((knownLength?: number) => void) | undefined;
-      let paused = false;
-      // Body bytes are gathered for one event-loop turn, so a response that arrives with its end (the
-      // common case) reaches the client in one write instead of one per chunk plus the end.
-      let chunks: Buffer[] = [];
-      let chunkBytes = 0;
-      let flushQueued = false;
-      const flush = (): void => {
-        flushQueued = false;
-        if (res.writableEnded || chunks.length === 0) return;
-        if (pendingHead) {
-          pendingHead();
-          pendingHead = undefined;
-          headersSent = true;
-        }
-        const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, chunkBytes);
-        chunks = [];
-        chunkBytes = 0;
-        const ok = res.write(data);
-        // Buffering on: keep reading the backend unless the client's backlog passed the limit.
-        const limit = st.buffering ? st.maxBufferedBytes! : 0;
-        if (!ok && !paused && res.writableLength > limit) {
-          paused = true;
-          const c = ctl!;
-          c.pause();
-          res.once('drain', () => {
-            paused = false;
-            c.resume();
-          });
-        }
-      };
-      const res = r.res;
-      ctl = exchange(
-        peer,
-        request,
-        {
-          connectTimeoutMs: st.connectTimeoutMs!, readTimeoutMs: st.readTimeoutMs!, sendTimeoutMs: st.sendTimeoutMs!, head: r.method === 'HEAD',
-          keep, poolMax, idleTimeoutMs: group.conf.keepaliveTimeoutMs,
-        },
-        {
-          onHeaders: (status, headers) => {
-            upstreamStatuses.push(String(status));
-            const cond = `http_${status}`;
-            if (conds.has(cond as never) && idempotent) {
-              if (status !== 403 && status !== 404) group.fail(peer);
-              const next = nextPeer();
-              if (next) {
-                upstreamStatuses[upstreamStatuses.length - 1] = String(status);
-                attempt(next, true);
-                return false;
-              }
-            }
-            group.success(peer);
-            this.record(r, upstreamAddrs, upstreamStatuses, startedAt);
-            if (clientGone) return false;
-            if (st.interceptErrors && status >= 300 && r.conf.errorPages?.some((p) => p.codes.includes(status))) {
-              this.p.finalize(r, status);
-              return false;
-            }
-            // The head goes out with the first body byte (or the end): a body that is malformed from its
-            // first byte still becomes a clean 502 rather than a cut response.
-            pendingHead = (knownLength?: number) => this.relayHead(r, status, headers, pass.protocol, st, knownLength);
-            return true;
-          },
-          onBody: (chunk) => {
-            r.bodyBytesSent += chunk.length;
-            chunks.push(chunk);
-            chunkBytes += chunk.length;
-            if (!flushQueued) {
-              flushQueued = true;
-              setImmediate(flush);
-            }
-          },
-          onEnd: () => {
-            this.record(r, upstreamAddrs, upstreamStatuses, startedAt);
-            if (res.writableEnded) return;
-            // Usually the whole body is here already: head and body leave in one write, with a length.
-            if (pendingHead) {
-              pendingHead(r.method === 'HEAD' ? undefined : chunkBytes);
-              pendingHead = undefined;
-              headersSent = true;
-            }
-            const data = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, chunkBytes);
-            chunks = [];
-            chunkBytes = 0;
-            res.end(data);
-          },
-          onFail: (kind: FailKind, message: string, responseStarted: boolean, reused: boolean) => {
-            if (clientGone) return;
-            // Body bytes already parsed: the client gets them, then the cut (it must see the failure).
-            if (!headersSent && pendingHead && chunks.length) flush();
-            if (headersSent) {
-              this.p.log(r, 'error', `${message}, upstream: "${pass.scheme}://${peer.label}"`);
-              res.destroy();
-              return;
-            }
-            if (reused && !responseStarted) {
-              // A kept link the backend had closed: try again on a fresh connection, not a failure.
-              upstreamAddrs.pop();
-              attempt(peer, false);
-              return;
-            }
-            upstreamStatuses.push(kind === 'timeout' ? '504' : '502');
-            this.p.log(r, 'error', `${message}, upstream: "${pass.scheme}://${peer.label}"`);
-            group.fail(peer);
-            const canRetry = conds.has(kind) && (idempotent || !responseStarted && kind === 'error' && !connectedAndSent(message));
-            const next = canRetry ? nextPeer() : null;
-            if (next) {
-              attempt(next, true);
-              return;
-            }
-            this.record(r, upstreamAddrs, upstreamStatuses, startedAt);
-            this.p.finalize(r, kind === 'timeout' ? 504 : 502);
-          },
-        },
-        allowReuse,
-      );
-    };
-
-    const nextPeer = (): Peer | null => {
-      if (tried.size >= maxTries || Date.now() > deadline) return null;
-      const p = group.select(r, tried);
-      if (p) tried.add(p);
-      return p;
-    };
-
-    const first = nextPeer();
+    const relay = new Relay(this, r, pass, st, group, request);
+    const first = relay.nextPeer();
     if (!first) {
       this.p.log(r, 'error', `no live upstreams while connecting to upstream, upstream: "${group.conf.name}"`);
-      r.upstreamAddr = group.conf.name;
+      r.upstreamAddrs = [group.conf.name];
       this.p.finalize(r, 502);
       return;
     }
-    attempt(first, true);
-  }
-
-  private record(r: Rq, addrs: string[], statuses: string[], startedAt: number): void {
-    r.upstreamAddr = addrs.join(', ');
-    r.upstreamStatus = statuses.join(', ');
-    r.upstreamResponseTime = ((Date.now() - startedAt) / 1000).toFixed(3);
+    r.relay = relay;
+    relay.attempt(first, true);
   }
 
   /** `knownLength`: the whole body is in hand; used as Content-Length when the backend gave none. */
-  private relayHead(r: Rq, status: number, headers: string[], protocol: 'uwsgi' | 'http', st: UpstreamSettings, knownLength?: number): void {
+  relayHead(r: Rq, status: number, headers: string[], protocol: 'uwsgi' | 'http', st: UpstreamSettings, knownLength?: number): void {
     const out: string[] = [];
     const hidden = protocol === 'uwsgi' ? UWSGI_HIDDEN : PROXY_HIDDEN;
     const extraHidden = st.hideHeaders!;
@@ -320,28 +177,42 @@ export class Upstreams {
   // ---- request building ----
 
   private uwsgiRequest(r: Rq, st: UpstreamSettings): Buffer[] {
-    const vars: Array<[string, string]> = [];
+    const keys = varKeys;
+    const values = varValues;
+    let n = 0;
     const params = st.params!;
     let overridden: Set<string> | undefined;
     for (const p of params) {
       const v = p.value.eval(r);
       if (p.ifNotEmpty && v === '') continue;
-      vars.push([p.key, v]);
+      keys[n] = p.key;
+      values[n++] = v;
       if (p.key.startsWith('HTTP_')) (overridden ??= new Set()).add(p.key);
     }
     if (st.passRequestHeaders) {
       const ignoreInvalid = r.server.ignoreInvalidHeaders !== false;
+      const underscores = r.server.underscoresInHeaders === true;
       const h = r.req.headers;
       for (const name in h) {
-        if (ignoreInvalid && !VALID_HEADER_NAME.test(name) && !(r.server.underscoresInHeaders && /^[A-Za-z0-9_-]+$/.test(name))) continue;
-        const key = cgiName(name);
-        if (overridden?.has(key)) continue;
+        const c = cgiName(name);
+        if (ignoreInvalid && !c.valid && !(underscores && c.validWithUnderscores)) continue;
+        if (overridden?.has(c.key)) continue;
         const v = h[name]!;
-        vars.push([key, Array.isArray(v) ? v.join(', ') : v]);
+        keys[n] = c.key;
+        values[n++] = Array.isArray(v) ? v.join(', ') : v;
       }
     }
-    if (st.tsgiKeepalive) vars.push(['TSGI_KEEPALIVE', '1']);
-    const packet = encodeVars(vars, st.modifier1, st.modifier2);
+    if (st.tsgiKeepalive) {
+      keys[n] = 'TSGI_KEEPALIVE';
+      values[n++] = '1';
+    }
+    let packet: Buffer;
+    try {
+      packet = encodeVarLists(keys, values, n, st.modifier1, st.modifier2);
+    } finally {
+      // Nothing of this request stays reachable from the shared lists (kept at their size: no regrowth).
+      for (let i = 0; i < n; i++) keys[i] = values[i] = '';
+    }
     return r.body && st.passRequestBody ? [packet, r.body] : [packet];
   }
 
@@ -379,6 +250,222 @@ export class Upstreams {
     head += '\r\n';
     const h = Buffer.from(head, 'latin1');
     return body ? [h, body] : [h];
+  }
+}
+
+const NO_CONDITIONS: ReadonlySet<string> = new Set();
+/** "http_502" for 502: the next_upstream condition of a status, made once per status. */
+const httpConds: string[] = [];
+function httpCond(status: number): string {
+  return (httpConds[status] ??= `http_${status}`);
+}
+
+/**
+ * One request's pass to an upstream: its tries over the group's peers (next_upstream), and the relay of the
+ * chosen response to the client. One object per request serves as the exchange's options and handlers, so
+ * a try allocates no closures.
+ */
+class Relay implements ExchangeOptions, ExchangeHandlers {
+  private readonly tried = new Set<Peer>();
+  private readonly maxTries: number;
+  private readonly deadline: number;
+  private readonly conds: ReadonlySet<string>;
+  private readonly idempotent: boolean;
+  private readonly addrs: string[] = [];
+  private readonly statuses: string[] = [];
+  private readonly startedAt = Date.now();
+  private ctl: ExchangeControl | undefined;
+  private clientGone = false;
+  // ExchangeOptions
+  readonly connectTimeoutMs: number;
+  readonly readTimeoutMs: number;
+  readonly sendTimeoutMs: number;
+  readonly head: boolean;
+  readonly keep: 'tsgi' | 'http' | 'none';
+  readonly poolMax: number;
+  readonly idleTimeoutMs: number;
+  // The try in progress.
+  private peer: Peer | undefined;
+  private headersSent = false;
+  /** The backend's status and headers, held until the first body byte or the end (see onHeaders). */
+  private headStatus = 0;
+  private headHeaders: string[] | null = null;
+  private paused = false;
+  // Body bytes are gathered for one event-loop turn, so a response that arrives with its end (the common
+  // case) reaches the client in one write instead of one per chunk plus the end.
+  private chunks: Buffer[] = [];
+  private chunkBytes = 0;
+  private flushQueued = false;
+
+  constructor(
+    private readonly u: Upstreams,
+    private readonly r: Rq,
+    private readonly pass: PassConf,
+    private readonly st: UpstreamSettings,
+    private readonly group: PeerGroup,
+    private readonly request: Buffer[],
+  ) {
+    this.maxTries = st.nextUpstreamTries || Number.POSITIVE_INFINITY;
+    this.deadline = st.nextUpstreamTimeoutMs ? Date.now() + st.nextUpstreamTimeoutMs : Number.POSITIVE_INFINITY;
+    const conds = st.nextUpstream === 'off' ? NO_CONDITIONS : st.nextUpstream!;
+    this.conds = conds;
+    this.idempotent = IDEMPOTENT.has(r.req.method ?? 'GET') || conds.has('non_idempotent');
+    this.keep = pass.protocol === 'uwsgi' ? (st.tsgiKeepalive ? 'tsgi' : 'none') : group.conf.keepalive !== undefined && st.httpVersion === '1.1' && connectionCleared(st) ? 'http' : 'none';
+    this.poolMax = group.conf.keepalive ?? DEFAULT_POOL;
+    this.idleTimeoutMs = group.conf.keepaliveTimeoutMs;
+    this.connectTimeoutMs = st.connectTimeoutMs!;
+    this.readTimeoutMs = st.readTimeoutMs!;
+    this.sendTimeoutMs = st.sendTimeoutMs!;
+    this.head = r.method === 'HEAD';
+  }
+
+  nextPeer(): Peer | null {
+    if (this.tried.size >= this.maxTries || Date.now() > this.deadline) return null;
+    const p = this.group.select(this.r, this.tried);
+    if (p) this.tried.add(p);
+    return p;
+  }
+
+  /** The client went away before the response was complete (called from the pipeline). */
+  clientClosed(): void {
+    this.clientGone = true;
+    if (!this.st.ignoreClientAbort) this.ctl?.abort();
+  }
+
+  attempt(peer: Peer, allowReuse: boolean): void {
+    this.addrs.push(peer.label);
+    this.peer = peer;
+    this.headersSent = false;
+    this.headHeaders = null;
+    this.paused = false;
+    this.chunks = [];
+    this.chunkBytes = 0;
+    this.ctl = exchange(peer, this.request, this, this, allowReuse);
+  }
+
+  private record(): void {
+    const r = this.r;
+    r.upstreamAddrs = this.addrs;
+    r.upstreamStatuses = this.statuses;
+    r.upstreamTimeMs = Date.now() - this.startedAt;
+  }
+
+  private sendHeadNow(knownLength?: number): void {
+    const headers = this.headHeaders!;
+    this.headHeaders = null;
+    this.headersSent = true;
+    this.u.relayHead(this.r, this.headStatus, headers, this.pass.protocol, this.st, knownLength);
+  }
+
+  private readonly flush = (): void => {
+    this.flushQueued = false;
+    const res = this.r.res;
+    if (res.writableEnded || this.chunks.length === 0) return;
+    if (this.headHeaders) this.sendHeadNow();
+    const chunks = this.chunks;
+    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.chunkBytes);
+    this.chunks = [];
+    this.chunkBytes = 0;
+    const ok = res.write(data);
+    // Buffering on: keep reading the backend unless the client's backlog passed the limit.
+    const limit = this.st.buffering ? this.st.maxBufferedBytes! : 0;
+    if (!ok && !this.paused && res.writableLength > limit) {
+      this.paused = true;
+      const c = this.ctl!;
+      c.pause();
+      res.once('drain', () => {
+        this.paused = false;
+        c.resume();
+      });
+    }
+  };
+
+  onHeaders(status: number, headers: string[]): boolean {
+    const peer = this.peer!;
+    this.statuses.push(String(status));
+    if (this.idempotent && this.conds.has(httpCond(status))) {
+      if (status !== 403 && status !== 404) this.group.fail(peer);
+      const next = this.nextPeer();
+      if (next) {
+        this.attempt(next, true);
+        return false;
+      }
+    }
+    this.group.success(peer);
+    this.record();
+    if (this.clientGone) return false;
+    const r = this.r;
+    if (this.st.interceptErrors && status >= 300 && r.conf.errorPages?.some((p) => p.codes.includes(status))) {
+      this.u.p.finalize(r, status);
+      return false;
+    }
+    // The head goes out with the first body byte (or the end): a body that is malformed from its first
+    // byte still becomes a clean 502 rather than a cut response.
+    this.headStatus = status;
+    this.headHeaders = headers;
+    return true;
+  }
+
+  onBody(chunk: Buffer): void {
+    this.r.bodyBytesSent += chunk.length;
+    this.chunks.push(chunk);
+    this.chunkBytes += chunk.length;
+  }
+
+  /**
+   * The body so far goes out at the end of this event-loop turn (other reads of the turn join it). Not
+   * scheduled when the read also completed the response: onEnd sends everything at once.
+   */
+  onReadParsed(): void {
+    if (this.chunks.length !== 0 && !this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  onEnd(): void {
+    this.record();
+    const r = this.r;
+    const res = r.res;
+    if (res.writableEnded) return;
+    // Usually the whole body is here already: head and body leave in one write, with a length.
+    if (this.headHeaders) this.sendHeadNow(r.method === 'HEAD' ? undefined : this.chunkBytes);
+    const chunks = this.chunks;
+    const data = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.chunkBytes);
+    this.chunks = [];
+    this.chunkBytes = 0;
+    res.end(data);
+  }
+
+  onFail(kind: FailKind, message: string, responseStarted: boolean, reused: boolean): void {
+    if (this.clientGone) return;
+    const r = this.r;
+    const p = this.u.p;
+    const peer = this.peer!;
+    // Body bytes already parsed: the client gets them, then the cut (it must see the failure).
+    if (!this.headersSent && this.headHeaders && this.chunks.length) this.flush();
+    if (this.headersSent) {
+      p.log(r, 'error', `${message}, upstream: "${this.pass.scheme}://${peer.label}"`);
+      r.res.destroy();
+      return;
+    }
+    if (reused && !responseStarted) {
+      // A kept link the backend had closed: try again on a fresh connection, not a failure.
+      this.addrs.pop();
+      this.attempt(peer, false);
+      return;
+    }
+    this.statuses.push(kind === 'timeout' ? '504' : '502');
+    p.log(r, 'error', `${message}, upstream: "${this.pass.scheme}://${peer.label}"`);
+    this.group.fail(peer);
+    const canRetry = this.conds.has(kind) && (this.idempotent || (!responseStarted && kind === 'error' && !connectedAndSent(message)));
+    const next = canRetry ? this.nextPeer() : null;
+    if (next) {
+      this.attempt(next, true);
+      return;
+    }
+    this.record();
+    p.finalize(r, kind === 'timeout' ? 504 : 502);
   }
 }
 

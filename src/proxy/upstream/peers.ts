@@ -5,7 +5,7 @@
  */
 import type { UpstreamConf } from '../conf/model.js';
 import type { Rq } from '../request.js';
-import type { Socket } from 'node:net';
+import type { Link } from './exchange.js';
 
 export type PeerAddr = { host: string; port: number } | { path: string };
 
@@ -16,7 +16,9 @@ export class Peer {
   checkedAt = 0;
   conns = 0;
   /** Idle persistent connections to this peer (tsgi link or HTTP keep-alive). */
-  readonly idle: Socket[] = [];
+  readonly idle: Link[] = [];
+  /** "127.0.0.1:8081" or "unix:/path", as $upstream_addr shows it. */
+  readonly label: string;
 
   constructor(
     readonly name: string,
@@ -26,12 +28,10 @@ export class Peer {
     readonly failTimeoutMs: number,
     readonly maxConns: number,
     readonly down: boolean,
-  ) {}
-
-  /** "127.0.0.1:8081" or "unix:/path", as $upstream_addr shows it. */
-  get label(): string {
-    return 'path' in this.addr ? `unix:${this.addr.path}` : this.addr.host.includes(':') ? `[${this.addr.host}]:${this.addr.port}` : `${this.addr.host}:${this.addr.port}`;
+  ) {
+    this.label = 'path' in addr ? `unix:${addr.path}` : addr.host.includes(':') ? `[${addr.host}]:${addr.port}` : `${addr.host}:${addr.port}`;
   }
+
 
   available(now: number): boolean {
     if (this.down) return false;
