@@ -115,6 +115,8 @@ export class RouterRequest implements Exchange, RequestHead {
 
   // The response.
   private headPending: string | undefined;
+  /** The first body chunk, kept to go out with the head. */
+  private held: Buffer | undefined;
   private headWritten = false;
   private chunked = false;
   private bodiless = false;
@@ -191,53 +193,51 @@ export class RouterRequest implements Exchange, RequestHead {
   body(chunk: Buffer): void {
     if (this.stage !== Stage.Dispatched || this.local !== undefined) return;
     this.sent += chunk.length;
-    if (this.bodiless) return;
-    const socket = this.conn.socket;
-    if (socket.destroyed) return;
-    let ok: boolean;
-    const head = this.headPending;
-    if (this.chunked) {
-      const size = `${chunk.length.toString(16)}\r\n`;
-      if (head !== undefined && chunk.length <= COALESCE_LIMIT) {
-        const hl = head.length;
-        const buf = Buffer.allocUnsafe(hl + size.length + chunk.length + 2);
-        buf.write(head, 0, 'latin1');
-        buf.write(size, hl, 'latin1');
-        chunk.copy(buf, hl + size.length);
-        buf[buf.length - 2] = 13;
-        buf[buf.length - 1] = 10;
-        this.headWritten = true;
-        this.headPending = undefined;
-        ok = socket.write(buf);
-      } else {
-        socket.cork();
-        this.flushHead();
-        socket.write(size, 'latin1');
-        socket.write(chunk);
-        ok = socket.write('\r\n', 'latin1');
-        socket.uncork();
-      }
-    } else if (head !== undefined && chunk.length <= COALESCE_LIMIT) {
-      const hl = head.length;
-      const buf = Buffer.allocUnsafe(hl + chunk.length);
-      buf.write(head, 0, 'latin1');
-      chunk.copy(buf, hl);
-      this.headWritten = true;
-      this.headPending = undefined;
-      ok = socket.write(buf);
-    } else {
-      this.flushHead();
-      ok = socket.write(chunk);
+    if (this.bodiless || this.conn.socket.destroyed) return;
+    if (this.headPending !== undefined && this.held === undefined && chunk.length <= COALESCE_LIMIT) {
+      // Held until the next frame (END, usually in the same read): the head and this chunk then go out in one
+      // write, after the link has been given its next request.
+      this.held = chunk;
+      return;
     }
+    this.flushHead(false);
+    const socket = this.conn.socket;
+    let ok: boolean;
+    if (this.chunked) {
+      socket.cork();
+      socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      socket.write(chunk);
+      ok = socket.write('\r\n', 'latin1');
+      socket.uncork();
+    } else ok = socket.write(chunk);
     if (!ok && socket.writableLength > CLIENT_BUFFER_LIMIT) this.conn.pauseLink();
   }
 
-  private flushHead(): void {
+  /** Writes the head, with the chunk held back (framed) and, for the last write of a chunked body, its end. */
+  private flushHead(last: boolean): void {
     const head = this.headPending;
     if (head === undefined) return;
     this.headPending = undefined;
     this.headWritten = true;
-    this.conn.socket.write(head, 'latin1');
+    const held = this.held;
+    this.held = undefined;
+    let prefix = head;
+    let suffix = '';
+    if (this.chunked) {
+      if (held !== undefined) {
+        prefix += `${held.length.toString(16)}\r\n`;
+        suffix = '\r\n';
+      }
+      if (last) suffix += '0\r\n\r\n';
+    }
+    const socket = this.conn.socket;
+    if (socket.destroyed) return;
+    const n = held === undefined ? 0 : held.length;
+    const buf = Buffer.allocUnsafe(prefix.length + n + suffix.length);
+    buf.write(prefix, 0, 'latin1');
+    if (held !== undefined) held.copy(buf, prefix.length);
+    if (suffix.length > 0) buf.write(suffix, prefix.length + n, 'latin1');
+    if (!socket.write(buf) && socket.writableLength > CLIENT_BUFFER_LIMIT) this.conn.pauseLink();
   }
 
   end(): void {
@@ -254,12 +254,8 @@ export class RouterRequest implements Exchange, RequestHead {
       this.answerLocally(502, false);
       return this.conn.finish(this);
     }
-    if (this.chunked) {
-      if (this.headPending !== undefined) {
-        this.headPending += '0\r\n\r\n';
-        this.flushHead();
-      } else this.conn.socket.write('0\r\n\r\n', 'latin1');
-    } else this.flushHead();
+    if (this.headPending !== undefined) this.flushHead(true);
+    else if (this.chunked && !this.conn.socket.destroyed) this.conn.socket.write('0\r\n\r\n', 'latin1');
     this.conn.finish(this);
   }
 
