@@ -9,10 +9,11 @@
  * (parsed, bodies received) until it is done. An answer the router gives itself (400, 413, 431, 503...) is a
  * request of the queue too, so it keeps its place in the order.
  */
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { HTTPParser, _checkInvalidHeaderChar, _checkIsHttpToken, methods } from 'node:_http_common';
 import type { Exchange } from './links.js';
-import { buildVars, stripMapped, type ListenerInfo, type PeerInfo, type RequestHead } from './vars.js';
+import { HOP_BY_HOP, buildVars, stripMapped, type ListenerInfo, type PeerInfo, type RequestHead } from './vars.js';
 
 /** What a connection needs from the router that owns it. */
 export interface RouterContext {
@@ -47,19 +48,9 @@ const CLIENT_BUFFER_LIMIT = 1 << 20;
 /** Bodies up to this size are copied next to the head so that the response goes out in one write. */
 const COALESCE_LIMIT = 16384;
 
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  408: 'Request Timeout',
-  413: 'Payload Too Large',
-  417: 'Expectation Failed',
-  431: 'Request Header Fields Too Large',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-};
-
 /** An answer the router writes itself: a short text body, the connection kept or closed. */
 function answerText(status: number, close: boolean): string {
-  const reason = REASONS[status] ?? 'Error';
+  const reason = STATUS_CODES[status] ?? 'Error';
   const body = `${status} ${reason}\n`;
   return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n${close ? 'Connection: close\r\n' : ''}\r\n${body}`;
 }
@@ -73,7 +64,6 @@ const enum HeaderKind {
   /** Not an HTTP token: the response cannot be sent. */
   Invalid,
 }
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 const headerKinds = new Map<string, HeaderKind>();
 function headerKind(name: string): HeaderKind {
   let kind = headerKinds.get(name);
@@ -467,7 +457,14 @@ export class ClientConnection implements PeerInfo {
     }
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
     this.ctx.log(`bad HTTP request from ${from}: ${err.code ?? ''} ${err.reason ?? err.message}; answered ${status}`);
-    // The request being received (if any) is the broken one; otherwise the error starts a new one.
+    this.refuse(status);
+  }
+
+  /**
+   * Answers `status` and closes, after the requests before it: to the request being received, or, between
+   * requests, to the one that was starting.
+   */
+  private refuse(status: number): void {
     let req = this.current;
     if (req === undefined) {
       req = new RouterRequest(this, 'GET', '', 'HTTP/1.1', true, [], false);
@@ -506,13 +503,7 @@ export class ClientConnection implements PeerInfo {
     if (this.stopped) return;
     this.stopped = true;
     this.ctx.log(`client ${this.remoteAddr}:${this.remotePort} took too long to send a request head; answered 408`);
-    let req = this.current;
-    if (req === undefined) {
-      req = new RouterRequest(this, 'GET', '', 'HTTP/1.1', true, [], false);
-      this.queue.push(req);
-    }
-    req.answerLocally(408, true);
-    this.stop(req);
+    this.refuse(408);
   }
 
   // ---- answering ----

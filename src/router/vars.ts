@@ -2,8 +2,8 @@
  * The uwsgi vars of an HTTP request, as PEP 3333's environ wants them and as nginx's uwsgi_params would send
  * them: built straight into one Buffer (one allocation per request, header names converted once and cached).
  */
-/** Hop-by-hop headers: about this connection, never passed to the app as plain headers. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/** Hop-by-hop headers: about this connection, never passed to the app as plain headers (nor back from it). */
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
 const envNameCache = new Map<string, string | null>();
 
