@@ -28,9 +28,7 @@ export interface RouterContext {
   dateLine(): string;
   /** The router is stopping: finish what was received, then close. */
   readonly closing: boolean;
-  /** A connection finished or dropped a request a worker had (for the graceful stop's count). */
-  requestDone(): void;
-  requestStarted(): void;
+  /** Every request belongs to a connection, so the graceful stop only waits for the connections to close. */
   connectionClosed(conn: ClientConnection): void;
 }
 
@@ -77,6 +75,8 @@ function headerKind(name: string): HeaderKind {
   return kind;
 }
 
+const NO_PAYLOAD: readonly Buffer[] = Object.freeze([]);
+
 const enum Stage {
   /** In the connection's queue: being received, or waiting for the requests before it. */
   Queued,
@@ -87,7 +87,8 @@ const enum Stage {
 
 /** One request of a connection, and (as the link pool's Exchange) the writer of its response. */
 export class RouterRequest implements Exchange, RequestHead {
-  payload: Buffer[] = [];
+  /** Set when the request is dispatched; until then the shared empty list (no allocation per request). */
+  payload: readonly Buffer[] = NO_PAYLOAD;
   stage = Stage.Queued;
   /** Received completely (headers and body). */
   complete = false;
@@ -539,7 +540,6 @@ export class ClientConnection implements PeerInfo {
       req.answerLocally(503, false);
       return this.writeLocal(req);
     }
-    this.ctx.requestStarted();
   }
 
   private writeLocal(req: RouterRequest): void {
@@ -560,7 +560,6 @@ export class ClientConnection implements PeerInfo {
     req.stage = Stage.Done;
     if (wasDispatched) {
       if (req.local !== undefined && !this.socket.destroyed) this.socket.write(req.local, 'latin1');
-      this.ctx.requestDone();
       this.resumeLink();
       this.linkPause = undefined;
       this.linkResume = undefined;
@@ -590,7 +589,6 @@ export class ClientConnection implements PeerInfo {
       if (r.stage === Stage.Dispatched) {
         r.stage = Stage.Done;
         this.ctx.withdraw(r);
-        this.ctx.requestDone();
       } else r.stage = Stage.Done;
     }
     this.queue.length = 0;

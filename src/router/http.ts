@@ -30,7 +30,6 @@ function httpDate(ms: number): string {
 export class HttpRouter {
   readonly servers: net.Server[] = [];
   private readonly connections = new Set<ClientConnection>();
-  private inFlight = 0;
   private closingNow = false;
   private onIdle: (() => void) | undefined;
   private date = httpDate(Date.now());
@@ -81,13 +80,6 @@ export class HttpRouter {
       get closing() {
         return router.closingNow;
       },
-      requestStarted: () => {
-        this.inFlight++;
-      },
-      requestDone: () => {
-        this.inFlight--;
-        this.checkIdle();
-      },
       connectionClosed: (conn: ClientConnection) => {
         this.connections.delete(conn);
         this.checkIdle();
@@ -111,7 +103,7 @@ export class HttpRouter {
   }
 
   private checkIdle(): void {
-    if (this.closingNow && this.inFlight === 0 && this.connections.size === 0) this.onIdle?.();
+    if (this.closingNow && this.connections.size === 0) this.onIdle?.();
   }
 
   /** Stops accepting; calls `done` once every request received has been answered and every connection closed. */
