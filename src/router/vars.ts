@@ -1,7 +1,9 @@
 /**
  * The uwsgi vars of an HTTP request, as PEP 3333's environ wants them and as nginx's uwsgi_params would send
- * them: built straight into one Buffer (one allocation per request, header names converted once and cached).
+ * them (header names converted once and cached), encoded by the protocol module's encodeVarLists.
  */
+import { UwsgiEncodeError, encodeVarLists } from '../protocol/uwsgi.js';
+
 /** Hop-by-hop headers: about this connection, never passed to the app as plain headers (nor back from it). */
 export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 
@@ -102,75 +104,57 @@ export function buildVars(req: RequestHead, peer: PeerInfo, listener: ListenerIn
   }
   if (!serverName) serverName = peer.localAddr || 'localhost';
 
-  const kv: string[] = [
-    'REQUEST_METHOD', req.method,
-    'REQUEST_URI', url,
-    'PATH_INFO', decodePath(rawPath),
-    'QUERY_STRING', query,
-    'SERVER_PROTOCOL', req.protocol,
-    'SERVER_NAME', serverName,
-    'SERVER_PORT', listener.port,
-    'REMOTE_ADDR', peer.remoteAddr,
-    'REMOTE_PORT', peer.remotePort,
-    'REQUEST_SCHEME', listener.https ? 'https' : 'http',
-  ];
-  if (listener.https) kv.push('HTTPS', 'on');
-  if (bodyLength > 0 || req.framed) kv.push('CONTENT_LENGTH', String(bodyLength));
+  const keys: string[] = ['REQUEST_METHOD', 'REQUEST_URI', 'PATH_INFO', 'QUERY_STRING', 'SERVER_PROTOCOL', 'SERVER_NAME', 'SERVER_PORT', 'REMOTE_ADDR', 'REMOTE_PORT', 'REQUEST_SCHEME'];
+  const values: string[] = [req.method, url, decodePath(rawPath), query, req.protocol, serverName, listener.port, peer.remoteAddr, peer.remotePort, listener.https ? 'https' : 'http'];
+  if (listener.https) {
+    keys.push('HTTPS');
+    values.push('on');
+  }
+  if (bodyLength > 0 || req.framed) {
+    keys.push('CONTENT_LENGTH');
+    values.push(String(bodyLength));
+  }
   const ct = req.contentType;
-  if (ct !== undefined) kv.push('CONTENT_TYPE', ct);
+  if (ct !== undefined) {
+    keys.push('CONTENT_TYPE');
+    values.push(ct);
+  }
 
   // Headers, repeated ones joined as HTTP allows (cookies with "; "). Most requests repeat none, so the
-  // index of names already seen is only built when a second header maps to an env name.
+  // index of names already seen is only built when many headers map to env names (a linear scan is cheaper
+  // for the usual handful, and the index keeps a flood of headers from costing quadratic time).
   const raw = req.rawHeaders;
-  const firstHeader = kv.length;
+  const firstHeader = keys.length;
   let firstIndex: Map<string, number> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = envName(raw[i]!);
     if (name === null) continue;
+    let seen = -1;
     if (firstIndex === undefined) {
-      // Linear scan while few headers are in: cheaper than a Map for the usual handful.
-      let seen = -1;
-      for (let j = firstHeader; j < kv.length; j += 2) {
-        if (kv[j] === name) {
-          seen = j + 1;
+      for (let j = firstHeader; j < keys.length; j++) {
+        if (keys[j] === name) {
+          seen = j;
           break;
         }
       }
-      if (seen === -1) {
-        kv.push(name, raw[i + 1]!);
-        if (kv.length - firstHeader > 64) {
-          firstIndex = new Map();
-          for (let j = firstHeader; j < kv.length; j += 2) if (!firstIndex.has(kv[j]!)) firstIndex.set(kv[j]!, j + 1);
-        }
-      } else kv[seen] += (name === 'HTTP_COOKIE' ? '; ' : ', ') + raw[i + 1]!;
+    } else seen = firstIndex.get(name) ?? -1;
+    if (seen !== -1) {
+      values[seen] += (name === 'HTTP_COOKIE' ? '; ' : ', ') + raw[i + 1]!;
       continue;
     }
-    const seen = firstIndex.get(name);
-    if (seen === undefined) {
-      firstIndex.set(name, kv.length + 1);
-      kv.push(name, raw[i + 1]!);
-    } else {
-      kv[seen] += (name === 'HTTP_COOKIE' ? '; ' : ', ') + raw[i + 1]!;
+    firstIndex?.set(name, keys.length);
+    keys.push(name);
+    values.push(raw[i + 1]!);
+    if (firstIndex === undefined && keys.length - firstHeader > 32) {
+      firstIndex = new Map();
+      for (let j = firstHeader; j < keys.length; j++) firstIndex.set(keys[j]!, j);
     }
   }
 
-  let size = 0;
-  for (let i = 0; i < kv.length; i++) size += 2 + kv[i]!.length;
-  if (size > 0xffff) return undefined;
-  const buf = Buffer.allocUnsafe(4 + size);
-  buf[0] = 0;
-  buf[1] = size & 0xff;
-  buf[2] = size >> 8;
-  buf[3] = 0;
-  let off = 4;
-  for (let i = 0; i < kv.length; i++) {
-    const s = kv[i]!;
-    const n = s.length;
-    buf[off] = n & 0xff;
-    buf[off + 1] = n >> 8;
-    off += 2;
-    if (buf.write(s, off, 'latin1') !== n) return undefined;
-    off += n;
+  try {
+    return encodeVarLists(keys, values, keys.length);
+  } catch (err) {
+    if (err instanceof UwsgiEncodeError) return undefined;
+    throw err;
   }
-  return buf;
 }

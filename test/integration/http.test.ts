@@ -167,6 +167,16 @@ describe('HTTP semantics through the router', () => {
     for (const k of ['HTTP_CONNECTION', 'HTTP_KEEP_ALIVE', 'HTTP_TE', 'HTTP_X_SNEAKY']) assert.equal(env.has(k), false, `${k} must not reach the app`);
   });
 
+  test('many headers: each reaches the environ, and repeats are still joined', async () => {
+    // Past a few dozen headers the router indexes names instead of scanning them; both ways must agree.
+    const many = Array.from({ length: 60 }, (_, i) => `X-H-${i}: v${i}\r\n`).join('');
+    const { bytes } = await rawHttp(port, `GET /environ HTTP/1.1\r\nHost: x\r\nCookie: a=1\r\nX-Dup: 1\r\n${many}X-Dup: 2\r\nCookie: b=2\r\nConnection: close\r\n\r\n`);
+    const env = environOf(parseResponses(bytes)[0]!.body);
+    for (let i = 0; i < 60; i++) assert.equal(env.get(`HTTP_X_H_${i}`), `v${i}`);
+    assert.equal(env.get('HTTP_X_DUP'), '1, 2');
+    assert.equal(env.get('HTTP_COOKIE'), 'a=1; b=2');
+  });
+
   test('percent-encoded and non-ASCII paths are decoded into PATH_INFO as bytes', async () => {
     const { bytes } = await rawHttp(port, 'GET /environ/caf%C3%A9%20x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     const env = environOf(parseResponses(bytes)[0]!.body);
