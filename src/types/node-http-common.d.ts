@@ -16,6 +16,14 @@ declare module 'node:_http_common' {
     execute(data: Buffer): number | Error;
     finish(): Error | undefined;
     close(): void;
+    /**
+     * Makes the parser the reader of a socket's native handle: received bytes go to llhttp in C++, without
+     * the stream's JavaScript; kOnExecute is then called after each read with the bytes parsed or an Error.
+     * The end of the stream and read errors still reach the socket as usual.
+     */
+    consume(handle: object): void;
+    /** Gives the handle's reads back to the socket. */
+    unconsume(): void;
     free(): void;
     remove(): void;
     [key: number]: unknown;
