@@ -253,6 +253,27 @@ test('WSGI-style JS app over a kept connection: streamed bodies chunked; an erro
   }
 });
 
+test('an idle kept connection outlives socket-timeout (no idle timeout, as the Python worker); a packet begun on it does not', async () => {
+  const sock = join(tempDir(), 't.sock');
+  const tsgi = await startTsgi(['-s', sock, '-p', '1', '--socket-timeout', '1', '--app-contract', 'listener', '--wsgi-file', LISTENER], { env: cleanEnv() });
+  const idle = await Conversation.open(sock);
+  const partial = await Conversation.open(sock);
+  try {
+    assert.equal((await idle.ask(ka('/length')))!.headers.get('x-tsgi-keepalive'), '1');
+    assert.equal((await partial.ask(ka('/length')))!.headers.get('x-tsgi-keepalive'), '1');
+    partial.c.write(uwsgiPacket(ka('/length')).subarray(0, 10));
+    assert.ok(await partial.waitClosed(), 'a packet left half-sent is dropped after socket-timeout');
+    await tsgi.waitFor(/no complete uwsgi request within socket-timeout/);
+    await sleep(1500);
+    assert.equal(idle.closed, false, 'the idle connection is still open, past socket-timeout');
+    assert.equal((await idle.ask(ka('/length')))!.body.toString(), 'length');
+  } finally {
+    idle.destroy();
+    partial.destroy();
+    assert.equal((await stopProcess(tsgi)).code, 0);
+  }
+});
+
 test('SIGHUP: an idle kept connection is closed at once; a busy one gets its response (Connection: close), then is closed', async () => {
   const dir = tempDir();
   const sock = join(dir, 'r.sock');
@@ -476,6 +497,31 @@ test('SIGHUP to tsgi under sequential load through tsgi-proxy: no request lost, 
     const after = childPids(tsgi.pid).sort();
     assert.equal(after.length, 2);
     assert.ok(after.every((p) => !before.includes(p)), 'all workers are new');
+  } finally {
+    await stopProcess(proxy, 'SIGQUIT');
+    assert.equal((await stopProcess(tsgi)).code, 0);
+  }
+});
+
+test('max-requests through tsgi-proxy: workers recycle while their connections are kept, no request lost', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'recycle.sock');
+  const tsgi = await startTsgi(['-s', sock, '-p', '1', '--max-requests', '15', '--app-contract', 'listener', '--wsgi-file', LISTENER], { env: cleanEnv() });
+  const port = await freePort();
+  const proxy = await startProxy(dir, port, sock);
+  try {
+    const pids = new Set<string>();
+    for (let n = 0; n < 60; n++) {
+      const body = `post ${n}`;
+      const r = n % 3 === 0
+        ? await httpRequest(`http://127.0.0.1:${port}/echo`, { method: 'POST', body })
+        : await httpRequest(`http://127.0.0.1:${port}/sleep?ms=1`);
+      assert.equal(r.status, 200, `request ${n}: ${r.body.toString()}`);
+      if (n % 3 === 0) assert.equal(r.body.toString(), `${body.length} ${sha(Buffer.from(body))}`);
+      else pids.add(r.body.toString());
+    }
+    assert.ok(pids.size >= 3, `served by ${[...pids].join(', ')}`);
+    await tsgi.waitFor(/retired \(exited with status 24\)/);
   } finally {
     await stopProcess(proxy, 'SIGQUIT');
     assert.equal((await stopProcess(tsgi)).code, 0);
