@@ -4,7 +4,7 @@
  *
  *   SIGTERM          stop accepting, answer what is in progress and what is already queued, exit 0
  *   SIGHUP           (a reload) stop accepting, finish what is in progress and answer each kept-alive
- *                    connection once more (Connection: close) if its client speaks within a grace, exit 0
+ *                    HTTP connection once more (Connection: close) if its client speaks within a grace, exit 0
  *   SIGINT, SIGQUIT  exit now
  *   master gone      (the control channel closes) as SIGTERM
  *
@@ -47,6 +47,7 @@ async function main(): Promise<void> {
   let stopping = false;
   let exitStatus = 0;
   const servers: net.Server[] = [];
+  const uwsgiServers: UwsgiServer[] = [];
 
   const finish = (): void => {
     try {
@@ -76,6 +77,9 @@ async function main(): Promise<void> {
     // one that stays silent ends at its keep-alive timeout, or after IDLE_GRACE_MS (an --http keep-alive
     // timeout is a minute: old workers must not linger). In every mode, a connection accepted that has sent
     // nothing yet has that grace to send its request.
+    // Kept uwsgi connections (tsgi-proxy's, docs/protocol-keepalive.md) are closed at once when idle, in every
+    // mode: the proxy sends a request that crossed the close again, on a new connection. A busy one closes
+    // once its response is out.
     let cutIdle = mode !== 'handover';
     const closeIdle = (): void => {
       if (cutIdle) for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
@@ -85,6 +89,7 @@ async function main(): Promise<void> {
       for (const s of servers) if (s instanceof http.Server) closeSilentConnections(s);
     }, IDLE_GRACE_MS);
     ex.stop(() => setImmediate(closeIdle));
+    for (const u of uwsgiServers) u.stop();
     const closeAll = (): void => {
       let open = servers.length;
       if (open === 0) return finish();
@@ -174,9 +179,14 @@ async function main(): Promise<void> {
 
   let listening = 0;
   for (const s of conf.sockets) {
-    const server = s.protocol === 'uwsgi'
-      ? new UwsgiServer(ex, log, { bufferSize: conf.bufferSize, timeoutMs: s.timeoutMs }).server
-      : createHttpServer(ex, log, { timeoutMs: s.timeoutMs, limitPost: conf.limitPost });
+    let server: net.Server;
+    if (s.protocol === 'uwsgi') {
+      const u = new UwsgiServer(ex, log, { bufferSize: conf.bufferSize, timeoutMs: s.timeoutMs });
+      uwsgiServers.push(u);
+      server = u.server;
+    } else {
+      server = createHttpServer(ex, log, { timeoutMs: s.timeoutMs, limitPost: conf.limitPost });
+    }
     (server as net.Server & { [LISTENER_INFO]?: unknown })[LISTENER_INFO] = { port: s.port, https: false };
     server.on('error', (err) => {
       log.error(`cannot listen on ${s.name}: ${err.message}`);
