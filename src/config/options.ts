@@ -39,7 +39,7 @@ export interface OptionDef {
 }
 
 export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Reloading and limits' | 'Applications' | 'Python applications' |
-  'Node applications' | 'Logging' | 'Monitoring' | 'Emperor';
+  'Node applications' | 'Static files' | 'Logging' | 'Monitoring' | 'Emperor';
 
 type Decl = Omit<OptionDef, 'aliases' | 'repeat' | 'status'> & {
   aliases?: readonly string[];
@@ -166,6 +166,47 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'app-contract', aliases: ['contract'], kind: 'string', meta: 'NAME', choices: ['wsgi', 'fetch', 'listener'], section: 'Node applications',
     help: "how a Node app is called: wsgi (application(environ, start_response)), fetch (fetch(Request) => Response, e.g. Hono) " +
       "or listener (node's (req, res), e.g. Express); default: told by what the module exports" }),
+
+  // ---- Static files (src/static, docs/static-files.md) ----
+  declare({ name: 'static-map', kind: 'string', repeat: true, meta: 'MOUNT=PATH', section: 'Static files',
+    help: 'serve GET/HEAD requests under MOUNT from PATH (a directory, or one file); a file not found goes to the app; may repeat' }),
+  declare({ name: 'static-map2', kind: 'string', repeat: true, meta: 'MOUNT=PATH', section: 'Static files',
+    help: 'like static-map, but the whole request path is appended to PATH (/img/a.png from PATH/img/a.png)' }),
+  declare({ name: 'check-static', kind: 'string', repeat: true, meta: 'DIR', section: 'Static files',
+    help: 'serve any GET/HEAD request whose path names a file under DIR; may repeat' }),
+  declare({ name: 'static-index', kind: 'string', repeat: true, meta: 'NAME', section: 'Static files',
+    help: 'file to serve when a static request names a directory (e.g. index.html); may repeat, tried in order' }),
+  declare({ name: 'static-skip-ext', kind: 'string', repeat: true, meta: 'EXT', section: 'Static files',
+    help: 'never serve paths ending in EXT statically (they go to the app); may repeat' }),
+  declare({ name: 'static-safe', kind: 'string', repeat: true, meta: 'DIR', section: 'Static files',
+    help: 'allow static files whose real path (symlinks resolved) is under DIR although outside their mount; may repeat' }),
+  declare({ name: 'static-expires', kind: 'string', repeat: true, meta: 'REGEX SECONDS', section: 'Static files',
+    help: 'Expires: now + SECONDS for static files whose file name matches REGEX; may repeat, the first match wins' }),
+  declare({ name: 'static-expires-mtime', kind: 'string', repeat: true, meta: 'REGEX SECONDS', section: 'Static files',
+    help: "as static-expires, from the file's modification time" }),
+  declare({ name: 'static-expires-uri', kind: 'string', repeat: true, meta: 'REGEX SECONDS', section: 'Static files',
+    help: 'as static-expires, matching the request URI' }),
+  declare({ name: 'static-expires-uri-mtime', kind: 'string', repeat: true, meta: 'REGEX SECONDS', section: 'Static files',
+    help: "as static-expires-uri, from the file's modification time" }),
+  declare({ name: 'static-expires-path-info', kind: 'string', repeat: true, meta: 'REGEX SECONDS', section: 'Static files',
+    help: 'as static-expires, matching PATH_INFO' }),
+  declare({ name: 'static-expires-path-info-mtime', kind: 'string', repeat: true, meta: 'REGEX SECONDS', section: 'Static files',
+    help: "as static-expires-path-info, from the file's modification time" }),
+  declare({ name: 'static-expires-type', kind: 'string', repeat: true, meta: 'TYPE=SECONDS', section: 'Static files',
+    help: 'as static-expires, for static files of content type TYPE (text/css=86400)' }),
+  declare({ name: 'static-expires-type-mtime', kind: 'string', repeat: true, meta: 'TYPE=SECONDS', section: 'Static files',
+    help: "as static-expires-type, from the file's modification time" }),
+  bool('static-gzip-all', 'Static files', 'serve FILE.gz (Content-Encoding: gzip) instead of FILE when it exists and the client accepts gzip'),
+  declare({ name: 'static-gzip', kind: 'string', repeat: true, meta: 'REGEX', section: 'Static files',
+    help: 'as static-gzip-all, for files whose name matches REGEX; may repeat' }),
+  declare({ name: 'static-gzip-ext', kind: 'string', repeat: true, meta: 'EXT', section: 'Static files',
+    help: 'as static-gzip-all, for files ending in EXT; may repeat' }),
+  declare({ name: 'static-gzip-dir', aliases: ['static-gzip-prefix'], kind: 'string', repeat: true, meta: 'DIR', section: 'Static files',
+    help: 'as static-gzip-all, for files under DIR; may repeat' }),
+  declare({ name: 'mime-file', kind: 'string', repeat: true, meta: 'FILE', section: 'Static files',
+    help: 'read content types from FILE (mime.types format); default /etc/mime.types, else a built-in table' }),
+  declare({ name: 'offload-threads', kind: 'int', default: '0', min: 0, meta: 'N', section: 'Static files', status: 'accepted',
+    help: 'threads that send static files (accepted: tsgi sends them without holding a worker already)' }),
 
   // ---- Monitoring ----
   declare({ name: 'stats', aliases: ['stats-server'], kind: 'string', meta: 'ADDR', section: 'Monitoring',

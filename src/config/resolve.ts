@@ -8,6 +8,8 @@ import { CONFIG_SOURCE_KEYS } from './ini.js';
 import { isLogicKey } from './logic.js';
 import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
+import { readStaticSettings, type StaticSettings } from '../static/config.js';
+import { resolve as resolvePath } from 'node:path';
 
 export type SocketAddress =
   | { kind: 'unix'; path: string }
@@ -101,6 +103,8 @@ export interface Settings {
   strict: boolean;
   showConfig: boolean;
   emperor: EmperorSettings | undefined;
+  /** static-map and friends (src/static); undefined when no file is mapped. */
+  static: StaticSettings | undefined;
 }
 
 /** Keys handled while the configuration is read, never options of the running server. */
@@ -347,6 +351,7 @@ export function buildSettings(values: OptionValues): Settings {
     disableLogging: values.bool('disable-logging'),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),
+    static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
     emperor: values.all('emperor').length
       ? {
           monitors: values.all('emperor'),
