@@ -12,8 +12,11 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { HTTPParser, _checkInvalidHeaderChar, _checkIsHttpToken, methods } from 'node:_http_common';
+import type { StaticFile, StaticFiles } from '../static/files.js';
+import { staticHead } from '../static/files.js';
+import { ctime } from '../workers/node/log.js';
 import type { Exchange } from './links.js';
-import { HOP_BY_HOP, buildVars, stripMapped, type ListenerInfo, type PeerInfo, type RequestHead } from './vars.js';
+import { HOP_BY_HOP, buildVars, decodePath, stripMapped, type ListenerInfo, type PeerInfo, type RequestHead } from './vars.js';
 
 /** What a connection needs from the router that owns it. */
 export interface RouterContext {
@@ -30,6 +33,10 @@ export interface RouterContext {
   readonly closing: boolean;
   /** Every request belongs to a connection, so the graceful stop only waits for the connections to close. */
   connectionClosed(conn: ClientConnection): void;
+  /** static-map and friends, when configured: files the router sends itself. */
+  readonly staticFiles: StaticFiles | undefined;
+  /** Writes a request line to the log (requests the router answers from a static file). */
+  logRequest(line: string): void;
 }
 
 const kOnHeaders = HTTPParser.kOnHeaders;
@@ -113,6 +120,8 @@ export class RouterRequest implements Exchange, RequestHead {
   framed = false;
   declaredLength = -1;
   needContinue = false;
+  /** The static mounts were looked at for this request (it is not looked up twice). */
+  staticChecked = false;
   /** An answer from the router itself instead of the app (the raw response), and whether it closes. */
   local: string | undefined;
   closeAfter = false;
@@ -137,6 +146,13 @@ export class RouterRequest implements Exchange, RequestHead {
     /** The client allows the connection to stay open after this request. */
     readonly keepAlive: boolean,
   ) {}
+
+  /** The value of a request header (the first, by lower-case name). */
+  header(name: string): string | undefined {
+    const h = this.rawHeaders;
+    for (let i = 0; i < h.length; i += 2) if (h[i]!.length === name.length && h[i]!.toLowerCase() === name) return h[i + 1];
+    return undefined;
+  }
 
   /** The router answers this request itself; the connection closes after it when `close` or when it must anyway. */
   answerLocally(status: number, close: boolean): void {
@@ -573,6 +589,13 @@ export class ClientConnection implements PeerInfo {
       }
       return;
     }
+    const files = this.ctx.staticFiles;
+    if (files !== undefined && !req.staticChecked) {
+      req.staticChecked = true;
+      const q = req.url.indexOf('?');
+      const path = decodePath(q === -1 ? req.url : req.url.slice(0, q));
+      if (files.mayServe(req.method, path)) return void this.serveStatic(req, files, path);
+    }
     const body = req.received;
     const length = req.bodyLength;
     const vars = buildVars(req, this, this.ctx.listener, length);
@@ -594,6 +617,84 @@ export class ClientConnection implements PeerInfo {
       req.answerLocally(503, false);
       return this.writeLocal(req);
     }
+  }
+
+  /** Answers from a static file when one is found; otherwise the request goes on to a worker. */
+  private async serveStatic(req: RouterRequest, files: StaticFiles, path: string): Promise<void> {
+    const started = Date.now();
+    let file: StaticFile | undefined;
+    try {
+      file = await files.find(path, req.url, req.header('accept-encoding'));
+    } catch (err) {
+      this.ctx.log(`static lookup of ${path} failed: ${(err as Error).message}; passed to the app`);
+    }
+    if (req.stage === Stage.Done) {
+      // The connection closed meanwhile.
+      await file?.handle.close();
+      return;
+    }
+    if (file === undefined) return this.start(req);
+    const { status, headers } = staticHead(file, req.header('if-modified-since'));
+    const keep = req.keepAlive && this.mayKeepAlive(req);
+    req.closeAfter = !keep;
+    const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers}${this.ctx.dateLine()}${keep ? (req.http11 ? '' : 'Connection: keep-alive\r\n') : 'Connection: close\r\n'}\r\n`;
+    const bodySize = status === 200 && req.method !== 'HEAD' ? file.size : 0;
+    let over = false;
+    const done = (ok: boolean): void => {
+      if (over) return;
+      over = true;
+      void file!.handle.close().catch(() => undefined);
+      if (!ok) {
+        this.socket.destroy();
+        return;
+      }
+      this.ctx.logRequest(`[pid: ${process.pid}|app: -|req: -/-] ${this.remoteAddr} () {0 vars in 0 bytes} [${ctime(started)}] ${req.method} ${req.url} => generated ${bodySize} bytes in ${Date.now() - started} msecs (${req.protocol} ${status}) static file`);
+      this.finish(req);
+    };
+    const socket = this.socket;
+    if (socket.destroyed) return done(true);
+    if (bodySize <= COALESCE_LIMIT * 4) {
+      // Small files: head and bytes in one write.
+      const headLength = Buffer.byteLength(head, 'latin1');
+      const buf = Buffer.allocUnsafe(headLength + bodySize);
+      buf.write(head, 0, 'latin1');
+      let got = 0;
+      try {
+        while (got < bodySize) {
+          const { bytesRead } = await file.handle.read(buf, headLength + got, bodySize - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+      } catch {
+        got = -1;
+      }
+      // A file that shrank since its size was read cannot be answered with the length already decided.
+      if (got !== bodySize) return done(false);
+      if (!socket.destroyed) socket.write(buf);
+      return done(true);
+    }
+    socket.write(head, 'latin1');
+    const stream = file.handle.createReadStream({ start: 0, end: bodySize - 1, autoClose: false });
+    let sent = 0;
+    const onDrain = (): void => {
+      stream.resume();
+    };
+    const stop = (ok: boolean): void => {
+      socket.off('close', onClose);
+      socket.off('drain', onDrain);
+      stream.destroy();
+      done(ok);
+    };
+    const onClose = (): void => stop(false);
+    socket.once('close', onClose);
+    socket.on('drain', onDrain);
+    stream.on('data', (chunk) => {
+      sent += chunk.length;
+      if (!socket.write(chunk)) stream.pause();
+    });
+    // A file that shrank ends early: the length already sent cannot be honoured, the connection is cut.
+    stream.once('end', () => stop(sent === bodySize));
+    stream.once('error', () => stop(false));
   }
 
   private writeLocal(req: RouterRequest): void {

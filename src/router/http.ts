@@ -7,6 +7,7 @@ import net from 'node:net';
 import { ClientConnection, clock, type RouterContext } from './client.js';
 import type { Exchange, LinkPool } from './links.js';
 import type { ListenerInfo } from './vars.js';
+import type { StaticFiles } from '../static/files.js';
 
 export interface HttpListenerConfig {
   fd: number;
@@ -21,6 +22,10 @@ export interface HttpRouterConfig {
   bufferSize: number;
   /** Largest request body accepted (bytes); 0 is no limit. */
   limitPost: number;
+  /** static-map and friends (the router sends those files itself). */
+  staticFiles?: StaticFiles;
+  /** Writes a request line; undefined with disable-logging. */
+  logRequest?: (line: string) => void;
 }
 
 function httpDate(ms: number): string {
@@ -77,6 +82,8 @@ export class HttpRouter {
       submit: (ex: Exchange) => this.pool.submit(ex),
       withdraw: (ex: Exchange) => this.pool.withdraw(ex),
       dateLine: () => this.dateLine(),
+      staticFiles: this.cfg.staticFiles,
+      logRequest: this.cfg.logRequest ?? (() => undefined),
       get closing() {
         return router.closingNow;
       },

@@ -9,6 +9,8 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { HttpRouter, type HttpListenerConfig } from './http.js';
 import { LinkPool } from './links.js';
+import type { StaticSettings } from '../static/config.js';
+import { StaticFiles } from '../static/files.js';
 
 export interface RouterProcessConfig {
   linkPath: string;
@@ -16,6 +18,9 @@ export interface RouterProcessConfig {
   maxQueue: number;
   bufferSize: number;
   limitPost: number;
+  /** static-map and friends, served by the router. */
+  static?: StaticSettings;
+  disableLogging: boolean;
   /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
   logto?: string;
   listeners: HttpListenerConfig[];
@@ -31,6 +36,15 @@ function log(line: string): void {
   }
 }
 
+/** A request line, as the workers write theirs (no router prefix). */
+function logLine(line: string): void {
+  try {
+    writeSync(logFd, `${line}\n`);
+  } catch {
+    /* nowhere to say it */
+  }
+}
+
 export function main(): void {
   const raw = process.env.TSGI_ROUTER;
   if (!raw) {
@@ -41,7 +55,12 @@ export function main(): void {
   const cfg = JSON.parse(raw) as RouterProcessConfig;
   process.title = 'tsgi router';
   const pool = new LinkPool(cfg.linkPath, cfg.links, cfg.maxQueue, log);
-  const router = new HttpRouter(pool, { bufferSize: cfg.bufferSize, limitPost: cfg.limitPost }, log);
+  const router = new HttpRouter(pool, {
+    bufferSize: cfg.bufferSize,
+    limitPost: cfg.limitPost,
+    staticFiles: cfg.static ? new StaticFiles(cfg.static, log) : undefined,
+    logRequest: cfg.disableLogging ? undefined : logLine,
+  }, log);
   let listening = 0;
   for (const l of cfg.listeners) {
     router.listen(l, () => {

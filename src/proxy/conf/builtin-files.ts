@@ -20,8 +20,9 @@ uwsgi_param SERVER_PORT $server_port;
 uwsgi_param SERVER_NAME $server_name;
 `;
 
-// Extension → media type, grouped by type. The common web set; add your own with `types {}`.
-const MIME: Array<[string, string]> = [
+// Extension → media type, grouped by type. The common web set; add your own with `types {}`. tsgi's own
+// static files fall back on it too (src/static/files.ts).
+export const BUILTIN_MIME_TYPES: ReadonlyArray<readonly [string, string]> = [
   ['text/html', 'html htm shtml'],
   ['text/css', 'css'],
   ['text/xml', 'xml'],
@@ -101,7 +102,7 @@ const MIME: Array<[string, string]> = [
   ['video/x-msvideo', 'avi'],
 ];
 
-const MIME_TYPES = `# tsgi-proxy built-in mime.types\ntypes {\n${MIME.map(([t, e]) => `    ${t} ${e};`).join('\n')}\n}\n`;
+const MIME_TYPES = `# tsgi-proxy built-in mime.types\ntypes {\n${BUILTIN_MIME_TYPES.map(([t, e]) => `    ${t} ${e};`).join('\n')}\n}\n`;
 
 export const BUILTIN_FILES: Record<string, string> = {
   uwsgi_params: UWSGI_PARAMS,
