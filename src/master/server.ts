@@ -7,7 +7,7 @@ import { writeFileSync, unlinkSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
-import { describeOrigin, type Entry } from '../config/origin.js';
+import type { Entry } from '../config/origin.js';
 import type { Settings } from '../config/resolve.js';
 import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
@@ -140,10 +140,6 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError((err as Error).message);
     }
     const kind = choice.kind;
-    if (kind === 'node' && settings.static) {
-      throw new StartupError(`${describeOrigin(settings.static.origin)}: option '${settings.static.option}': static files are served for Python apps only so far; ` +
-        'serve a Node app\'s files from the front server (tsgi-proxy or nginx: location /static/ { alias DIR/; }) or from the app');
-    }
     const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
     try {
       log = new ProcessLog(settings.logto);

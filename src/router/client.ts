@@ -637,7 +637,9 @@ export class ClientConnection implements PeerInfo {
     const { status, headers } = staticHead(file, req.header('if-modified-since'));
     const keep = req.keepAlive && this.mayKeepAlive(req);
     req.closeAfter = !keep;
-    const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers}${this.ctx.dateLine()}${keep ? (req.http11 ? '' : 'Connection: keep-alive\r\n') : 'Connection: close\r\n'}\r\n`;
+    let lines = '';
+    for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${lines}${this.ctx.dateLine()}${keep ? (req.http11 ? '' : 'Connection: keep-alive\r\n') : 'Connection: close\r\n'}\r\n`;
     const bodySize = status === 200 && req.method !== 'HEAD' ? file.size : 0;
     let over = false;
     const done = (ok: boolean): void => {

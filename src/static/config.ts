@@ -40,9 +40,6 @@ export interface StaticSettings {
   gzipDir: string[];
   /** mime.types files to read; empty: /etc/mime.types if it exists, else the built-in table. */
   mimeFiles: string[];
-  /** Where the first mount was configured, and by which option (for errors about the whole feature). */
-  origin: Origin;
-  option: string;
 }
 
 /** What the reader of options offers (config/resolve.ts's OptionValues). */
@@ -78,7 +75,6 @@ function checkRegex(pattern: string, origin: Origin, option: string): string {
 export function readStaticSettings(values: Values, base: string): StaticSettings | undefined {
   const resolvePath = (p: string): string => resolveFrom(base, p);
   const mounts: StaticMount[] = [];
-  let first: { origin: Origin; option: string } | undefined;
   for (const option of ['static-map', 'static-map2'] as const) {
     for (const { value, origin } of values.all(option)) {
       const eq = value.indexOf('=');
@@ -88,14 +84,10 @@ export function readStaticSettings(values: Values, base: string): StaticSettings
       const mount = value.slice(0, eq);
       if (!mount.startsWith('/')) throw new ConfigError('BAD_VALUE', `bad value '${value}': the mount point must start with /`, origin, option);
       mounts.push({ mount, path: resolvePath(value.slice(eq + 1)), appendWhole: option === 'static-map2' });
-      first ??= { origin, option };
     }
   }
-  for (const { value, origin } of values.all('check-static')) {
-    mounts.push({ mount: '', path: resolvePath(value), appendWhole: true });
-    first ??= { origin, option: 'check-static' };
-  }
-  if (first === undefined) return undefined;
+  for (const { value } of values.all('check-static')) mounts.push({ mount: '', path: resolvePath(value), appendWhole: true });
+  if (mounts.length === 0) return undefined;
   const expires: ExpiresRule[] = [];
   for (const [option, match, fromMtime] of EXPIRES) {
     for (const { value, origin } of values.all(option)) {
@@ -128,6 +120,5 @@ export function readStaticSettings(values: Values, base: string): StaticSettings
     gzipExt: values.all('static-gzip-ext').map((v) => v.value),
     gzipDir: values.all('static-gzip-dir').map((v) => resolvePath(v.value)),
     mimeFiles: values.all('mime-file').map((v) => resolvePath(v.value)),
-    ...first,
   };
 }

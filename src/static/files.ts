@@ -103,12 +103,14 @@ export class StaticFiles {
     for (const ext of this.settings.skipExt) if (path.endsWith(ext)) return undefined;
     for (const m of this.mounts) {
       if (m.mount !== '' && !mountMatches(m.mount, path)) continue;
-      const candidate = m.path + (m.appendWhole ? path : path.slice(m.mount.length));
-      const found = await this.regularFile(candidate);
+      // A mount written with a trailing slash keeps it in the rest (the mount's PATH was resolved without one).
+      const rest = m.appendWhole ? path : path.slice(m.mount.endsWith('/') ? m.mount.length - 1 : m.mount.length);
+      const found = await this.regularFile(m.path + rest);
       if (found === undefined) continue;
       const [file, st] = found;
       if (!(await this.isSafe(file, m.path))) continue;
-      return this.openFile(file, st, path, uri, acceptEncoding);
+      const opened = await this.openFile(file, st, m.path, path, uri, acceptEncoding);
+      if (opened !== undefined) return opened;
     }
     return undefined;
   }
@@ -149,16 +151,17 @@ export class StaticFiles {
 
   private gzipCovers(file: string): boolean {
     const s = this.settings;
-    return s.gzipAll || s.gzipExt.some((e) => file.endsWith(e)) || s.gzipDir.some((d) => file.startsWith(d)) || this.gzipRegex.some((r) => r.test(file));
+    return s.gzipAll || s.gzipExt.some((e) => file.endsWith(e)) || s.gzipDir.some((d) => isUnder(file, d)) || this.gzipRegex.some((r) => r.test(file));
   }
 
-  private async openFile(file: string, st: Stats, path: string, uri: string, acceptEncoding: string | undefined): Promise<StaticFile | undefined> {
+  private async openFile(file: string, st: Stats, root: string, path: string, uri: string, acceptEncoding: string | undefined): Promise<StaticFile | undefined> {
     const dot = file.lastIndexOf('.');
     const type = (dot > file.lastIndexOf('/') ? this.mime.get(file.slice(dot + 1).toLowerCase()) : undefined) ?? 'application/octet-stream';
     const vary = this.gzipCovers(file);
     let gzip = false;
     let handle: FileHandle | undefined;
-    if (vary && acceptsGzip(acceptEncoding)) {
+    // FILE.gz passes the same real-path check as FILE (it could be a symlink of its own).
+    if (vary && acceptsGzip(acceptEncoding) && (await this.isSafe(`${file}.gz`, root))) {
       handle = await open(`${file}.gz`, 'r').catch(() => undefined);
       if (handle !== undefined) {
         const gst = await handle.stat();
@@ -213,18 +216,21 @@ function mountMatches(mount: string, path: string): boolean {
   return path.length === mount.length || mount.endsWith('/') || path.charCodeAt(mount.length) === 47;
 }
 
-/** The response head for a found file: 200, or 304 when If-Modified-Since says the client has it. */
-export function staticHead(file: StaticFile, ifModifiedSince: string | undefined): { status: number; headers: string } {
+/**
+ * The response head for a found file: 200, or 304 when If-Modified-Since says the client has it. Headers as
+ * a flat name, value, name, value... list (what node's writeHead takes; the router joins them itself).
+ */
+export function staticHead(file: StaticFile, ifModifiedSince: string | undefined): { status: number; headers: string[] } {
   const lastModified = new Date(file.mtimeMs).toUTCString();
   if (ifModifiedSince !== undefined) {
     const since = Date.parse(ifModifiedSince);
     if (!Number.isNaN(since) && Math.floor(file.mtimeMs / 1000) <= Math.floor(since / 1000)) {
-      return { status: 304, headers: `Last-Modified: ${lastModified}\r\n${file.vary ? 'Vary: Accept-Encoding\r\n' : ''}` };
+      return { status: 304, headers: file.vary ? ['Last-Modified', lastModified, 'Vary', 'Accept-Encoding'] : ['Last-Modified', lastModified] };
     }
   }
-  let headers = `Content-Type: ${file.type}\r\nContent-Length: ${file.size}\r\nLast-Modified: ${lastModified}\r\n`;
-  if (file.expires !== undefined) headers += `Expires: ${file.expires}\r\n`;
-  if (file.gzip) headers += 'Content-Encoding: gzip\r\n';
-  if (file.vary) headers += 'Vary: Accept-Encoding\r\n';
+  const headers = ['Content-Type', file.type, 'Content-Length', String(file.size), 'Last-Modified', lastModified];
+  if (file.expires !== undefined) headers.push('Expires', file.expires);
+  if (file.gzip) headers.push('Content-Encoding', 'gzip');
+  if (file.vary) headers.push('Vary', 'Accept-Encoding');
   return { status: 200, headers };
 }

@@ -10,7 +10,7 @@ import { mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { repoRoot } from '../helpers/paths.js';
-import { activatedEnv, freePort, httpRequest, sharedVenv, startTsgi, stopProcess, tempDir, writeFiles, type RunningProcess } from '../helpers/procs.js';
+import { activatedEnv, freePort, httpRequest, sharedVenv, startNginx, startTsgi, stopProcess, tempDir, writeFiles, type RunningProcess } from '../helpers/procs.js';
 import { parseResponses, rawHttp } from '../helpers/http-raw.js';
 
 const env = activatedEnv(sharedVenv());
@@ -52,7 +52,7 @@ describe('static-map and friends on the HTTP router', () => {
     port = await freePort();
     tsgi = await startTsgi([
       '--http-socket', `127.0.0.1:${port}`, '-p', '1', '--wsgi-file', 'app.py', '--chdir', dir,
-      '--static-map', '/static=www', '--static-map', '/favicon.ico=favicon.ico', '--static-map2', '/files=whole',
+      '--static-map', '/static=www', '--static-map', '/slash/=www/', '--static-map', '/favicon.ico=favicon.ico', '--static-map2', '/files=whole',
       '--check-static', 'docroot', '--static-index', 'index.html', '--static-skip-ext', '.php',
       '--static-safe', 'safe', '--static-expires-type', 'text/css=3600', '--static-expires', '\\.html$ 60',
       '--static-gzip-ext', '.js',
@@ -106,6 +106,7 @@ describe('static-map and friends on the HTTP router', () => {
     const ico = await get('/favicon.ico');
     assert.equal(ico.body.toString(), 'ICO');
     assert.equal((await get('/favicon.ico/x')).body.toString(), 'APP GET /favicon.ico/x');
+    assert.equal((await get('/slash/a.css')).body.toString(), 'body { color: blue }\n', 'a mount written with a trailing slash');
   });
 
   test('only GET and HEAD; skipped extensions go to the app', async () => {
@@ -201,11 +202,59 @@ describe('static-map configuration errors', () => {
     assert.match(r.stderr, /app\.ini:5: option 'static-expires': bad regular expression '\(\['/);
   });
 
-  test('a Node app with static-map is refused at start, naming where the option was set', () => {
+});
+
+describe('static-map with a Node app: the worker sends the files, over HTTP and over uwsgi from nginx', () => {
+  let tsgi: RunningProcess;
+  let nginx: RunningProcess;
+  let httpPort: number;
+  let nginxPort: number;
+
+  before(async () => {
     const dir = tempDir();
-    writeFiles(dir, { 'app.ini': '[uwsgi]\nhttp-socket = 127.0.0.1:0\nstatic-map = /s=.\n', 'app.mjs': 'export default (req, res) => res.end("x");\n' });
-    const r = spawnSync(process.execPath, [tsgiBin, '--ini', join(dir, 'app.ini'), '--wsgi-file', 'app.mjs'], { cwd: dir, env, encoding: 'utf8', timeout: 30_000 });
-    assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /app\.ini:3: option 'static-map': static files are served for Python apps only so far/);
+    writeFiles(dir, {
+      'app.mjs': 'export default (req, res) => { res.setHeader("Content-Type", "text/plain"); res.end(`NODE ${req.method} ${req.url}`); };\n',
+      'www/a.css': 'body { color: red }\n',
+      'www/sub/index.html': '<h1>node index</h1>\n',
+      'outside.txt': 'secret\n',
+    });
+    writeFileSync(join(dir, 'www/big.bin'), randomBytes(3 * 1024 * 1024));
+    symlinkSync(join(dir, 'outside.txt'), join(dir, 'www/out.txt'));
+    httpPort = await freePort();
+    const uwsgiPort = await freePort();
+    nginxPort = await freePort();
+    tsgi = await startTsgi(['--http-socket', `127.0.0.1:${httpPort}`, '--socket', `127.0.0.1:${uwsgiPort}`, '-p', '2', '--wsgi-file', 'app.mjs', '--app-contract', 'listener',
+      '--static-map', '/static=www', '--static-index', 'index.html'], { cwd: dir, env });
+    nginx = await startNginx(`server { listen 127.0.0.1:${nginxPort}; location / { include /etc/nginx/uwsgi_params; uwsgi_pass 127.0.0.1:${uwsgiPort}; } }`, nginxPort);
+  });
+  after(async () => {
+    if (nginx) await stopProcess(nginx);
+    if (tsgi) assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  });
+
+  for (const via of ['HTTP', 'nginx → uwsgi'] as const) {
+    test(`${via}: a file, an index, a missing file and a symlink out of the mount`, async () => {
+      const port = via === 'HTTP' ? httpPort : nginxPort;
+      const css = await httpRequest(`http://127.0.0.1:${port}/static/a.css`);
+      assert.equal(css.status, 200);
+      assert.equal(css.body.toString(), 'body { color: red }\n');
+      assert.equal(css.headers['content-type'], 'text/css');
+      assert.ok(css.headers['last-modified']);
+      assert.equal((await httpRequest(`http://127.0.0.1:${port}/static/sub/`)).body.toString(), '<h1>node index</h1>\n');
+      assert.equal((await httpRequest(`http://127.0.0.1:${port}/static/nope?x=1`)).body.toString(), 'NODE GET /static/nope?x=1');
+      assert.equal((await httpRequest(`http://127.0.0.1:${port}/static/out.txt`)).body.toString(), 'NODE GET /static/out.txt');
+      const big = await httpRequest(`http://127.0.0.1:${port}/static/big.bin`);
+      assert.equal(big.body.length, 3 * 1024 * 1024);
+      const head = await httpRequest(`http://127.0.0.1:${port}/static/a.css`, { method: 'HEAD' });
+      assert.equal(head.headers['content-length'], '20');
+      assert.equal(head.body.length, 0);
+    });
+  }
+
+  test('static responses are logged like app responses', async () => {
+    await httpRequest(`http://127.0.0.1:${httpPort}/static/a.css?logline`);
+    const line = /GET \/static\/a\.css\?logline => generated 20 bytes in \d+ msecs \(HTTP\/1\.1 200\)/;
+    for (let i = 0; i < 100 && !line.test(tsgi.output()); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.match(tsgi.output(), line);
   });
 });

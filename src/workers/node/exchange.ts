@@ -11,8 +11,9 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { inspect } from 'node:util';
 import { ctime, type WorkerLog } from './log.js';
+import { staticHead, type StaticFile, type StaticFiles } from '../../static/files.js';
 import { compileLogFormat, type LogContext } from './logformat.js';
-import { remoteAddr, uwsgiVars } from './request-info.js';
+import { pathInfo, remoteAddr, uwsgiVars } from './request-info.js';
 import type { WorkerCounters } from './scoreboard.js';
 
 /** A loaded app, whatever its contract: called with node's request and response. May return a promise. */
@@ -41,6 +42,8 @@ export interface ExchangeOptions {
   logXForwardedFor: boolean;
   /** log-format: request lines from this template instead of uWSGI's default. */
   logFormat: string | undefined;
+  /** static-map and friends: a request for a mapped file is answered from it, not by the app. */
+  staticFiles: StaticFiles | undefined;
   workerId: number;
   /** Send the stack of an app error to the client (catch-exceptions; development only). */
   catchExceptions: boolean;
@@ -112,6 +115,54 @@ export class Exchanges implements WorkerCounters {
     this.inFlight++;
     res.on('close', this.onClose);
     if (this.stopping) res.shouldKeepAlive = false;
+    const files = this.opts.staticFiles;
+    if (files !== undefined) {
+      const path = pathInfo(req);
+      if (files.mayServe(req.method ?? 'GET', path)) {
+        void this.serveStatic(files, path, req, res);
+        return;
+      }
+    }
+    this.callApp(req, res);
+  }
+
+  /** Answers from a static file when one is found (logged and counted like any response); else the app does. */
+  private async serveStatic(files: StaticFiles, path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let file: StaticFile | undefined;
+    try {
+      file = await files.find(path, req.url ?? '', req.headers['accept-encoding']);
+    } catch (err) {
+      this.log.error(`static lookup of ${path} failed: ${(err as Error).message}; passed to the app`);
+    }
+    if (file === undefined) return this.callApp(req, res);
+    const handle = file.handle;
+    if (res.destroyed) {
+      await handle.close();
+      return;
+    }
+    const { status, headers } = staticHead(file, req.headers['if-modified-since']);
+    res.writeHead(status, headers);
+    if (status !== 200 || req.method === 'HEAD' || file.size === 0) {
+      res.end();
+      await handle.close();
+      return;
+    }
+    const size = file.size;
+    const stream = handle.createReadStream({ start: 0, end: size - 1 });
+    let sent = 0;
+    stream.on('data', (chunk) => {
+      sent += chunk.length;
+    });
+    // A file that shrank ends early: the Content-Length already sent cannot be honoured, the response is cut.
+    stream.on('end', () => {
+      if (sent !== size) res.destroy();
+    });
+    stream.on('error', () => res.destroy());
+    res.on('close', () => stream.destroy());
+    stream.pipe(res);
+  }
+
+  private callApp(req: IncomingMessage, res: ServerResponse): void {
     try {
       const r = this.app(req, res) as PromiseLike<unknown> | undefined;
       if (r !== undefined && r !== null && typeof r.then === 'function') {

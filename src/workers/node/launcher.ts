@@ -25,6 +25,8 @@ export interface NodeSocketConfig {
 }
 
 /** What a Node worker is told (the TSGI_WORKER variable). */
+import type { StaticSettings } from '../../static/config.js';
+
 export interface NodeWorkerConfig {
   id: number;
   slot: number;
@@ -38,6 +40,8 @@ export interface NodeWorkerConfig {
   /** log-x-forwarded-for: the client address in request lines is the first of X-Forwarded-For. */
   logXForwardedFor: boolean;
   logFormat: string | undefined;
+  /** static-map and friends: files the worker sends before the app is called (docs/static-files.md). */
+  static: StaticSettings | undefined;
   catchExceptions: boolean;
   env: Array<[string, string]>;
   app: { file: string; callable: string; contract: 'wsgi' | 'fetch' | 'listener' | undefined };
@@ -73,6 +77,7 @@ export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
     disableLogging: s.disableLogging,
     logXForwardedFor: s.logXForwardedFor,
     logFormat: s.logFormat,
+    static: s.static,
     catchExceptions: s.python.catchExceptions,
     env: s.env,
     app: { file: spec.appFile, callable: s.python.callable, contract: s.appContract },

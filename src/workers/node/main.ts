@@ -21,6 +21,7 @@ import { WorkerLog } from './log.js';
 import { LISTENER_INFO } from './request-info.js';
 import { SlotWriter } from './scoreboard.js';
 import { UwsgiServer } from './uwsgi.js';
+import { StaticFiles } from '../../static/files.js';
 
 const EXIT_APP_FAILED = 22;
 const EXIT_SOCKET_FAILED = 23;
@@ -156,6 +157,7 @@ async function main(): Promise<void> {
     logRequests: !conf.disableLogging,
     logXForwardedFor: conf.logXForwardedFor,
     logFormat: conf.logFormat,
+    staticFiles: conf.static ? new StaticFiles(conf.static, (line) => log.error(line)) : undefined,
     workerId: conf.id,
     catchExceptions: conf.catchExceptions,
     maxRequests: conf.maxRequests,

@@ -79,6 +79,18 @@ export function cgiVars(req: IncomingMessage): Record<string, string> {
   return out;
 }
 
+/** PATH_INFO: the front server's (uwsgi), or the decoded path of the request line (HTTP). */
+export function pathInfo(req: IncomingMessage): string {
+  const vars = uwsgiVars(req);
+  if (vars) {
+    for (let i = 0; i < vars.length; i++) if (vars[i]![0] === 'PATH_INFO') return vars[i]![1];
+    return '';
+  }
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return decodePath(q === -1 ? url : url.slice(0, q));
+}
+
 /** http or https, as the front server told (uwsgi: UWSGI_SCHEME, HTTPS, REQUEST_SCHEME) or the listener is. */
 export function urlScheme(req: IncomingMessage): 'http' | 'https' {
   const vars = uwsgiVars(req);
