@@ -310,9 +310,10 @@ class Worker(object):
         """A uwsgi connection: one request, answered as HTTP, then closed — unless the front server asked
         for tsgi's keep-alive and the response allowed it. Returns True when the connection is kept."""
         arm = None
-        if unix and fresh:
+        if unix:
             # Accepted Unix connections do not inherit socket-timeout from the listening socket (TCP ones do);
-            # it is set only when the request did not arrive whole, which is rare from a front server.
+            # it is set only when the request did not arrive whole, which is rare from a front server. A kept
+            # connection needs it as much as a fresh one: its next packet may also arrive in pieces, or stop.
             timeout = self.timeout
 
             def arm():
