@@ -91,6 +91,7 @@ function staticArgs(root: string): string[] {
   return [
     '--static-map', `/static=${join(root, 'static')}`,
     '--static-map', `/favicon.ico=${join(root, 'favicon.ico')}`,
+    '--static-map', `/assets/=${join(root, 'static')}/`,
     '--static-map2', `/m2=${join(root, 'map2')}`,
     '--check-static', join(root, 'checkdir'),
     '--static-index', 'index.html',
@@ -217,7 +218,7 @@ http {
     }
   });
 
-  test('static-map2 appends the whole path; check-static serves every path; a one-file mount (favicon)', async () => {
+  test('static-map2 appends the whole path; check-static serves every path; a one-file mount (favicon); a mount ending in /', async () => {
     const m2 = await get('/m2/x.txt');
     assert.equal(m2.body.toString(), 'map2 file\n');
     const robots = await get('/robots.txt');
@@ -229,6 +230,12 @@ http {
     assert.equal(header(ico, 'content-type'), 'image/vnd.microsoft.icon');
     // Below a file there is nothing.
     assert.equal((await get('/favicon.ico/x')).body.toString(), 'app GET /favicon.ico/x');
+    // A mount ending in '/' (uWSGI's usual spelling, /assets/=DIR/): the rest keeps its '/', and the mount
+    // without its slash is not under it.
+    assert.equal((await get('/assets/a.css')).body.toString(), 'body{}');
+    assert.equal((await get('/assets/')).body.toString(), 'app GET /assets/');
+    assert.equal((await get('/assets/sub/')).body.toString(), '<p>index</p>\n');
+    assert.equal((await get('/assets')).body.toString(), 'app GET /assets');
   });
 
   test('a symlink out of the root goes to the app with one log line; under a static-safe directory it is served', async () => {
