@@ -137,15 +137,27 @@ class StaticFiles(object):
         self.safe = tuple(os.path.realpath(d) for d in conf['safe'])
         rules = []
         for rule in conf['expires']:
-            pattern = rule['pattern'] if rule['match'] == 'type' else re.compile(rule['pattern'])
-            rules.append((rule['match'], pattern, rule['seconds'], rule['fromMtime']))
+            pattern = rule['pattern'] if rule['match'] == 'type' else self._compile(rule['pattern'], 'an Expires rule')
+            if pattern is not None:
+                rules.append((rule['match'], pattern, rule['seconds'], rule['fromMtime']))
         self.expires = tuple(rules)
         self.gzip_all = conf['gzipAll']
-        self.gzip_regex = tuple(re.compile(r) for r in conf['gzipRegex'])
+        self.gzip_regex = tuple(r for r in (self._compile(p, 'static-gzip') for p in conf['gzipRegex']) if r is not None)
         self.gzip_ext = tuple(conf['gzipExt'])
         self.gzip_dir = tuple(d if d.endswith('/') else d + '/' for d in conf['gzipDir'])
         self.gzip_any = bool(self.gzip_all or self.gzip_regex or self.gzip_ext or self.gzip_dir)
         self.mime = load_mime_types(conf['mimeFiles'], log_error)
+
+    def _compile(self, pattern, what):
+        """The configuration checked the pattern as a JavaScript regular expression; the few that Python's re
+        reads differently (a named group spelled (?<name>...)) are said (once per worker) and left out, rather than stopping
+        every worker at start."""
+        try:
+            return re.compile(pattern)
+        except re.error as e:
+            self.log_error("the regular expression '%s' of %s is not one Python can read (%s); the rule is ignored"
+                           % (pattern, what, e))
+            return None
 
     # ---- which file ----------------------------------------------------------------------------------------
 
