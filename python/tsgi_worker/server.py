@@ -107,6 +107,12 @@ class Worker(object):
             base['wsgi.file_wrapper'] = FileWrapper
         self.base_environ = base
         self.base_size = len(base) + 2   # wsgi.input and wsgi.url_scheme are added per request
+        # static-map and friends, answered here for requests on uwsgi sockets (the router serves its own).
+        # None, the common case, costs a request one attribute test.
+        self.static = None
+        if conf.get('static') and any(kind != LINK for _, kind in listeners):
+            from .static import StaticFiles
+            self.static = StaticFiles(conf['static'], self.log_error)
 
     # ---- signals -------------------------------------------------------------------------------------------
 
@@ -310,9 +316,10 @@ class Worker(object):
         """A uwsgi connection: one request, answered as HTTP, then closed — unless the front server asked
         for tsgi's keep-alive and the response allowed it. Returns True when the connection is kept."""
         arm = None
-        if unix and fresh:
+        if unix:
             # Accepted Unix connections do not inherit socket-timeout from the listening socket (TCP ones do);
-            # it is set only when the request did not arrive whole, which is rare from a front server.
+            # it is set only when the request did not arrive whole, which is rare from a front server. A kept
+            # connection needs it as much as a fresh one: its next packet may also arrive in pieces, or stop.
             timeout = self.timeout
 
             def arm():
@@ -393,7 +400,10 @@ class Worker(object):
         if not on_link and environ.get('TSGI_KEEPALIVE') == '1':
             out.keepalive = True
             out.bodiless = environ.get('REQUEST_METHOD') == 'HEAD'
-        r, healthy = self.run_app(out, environ)
+        if self.static is not None and not on_link:
+            r, healthy = self.serve_static(out, environ)
+        else:
+            r, healthy = self.run_app(out, environ)
         if body.__class__ is SocketInput and body.unread_bytes():
             healthy = self._discard_body(body) and healthy
         now = time.time()
@@ -530,6 +540,43 @@ class Worker(object):
                     self.exceptions += 1
                     self.log_error('exception in the close() method of the app response:\n' + traceback.format_exc())
         return r, healthy
+
+    def serve_static(self, out, environ):
+        """A request on a uwsgi socket when static options are set: the file a mount gives, else the app.
+        Returns (state, connection still usable), as run_app does."""
+        try:
+            reply = self.static.lookup(environ)
+        except Exception:
+            self.log_error('static file lookup failed, the app answers:\n' + traceback.format_exc().rstrip('\n'))
+            reply = None
+        if reply is None:
+            return self.run_app(out, environ)
+        r = ResponseState()
+        r.status = reply.status
+        r.headers = reply.headers
+        r.code = reply.code
+        r.header_count = len(reply.headers)
+        fd = reply.fd
+        try:
+            r.header_bytes = out.head(environ.get('SERVER_PROTOCOL') or 'HTTP/1.1', reply.status, reply.headers, b'')
+            r.sent = True
+            if fd >= 0 and reply.size > 0:
+                r.body_bytes = sent = out.sendfile(fd, 0, reply.size)
+                if sent != reply.size:
+                    # The head promised more: the connection cannot carry an honest end of this response.
+                    self.log_error('static file %s ended after %d of its %d bytes; connection closed'
+                                   % (reply.path, sent, reply.size))
+                    return r, False
+            return r, True
+        except (BrokenPipeError, ConnectionResetError) as e:
+            self.log_error('client went away during the response (%s)' % e.__class__.__name__)
+            return r, False
+        except OSError as e:
+            self.log_error('static file %s could not be sent (%s); connection closed' % (reply.path, e))
+            return r, False
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def send_file(self, out, wrapper, write, head, r):
         fd = wrapper.fileno()

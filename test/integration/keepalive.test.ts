@@ -130,3 +130,44 @@ test('a worker keeps at most 64 idle connections: the least recently used one is
     await stopProcess(tsgi);
   }
 });
+
+test('a kept Unix connection whose next packet stops half-way is closed after socket-timeout; the worker goes on serving', async () => {
+  const sock = join(tempDir(), 'stall.sock');
+  // One worker with one core: while it waited forever on the stalled packet, nobody else would be served.
+  const tsgi = await startTsgi(['-s', sock, '-p', '1', '--socket-timeout', '2', '--wsgi-file', APP], { env: activatedEnv(sharedVenv()) });
+  // The worker is kept busy while the first request is sent, so that it finds that request whole when it
+  // accepts the connection: the fresh connection's socket timeout is then never set (it is set only for a
+  // packet that arrives in pieces), and only the kept connection's own arming can end the stall below.
+  const busy = rawExchange(sock, uwsgiPacket(getVars('/sleep?1')), { timeoutMs: 60_000 });
+  await new Promise((r) => setTimeout(r, 300));
+  const c = net.connect(sock);
+  try {
+    let data = Buffer.alloc(0);
+    let closed = false;
+    c.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
+    c.on('close', () => (closed = true));
+    c.on('error', () => {});
+    const ka = (path: string): Record<string, string> => ({ ...getVars(path), TSGI_KEEPALIVE: '1' });
+    c.write(uwsgiPacket(ka('/first')));
+    assert.equal(parseResponses(await busy)[0]?.body.toString(), 'ok /sleep');
+    for (let t = 0; t < 1500 && parseResponses(data).length < 1; t++) await new Promise((r) => setTimeout(r, 20));
+    const [first] = parseResponses(data);
+    assert.equal(first?.body.toString(), 'ok /first');
+    assert.equal(first?.headers.get('x-tsgi-keepalive'), '1', 'the connection is kept');
+    // The second request: half of its packet, then nothing.
+    const second = uwsgiPacket(ka('/second'));
+    c.write(second.subarray(0, second.length >> 1));
+    await new Promise((r) => setTimeout(r, 300)); // lets the worker start reading it (the test holds either way)
+    const other = parseResponses(await rawExchange(sock, uwsgiPacket(getVars('/other')), { timeoutMs: 60_000 }));
+    assert.equal(other[0]?.body.toString(), 'ok /other', 'another client is served');
+    for (let t = 0; t < 3000 && !closed; t++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(closed, 'the stalled connection was closed');
+    assert.equal(parseResponses(data).length, 1, 'nothing was answered to the half packet');
+    await tsgi.waitFor(/no complete uwsgi request within socket-timeout/);
+    const after = parseResponses(await rawExchange(sock, uwsgiPacket(getVars('/after')), { timeoutMs: 60_000 }));
+    assert.equal(after[0]?.body.toString(), 'ok /after');
+  } finally {
+    c.destroy();
+    await stopProcess(tsgi);
+  }
+});

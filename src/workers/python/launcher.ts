@@ -102,6 +102,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     catchExceptions: s.python.catchExceptions,
     fileWrapper: s.python.fileWrapper,
     needApp: s.needApp,
+    // static-map and friends (docs/static-files.md): served by the worker on its uwsgi sockets; null when unset.
+    static: s.static ?? null,
     zygote: spec.loader === true,
     env: s.env,
     pythonpath: s.python.pythonpath.map((p) => resolve(p)),
