@@ -20,6 +20,9 @@ import type { SslConf } from './conf/model.js';
 
 let connectionIds = 0;
 
+/** A client connection with the requests it has in progress (more than one when pipelined). */
+type ClientSocket = Socket & { _tsgiId?: number; _tsgiBusy?: number };
+
 function tlsVersions(protocols: string[] | undefined): { minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; maxVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' } {
   const order = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
   const have = order.filter((v) => protocols?.includes(v));
@@ -73,7 +76,10 @@ export class Front implements Runtime {
     const srv = b.main.defaultServer;
     const loc = srv.loc;
     const opts: http.ServerOptions = {
-      keepAliveTimeout: loc.keepaliveTimeoutMs || 5000,
+      // node:http's keep-alive timer is off: with it on, node also announces it in a `Keep-Alive: timeout=N`
+      // header on every response (nginx sends none unless keepalive_timeout has a second value), and it
+      // waits a second longer than told. The idle timeout is kept here instead, per request's location.
+      keepAliveTimeout: 0,
       headersTimeout: srv.clientHeaderTimeoutMs,
       requestTimeout: 0,
       maxHeaderSize: srv.largeHeaderBytes,
@@ -81,7 +87,19 @@ export class Front implements Runtime {
     };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       if (this.stopping) res.shouldKeepAlive = false;
-      this.pipeline.handle(b, req, res);
+      const s = req.socket as ClientSocket;
+      // A request arrived: the connection is no longer idle.
+      const busy = s._tsgiBusy ?? 0;
+      if (busy === 0) s.setTimeout(0);
+      s._tsgiBusy = busy + 1;
+      const r = this.pipeline.handle(b, req, res);
+      // 'close' follows every response, sent or cut short. Once the last one in progress has gone out on a
+      // connection that stays open, the connection may be idle for keepalive_timeout (of the location that
+      // answered, as in nginx); then node:http's 'timeout' handler closes it.
+      res.on('close', () => {
+        s._tsgiBusy = s._tsgiBusy! - 1;
+        if (s._tsgiBusy === 0 && s.writable) s.setTimeout((r?.conf ?? loc).keepaliveTimeoutMs!);
+      });
     };
     let server: http.Server | https.Server;
     if (b.ssl) {
@@ -105,8 +123,8 @@ export class Front implements Runtime {
     server.maxRequestsPerSocket = loc.keepaliveRequests || 0;
     // worker_connections: connections one worker holds at once (nginx's default is 512).
     server.maxConnections = this.conf.main.workerConnections ?? 512;
-    server.on('connection', (s: Socket) => {
-      (s as Socket & { _tsgiId?: number })._tsgiId = ++connectionIds;
+    server.on('connection', (s: ClientSocket) => {
+      s._tsgiId = ++connectionIds;
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });

@@ -26,6 +26,16 @@ export interface Runtime {
   logAccess(r: Rq): void;
 }
 
+/**
+ * The fields node:http (Node 20 `_http_outgoing`) writes its `Keep-Alive: timeout=T[, max=M]` header from,
+ * after `Connection: keep-alive`: T is `_keepAliveTimeout` (ms, copied from server.keepAliveTimeout, which
+ * Front leaves at 0 so there is none by default), M `_maxRequestsPerSocket` (left out when 0).
+ */
+interface NodeKeepAliveHeader {
+  _keepAliveTimeout: number;
+  _maxRequestsPerSocket: number;
+}
+
 const MAX_INTERNAL_REDIRECTS = 10;
 const BAD_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const SERVER_FULL = `${PRODUCT}/${VERSION}`;
@@ -33,10 +43,14 @@ const SERVER_FULL = `${PRODUCT}/${VERSION}`;
 export class Pipeline {
   constructor(readonly rt: Runtime) {}
 
-  /** Entry point from node:http. A bug in a handler answers 500 and is logged; the worker lives on. */
-  handle(binding: Binding, req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * Entry point from node:http. A bug in a handler answers 500 and is logged; the worker lives on.
+   * Returns the request's state (its `conf` is the location that answered, once it has answered).
+   */
+  handle(binding: Binding, req: IncomingMessage, res: ServerResponse): Rq | undefined {
+    let r: Rq | undefined;
     try {
-      this.handleRequest(binding, req, res);
+      r = this.handleRequest(binding, req, res);
     } catch (e) {
       this.rt.errorLog.log('alert', `internal error while processing "${req.method} ${req.url}": ${(e as Error).stack ?? e}`);
       if (!res.headersSent) {
@@ -50,9 +64,10 @@ export class Pipeline {
       }
       res.destroy();
     }
+    return r;
   }
 
-  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse): void {
+  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse): Rq {
     let group: ListenGroup = binding.main;
     if (binding.groups.size > 1) {
       let la = req.socket.localAddress ?? '';
@@ -75,18 +90,17 @@ export class Pipeline {
       this.log(r, 'info', host === null ? `client sent invalid host header while reading client request headers` : 'client sent invalid request');
       res.shouldKeepAlive = false;
       this.finalize(r, 400);
-      return;
+      return r;
     }
-    if (r.conf.keepaliveTimeoutMs === 0) res.shouldKeepAlive = false;
     if (r.method === 'TRACE') {
       // Never echoed back (it would expose cookies and credentials to scripts); nginx refuses it too.
       this.finalize(r, 405);
-      return;
+      return r;
     }
     // Server-level rewrite script, then location search.
     const rc = this.runScript(r, server.script);
-    if (rc === 'done') return;
-    this.findAndRun(r);
+    if (rc !== 'done') this.findAndRun(r);
+    return r;
   }
 
   /** The response was sent, or the connection closed first: the access log, and a pass told to stop. */
@@ -408,6 +422,15 @@ export class Pipeline {
     const res = r.res;
     const code = r.forceStatus || status;
     r.status = code;
+    // Keep-alive as the answering location says: off with keepalive_timeout 0; with a second value, node's
+    // own Keep-Alive header (written right after `Connection: keep-alive`, and only then) announces it.
+    const conf = r.conf;
+    if (conf.keepaliveTimeoutMs === 0) res.shouldKeepAlive = false;
+    else if (conf.keepaliveHeaderS) {
+      const nodeRes = res as ServerResponse & NodeKeepAliveHeader;
+      nodeRes._keepAliveTimeout = conf.keepaliveHeaderS * 1000;
+      nodeRes._maxRequestsPerSocket = 0;
+    }
     const list: string[] = Array.isArray(headers) ? headers : flatten(headers);
     if (!serverSet) list.push('Server', r.conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
     const add = r.conf.addHeaders;
