@@ -85,7 +85,9 @@ export class StaticFiles {
       return;
     }
     const path = r.filename || mapPath(r, uri);
-    this.cache.lookup(path, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0, (e, found) => {
+    // Only a GET for the whole file reads it into the cache; a HEAD or a Range opens the file (see filecache.ts).
+    const wholeBody = method === 'GET' && r.req.headers.range === undefined;
+    this.cache.lookup(path, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0, wholeBody, (e, found) => {
       // A callback from the file cache: a bug here must end this request, not the worker.
       try {
         this.found(r, path, e, found);
