@@ -16,12 +16,25 @@ import { Upstreams } from './upstream/pass.js';
 import { AccessLogs } from './accesslog.js';
 import type { ErrorLogs } from './errorlog.js';
 import type { Rq } from './request.js';
-import type { SslConf } from './conf/model.js';
+import type { LocConf, SslConf } from './conf/model.js';
+import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
+import { PRODUCT, VERSION } from './vars.js';
 
 let connectionIds = 0;
 
 /** A client connection with the requests it has in progress (more than one when pipelined). */
 type ClientSocket = Socket & { _tsgiId?: number; _tsgiBusy?: number };
+
+/**
+ * A whole error response written straight to a socket, for requests node:http refused before they reached
+ * the pipeline: the status line, Server, Date, the page, and the close.
+ */
+function rawError(status: number, conf: LocConf): string {
+  const code = wireStatus(status);
+  const page = errorPage(status, conf.serverTokens !== false);
+  const server = conf.serverTokens !== false ? `${PRODUCT}/${VERSION}` : PRODUCT;
+  return `HTTP/1.1 ${code} ${statusReason(code)}\r\nServer: ${server}\r\nDate: ${httpDate()}\r\nContent-Type: text/html\r\nContent-Length: ${page?.length ?? 0}\r\nConnection: close\r\n\r\n${page?.toString('latin1') ?? ''}`;
+}
 
 function tlsVersions(protocols: string[] | undefined): { minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; maxVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' } {
   const order = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
@@ -131,7 +144,7 @@ export class Front implements Runtime {
     // CONNECT: tsgi-proxy is not a forward proxy. nginx answers 405 to an authority-form target, else 400.
     server.on('connect', (req: http.IncomingMessage, s: Socket) => {
       const ok = /^[^/\s]+:\d+$/.test(req.url ?? '');
-      s.end(ok ? 'HTTP/1.1 405 Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      s.end(rawError(ok ? 405 : 400, loc), 'latin1');
     });
     server.on('clientError', (err: NodeJS.ErrnoException, s: Socket) => {
       // Malformed requests (llhttp errors), header timeouts: answer 400/408/431 and close, as nginx does.
@@ -140,13 +153,12 @@ export class Front implements Runtime {
         s.destroy();
         return;
       }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 494 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      const reason = status === 494 ? 'Request Header Or Cookie Too Large' : status === 408 ? 'Request Time-out' : 'Bad Request';
-      if (status === 408) {
+      // A header timeout closes without an answer, as nginx does; a request too large or malformed gets 400.
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
         s.destroy();
         return;
       }
-      s.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      s.end(rawError(err.code === 'HPE_HEADER_OVERFLOW' ? 494 : 400, loc), 'latin1');
     });
     return server;
   }

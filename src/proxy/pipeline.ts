@@ -11,7 +11,7 @@ import { statSync } from 'node:fs';
 import { findServer, type Binding, type ListenGroup } from './listen.js';
 import { findLocation } from './location.js';
 import { Rq } from './request.js';
-import { addHeaderApplies, errorPage } from './special.js';
+import { addHeaderApplies, errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { escapeUri, normalizeHost, normalizePath, splitTarget } from './uri.js';
 import { PRODUCT, VERSION } from './vars.js';
 import type { ErrorLogs } from './errorlog.js';
@@ -334,12 +334,19 @@ export class Pipeline {
       this.redirect(r, code, text ?? '');
       return;
     }
-    if (text === undefined) {
+    // Without text, an error code gets its page; any other code an empty body, as `return CODE ""`.
+    if (text === undefined && code >= 400) {
       this.finalize(r, code);
       return;
     }
-    const body = Buffer.from(text, 'latin1');
-    this.sendHead(r, code, { 'Content-Type': r.conf.defaultType!, 'Content-Length': String(body.length) });
+    if (code === 204) {
+      // No content: no type, length or body, whatever the text.
+      this.sendHead(r, code, []);
+      r.res.end();
+      return;
+    }
+    const body = Buffer.from(text ?? '', 'latin1');
+    this.sendHead(r, code, ['Content-Type', r.conf.defaultType!, 'Content-Length', String(body.length)]);
     r.bodyBytesSent = body.length;
     r.res.end(body);
   }
@@ -361,12 +368,19 @@ export class Pipeline {
 
   /**
    * Ends the request with a status tsgi-proxy chose (errors, redirects): error_page if one applies, else
-   * the built-in page.
+   * the built-in page. `extra`: more headers for the built-in page (416's Content-Range).
+   * 408 and 499 close the connection without an answer, as in nginx (the access log has the status).
    */
-  finalize(r: Rq, status: number, location?: string): void {
+  finalize(r: Rq, status: number, location?: string, extra?: string[]): void {
     const res = r.res;
     if (res.headersSent) {
       res.destroy();
+      return;
+    }
+    if (status === 408 || status === 499) {
+      r.status = status;
+      r.req.socket.destroy();
+      this.rt.logAccess(r);
       return;
     }
     const pages = r.conf.errorPages;
@@ -395,21 +409,16 @@ export class Pipeline {
         return;
       }
     }
-    this.sendSpecial(r, status, location);
+    this.sendSpecial(r, status, location, extra);
   }
 
-  private sendSpecial(r: Rq, status: number, location?: string): void {
+  private sendSpecial(r: Rq, status: number, location?: string, extra?: string[]): void {
     const page = errorPage(status, r.conf.serverTokens !== false);
-    const headers: OutgoingHttpHeaders = {};
-    if (location !== undefined) headers['Location'] = location;
-    if (status >= 400 && status !== 408 && status !== 413 && status !== 414 && status !== 494 && status < 500) {
-      // keep-alive is kept for ordinary client errors
-    }
-    if (status === 400 || status === 408 || status === 413 || status === 414 || status === 494 || status === 500 || status === 501) r.res.shouldKeepAlive = false;
-    if (page) {
-      headers['Content-Type'] = 'text/html';
-      headers['Content-Length'] = String(page.length);
-    }
+    // Ordinary client errors keep the connection; these close it, as in nginx.
+    if (status === 400 || status === 413 || status === 414 || status === 495 || status === 496 || status === 497 || status === 500 || status === 501) r.res.shouldKeepAlive = false;
+    const headers: string[] = page ? ['Content-Type', 'text/html', 'Content-Length', String(page.length)] : status === 204 || status === 304 ? [] : ['Content-Length', '0'];
+    if (location !== undefined) headers.push('Location', location);
+    if (extra) headers.push(...extra);
     this.sendHead(r, status, headers);
     if (page && r.method !== 'HEAD') {
       r.bodyBytesSent = page.length;
@@ -417,10 +426,15 @@ export class Pipeline {
     } else r.res.end();
   }
 
-  /** Writes the status line and headers: forced status from error_page, Server, add_header. */
-  sendHead(r: Rq, status: number, headers: OutgoingHttpHeaders | string[], serverSet = false): void {
+  /**
+   * Writes the status line and headers: forced status from error_page, Server and Date, `headers`, then
+   * expires and add_header — the order nginx writes them in (node:http adds Connection and
+   * Transfer-Encoding last). `upstream`: what the backend's response head set — its reason phrase, kept
+   * as nginx keeps it, and whether it brought its own Server or Date (uwsgi_pass passes them).
+   */
+  sendHead(r: Rq, status: number, headers: OutgoingHttpHeaders | string[], upstream?: UpstreamHead): void {
     const res = r.res;
-    const code = r.forceStatus || status;
+    const code = wireStatus(r.forceStatus || status);
     r.status = code;
     // Keep-alive as the answering location says: off with keepalive_timeout 0; with a second value, node's
     // own Keep-Alive header (written right after `Connection: keep-alive`, and only then) announces it.
@@ -431,9 +445,16 @@ export class Pipeline {
       nodeRes._keepAliveTimeout = conf.keepaliveHeaderS * 1000;
       nodeRes._maxRequestsPerSocket = 0;
     }
-    const list: string[] = Array.isArray(headers) ? headers : flatten(headers);
-    if (!serverSet) list.push('Server', r.conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
-    const add = r.conf.addHeaders;
+    const given: string[] = Array.isArray(headers) ? headers : flatten(headers);
+    const list: string[] = [];
+    if (upstream === undefined || !upstream.serverSet) list.push('Server', conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
+    if (upstream === undefined || !upstream.dateSet) list.push('Date', httpDate());
+    for (let i = 0; i < given.length; i++) list.push(given[i]!);
+    const exp = conf.expires;
+    if (exp !== undefined && exp !== 'off' && (code === 200 || code === 204 || code === 206 || code === 301 || code === 302 || code === 304 || code === 307 || code === 308)) {
+      addExpires(list, exp);
+    }
+    const add = conf.addHeaders;
     if (add && add.length) {
       const applies = addHeaderApplies(code);
       for (const h of add) {
@@ -448,13 +469,17 @@ export class Pipeline {
         list.push(h.name, v);
       }
     }
-    const exp = r.conf.expires;
-    if (exp !== undefined && exp !== 'off' && (code === 200 || code === 204 || code === 206 || code === 301 || code === 302 || code === 304 || code === 307 || code === 308)) {
-      addExpires(list, exp);
-    }
-    if (r.conf.gzip) applyGzip(r, code, list);
-    res.writeHead(code, list as unknown as OutgoingHttpHeaders);
+    if (conf.gzip) applyGzip(r, code, list);
+    const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
+    res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
   }
+}
+
+/** What a backend's response head set, for `sendHead`. */
+export interface UpstreamHead {
+  reason: string;
+  serverSet: boolean;
+  dateSet: boolean;
 }
 
 function flatten(h: OutgoingHttpHeaders): string[] {
