@@ -172,9 +172,10 @@ http {
     writeFileSync(join(t.dir, 'proxy.conf'), conf(ports.proxy, ports.proxyHdr, 'mime.types'));
     writeFileSync(join(t.dir, 'nginx.conf'), `pid ${t.dir}/nginx.pid;\n` + conf(ports.nginx, ports.nginxHdr, '/etc/nginx/mime.types'));
     proxy = await startProxy(t.dir, 'proxy.conf', ports.proxy);
+    await waitFor('tsgi-proxy on its second port', () => canConnect(ports.proxyHdr));
     if (withNginx) {
       nginx = run('/usr/sbin/nginx', ['-p', t.dir, '-c', join(t.dir, 'nginx.conf'), '-e', join(t.dir, 'nginx-error.log'), '-g', 'daemon off; user root;']);
-      await waitFor('nginx', () => canConnect(ports.nginx));
+      await waitFor('nginx', async () => (await canConnect(ports.nginx)) && canConnect(ports.nginxHdr));
     }
   });
 
@@ -238,8 +239,8 @@ http {
 
   test('an idle connection is closed after the keepalive_timeout of the location that answered', async () => {
     const short = await one(ports.proxy, '/short/hello.txt');
-    const long = await one(ports.proxy, '/hello.txt');
     const answered = Date.now();
+    const long = await one(ports.proxy, '/hello.txt');
     assert.equal(short.r.body, 'hello world\n');
     const closedAt = await short.c.closed;
     // keepalive_timeout 1 there; the default (75 s) on the other connection, which is still open.
