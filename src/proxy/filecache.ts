@@ -8,6 +8,13 @@
  * the requests read during one turn of the event loop share one stat per path, issued at the end of that
  * turn (setImmediate), i.e. after every one of them arrived. A stat already in flight is never shared with
  * a request read after it was issued, since that request may have been sent after the file changed.
+ *
+ * Only a request for the whole body (a GET without Range) reads an uncached file into the cache. A HEAD or a
+ * Range request gets the stats alone and the caller opens the file: a HEAD then reads nothing (it still
+ * opens it, so a file the worker may not read answers 403 as a GET would, and as in nginx), a Range only
+ * its bytes. (Caching on a range would read up to 2 MiB for a client that asked for one byte; files players
+ * fetch by ranges are mostly larger than the cache keeps anyway. A later GET fills the cache, and from then
+ * on ranges and HEADs are served from memory.)
  */
 import { readFile, stat, type Stats } from 'node:fs';
 
@@ -32,6 +39,12 @@ interface Cached extends FileInfo {
 
 type Waiter = (err: NodeJS.ErrnoException | null, f: FileInfo | undefined) => void;
 
+/** The requests of this turn for one path, and whether one of them wants the whole body. */
+interface Pending {
+  waiters: Waiter[];
+  read: boolean;
+}
+
 export function fileInfo(stats: Stats, content: Buffer | undefined): FileInfo {
   const mtimeMs = Math.floor(stats.mtimeMs / 1000) * 1000;
   return {
@@ -47,7 +60,7 @@ export class FileCache {
   private readonly entries = new Map<string, Cached>();
   private bytes = 0;
   /** Paths asked for during this turn, with who asked: stat'ed once each when the turn's input is read. */
-  private waiting = new Map<string, Waiter[]>();
+  private waiting = new Map<string, Pending>();
   private scheduled = false;
 
   private put(key: string, c: Cached): void {
@@ -73,11 +86,12 @@ export class FileCache {
   }
 
   /**
-   * Calls back with the file's stats, plus its content when it is small enough to keep — from memory when
-   * open_file_cache (`validMs` > 0) says the entry is still good, else after a stat made this turn.
-   * Errors (ENOENT, EACCES...) are passed as fs.stat gives them.
+   * Calls back with the file's stats, plus its content when it is cached or small enough to keep and
+   * `wholeBody` asks for it (a GET without Range) — from memory when open_file_cache (`validMs` > 0) says
+   * the entry is still good, else after a stat made this turn. Errors (ENOENT, EACCES...) are passed as
+   * fs.stat gives them.
    */
-  lookup(path: string, validMs: number, cb: Waiter): void {
+  lookup(path: string, validMs: number, wholeBody: boolean, cb: Waiter): void {
     if (validMs > 0) {
       const hit = this.entries.get(path);
       if (hit && Date.now() - hit.checkedAt < validMs) {
@@ -87,10 +101,11 @@ export class FileCache {
     }
     const q = this.waiting.get(path);
     if (q !== undefined) {
-      q.push(cb);
+      q.waiters.push(cb);
+      if (wholeBody) q.read = true;
       return;
     }
-    this.waiting.set(path, [cb]);
+    this.waiting.set(path, { waiters: [cb], read: wholeBody });
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.issue);
@@ -101,10 +116,10 @@ export class FileCache {
     this.scheduled = false;
     const batch = this.waiting;
     this.waiting = new Map();
-    for (const [path, waiters] of batch) this.check(path, waiters);
+    for (const [path, q] of batch) this.check(path, q.waiters, q.read);
   };
 
-  private check(path: string, waiters: Waiter[]): void {
+  private check(path: string, waiters: Waiter[], read: boolean): void {
     const p = Buffer.from(path, 'latin1');
     stat(p, (e, st) => {
       if (e) {
@@ -124,6 +139,12 @@ export class FileCache {
         this.entries.delete(path);
         this.entries.set(path, hit);
         answer(waiters, null, hit);
+        return;
+      }
+      if (!read) {
+        // Only HEADs and ranges asked: they need no whole copy. A stale entry goes; nothing is read.
+        this.drop(path);
+        answer(waiters, null, fileInfo(st, undefined));
         return;
       }
       readFile(p, (e2, content) => {

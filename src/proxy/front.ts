@@ -16,9 +16,25 @@ import { Upstreams } from './upstream/pass.js';
 import { AccessLogs } from './accesslog.js';
 import type { ErrorLogs } from './errorlog.js';
 import type { Rq } from './request.js';
-import type { SslConf } from './conf/model.js';
+import type { LocConf, SslConf } from './conf/model.js';
+import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
+import { PRODUCT, VERSION } from './vars.js';
 
 let connectionIds = 0;
+
+/** A client connection with the requests it has in progress (more than one when pipelined). */
+type ClientSocket = Socket & { _tsgiId?: number; _tsgiBusy?: number };
+
+/**
+ * A whole error response written straight to a socket, for requests node:http refused before they reached
+ * the pipeline: the status line, Server, Date, the page, and the close.
+ */
+function rawError(status: number, conf: LocConf): string {
+  const code = wireStatus(status);
+  const page = errorPage(status, conf.serverTokens !== false);
+  const server = conf.serverTokens !== false ? `${PRODUCT}/${VERSION}` : PRODUCT;
+  return `HTTP/1.1 ${code} ${statusReason(code)}\r\nServer: ${server}\r\nDate: ${httpDate()}\r\nContent-Type: text/html\r\nContent-Length: ${page?.length ?? 0}\r\nConnection: close\r\n\r\n${page?.toString('latin1') ?? ''}`;
+}
 
 function tlsVersions(protocols: string[] | undefined): { minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; maxVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' } {
   const order = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
@@ -73,7 +89,10 @@ export class Front implements Runtime {
     const srv = b.main.defaultServer;
     const loc = srv.loc;
     const opts: http.ServerOptions = {
-      keepAliveTimeout: loc.keepaliveTimeoutMs || 5000,
+      // node:http's keep-alive timer is off: with it on, node also announces it in a `Keep-Alive: timeout=N`
+      // header on every response (nginx sends none unless keepalive_timeout has a second value), and it
+      // waits a second longer than told. The idle timeout is kept here instead, per request's location.
+      keepAliveTimeout: 0,
       headersTimeout: srv.clientHeaderTimeoutMs,
       requestTimeout: 0,
       maxHeaderSize: srv.largeHeaderBytes,
@@ -81,7 +100,19 @@ export class Front implements Runtime {
     };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       if (this.stopping) res.shouldKeepAlive = false;
-      this.pipeline.handle(b, req, res);
+      const s = req.socket as ClientSocket;
+      // A request arrived: the connection is no longer idle.
+      const busy = s._tsgiBusy ?? 0;
+      if (busy === 0) s.setTimeout(0);
+      s._tsgiBusy = busy + 1;
+      const r = this.pipeline.handle(b, req, res);
+      // 'close' follows every response, sent or cut short. Once the last one in progress has gone out on a
+      // connection that stays open, the connection may be idle for keepalive_timeout (of the location that
+      // answered, as in nginx); then node:http's 'timeout' handler closes it.
+      res.on('close', () => {
+        s._tsgiBusy = s._tsgiBusy! - 1;
+        if (s._tsgiBusy === 0 && s.writable) s.setTimeout((r?.conf ?? loc).keepaliveTimeoutMs!);
+      });
     };
     let server: http.Server | https.Server;
     if (b.ssl) {
@@ -105,15 +136,15 @@ export class Front implements Runtime {
     server.maxRequestsPerSocket = loc.keepaliveRequests || 0;
     // worker_connections: connections one worker holds at once (nginx's default is 512).
     server.maxConnections = this.conf.main.workerConnections ?? 512;
-    server.on('connection', (s: Socket) => {
-      (s as Socket & { _tsgiId?: number })._tsgiId = ++connectionIds;
+    server.on('connection', (s: ClientSocket) => {
+      s._tsgiId = ++connectionIds;
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
     // CONNECT: tsgi-proxy is not a forward proxy. nginx answers 405 to an authority-form target, else 400.
     server.on('connect', (req: http.IncomingMessage, s: Socket) => {
       const ok = /^[^/\s]+:\d+$/.test(req.url ?? '');
-      s.end(ok ? 'HTTP/1.1 405 Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      s.end(rawError(ok ? 405 : 400, loc), 'latin1');
     });
     server.on('clientError', (err: NodeJS.ErrnoException, s: Socket) => {
       // Malformed requests (llhttp errors), header timeouts: answer 400/408/431 and close, as nginx does.
@@ -122,13 +153,12 @@ export class Front implements Runtime {
         s.destroy();
         return;
       }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 494 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      const reason = status === 494 ? 'Request Header Or Cookie Too Large' : status === 408 ? 'Request Time-out' : 'Bad Request';
-      if (status === 408) {
+      // A header timeout closes without an answer, as nginx does; a request too large or malformed gets 400.
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
         s.destroy();
         return;
       }
-      s.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      s.end(rawError(err.code === 'HPE_HEADER_OVERFLOW' ? 494 : 400, loc), 'latin1');
     });
     return server;
   }

@@ -11,7 +11,7 @@ import { statSync } from 'node:fs';
 import { findServer, type Binding, type ListenGroup } from './listen.js';
 import { findLocation } from './location.js';
 import { Rq } from './request.js';
-import { addHeaderApplies, errorPage } from './special.js';
+import { addHeaderApplies, errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { escapeUri, normalizeHost, normalizePath, splitTarget } from './uri.js';
 import { PRODUCT, VERSION } from './vars.js';
 import type { ErrorLogs } from './errorlog.js';
@@ -26,6 +26,16 @@ export interface Runtime {
   logAccess(r: Rq): void;
 }
 
+/**
+ * The fields node:http (Node 20 `_http_outgoing`) writes its `Keep-Alive: timeout=T[, max=M]` header from,
+ * after `Connection: keep-alive`: T is `_keepAliveTimeout` (ms, copied from server.keepAliveTimeout, which
+ * Front leaves at 0 so there is none by default), M `_maxRequestsPerSocket` (left out when 0).
+ */
+interface NodeKeepAliveHeader {
+  _keepAliveTimeout: number;
+  _maxRequestsPerSocket: number;
+}
+
 const MAX_INTERNAL_REDIRECTS = 10;
 const BAD_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const SERVER_FULL = `${PRODUCT}/${VERSION}`;
@@ -33,10 +43,14 @@ const SERVER_FULL = `${PRODUCT}/${VERSION}`;
 export class Pipeline {
   constructor(readonly rt: Runtime) {}
 
-  /** Entry point from node:http. A bug in a handler answers 500 and is logged; the worker lives on. */
-  handle(binding: Binding, req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * Entry point from node:http. A bug in a handler answers 500 and is logged; the worker lives on.
+   * Returns the request's state (its `conf` is the location that answered, once it has answered).
+   */
+  handle(binding: Binding, req: IncomingMessage, res: ServerResponse): Rq | undefined {
+    let r: Rq | undefined;
     try {
-      this.handleRequest(binding, req, res);
+      r = this.handleRequest(binding, req, res);
     } catch (e) {
       this.rt.errorLog.log('alert', `internal error while processing "${req.method} ${req.url}": ${(e as Error).stack ?? e}`);
       if (!res.headersSent) {
@@ -50,9 +64,10 @@ export class Pipeline {
       }
       res.destroy();
     }
+    return r;
   }
 
-  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse): void {
+  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse): Rq {
     let group: ListenGroup = binding.main;
     if (binding.groups.size > 1) {
       let la = req.socket.localAddress ?? '';
@@ -75,18 +90,17 @@ export class Pipeline {
       this.log(r, 'info', host === null ? `client sent invalid host header while reading client request headers` : 'client sent invalid request');
       res.shouldKeepAlive = false;
       this.finalize(r, 400);
-      return;
+      return r;
     }
-    if (r.conf.keepaliveTimeoutMs === 0) res.shouldKeepAlive = false;
     if (r.method === 'TRACE') {
       // Never echoed back (it would expose cookies and credentials to scripts); nginx refuses it too.
       this.finalize(r, 405);
-      return;
+      return r;
     }
     // Server-level rewrite script, then location search.
     const rc = this.runScript(r, server.script);
-    if (rc === 'done') return;
-    this.findAndRun(r);
+    if (rc !== 'done') this.findAndRun(r);
+    return r;
   }
 
   /** The response was sent, or the connection closed first: the access log, and a pass told to stop. */
@@ -320,12 +334,19 @@ export class Pipeline {
       this.redirect(r, code, text ?? '');
       return;
     }
-    if (text === undefined) {
+    // Without text, an error code gets its page; any other code an empty body, as `return CODE ""`.
+    if (text === undefined && code >= 400) {
       this.finalize(r, code);
       return;
     }
-    const body = Buffer.from(text, 'latin1');
-    this.sendHead(r, code, { 'Content-Type': r.conf.defaultType!, 'Content-Length': String(body.length) });
+    if (code === 204) {
+      // No content: no type, length or body, whatever the text.
+      this.sendHead(r, code, []);
+      r.res.end();
+      return;
+    }
+    const body = Buffer.from(text ?? '', 'latin1');
+    this.sendHead(r, code, ['Content-Type', r.conf.defaultType!, 'Content-Length', String(body.length)]);
     r.bodyBytesSent = body.length;
     r.res.end(body);
   }
@@ -347,12 +368,19 @@ export class Pipeline {
 
   /**
    * Ends the request with a status tsgi-proxy chose (errors, redirects): error_page if one applies, else
-   * the built-in page.
+   * the built-in page. `extra`: more headers for the built-in page (416's Content-Range).
+   * 408 and 499 close the connection without an answer, as in nginx (the access log has the status).
    */
-  finalize(r: Rq, status: number, location?: string): void {
+  finalize(r: Rq, status: number, location?: string, extra?: string[]): void {
     const res = r.res;
     if (res.headersSent) {
       res.destroy();
+      return;
+    }
+    if (status === 408 || status === 499) {
+      r.status = status;
+      r.req.socket.destroy();
+      this.rt.logAccess(r);
       return;
     }
     const pages = r.conf.errorPages;
@@ -381,21 +409,16 @@ export class Pipeline {
         return;
       }
     }
-    this.sendSpecial(r, status, location);
+    this.sendSpecial(r, status, location, extra);
   }
 
-  private sendSpecial(r: Rq, status: number, location?: string): void {
+  private sendSpecial(r: Rq, status: number, location?: string, extra?: string[]): void {
     const page = errorPage(status, r.conf.serverTokens !== false);
-    const headers: OutgoingHttpHeaders = {};
-    if (location !== undefined) headers['Location'] = location;
-    if (status >= 400 && status !== 408 && status !== 413 && status !== 414 && status !== 494 && status < 500) {
-      // keep-alive is kept for ordinary client errors
-    }
-    if (status === 400 || status === 408 || status === 413 || status === 414 || status === 494 || status === 500 || status === 501) r.res.shouldKeepAlive = false;
-    if (page) {
-      headers['Content-Type'] = 'text/html';
-      headers['Content-Length'] = String(page.length);
-    }
+    // Ordinary client errors keep the connection; these close it, as in nginx.
+    if (status === 400 || status === 413 || status === 414 || status === 495 || status === 496 || status === 497 || status === 500 || status === 501) r.res.shouldKeepAlive = false;
+    const headers: string[] = page ? ['Content-Type', 'text/html', 'Content-Length', String(page.length)] : status === 204 || status === 304 ? [] : ['Content-Length', '0'];
+    if (location !== undefined) headers.push('Location', location);
+    if (extra) headers.push(...extra);
     this.sendHead(r, status, headers);
     if (page && r.method !== 'HEAD') {
       r.bodyBytesSent = page.length;
@@ -403,14 +426,35 @@ export class Pipeline {
     } else r.res.end();
   }
 
-  /** Writes the status line and headers: forced status from error_page, Server, add_header. */
-  sendHead(r: Rq, status: number, headers: OutgoingHttpHeaders | string[], serverSet = false): void {
+  /**
+   * Writes the status line and headers: forced status from error_page, Server and Date, `headers`, then
+   * expires and add_header — the order nginx writes them in (node:http adds Connection and
+   * Transfer-Encoding last). `upstream`: what the backend's response head set — its reason phrase, kept
+   * as nginx keeps it, and whether it brought its own Server or Date (uwsgi_pass passes them).
+   */
+  sendHead(r: Rq, status: number, headers: OutgoingHttpHeaders | string[], upstream?: UpstreamHead): void {
     const res = r.res;
-    const code = r.forceStatus || status;
+    const code = wireStatus(r.forceStatus || status);
     r.status = code;
-    const list: string[] = Array.isArray(headers) ? headers : flatten(headers);
-    if (!serverSet) list.push('Server', r.conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
-    const add = r.conf.addHeaders;
+    // Keep-alive as the answering location says: off with keepalive_timeout 0; with a second value, node's
+    // own Keep-Alive header (written right after `Connection: keep-alive`, and only then) announces it.
+    const conf = r.conf;
+    if (conf.keepaliveTimeoutMs === 0) res.shouldKeepAlive = false;
+    else if (conf.keepaliveHeaderS) {
+      const nodeRes = res as ServerResponse & NodeKeepAliveHeader;
+      nodeRes._keepAliveTimeout = conf.keepaliveHeaderS * 1000;
+      nodeRes._maxRequestsPerSocket = 0;
+    }
+    const given: string[] = Array.isArray(headers) ? headers : flatten(headers);
+    const list: string[] = [];
+    if (upstream === undefined || !upstream.serverSet) list.push('Server', conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
+    if (upstream === undefined || !upstream.dateSet) list.push('Date', httpDate());
+    for (let i = 0; i < given.length; i++) list.push(given[i]!);
+    const exp = conf.expires;
+    if (exp !== undefined && exp !== 'off' && (code === 200 || code === 204 || code === 206 || code === 301 || code === 302 || code === 304 || code === 307 || code === 308)) {
+      addExpires(list, exp);
+    }
+    const add = conf.addHeaders;
     if (add && add.length) {
       const applies = addHeaderApplies(code);
       for (const h of add) {
@@ -425,13 +469,17 @@ export class Pipeline {
         list.push(h.name, v);
       }
     }
-    const exp = r.conf.expires;
-    if (exp !== undefined && exp !== 'off' && (code === 200 || code === 204 || code === 206 || code === 301 || code === 302 || code === 304 || code === 307 || code === 308)) {
-      addExpires(list, exp);
-    }
-    if (r.conf.gzip) applyGzip(r, code, list);
-    res.writeHead(code, list as unknown as OutgoingHttpHeaders);
+    if (conf.gzip) applyGzip(r, code, list);
+    const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
+    res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
   }
+}
+
+/** What a backend's response head set, for `sendHead`. */
+export interface UpstreamHead {
+  reason: string;
+  serverSet: boolean;
+  dateSet: boolean;
 }
 
 function flatten(h: OutgoingHttpHeaders): string[] {

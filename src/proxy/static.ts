@@ -85,7 +85,9 @@ export class StaticFiles {
       return;
     }
     const path = r.filename || mapPath(r, uri);
-    this.cache.lookup(path, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0, (e, found) => {
+    // Only a GET for the whole file reads it into the cache; a HEAD or a Range opens the file (see filecache.ts).
+    const wholeBody = method === 'GET' && r.req.headers.range === undefined;
+    this.cache.lookup(path, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0, wholeBody, (e, found) => {
       // A callback from the file cache: a bug here must end this request, not the worker.
       try {
         this.found(r, path, e, found);
@@ -194,6 +196,11 @@ export class StaticFiles {
     this.p.finalize(r, 403);
   }
 
+  /**
+   * Answers with the file: 412/304 for preconditions, 206/416 for ranges, else 200. Headers in nginx's
+   * order: Content-Type, Content-Length, Last-Modified, ETag, then Content-Range (206) or Accept-Ranges (a
+   * whole 200: only such a response advertises ranges).
+   */
   private file(r: Rq, src: FileHandle | Buffer, info: FileInfo, path: string): void {
     const fh = Buffer.isBuffer(src) ? undefined : (src as FileHandle);
     const close = (): void => void fh?.close();
@@ -201,8 +208,6 @@ export class StaticFiles {
     const size = info.stats.size;
     const mtimeMs = info.mtimeMs;
     const etag = r.conf.etag ? info.etag : undefined;
-    const headers: string[] = ['Content-Type', mimeType(r, path), 'Last-Modified', info.lastModified];
-    if (etag) headers.push('ETag', etag);
 
     // Preconditions: If-Match / If-Unmodified-Since → 412; If-None-Match / If-Modified-Since → 304.
     const ifMatch = req.headers['if-match'];
@@ -221,17 +226,18 @@ export class StaticFiles {
       notModified = r.conf.ifModifiedSince === 'exact' ? t === mtimeMs : t >= mtimeMs;
     }
     if (notModified) {
+      // The validators only: a 304 has no body, so no type, length or ranges (as nginx sends it).
       close();
-      this.p.sendHead(r, 304, headers);
+      this.p.sendHead(r, 304, etag ? ['Last-Modified', info.lastModified, 'ETag', etag] : ['Last-Modified', info.lastModified]);
       r.res.end();
       return;
     }
 
+    const type = mimeType(r, path);
     let start = 0;
     let end = size - 1;
-    let status = 200;
+    let contentRange: string | undefined;
     const range = req.headers.range;
-    headers.push('Accept-Ranges', 'bytes');
     if (range !== undefined && !r.forceStatus) {
       const ifRange = req.headers['if-range'] as string | undefined;
       const rangeApplies = ifRange === undefined || (ifRange.startsWith('"') || ifRange.startsWith('W/') ? ifRange === etag : Date.parse(ifRange) === mtimeMs);
@@ -239,25 +245,27 @@ export class StaticFiles {
         const ranges = parseRanges(range, size);
         if (ranges === 'unsatisfiable') {
           close();
-          this.p.sendHead(r, 416, ['Content-Type', 'text/html', 'Content-Range', `bytes */${size}`, 'Content-Length', '0']);
-          r.res.end();
+          this.p.finalize(r, 416, undefined, ['Content-Range', `bytes */${size}`]);
           return;
         }
         if (ranges !== 'invalid') {
-          if (ranges.length === 1) {
-            [start, end] = ranges[0]!;
-            status = 206;
-            headers.push('Content-Range', `bytes ${start}-${end}/${size}`);
-          } else {
-            this.multipart(r, src, headers, ranges, size);
+          if (ranges.length > 1) {
+            this.multipart(r, src, type, info, etag, ranges, size);
             return;
           }
+          [start, end] = ranges[0]!;
+          contentRange = `bytes ${start}-${end}/${size}`;
         }
       }
     }
     const length = end - start + 1;
-    headers.push('Content-Length', String(length));
-    this.p.sendHead(r, status, headers);
+    // A file sent as an error page (error_page with another status) has no Last-Modified and offers no ranges.
+    const whole200 = !r.forceStatus || r.forceStatus === 200;
+    const headers: string[] = whole200 ? ['Content-Type', type, 'Content-Length', String(length), 'Last-Modified', info.lastModified] : ['Content-Type', type, 'Content-Length', String(length)];
+    if (etag) headers.push('ETag', etag);
+    if (contentRange !== undefined) headers.push('Content-Range', contentRange);
+    else if (whole200) headers.push('Accept-Ranges', 'bytes');
+    this.p.sendHead(r, contentRange !== undefined ? 206 : 200, headers);
     const res = r.res;
     if (r.method === 'HEAD' || length <= 0) {
       close();
@@ -276,17 +284,16 @@ export class StaticFiles {
     stream.pipe(res);
   }
 
-  private multipart(r: Rq, src: FileHandle | Buffer, headers: string[], ranges: Array<[number, number]>, size: number): void {
+  private multipart(r: Rq, src: FileHandle | Buffer, type: string, info: FileInfo, etag: string | undefined, ranges: Array<[number, number]>, size: number): void {
     const fh = Buffer.isBuffer(src) ? undefined : (src as FileHandle);
     const boundary = String(Date.now()).padStart(20, '0');
-    const type = headers[1]!;
     const parts: Buffer[] = [];
     const heads = ranges.map(([s, e]) => Buffer.from(`\r\n--${boundary}\r\nContent-Type: ${type}\r\nContent-Range: bytes ${s}-${e}/${size}\r\n\r\n`));
     const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
     let total = tail.length;
     ranges.forEach(([s, e], i) => (total += heads[i]!.length + (e - s + 1)));
-    const h = headers.filter((_, i) => i % 2 === 0 ? headers[i] !== 'Content-Type' : headers[i - 1] !== 'Content-Type');
-    h.push('Content-Type', `multipart/byteranges; boundary=${boundary}`, 'Content-Length', String(total));
+    const h = ['Content-Type', `multipart/byteranges; boundary=${boundary}`, 'Content-Length', String(total), 'Last-Modified', info.lastModified];
+    if (etag) h.push('ETag', etag);
     this.p.sendHead(r, 206, h);
     if (r.method === 'HEAD') {
       void fh?.close();

@@ -136,6 +136,31 @@ test('settings are inherited http → server → location, lists only when the l
   }
 });
 
+test('keepalive_timeout: the idle time and the optional Keep-Alive header seconds, each inherited on its own', async () => {
+  const t = tempDir('keepalive');
+  try {
+    writeFileSync(
+      join(t.dir, 'nginx.conf'),
+      'http { keepalive_timeout 75 1m; server { location / { } location /one { keepalive_timeout 500ms; } location /two { keepalive_timeout 10 0; } } server { listen 8081; keepalive_timeout 5; } }\n',
+    );
+    const c = await loadConf({ confFile: join(t.dir, 'nginx.conf'), prefix: t.dir + '/', fs: new DiskFs() });
+    const [plain, one, two] = c.http!.servers[0]!.locations;
+    assert.deepEqual([plain!.conf.keepaliveTimeoutMs, plain!.conf.keepaliveHeaderS], [75000, 60]);
+    assert.deepEqual([one!.conf.keepaliveTimeoutMs, one!.conf.keepaliveHeaderS], [500, 60]);
+    assert.deepEqual([two!.conf.keepaliveTimeoutMs, two!.conf.keepaliveHeaderS], [10000, 0]);
+    assert.equal(c.http!.servers[1]!.loc.keepaliveHeaderS, 60);
+    writeFileSync(join(t.dir, 'nginx.conf'), 'http { server { } }\n');
+    const d = await loadConf({ confFile: join(t.dir, 'nginx.conf'), prefix: t.dir + '/', fs: new DiskFs() });
+    assert.deepEqual([d.http!.servers[0]!.loc.keepaliveTimeoutMs, d.http!.servers[0]!.loc.keepaliveHeaderS], [75000, 0]);
+    // The header value is in seconds: "ms" is refused there (as nginx does), as is a third value.
+    assert.equal((await load(t.dir, 'http { keepalive_timeout 10 500ms; }\n'))?.code, 'BAD_VALUE');
+    assert.equal((await load(t.dir, 'http { keepalive_timeout 10 x; }\n'))?.code, 'BAD_VALUE');
+    assert.equal((await load(t.dir, 'http { keepalive_timeout 10 60 1; }\n'))?.code, 'ARG_COUNT');
+  } finally {
+    t.cleanup();
+  }
+});
+
 test("the guide's nginx.conf passes tsgi-proxy -t", () => {
   const t = tempDir('guide');
   try {

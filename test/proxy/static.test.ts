@@ -138,6 +138,37 @@ describe('static files', () => {
     assert.equal(r.body, '');
   });
 
+  test('a HEAD or a Range request does not read a small file into the memory cache; a GET does', async () => {
+    // Rewriting a file with the same size, inode and mtime is invisible to the cache's stat check: a
+    // request that filled the cache shows in the next GET answering the old content.
+    const when = new Date('2022-02-02T02:02:02Z');
+    const rewrite = (f: string, text: string) => {
+      writeFileSync(f, text);
+      utimesSync(f, when, when);
+    };
+    const f = (name: string) => join(t.dir, 'www', name);
+    rewrite(f('cache-get.txt'), 'old content\n');
+    rewrite(f('cache-head.txt'), 'old content\n');
+    rewrite(f('cache-range.txt'), 'old content\n');
+    assert.equal((await get(port, '/cache-get.txt')).body, 'old content\n');
+    const head = await get(port, '/cache-head.txt', {}, 'HEAD');
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), '12');
+    assert.equal(head.headers.get('last-modified'), when.toUTCString());
+    assert.equal(head.body, '');
+    const range = await get(port, '/cache-range.txt', { Range: 'bytes=4-6' });
+    assert.equal(range.status, 206);
+    assert.equal(range.body, 'con');
+    assert.equal(range.headers.get('content-range'), 'bytes 4-6/12');
+    assert.equal(range.headers.get('etag'), head.headers.get('etag'));
+    for (const name of ['cache-get.txt', 'cache-head.txt', 'cache-range.txt']) rewrite(f(name), 'new content\n');
+    assert.equal((await get(port, '/cache-get.txt')).body, 'old content\n', 'the GET filled the cache (the check sees no change)');
+    assert.equal((await get(port, '/cache-head.txt')).body, 'new content\n', 'the HEAD left the cache alone');
+    assert.equal((await get(port, '/cache-range.txt')).body, 'new content\n', 'the Range request left the cache alone');
+    // That GET cached it: a Range is now cut from the cached copy.
+    assert.equal((await get(port, '/cache-head.txt', { Range: 'bytes=0-2' })).body, 'new');
+  });
+
   test('If-None-Match and If-Modified-Since answer 304; If-Match mismatch answers 412', async () => {
     const etag = (await get(port, '/hello.txt')).headers.get('etag')!;
     assert.equal((await get(port, '/hello.txt', { 'If-None-Match': etag })).status, 304);

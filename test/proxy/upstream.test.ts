@@ -271,6 +271,9 @@ http {
       const r = await get(port, path);
       assert.equal(r.status, 504, path);
     }
+    // The error log is written after the response (asynchronously): wait for both lines.
+    const count = () => readText(join(t.dir, 'error.log')).match(/upstream timed out \(110: Connection timed out\) while reading response header from upstream/g)?.length ?? 0;
+    await waitFor('two read-timeout lines in error.log', () => count() >= 2).catch(() => {});
     const log = readText(join(t.dir, 'error.log'));
     assert.equal(log.match(/upstream timed out \(110: Connection timed out\) while reading response header from upstream/g)?.length, 2, log);
   });

@@ -63,6 +63,7 @@ function httpDefaults(prefix: string): LocConf {
   d.clientMaxBodySize = 1024 * 1024;
   d.clientBodyTimeoutMs = 60000;
   d.keepaliveTimeoutMs = 75000;
+  d.keepaliveHeaderS = 0;
   d.keepaliveRequests = 1000;
   d.sendTimeoutMs = 60000;
   d.serverTokens = true;

@@ -132,6 +132,8 @@ export class LocConf {
   clientMaxBodySize: number | undefined;
   clientBodyTimeoutMs: number | undefined;
   keepaliveTimeoutMs: number | undefined;
+  /** keepalive_timeout's second value: the Keep-Alive header's timeout in seconds (0: no header). */
+  keepaliveHeaderS: number | undefined;
   keepaliveRequests: number | undefined;
   sendTimeoutMs: number | undefined;
   serverTokens: boolean | undefined;

@@ -154,6 +154,14 @@ export function timeArg(d: ConfNode, i = 0): number {
   return v;
 }
 
+/** A time in whole seconds, for the directive values nginx keeps in seconds: "ms" is refused there. */
+export function secondsArg(d: ConfNode, i = 0): number {
+  const v = d.args[i]!;
+  const ms = /ms/.test(v) ? Number.NaN : parseTimeMs(v);
+  if (Number.isNaN(ms)) throw new ProxyConfError('BAD_VALUE', `"${d.name}" directive invalid value`, pos(d));
+  return Math.floor(ms / 1000);
+}
+
 export function duplicate(d: ConfNode): ProxyConfError {
   return new ProxyConfError('DUPLICATE', `"${d.name}" directive is duplicate`, pos(d));
 }

@@ -32,7 +32,8 @@ export interface ExchangeOptions {
 /** What pass.ts gives an exchange; one object per request can serve as both options and handlers. */
 export interface ExchangeHandlers {
   /** Return false to stop reading (the exchange then closes the connection). */
-  onHeaders(status: number, headers: string[], httpMinor: number): boolean;
+  /** `reason`: the status line's reason phrase ("OK"), passed on to the client as nginx does. */
+  onHeaders(status: number, headers: string[], httpMinor: number, reason: string): boolean;
   onBody(chunk: Buffer): void;
   /** A read from the backend was parsed and the response is not complete yet. */
   onReadParsed(): void;
@@ -89,14 +90,14 @@ export class Link {
       const ex = this.ex;
       if (ex) ex.pendingHeaders = ex.pendingHeaders ? ex.pendingHeaders.concat(headers) : headers;
     };
-    p[HTTPParser.kOnHeadersComplete] = (_maj: number, minor: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, _msg: string, _upgrade: boolean, shouldKeepAlive: boolean): number => {
+    p[HTTPParser.kOnHeadersComplete] = (_maj: number, minor: number, headers: string[] | undefined, _m: unknown, _u: unknown, status: number, reason: string, _upgrade: boolean, shouldKeepAlive: boolean): number => {
       const ex = this.ex;
       // A response nobody asked for (bytes after the one this link carried): the link is out of step.
       if (!ex) {
         this.unsolicited();
         return 1;
       }
-      return ex.headersComplete(minor, headers, status, shouldKeepAlive);
+      return ex.headersComplete(minor, headers, status, reason, shouldKeepAlive);
     };
     p[HTTPParser.kOnBody] = (chunk: Buffer) => {
       this.ex?.body(chunk);
@@ -214,7 +215,7 @@ export class Exchange implements ExchangeControl {
     this.connected = reused;
   }
 
-  headersComplete(minor: number, headers: string[] | undefined, status: number, shouldKeepAlive: boolean): number {
+  headersComplete(minor: number, headers: string[] | undefined, status: number, reason: string, shouldKeepAlive: boolean): number {
     const pending = this.pendingHeaders;
     if (pending !== null) {
       headers = headers === undefined ? pending : pending.concat(headers);
@@ -241,7 +242,7 @@ export class Exchange implements ExchangeControl {
       }
       this.keepable = offered && framed && !closing;
     } else if (opts.keep === 'http') this.keepable = shouldKeepAlive;
-    if (!this.h.onHeaders(status, headers, minor)) {
+    if (!this.h.onHeaders(status, headers, minor, reason)) {
       this.finish(false);
       return 0;
     }

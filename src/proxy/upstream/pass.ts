@@ -8,7 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
 import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
-import type { Pipeline } from '../pipeline.js';
+import type { Pipeline, UpstreamHead } from '../pipeline.js';
 import type { Rq } from '../request.js';
 import { escapeUri } from '../uri.js';
 import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
@@ -136,34 +136,63 @@ export class Upstreams {
     relay.attempt(first, true);
   }
 
-  /** `knownLength`: the whole body is in hand; used as Content-Length when the backend gave none. */
-  relayHead(r: Rq, status: number, headers: string[], protocol: 'uwsgi' | 'http', st: UpstreamSettings, knownLength?: number): void {
-    const out: string[] = [];
+  /**
+   * The backend's head, relayed: hop-by-hop and hidden headers dropped, the rest in the backend's order
+   * after Content-Type and Content-Length (and a Location proxy_redirect rewrote), which nginx writes
+   * first. `knownLength`: the whole body is in hand; used as Content-Length when the backend gave none.
+   */
+  relayHead(r: Rq, status: number, reason: string, headers: string[], protocol: 'uwsgi' | 'http', st: UpstreamSettings, knownLength?: number): void {
+    const rest: string[] = [];
     const hidden = protocol === 'uwsgi' ? UWSGI_HIDDEN : PROXY_HIDDEN;
     const extraHidden = st.hideHeaders!;
     const passAnyway = st.passHeaders!;
-    let serverSet = false;
-    let hasLength = false;
+    const head: UpstreamHead = { reason, serverSet: false, dateSet: false };
+    let type: string | undefined;
+    let length: string | undefined;
+    let location: string | undefined;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       const lower = name.toLowerCase();
-      if (lower === 'content-length') hasLength = true;
       if (HOP_BY_HOP.has(lower)) continue;
       if ((hidden.has(lower) || extraHidden.has(lower)) && !passAnyway.has(lower)) continue;
-      if (lower === 'server') serverSet = true;
-      let value = headers[i + 1]!;
-      if (protocol === 'http' && (lower === 'location' || lower === 'refresh') && st.redirect !== 'off') value = this.rewriteRedirect(r, value, st);
-      out.push(name, value);
+      const value = headers[i + 1]!;
+      if (lower === 'content-type' && type === undefined) {
+        type = value;
+        continue;
+      }
+      if (lower === 'content-length' && length === undefined) {
+        length = value;
+        continue;
+      }
+      if (lower === 'server') head.serverSet = true;
+      else if (lower === 'date') head.dateSet = true;
+      else if (protocol === 'http' && (lower === 'location' || lower === 'refresh') && st.redirect !== 'off') {
+        const rewritten = this.rewriteRedirect(r, value, st);
+        if (rewritten !== undefined && lower === 'location' && location === undefined) {
+          // A Location proxy_redirect rewrote is the response's redirect: made absolute (absolute_redirect).
+          location = this.p.absoluteLocation(r, rewritten);
+          continue;
+        }
+        rest.push(name, rewritten ?? value);
+        continue;
+      }
+      rest.push(name, value);
     }
-    if (knownLength !== undefined && !hasLength && status !== 204 && status !== 304 && (status >= 200 || status < 100)) out.push('Content-Length', String(knownLength));
+    if (length === undefined && knownLength !== undefined && status !== 204 && status !== 304 && (status >= 200 || status < 100)) length = String(knownLength);
+    const first: string[] = [];
+    if (type !== undefined) first.push('Content-Type', type);
+    if (length !== undefined) first.push('Content-Length', length);
+    if (location !== undefined) first.push('Location', location);
+    for (let i = 0; i < rest.length; i++) first.push(rest[i]!);
     if (r.conf.chunkedTransferEncoding === false) r.res.useChunkedEncodingByDefault = false;
-    this.p.sendHead(r, status, out, serverSet);
+    this.p.sendHead(r, status, first, head);
   }
 
-  private rewriteRedirect(r: Rq, value: string, st: UpstreamSettings): string {
+  /** The value proxy_redirect makes of a Location or Refresh header; undefined when no rule matches. */
+  private rewriteRedirect(r: Rq, value: string, st: UpstreamSettings): string | undefined {
     if (Array.isArray(st.redirect)) {
       for (const [from, to] of st.redirect) if (value.startsWith(from)) return to.eval(r) + value.slice(from.length);
-      return value;
+      return undefined;
     }
     // "default": the pass URL with the location name replaced back.
     const pass = r.conf.pass!;
@@ -171,7 +200,7 @@ export class Upstreams {
       const from = `http://${r.proxyHost}${pass.uri.constant}`;
       if (value.startsWith(from)) return r.location.name + value.slice(from.length);
     }
-    return value;
+    return undefined;
   }
 
   // ---- request building ----
@@ -289,6 +318,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
   private headersSent = false;
   /** The backend's status and headers, held until the first body byte or the end (see onHeaders). */
   private headStatus = 0;
+  private headReason = '';
   private headHeaders: string[] | null = null;
   private paused = false;
   // Body bytes are gathered for one event-loop turn, so a response that arrives with its end (the common
@@ -354,7 +384,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     const headers = this.headHeaders!;
     this.headHeaders = null;
     this.headersSent = true;
-    this.u.relayHead(this.r, this.headStatus, headers, this.pass.protocol, this.st, knownLength);
+    this.u.relayHead(this.r, this.headStatus, this.headReason, headers, this.pass.protocol, this.st, knownLength);
   }
 
   private readonly flush = (): void => {
@@ -380,7 +410,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     }
   };
 
-  onHeaders(status: number, headers: string[]): boolean {
+  onHeaders(status: number, headers: string[], _httpMinor: number, reason: string): boolean {
     const peer = this.peer!;
     this.statuses.push(String(status));
     if (this.idempotent && this.conds.has(httpCond(status))) {
@@ -402,6 +432,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     // The head goes out with the first body byte (or the end): a body that is malformed from its first
     // byte still becomes a clean 502 rather than a cut response.
     this.headStatus = status;
+    this.headReason = reason;
     this.headHeaders = headers;
     return true;
   }

@@ -9,7 +9,7 @@ import type { ConfNode } from '../parse.js';
 import { parseConf } from '../parse.js';
 import type { Scope } from '../scope.js';
 import {
-  ANY, EVENTS, HSL, HTTP, LIF, LOC, MAIN, MORE, SRV, badValue, duplicate, notSupported, parseFlag, pos, sizeArg, timeArg, tuning, unsupported,
+  ANY, EVENTS, HSL, HTTP, LIF, LOC, MAIN, MORE, SRV, badValue, duplicate, notSupported, parseFlag, pos, secondsArg, sizeArg, timeArg, tuning, unsupported,
   type DirectiveSpec,
 } from '../table.js';
 import { compileTemplate } from '../../vars.js';
@@ -341,7 +341,19 @@ const locSpecs: Spec[] = [
   locOnce('client_max_body_size', HSL, 1, 'clientMaxBodySize', (d) => sizeArg(d)),
   timeLoc('client_body_timeout', 'clientBodyTimeoutMs'),
   unsupported('send_timeout', HSL, 1, 'no timeout between two writes to the client is enforced yet'),
-  locOnce('keepalive_timeout', HSL, [1, 2], 'keepaliveTimeoutMs', (d) => timeArg(d)),
+  {
+    // keepalive_timeout idle [header]: the optional second value is what the Keep-Alive response header
+    // announces, in seconds (none when unset or 0). Given alone, the first value leaves the header to be
+    // inherited from the enclosing level, as in nginx (the two are merged separately).
+    name: 'keepalive_timeout',
+    ctx: HSL,
+    args: [1, 2],
+    set(s, d) {
+      if (s.loc.keepaliveTimeoutMs !== undefined) throw duplicate(d);
+      s.loc.keepaliveTimeoutMs = timeArg(d);
+      if (d.args.length === 2) s.loc.keepaliveHeaderS = secondsArg(d, 1);
+    },
+  },
   locOnce('keepalive_requests', HSL, 1, 'keepaliveRequests', (d) => {
     const n = Number(d.args[0]);
     if (!Number.isInteger(n) || n < 0) throw badValue(d, d.args[0]!);
