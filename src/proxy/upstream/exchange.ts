@@ -44,6 +44,12 @@ export interface ExchangeHandlers {
 
 const TSGI_HEADER = 'x-tsgi-keepalive';
 
+/** The parts of net.Socket's native side read through (node:http's server does the same). */
+interface SocketInternals {
+  _handle: { readStart(): number; readStop(): number } | null;
+  _unrefTimer(): void;
+}
+
 /**
  * Parsers are reused: a closed link's parser goes back to the pool on the next turn of the event loop —
  * never from inside its own callbacks, where freeing the native parser would pull it from under execute().
@@ -54,8 +60,10 @@ function takeParser(): HTTPParser {
   p.initialize(HTTPParser.RESPONSE, {}, 0, HTTPParser.kLenientNone);
   return p;
 }
-function releaseParser(p: HTTPParser): void {
+function releaseParser(p: HTTPParser, consumed: boolean): void {
   setImmediate(() => {
+    // Detached from its (closed) handle here, outside any of its callbacks; a no-op once the handle is gone.
+    if (consumed) p.unconsume();
     p[HTTPParser.kOnHeaders] = p[HTTPParser.kOnHeadersComplete] = p[HTTPParser.kOnBody] = p[HTTPParser.kOnMessageComplete] = noop;
     if (parserPool.length < 256) parserPool.push(p);
     else p.close();
@@ -83,6 +91,13 @@ export class Link {
   /** The socket's current inactivity timeout, so an unchanged value is not set again. */
   private timeoutMs = -1;
   private released = false;
+  /**
+   * llhttp reads the socket's handle directly (as node:http's server does with its clients): no Buffer,
+   * stream push or 'data' event per read. Reads then reach JavaScript only as parser callbacks and kOnExecute.
+   */
+  private readonly consumed: boolean;
+  /** Parked by the read being parsed (consumed reads report after the response completed). */
+  justParked = false;
 
   constructor(readonly peer: Peer, readonly socket: Socket) {
     const p = (this.parser = takeParser());
@@ -105,8 +120,32 @@ export class Link {
     p[HTTPParser.kOnMessageComplete] = () => {
       this.ex?.messageComplete();
     };
-    p[HTTPParser.kOnExecute] = noop;
     const s = socket;
+    const handle = (s as unknown as SocketInternals)._handle;
+    if (handle !== null) {
+      p[HTTPParser.kOnExecute] = (rc: number | Error) => {
+        // The stream's own read path would have restarted the idle timer; a consumed read does not.
+        (s as unknown as SocketInternals)._unrefTimer();
+        const ex = this.ex;
+        if (ex) return ex.executed(rc);
+        if (this.justParked) {
+          // The read that completed the response (and parked the link): fine, unless what followed it in the
+          // same read did not parse, which puts the link out of step.
+          this.justParked = false;
+          if (rc instanceof Error) this.destroy();
+          return;
+        }
+        // Anything from the backend while idle ends the connection.
+        this.unsolicited();
+      };
+      p.consume(handle);
+      this.consumed = true;
+    } else {
+      p[HTTPParser.kOnExecute] = noop;
+      this.consumed = false;
+    }
+    // Without a consumed handle, bytes come here; with one, the listener keeps the stream flowing so that
+    // the end of the stream is still reported.
     s.on('data', (buf: Buffer) => {
       const ex = this.ex;
       if (!ex) {
@@ -150,6 +189,7 @@ export class Link {
       return;
     }
     this.idle = true;
+    this.justParked = true;
     this.setTimeout(opts.idleTimeoutMs);
     peer.idle.push(this);
   }
@@ -176,7 +216,18 @@ export class Link {
   private release(): void {
     if (this.released) return;
     this.released = true;
-    releaseParser(this.parser);
+    releaseParser(this.parser, this.consumed);
+  }
+
+  /** Stops (or restarts) reading the backend: through the handle when llhttp reads it directly. */
+  pauseReading(): void {
+    if (this.consumed) (this.socket as unknown as SocketInternals)._handle?.readStop();
+    else this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (this.consumed) (this.socket as unknown as SocketInternals)._handle?.readStart();
+    else this.socket.resume();
   }
 }
 
@@ -216,6 +267,7 @@ export class Exchange implements ExchangeControl {
   }
 
   headersComplete(minor: number, headers: string[] | undefined, status: number, reason: string, shouldKeepAlive: boolean): number {
+    this.started = true;
     const pending = this.pendingHeaders;
     if (pending !== null) {
       headers = headers === undefined ? pending : pending.concat(headers);
@@ -262,7 +314,12 @@ export class Exchange implements ExchangeControl {
   data(buf: Buffer): void {
     if (this.done) return;
     this.started = true;
-    const rc = this.link.parser.execute(buf);
+    this.executed(this.link.parser.execute(buf));
+  }
+
+  /** What llhttp made of the bytes of one read (parsed by execute() above, or straight from the handle). */
+  executed(rc: number | Error): void {
+    this.started = true;
     if (rc instanceof Error) {
       if (this.done) {
         // The response was complete; what followed it did not parse: the link is out of step.
@@ -353,11 +410,11 @@ export class Exchange implements ExchangeControl {
   }
 
   pause(): void {
-    this.link.socket.pause();
+    this.link.pauseReading();
   }
 
   resume(): void {
-    this.link.socket.resume();
+    this.link.resumeReading();
   }
 }
 
@@ -368,6 +425,7 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
   if (link) {
     ex = new Exchange(link, opts, h, true);
     link.ex = ex;
+    link.justParked = false;
     link.setTimeout(opts.sendTimeoutMs);
   } else {
     const socket = 'path' in peer.addr ? connect(peer.addr.path) : connect(peer.addr.port, peer.addr.host);
