@@ -127,6 +127,7 @@ http {
     location /no503 { rewrite ^ /busy break; uwsgi_pass nofail; }
     location /postcrash { rewrite ^ /crash break; uwsgi_pass nofail; }
     location /one/ { rewrite ^/one(/.*)$ $1 break; uwsgi_pass unix:${t.dir}/one.sock; }
+    location /unbuffered/ { rewrite ^/unbuffered(/.*)$ $1 break; uwsgi_pass unix:${t.dir}/one.sock; uwsgi_buffering off; }
     location /tsgi { uwsgi_pass tsgi; }
     location /plainlink { uwsgi_pass unix:${t.dir}/plain.sock; }
     location /off { uwsgi_pass tsgi; uwsgi_tsgi_keepalive off; }
@@ -234,6 +235,29 @@ http {
     } finally {
       slow.destroy();
     }
+  });
+
+  test('uwsgi_buffering off: a client that stops reading pauses the backend, and the whole body arrives once it reads again', async () => {
+    const slow = connect(port, '127.0.0.1');
+    slow.write('GET /unbuffered/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    slow.pause();
+    // Wait until the proxy has stopped reading the backend: the bytes waiting in the kernel stop growing.
+    await new Promise((r) => slow.once('readable', r));
+    const chunks: Buffer[] = [];
+    await new Promise<void>((resolve, reject) => {
+      slow.on('data', (c: Buffer) => chunks.push(c));
+      slow.on('end', resolve);
+      slow.on('error', reject);
+      setTimeout(() => slow.resume(), 500);
+    });
+    const all = Buffer.concat(chunks).toString('latin1');
+    const body = all.slice(all.indexOf('\r\n\r\n') + 4);
+    assert.match(all, /^HTTP\/1\.1 200 /);
+    const decoded = /transfer-encoding: chunked/i.test(all.slice(0, all.indexOf('\r\n\r\n')))
+      ? body.replace(/(?:^|\r\n)[0-9a-f]+\r\n/gi, '')
+      : body;
+    assert.equal(decoded.replace(/\r\n$/, '').length, 4 * 1024 * 1024);
+    assert.ok(/^x+$/.test(decoded.replace(/\r\n$/, '')), 'the body is the backend\'s bytes only');
   });
 
   test('a tsgi backend that answers X-Tsgi-Keepalive keeps one connection for sequential requests', async () => {
