@@ -75,6 +75,12 @@ class Worker(object):
         self.buffer_size = conf['bufferSize']
         self.timeout = struct.pack('ll', conf['socketTimeout'], 0)
         self.log_requests = not conf['disableLogging']
+        self.log_micros = conf.get('logMicros', False)
+        # log-4xx and friends: with disable-logging, only the requests they name are logged.
+        self.log_when = None
+        if not self.log_requests and conf.get('logWhen'):
+            self.log_when = conf['logWhen']
+            self.log_requests = True
         self.x_forwarded_for = conf.get('logXForwardedFor', False)
         self.log_format = compile_format(conf['logFormat']) if conf.get('logFormat') else None
         self.strict = conf['strict']
@@ -426,7 +432,7 @@ class Worker(object):
                 self.scoreboard.idle(core.index, int(now * 1000000), core.requests, self.requests, self.exceptions,
                                      self.tx, self.rt_total, oldest)
                 requests = self.requests
-        if self.log_requests:
+        if self.log_requests and (self.log_when is None or self.log_wanted(r, usec)):
             self.log_request(environ, len(environ) - self.base_size, end - 4, start, usec, r, requests, core.index)
         if self.max_requests and requests >= self.max_requests and self.stopping is None:
             self.log_error('recycling after %d requests (max-requests)' % requests)
@@ -641,6 +647,14 @@ class Worker(object):
     def log_error(self, message):
         _write_log('[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message))
 
+    def log_wanted(self, r, usec):
+        """Conditional logging (log-4xx, log-5xx, log-slow, log-big, log-zero): any one is enough."""
+        w = self.log_when
+        code = r.code
+        return ((w['status4xx'] and 400 <= code <= 499) or (w['status5xx'] and 500 <= code <= 599)
+                or (w['slowMs'] and usec // 1000 > w['slowMs']) or (w['bigBytes'] and r.body_bytes >= w['bigBytes'])
+                or (w['zero'] and r.body_bytes == 0))
+
     def log_request(self, environ, nvars, vars_size, start, usec, r, requests, core):
         if self.log_format is not None:
             c = LogContext()
@@ -656,10 +670,10 @@ class Worker(object):
             c.pktsize = vars_size
             _write_log(self.log_format(c) + '\n')
             return
-        line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %d msecs (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
+        line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %s (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
             self.pid, requests, self.scoreboard.total_requests(), client_address(environ, self.x_forwarded_for) or '-',
             environ.get('REMOTE_USER', ''), nvars, vars_size, _ctime(start), environ.get('REQUEST_METHOD', ''),
-            environ.get('REQUEST_URI', environ.get('PATH_INFO', '')), r.body_bytes, usec // 1000,
+            environ.get('REQUEST_URI', environ.get('PATH_INFO', '')), r.body_bytes, ('%d micros' % usec) if self.log_micros else ('%d msecs' % (usec // 1000)),
             environ.get('SERVER_PROTOCOL', ''), r.code, r.header_count, r.header_bytes, core)
         _write_log(line)
 

@@ -226,6 +226,14 @@ export const OPTIONS: readonly OptionDef[] = [
     help: "request log line with uWSGI's variables, %(addr) %(method) %(uri) %(status) %(msecs) %(size) %(referer) %(uagent) %(ltime) ...; a template starting with { is a JSON log whose values are always escaped" }),
   bool('log-x-forwarded-for', 'Logging', 'log the first X-Forwarded-For address as %(addr) instead of REMOTE_ADDR'),
   bool('disable-logging', 'Logging', 'do not log requests (errors are still logged)', { short: 'L' }),
+  bool('log-4xx', 'Logging', 'log requests answered with a 4xx status even with disable-logging'),
+  bool('log-5xx', 'Logging', 'log requests answered with a 5xx status even with disable-logging'),
+  declare({ name: 'log-slow', kind: 'int', default: '0', min: 0, meta: 'MSECS', section: 'Logging',
+    help: 'log requests that took more than MSECS milliseconds even with disable-logging (0: off)' }),
+  declare({ name: 'log-big', kind: 'int', default: '0', min: 0, meta: 'BYTES', section: 'Logging',
+    help: 'log requests whose response body is BYTES or larger even with disable-logging (0: off)' }),
+  bool('log-zero', 'Logging', 'log requests whose response has no body even with disable-logging'),
+  bool('log-micros', 'Logging', 'the default request line reports the response time in micros instead of msecs'),
 
   // ---- Emperor (src/emperor, docs/emperor.md) ----
   declare({ name: 'emperor', kind: 'string', repeat: true, meta: 'DIR|GLOB', section: 'Emperor',

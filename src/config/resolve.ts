@@ -100,11 +100,41 @@ export interface Settings {
   logFormat: string | undefined;
   logXForwardedFor: boolean;
   disableLogging: boolean;
+  /** log-4xx, log-5xx, log-slow, log-big, log-zero; undefined when none is set. */
+  logWhen: LogWhen | undefined;
+  /** log-micros: the default request line says `in N micros`. */
+  logMicros: boolean;
   strict: boolean;
   showConfig: boolean;
   emperor: EmperorSettings | undefined;
   /** static-map and friends (src/static); undefined when no file is mapped. */
   static: StaticSettings | undefined;
+}
+
+/**
+ * Requests logged even with disable-logging (uWSGI's conditional logging): any one condition is enough. With
+ * request logging on, every request is logged anyway.
+ */
+export interface LogWhen {
+  status4xx: boolean;
+  status5xx: boolean;
+  /** Slower than this many milliseconds (0: off). */
+  slowMs: number;
+  /** A response body of this many bytes or more (0: off). */
+  bigBytes: number;
+  /** A response without a body. */
+  zero: boolean;
+}
+
+function readLogWhen(values: OptionValues): LogWhen | undefined {
+  const w: LogWhen = {
+    status4xx: values.bool('log-4xx'),
+    status5xx: values.bool('log-5xx'),
+    slowMs: values.int('log-slow'),
+    bigBytes: values.int('log-big'),
+    zero: values.bool('log-zero'),
+  };
+  return w.status4xx || w.status5xx || w.slowMs > 0 || w.bigBytes > 0 || w.zero ? w : undefined;
 }
 
 /** Keys handled while the configuration is read, never options of the running server. */
@@ -349,6 +379,8 @@ export function buildSettings(values: OptionValues): Settings {
     logFormat: checkLogFormat(values),
     logXForwardedFor: values.bool('log-x-forwarded-for'),
     disableLogging: values.bool('disable-logging'),
+    logWhen: readLogWhen(values),
+    logMicros: values.bool('log-micros'),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),

@@ -50,6 +50,8 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
     limitPost: settings.limitPost,
     static: settings.static,
     disableLogging: settings.disableLogging,
+    logWhen: settings.logWhen,
+    logMicros: settings.logMicros,
     listeners: http.map((b, i) => ({
       fd: FIRST_FD + i,
       name: b.name,

@@ -10,6 +10,7 @@
  * request of the queue too, so it keeps its place in the order.
  */
 import { STATUS_CODES } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { HTTPParser, _checkInvalidHeaderChar, _checkIsHttpToken, methods } from 'node:_http_common';
 import type { StaticFile, StaticFiles } from '../static/files.js';
@@ -36,7 +37,8 @@ export interface RouterContext {
   /** static-map and friends, when configured: files the router sends itself. */
   readonly staticFiles: StaticFiles | undefined;
   /** Writes a request line to the log (requests the router answers from a static file). */
-  logRequest(line: string): void;
+  logRequest(line: string, status: number, bodyBytes: number, usec: number): void;
+  readonly logMicros: boolean;
 }
 
 const kOnHeaders = HTTPParser.kOnHeaders;
@@ -622,6 +624,7 @@ export class ClientConnection implements PeerInfo {
   /** Answers from a static file when one is found; otherwise the request goes on to a worker. */
   private async serveStatic(req: RouterRequest, files: StaticFiles, path: string): Promise<void> {
     const started = Date.now();
+    const t0 = performance.now();
     let file: StaticFile | undefined;
     try {
       file = await files.find(path, req.url, req.header('accept-encoding'));
@@ -650,7 +653,9 @@ export class ClientConnection implements PeerInfo {
         this.socket.destroy();
         return;
       }
-      this.ctx.logRequest(`[pid: ${process.pid}|app: -|req: -/-] ${this.remoteAddr} () {0 vars in 0 bytes} [${ctime(started)}] ${req.method} ${req.url} => generated ${bodySize} bytes in ${Date.now() - started} msecs (${req.protocol} ${status}) static file`);
+      const usec = Math.floor((performance.now() - t0) * 1000);
+      const took = this.ctx.logMicros ? `${usec} micros` : `${Math.floor(usec / 1000)} msecs`;
+      this.ctx.logRequest(`[pid: ${process.pid}|app: -|req: -/-] ${this.remoteAddr} () {0 vars in 0 bytes} [${ctime(started)}] ${req.method} ${req.url} => generated ${bodySize} bytes in ${took} (${req.protocol} ${status}) static file`, status, bodySize, usec);
       this.finish(req);
     };
     const socket = this.socket;

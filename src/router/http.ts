@@ -24,8 +24,10 @@ export interface HttpRouterConfig {
   limitPost: number;
   /** static-map and friends (the router sends those files itself). */
   staticFiles?: StaticFiles;
-  /** Writes a request line; undefined with disable-logging. */
-  logRequest?: (line: string) => void;
+  /** Writes a request line (status, body bytes and time given for log-4xx and friends); undefined when none is logged. */
+  logRequest?: (line: string, status: number, bodyBytes: number, usec: number) => void;
+  /** log-micros: `in N micros` in request lines. */
+  logMicros?: boolean;
 }
 
 function httpDate(ms: number): string {
@@ -84,6 +86,7 @@ export class HttpRouter {
       dateLine: () => this.dateLine(),
       staticFiles: this.cfg.staticFiles,
       logRequest: this.cfg.logRequest ?? (() => undefined),
+      logMicros: this.cfg.logMicros === true,
       get closing() {
         return router.closingNow;
       },

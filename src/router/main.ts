@@ -11,6 +11,8 @@ import { HttpRouter, type HttpListenerConfig } from './http.js';
 import { LinkPool } from './links.js';
 import type { StaticSettings } from '../static/config.js';
 import { StaticFiles } from '../static/files.js';
+import type { LogWhen } from '../config/resolve.js';
+import { logWanted } from '../workers/node/log.js';
 
 export interface RouterProcessConfig {
   linkPath: string;
@@ -21,6 +23,9 @@ export interface RouterProcessConfig {
   /** static-map and friends, served by the router. */
   static?: StaticSettings;
   disableLogging: boolean;
+  /** log-4xx and friends: with disable-logging, the static-file requests they name are still logged. */
+  logWhen?: LogWhen;
+  logMicros?: boolean;
   /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
   logto?: string;
   listeners: HttpListenerConfig[];
@@ -59,7 +64,14 @@ export function main(): void {
     bufferSize: cfg.bufferSize,
     limitPost: cfg.limitPost,
     staticFiles: cfg.static ? new StaticFiles(cfg.static, log) : undefined,
-    logRequest: cfg.disableLogging ? undefined : logLine,
+    logRequest: !cfg.disableLogging
+      ? logLine
+      : cfg.logWhen
+        ? (line, status, bytes, usec) => {
+            if (logWanted(cfg.logWhen!, status, usec, bytes)) logLine(line);
+          }
+        : undefined,
+    logMicros: cfg.logMicros === true,
   }, log);
   let listening = 0;
   for (const l of cfg.listeners) {

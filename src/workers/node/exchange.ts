@@ -10,11 +10,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { inspect } from 'node:util';
-import { ctime, type WorkerLog } from './log.js';
+import { ctime, logWanted, type WorkerLog } from './log.js';
 import { staticHead, type StaticFile, type StaticFiles } from '../../static/files.js';
 import { compileLogFormat, type LogContext } from './logformat.js';
 import { pathInfo, remoteAddr, uwsgiVars } from './request-info.js';
 import type { WorkerCounters } from './scoreboard.js';
+import type { LogWhen } from '../../config/resolve.js';
 
 /** A loaded app, whatever its contract: called with node's request and response. May return a promise. */
 export type AppHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
@@ -38,6 +39,10 @@ export function describeError(err: unknown): string {
 export interface ExchangeOptions {
   pid: number;
   logRequests: boolean;
+  /** With disable-logging, only the requests these conditions name are logged (log-4xx and friends). */
+  logWhen: LogWhen | undefined;
+  /** log-micros: `in N micros` in the default line. */
+  logMicros: boolean;
   /** log-x-forwarded-for: the address in request lines is the first of X-Forwarded-For, when there is one. */
   logXForwardedFor: boolean;
   /** log-format: request lines from this template instead of uWSGI's default. */
@@ -220,6 +225,8 @@ export class Exchanges implements WorkerCounters {
     for (let i = head.indexOf('\r\n'); i !== -1; i = head.indexOf('\r\n', i + 2)) headers++;
     if (headers >= 2) headers -= 2; // the status line and the blank line
     const body = bytes > head.length ? bytes - head.length : 0;
+    const when = this.opts.logWhen;
+    if (when !== undefined && !logWanted(when, res.statusCode, usec, body)) return;
     let nvars = 0;
     let vbytes = 0;
     let proto = `HTTP/${req.httpVersion}`;
@@ -253,7 +260,7 @@ export class Exchanges implements WorkerCounters {
     }
     this.log.line(
       `[pid: ${this.opts.pid}|app: 0|req: ${this.requests}/${total}] ${addr} () {${nvars} vars in ${vbytes} bytes} ` +
-        `[${ctime(performance.timeOrigin + rec.start)}] ${req.method ?? ''} ${req.url ?? ''} => generated ${body} bytes in ${Math.floor(usec / 1000)} msecs ` +
+        `[${ctime(performance.timeOrigin + rec.start)}] ${req.method ?? ''} ${req.url ?? ''} => generated ${body} bytes in ${this.opts.logMicros ? `${Math.floor(usec)} micros` : `${Math.floor(usec / 1000)} msecs`} ` +
         `(${proto} ${res.statusCode}) ${headers} headers in ${head.length} bytes (1 switches on core 0)\n`,
     );
   }

@@ -5,6 +5,7 @@
  * is one syscall for many requests, not one per request. Everything pending is written at exit.
  */
 import { writeSync } from 'node:fs';
+import type { LogWhen } from '../../config/resolve.js';
 
 const FLUSH_AT = 3500;
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -24,6 +25,17 @@ export function ctime(ms: number): string {
     ctimeText = `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${d.getFullYear()}`;
   }
   return ctimeText;
+}
+
+/** Conditional logging (log-4xx, log-5xx, log-slow, log-big, log-zero): any one condition is enough. */
+export function logWanted(w: LogWhen, status: number, usec: number, bodyBytes: number): boolean {
+  return (
+    (w.status4xx && status >= 400 && status <= 499) ||
+    (w.status5xx && status >= 500 && status <= 599) ||
+    (w.slowMs > 0 && Math.floor(usec / 1000) > w.slowMs) ||
+    (w.bigBytes > 0 && bodyBytes >= w.bigBytes) ||
+    (w.zero && bodyBytes === 0)
+  );
 }
 
 export class WorkerLog {

@@ -154,7 +154,9 @@ async function main(): Promise<void> {
   }
   const ex = new Exchanges(app.handler, log, {
     pid,
-    logRequests: !conf.disableLogging,
+    logRequests: !conf.disableLogging || conf.logWhen !== undefined,
+    logWhen: conf.disableLogging ? conf.logWhen : undefined,
+    logMicros: conf.logMicros,
     logXForwardedFor: conf.logXForwardedFor,
     logFormat: conf.logFormat,
     staticFiles: conf.static ? new StaticFiles(conf.static, (line) => log.error(line)) : undefined,

@@ -96,6 +96,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     bufferSize: s.bufferSize,
     socketTimeout: s.socketTimeout,
     disableLogging: s.disableLogging,
+    logWhen: s.logWhen ?? null,
+    logMicros: s.logMicros,
     logFormat: s.logFormat ?? null,
     logXForwardedFor: s.logXForwardedFor,
     strict: s.strict,

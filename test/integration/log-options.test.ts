@@ -1,0 +1,70 @@
+/**
+ * Logging and response options from real uWSGI configs, for a Python app and a Node app: conditional request
+ * logging (log-4xx, log-5xx, log-slow, log-big, log-zero) with disable-logging, log-micros, add-header and
+ * del-header (app responses and static files, over HTTP and uwsgi), so-keepalive, and bad values.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { repoRoot, tsgiBin } from '../helpers/paths.js';
+import { cleanEnv, NODE_APPS } from '../helpers/node-apps.js';
+import { activatedEnv, freePort, httpRequest, sharedVenv, startTsgi, stopProcess, tempDir, writeFiles } from '../helpers/procs.js';
+
+const KINDS = [
+  { kind: 'python', app: join(repoRoot, 'test/fixtures/apps/logopts.py'), extra: [] as string[], env: () => activatedEnv(sharedVenv()) },
+  { kind: 'node', app: join(NODE_APPS, 'logopts.mjs'), extra: ['--app-contract', 'listener'], env: cleanEnv },
+];
+
+const PATHS = ['/', '/404', '/500', '/slow', '/big', '/zero', '/st/f.txt'];
+
+/** The request lines in a log, as `METHOD PATH` of each. */
+function logged(output: string): string[] {
+  return [...output.matchAll(/\] GET (\S+) => generated/g)].map((m) => m[1]!);
+}
+
+async function run(kind: (typeof KINDS)[number], options: string[]): Promise<{ output: string; port: number }> {
+  const dir = tempDir();
+  writeFiles(dir, { 'st/f.txt': 'static\n' });
+  const port = await freePort();
+  const tsgi = await startTsgi(
+    ['--http-socket', `127.0.0.1:${port}`, '-p', '1', '--wsgi-file', kind.app, ...kind.extra, '--static-map', `/st=${join(dir, 'st')}`, ...options],
+    { env: kind.env() },
+  );
+  try {
+    for (const p of PATHS) assert.ok((await httpRequest(`http://127.0.0.1:${port}${p}`)).status > 0);
+  } finally {
+    assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  }
+  return { output: tsgi.output(), port };
+}
+
+for (const kind of KINDS) {
+  test(`${kind.kind}: disable-logging with log-4xx and log-5xx logs only those`, async () => {
+    const { output } = await run(kind, ['--disable-logging', '--log-4xx', '--log-5xx']);
+    assert.deepEqual(logged(output), ['/404', '/500'], output);
+  });
+
+  test(`${kind.kind}: log-slow, log-big, log-zero (and static files through the same conditions)`, async () => {
+    const { output } = await run(kind, ['--disable-logging', '--log-slow', '200', '--log-big', '5000']);
+    assert.deepEqual(logged(output), ['/slow', '/big'], output);
+    const zero = await run(kind, ['--disable-logging', '--log-zero', '--log-big', '7']);
+    // /zero has no body; the static file has 7 bytes, /big more (log-big is "this size or more").
+    assert.deepEqual(logged(zero.output), ['/big', '/zero', '/st/f.txt'], zero.output);
+  });
+
+  test(`${kind.kind}: without disable-logging every request is logged; log-micros`, async () => {
+    const { output } = await run(kind, ['--log-4xx', '--log-micros']);
+    assert.deepEqual(logged(output), PATHS, output);
+    assert.match(output, /GET \/slow => generated \d+ bytes in [1-9]\d{5,} micros \(HTTP\/1\.1 200\)/, output);
+    assert.doesNotMatch(output, / msecs /, output);
+  });
+}
+
+test('bad values: one line naming the option', () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'slow.ini': '[uwsgi]\nhttp-socket = :0\nlog-slow = fast\n' });
+  const r = spawnSync(tsgiBin, ['--ini', join(dir, 'slow.ini')], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, `tsgi: ${join(dir, 'slow.ini')}:3: option 'log-slow': bad value 'fast': expected a whole number\n`);
+});
