@@ -76,6 +76,10 @@ class Worker(object):
         self.timeout = struct.pack('ll', conf['socketTimeout'], 0)
         self.log_requests = not conf['disableLogging']
         self.log_micros = conf.get('logMicros', False)
+        # add-header / del-header: None (the common case) costs a response one attribute test.
+        self.header_edit = None
+        if conf.get('headers'):
+            self.header_edit = (frozenset(conf['headers']['del']), [tuple(h) for h in conf['headers']['add']])
         # log-4xx and friends: with disable-logging, only the requests they name are logged.
         self.log_when = None
         if not self.log_requests and conf.get('logWhen'):
@@ -473,7 +477,7 @@ class Worker(object):
             if headers.__class__ is not list:
                 raise TypeError('response headers must be a list of (name, value) tuples, got %r' % (type(headers),))
             r.status = status
-            r.headers = headers
+            r.headers = headers if self.header_edit is None else self.edit_headers(headers)
             return write
 
         def write(data):
@@ -559,12 +563,12 @@ class Worker(object):
             return self.run_app(out, environ)
         r = ResponseState()
         r.status = reply.status
-        r.headers = reply.headers
+        r.headers = reply.headers if self.header_edit is None else self.edit_headers(reply.headers)
         r.code = reply.code
-        r.header_count = len(reply.headers)
+        r.header_count = len(r.headers)
         fd = reply.fd
         try:
-            r.header_bytes = out.head(environ.get('SERVER_PROTOCOL') or 'HTTP/1.1', reply.status, reply.headers, b'')
+            r.header_bytes = out.head(environ.get('SERVER_PROTOCOL') or 'HTTP/1.1', reply.status, r.headers, b'')
             r.sent = True
             if fd >= 0 and reply.size > 0:
                 r.body_bytes = sent = out.sendfile(fd, 0, reply.size)
@@ -631,9 +635,11 @@ class Worker(object):
         self.log_error('exception in the app, answered 500:\n' + tb.rstrip('\n'))
         body = tb.encode('utf-8', 'replace') if self.catch_exceptions else b'Internal Server Error'
         headers = [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))]
+        if self.header_edit is not None:
+            headers = self.edit_headers(headers)
         r.sent = True
         r.code = 500
-        r.header_count = 2
+        r.header_count = len(headers)
         r.body_bytes = len(body)
         try:
             r.header_bytes = out.head(proto, '500 Internal Server Error', headers, body)
@@ -641,6 +647,20 @@ class Worker(object):
         except OSError:
             return False
         return True
+
+    def edit_headers(self, headers):
+        """add-header / del-header: a new list (the app's stays as it made it), removed names first."""
+        remove, add = self.header_edit
+        if remove:
+            kept = []
+            for h in headers:
+                name = h[0]
+                if name.__class__ is not str or name.lower() not in remove:
+                    kept.append(h)
+        else:
+            kept = list(headers)
+        kept.extend(add)
+        return kept
 
     # ---- logging -------------------------------------------------------------------------------------------
 

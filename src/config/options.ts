@@ -233,6 +233,10 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'log-big', kind: 'int', default: '0', min: 0, meta: 'BYTES', section: 'Logging',
     help: 'log requests whose response body is BYTES or larger even with disable-logging (0: off)' }),
   bool('log-zero', 'Logging', 'log requests whose response has no body even with disable-logging'),
+  declare({ name: 'add-header', kind: 'string', repeat: true, meta: "'NAME: VALUE'", section: 'Applications',
+    help: 'add this header to every response: the app\'s (Python and Node) and static files\'; may repeat' }),
+  declare({ name: 'del-header', aliases: ['rem-header'], kind: 'string', repeat: true, meta: 'NAME', section: 'Applications',
+    help: 'remove the header NAME (any case) from every response, the app\'s and static files\'; may repeat' }),
   bool('log-micros', 'Logging', 'the default request line reports the response time in micros instead of msecs'),
 
   // ---- Emperor (src/emperor, docs/emperor.md) ----

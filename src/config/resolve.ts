@@ -102,6 +102,8 @@ export interface Settings {
   disableLogging: boolean;
   /** log-4xx, log-5xx, log-slow, log-big, log-zero; undefined when none is set. */
   logWhen: LogWhen | undefined;
+  /** add-header and del-header/rem-header; undefined when neither is given. */
+  headers: HeaderEdit | undefined;
   /** log-micros: the default request line says `in N micros`. */
   logMicros: boolean;
   strict: boolean;
@@ -135,6 +137,33 @@ function readLogWhen(values: OptionValues): LogWhen | undefined {
     zero: values.bool('log-zero'),
   };
   return w.status4xx || w.status5xx || w.slowMs > 0 || w.bigBytes > 0 || w.zero ? w : undefined;
+}
+
+/** Response headers every response gets (add-header) or loses (del-header, names in lower case). */
+export interface HeaderEdit {
+  add: Array<[string, string]>;
+  del: string[];
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function readHeaderEdit(values: OptionValues): HeaderEdit | undefined {
+  const add: Array<[string, string]> = [];
+  for (const { value, origin } of values.all('add-header')) {
+    const colon = value.indexOf(':');
+    const name = colon === -1 ? '' : value.slice(0, colon).trim();
+    const v = colon === -1 ? '' : value.slice(colon + 1).trim();
+    if (colon === -1 || !TOKEN.test(name)) throw new ConfigError('BAD_VALUE', `'${value}': expected 'Name: value'`, origin, 'add-header');
+    if (/[\r\n\0]/.test(v)) throw new ConfigError('BAD_VALUE', `'${value}': a header value cannot hold a line break`, origin, 'add-header');
+    add.push([name, v]);
+  }
+  const del: string[] = [];
+  for (const { value, origin } of values.all('del-header')) {
+    const name = value.trim();
+    if (!TOKEN.test(name)) throw new ConfigError('BAD_VALUE', `'${value}': expected a header name`, origin, 'del-header');
+    del.push(name.toLowerCase());
+  }
+  return add.length || del.length ? { add, del } : undefined;
 }
 
 /** Keys handled while the configuration is read, never options of the running server. */
@@ -381,6 +410,7 @@ export function buildSettings(values: OptionValues): Settings {
     disableLogging: values.bool('disable-logging'),
     logWhen: readLogWhen(values),
     logMicros: values.bool('log-micros'),
+    headers: readHeaderEdit(values),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),

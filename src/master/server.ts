@@ -52,6 +52,7 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
     disableLogging: settings.disableLogging,
     logWhen: settings.logWhen,
     logMicros: settings.logMicros,
+    headers: settings.headers,
     listeners: http.map((b, i) => ({
       fd: FIRST_FD + i,
       name: b.name,

@@ -13,6 +13,7 @@ import { STATUS_CODES } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { HTTPParser, _checkInvalidHeaderChar, _checkIsHttpToken, methods } from 'node:_http_common';
+import type { HeaderEdit } from '../config/resolve.js';
 import type { StaticFile, StaticFiles } from '../static/files.js';
 import { staticHead } from '../static/files.js';
 import { ctime } from '../workers/node/log.js';
@@ -39,6 +40,8 @@ export interface RouterContext {
   /** Writes a request line to the log (requests the router answers from a static file). */
   logRequest(line: string, status: number, bodyBytes: number, usec: number): void;
   readonly logMicros: boolean;
+  /** add-header / del-header for the static files the router sends (the workers apply them to the app's). */
+  readonly headers: HeaderEdit | undefined;
 }
 
 const kOnHeaders = HTTPParser.kOnHeaders;
@@ -641,7 +644,12 @@ export class ClientConnection implements PeerInfo {
     const keep = req.keepAlive && this.mayKeepAlive(req);
     req.closeAfter = !keep;
     let lines = '';
-    for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    const edit = this.ctx.headers;
+    for (let i = 0; i < headers.length; i += 2) {
+      if (edit !== undefined && edit.del.includes(headers[i]!.toLowerCase())) continue;
+      lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    }
+    if (edit !== undefined) for (const [k, v] of edit.add) lines += `${k}: ${v}\r\n`;
     const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${lines}${this.ctx.dateLine()}${keep ? (req.http11 ? '' : 'Connection: keep-alive\r\n') : 'Connection: close\r\n'}\r\n`;
     const bodySize = status === 200 && req.method !== 'HEAD' ? file.size : 0;
     let over = false;

@@ -8,6 +8,7 @@ import { ClientConnection, clock, type RouterContext } from './client.js';
 import type { Exchange, LinkPool } from './links.js';
 import type { ListenerInfo } from './vars.js';
 import type { StaticFiles } from '../static/files.js';
+import type { HeaderEdit } from '../config/resolve.js';
 
 export interface HttpListenerConfig {
   fd: number;
@@ -28,6 +29,8 @@ export interface HttpRouterConfig {
   logRequest?: (line: string, status: number, bodyBytes: number, usec: number) => void;
   /** log-micros: `in N micros` in request lines. */
   logMicros?: boolean;
+  /** add-header / del-header for static files. */
+  headers?: HeaderEdit;
 }
 
 function httpDate(ms: number): string {
@@ -87,6 +90,7 @@ export class HttpRouter {
       staticFiles: this.cfg.staticFiles,
       logRequest: this.cfg.logRequest ?? (() => undefined),
       logMicros: this.cfg.logMicros === true,
+      headers: this.cfg.headers,
       get closing() {
         return router.closingNow;
       },

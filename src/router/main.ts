@@ -11,7 +11,7 @@ import { HttpRouter, type HttpListenerConfig } from './http.js';
 import { LinkPool } from './links.js';
 import type { StaticSettings } from '../static/config.js';
 import { StaticFiles } from '../static/files.js';
-import type { LogWhen } from '../config/resolve.js';
+import type { HeaderEdit, LogWhen } from '../config/resolve.js';
 import { logWanted } from '../workers/node/log.js';
 
 export interface RouterProcessConfig {
@@ -26,6 +26,7 @@ export interface RouterProcessConfig {
   /** log-4xx and friends: with disable-logging, the static-file requests they name are still logged. */
   logWhen?: LogWhen;
   logMicros?: boolean;
+  headers?: HeaderEdit;
   /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
   logto?: string;
   listeners: HttpListenerConfig[];
@@ -72,6 +73,7 @@ export function main(): void {
           }
         : undefined,
     logMicros: cfg.logMicros === true,
+    headers: cfg.headers,
   }, log);
   let listening = 0;
   for (const l of cfg.listeners) {

@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot, tsgiBin } from '../helpers/paths.js';
 import { cleanEnv, NODE_APPS } from '../helpers/node-apps.js';
+import { getVars, uwsgiRequest } from '../helpers/uwsgi-client.js';
 import { activatedEnv, freePort, httpRequest, sharedVenv, startTsgi, stopProcess, tempDir, writeFiles } from '../helpers/procs.js';
 
 const KINDS = [
@@ -61,10 +62,49 @@ for (const kind of KINDS) {
   });
 }
 
+for (const kind of KINDS) {
+  test(`${kind.kind}: add-header and del-header (rem-header) on app responses and static files, over HTTP and uwsgi`, async () => {
+    const dir = tempDir();
+    writeFiles(dir, { 'st/f.txt': 'static\n' });
+    const sock = join(dir, 'app.sock');
+    const port = await freePort();
+    const tsgi = await startTsgi(
+      ['--http-socket', `127.0.0.1:${port}`, '--socket', sock, '-p', '1', '--wsgi-file', kind.app, ...kind.extra, '--static-map', `/st=${join(dir, 'st')}`,
+        '--add-header', 'X-Frame-Options: DENY', '--add-header', 'X-Two:two', '--del-header', 'x-drop', '--rem-header', 'SERVER', '--del-header', 'Last-Modified'],
+      { env: kind.env() },
+    );
+    try {
+      for (const path of ['/', '/404', '/zero', '/st/f.txt']) {
+        const h = await httpRequest(`http://127.0.0.1:${port}${path}`);
+        assert.equal(h.headers['x-frame-options'], 'DENY', `${path} over HTTP`);
+        assert.equal(h.headers['x-two'], 'two', `${path} over HTTP`);
+        assert.equal(h.headers['x-drop'], undefined, `${path} over HTTP`);
+        assert.equal(h.headers['server'], undefined, `${path} over HTTP`);
+        assert.equal(h.headers['last-modified'], undefined, `${path} over HTTP`);
+        const u = await uwsgiRequest(sock, getVars(path));
+        const names = u.headers.map(([k]) => k.toLowerCase());
+        assert.ok(u.headers.some(([k, v]) => k === 'X-Frame-Options' && v === 'DENY'), `${path} over uwsgi: ${u.headers.join(' ')}`);
+        assert.ok(u.headers.some(([k, v]) => k === 'X-Two' && v === 'two'), `${path} over uwsgi`);
+        for (const gone of ['x-drop', 'server', 'last-modified']) assert.ok(!names.includes(gone), `${path} over uwsgi: ${gone}`);
+      }
+      assert.equal((await httpRequest(`http://127.0.0.1:${port}/st/f.txt`)).body.toString(), 'static\n');
+    } finally {
+      assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+    }
+  });
+}
+
 test('bad values: one line naming the option', () => {
   const dir = tempDir();
   writeFiles(dir, { 'slow.ini': '[uwsgi]\nhttp-socket = :0\nlog-slow = fast\n' });
   const r = spawnSync(tsgiBin, ['--ini', join(dir, 'slow.ini')], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME } });
   assert.equal(r.status, 1);
   assert.equal(r.stderr, `tsgi: ${join(dir, 'slow.ini')}:3: option 'log-slow': bad value 'fast': expected a whole number\n`);
+  writeFiles(dir, { 'header.ini': '[uwsgi]\nhttp-socket = :0\nadd-header = X-Ok: 1\nadd-header = NoColon\n', 'del.ini': '[uwsgi]\nhttp-socket = :0\nrem-header = Bad Name\n' });
+  const h = spawnSync(tsgiBin, ['--ini', join(dir, 'header.ini')], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+  assert.equal(h.status, 1);
+  assert.equal(h.stderr, `tsgi: ${join(dir, 'header.ini')}:4: option 'add-header': 'NoColon': expected 'Name: value'\n`);
+  const d = spawnSync(tsgiBin, ['--ini', join(dir, 'del.ini')], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+  assert.equal(d.status, 1);
+  assert.equal(d.stderr, `tsgi: ${join(dir, 'del.ini')}:3: option 'del-header': 'Bad Name': expected a header name\n`);
 });

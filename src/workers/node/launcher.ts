@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LogWhen, Settings } from '../../config/resolve.js';
+import type { HeaderEdit, LogWhen, Settings } from '../../config/resolve.js';
 import type { BoundSocket } from '../../master/sockets.js';
 
 export const NODE_WORKER_SCRIPT = resolve(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
@@ -40,6 +40,8 @@ export interface NodeWorkerConfig {
   /** log-4xx and friends: requests logged even with disable-logging. */
   logWhen: LogWhen | undefined;
   logMicros: boolean;
+  /** add-header / del-header. */
+  headers: HeaderEdit | undefined;
   /** log-x-forwarded-for: the client address in request lines is the first of X-Forwarded-For. */
   logXForwardedFor: boolean;
   logFormat: string | undefined;
@@ -80,6 +82,7 @@ export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
     disableLogging: s.disableLogging,
     logWhen: s.logWhen,
     logMicros: s.logMicros,
+    headers: s.headers,
     logXForwardedFor: s.logXForwardedFor,
     logFormat: s.logFormat,
     static: s.static,

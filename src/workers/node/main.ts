@@ -157,6 +157,7 @@ async function main(): Promise<void> {
     logRequests: !conf.disableLogging || conf.logWhen !== undefined,
     logWhen: conf.disableLogging ? conf.logWhen : undefined,
     logMicros: conf.logMicros,
+    headers: conf.headers,
     logXForwardedFor: conf.logXForwardedFor,
     logFormat: conf.logFormat,
     staticFiles: conf.static ? new StaticFiles(conf.static, (line) => log.error(line)) : undefined,

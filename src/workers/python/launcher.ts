@@ -98,6 +98,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     disableLogging: s.disableLogging,
     logWhen: s.logWhen ?? null,
     logMicros: s.logMicros,
+    // add-header / del-header: applied to every response head the worker writes; null when unset.
+    headers: s.headers ?? null,
     logFormat: s.logFormat ?? null,
     logXForwardedFor: s.logXForwardedFor,
     strict: s.strict,
