@@ -104,6 +104,8 @@ export interface Settings {
   logWhen: LogWhen | undefined;
   /** add-header and del-header/rem-header; undefined when neither is given. */
   headers: HeaderEdit | undefined;
+  /** so-keepalive: SO_KEEPALIVE on TCP listeners (inherited by accepted connections). */
+  soKeepalive: boolean;
   /** log-micros: the default request line says `in N micros`. */
   logMicros: boolean;
   strict: boolean;
@@ -411,6 +413,7 @@ export function buildSettings(values: OptionValues): Settings {
     logWhen: readLogWhen(values),
     logMicros: values.bool('log-micros'),
     headers: readHeaderEdit(values),
+    soKeepalive: values.bool('so-keepalive'),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),

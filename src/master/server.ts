@@ -20,7 +20,7 @@ import { statsJson, type MasterSnapshot } from './stats.js';
 import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
 import { Scoreboard } from './scoreboard.js';
-import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, type BoundSocket, type LinkSocket } from './sockets.js';
+import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
 import { resolveGroup, resolveUser } from './users.js';
 import { appName, resolveInterpreter, spawnPythonWorker } from '../workers/python/launcher.js';
 import { chooseApp, type AppChoice } from '../workers/app-kind.js';
@@ -150,6 +150,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }
     sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket }, inherited);
+    if (settings.soKeepalive) enableKeepAlive(sockets);
     for (const s of inherited) if (!s.used) log.info(`socket activation: ${s.name} (fd ${s.fd}) matches no configured socket; not served`);
     const uwsgiSockets = sockets.filter((b) => b.spec.protocol === 'uwsgi');
     // Python workers take the uwsgi sockets and leave HTTP to the router; Node workers take every socket.

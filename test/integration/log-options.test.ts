@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { join } from 'node:path';
 import { repoRoot, tsgiBin } from '../helpers/paths.js';
 import { cleanEnv, NODE_APPS } from '../helpers/node-apps.js';
@@ -92,6 +93,43 @@ for (const kind of KINDS) {
       assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
     }
   });
+}
+
+/** The server side of established TCP connections on `port`, and whether each has a keepalive timer (ss -o). */
+function serverSides(port: number): boolean[] {
+  const out = spawnSync('ss', ['-tnoH', 'state', 'established'], { encoding: 'utf8' }).stdout;
+  return out.split('\n').filter((l) => l.trim().split(/\s+/)[2] === `127.0.0.1:${port}`).map((l) => l.includes('timer:(keepalive'));
+}
+
+for (const kind of KINDS) {
+  for (const on of [true, false]) {
+    test(`${kind.kind}: so-keepalive ${on ? 'on' : 'off'}: accepted TCP connections (HTTP and uwsgi sockets) ${on ? 'have' : 'lack'} SO_KEEPALIVE`, async () => {
+      const http = await freePort();
+      const uwsgi = await freePort();
+      const tsgi = await startTsgi(
+        ['--http-socket', `127.0.0.1:${http}`, '--socket', `127.0.0.1:${uwsgi}`, '-p', '1', '--wsgi-file', kind.app, ...kind.extra, ...(on ? ['--so-keepalive'] : [])],
+        { env: kind.env() },
+      );
+      const conns: net.Socket[] = [];
+      try {
+        for (const port of [http, uwsgi]) {
+          const c = net.connect(port, '127.0.0.1');
+          conns.push(c);
+          await new Promise((resolve) => c.once('connect', resolve));
+        }
+        let seen: boolean[][] = [];
+        for (let i = 0; i < 50; i++) {
+          seen = [serverSides(http), serverSides(uwsgi)];
+          if (seen.every((s) => s.length === 1)) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.deepEqual(seen, [[on], [on]]);
+      } finally {
+        for (const c of conns) c.destroy();
+        assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+      }
+    });
+  }
 }
 
 test('bad values: one line naming the option', () => {
