@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 
-from .logformat import LogContext, client_address, compile_format
+from .logformat import LogContext, client_address, compile_format, date_prefix
 from .output import GOODBYE_FRAME, LinkOutput, RawOutput, hello_frame
 from .protocol import READ_SIZE, BadPacket, parse_vars, read_packet
 from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
@@ -86,7 +86,8 @@ class Worker(object):
             self.log_when = conf['logWhen']
             self.log_requests = True
         self.x_forwarded_for = conf.get('logXForwardedFor', False)
-        self.log_format = compile_format(conf['logFormat']) if conf.get('logFormat') else None
+        self.log_format = compile_format(conf['logFormat'], ftime=conf.get('ftimeFormat')) if conf.get('logFormat') else None
+        self.date_prefix = date_prefix(conf.get('logDate'))
         self.strict = conf['strict']
         self.catch_exceptions = conf['catchExceptions']
         self.requests = 0
@@ -665,7 +666,8 @@ class Worker(object):
     # ---- logging -------------------------------------------------------------------------------------------
 
     def log_error(self, message):
-        _write_log('[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message))
+        line = '[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message)
+        _write_log(line if self.date_prefix is None else self.date_prefix() + line)
 
     def log_wanted(self, r, usec):
         """Conditional logging (log-4xx, log-5xx, log-slow, log-big, log-zero): any one is enough."""

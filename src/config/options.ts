@@ -241,6 +241,9 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'add this header to every response: the app\'s (Python and Node) and static files\'; may repeat' }),
   declare({ name: 'del-header', aliases: ['rem-header'], kind: 'string', repeat: true, meta: 'NAME', section: 'Applications',
     help: 'remove the header NAME (any case) from every response, the app\'s and static files\'; may repeat' }),
+  declare({ name: 'log-date', aliases: ['logdate'], kind: 'string', implicit: 'true', meta: 'FORMAT', section: 'Logging',
+    help: "prefix every log line but request lines with the date and ' - ': C's ctime() for a bare --log-date (or true, 1), else the strftime FORMAT" }),
+  bool('logformat-strftime', 'Logging', '%(ftime) in log-format is the request time in the log-date strftime FORMAT (else it is %(ltime))'),
   bool('log-micros', 'Logging', 'the default request line reports the response time in micros instead of msecs'),
 
   // ---- Emperor (src/emperor, docs/emperor.md) ----

@@ -106,6 +106,10 @@ export interface Settings {
   headers: HeaderEdit | undefined;
   /** so-keepalive: SO_KEEPALIVE on TCP listeners (inherited by accepted connections). */
   soKeepalive: boolean;
+  /** log-date: 'true' (ctime) or a strftime format; undefined when off. */
+  logDate: string | undefined;
+  /** %(ftime)'s strftime format (logformat-strftime with a log-date format); undefined: %(ftime) is %(ltime). */
+  ftimeFormat: string | undefined;
   /** log-micros: the default request line says `in N micros`. */
   logMicros: boolean;
   strict: boolean;
@@ -290,7 +294,7 @@ export function checkEntries(entries: readonly Entry[], placeholders: ReadonlySe
 /** The request variables `log-format` knows (uWSGI's names), besides %(var.NAME). */
 export const LOG_FORMAT_VARIABLES = new Set(['uri', 'method', 'user', 'host', 'proto', 'uagent', 'referer', 'addr', 'status', 'micros', 'msecs',
   'secs', 'time', 'ctime', 'ltime', 'epoch', 'size', 'rsize', 'hsize', 'headers', 'cl', 'pid', 'wid', 'core', 'switches', 'vars', 'pktsize',
-  'modifier1', 'modifier2', 'rss', 'vsz', 'rssM', 'vszM']);
+  'modifier1', 'modifier2', 'rss', 'vsz', 'rssM', 'vszM', 'ftime']);
 
 function checkLogFormat(values: OptionValues): string | undefined {
   const format = values.get('log-format');
@@ -412,6 +416,8 @@ export function buildSettings(values: OptionValues): Settings {
     disableLogging: values.bool('disable-logging'),
     logWhen: readLogWhen(values),
     logMicros: values.bool('log-micros'),
+    logDate: values.get('log-date'),
+    ftimeFormat: values.bool('logformat-strftime') && values.get('log-date') !== undefined && !['true', '1'].includes(values.get('log-date')!) ? values.get('log-date') : undefined,
     headers: readHeaderEdit(values),
     soKeepalive: values.bool('so-keepalive'),
     strict: values.bool('strict'),

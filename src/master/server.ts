@@ -52,6 +52,7 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
     disableLogging: settings.disableLogging,
     logWhen: settings.logWhen,
     logMicros: settings.logMicros,
+    logDate: settings.logDate,
     headers: settings.headers,
     listeners: http.map((b, i) => ({
       fd: FIRST_FD + i,
@@ -146,6 +147,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
     try {
       log = new ProcessLog(settings.logto);
+      log.logDate = settings.logDate;
     } catch (err) {
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }

@@ -13,6 +13,7 @@ import type { StaticSettings } from '../static/config.js';
 import { StaticFiles } from '../static/files.js';
 import type { HeaderEdit, LogWhen } from '../config/resolve.js';
 import { logWanted } from '../workers/node/log.js';
+import { logDatePrefix } from '../config/strftime.js';
 
 export interface RouterProcessConfig {
   linkPath: string;
@@ -26,6 +27,7 @@ export interface RouterProcessConfig {
   /** log-4xx and friends: with disable-logging, the static-file requests they name are still logged. */
   logWhen?: LogWhen;
   logMicros?: boolean;
+  logDate?: string;
   headers?: HeaderEdit;
   /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
   logto?: string;
@@ -33,10 +35,12 @@ export interface RouterProcessConfig {
 }
 
 let logFd = 2;
+/** log-date: 'true' or a strftime format. */
+let logDate: string | undefined;
 
 function log(line: string): void {
   try {
-    writeSync(logFd, `[router pid ${process.pid}] ${line}\n`);
+    writeSync(logFd, `${logDate === undefined ? '' : logDatePrefix(logDate, Date.now())}[router pid ${process.pid}] ${line}\n`);
   } catch {
     /* nowhere to say it */
   }
@@ -59,6 +63,7 @@ export function main(): void {
   }
   delete process.env.TSGI_ROUTER;
   const cfg = JSON.parse(raw) as RouterProcessConfig;
+  logDate = cfg.logDate;
   process.title = 'tsgi router';
   const pool = new LinkPool(cfg.linkPath, cfg.links, cfg.maxQueue, log);
   const router = new HttpRouter(pool, {

@@ -95,6 +95,25 @@ for (const kind of KINDS) {
   });
 }
 
+for (const kind of KINDS) {
+  test(`${kind.kind}: log-date with a strftime format on every line but request lines; logformat-strftime for %(ftime)`, async () => {
+    const { output } = await run(kind, ['--log-date=%Y-%m-%d %H:%M', '--max-requests', '3', '--logformat-strftime', '--log-format', '%(uri) <%(ftime)>']);
+    const lines = output.split('\n').filter((l) => l !== '');
+    const stamp = /^\d{4}-\d\d-\d\d \d\d:\d\d - /;
+    for (const l of lines.filter((l) => l.includes('tsgi: '))) assert.match(l, new RegExp(`${stamp.source}tsgi: `), l);
+    const recycled = lines.filter((l) => l.includes('recycling after 3 requests'));
+    assert.ok(recycled.length >= 1, output);
+    for (const l of recycled) assert.match(l, new RegExp(`${stamp.source}\\[pid: \\d+\\|worker \\d+\\] recycling`), l);
+    for (const path of ['/', '/404', '/big']) assert.ok(lines.some((l) => new RegExp(`^${path} <\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d>$`).test(l)), `${path}\n${output}`);
+  });
+
+  test(`${kind.kind}: a bare log-date is ctime(); without logformat-strftime %(ftime) is %(ltime)`, async () => {
+    const { output } = await run(kind, ['--log-date', '--log-format', '%(uri) <%(ftime)>']);
+    assert.match(output, /^(Sun|Mon|Tue|Wed|Thu|Fri|Sat) [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4} - tsgi: /m, output);
+    assert.match(output, /^\/big <\d\d\/[A-Z][a-z]{2}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}>$/m, output);
+  });
+}
+
 /** The server side of established TCP connections on `port`, and whether each has a keepalive timer (ss -o). */
 function serverSides(port: number): boolean[] {
   const out = spawnSync('ss', ['-tnoH', 'state', 'established'], { encoding: 'utf8' }).stdout;

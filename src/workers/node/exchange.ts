@@ -67,6 +67,8 @@ export interface ExchangeOptions {
   logWhen: LogWhen | undefined;
   /** log-micros: `in N micros` in the default line. */
   logMicros: boolean;
+  /** %(ftime)'s strftime format (logformat-strftime); undefined: %(ftime) is %(ltime). */
+  ftimeFormat?: string;
   /** add-header / del-header, applied to every response head (the app's, static files', the 500 of an app error). */
   headers: HeaderEdit | undefined;
   /** log-x-forwarded-for: the address in request lines is the first of X-Forwarded-For, when there is one. */
@@ -112,7 +114,7 @@ export class Exchanges implements WorkerCounters {
     private readonly log: WorkerLog,
     private readonly opts: ExchangeOptions,
   ) {
-    this.format = opts.logFormat === undefined ? undefined : compileLogFormat(opts.logFormat);
+    this.format = opts.logFormat === undefined ? undefined : compileLogFormat(opts.logFormat, opts.ftimeFormat);
     const self = this;
     if (opts.headers !== undefined) this.writeHead = editedWriteHead(opts.headers);
     // node emits 'close' on every response, after 'finish' when it was complete: one listener tells both.

@@ -40,6 +40,8 @@ export interface NodeWorkerConfig {
   /** log-4xx and friends: requests logged even with disable-logging. */
   logWhen: LogWhen | undefined;
   logMicros: boolean;
+  logDate: string | undefined;
+  ftimeFormat: string | undefined;
   /** add-header / del-header. */
   headers: HeaderEdit | undefined;
   /** log-x-forwarded-for: the client address in request lines is the first of X-Forwarded-For. */
@@ -82,6 +84,8 @@ export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
     disableLogging: s.disableLogging,
     logWhen: s.logWhen,
     logMicros: s.logMicros,
+    logDate: s.logDate,
+    ftimeFormat: s.ftimeFormat,
     headers: s.headers,
     logXForwardedFor: s.logXForwardedFor,
     logFormat: s.logFormat,

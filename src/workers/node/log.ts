@@ -6,6 +6,7 @@
  */
 import { writeSync } from 'node:fs';
 import type { LogWhen } from '../../config/resolve.js';
+import { logDatePrefix } from '../../config/strftime.js';
 
 const FLUSH_AT = 3500;
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -49,6 +50,8 @@ export class WorkerLog {
   constructor(
     private readonly fd: number,
     private readonly prefix: string,
+    /** log-date: 'true' or a strftime format, before every error line. */
+    private readonly logDate?: string,
   ) {}
 
   /** A complete line (with its newline). */
@@ -63,7 +66,7 @@ export class WorkerLog {
 
   /** `[pid: N|worker W] message`: an error or event of this worker. */
   error(message: string): void {
-    this.line(`${this.prefix} ${message}\n`);
+    this.line(`${this.logDate === undefined ? '' : logDatePrefix(this.logDate, Date.now())}${this.prefix} ${message}\n`);
   }
 
   flush(): void {

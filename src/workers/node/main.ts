@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   for (const [k, v] of conf.env) process.env[k] = v;
   process.title = `tsgi worker ${conf.id}`;
   const pid = process.pid;
-  const log = new WorkerLog(2, `[pid: ${pid}|worker ${conf.id}]`);
+  const log = new WorkerLog(2, `[pid: ${pid}|worker ${conf.id}]`, conf.logDate);
   const slot = new SlotWriter(conf.scoreboard.fd, conf.scoreboard.size, conf.slot, pid);
   process.on('exit', () => log.flush());
 
@@ -157,6 +157,7 @@ async function main(): Promise<void> {
     logRequests: !conf.disableLogging || conf.logWhen !== undefined,
     logWhen: conf.disableLogging ? conf.logWhen : undefined,
     logMicros: conf.logMicros,
+    ftimeFormat: conf.ftimeFormat,
     headers: conf.headers,
     logXForwardedFor: conf.logXForwardedFor,
     logFormat: conf.logFormat,

@@ -98,6 +98,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     disableLogging: s.disableLogging,
     logWhen: s.logWhen ?? null,
     logMicros: s.logMicros,
+    logDate: s.logDate ?? null,
+    ftimeFormat: s.ftimeFormat ?? null,
     // add-header / del-header: applied to every response head the worker writes; null when unset.
     headers: s.headers ?? null,
     logFormat: s.logFormat ?? null,
