@@ -66,7 +66,7 @@ def _json_escape(value):
     return json.dumps(value)[1:-1]
 
 
-def compile_format(template, x_forwarded_for=False):
+def compile_format(template, x_forwarded_for=False, ftime=None):
     """Returns a function LogContext -> line (without the newline)."""
     escape = _json_escape if template.lstrip().startswith('{') else None
     pieces = []
@@ -82,7 +82,10 @@ def compile_format(template, x_forwarded_for=False):
             break
         pieces.append(template[i:start])
         name = template[start + 2:close]
-        if name.startswith('var.'):
+        if name == 'ftime':
+            # logformat-strftime with a log-date format; else the same as %(ltime).
+            getter = VARIABLES['ltime'] if ftime is None else (lambda f: lambda c: time.strftime(f, time.localtime(c.start)))(ftime)
+        elif name.startswith('var.'):
             getter = _env(name[4:])
         else:
             getter = VARIABLES.get(name)
@@ -94,6 +97,14 @@ def compile_format(template, x_forwarded_for=False):
     def line(c):
         return ''.join([p if p.__class__ is str else p(c) for p in pieces])
     return line
+
+
+def date_prefix(setting):
+    """log-date: what goes before a log line that is not a request line; None when off."""
+    if setting is None:
+        return None
+    fmt = '%a %b %e %H:%M:%S %Y' if setting in ('true', '1') else setting
+    return lambda: time.strftime(fmt, time.localtime()) + ' - '
 
 
 def client_address(environ, x_forwarded_for):

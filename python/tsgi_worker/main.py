@@ -47,7 +47,12 @@ def _set_name(name):
         pass
 
 
+_date_prefix = None   # log-date, set from the configuration
+
+
 def _log(line):
+    if _date_prefix is not None:
+        line = _date_prefix() + line
     os.write(2, (line + '\n').encode('utf-8', 'replace'))
 
 
@@ -239,6 +244,9 @@ def _zygote(conf, app, listeners):
 
 def main():
     conf = json.loads(os.environ.pop('TSGI_WORKER'))
+    global _date_prefix
+    from .logformat import date_prefix
+    _date_prefix = date_prefix(conf.get('logDate'))
     _die_with_parent()
     listeners = _prepare(conf)
     if conf.get('zygote'):

@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 
-from .logformat import LogContext, client_address, compile_format
+from .logformat import LogContext, client_address, compile_format, date_prefix
 from .output import GOODBYE_FRAME, LinkOutput, RawOutput, hello_frame
 from .protocol import READ_SIZE, BadPacket, parse_vars, read_packet
 from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
@@ -75,8 +75,19 @@ class Worker(object):
         self.buffer_size = conf['bufferSize']
         self.timeout = struct.pack('ll', conf['socketTimeout'], 0)
         self.log_requests = not conf['disableLogging']
+        self.log_micros = conf.get('logMicros', False)
+        # add-header / del-header: None (the common case) costs a response one attribute test.
+        self.header_edit = None
+        if conf.get('headers'):
+            self.header_edit = (frozenset(conf['headers']['del']), [tuple(h) for h in conf['headers']['add']])
+        # log-4xx and friends: with disable-logging, only the requests they name are logged.
+        self.log_when = None
+        if not self.log_requests and conf.get('logWhen'):
+            self.log_when = conf['logWhen']
+            self.log_requests = True
         self.x_forwarded_for = conf.get('logXForwardedFor', False)
-        self.log_format = compile_format(conf['logFormat']) if conf.get('logFormat') else None
+        self.log_format = compile_format(conf['logFormat'], ftime=conf.get('ftimeFormat')) if conf.get('logFormat') else None
+        self.date_prefix = date_prefix(conf.get('logDate'))
         self.strict = conf['strict']
         self.catch_exceptions = conf['catchExceptions']
         self.requests = 0
@@ -426,7 +437,7 @@ class Worker(object):
                 self.scoreboard.idle(core.index, int(now * 1000000), core.requests, self.requests, self.exceptions,
                                      self.tx, self.rt_total, oldest)
                 requests = self.requests
-        if self.log_requests:
+        if self.log_requests and (self.log_when is None or self.log_wanted(r, usec)):
             self.log_request(environ, len(environ) - self.base_size, end - 4, start, usec, r, requests, core.index)
         if self.max_requests and requests >= self.max_requests and self.stopping is None:
             self.log_error('recycling after %d requests (max-requests)' % requests)
@@ -467,7 +478,7 @@ class Worker(object):
             if headers.__class__ is not list:
                 raise TypeError('response headers must be a list of (name, value) tuples, got %r' % (type(headers),))
             r.status = status
-            r.headers = headers
+            r.headers = headers if self.header_edit is None else self.edit_headers(headers)
             return write
 
         def write(data):
@@ -553,12 +564,12 @@ class Worker(object):
             return self.run_app(out, environ)
         r = ResponseState()
         r.status = reply.status
-        r.headers = reply.headers
+        r.headers = reply.headers if self.header_edit is None else self.edit_headers(reply.headers)
         r.code = reply.code
-        r.header_count = len(reply.headers)
+        r.header_count = len(r.headers)
         fd = reply.fd
         try:
-            r.header_bytes = out.head(environ.get('SERVER_PROTOCOL') or 'HTTP/1.1', reply.status, reply.headers, b'')
+            r.header_bytes = out.head(environ.get('SERVER_PROTOCOL') or 'HTTP/1.1', reply.status, r.headers, b'')
             r.sent = True
             if fd >= 0 and reply.size > 0:
                 r.body_bytes = sent = out.sendfile(fd, 0, reply.size)
@@ -625,9 +636,11 @@ class Worker(object):
         self.log_error('exception in the app, answered 500:\n' + tb.rstrip('\n'))
         body = tb.encode('utf-8', 'replace') if self.catch_exceptions else b'Internal Server Error'
         headers = [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))]
+        if self.header_edit is not None:
+            headers = self.edit_headers(headers)
         r.sent = True
         r.code = 500
-        r.header_count = 2
+        r.header_count = len(headers)
         r.body_bytes = len(body)
         try:
             r.header_bytes = out.head(proto, '500 Internal Server Error', headers, body)
@@ -636,10 +649,33 @@ class Worker(object):
             return False
         return True
 
+    def edit_headers(self, headers):
+        """add-header / del-header: a new list (the app's stays as it made it), removed names first."""
+        remove, add = self.header_edit
+        if remove:
+            kept = []
+            for h in headers:
+                name = h[0]
+                if name.__class__ is not str or name.lower() not in remove:
+                    kept.append(h)
+        else:
+            kept = list(headers)
+        kept.extend(add)
+        return kept
+
     # ---- logging -------------------------------------------------------------------------------------------
 
     def log_error(self, message):
-        _write_log('[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message))
+        line = '[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message)
+        _write_log(line if self.date_prefix is None else self.date_prefix() + line)
+
+    def log_wanted(self, r, usec):
+        """Conditional logging (log-4xx, log-5xx, log-slow, log-big, log-zero): any one is enough."""
+        w = self.log_when
+        code = r.code
+        return ((w['status4xx'] and 400 <= code <= 499) or (w['status5xx'] and 500 <= code <= 599)
+                or (w['slowMs'] and usec // 1000 > w['slowMs']) or (w['bigBytes'] and r.body_bytes >= w['bigBytes'])
+                or (w['zero'] and r.body_bytes == 0))
 
     def log_request(self, environ, nvars, vars_size, start, usec, r, requests, core):
         if self.log_format is not None:
@@ -656,10 +692,10 @@ class Worker(object):
             c.pktsize = vars_size
             _write_log(self.log_format(c) + '\n')
             return
-        line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %d msecs (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
+        line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %s (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
             self.pid, requests, self.scoreboard.total_requests(), client_address(environ, self.x_forwarded_for) or '-',
             environ.get('REMOTE_USER', ''), nvars, vars_size, _ctime(start), environ.get('REQUEST_METHOD', ''),
-            environ.get('REQUEST_URI', environ.get('PATH_INFO', '')), r.body_bytes, usec // 1000,
+            environ.get('REQUEST_URI', environ.get('PATH_INFO', '')), r.body_bytes, ('%d micros' % usec) if self.log_micros else ('%d msecs' % (usec // 1000)),
             environ.get('SERVER_PROTOCOL', ''), r.code, r.header_count, r.header_bytes, core)
         _write_log(line)
 

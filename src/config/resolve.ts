@@ -100,11 +100,76 @@ export interface Settings {
   logFormat: string | undefined;
   logXForwardedFor: boolean;
   disableLogging: boolean;
+  /** log-4xx, log-5xx, log-slow, log-big, log-zero; undefined when none is set. */
+  logWhen: LogWhen | undefined;
+  /** add-header and del-header/rem-header; undefined when neither is given. */
+  headers: HeaderEdit | undefined;
+  /** so-keepalive: SO_KEEPALIVE on TCP listeners (inherited by accepted connections). */
+  soKeepalive: boolean;
+  /** log-date: 'true' (ctime) or a strftime format; undefined when off. */
+  logDate: string | undefined;
+  /** %(ftime)'s strftime format (logformat-strftime with a log-date format); undefined: %(ftime) is %(ltime). */
+  ftimeFormat: string | undefined;
+  /** log-micros: the default request line says `in N micros`. */
+  logMicros: boolean;
   strict: boolean;
   showConfig: boolean;
   emperor: EmperorSettings | undefined;
   /** static-map and friends (src/static); undefined when no file is mapped. */
   static: StaticSettings | undefined;
+}
+
+/**
+ * Requests logged even with disable-logging (uWSGI's conditional logging): any one condition is enough. With
+ * request logging on, every request is logged anyway.
+ */
+export interface LogWhen {
+  status4xx: boolean;
+  status5xx: boolean;
+  /** Slower than this many milliseconds (0: off). */
+  slowMs: number;
+  /** A response body of this many bytes or more (0: off). */
+  bigBytes: number;
+  /** A response without a body. */
+  zero: boolean;
+}
+
+function readLogWhen(values: OptionValues): LogWhen | undefined {
+  const w: LogWhen = {
+    status4xx: values.bool('log-4xx'),
+    status5xx: values.bool('log-5xx'),
+    slowMs: values.int('log-slow'),
+    bigBytes: values.int('log-big'),
+    zero: values.bool('log-zero'),
+  };
+  return w.status4xx || w.status5xx || w.slowMs > 0 || w.bigBytes > 0 || w.zero ? w : undefined;
+}
+
+/** Response headers every response gets (add-header) or loses (del-header, names in lower case). */
+export interface HeaderEdit {
+  add: Array<[string, string]>;
+  del: string[];
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function readHeaderEdit(values: OptionValues): HeaderEdit | undefined {
+  const add: Array<[string, string]> = [];
+  for (const { value, origin } of values.all('add-header')) {
+    const colon = value.indexOf(':');
+    const name = colon === -1 ? '' : value.slice(0, colon).trim();
+    const v = colon === -1 ? '' : value.slice(colon + 1).trim();
+    if (colon === -1 || !TOKEN.test(name)) throw new ConfigError('BAD_VALUE', `'${value}': expected 'Name: value'`, origin, 'add-header');
+    if (/[\r\n\0]/.test(v)) throw new ConfigError('BAD_VALUE', `'${value}': a header value cannot hold a line break`, origin, 'add-header');
+    add.push([name, v]);
+  }
+  const del: string[] = [];
+  for (const { value, origin } of values.all('del-header')) {
+    const name = value.trim();
+    if (!TOKEN.test(name)) throw new ConfigError('BAD_VALUE', `'${value}': expected a header name`, origin, 'del-header');
+    del.push(name.toLowerCase());
+  }
+  return add.length || del.length ? { add, del } : undefined;
 }
 
 /** Keys handled while the configuration is read, never options of the running server. */
@@ -229,7 +294,7 @@ export function checkEntries(entries: readonly Entry[], placeholders: ReadonlySe
 /** The request variables `log-format` knows (uWSGI's names), besides %(var.NAME). */
 export const LOG_FORMAT_VARIABLES = new Set(['uri', 'method', 'user', 'host', 'proto', 'uagent', 'referer', 'addr', 'status', 'micros', 'msecs',
   'secs', 'time', 'ctime', 'ltime', 'epoch', 'size', 'rsize', 'hsize', 'headers', 'cl', 'pid', 'wid', 'core', 'switches', 'vars', 'pktsize',
-  'modifier1', 'modifier2', 'rss', 'vsz', 'rssM', 'vszM']);
+  'modifier1', 'modifier2', 'rss', 'vsz', 'rssM', 'vszM', 'ftime']);
 
 function checkLogFormat(values: OptionValues): string | undefined {
   const format = values.get('log-format');
@@ -349,6 +414,12 @@ export function buildSettings(values: OptionValues): Settings {
     logFormat: checkLogFormat(values),
     logXForwardedFor: values.bool('log-x-forwarded-for'),
     disableLogging: values.bool('disable-logging'),
+    logWhen: readLogWhen(values),
+    logMicros: values.bool('log-micros'),
+    logDate: values.get('log-date'),
+    ftimeFormat: values.bool('logformat-strftime') && values.get('log-date') !== undefined && !['true', '1'].includes(values.get('log-date')!) ? values.get('log-date') : undefined,
+    headers: readHeaderEdit(values),
+    soKeepalive: values.bool('so-keepalive'),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),

@@ -6,9 +6,12 @@
  * and tells the workers, which do the same.
  */
 import { closeSync, fstatSync, openSync, renameSync, writeSync } from 'node:fs';
+import { logDatePrefix } from '../config/strftime.js';
 
 export class ProcessLog {
   private current: number;
+  /** log-date: 'true' or a strftime format; undefined when off. */
+  logDate: string | undefined;
 
   constructor(private readonly path: string | undefined) {
     this.current = path ? openSync(path, 'a', 0o640) : 2;
@@ -22,7 +25,7 @@ export class ProcessLog {
   /** A master event: `tsgi: ...`. Master events are rare, so a synchronous write keeps their order exact. */
   info(message: string): void {
     try {
-      writeSync(this.current, `tsgi: ${message}\n`);
+      writeSync(this.current, `${this.logDate === undefined ? '' : logDatePrefix(this.logDate, Date.now())}tsgi: ${message}\n`);
     } catch {
       /* a log that cannot be written must not take the master down */
     }

@@ -20,7 +20,7 @@ import { statsJson, type MasterSnapshot } from './stats.js';
 import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
 import { Scoreboard } from './scoreboard.js';
-import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, type BoundSocket, type LinkSocket } from './sockets.js';
+import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
 import { resolveGroup, resolveUser } from './users.js';
 import { appName, resolveInterpreter, spawnPythonWorker } from '../workers/python/launcher.js';
 import { chooseApp, type AppChoice } from '../workers/app-kind.js';
@@ -50,6 +50,10 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
     limitPost: settings.limitPost,
     static: settings.static,
     disableLogging: settings.disableLogging,
+    logWhen: settings.logWhen,
+    logMicros: settings.logMicros,
+    logDate: settings.logDate,
+    headers: settings.headers,
     listeners: http.map((b, i) => ({
       fd: FIRST_FD + i,
       name: b.name,
@@ -143,10 +147,12 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
     try {
       log = new ProcessLog(settings.logto);
+      log.logDate = settings.logDate;
     } catch (err) {
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }
     sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket }, inherited);
+    if (settings.soKeepalive) enableKeepAlive(sockets);
     for (const s of inherited) if (!s.used) log.info(`socket activation: ${s.name} (fd ${s.fd}) matches no configured socket; not served`);
     const uwsgiSockets = sockets.filter((b) => b.spec.protocol === 'uwsgi');
     // Python workers take the uwsgi sockets and leave HTTP to the router; Node workers take every socket.

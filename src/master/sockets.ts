@@ -9,7 +9,7 @@
  * libuv reports some bind errors late or under another name (EADDRINUSE only at listen(), ENOENT of a Unix
  * path as EACCES), so every address is checked first, to give the user one precise line.
  */
-import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, rmSync, statSync, unlinkSync, accessSync, constants as fsConstants } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, accessSync, constants as fsConstants } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
@@ -24,6 +24,7 @@ interface ServerHandle {
   fd: number;
   close(cb?: () => void): void;
   getsockname?(out: { address?: string; port?: number; family?: string }): number;
+  setKeepAlive?(enable: boolean, delaySecs: number): number;
 }
 
 type CreateServerHandle = (address: string, port: number, addressType: number, fd?: number, flags?: number) => ServerHandle | number;
@@ -158,6 +159,25 @@ export async function bindSockets(specs: readonly SocketSpec[], own: SocketOwner
     throw err;
   }
   return bound;
+}
+
+/**
+ * so-keepalive: SO_KEEPALIVE on the TCP listeners. Linux copies it (and the idle time) to every connection
+ * accepted from them, whoever accepts: Python workers, Node workers, the router. libuv sets the idle time
+ * along with the flag; the system's own (net.ipv4.tcp_keepalive_time) is given, as uWSGI leaves it alone.
+ */
+export function enableKeepAlive(bound: readonly BoundSocket[]): void {
+  let idle = 7200;
+  try {
+    idle = Number(readFileSync('/proc/sys/net/ipv4/tcp_keepalive_time', 'utf8').trim()) || idle;
+  } catch {
+    /* not Linux, or no /proc: the usual default */
+  }
+  for (const b of bound) {
+    if (b.spec.address.kind !== 'tcp' || typeof b.handle.setKeepAlive !== 'function') continue;
+    const err = b.handle.setKeepAlive(true, idle);
+    if (err) throw new SocketError(b.spec, `so-keepalive: ${errnoWords(getSystemErrorName(err))}`);
+  }
 }
 
 function applyOwnership(b: BoundSocket, own: SocketOwnership): void {

@@ -10,8 +10,10 @@
  * request of the queue too, so it keeps its place in the order.
  */
 import { STATUS_CODES } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { HTTPParser, _checkInvalidHeaderChar, _checkIsHttpToken, methods } from 'node:_http_common';
+import type { HeaderEdit } from '../config/resolve.js';
 import type { StaticFile, StaticFiles } from '../static/files.js';
 import { staticHead } from '../static/files.js';
 import { ctime } from '../workers/node/log.js';
@@ -36,7 +38,10 @@ export interface RouterContext {
   /** static-map and friends, when configured: files the router sends itself. */
   readonly staticFiles: StaticFiles | undefined;
   /** Writes a request line to the log (requests the router answers from a static file). */
-  logRequest(line: string): void;
+  logRequest(line: string, status: number, bodyBytes: number, usec: number): void;
+  readonly logMicros: boolean;
+  /** add-header / del-header for the static files the router sends (the workers apply them to the app's). */
+  readonly headers: HeaderEdit | undefined;
 }
 
 const kOnHeaders = HTTPParser.kOnHeaders;
@@ -622,6 +627,7 @@ export class ClientConnection implements PeerInfo {
   /** Answers from a static file when one is found; otherwise the request goes on to a worker. */
   private async serveStatic(req: RouterRequest, files: StaticFiles, path: string): Promise<void> {
     const started = Date.now();
+    const t0 = performance.now();
     let file: StaticFile | undefined;
     try {
       file = await files.find(path, req.url, req.header('accept-encoding'));
@@ -638,7 +644,12 @@ export class ClientConnection implements PeerInfo {
     const keep = req.keepAlive && this.mayKeepAlive(req);
     req.closeAfter = !keep;
     let lines = '';
-    for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    const edit = this.ctx.headers;
+    for (let i = 0; i < headers.length; i += 2) {
+      if (edit !== undefined && edit.del.includes(headers[i]!.toLowerCase())) continue;
+      lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    }
+    if (edit !== undefined) for (const [k, v] of edit.add) lines += `${k}: ${v}\r\n`;
     const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${lines}${this.ctx.dateLine()}${keep ? (req.http11 ? '' : 'Connection: keep-alive\r\n') : 'Connection: close\r\n'}\r\n`;
     const bodySize = status === 200 && req.method !== 'HEAD' ? file.size : 0;
     let over = false;
@@ -650,7 +661,9 @@ export class ClientConnection implements PeerInfo {
         this.socket.destroy();
         return;
       }
-      this.ctx.logRequest(`[pid: ${process.pid}|app: -|req: -/-] ${this.remoteAddr} () {0 vars in 0 bytes} [${ctime(started)}] ${req.method} ${req.url} => generated ${bodySize} bytes in ${Date.now() - started} msecs (${req.protocol} ${status}) static file`);
+      const usec = Math.floor((performance.now() - t0) * 1000);
+      const took = this.ctx.logMicros ? `${usec} micros` : `${Math.floor(usec / 1000)} msecs`;
+      this.ctx.logRequest(`[pid: ${process.pid}|app: -|req: -/-] ${this.remoteAddr} () {0 vars in 0 bytes} [${ctime(started)}] ${req.method} ${req.url} => generated ${bodySize} bytes in ${took} (${req.protocol} ${status}) static file`, status, bodySize, usec);
       this.finish(req);
     };
     const socket = this.socket;

@@ -8,6 +8,7 @@ import { ClientConnection, clock, type RouterContext } from './client.js';
 import type { Exchange, LinkPool } from './links.js';
 import type { ListenerInfo } from './vars.js';
 import type { StaticFiles } from '../static/files.js';
+import type { HeaderEdit } from '../config/resolve.js';
 
 export interface HttpListenerConfig {
   fd: number;
@@ -24,8 +25,12 @@ export interface HttpRouterConfig {
   limitPost: number;
   /** static-map and friends (the router sends those files itself). */
   staticFiles?: StaticFiles;
-  /** Writes a request line; undefined with disable-logging. */
-  logRequest?: (line: string) => void;
+  /** Writes a request line (status, body bytes and time given for log-4xx and friends); undefined when none is logged. */
+  logRequest?: (line: string, status: number, bodyBytes: number, usec: number) => void;
+  /** log-micros: `in N micros` in request lines. */
+  logMicros?: boolean;
+  /** add-header / del-header for static files. */
+  headers?: HeaderEdit;
 }
 
 function httpDate(ms: number): string {
@@ -84,6 +89,8 @@ export class HttpRouter {
       dateLine: () => this.dateLine(),
       staticFiles: this.cfg.staticFiles,
       logRequest: this.cfg.logRequest ?? (() => undefined),
+      logMicros: this.cfg.logMicros === true,
+      headers: this.cfg.headers,
       get closing() {
         return router.closingNow;
       },

@@ -11,6 +11,9 @@ import { HttpRouter, type HttpListenerConfig } from './http.js';
 import { LinkPool } from './links.js';
 import type { StaticSettings } from '../static/config.js';
 import { StaticFiles } from '../static/files.js';
+import type { HeaderEdit, LogWhen } from '../config/resolve.js';
+import { logWanted } from '../workers/node/log.js';
+import { logDatePrefix } from '../config/strftime.js';
 
 export interface RouterProcessConfig {
   linkPath: string;
@@ -21,16 +24,23 @@ export interface RouterProcessConfig {
   /** static-map and friends, served by the router. */
   static?: StaticSettings;
   disableLogging: boolean;
+  /** log-4xx and friends: with disable-logging, the static-file requests they name are still logged. */
+  logWhen?: LogWhen;
+  logMicros?: boolean;
+  logDate?: string;
+  headers?: HeaderEdit;
   /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
   logto?: string;
   listeners: HttpListenerConfig[];
 }
 
 let logFd = 2;
+/** log-date: 'true' or a strftime format. */
+let logDate: string | undefined;
 
 function log(line: string): void {
   try {
-    writeSync(logFd, `[router pid ${process.pid}] ${line}\n`);
+    writeSync(logFd, `${logDate === undefined ? '' : logDatePrefix(logDate, Date.now())}[router pid ${process.pid}] ${line}\n`);
   } catch {
     /* nowhere to say it */
   }
@@ -53,13 +63,22 @@ export function main(): void {
   }
   delete process.env.TSGI_ROUTER;
   const cfg = JSON.parse(raw) as RouterProcessConfig;
+  logDate = cfg.logDate;
   process.title = 'tsgi router';
   const pool = new LinkPool(cfg.linkPath, cfg.links, cfg.maxQueue, log);
   const router = new HttpRouter(pool, {
     bufferSize: cfg.bufferSize,
     limitPost: cfg.limitPost,
     staticFiles: cfg.static ? new StaticFiles(cfg.static, log) : undefined,
-    logRequest: cfg.disableLogging ? undefined : logLine,
+    logRequest: !cfg.disableLogging
+      ? logLine
+      : cfg.logWhen
+        ? (line, status, bytes, usec) => {
+            if (logWanted(cfg.logWhen!, status, usec, bytes)) logLine(line);
+          }
+        : undefined,
+    logMicros: cfg.logMicros === true,
+    headers: cfg.headers,
   }, log);
   let listening = 0;
   for (const l of cfg.listeners) {

@@ -6,15 +6,16 @@
  * Hot path: one small record per request, listeners that are created once, nothing formatted when
  * request logging is off, and no syscall (the scoreboard is written in bulk, log lines are batched).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { inspect } from 'node:util';
-import { ctime, type WorkerLog } from './log.js';
+import { ctime, logWanted, type WorkerLog } from './log.js';
 import { staticHead, type StaticFile, type StaticFiles } from '../../static/files.js';
 import { compileLogFormat, type LogContext } from './logformat.js';
 import { pathInfo, remoteAddr, uwsgiVars } from './request-info.js';
 import type { WorkerCounters } from './scoreboard.js';
+import type { HeaderEdit, LogWhen } from '../../config/resolve.js';
 
 /** A loaded app, whatever its contract: called with node's request and response. May return a promise. */
 export type AppHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
@@ -35,9 +36,41 @@ export function describeError(err: unknown): string {
   return `thrown value: ${inspect(err)}`;
 }
 
+/**
+ * A writeHead that applies add-header / del-header. node calls writeHead for every head, also the implicit one
+ * of a first write() or end(): the headers given to it are set first (as node merges them), then the names to
+ * remove are removed and the added headers appended.
+ */
+function editedWriteHead(edit: HeaderEdit): ServerResponse['writeHead'] {
+  const original = ServerResponse.prototype.writeHead as (this: ServerResponse, statusCode: number, message?: string) => ServerResponse;
+  return function (this: ServerResponse, statusCode: number, reason?: unknown, obj?: unknown) {
+    let headers = obj;
+    let message: string | undefined;
+    if (typeof reason === 'string') message = reason;
+    else headers = reason;
+    if (Array.isArray(headers)) {
+      if (headers.length > 0 && Array.isArray(headers[0])) for (const [k, v] of headers as Array<[string, string]>) this.appendHeader(k, v);
+      else for (let i = 0; i + 1 < headers.length; i += 2) this.appendHeader(String(headers[i]), headers[i + 1] as string);
+    } else if (headers !== undefined && headers !== null) {
+      for (const [k, v] of Object.entries(headers as { [name: string]: string | string[] | number | undefined })) if (v !== undefined) this.setHeader(k, v);
+    }
+    for (const name of edit.del) this.removeHeader(name);
+    for (const [k, v] of edit.add) this.appendHeader(k, v);
+    return message === undefined ? original.call(this, statusCode) : original.call(this, statusCode, message);
+  } as ServerResponse['writeHead'];
+}
+
 export interface ExchangeOptions {
   pid: number;
   logRequests: boolean;
+  /** With disable-logging, only the requests these conditions name are logged (log-4xx and friends). */
+  logWhen: LogWhen | undefined;
+  /** log-micros: `in N micros` in the default line. */
+  logMicros: boolean;
+  /** %(ftime)'s strftime format (logformat-strftime); undefined: %(ftime) is %(ltime). */
+  ftimeFormat?: string;
+  /** add-header / del-header, applied to every response head (the app's, static files', the 500 of an app error). */
+  headers: HeaderEdit | undefined;
   /** log-x-forwarded-for: the address in request lines is the first of X-Forwarded-For, when there is one. */
   logXForwardedFor: boolean;
   /** log-format: request lines from this template instead of uWSGI's default. */
@@ -72,6 +105,8 @@ export class Exchanges implements WorkerCounters {
   private readonly live = new Map<ServerResponse, Record>();
 
   private readonly onClose: (this: ServerResponse) => void;
+  /** Set on each response when add-header / del-header are given (undefined, the common case, costs nothing). */
+  private readonly writeHead: ServerResponse['writeHead'] | undefined;
   private readonly format: ((c: LogContext) => string) | undefined;
 
   constructor(
@@ -79,8 +114,9 @@ export class Exchanges implements WorkerCounters {
     private readonly log: WorkerLog,
     private readonly opts: ExchangeOptions,
   ) {
-    this.format = opts.logFormat === undefined ? undefined : compileLogFormat(opts.logFormat);
+    this.format = opts.logFormat === undefined ? undefined : compileLogFormat(opts.logFormat, opts.ftimeFormat);
     const self = this;
+    if (opts.headers !== undefined) this.writeHead = editedWriteHead(opts.headers);
     // node emits 'close' on every response, after 'finish' when it was complete: one listener tells both.
     this.onClose = function (this: ServerResponse) {
       self.complete(this as Tracked, this.writableFinished);
@@ -114,6 +150,7 @@ export class Exchanges implements WorkerCounters {
     this.live.set(res, new Record(performance.now(), this.opts.logRequests ? (req.socket?.bytesWritten ?? 0) : 0));
     this.inFlight++;
     res.on('close', this.onClose);
+    if (this.writeHead !== undefined) res.writeHead = this.writeHead;
     if (this.stopping) res.shouldKeepAlive = false;
     const files = this.opts.staticFiles;
     if (files !== undefined) {
@@ -220,6 +257,8 @@ export class Exchanges implements WorkerCounters {
     for (let i = head.indexOf('\r\n'); i !== -1; i = head.indexOf('\r\n', i + 2)) headers++;
     if (headers >= 2) headers -= 2; // the status line and the blank line
     const body = bytes > head.length ? bytes - head.length : 0;
+    const when = this.opts.logWhen;
+    if (when !== undefined && !logWanted(when, res.statusCode, usec, body)) return;
     let nvars = 0;
     let vbytes = 0;
     let proto = `HTTP/${req.httpVersion}`;
@@ -253,7 +292,7 @@ export class Exchanges implements WorkerCounters {
     }
     this.log.line(
       `[pid: ${this.opts.pid}|app: 0|req: ${this.requests}/${total}] ${addr} () {${nvars} vars in ${vbytes} bytes} ` +
-        `[${ctime(performance.timeOrigin + rec.start)}] ${req.method ?? ''} ${req.url ?? ''} => generated ${body} bytes in ${Math.floor(usec / 1000)} msecs ` +
+        `[${ctime(performance.timeOrigin + rec.start)}] ${req.method ?? ''} ${req.url ?? ''} => generated ${body} bytes in ${this.opts.logMicros ? `${Math.floor(usec)} micros` : `${Math.floor(usec / 1000)} msecs`} ` +
         `(${proto} ${res.statusCode}) ${headers} headers in ${head.length} bytes (1 switches on core 0)\n`,
     );
   }

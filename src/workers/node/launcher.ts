@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Settings } from '../../config/resolve.js';
+import type { HeaderEdit, LogWhen, Settings } from '../../config/resolve.js';
 import type { BoundSocket } from '../../master/sockets.js';
 
 export const NODE_WORKER_SCRIPT = resolve(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
@@ -37,6 +37,13 @@ export interface NodeWorkerConfig {
   bufferSize: number;
   limitPost: number;
   disableLogging: boolean;
+  /** log-4xx and friends: requests logged even with disable-logging. */
+  logWhen: LogWhen | undefined;
+  logMicros: boolean;
+  logDate: string | undefined;
+  ftimeFormat: string | undefined;
+  /** add-header / del-header. */
+  headers: HeaderEdit | undefined;
   /** log-x-forwarded-for: the client address in request lines is the first of X-Forwarded-For. */
   logXForwardedFor: boolean;
   logFormat: string | undefined;
@@ -75,6 +82,11 @@ export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
     bufferSize: s.bufferSize,
     limitPost: s.limitPost,
     disableLogging: s.disableLogging,
+    logWhen: s.logWhen,
+    logMicros: s.logMicros,
+    logDate: s.logDate,
+    ftimeFormat: s.ftimeFormat,
+    headers: s.headers,
     logXForwardedFor: s.logXForwardedFor,
     logFormat: s.logFormat,
     static: s.static,

@@ -5,6 +5,8 @@
  * is one syscall for many requests, not one per request. Everything pending is written at exit.
  */
 import { writeSync } from 'node:fs';
+import type { LogWhen } from '../../config/resolve.js';
+import { logDatePrefix } from '../../config/strftime.js';
 
 const FLUSH_AT = 3500;
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -26,6 +28,17 @@ export function ctime(ms: number): string {
   return ctimeText;
 }
 
+/** Conditional logging (log-4xx, log-5xx, log-slow, log-big, log-zero): any one condition is enough. */
+export function logWanted(w: LogWhen, status: number, usec: number, bodyBytes: number): boolean {
+  return (
+    (w.status4xx && status >= 400 && status <= 499) ||
+    (w.status5xx && status >= 500 && status <= 599) ||
+    (w.slowMs > 0 && Math.floor(usec / 1000) > w.slowMs) ||
+    (w.bigBytes > 0 && bodyBytes >= w.bigBytes) ||
+    (w.zero && bodyBytes === 0)
+  );
+}
+
 export class WorkerLog {
   private pending = '';
   private scheduled = false;
@@ -37,6 +50,8 @@ export class WorkerLog {
   constructor(
     private readonly fd: number,
     private readonly prefix: string,
+    /** log-date: 'true' or a strftime format, before every error line. */
+    private readonly logDate?: string,
   ) {}
 
   /** A complete line (with its newline). */
@@ -51,7 +66,7 @@ export class WorkerLog {
 
   /** `[pid: N|worker W] message`: an error or event of this worker. */
   error(message: string): void {
-    this.line(`${this.prefix} ${message}\n`);
+    this.line(`${this.logDate === undefined ? '' : logDatePrefix(this.logDate, Date.now())}${this.prefix} ${message}\n`);
   }
 
   flush(): void {

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ctime } from './log.js';
+import { strftime } from '../../config/strftime.js';
 import { cgiVars } from './request-info.js';
 
 export interface LogContext {
@@ -87,7 +88,7 @@ const VARIABLES: Record<string, (c: LogContext) => string> = {
 const jsonEscape = (v: string): string => JSON.stringify(v).slice(1, -1);
 
 /** Compiles a log-format template into a function from a request's context to its line (no newline). */
-export function compileLogFormat(template: string): (c: LogContext) => string {
+export function compileLogFormat(template: string, ftimeFormat?: string): (c: LogContext) => string {
   const escape = template.trimStart().startsWith('{');
   const pieces: Array<string | ((c: LogContext) => string)> = [];
   let i = 0;
@@ -101,7 +102,14 @@ export function compileLogFormat(template: string): (c: LogContext) => string {
     pieces.push(template.slice(i, start));
     const name = template.slice(start + 2, close);
     const literal = template.slice(start, close + 1);
-    const get = name.startsWith('var.') ? env(name.slice(4)) : (VARIABLES[name] ?? (() => literal));
+    const get =
+      name === 'ftime'
+        ? ftimeFormat === undefined
+          ? VARIABLES.ltime!
+          : (c: LogContext) => strftime(ftimeFormat, c.startMs)
+        : name.startsWith('var.')
+          ? env(name.slice(4))
+          : (VARIABLES[name] ?? (() => literal));
     pieces.push(escape ? (c: LogContext) => jsonEscape(get(c)) : get);
     i = close + 1;
   }

@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   for (const [k, v] of conf.env) process.env[k] = v;
   process.title = `tsgi worker ${conf.id}`;
   const pid = process.pid;
-  const log = new WorkerLog(2, `[pid: ${pid}|worker ${conf.id}]`);
+  const log = new WorkerLog(2, `[pid: ${pid}|worker ${conf.id}]`, conf.logDate);
   const slot = new SlotWriter(conf.scoreboard.fd, conf.scoreboard.size, conf.slot, pid);
   process.on('exit', () => log.flush());
 
@@ -154,7 +154,11 @@ async function main(): Promise<void> {
   }
   const ex = new Exchanges(app.handler, log, {
     pid,
-    logRequests: !conf.disableLogging,
+    logRequests: !conf.disableLogging || conf.logWhen !== undefined,
+    logWhen: conf.disableLogging ? conf.logWhen : undefined,
+    logMicros: conf.logMicros,
+    ftimeFormat: conf.ftimeFormat,
+    headers: conf.headers,
     logXForwardedFor: conf.logXForwardedFor,
     logFormat: conf.logFormat,
     staticFiles: conf.static ? new StaticFiles(conf.static, (line) => log.error(line)) : undefined,

@@ -96,6 +96,12 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     bufferSize: s.bufferSize,
     socketTimeout: s.socketTimeout,
     disableLogging: s.disableLogging,
+    logWhen: s.logWhen ?? null,
+    logMicros: s.logMicros,
+    logDate: s.logDate ?? null,
+    ftimeFormat: s.ftimeFormat ?? null,
+    // add-header / del-header: applied to every response head the worker writes; null when unset.
+    headers: s.headers ?? null,
     logFormat: s.logFormat ?? null,
     logXForwardedFor: s.logXForwardedFor,
     strict: s.strict,
