@@ -123,6 +123,8 @@ def _prepare(conf):
 
 def _load(conf, who):
     """Loads the app or exits with EXIT_APP_FAILED (need-app); without need-app, serves 500s and says why."""
+    if conf.get('autoreload'):
+        from . import autoreload
     try:
         return load_app(conf['app'])
     except BaseException:
@@ -130,6 +132,9 @@ def _load(conf, who):
             os.getpid(), who, conf['appName'], traceback.format_exc().rstrip('\n')))
         if conf.get('needApp', True):
             os._exit(EXIT_APP_FAILED)
+    finally:
+        if conf.get('autoreload'):
+            autoreload.snapshot()
 
     def no_app(environ, start_response):
         start_response('500 Internal Server Error', [('Content-Type', 'text/plain')])
@@ -163,6 +168,10 @@ def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, read
     worker = Worker(worker_conf, app, listeners, scoreboard)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, worker.on_signal)
+    if conf.get('autoreload') and worker_id == 1:
+        # One worker is enough to notice: every worker runs the same modules.
+        from . import autoreload
+        autoreload.start(conf['autoreload'], conf['masterPid'], _log)
     if control_fd is not None:
         os.write(control_fd, ready_message)
     worker.serve()

@@ -6,6 +6,7 @@ import { ConfigError } from '../config/errors.js';
 import { helpText } from '../config/help.js';
 import { ConfigExit, runLogic } from '../config/logic.js';
 import type { Entry } from '../config/origin.js';
+import { cronSyntaxError } from '../master/cron.js';
 import { buildSettings, checkEntries, placeholderNames, type Settings } from '../config/resolve.js';
 import { readSources } from '../config/sources.js';
 import { vassalLink } from '../emperor/link.js';
@@ -42,6 +43,11 @@ export function readCommandLine(argv: readonly string[], io: CliIo): CliOutcome 
     const entries = runLogic(raw, { env: io.env, reloading: false, print: (l) => io.stdout(`${l}\n`) });
     const gets = entries.filter((e) => e.key === 'get');
     if (gets.length) {
+      // uWSGI parses cron lines while it reads the configuration: a malformed one fails even a query.
+      for (const e of entries) {
+        const why = e.key === 'cron' || e.key === 'unique-cron' ? cronSyntaxError(e.value) : undefined;
+        if (why) throw new ConfigError('BAD_VALUE', why, e.origin, e.key);
+      }
       // uWSGI prints the first value of each key asked for, and nothing for a key that is not set.
       let out = '';
       for (const g of gets) {

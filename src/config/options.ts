@@ -39,7 +39,7 @@ export interface OptionDef {
 }
 
 export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Reloading and limits' | 'Applications' | 'Python applications' |
-  'Node applications' | 'Static files' | 'Logging' | 'Monitoring' | 'Emperor';
+  'Node applications' | 'Static files' | 'Logging' | 'Monitoring' | 'Daemons and cron' | 'Emperor';
 
 type Decl = Omit<OptionDef, 'aliases' | 'repeat' | 'status'> & {
   aliases?: readonly string[];
@@ -163,6 +163,8 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'add DIR to sys.path; may repeat' }),
   bool('enable-threads', 'Python applications', 'allow app threads (always the case in tsgi workers)', { short: 'T', status: 'accepted' }),
   bool('single-interpreter', 'Python applications', 'one interpreter per worker (always the case in tsgi)', { short: 'i', status: 'accepted' }),
+  declare({ name: 'py-autoreload', aliases: ['python-autoreload', 'python-auto-reload'], kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Python applications',
+    help: 'every SECONDS, reload the workers gracefully if the source file of a module the app loaded has changed (development; 0: off)' }),
   bool('wsgi-disable-file-wrapper', 'Python applications', 'do not offer wsgi.file_wrapper to apps'),
   bool('catch-exceptions', 'Python applications', 'send the traceback of an app error to the client (development only)'),
 
@@ -245,6 +247,18 @@ export const OPTIONS: readonly OptionDef[] = [
     help: "prefix every log line but request lines with the date and ' - ': C's ctime() for a bare --log-date (or true, 1), else the strftime FORMAT" }),
   bool('logformat-strftime', 'Logging', '%(ftime) in log-format is the request time in the log-date strftime FORMAT (else it is %(ltime))'),
   bool('log-micros', 'Logging', 'the default request line reports the response time in micros instead of msecs'),
+
+  // ---- Daemons and cron (src/master/daemons.ts, src/master/cron.ts, docs/daemons.md) ----
+  declare({ name: 'attach-daemon', kind: 'string', repeat: true, meta: 'CMD', section: 'Daemons and cron',
+    help: 'run CMD (through /bin/sh) beside the workers: respawned when it dies, restarted on reload, stopped with tsgi; its output goes to the log' }),
+  declare({ name: 'smart-attach-daemon', kind: 'string', repeat: true, meta: 'PIDFILE CMD', section: 'Daemons and cron',
+    help: 'run CMD, which daemonizes itself and writes PIDFILE; the master watches that pid, starts CMD again when it is gone, keeps it across reloads, stops it with tsgi' }),
+  declare({ name: 'smart-attach-daemon2', kind: 'string', repeat: true, meta: 'PIDFILE CMD', section: 'Daemons and cron',
+    help: 'as smart-attach-daemon for a CMD that stays in the foreground: the master writes its pid to PIDFILE' }),
+  declare({ name: 'cron', kind: 'string', repeat: true, meta: 'MIN HOUR MDAY MON WDAY CMD', section: 'Daemons and cron',
+    help: 'run CMD (through /bin/sh) in every minute that matches: each field a number, -1 for any, -N for every N (months 1-12, weekdays 0-6 from Sunday)' }),
+  declare({ name: 'unique-cron', kind: 'string', repeat: true, meta: 'MIN HOUR MDAY MON WDAY CMD', section: 'Daemons and cron',
+    help: 'as cron, but a run is skipped while the previous run of the job is still going' }),
 
   // ---- Emperor (src/emperor, docs/emperor.md) ----
   declare({ name: 'emperor', kind: 'string', repeat: true, meta: 'DIR|GLOB', section: 'Emperor',

@@ -10,6 +10,8 @@ import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
 import { resolve as resolvePath } from 'node:path';
+import { parseCron, type CronJob } from '../master/cron.js';
+import type { DaemonSpec } from '../master/daemons.js';
 
 export type SocketAddress =
   | { kind: 'unix'; path: string }
@@ -36,6 +38,8 @@ export interface PythonSettings {
   pythonpath: string[];
   fileWrapper: boolean;
   catchExceptions: boolean;
+  /** py-autoreload: seconds between checks of the loaded modules' files (0: off). */
+  autoreload: number;
 }
 
 /** Emperor mode (src/emperor): set when `emperor` is given. */
@@ -115,6 +119,10 @@ export interface Settings {
   strict: boolean;
   showConfig: boolean;
   emperor: EmperorSettings | undefined;
+  /** attach-daemon, smart-attach-daemon(2), in order (src/master/daemons.ts). */
+  daemons: DaemonSpec[];
+  /** cron and unique-cron jobs (src/master/cron.ts). */
+  cron: CronJob[];
   /** static-map and friends (src/static); undefined when no file is mapped. */
   static: StaticSettings | undefined;
 }
@@ -324,6 +332,24 @@ function checkPlugins(values: OptionValues): 'python' | 'node' | undefined {
   return kinds.size === 1 ? [...kinds][0] : undefined;
 }
 
+function readDaemons(values: OptionValues): DaemonSpec[] {
+  const specs: Array<{ spec: DaemonSpec; origin: Origin }> = [];
+  for (const kind of ['attach-daemon', 'smart-attach-daemon', 'smart-attach-daemon2'] as const) {
+    for (const { value, origin } of values.all(kind)) {
+      const text = value.trim();
+      if (kind === 'attach-daemon') {
+        if (!text) throw new ConfigError('BAD_VALUE', 'a command is required', origin, kind);
+        specs.push({ spec: { kind, command: text, pidfile: undefined }, origin });
+        continue;
+      }
+      const m = /^(\S+)\s+(\S.*)$/s.exec(text);
+      if (!m) throw new ConfigError('BAD_VALUE', `bad value '${value}': expected PIDFILE COMMAND`, origin, kind);
+      specs.push({ spec: { kind, command: m[2]!.trim(), pidfile: resolvePath(m[1]!) }, origin });
+    }
+  }
+  return specs.map((s) => s.spec);
+}
+
 /** Builds the settings the server runs with. */
 export function buildSettings(values: OptionValues): Settings {
   const plugin = checkPlugins(values);
@@ -407,7 +433,13 @@ export function buildSettings(values: OptionValues): Settings {
       pythonpath: values.all('pythonpath').map((v) => v.value),
       fileWrapper: !values.bool('wsgi-disable-file-wrapper'),
       catchExceptions: values.bool('catch-exceptions'),
+      autoreload: values.int('py-autoreload'),
     },
+    daemons: readDaemons(values),
+    cron: [
+      ...values.all('cron').map(({ value, origin }) => parseCron(value, origin, 'cron')),
+      ...values.all('unique-cron').map(({ value, origin }) => parseCron(value, origin, 'unique-cron')),
+    ],
     plugin,
     appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),

@@ -20,6 +20,8 @@ import { statsJson, type MasterSnapshot } from './stats.js';
 import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
 import { Scoreboard } from './scoreboard.js';
+import { Daemons } from './daemons.js';
+import { CronScheduler } from './cron.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
 import { resolveGroup, resolveUser } from './users.js';
 import { appName, resolveInterpreter, spawnPythonWorker } from '../workers/python/launcher.js';
@@ -144,6 +146,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError((err as Error).message);
     }
     const kind = choice.kind;
+    if (kind === 'node' && settings.python.autoreload) {
+      // A Node app's imports are not known to the master; touch-reload names the files to watch instead.
+      throw new StartupError(`py-autoreload watches the modules of a Python app; ${choice.file} is a Node app (use touch-reload = FILE to reload when a file changes)`);
+    }
     const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
     try {
       log = new ProcessLog(settings.logto);
@@ -173,6 +179,14 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
     let finished = false;
+    // attach-daemon & co. and cron: created only when configured, so nothing runs for them otherwise.
+    const daemons = settings.daemons.length ? new Daemons(settings.daemons, (l) => processLog.info(l), () => processLog.fd) : undefined;
+    const cron = settings.cron.length ? new CronScheduler(settings.cron, (l) => processLog.info(l), () => processLog.fd) : undefined;
+    let daemonsStopped: Promise<void> | undefined;
+    const stopDaemons = (): Promise<void> => {
+      cron?.stop();
+      return (daemonsStopped ??= daemons ? daemons.stop() : Promise.resolve());
+    };
     let vacuum = settings.vacuum;
     let stats: StatsServer | undefined;
     const fifos: MasterFifo[] = [];
@@ -225,6 +239,11 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         }
         if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
+        if ((next.daemons.length && !daemons) || (next.cron.length && !cron)) {
+          processLog.info('note: daemons and cron jobs added to a configuration that had none take effect at the next restart');
+        }
+        daemons?.reload(next.daemons);
+        cron?.replace(next.cron);
         return next;
       },
       releaseListeners: () => closeSockets(boundSockets, vacuum),
@@ -245,8 +264,12 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
             }
           }
         }
-        processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
-        process.exit(status);
+        const exit = (): void => {
+          processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
+          process.exit(status);
+        };
+        if (daemons) void stopDaemons().then(exit, exit);
+        else exit();
       },
     };
     const master = new Master(
@@ -275,6 +298,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       rotateLog: () => processLog.rotate(),
       statsText: () => statsJson(snapshot(), true),
       milestone: (what: Milestone, status: string) => {
+        if (what === 'stopping') void stopDaemons();
         systemd.milestone(what, status);
         emperor?.milestone(what, status, what === 'ready' ? boundSockets.map((b) => b.name) : undefined);
       },
@@ -316,6 +340,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       stopGracefully();
     });
     master.start();
+    daemons?.start();
+    cron?.start();
   } catch (err) {
     closeSockets(sockets, true);
     if (link) closeLinkSocket(link);

@@ -111,6 +111,9 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     // static-map and friends (docs/static-files.md): served by the worker on its uwsgi sockets; null when unset.
     static: s.static ?? null,
     zygote: spec.loader === true,
+    // py-autoreload: worker 1 checks the modules' files every N seconds and sends SIGHUP to the master.
+    autoreload: s.python.autoreload,
+    masterPid: process.pid,
     env: s.env,
     pythonpath: s.python.pythonpath.map((p) => resolve(p)),
     app: { module: s.python.module, wsgiFile: s.python.wsgiFile, callable: s.python.callable },
