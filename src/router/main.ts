@@ -21,6 +21,8 @@ export interface RouterProcessConfig {
   /** static-map and friends, served by the router. */
   static?: StaticSettings;
   disableLogging: boolean;
+  /** The process title (procname options). */
+  title: string;
   /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
   logto?: string;
   listeners: HttpListenerConfig[];
@@ -53,7 +55,7 @@ export function main(): void {
   }
   delete process.env.TSGI_ROUTER;
   const cfg = JSON.parse(raw) as RouterProcessConfig;
-  process.title = 'tsgi router';
+  process.title = cfg.title;
   const pool = new LinkPool(cfg.linkPath, cfg.links, cfg.maxQueue, log);
   const router = new HttpRouter(pool, {
     bufferSize: cfg.bufferSize,
