@@ -39,10 +39,26 @@ def _die_with_parent():
 
 
 def _set_name(name):
-    """The process name ps, top and /proc/PID/comm show (15 bytes at most)."""
+    """The process title: /proc/PID/comm (15 bytes at most, what top shows) and /proc/PID/cmdline (what ps
+    shows), the latter by writing over the original argv strings, whose bounds Linux gives in /proc/self/stat
+    (Python keeps its own copy of argv, so nothing reads that memory any more)."""
+    data = name.encode('utf-8', 'replace')
     try:
         import ctypes
-        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)   # PR_SET_NAME
+        ctypes.CDLL(None).prctl(15, data[:15], 0, 0, 0)   # PR_SET_NAME
+    except Exception:
+        pass
+    try:
+        import ctypes
+        with open('/proc/self/stat', 'rb') as f:
+            fields = f.read().rsplit(b')', 1)[1].split()
+        # Fields 48 and 49 (arg_start, arg_end), counted from 1 with pid and comm left out of `fields`.
+        start, end = int(fields[45]), int(fields[46])
+        size = end - start
+        if start and size > 1:
+            text = data[:size - 1]
+            ctypes.memset(start, 0, size)
+            ctypes.memmove(start, text, len(text))
     except Exception:
         pass
 
@@ -146,7 +162,7 @@ def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, read
     """Runs one worker until it stops; never returns."""
     from .scoreboard import NoScoreboard, Scoreboard
     from .server import Worker
-    _set_name('tsgi worker %d' % worker_id)
+    _set_name(conf.get('titles', {}).get('worker', 'tsgi worker {id}').replace('{id}', str(worker_id)))
     sb = conf.get('scoreboard')
     scoreboard = Scoreboard(sb['fd'], sb['size'], slot, os.getpid()) if sb else NoScoreboard()
     if conf.get('logto'):
@@ -188,7 +204,7 @@ def _zygote(conf, app, listeners):
       worker -> master   R PID (serving)
     SIGTERM: fork no more, exit once every worker has ended."""
     ctl = conf['controlFd']
-    _set_name('tsgi loader')
+    _set_name(conf.get('titles', {}).get('loader', 'tsgi loader'))
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     stopping = [False]

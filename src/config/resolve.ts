@@ -56,6 +56,24 @@ export interface EmperorSettings {
   freq: number;
 }
 
+/** procname, procname-master, procname-prefix(-spaced), procname-append. */
+export interface ProcnameSettings {
+  name: string | undefined;
+  master: string | undefined;
+  prefix: string;
+  append: string;
+}
+
+/**
+ * A process's title as uWSGI composes it: prefix + name + append, where the name is procname (procname-master
+ * for the master) or tsgi's own (tsgi master, tsgi worker N, tsgi router, tsgi loader).
+ */
+export function processTitle(p: ProcnameSettings, role: 'master' | 'worker' | 'router' | 'loader', id: number | string = 0): string {
+  const own = role === 'worker' ? `tsgi worker ${id}` : `tsgi ${role}`;
+  const name = (role === 'master' ? p.master ?? p.name : p.name) ?? own;
+  return `${p.prefix}${name}${p.append}`;
+}
+
 export interface Settings {
   sockets: SocketSpec[];
   limitPost: number;
@@ -123,6 +141,10 @@ export interface Settings {
   daemons: DaemonSpec[];
   /** cron and unique-cron jobs (src/master/cron.ts). */
   cron: CronJob[];
+  /** The master's umask (umask option), undefined: left as inherited. */
+  umask: number | undefined;
+  /** Process titles (procname and friends); see processTitle. */
+  procname: ProcnameSettings;
   /** static-map and friends (src/static); undefined when no file is mapped. */
   static: StaticSettings | undefined;
 }
@@ -387,6 +409,11 @@ export function buildSettings(values: OptionValues): Settings {
     if (value.indexOf('=') <= 0) throw new ConfigError('BAD_VALUE', `bad value '${value}': expected KEY=VALUE`, origin, 'vassal-set');
   }
   const statsAt = values.all('emperor-stats').at(-1);
+  const umask = values.get('umask');
+  if (umask !== undefined && !/^[0-7]{1,4}$/.test(umask)) {
+    throw new ConfigError('BAD_VALUE', `bad value '${umask}': expected an octal mask such as 022`, values.origin('umask'), 'umask');
+  }
+  const spaced = values.get('procname-prefix-spaced');
   return {
     sockets,
     limitPost: values.int('limit-post'),
@@ -454,6 +481,13 @@ export function buildSettings(values: OptionValues): Settings {
     soKeepalive: values.bool('so-keepalive'),
     strict: values.bool('strict'),
     showConfig: values.bool('show-config'),
+    umask: umask === undefined ? undefined : Number.parseInt(umask, 8),
+    procname: {
+      name: values.get('procname'),
+      master: values.get('procname-master'),
+      prefix: spaced !== undefined ? `${spaced} ` : values.get('procname-prefix') ?? '',
+      append: values.get('procname-append') ?? '',
+    },
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
     emperor: values.all('emperor').length
       ? {

@@ -8,7 +8,7 @@ import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
 import type { Entry } from '../config/origin.js';
-import type { Settings } from '../config/resolve.js';
+import { processTitle, type Settings } from '../config/resolve.js';
 import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
 import { Master, type MasterHooks, type Milestone } from './arbiter.js';
@@ -56,6 +56,7 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
     logMicros: settings.logMicros,
     logDate: settings.logDate,
     headers: settings.headers,
+    title: processTitle(settings.procname, 'router'),
     listeners: http.map((b, i) => ({
       fd: FIRST_FD + i,
       name: b.name,
@@ -151,6 +152,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError(`py-autoreload watches the modules of a Python app; ${choice.file} is a Node app (use touch-reload = FILE to reload when a file changes)`);
     }
     const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
+    // As uWSGI: the umask applies to everything the master creates (log, sockets, pidfiles) and its children.
+    if (settings.umask !== undefined) process.umask(settings.umask);
     try {
       log = new ProcessLog(settings.logto);
       log.logDate = settings.logDate;
@@ -172,7 +175,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const processLog = log;
     const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4), settings.threads);
     const boundSockets = sockets;
-    process.title = 'tsgi master';
+    process.title = processTitle(settings.procname, 'master');
     processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, ` +
       (kind === 'python' ? `python ${interpreter}` : `node ${process.version} (${choice.file})`));
     for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} ${b.inherited ? 'passed by systemd' : 'bound'} (fd ${b.fd})`);

@@ -29,6 +29,8 @@ export interface RouterProcessConfig {
   logMicros?: boolean;
   logDate?: string;
   headers?: HeaderEdit;
+  /** The process title (procname options). */
+  title: string;
   /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
   logto?: string;
   listeners: HttpListenerConfig[];
@@ -64,7 +66,7 @@ export function main(): void {
   delete process.env.TSGI_ROUTER;
   const cfg = JSON.parse(raw) as RouterProcessConfig;
   logDate = cfg.logDate;
-  process.title = 'tsgi router';
+  process.title = cfg.title;
   const pool = new LinkPool(cfg.linkPath, cfg.links, cfg.maxQueue, log);
   const router = new HttpRouter(pool, {
     bufferSize: cfg.bufferSize,

@@ -19,6 +19,7 @@ writeFiles(dir, {
   'badbool.ini': '[uwsgi]\nmaster = maybe\n',
   'later.ini': '[uwsgi]\nsocket = :3031\ncheaper = 2\n',
   'plain.ini': '[uwsgi]\nmodule = wsgi\n',
+  'badumask.ini': '[uwsgi]\nmodule = wsgi\numask = 0o22\n',
   'badsocket.ini': '[uwsgi]\nsocket = 127.0.0.1:99999\nmodule = wsgi\n',
 });
 
@@ -64,6 +65,12 @@ test('a uWSGI option tsgi does not implement yet is refused, never ignored', () 
   const r = tsgi(['--ini', join(dir, 'later.ini')]);
   assert.equal(r.status, 1);
   assert.equal(r.stderr, `tsgi: ${join(dir, 'later.ini')}:3: option 'cheaper': is a uWSGI option that tsgi does not implement yet\n`);
+});
+
+test('umask must be octal digits', () => {
+  const r = tsgi(['--ini', join(dir, 'badumask.ini')]);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, `tsgi: ${join(dir, 'badumask.ini')}:3: option 'umask': bad value '0o22': expected an octal mask such as 022\n`);
 });
 
 test('an option that needs a value and has none', () => {

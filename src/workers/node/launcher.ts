@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { HeaderEdit, LogWhen, Settings } from '../../config/resolve.js';
+import { processTitle, type HeaderEdit, type LogWhen, type Settings } from '../../config/resolve.js';
 import type { BoundSocket } from '../../master/sockets.js';
 
 export const NODE_WORKER_SCRIPT = resolve(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
@@ -53,6 +53,8 @@ export interface NodeWorkerConfig {
   env: Array<[string, string]>;
   app: { file: string; callable: string; contract: 'wsgi' | 'fetch' | 'listener' | undefined };
   appName: string;
+  /** The process title (procname options). */
+  title: string;
   controlFd: number;
   scoreboard: { fd: number; size: number };
   sockets: NodeSocketConfig[];
@@ -94,6 +96,7 @@ export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
     env: s.env,
     app: { file: spec.appFile, callable: s.python.callable, contract: s.appContract },
     appName: spec.appName,
+    title: processTitle(s.procname, 'worker', spec.id),
     controlFd: CONTROL_FD,
     scoreboard: { fd: SCOREBOARD_FD, size: spec.scoreboardSize },
     sockets: spec.sockets.map((b, i) => ({

@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   delete process.env.TSGI_WORKER;
   const conf = JSON.parse(raw) as NodeWorkerConfig;
   for (const [k, v] of conf.env) process.env[k] = v;
-  process.title = `tsgi worker ${conf.id}`;
+  process.title = conf.title;
   const pid = process.pid;
   const log = new WorkerLog(2, `[pid: ${pid}|worker ${conf.id}]`, conf.logDate);
   const slot = new SlotWriter(conf.scoreboard.fd, conf.scoreboard.size, conf.slot, pid);

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Settings } from '../../config/resolve.js';
+import { processTitle, type Settings } from '../../config/resolve.js';
 
 export const WORKER_SCRIPT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../../python/tsgi-worker.py');
 
@@ -118,6 +118,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     pythonpath: s.python.pythonpath.map((p) => resolve(p)),
     app: { module: s.python.module, wsgiFile: s.python.wsgiFile, callable: s.python.callable },
     appName: appName(s),
+    // Process titles; {id} stands for the worker id (a loader forks workers of any id).
+    titles: { worker: processTitle(s.procname, 'worker', '{id}'), loader: processTitle(s.procname, 'loader') },
     controlFd: CONTROL_FD,
     scoreboard: { fd: SCOREBOARD_FD, size: spec.scoreboardSize },
     socketFds: spec.socketFds.map((_, i) => FIRST_SOCKET_FD + i),
