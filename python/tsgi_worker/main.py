@@ -196,6 +196,9 @@ def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, read
     os._exit(EXIT_RECYCLED if worker.stopping == 'recycle' else 0)
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGCHLD)
+
+
 def _zygote(conf, app, listeners):
     """Preloading (uWSGI's default, without lazy-apps): this process imported the app once and forks the
     workers on the master's request, so they share its memory copy-on-write. The control channel carries lines:
@@ -252,17 +255,23 @@ def _zygote(conf, app, listeners):
             if len(parts) != 5 or parts[0] != b'fork' or stopping[0]:
                 continue
             token, wid, slot, max_requests = int(parts[1]), int(parts[2]), int(parts[3]), int(parts[4])
+            # The master may signal the new worker as soon as it reads its pid, before the child has dropped the
+            # loader's handlers: blocked across the fork, such a signal waits for the child's own disposition
+            # instead of being swallowed by the loader's handler (a stop lost that way left the worker running).
+            saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             pid = os.fork()
             if pid == 0:
                 # Until the worker installs its own handlers, a stop signal simply ends it (it serves nothing yet);
                 # the loader's handlers would swallow it.
-                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGCHLD):
+                for sig in _STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
                 signal.set_wakeup_fd(-1)
+                signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
                 os.close(wake_r)
                 os.close(wake_w)
                 _die_with_parent()
                 _serve(conf, app, listeners, wid, slot, max_requests, ctl, b'R %d\n' % os.getpid())
+            signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
             children.add(pid)
             os.write(ctl, b'F %d %d\n' % (token, pid))
 
