@@ -1,5 +1,6 @@
 /** A raw uwsgi client for tests: builds packets byte by byte and reads the whole response until close. */
 import net from 'node:net';
+import { parseResponses, type RawHttpResponse } from './http-raw.js';
 
 export type Vars = Record<string, string>;
 
@@ -93,4 +94,36 @@ export function parseResponse(raw: Buffer): ParsedResponse {
 export async function uwsgiRequest(addr: Address, vars: Vars, body?: Buffer): Promise<ParsedResponse> {
   const packet = uwsgiPacket(body ? { ...vars, CONTENT_LENGTH: String(body.length) } : vars);
   return parseResponse(await rawExchange(addr, body ? Buffer.concat([packet, body]) : packet));
+}
+
+/**
+ * One connection to a uwsgi socket, several requests in turn (each sent once the response before it is whole):
+ * every response, and the index of the request after which the server closed the connection (-1: it did not).
+ */
+export async function conversation(sock: string, requests: ReadonlyArray<{ vars: Vars; head?: boolean }>, waitMs = 30_000): Promise<{ responses: RawHttpResponse[]; closedAfter: number }> {
+  const c = net.connect(sock);
+  await new Promise((r) => c.once('connect', r));
+  let data = Buffer.alloc(0);
+  let closed = false;
+  c.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
+  c.on('close', () => (closed = true));
+  const heads = new Set<number>();
+  // The responses received whole: a last one still short of its Content-Length is not counted yet.
+  const complete = (): RawHttpResponse[] => {
+    const all = parseResponses(data, heads);
+    const last = all[all.length - 1];
+    if (last && !heads.has(all.length - 1) && last.headers.has('content-length') && last.body.length < Number(last.headers.get('content-length'))) all.pop();
+    return all;
+  };
+  try {
+    for (const [i, rq] of requests.entries()) {
+      if (rq.head) heads.add(i);
+      c.write(uwsgiPacket(rq.vars));
+      for (let t = 0; t < waitMs / 20 && complete().length <= i && !closed; t++) await new Promise((r) => setTimeout(r, 20));
+      if (closed) return { responses: complete(), closedAfter: i };
+    }
+    return { responses: complete(), closedAfter: -1 };
+  } finally {
+    c.destroy();
+  }
 }

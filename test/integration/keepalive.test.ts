@@ -10,30 +10,9 @@ import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
 import { activatedEnv, sharedVenv, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
 import { parseResponses } from '../helpers/http-raw.js';
-import { getVars, rawExchange, uwsgiPacket } from '../helpers/uwsgi-client.js';
+import { conversation, getVars, rawExchange, uwsgiPacket } from '../helpers/uwsgi-client.js';
 
 const APP = join(repoRoot, 'test/fixtures/apps/behaviours.py');
-
-/** One connection, several requests in turn; resolves with every response. */
-async function conversation(sock: string, requests: Array<{ vars: Record<string, string>; head?: boolean }>): Promise<{ responses: ReturnType<typeof parseResponses>; closedAfter: number }> {
-  const c = net.connect(sock);
-  await new Promise((r) => c.once('connect', r));
-  let data = Buffer.alloc(0);
-  let closed = false;
-  c.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
-  c.on('close', () => (closed = true));
-  const heads = new Set<number>();
-  let answered = 0;
-  for (const [i, rq] of requests.entries()) {
-    if (rq.head) heads.add(i);
-    c.write(uwsgiPacket(rq.vars));
-    for (let t = 0; t < 300 && parseResponses(data, heads).length <= answered && !closed; t++) await new Promise((r) => setTimeout(r, 20));
-    answered = parseResponses(data, heads).length;
-    if (closed) return { responses: parseResponses(data, heads), closedAfter: i };
-  }
-  c.destroy();
-  return { responses: parseResponses(data, heads), closedAfter: -1 };
-}
 
 describe('uwsgi keep-alive extension', () => {
   let tsgi: RunningProcess;

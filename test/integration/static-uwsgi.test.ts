@@ -9,13 +9,11 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { repoRoot, tsgiBin } from '../helpers/paths.js';
 import { activatedEnv, freePort, httpRequest, sharedVenv, startNginx, startProcess, startTsgi, stopProcess, tempDir, waitForPort, writeFiles, type RunningProcess } from '../helpers/procs.js';
-import { parseResponses, type RawHttpResponse } from '../helpers/http-raw.js';
-import { getVars, uwsgiPacket, uwsgiRequest, type ParsedResponse, type Vars } from '../helpers/uwsgi-client.js';
+import { conversation, getVars, uwsgiRequest, type ParsedResponse, type Vars } from '../helpers/uwsgi-client.js';
 
 const PROXY = join(repoRoot, 'bin/tsgi-proxy');
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -323,13 +321,6 @@ http {
   });
 
   test('keep-alive extension (raw): files, 304, HEAD and app answers share one connection, each framed', async () => {
-    const c = net.connect(sock);
-    await new Promise((r) => c.once('connect', r));
-    let data = Buffer.alloc(0);
-    let closed = false;
-    c.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
-    c.on('close', () => (closed = true));
-    const heads = new Set<number>();
     const ka = (path: string, extra: Vars = {}): Vars => ({ ...getVars(path), TSGI_KEEPALIVE: '1', ...extra });
     const steps: Array<{ vars: Vars; head?: boolean }> = [
       { vars: ka('/static/a.css') },
@@ -339,33 +330,18 @@ http {
       { vars: ka('/static/app.js', { HTTP_ACCEPT_ENCODING: 'gzip' }) },
       { vars: ka('/app-after') },
     ];
-    const complete = (): RawHttpResponse[] => {
-      const all = parseResponses(data, heads);
-      const last = all[all.length - 1];
-      if (last && !heads.has(all.length - 1) && last.headers.has('content-length') && last.body.length < Number(last.headers.get('content-length'))) all.pop();
-      return all;
-    };
-    try {
-      for (const [i, s] of steps.entries()) {
-        if (s.head) heads.add(i);
-        c.write(uwsgiPacket(s.vars));
-        for (let t = 0; t < 1500 && complete().length <= i && !closed; t++) await new Promise((r) => setTimeout(r, 20));
-        assert.ok(!closed, `the connection is still open after request ${i}`);
-      }
-      const rs = complete();
-      assert.equal(rs.length, steps.length);
-      assert.deepEqual(rs.map((r) => r.headers.get('x-tsgi-keepalive')), steps.map(() => '1'));
-      assert.deepEqual(rs.map((r) => r.status), [200, 200, 304, 200, 200, 200]);
-      assert.equal(rs[0]!.body.toString(), 'body{}');
-      assert.equal(rs[1]!.headers.get('content-length'), '6');
-      assert.equal(rs[1]!.body.length, 0);
-      assert.equal(rs[2]!.body.length, 0);
-      assert.equal(sha(rs[3]!.body), sha(site.big));
-      assert.deepEqual(rs[4]!.body, site.jsGz);
-      assert.equal(rs[5]!.body.toString(), 'app GET /app-after');
-    } finally {
-      c.destroy();
-    }
+    const { responses: rs, closedAfter } = await conversation(sock, steps);
+    assert.equal(closedAfter, -1, 'the connection stays open after every request');
+    assert.equal(rs.length, steps.length);
+    assert.deepEqual(rs.map((r) => r.headers.get('x-tsgi-keepalive')), steps.map(() => '1'));
+    assert.deepEqual(rs.map((r) => r.status), [200, 200, 304, 200, 200, 200]);
+    assert.equal(rs[0]!.body.toString(), 'body{}');
+    assert.equal(rs[1]!.headers.get('content-length'), '6');
+    assert.equal(rs[1]!.body.length, 0);
+    assert.equal(rs[2]!.body.length, 0);
+    assert.equal(sha(rs[3]!.body), sha(site.big));
+    assert.deepEqual(rs[4]!.body, site.jsGz);
+    assert.equal(rs[5]!.body.toString(), 'app GET /app-after');
   });
 
   // ---- the real nginx (plain uwsgi) ----------------------------------------------------------------------
