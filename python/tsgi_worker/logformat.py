@@ -34,7 +34,7 @@ VARIABLES = {
     'msecs': lambda c: str(c.usec // 1000),
     'secs': lambda c: '%.6f' % (c.usec / 1e6),
     'time': lambda c: str(int(c.start)),
-    'ctime': lambda c: time.strftime('%a %b %d %H:%M:%S %Y', time.localtime(c.start)),
+    'ctime': lambda c: time.asctime(time.localtime(c.start)),   # C's ctime(): 'Dec  5', as uWSGI
     'ltime': lambda c: time.strftime('%d/%b/%Y:%H:%M:%S %z', time.localtime(c.start)),
     'epoch': lambda c: str(int(time.time())),
     'size': lambda c: str(c.r.body_bytes + c.r.header_bytes),

@@ -29,7 +29,8 @@ def _ctime(now):
     sec = int(now)
     if _CTIME_CACHE[0] != sec:
         _CTIME_CACHE[0] = sec
-        _CTIME_CACHE[1] = time.strftime('%a %b %d %H:%M:%S %Y', time.localtime(sec))
+        # C's ctime(), as uWSGI prints it: the day of the month padded with a space ('Dec  5').
+        _CTIME_CACHE[1] = time.asctime(time.localtime(sec))
     return _CTIME_CACHE[1]
 
 

@@ -23,7 +23,8 @@ export function ctime(ms: number): string {
   if (sec !== ctimeSecond) {
     const d = new Date(sec * 1000);
     ctimeSecond = sec;
-    ctimeText = `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${two(d.getDate())} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${d.getFullYear()}`;
+    // The day of the month is padded with a space, as C's ctime() (and so uWSGI) prints it: 'Dec  5'.
+    ctimeText = `${DAYS[d.getDay()]} ${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2, ' ')} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())} ${d.getFullYear()}`;
   }
   return ctimeText;
 }
