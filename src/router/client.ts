@@ -12,6 +12,7 @@
 import { STATUS_CODES } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
+import { nativeHandle, setReading, touchIdleTimer } from '../types/socket-internals.js';
 import { HTTPParser, _checkInvalidHeaderChar, _checkIsHttpToken, methods } from 'node:_http_common';
 import type { HeaderEdit } from '../config/resolve.js';
 import type { StaticFile, StaticFiles } from '../static/files.js';
@@ -51,16 +52,6 @@ const kOnMessageComplete = HTTPParser.kOnMessageComplete;
 const kOnMessageBegin = HTTPParser.kOnMessageBegin;
 const kOnExecute = HTTPParser.kOnExecute;
 
-/** The parts of net.Socket's native side the router reads through (Node's own HTTP server does the same). */
-interface StreamHandle {
-  readStart(): number;
-  readStop(): number;
-}
-interface SocketInternals {
-  _handle: StreamHandle | null;
-  /** Restarts the socket's idle timer; reads that bypass the stream do not do it themselves. */
-  _unrefTimer(): void;
-}
 
 /** Longest request head llhttp accepts; the uwsgi packet (buffer-size) is the real limit, checked per request. */
 const MAX_HEADER_SIZE = 65535;
@@ -347,7 +338,7 @@ export class ClientConnection implements PeerInfo {
     // 'data' event per read, which was a fifth of the router's CPU per request. The 'data' listener still
     // keeps the stream flowing (so 'end' is emitted) and reads anything after the parser gave the handle back.
     socket.on('data', (d: Buffer) => this.onData(d));
-    const handle = (socket as unknown as SocketInternals)._handle;
+    const handle = nativeHandle(socket);
     if (handle !== null) {
       parser[kOnExecute] = (r: number | Error) => this.onExecute(r);
       parser.consume(handle);
@@ -373,7 +364,7 @@ export class ClientConnection implements PeerInfo {
 
   /** After each read the parser took from the handle: what execute() would have returned. */
   private onExecute(r: number | Error): void {
-    (this.socket as unknown as SocketInternals)._unrefTimer();
+    touchIdleTimer(this.socket);
     if (typeof r !== 'number') this.parseError(r as Error & { code?: string; reason?: string });
     // Nothing more is parsed on a stopped connection: what still arrives goes to onData, which drops it.
     if (this.stopped) this.unconsume();
@@ -394,14 +385,12 @@ export class ClientConnection implements PeerInfo {
   /** Stops (or restarts) reading the client; TCP holds what it sends meanwhile. */
   private pauseReading(): void {
     this.readingPaused = true;
-    if (this.consumed) (this.socket as unknown as SocketInternals)._handle?.readStop();
-    else this.socket.pause();
+    setReading(this.socket, this.consumed, false);
   }
 
   private resumeReading(): void {
     this.readingPaused = false;
-    if (this.consumed) (this.socket as unknown as SocketInternals)._handle?.readStart();
-    else this.socket.resume();
+    setReading(this.socket, this.consumed, true);
   }
 
   private onHead(major: number, minor: number, headers: string[] | undefined, methodIndex: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {

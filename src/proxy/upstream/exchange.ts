@@ -10,6 +10,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { HTTPParser } from 'node:_http_common';
+import { nativeHandle, setReading, touchIdleTimer } from '../../types/socket-internals.js';
 import type { Peer } from './peers.js';
 
 export type FailKind = 'error' | 'timeout' | 'invalid_header';
@@ -43,12 +44,6 @@ export interface ExchangeHandlers {
 }
 
 const TSGI_HEADER = 'x-tsgi-keepalive';
-
-/** The parts of net.Socket's native side read through (node:http's server does the same). */
-interface SocketInternals {
-  _handle: { readStart(): number; readStop(): number } | null;
-  _unrefTimer(): void;
-}
 
 /**
  * Parsers are reused: a closed link's parser goes back to the pool on the next turn of the event loop —
@@ -121,11 +116,11 @@ export class Link {
       this.ex?.messageComplete();
     };
     const s = socket;
-    const handle = (s as unknown as SocketInternals)._handle;
+    const handle = nativeHandle(s);
     if (handle !== null) {
       p[HTTPParser.kOnExecute] = (rc: number | Error) => {
         // The stream's own read path would have restarted the idle timer; a consumed read does not.
-        (s as unknown as SocketInternals)._unrefTimer();
+        touchIdleTimer(s);
         const ex = this.ex;
         if (ex) return ex.executed(rc);
         if (this.justParked) {
@@ -221,13 +216,11 @@ export class Link {
 
   /** Stops (or restarts) reading the backend: through the handle when llhttp reads it directly. */
   pauseReading(): void {
-    if (this.consumed) (this.socket as unknown as SocketInternals)._handle?.readStop();
-    else this.socket.pause();
+    setReading(this.socket, this.consumed, false);
   }
 
   resumeReading(): void {
-    if (this.consumed) (this.socket as unknown as SocketInternals)._handle?.readStart();
-    else this.socket.resume();
+    setReading(this.socket, this.consumed, true);
   }
 }
 
