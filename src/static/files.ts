@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, type Stats } from 'node:fs';
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { BUILTIN_MIME_TYPES } from '../proxy/conf/builtin-files.js';
-import type { ExpiresRule, StaticMount, StaticSettings } from './config.js';
+import type { ExpiresRule, StaticSettings } from './config.js';
 
 /** A file found for a request: open, with the facts its response head is made of. */
 export interface StaticFile {
@@ -65,7 +65,6 @@ function acceptsGzip(header: string | undefined): boolean {
 const isUnder = (path: string, root: string): boolean => path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
 
 export class StaticFiles {
-  private readonly mounts: readonly StaticMount[];
   /** Every path can be static (check-static): no prefix check can rule a request out. */
   private readonly everyPath: boolean;
   private readonly mime: Map<string, string>;
@@ -79,7 +78,6 @@ export class StaticFiles {
     private readonly settings: StaticSettings,
     private readonly log: (line: string) => void,
   ) {
-    this.mounts = settings.mounts;
     this.everyPath = settings.mounts.some((m) => m.mount === '');
     this.mime = loadMimeTypes(settings.mimeFiles);
     this.rules = settings.expires.map((rule) => ({ rule, regex: rule.match === 'type' ? undefined : new RegExp(rule.pattern) }));
@@ -90,7 +88,7 @@ export class StaticFiles {
   mayServe(method: string, path: string): boolean {
     if (method !== 'GET' && method !== 'HEAD') return false;
     if (this.everyPath) return true;
-    for (const m of this.mounts) if (mountMatches(m.mount, path)) return true;
+    for (const m of this.settings.mounts) if (mountMatches(m.mount, path)) return true;
     return false;
   }
 
@@ -101,7 +99,7 @@ export class StaticFiles {
   async find(path: string, uri: string, acceptEncoding: string | undefined): Promise<StaticFile | undefined> {
     if (path.includes('\0')) return undefined;
     for (const ext of this.settings.skipExt) if (path.endsWith(ext)) return undefined;
-    for (const m of this.mounts) {
+    for (const m of this.settings.mounts) {
       if (m.mount !== '' && !mountMatches(m.mount, path)) continue;
       // A mount written with a trailing slash keeps it in the rest (the mount's PATH was resolved without one).
       const rest = m.appendWhole ? path : path.slice(m.mount.endsWith('/') ? m.mount.length - 1 : m.mount.length);
