@@ -110,6 +110,14 @@ class RawOutput(object):
         if self.chunked:
             self.send(b'0\r\n\r\n')
 
+    def last(self, chunk):
+        """The body's last chunk, and the end."""
+        self.sent += len(chunk)
+        if self.chunked:
+            self.send(b'%x\r\n%s\r\n0\r\n\r\n' % (len(chunk), chunk))
+        else:
+            self.send(chunk)
+
     def whole(self, proto, status, headers, chunk):
         """A complete response: head, body and end."""
         n = self.head(proto, status, headers, chunk)
@@ -204,6 +212,15 @@ class LinkOutput(object):
 
     def end(self):
         self.send(END_FRAME)
+
+    def last(self, chunk):
+        """The body's last chunk and END in one write: the router is woken once, and frees the link at once."""
+        n = len(chunk)
+        if n <= MAX_FRAME:
+            self.send(b''.join((frame_header(BODY, n), chunk, END_FRAME)))
+        else:
+            self.body(chunk)
+            self.send(END_FRAME)
 
     def abort(self):
         self.send(ABORT_FRAME)

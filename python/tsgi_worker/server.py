@@ -40,7 +40,8 @@ class LinkClosed(Exception):
 
 class ResponseState(object):
     """What start_response recorded for the current request, and what was sent."""
-    __slots__ = ('status', 'headers', 'sent', 'body_bytes', 'header_bytes', 'header_count', 'code')
+    __slots__ = ('status', 'headers', 'sent', 'body_bytes', 'header_bytes', 'header_count', 'code', 'ended',
+                 'remaining', 'excess')
 
     def __init__(self):
         self.status = None
@@ -50,6 +51,21 @@ class ResponseState(object):
         self.header_bytes = 0
         self.header_count = 0
         self.code = 0
+        self.ended = False      # the end of the response is out (the app may still be iterating)
+        self.remaining = -1     # body bytes the Content-Length still promises; -1: no usable Content-Length
+        self.excess = 0         # body bytes the app gave beyond its Content-Length, not sent
+
+
+def declared_length(headers):
+    """The response's Content-Length as a number, or -1 when it has none or one that is not a number."""
+    for header in headers:
+        name = header[0]
+        if name.__class__ is str and len(name) == 14 and name.lower() == 'content-length':
+            value = header[1]
+            if value.__class__ is str and value.isdigit():
+                return int(value)
+            return -1
+    return -1
 
 
 UWSGI_UNIX, UWSGI_TCP, LINK = 'uwsgi-unix', 'uwsgi-tcp', 'link'
@@ -487,19 +503,45 @@ class Worker(object):
                 raise AssertionError('write() called before start_response()')
             if data.__class__ is not bytes:
                 data = self.coerce_chunk(data)
+            if r.ended:
+                r.excess += len(data)
+                return
             if not r.sent:
-                r.code = int(r.status[:3])
+                code = r.code = int(r.status[:3])
                 r.header_count = len(r.headers)
-                r.header_bytes = out.head(proto, r.status, r.headers, b'' if head else data)
                 r.sent = True
-            elif data and not head:
+                if not head and code >= 200 and code != 204 and code != 304:
+                    r.remaining = declared_length(r.headers)
+                if 0 <= r.remaining <= len(data):
+                    # The first chunk is the whole body the head promises: head, body and end in one write,
+                    # so the router hears the end (and can give this worker its next request) while the app
+                    # finishes its iteration and close().
+                    if r.remaining < len(data):
+                        r.excess = len(data) - r.remaining
+                        data = data[:r.remaining]
+                    r.header_bytes = out.whole(proto, r.status, r.headers, data)
+                    r.ended = True
+                else:
+                    r.header_bytes = out.head(proto, r.status, r.headers, b'' if head else data)
+                    if r.remaining > 0:
+                        r.remaining -= len(data)
+            elif not data or head:
+                return
+            elif 0 <= r.remaining <= len(data):
+                if r.remaining < len(data):
+                    r.excess = len(data) - r.remaining
+                    data = data[:r.remaining]
+                out.last(data)
+                r.ended = True
+            else:
                 out.body(data)
+                if r.remaining > 0:
+                    r.remaining -= len(data)
             if not head:
                 r.body_bytes += len(data)
 
         result = None
         healthy = True
-        ended = False
         try:
             result = self.app(environ, start_response)
             if result.__class__ is list and len(result) == 1 and r.status is not None and not r.sent:
@@ -515,9 +557,14 @@ class Worker(object):
                         r.headers.append(('Content-Length', str(len(chunk))))
                 r.code = int(r.status[:3])
                 r.header_count = len(r.headers)
+                if not head:
+                    declared = declared_length(r.headers)
+                    if 0 <= declared < len(chunk) and r.code >= 200 and r.code != 204 and r.code != 304:
+                        r.excess = len(chunk) - declared
+                        chunk = chunk[:declared]
                 r.header_bytes = out.whole(proto, r.status, r.headers, b'' if head else chunk)
                 r.sent = True
-                ended = True
+                r.ended = True
                 if not head:
                     r.body_bytes += len(chunk)
             elif isinstance(result, FileWrapper) and result.fileno() is not None and r.status is not None:
@@ -534,9 +581,17 @@ class Worker(object):
             if not r.sent:
                 if r.status is None:
                     raise AssertionError('the app returned without calling start_response()')
-                write(b'')
-            if not ended:
+                # No body at all (a HEAD, a 204, an empty iterable): head and end in one write.
+                r.code = int(r.status[:3])
+                r.header_count = len(r.headers)
+                r.header_bytes = out.whole(proto, r.status, r.headers, b'')
+                r.sent = True
+            elif not r.ended:
                 out.end()
+            r.ended = True
+            if r.excess:
+                self.log_error('the app gave %d body bytes more than its Content-Length (%s %s); they were not sent'
+                               % (r.excess, environ.get('REQUEST_METHOD', ''), environ.get('REQUEST_URI', environ.get('PATH_INFO', ''))))
         except (BrokenPipeError, ConnectionResetError) as e:
             self.log_error('client went away during the response (%s)' % e.__class__.__name__)
             healthy = False
@@ -602,7 +657,7 @@ class Worker(object):
         if size > 0 and not head and not any(n.lower() == 'content-length' for n, _ in r.headers):
             r.headers.append(('Content-Length', str(size)))
         write(b'')
-        if head or size <= 0:
+        if head or size <= 0 or r.ended:
             return
         r.body_bytes += out.sendfile(fd, pos, size)
 
@@ -627,6 +682,11 @@ class Worker(object):
         """Logs the app's exception and answers 500, or, if the head is already out, aborts the response.
         Returns whether the connection is still usable."""
         tb = traceback.format_exc()
+        if r.ended:
+            # The whole body the head promised is out: the client has its response, the connection is sound.
+            self.log_error('exception in the app after its response was complete (its Content-Length sent):\n'
+                           + tb.rstrip('\n'))
+            return True
         if r.sent:
             self.log_error('exception in the app after the response started; response cut:\n' + tb.rstrip('\n'))
             try:

@@ -85,6 +85,15 @@ describe('HTTP semantics through the router', () => {
     responses.slice(0, 100).forEach((r, i) => assert.equal(r.body.toString(), `ok /p${i}`));
   });
 
+  test('a body longer than its Content-Length is cut to it, and an exception after the whole body loses nothing: the connection goes on', async () => {
+    const reqs = 'GET /too-long HTTP/1.1\r\nHost: x\r\n\r\nGET /error-after-body HTTP/1.1\r\nHost: x\r\n\r\nGET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+    const { bytes } = await rawHttp(port, reqs);
+    const responses = parseResponses(bytes);
+    assert.deepEqual(responses.map((r) => [r.status, r.body.toString()]), [[200, 'Hello'], [200, 'done'], [200, 'ok /last']], bytes.toString('latin1'));
+    await tsgi.waitFor(/the app gave 9 body bytes more than its Content-Length \(GET \/too-long\); they were not sent/);
+    await tsgi.waitFor(/exception in the app after its response was complete[\s\S]*ValueError: failed after its body/);
+  });
+
   test('HTTP/1.0 without keep-alive: the response is complete and the connection closed', async () => {
     const { bytes, closedByServer } = await rawHttp(port, 'GET /old HTTP/1.0\r\n\r\n');
     assert.ok(closedByServer);

@@ -131,6 +131,14 @@ describe('python worker over uwsgi', () => {
     await good();
   });
 
+  test('a body longer than its Content-Length is cut to it, with a log line', async () => {
+    const r = parseResponse(await rawExchange(sock, uwsgiPacket(getVars('/too-long'))));
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'Hello');
+    await tsgi.waitFor(/the app gave 9 body bytes more than its Content-Length \(GET \/too-long\); they were not sent/);
+    await good();
+  });
+
   test('an app calling os._exit: the connection closes, the worker is respawned, the next request served', async () => {
     const raw = await rawExchange(sock, uwsgiPacket(getVars('/exit')));
     assert.equal(raw.length, 0, 'no response from a worker that died');
