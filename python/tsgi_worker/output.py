@@ -1,6 +1,7 @@
 """Where a response goes: a one-shot uwsgi connection (an HTTP head and the body, ended by closing), or the
 router's persistent link (framed, see docs/protocol-link.md)."""
 import os
+import socket
 import struct
 
 _U16 = struct.Struct('<H')
@@ -9,6 +10,7 @@ _FRAME = struct.Struct('<I')   # type in the low byte, payload length in the upp
 HELLO, HEAD, BODY, END, ABORT, GOODBYE = 1, 2, 3, 4, 5, 6
 MAX_FRAME = (1 << 24) - 1
 END_FRAME = _FRAME.pack(END)
+_MSG_DONTWAIT = socket.MSG_DONTWAIT
 ABORT_FRAME = _FRAME.pack(ABORT)
 GOODBYE_FRAME = _FRAME.pack(GOODBYE)
 
@@ -53,10 +55,16 @@ class RawOutput(object):
     """A uwsgi connection from a front server: the response is an HTTP head then the body, and closing ends
     it — unless the front server offered tsgi's keep-alive extension (docs/protocol-keepalive.md), in which
     case the body is framed (Content-Length or chunked) and the connection can carry the next request."""
-    __slots__ = ('send', 'fileno', 'keepalive', 'bodiless', 'chunked', 'declared', 'sent')
+    __slots__ = ('send', 'fileno', 'keepalive', 'bodiless', 'chunked', 'declared', 'sent', 'arm', '_sock')
 
-    def __init__(self, sock, keepalive=False, bodiless=False):
-        self.send = sock.sendall
+    def __init__(self, sock, keepalive=False, bodiless=False, arm=None):
+        # `arm` (a Unix connection whose socket-timeout is not set yet) sets it. A send that completes at
+        # once, which is every send to a front server that reads, never needs it; one that cannot arms it
+        # first, so a client that stops reading loses its connection after socket-timeout instead of
+        # holding this worker for good.
+        self.arm = arm
+        self._sock = sock
+        self.send = sock.sendall if arm is None else self._send_or_arm
         self.fileno = sock.fileno()
         self.keepalive = keepalive      # the request carried TSGI_KEEPALIVE=1
         self.bodiless = bodiless        # a HEAD request: no body whatever the headers say
@@ -77,6 +85,21 @@ class RawOutput(object):
         else:
             self.send(block)
         return len(block)
+
+    def _send_or_arm(self, data):
+        try:
+            n = self._sock.send(data, _MSG_DONTWAIT)
+        except BlockingIOError:
+            n = 0
+        if n < len(data):
+            self._arm()
+            self._sock.sendall(memoryview(data)[n:])
+
+    def _arm(self):
+        if self.arm is not None:
+            self.arm()
+            self.arm = None
+            self.send = self._sock.sendall
 
     def _frame(self, status, headers):
         """Keep-alive: make the body's end explicit, or give up keeping the connection."""
@@ -132,6 +155,7 @@ class RawOutput(object):
         return self.keepalive and (self.chunked or self.bodiless or self.declared < 0 or self.sent == self.declared)
 
     def sendfile(self, fd, offset, count):
+        self._arm()   # a file is sent in many writes: any may have to wait for the client
         if self.chunked:
             self.send(b'%x\r\n' % count)
         sent = 0

@@ -346,14 +346,18 @@ class Worker(object):
         arm = None
         if unix:
             # Accepted Unix connections do not inherit socket-timeout from the listening socket (TCP ones do);
-            # it is set only when the request did not arrive whole, which is rare from a front server. A kept
-            # connection needs it as much as a fresh one: its next packet may also arrive in pieces, or stop.
+            # it is set only when a read or a write has to wait (the request did not arrive whole, the response
+            # does not fit in the socket's buffer), which is rare from a front server. A kept connection needs
+            # it as much as a fresh one: its next packet may also arrive in pieces, or stop.
             timeout = self.timeout
+            armed = []
 
             def arm():
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeout)
-        out = RawOutput(conn)
+                if not armed:
+                    armed.append(True)
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeout)
+        out = RawOutput(conn, arm=arm)
         keep = False
         try:
             keep = self.serve_request(conn.recv, out, False, core, not fresh, arm) is True and out.reusable()
@@ -595,6 +599,9 @@ class Worker(object):
         except (BrokenPipeError, ConnectionResetError) as e:
             self.log_error('client went away during the response (%s)' % e.__class__.__name__)
             healthy = False
+        except (BlockingIOError, socket.timeout):
+            self.log_error(self.send_timeout_message())
+            healthy = False
         except Exception:
             self.exceptions += 1
             healthy = self.app_error(out, r, proto)
@@ -638,6 +645,9 @@ class Worker(object):
         except (BrokenPipeError, ConnectionResetError) as e:
             self.log_error('client went away during the response (%s)' % e.__class__.__name__)
             return r, False
+        except (BlockingIOError, socket.timeout):
+            self.log_error(self.send_timeout_message())
+            return r, False
         except OSError as e:
             self.log_error('static file %s could not be sent (%s); connection closed' % (reply.path, e))
             return r, False
@@ -660,6 +670,10 @@ class Worker(object):
         if head or size <= 0 or r.ended:
             return
         r.body_bytes += out.sendfile(fd, pos, size)
+
+    def send_timeout_message(self):
+        return ('the client did not take the response within socket-timeout (%d s); connection closed'
+                % struct.unpack('ll', self.timeout)[0])
 
     def coerce_chunk(self, chunk):
         """A body chunk that is not bytes. A str (the guide's own Python 2 style app) is served as UTF-8 with a

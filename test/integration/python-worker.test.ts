@@ -201,3 +201,53 @@ describe('python worker over uwsgi', () => {
     await good();
   });
 });
+
+describe('python worker over uwsgi: a client that stops reading', () => {
+  let tsgi: RunningProcess;
+  let sock: string;
+  let dir: string;
+
+  before(async () => {
+    dir = tempDir();
+    sock = join(dir, 'app.sock');
+    writeFileSync(join(dir, 'big.bin'), Buffer.alloc(8 * 1024 * 1024, 7));
+    // One worker: a connection holding it would leave nobody to answer the next request.
+    tsgi = await startTsgi(['--socket', sock, '--processes', '1', '--socket-timeout', '1', '--wsgi-file', APP], { env: activatedEnv(sharedVenv()) });
+  });
+  after(async () => {
+    const r = await stopProcess(tsgi);
+    assert.equal(r.code, 0, tsgi.output());
+  });
+
+  /** Sends a request and never reads: the response cannot fit in the socket's buffers. */
+  function stalledClient(path: string, query = ''): net.Socket {
+    const c = net.connect(sock, () => c.write(uwsgiPacket(getVars(path, { QUERY_STRING: query }))));
+    c.pause();
+    c.on('error', () => {});
+    return c;
+  }
+
+  /** Resolves once the log has said `re` `n` times (each test adds one line). */
+  async function logged(re: RegExp, n: number): Promise<void> {
+    const global = new RegExp(re.source, 'g');
+    for (let waited = 0; (tsgi.output().match(global)?.length ?? 0) < n; waited += 50) {
+      if (waited > 30_000) assert.fail(`not logged ${n} times: ${re}\n${tsgi.output()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  let stalls = 0;
+  for (const [what, path, query] of [['a response the app returns', '/big', ''], ['a file sent with sendfile', '/big-file', 'big.bin']] as const) {
+    test(`${what}: the connection is dropped after socket-timeout and the worker serves the next request`, async () => {
+      const stalled = stalledClient(path, query === '' ? '' : join(dir, query));
+      try {
+        await logged(/the client did not take the response within socket-timeout \(1 s\); connection closed/, ++stalls);
+        const r = await uwsgiRequest(sock, getVars('/fine'));
+        assert.equal(r.status, 200);
+        assert.equal(r.body.toString(), 'ok /fine');
+      } finally {
+        stalled.destroy();
+      }
+    });
+  }
+});
