@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import { unlinkSync, lstatSync } from 'node:fs';
 import type { LoadedConf } from './conf/load.js';
 import type { Binding } from './listen.js';
-import { Pipeline, type Runtime } from './pipeline.js';
+import { Pipeline, type ConnectionState, type Runtime } from './pipeline.js';
 import { StaticFiles } from './static.js';
 import { Upstreams } from './upstream/pass.js';
 import { AccessLogs } from './accesslog.js';
@@ -23,7 +23,19 @@ import { PRODUCT, VERSION } from './vars.js';
 let connectionIds = 0;
 
 /** A client connection with the requests it has in progress (more than one when pipelined). */
-type ClientSocket = Socket & { _tsgiId?: number; _tsgiBusy?: number };
+type ClientSocket = Socket & ConnectionState & { _tsgiId?: number; _tsgiBusy?: number };
+
+/**
+ * Whether the head that overflowed node:http's limit began with a request line longer than one of
+ * large_client_header_buffers (nginx answers that with 414, an overflow of header lines with 400). The
+ * packet being parsed holds the request line when the head came in one read, which a long URI usually does.
+ */
+function requestLineTooLong(err: Error, lineMax: number): boolean {
+  const packet = (err as { rawPacket?: Buffer }).rawPacket;
+  if (!packet || !/^[A-Z]+ /.test(packet.subarray(0, 16).toString('latin1'))) return false;
+  const nl = packet.indexOf('\r\n');
+  return (nl === -1 ? packet.length : nl + 2) > lineMax;
+}
 
 /**
  * A whole error response written straight to a socket, for requests node:http refused before they reached
@@ -99,8 +111,12 @@ export class Front implements Runtime {
       noDelay: loc.tcpNodelay !== false,
     };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
-      if (this.stopping) res.shouldKeepAlive = false;
       const s = req.socket as ClientSocket;
+      // A request pipelined behind the connection's last one: never served (node:http will not send its
+      // response either; the connection closes after the last one's).
+      if (s._tsgiLast) return;
+      s._tsgiRequests = (s._tsgiRequests ?? 0) + 1;
+      if (this.stopping) res.shouldKeepAlive = false;
       // A request arrived: the connection is no longer idle.
       const busy = s._tsgiBusy ?? 0;
       if (busy === 0) s.setTimeout(0);
@@ -133,9 +149,11 @@ export class Front implements Runtime {
         handler,
       );
     } else server = http.createServer(opts, handler);
-    server.maxRequestsPerSocket = loc.keepaliveRequests || 0;
     // worker_connections: connections one worker holds at once (nginx's default is 512).
     server.maxConnections = this.conf.main.workerConnections ?? 512;
+    // A client that shuts down its sending side after its request (`nc -N`, some HTTP/1.0 clients) still
+    // gets the responses in progress, then the close, as from nginx; node:http's default drops them.
+    (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
     server.on('connection', (s: ClientSocket) => {
       s._tsgiId = ++connectionIds;
       this.sockets.add(s);
@@ -158,7 +176,7 @@ export class Front implements Runtime {
         s.destroy();
         return;
       }
-      s.end(rawError(err.code === 'HPE_HEADER_OVERFLOW' ? 494 : 400, loc), 'latin1');
+      s.end(rawError(err.code === 'HPE_HEADER_OVERFLOW' ? (requestLineTooLong(err, srv.largeHeaderLine!) ? 414 : 494) : 400, loc), 'latin1');
     });
     return server;
   }

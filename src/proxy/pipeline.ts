@@ -40,6 +40,9 @@ const MAX_INTERNAL_REDIRECTS = 10;
 const BAD_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const SERVER_FULL = `${PRODUCT}/${VERSION}`;
 
+/** What front.ts keeps on a client connection: its requests so far, and whether the one in progress is its last. */
+export type ConnectionState = { _tsgiRequests?: number; _tsgiLast?: boolean };
+
 export class Pipeline {
   constructor(readonly rt: Runtime) {}
 
@@ -74,7 +77,9 @@ export class Pipeline {
       if (la.startsWith('::ffff:')) la = la.slice(7);
       group = binding.groups.get(la) ?? binding.main;
     }
-    const target = splitTarget(req.url ?? '/');
+    const url = req.url ?? '/';
+    if (req.method!.length + url.length + 12 > group.defaultServer.largeHeaderLine!) return this.uriTooLong(group, req, res);
+    const target = splitTarget(url);
     const rawHost = target?.host ?? (req.headers.host as string | undefined) ?? '';
     const host = normalizeHost(rawHost);
     const found = findServer(group, host ?? '');
@@ -82,10 +87,22 @@ export class Pipeline {
     const uri = target ? normalizePath(target.path, server.mergeSlashes !== false) : null;
     const r = new Rq(req, res, group, server, uri ?? '/', target?.query ?? '', host || server.primaryName, req.url ?? '/');
     r.captures = found.captures;
+    r.nth = (req.socket as ConnectionState)._tsgiRequests ?? 1;
     // One listener for both ends of a response: 'finish' (sent) and 'close' (which also follows 'finish').
     const ended = (): void => this.ended(r);
     res.on('finish', ended);
     res.on('close', ended);
+    // Each header line must fit in one of large_client_header_buffers (node:http bounds only their sum).
+    const lineMax = server.largeHeaderLine! - 4;
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i]!.length + raw[i + 1]!.length > lineMax) {
+        this.log(r, 'info', `client sent too long header line: "${raw[i]}: ${raw[i + 1]!.slice(0, 32)}..." while reading client request headers`);
+        res.shouldKeepAlive = false;
+        this.finalize(r, 494);
+        return r;
+      }
+    }
     if (host === null || uri === null || target === null) {
       this.log(r, 'info', host === null ? `client sent invalid host header while reading client request headers` : 'client sent invalid request');
       res.shouldKeepAlive = false;
@@ -100,7 +117,35 @@ export class Pipeline {
     // Server-level rewrite script, then location search.
     const rc = this.runScript(r, server.script);
     if (rc !== 'done') this.findAndRun(r);
+    // The location that took the request ends the connection after it (keepalive_requests reached,
+    // keepalive_timeout 0): requests the client pipelined behind it are not served, as in nginx (the
+    // client sends them again on a new connection). Decided now, before node:http hands over the next one.
+    if (!res.headersSent && this.lastOnConnection(r)) {
+      res.shouldKeepAlive = false;
+      (req.socket as ConnectionState)._tsgiLast = true;
+    }
     return r;
+  }
+
+  /** A request line longer than one of large_client_header_buffers: 414 from the default server, as nginx. */
+  private uriTooLong(group: ListenGroup, req: IncomingMessage, res: ServerResponse): Rq {
+    const server = group.defaultServer;
+    const r = new Rq(req, res, group, server, '/', '', server.primaryName, req.url ?? '/');
+    const ended = (): void => this.ended(r);
+    res.on('finish', ended);
+    res.on('close', ended);
+    this.log(r, 'info', 'client sent too long URI while reading client request line');
+    res.shouldKeepAlive = false;
+    this.finalize(r, 414);
+    return r;
+  }
+
+  /** Whether the answering location closes the connection after this request. */
+  private lastOnConnection(r: Rq): boolean {
+    const conf = r.conf;
+    if (conf.keepaliveTimeoutMs === 0) return true;
+    const max = conf.keepaliveRequests;
+    return max !== undefined && max > 0 && r.nth >= max;
   }
 
   /** The response was sent, or the connection closed first: the access log, and a pass told to stop. */
@@ -439,7 +484,7 @@ export class Pipeline {
     // Keep-alive as the answering location says: off with keepalive_timeout 0; with a second value, node's
     // own Keep-Alive header (written right after `Connection: keep-alive`, and only then) announces it.
     const conf = r.conf;
-    if (conf.keepaliveTimeoutMs === 0) res.shouldKeepAlive = false;
+    if (this.lastOnConnection(r)) res.shouldKeepAlive = false;
     else if (conf.keepaliveHeaderS) {
       const nodeRes = res as ServerResponse & NodeKeepAliveHeader;
       nodeRes._keepAliveTimeout = conf.keepaliveHeaderS * 1000;

@@ -21,6 +21,8 @@ export class Rq {
   internalRedirects = 0;
   internal = false;
   errorPageDone = false;
+  /** Which request of its connection this is (1 for the first): keepalive_requests compares it. */
+  nth = 0;
   /** Filled while serving static content ($request_filename). */
   filename = '';
   status = 0;

@@ -159,6 +159,7 @@ http {
     location = /ret494 { return 494; }
     location /ep/ { error_page 404 /page.html; }
     location /ep200/ { error_page 404 =200 /hello.txt; }
+    location /kr/ { alias ${www}/; keepalive_requests 2; }
   }
   server {
     listen 127.0.0.1:${hdr};
@@ -401,5 +402,49 @@ http {
     assert.equal(await get1('GET /p/redir HTTP/1.1'), 'HTTP/1.1 302 Found | Content-Length: 0 | Location: http://localhost:PORT/p/elsewhere');
     assert.equal(await get1('GET /p/elsewhere-absolute HTTP/1.1'), 'HTTP/1.1 301 Moved Permanently | Content-Length: 0 | Location: http://example.com/x');
     assert.equal(await get1('GET /p/204 HTTP/1.1'), 'HTTP/1.1 204 No Content | Content-Type: text/plain | X-Backend: yes');
+  });
+
+  /** Sends `raw` (then half-closes) on a fresh connection: the status of every response until the server closes. */
+  function statuses(port: number, raw: string): Promise<string> {
+    return new Promise((resolve) => {
+      const c = connect(port, '127.0.0.1', () => c.end(raw));
+      let got = '';
+      c.setEncoding('latin1');
+      c.on('data', (d: string) => (got += d));
+      c.on('error', () => {});
+      c.on('close', () => resolve([...got.matchAll(/^HTTP\/1\.1 (\d{3})/gm)].map((m) => m[1]).join(',')));
+    });
+  }
+
+  const get = (target: string, extra = '') => `GET ${target} HTTP/1.1\r\nHost: localhost\r\n${extra}\r\n`;
+  /** A request whose request line, CRLF included, is `n` bytes. */
+  const lineOf = (n: number) => get('/hello.txt?' + 'a'.repeat(n - 'GET /hello.txt? HTTP/1.1\r\n'.length));
+  /** A request with a header line of `n` bytes, CRLF included. */
+  const headerOf = (n: number) => get('/hello.txt', `X-Big: ${'a'.repeat(n - 'X-Big: \r\n'.length)}\r\n`);
+  const LIMIT_CASES: Array<[string, string, string]> = [
+    // name, what the client sends, the statuses nginx 1.22 answers with (large_client_header_buffers 4 8k)
+    ['a request line of 8192 bytes', lineOf(8192), '200'],
+    ['a request line of 8193 bytes', lineOf(8193), '414'],
+    ['a request line of 20000 bytes', lineOf(20000), '414'],
+    ['a header line of 8192 bytes', headerOf(8192), '200'],
+    ['a header line of 8193 bytes', headerOf(8193), '400'],
+    ['a header line of 8193 bytes, then a request', headerOf(8193) + get('/hello.txt'), '400'],
+    ['four header lines of 7000 bytes', get('/hello.txt', [1, 2, 3, 4].map((i) => `X-${i}: ${'a'.repeat(7000)}\r\n`).join('')), '200'],
+    ['five header lines of 7000 bytes', get('/hello.txt', [1, 2, 3, 4, 5].map((i) => `X-${i}: ${'a'.repeat(7000)}\r\n`).join('')), '400'],
+    ['keepalive_requests 2: four pipelined requests', get('/kr/hello.txt').repeat(4), '200,200'],
+    ['keepalive_requests 2 reached in its location', get('/hello.txt') + get('/kr/hello.txt') + get('/kr/hello.txt') + get('/hello.txt'), '200,200'],
+    ['keepalive_requests 2 in another location only', get('/hello.txt').repeat(4), '200,200,200,200'],
+  ];
+
+  test('request line and header line limits, and keepalive_requests per location, answer as nginx does', async () => {
+    const got: string[] = [];
+    for (const [name, raw] of LIMIT_CASES) got.push(`${name}: ${await statuses(ports.proxy, raw)}`);
+    assert.deepEqual(got, LIMIT_CASES.map(([name, , want]) => `${name}: ${want}`));
+  });
+
+  test('the limit cases are what nginx answers', { skip: nginxSkip }, async () => {
+    const got: string[] = [];
+    for (const [name, raw] of LIMIT_CASES) got.push(`${name}: ${await statuses(ports.nginx, raw)}`);
+    assert.deepEqual(got, LIMIT_CASES.map(([name, , want]) => `${name}: ${want}`));
   });
 });

@@ -209,6 +209,7 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
       srv.mergeSlashes ??= http.mergeSlashes ?? true;
       srv.clientHeaderTimeoutMs ??= http.clientHeaderTimeoutMs ?? 60000;
       srv.largeHeaderBytes ??= http.largeHeaderBytes ?? 4 * 8192;
+      srv.largeHeaderLine ??= http.largeHeaderLine ?? 8192;
       srv.ignoreInvalidHeaders ??= http.ignoreInvalidHeaders ?? true;
       srv.underscoresInHeaders ??= http.underscoresInHeaders ?? false;
       inheritScript(srv.script, srv.loc);

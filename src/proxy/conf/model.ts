@@ -235,6 +235,8 @@ export interface ServerConf {
   mergeSlashes: boolean | undefined;
   clientHeaderTimeoutMs: number | undefined;
   largeHeaderBytes: number | undefined;
+  /** large_client_header_buffers' size: the longest request line or header line, CRLF included. */
+  largeHeaderLine: number | undefined;
   ignoreInvalidHeaders: boolean | undefined;
   underscoresInHeaders: boolean | undefined;
   pos: ConfPos;
@@ -250,6 +252,8 @@ export interface HttpConf {
   mergeSlashes: boolean | undefined;
   clientHeaderTimeoutMs: number | undefined;
   largeHeaderBytes: number | undefined;
+  /** large_client_header_buffers' size: the longest request line or header line, CRLF included. */
+  largeHeaderLine: number | undefined;
   ignoreInvalidHeaders: boolean | undefined;
   underscoresInHeaders: boolean | undefined;
   pos: ConfPos;

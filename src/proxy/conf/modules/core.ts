@@ -175,7 +175,7 @@ const mainSpecs: Spec[] = [
       if (s.main.http) throw duplicate(d);
       const http: HttpConf = {
         loc: new LocConf(), servers: [], upstreams: new Map(), implicitUpstreams: new Map(), logFormats: new Map(),
-        mergeSlashes: undefined, clientHeaderTimeoutMs: undefined, largeHeaderBytes: undefined, ignoreInvalidHeaders: undefined,
+        mergeSlashes: undefined, clientHeaderTimeoutMs: undefined, largeHeaderBytes: undefined, largeHeaderLine: undefined, ignoreInvalidHeaders: undefined,
         underscoresInHeaders: undefined, pos: pos(d),
       };
       s.main.http = http;
@@ -245,7 +245,7 @@ const serverSpecs: Spec[] = [
       const srv: ServerConf = {
         listens: [], names: { exact: new Set(), wildStart: [], wildEnd: [], regex: [] }, primaryName: '', loc: new LocConf(),
         script: [], locations: [], named: new Map(), mergeSlashes: undefined, clientHeaderTimeoutMs: undefined,
-        largeHeaderBytes: undefined, ignoreInvalidHeaders: undefined, underscoresInHeaders: undefined, pos: pos(d),
+        largeHeaderBytes: undefined, largeHeaderLine: undefined, ignoreInvalidHeaders: undefined, underscoresInHeaders: undefined, pos: pos(d),
       };
       s.http!.servers.push(srv);
       s.walk({ ...s, ctx: SRV, srv, loc: srv.loc, script: srv.script, location: undefined }, d.block!, SRV);
@@ -266,7 +266,7 @@ const serverSpecs: Spec[] = [
 ];
 
 /** Settings nginx keeps at server level (used when the request line and headers are read). */
-function srvLevel(name: string, key: 'mergeSlashes' | 'clientHeaderTimeoutMs' | 'largeHeaderBytes' | 'ignoreInvalidHeaders' | 'underscoresInHeaders', parse: (d: ConfNode) => number | boolean, args: Spec['args']): Spec {
+function srvLevel(name: string, key: 'mergeSlashes' | 'clientHeaderTimeoutMs' | 'ignoreInvalidHeaders' | 'underscoresInHeaders', parse: (d: ConfNode) => number | boolean, args: Spec['args']): Spec {
   return {
     name, ctx: HTTP | SRV, args,
     set(s, d) {
@@ -458,11 +458,19 @@ const locSpecs: Spec[] = [
   srvLevel('client_header_timeout', 'clientHeaderTimeoutMs', (d) => timeArg(d), 1),
   srvLevel('ignore_invalid_headers', 'ignoreInvalidHeaders', parseFlag, 'flag'),
   srvLevel('underscores_in_headers', 'underscoresInHeaders', parseFlag, 'flag'),
-  srvLevel('large_client_header_buffers', 'largeHeaderBytes', (d) => {
-    const n = Number(d.args[0]);
-    if (!Number.isInteger(n) || n <= 0) throw badValue(d, d.args[0]!);
-    return n * sizeArg(d, 1);
-  }, 2),
+  {
+    // Each line (the request line, a header line) must fit in one buffer; all of them in the buffers.
+    name: 'large_client_header_buffers', ctx: HTTP | SRV, args: 2,
+    set(s, d) {
+      const target = s.srv ?? s.http!;
+      if (target.largeHeaderBytes !== undefined) throw duplicate(d);
+      const n = Number(d.args[0]);
+      if (!Number.isInteger(n) || n <= 0) throw badValue(d, d.args[0]!);
+      const size = sizeArg(d, 1);
+      target.largeHeaderLine = size;
+      target.largeHeaderBytes = n * size;
+    },
+  },
 ];
 
 export const coreSpecs: Spec[] = [includeSpec, ...mainSpecs, ...serverSpecs, locationSpec(), ...locSpecs];
