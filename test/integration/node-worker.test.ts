@@ -275,3 +275,65 @@ describe('node worker: a WSGI-style JS app over uwsgi and HTTP', () => {
     await good();
   });
 });
+
+describe('node worker: a client that stops reading its response', () => {
+  let tsgi: RunningProcess;
+  let sock: string;
+  let port: number;
+
+  before(async () => {
+    const dir = tempDir();
+    sock = join(dir, 'app.sock');
+    port = await freePort();
+    tsgi = await startTsgi(['--socket', sock, '--http-socket', `127.0.0.1:${port}`, '--processes', '1', '--socket-timeout', '1', '--wsgi-file', APP], { env: cleanEnv() });
+  });
+  after(async () => {
+    const r = await stopProcess(tsgi);
+    assert.equal(r.code, 0, tsgi.output());
+  });
+
+  const line = /the client did not take the response within socket-timeout \(1 s\); connection closed/g;
+
+  /**
+   * Sends `request` and reads nothing until the worker has logged `times` stalled clients; then reads what
+   * is left and resolves when the connection ends (it would never end had the worker kept it).
+   */
+  async function stalled(connect: () => net.Socket, request: Buffer | string, times: number): Promise<void> {
+    const c = connect();
+    c.on('connect', () => c.write(request));
+    c.pause();
+    c.on('error', () => {});
+    const closed = new Promise<void>((resolve) => c.on('close', () => resolve()));
+    for (let waited = 0; (tsgi.output().match(line)?.length ?? 0) < times; waited += 50) {
+      if (waited > 30_000) {
+        c.destroy();
+        assert.fail(`no stalled client logged; output:\n${tsgi.output()}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    c.resume();
+    let timer: NodeJS.Timeout | undefined;
+    const kept = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the stalled connection was logged but not closed; output:\n${tsgi.output()}`)), 30_000);
+    });
+    try {
+      await Promise.race([closed, kept]);
+    } finally {
+      clearTimeout(timer);
+      c.destroy();
+    }
+  }
+
+  test('over uwsgi: the connection is closed after socket-timeout and logged; an app that takes its time is not', async () => {
+    await stalled(() => net.connect(sock), uwsgiPacket(getVars('/big-stream', { QUERY_STRING: '16' })), 1);
+    // Silent for longer than socket-timeout, then answering: the client gets it.
+    const r = await uwsgiRequest(sock, getVars('/sleep', { QUERY_STRING: '1.5' }));
+    assert.equal(r.status, 200);
+  });
+
+  test('over HTTP: the same', async () => {
+    await stalled(() => net.connect(port, '127.0.0.1'), 'GET /big-stream?16 HTTP/1.1\r\nHost: x\r\n\r\n', 2);
+    const h = await httpRequest(`http://127.0.0.1:${port}/sleep?1.5`);
+    assert.equal(h.status, 200);
+  });
+});

@@ -59,6 +59,20 @@ export function createHttpServer(exchanges: Exchanges, log: WorkerLog, opts: Htt
     },
     onRequest,
   );
+  // socket-timeout also bounds a client that stops taking its response: node emits 'timeout' only when no
+  // write has progressed for that long, and then bytes still waiting to go out mean the client stopped
+  // reading. An app taking its time (nothing waiting) is left alone: harakiri is its limit.
+  server.timeout = opts.timeoutMs;
+  server.on('timeout', (socket: Socket) => {
+    // No response in progress: the keep-alive idle timeout, which node ends by closing (as without a listener).
+    if (!(socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    if (socket.writableLength === 0) return;
+    log.error(`the client did not take the response within socket-timeout (${opts.timeoutMs / 1000} s); connection closed`);
+    socket.destroy();
+  });
   const open = new Set<Socket>();
   connections.set(server, open);
   server.on('connection', (socket: Socket) => {

@@ -289,10 +289,8 @@ class UwsgiConnection {
       socket.destroy();
       return;
     }
-    if (this.timed) {
-      this.timed = false;
-      socket.setTimeout(0);
-    }
+    // socket-timeout stays armed while the request is answered: it ends a connection whose client stops
+    // taking the response (see timeout()), never an app that takes its time.
     this.start(p, buf.subarray(p.headerEnd));
   }
 
@@ -403,6 +401,11 @@ class UwsgiConnection {
   /** A kept response is complete and its request read: on to the next request. */
   private next(): void {
     const { socket, server } = this;
+    if (this.timed) {
+      // A kept connection waits for its next request without a limit (its front server closes it).
+      this.timed = false;
+      socket.setTimeout(0);
+    }
     this.answered = false;
     this.reading = true;
     this.kept = true;
@@ -448,8 +451,16 @@ class UwsgiConnection {
   }
 
   private timeout(): void {
-    if (!this.closing) this.server.log.error('bad request: no complete uwsgi request within socket-timeout; connection closed');
-    this.socket.destroy();
+    const socket = this.socket;
+    if (!this.reading && !this.closing) {
+      // A request is being answered. node emits 'timeout' only when no write has progressed for
+      // socket-timeout: with bytes still waiting to go out, the client has stopped reading.
+      if (socket.writableLength === 0) return; // the app is taking its time (harakiri is its limit)
+      this.server.log.error(`the client did not take the response within socket-timeout (${this.server.opts.timeoutMs / 1000} s); connection closed`);
+    } else if (!this.closing) {
+      this.server.log.error('bad request: no complete uwsgi request within socket-timeout; connection closed');
+    }
+    socket.destroy();
   }
 
   private closed(): void {
