@@ -57,9 +57,18 @@ VARIABLES = {
 }
 
 
+def _logvar(name):
+    def get(c):
+        logvars = c.logvars
+        if logvars is None:
+            return '-'
+        return logvars.get(name, '-')
+    return get
+
+
 class LogContext(object):
     """What one request's log line is made of."""
-    __slots__ = ('environ', 'r', 'start', 'usec', 'addr', 'pid', 'worker_id', 'core', 'nvars', 'pktsize')
+    __slots__ = ('environ', 'r', 'start', 'usec', 'addr', 'pid', 'worker_id', 'core', 'nvars', 'pktsize', 'logvars')
 
 
 def _json_escape(value):
@@ -90,7 +99,8 @@ def compile_format(template, x_forwarded_for=False, ftime=None):
         else:
             getter = VARIABLES.get(name)
             if getter is None:
-                getter = (lambda text: lambda c: text)(template[start:close + 1])
+                # Any other name is a logvar the app sets with uwsgi.set_logvar(); '-' when unset, as in uWSGI.
+                getter = _logvar(name)
         pieces.append(getter if escape is None else (lambda g: lambda c: escape(g(c)))(getter))
         i = close + 1
 

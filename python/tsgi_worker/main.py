@@ -158,8 +158,10 @@ def _load(conf, who):
     return no_app
 
 
-def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, ready_message):
-    """Runs one worker until it stops; never returns."""
+def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, ready_message, forked=False):
+    """Runs one worker until it stops; never returns. `forked`: the app loader forked this worker (after the
+    app was imported), so uwsgi.post_fork_hook runs before it serves."""
+    from . import uwsgi_api
     from .scoreboard import NoScoreboard, Scoreboard
     from .server import Worker
     _set_name(conf.get('titles', {}).get('worker', 'tsgi worker {id}').replace('{id}', str(worker_id)))
@@ -182,8 +184,12 @@ def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, read
     faulthandler.register(signal.SIGUSR2, file=sys.stderr, all_threads=True)
     worker_conf = dict(conf, id=worker_id, maxRequests=max_requests)
     worker = Worker(worker_conf, app, listeners, scoreboard)
+    uwsgi_api.bind_worker(worker, worker_id)
+    worker.at_exit = uwsgi_api.at_exit
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, worker.on_signal)
+    if forked:
+        uwsgi_api.post_fork(worker.log_error)
     if conf.get('autoreload') and worker_id == 1:
         # One worker is enough to notice: every worker runs the same modules.
         from . import autoreload
@@ -191,6 +197,7 @@ def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, read
     if control_fd is not None:
         os.write(control_fd, ready_message)
     worker.serve()
+    uwsgi_api.at_exit(worker.log_error)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_RECYCLED if worker.stopping == 'recycle' else 0)
@@ -270,7 +277,7 @@ def _zygote(conf, app, listeners):
                 os.close(wake_r)
                 os.close(wake_w)
                 _die_with_parent()
-                _serve(conf, app, listeners, wid, slot, max_requests, ctl, b'R %d\n' % os.getpid())
+                _serve(conf, app, listeners, wid, slot, max_requests, ctl, b'R %d\n' % os.getpid(), forked=True)
             signal.pthread_sigmask(signal.SIG_SETMASK, saved_mask)
             children.add(pid)
             os.write(ctl, b'F %d %d\n' % (token, pid))
@@ -283,6 +290,9 @@ def main():
     _date_prefix = date_prefix(conf.get('logDate'))
     _die_with_parent()
     listeners = _prepare(conf)
+    # `import uwsgi` and `import uwsgidecorators` in the app: tsgi's, put in sys.modules before the app loads.
+    from . import uwsgi_api
+    uwsgi_api.install(conf, _date_prefix)
     if conf.get('zygote'):
         _zygote(conf, _load(conf, 'app loader'), listeners)
     app = _load(conf, 'worker %d' % conf['id'])

@@ -72,14 +72,16 @@ UWSGI_UNIX, UWSGI_TCP, LINK = 'uwsgi-unix', 'uwsgi-tcp', 'link'
 
 
 class Core(object):
-    """One thread's share of the worker: its scoreboard record, its router link, its request count."""
-    __slots__ = ('index', 'requests', 'link', 'start_us')
+    """One thread's share of the worker: its scoreboard record, its router link, its request count, and the
+    logvars the app set in its current request (uwsgi.set_logvar; None, the common case, when none)."""
+    __slots__ = ('index', 'requests', 'link', 'start_us', 'logvars')
 
     def __init__(self, index):
         self.index = index
         self.requests = 0
         self.link = None
         self.start_us = 0
+        self.logvars = None
 
 
 class Worker(object):
@@ -117,6 +119,10 @@ class Worker(object):
         self.stopping = None
         self.threads = conf.get('threads', 1)
         self.cores = [Core(i) for i in range(self.threads)]
+        # The core each serving thread runs (the uwsgi module finds the current request's core through it).
+        self.core_by_thread = {}
+        # Called before an immediate stop ends the process (uwsgi.atexit); set by main.
+        self.at_exit = None
         self.max_requests = conf.get('maxRequests', 0)
         # Threads share the totals; a lock keeps them (and their scoreboard copy) consistent.
         self.lock = threading.Lock() if self.threads > 1 else None
@@ -148,6 +154,8 @@ class Worker(object):
         """Only records the request to stop. The loop sees it between requests: a signal handler that raised
         could land between accept() returning and the connection being taken in hand, and lose it."""
         if signum in (_SIGINT, _SIGQUIT):
+            if self.at_exit is not None:
+                self.at_exit(self.log_error)
             os._exit(0)
         if self.stopping != 'drain':
             self.stopping = 'drain' if signum == _SIGTERM else 'graceful'
@@ -193,6 +201,7 @@ class Worker(object):
 
     def core_loop(self, core, wake_fd, drain_wake):
         """Waits with epoll. EPOLLEXCLUSIVE wakes one idle core per connection (no thundering herd)."""
+        self.core_by_thread[threading.get_ident()] = core
         ep = select.epoll()
         listeners = {}
         armed = set()             # listener fds currently registered with epoll
@@ -459,7 +468,9 @@ class Worker(object):
                                      self.tx, self.rt_total, oldest)
                 requests = self.requests
         if self.log_requests and (self.log_when is None or self.log_wanted(r, usec)):
-            self.log_request(environ, len(environ) - self.base_size, end - 4, start, usec, r, requests, core.index)
+            self.log_request(environ, len(environ) - self.base_size, end - 4, start, usec, r, requests, core)
+        if core.logvars is not None:
+            core.logvars = None
         if self.max_requests and requests >= self.max_requests and self.stopping is None:
             self.log_error('recycling after %d requests (max-requests)' % requests)
             self.request_stop('recycle')
@@ -752,7 +763,8 @@ class Worker(object):
                 or (w['slowMs'] and usec // 1000 > w['slowMs']) or (w['bigBytes'] and r.body_bytes >= w['bigBytes'])
                 or (w['zero'] and r.body_bytes == 0))
 
-    def log_request(self, environ, nvars, vars_size, start, usec, r, requests, core):
+    def log_request(self, environ, nvars, vars_size, start, usec, r, requests, core_state):
+        core = core_state.index
         if self.log_format is not None:
             c = LogContext()
             c.environ = environ
@@ -763,6 +775,7 @@ class Worker(object):
             c.pid = self.pid
             c.worker_id = self.worker_id
             c.core = core
+            c.logvars = core_state.logvars
             c.nvars = nvars
             c.pktsize = vars_size
             _write_log(self.log_format(c) + '\n')

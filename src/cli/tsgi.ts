@@ -7,7 +7,7 @@ import { helpText } from '../config/help.js';
 import { ConfigExit, runLogic } from '../config/logic.js';
 import type { Entry } from '../config/origin.js';
 import { cronSyntaxError } from '../master/cron.js';
-import { buildSettings, checkEntries, placeholderNames, type Settings } from '../config/resolve.js';
+import { buildSettings, checkEntries, logFormatLogvars, placeholderNames, type Settings } from '../config/resolve.js';
 import { readSources } from '../config/sources.js';
 import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
@@ -58,7 +58,12 @@ export function readCommandLine(argv: readonly string[], io: CliIo): CliOutcome 
       return { exit: 0 };
     }
     for (const w of warnings) io.stderr(`tsgi: warning: ${w}\n`);
-    const settings = buildSettings(checkEntries(entries, placeholderNames(raw)));
+    const settings = buildSettings(checkEntries(entries, placeholderNames(raw)), entries);
+    const logvars = logFormatLogvars(settings.logFormat);
+    if (logvars.length) {
+      io.stderr(`tsgi: note: log-format: ${logvars.map((n) => `%(${n})`).join(' ')} ${logvars.length > 1 ? 'are' : 'is'} not a request variable: ` +
+        `printed as the logvar the app sets with uwsgi.set_logvar(), '-' when unset (docs/python-uwsgi-module.md)\n`);
+    }
     if (settings.showConfig) io.stdout(showConfig(entries));
     return { start: settings, entries };
   } catch (err) {

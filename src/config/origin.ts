@@ -23,4 +23,8 @@ export interface Entry {
   key: string;
   value: string;
   origin: Origin;
+  /** A flag given on the command line without a value (`--master`, `-L`): Python's uwsgi.opt shows it as True. */
+  flag?: true;
+  /** The name as written on the command line when it is an alias of `key` (`--workers` for processes). */
+  written?: string;
 }

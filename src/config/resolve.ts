@@ -147,6 +147,15 @@ export interface Settings {
   procname: ProcnameSettings;
   /** static-map and friends (src/static); undefined when no file is mapped. */
   static: StaticSettings | undefined;
+  /**
+   * Python's uwsgi.opt (docs/python-uwsgi-module.md): every entry as given, in order, a repeated key keeping its
+   * first place and its last value (as uWSGI 2.0 shows them); `true` for a flag given without a value.
+   */
+  exportedOptions: Array<[string, string | true]>;
+  /** When this configuration was read (ms since the epoch): the start, or the reload that read it again. */
+  readAt: number;
+  /** Read again for a reload (Python's uwsgi.is_a_reload); set by the master. */
+  reloaded: boolean;
 }
 
 /**
@@ -321,21 +330,37 @@ export function checkEntries(entries: readonly Entry[], placeholders: ReadonlySe
   return values;
 }
 
+/**
+ * uwsgi.opt's pairs from the configuration entries (after placeholders and logic): names as written, the
+ * configuration logic's own keys left out, a repeated key keeping its first place and its last value, as uWSGI
+ * 2.0.21 shows them.
+ */
+export function exportedOptions(entries: readonly Entry[]): Array<[string, string | true]> {
+  const opt = new Map<string, string | true>();
+  for (const e of entries) {
+    if (isLogicKey(e.key)) continue;
+    opt.set(e.written ?? e.key, e.flag ? true : e.value);
+  }
+  return [...opt];
+}
+
 /** The request variables `log-format` knows (uWSGI's names), besides %(var.NAME). */
 export const LOG_FORMAT_VARIABLES = new Set(['uri', 'method', 'user', 'host', 'proto', 'uagent', 'referer', 'addr', 'status', 'micros', 'msecs',
   'secs', 'time', 'ctime', 'ltime', 'epoch', 'size', 'rsize', 'hsize', 'headers', 'cl', 'pid', 'wid', 'core', 'switches', 'vars', 'pktsize',
   'modifier1', 'modifier2', 'rss', 'vsz', 'rssM', 'vszM', 'ftime']);
 
-function checkLogFormat(values: OptionValues): string | undefined {
-  const format = values.get('log-format');
-  if (format === undefined) return undefined;
+/**
+ * The names in a log-format that are not request variables: as in uWSGI, each is a logvar the app sets per
+ * request (Python's uwsgi.set_logvar), printed as '-' when unset. The CLI says which, so a typo is seen.
+ */
+export function logFormatLogvars(format: string | undefined): string[] {
+  if (format === undefined) return [];
+  const names: string[] = [];
   for (const m of format.matchAll(/%\(([^)]*)\)/g)) {
     const name = m[1]!;
-    if (!LOG_FORMAT_VARIABLES.has(name) && !name.startsWith('var.')) {
-      throw new ConfigError('BAD_VALUE', `unknown variable %(${name}) (known: ${[...LOG_FORMAT_VARIABLES].join(' ')}, var.NAME)`, values.origin('log-format'), 'log-format');
-    }
+    if (!LOG_FORMAT_VARIABLES.has(name) && !name.startsWith('var.') && !names.includes(name)) names.push(name);
   }
-  return format;
+  return names;
 }
 
 const PYTHON_PLUGIN = /^python(3(\d+)?)?$/;
@@ -373,7 +398,7 @@ function readDaemons(values: OptionValues): DaemonSpec[] {
 }
 
 /** Builds the settings the server runs with. */
-export function buildSettings(values: OptionValues): Settings {
+export function buildSettings(values: OptionValues, entries: readonly Entry[] = []): Settings {
   const plugin = checkPlugins(values);
   const defaultProtocol = values.get('protocol') === 'http' ? 'http' : 'uwsgi';
   const socketTimeout = values.int('socket-timeout');
@@ -470,7 +495,7 @@ export function buildSettings(values: OptionValues): Settings {
     plugin,
     appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),
-    logFormat: checkLogFormat(values),
+    logFormat: values.get('log-format'),
     logXForwardedFor: values.bool('log-x-forwarded-for'),
     disableLogging: values.bool('disable-logging'),
     logWhen: readLogWhen(values),
@@ -489,6 +514,9 @@ export function buildSettings(values: OptionValues): Settings {
       append: values.get('procname-append') ?? '',
     },
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
+    exportedOptions: exportedOptions(entries),
+    readAt: Date.now(),
+    reloaded: false,
     emperor: values.all('emperor').length
       ? {
           monitors: values.all('emperor'),

@@ -48,8 +48,11 @@ export function readSources(argv: readonly string[], opts: ReadSourcesOptions): 
   const entries = fromEnv(opts.env, opts.warn);
   let firstIni: ReturnType<typeof readIniFile>['magic'] | undefined;
 
-  const push = (key: string, value: string, origin: Origin): void => {
-    entries.push({ key, value, origin });
+  const push = (key: string, value: string, origin: Origin, flag = false, written?: string): void => {
+    const e: Entry = { key, value, origin };
+    if (flag) e.flag = true;
+    if (written !== undefined && written !== key) e.written = written;
+    entries.push(e);
     if (CONFIG_SOURCE_KEYS.has(key)) {
       const r = readConfigSource(key, value, { from: origin, cwd: opts.cwd, env: opts.env, first: firstIni });
       firstIni ??= r.magic;
@@ -69,15 +72,15 @@ export function readSources(argv: readonly string[], opts: ReadSourcesOptions): 
       if (!def && !isKnownUnimplemented(name) && !isLogicKey(name) && name !== 'exit') throw unknownOptionError(name, origin);
       const key = def?.name ?? name;
       if (eq !== -1) {
-        push(key, arg.slice(eq + 1), origin);
+        push(key, arg.slice(eq + 1), origin, false, name);
         continue;
       }
       if (!takesValue(def, argv[i + 1])) {
-        push(key, def?.implicit ?? 'true', origin);
+        push(key, def?.implicit ?? 'true', origin, true, name);
         continue;
       }
       if (i + 1 >= argv.length) throw new ConfigError('MISSING_VALUE', 'needs a value', origin, key);
-      push(key, argv[++i]!, origin);
+      push(key, argv[++i]!, origin, false, name);
       continue;
     }
     if (arg.startsWith('-') && arg.length > 1 && arg !== '-') {
@@ -91,12 +94,12 @@ export function readSources(argv: readonly string[], opts: ReadSourcesOptions): 
           throw new ConfigError('UNKNOWN_OPTION', 'unknown option', origin, `-${letter}`);
         }
         if (def.kind === 'bool') {
-          push(def.name, def.implicit ?? 'true', origin);
+          push(def.name, def.implicit ?? 'true', origin, true);
           continue;
         }
         const attached = arg.slice(k + 1);
         if (attached) push(def.name, attached, origin);
-        else if (!takesValue(def, argv[i + 1])) push(def.name, def.implicit ?? '', origin);
+        else if (!takesValue(def, argv[i + 1])) push(def.name, def.implicit ?? '', origin, true);
         else if (i + 1 < argv.length) push(def.name, argv[++i]!, origin);
         else throw new ConfigError('MISSING_VALUE', 'needs a value', origin, def.name);
         break;

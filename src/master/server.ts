@@ -231,6 +231,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
         if ('exit' in outcome) return errors.trim().replace(/^tsgi: /, '') || `configuration exited with status ${outcome.exit}`;
         const next = outcome.start;
+        next.reloaded = true;
         try {
           const nextKind = chooseApp(next, cwd).kind;
           if (nextKind !== kind) return `the app is now a ${nextKind} app (it was ${kind}): that needs a restart`;

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync, renameSync, utimesSync, writeFil
 import net from 'node:net';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
-import { activatedEnv, workerPids, freePort, sharedVenv, startTsgi, stopProcess, tempDir } from '../helpers/procs.js';
+import { activatedEnv, workerPids, freePort, httpRequest, sharedVenv, startTsgi, stopProcess, tempDir } from '../helpers/procs.js';
 import { parseResponses, rawHttp } from '../helpers/http-raw.js';
 import { getVars, uwsgiRequest } from '../helpers/uwsgi-client.js';
 
@@ -308,10 +308,14 @@ test("log-format with uWSGI's variables; a JSON template gives lines that are al
   }
 });
 
-test('log-format: an unknown variable is a configuration error naming it', async () => {
-  const { spawnSync } = await import('node:child_process');
-  const { tsgiBin } = await import('../helpers/paths.js');
-  const r = spawnSync(tsgiBin, ['-s', ':0', '--wsgi-file', APP, '--log-format', '%(addr) %(nosuch)'], { encoding: 'utf8' });
-  assert.equal(r.status, 1);
-  assert.match(r.stderr, /^tsgi: command line \(argument 5\): option 'log-format': unknown variable %\(nosuch\) \(known: /);
+test("log-format: a name that is no request variable is a logvar, as in uWSGI ('-' unless the app sets it); the start says so", async () => {
+  const port = await freePort();
+  const tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--log-format', 'LINE %(uri) [%(nosuch)]', '--wsgi-file', APP], { env: activatedEnv(sharedVenv()) });
+  try {
+    assert.match(tsgi.output(), /note: log-format: %\(nosuch\) is not a request variable: printed as the logvar the app sets with uwsgi\.set_logvar\(\)/);
+    await httpRequest(`http://127.0.0.1:${port}/x`);
+    await tsgi.waitFor(/^LINE \/x \[-\]$/m);
+  } finally {
+    await stopProcess(tsgi);
+  }
 });

@@ -1,7 +1,8 @@
 /**
  * `log-format` for Node workers: uWSGI's request variables (%(addr) %(method) %(uri) %(status) %(msecs)
- * ...), the same set the Python worker knows (src/config/resolve.ts checks the names). The template is
- * compiled once into pieces; a template that starts with `{` is a JSON log, every value JSON-escaped.
+ * ...), the same set the Python worker knows. Any other name is a logvar, as in uWSGI: Node apps cannot set
+ * one, so it prints '-'. The template is compiled once into pieces; a template that starts with `{` is a JSON
+ * log, every value JSON-escaped.
  */
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -101,7 +102,6 @@ export function compileLogFormat(template: string, ftimeFormat?: string): (c: Lo
     }
     pieces.push(template.slice(i, start));
     const name = template.slice(start + 2, close);
-    const literal = template.slice(start, close + 1);
     const get =
       name === 'ftime'
         ? ftimeFormat === undefined
@@ -109,7 +109,7 @@ export function compileLogFormat(template: string, ftimeFormat?: string): (c: Lo
           : (c: LogContext) => strftime(ftimeFormat, c.startMs)
         : name.startsWith('var.')
           ? env(name.slice(4))
-          : (VARIABLES[name] ?? (() => literal));
+          : (VARIABLES[name] ?? (() => '-'));
     pieces.push(escape ? (c: LogContext) => jsonEscape(get(c)) : get);
     i = close + 1;
   }

@@ -114,6 +114,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     // py-autoreload: worker 1 checks the modules' files every N seconds and sends SIGHUP to the master.
     autoreload: s.python.autoreload,
     masterPid: process.pid,
+    // The uwsgi module apps import (docs/python-uwsgi-module.md).
+    uwsgi: { opt: s.exportedOptions, startedOn: Math.floor(s.readAt / 1000), isReload: s.reloaded },
     env: s.env,
     pythonpath: s.python.pythonpath.map((p) => resolve(p)),
     app: { module: s.python.module, wsgiFile: s.python.wsgiFile, callable: s.python.callable },

@@ -1,0 +1,283 @@
+"""The `uwsgi` module apps import (`import uwsgi`), as uWSGI 2.0 embeds it: the part of its API that apps and
+libraries really use (docs/python-uwsgi-module.md). It is not on sys.path: `install()` puts it, and tsgi's own
+`uwsgidecorators`, in sys.modules of the loader or worker before the app is imported, so only apps run by tsgi
+see them.
+
+Nothing here runs per request. request_id() and total_requests() read the counters the worker keeps anyway;
+logvars live on the core serving the request, and the worker only clears them when one was set.
+
+Anything uWSGI has and tsgi does not provide raises AttributeError naming it (module __getattr__), so
+`hasattr(uwsgi, 'cache_get')` is False and no call silently does nothing.
+"""
+import fcntl
+import os
+import signal
+import socket
+import sys
+import threading
+import types
+
+DOCS = 'docs/python-uwsgi-module.md'
+
+# The uWSGI release whose module this one follows (checked against Debian's uwsgi 2.0.21).
+VERSION_INFO = (2, 0, 21, 0, b'tsgi')
+VERSION = b'2.0.21-tsgi'
+
+_conf = {}
+_worker = None          # the Worker serving requests in this process; None in the app loader
+_date_prefix = None
+_lock_fd = -1
+_thread_locks = {}
+
+
+def _core():
+    """The core (thread) of the worker serving a request in the calling thread, or None."""
+    w = _worker
+    if w is None:
+        return None
+    return w.core_by_thread.get(threading.get_ident())
+
+
+# ---- the API ---------------------------------------------------------------------------------------------
+
+def worker_id():
+    """The worker's id (1..processes); 0 in the app loader, which plays the part of uWSGI's master here."""
+    return _conf.get('id', 0)
+
+
+def mule_id():
+    """Always 0: tsgi has no mules."""
+    return 0
+
+
+def masterpid():
+    """The pid of the tsgi master (the Node process that owns the sockets)."""
+    return _conf['masterPid']
+
+
+def total_requests():
+    """Requests completed by every worker of the instance, gone ones included (the scoreboard's totals)."""
+    w = _worker
+    return w.scoreboard.total_requests() if w is not None else 0
+
+
+def request_id():
+    """How many requests this worker's core (thread) completed before the current one (uWSGI counts per core)."""
+    core = _core()
+    return core.requests if core is not None else 0
+
+
+def mem():
+    """(rss, vsz) of this process, in bytes."""
+    from .procmem import memory
+    return memory()
+
+
+def logsize():
+    """The size of the log file (logto), 0 when the log is not a file tsgi writes."""
+    if not _conf.get('logto'):
+        return 0
+    try:
+        return os.fstat(2).st_size
+    except OSError:
+        return 0
+
+
+def log(message):
+    """Writes one line to the instance's log."""
+    if message.__class__ is bytes:
+        message = message.decode('utf-8', 'replace')
+    line = '%s\n' % (message,)
+    if _date_prefix is not None:
+        line = _date_prefix() + line
+    try:
+        os.write(2, line.encode('utf-8', 'replace'))
+    except OSError:
+        return False
+    return True
+
+
+def _text(value, what):
+    if value.__class__ is str:
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode('utf-8', 'replace')
+    raise TypeError('uwsgi.%s: expected str or bytes, got %s' % (what, type(value).__name__))
+
+
+def set_logvar(key, value):
+    """Sets a variable of the current request's log line: log-format's %(key) prints it. Cleared after the
+    request, as in uWSGI."""
+    core = _core()
+    if core is None or not core.start_us:
+        raise SystemError('uwsgi.set_logvar() can only be called while serving a request, from the thread serving it')
+    logvars = core.logvars
+    if logvars is None:
+        logvars = core.logvars = {}
+    logvars[_text(key, 'set_logvar')] = _text(value, 'set_logvar')
+
+
+def get_logvar(key):
+    """The value set_logvar() gave `key` in the current request (bytes), None when unset."""
+    core = _core()
+    if core is None or not core.start_us:
+        raise SystemError('uwsgi.get_logvar() can only be called while serving a request, from the thread serving it')
+    if core.logvars is None:
+        return None
+    value = core.logvars.get(_text(key, 'get_logvar'))
+    return None if value is None else value.encode('utf-8')
+
+
+def reload():
+    """Reloads the whole instance gracefully, as SIGHUP to the master: new workers, in-flight requests finish
+    (this one too). True once the master was told."""
+    try:
+        os.kill(_conf['masterPid'], signal.SIGHUP)
+    except OSError:
+        return False
+    return True
+
+
+def stop():
+    """Stops the whole instance at once, as uWSGI's stop() (SIGQUIT to the master). True once the master was
+    told; the request that called it may not get its response."""
+    try:
+        os.kill(_conf['masterPid'], signal.SIGQUIT)
+    except OSError:
+        return False
+    return True
+
+
+def i_am_the_spooler():
+    """Always False: tsgi has no spooler."""
+    return False
+
+
+def _check_lock(num):
+    if num != 0:
+        raise ValueError('uwsgi lock %r: tsgi has one lock, number 0 (see %s)' % (num, DOCS))
+
+
+def lock(num=0):
+    """Takes the instance-wide lock, shared by every worker (and thread) of the instance; blocks until free."""
+    _check_lock(num)
+    tl = _thread_locks[0]
+    tl.acquire()
+    if _lock_fd >= 0:
+        try:
+            fcntl.lockf(_lock_fd, fcntl.LOCK_EX, 1, _LOCK_OFFSET)
+        except BaseException:
+            tl.release()
+            raise
+
+
+def unlock(num=0):
+    """Releases the lock taken by lock()."""
+    _check_lock(num)
+    if _lock_fd >= 0:
+        fcntl.lockf(_lock_fd, fcntl.LOCK_UN, 1, _LOCK_OFFSET)
+    _thread_locks[0].release()
+
+
+# A byte far beyond the end of the scoreboard file: POSIX record locks on it exclude other processes without
+# touching the data (threads of one process are excluded by the threading lock).
+_LOCK_OFFSET = 1 << 40
+
+# Attributes uWSGI sets that apps and libraries read, and what `import uwsgi` must not lack.
+_PUBLIC = ('worker_id', 'mule_id', 'masterpid', 'total_requests', 'request_id', 'mem', 'logsize', 'log',
+           'set_logvar', 'get_logvar', 'reload', 'stop', 'i_am_the_spooler', 'lock', 'unlock')
+
+
+def _module_getattr(name):
+    if name.startswith('__') and name.endswith('__'):
+        raise AttributeError("module 'uwsgi' has no attribute %r" % name)
+    raise AttributeError("uwsgi.%s is not provided by tsgi (its uwsgi module has the part of uWSGI's API listed "
+                         "in %s)" % (name, DOCS))
+
+
+def _exported_options(pairs):
+    """uwsgi.opt: the options as given, values as bytes (True for a flag given without a value), the last value
+    of a repeated option winning, as uWSGI 2.0 shows them."""
+    opt = {}
+    for key, value in pairs:
+        opt[key] = True if value is True else value.encode('utf-8', 'surrogateescape')
+    return opt
+
+
+# ---- wiring (called by tsgi_worker.main) -------------------------------------------------------------------
+
+def install(conf, date_prefix):
+    """Puts `uwsgi` and `uwsgidecorators` in sys.modules, before the app is imported."""
+    global _conf, _date_prefix, _lock_fd
+    _conf = conf
+    _date_prefix = date_prefix
+    sb = conf.get('scoreboard')
+    _lock_fd = sb['fd'] if sb else -1
+    _thread_locks[0] = threading.Lock()
+    api = conf.get('uwsgi') or {}
+    mod = types.ModuleType('uwsgi', 'tsgi\'s uwsgi module: the part of uWSGI 2.0\'s API apps use (%s).' % DOCS)
+    for name in _PUBLIC:
+        f = globals()[name]
+        mod.__dict__[name] = f
+    mod.__dict__.update({
+        '__getattr__': _module_getattr,
+        'opt': _exported_options(api.get('opt', ())),
+        'numproc': conf.get('processes', 1),
+        'cores': conf.get('threads', 1),
+        'buffer_size': conf.get('bufferSize', 4096),
+        'started_on': int(api.get('startedOn', 0)),
+        'is_a_reload': bool(api.get('isReload', False)),
+        'hostname': socket.gethostname().encode('utf-8', 'surrogateescape'),
+        'version': VERSION,
+        'version_info': VERSION_INFO,
+        'SPOOL_OK': -2, 'SPOOL_RETRY': -1, 'SPOOL_IGNORE': 0,
+    })
+    sys.modules['uwsgi'] = mod
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'uwsgidecorators.py')
+    spec = importlib.util.spec_from_file_location('uwsgidecorators', path)
+    deco = importlib.util.module_from_spec(spec)
+    sys.modules['uwsgidecorators'] = deco
+    spec.loader.exec_module(deco)
+    return mod
+
+
+def bind_worker(worker, wid):
+    """This process is now worker `wid` (after the loader forked it, or in a lazy-apps worker)."""
+    global _worker
+    _worker = worker
+    _conf['id'] = wid
+    # A fork does not carry the loader's threads: a lock held by one of them there is free here.
+    _thread_locks[0] = threading.Lock()
+
+
+def post_fork(log_error):
+    """uwsgi.post_fork_hook, in a worker the loader forked (uwsgidecorators' @postfork uses it)."""
+    hook = sys.modules['uwsgi'].__dict__.get('post_fork_hook')
+    if hook is None:
+        return
+    try:
+        hook()
+    except Exception:
+        import traceback
+        log_error('exception in uwsgi.post_fork_hook:\n' + traceback.format_exc().rstrip('\n'))
+
+
+def at_exit(log_error):
+    """A worker ends: uwsgi.atexit, then the handlers the app registered with Python's atexit (both as uWSGI
+    runs them in its workers)."""
+    mod = sys.modules.get('uwsgi')
+    hook = mod.__dict__.get('atexit') if mod is not None else None
+    if hook is not None:
+        try:
+            hook()
+        except Exception:
+            import traceback
+            log_error('exception in uwsgi.atexit:\n' + traceback.format_exc().rstrip('\n'))
+    import atexit
+    run = getattr(atexit, '_run_exitfuncs', None)
+    if run is not None:
+        try:
+            run()
+        except Exception:
+            pass
