@@ -212,7 +212,7 @@ def _zygote(conf, app, listeners):
       master -> zygote   fork TOKEN ID SLOT MAXREQ
       zygote -> master   Z (app loaded) | F TOKEN PID | X PID STATUS (a worker ended; -N for signal N)
       worker -> master   R PID (serving)
-    SIGTERM: fork no more, exit once every worker has ended."""
+    SIGTERM: fork no more, exit once every worker has ended. SIGINT: the same, after passing it to the workers."""
     ctl = conf['controlFd']
     _set_name(conf.get('titles', {}).get('loader', 'tsgi loader'))
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -224,7 +224,17 @@ def _zygote(conf, app, listeners):
         stopping[0] = True
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
-    signal.signal(signal.SIGINT, lambda s, f: os._exit(0))
+
+    def on_int(signum, frame):
+        # An immediate stop: the workers are told too (they end at once) and the loader goes once they have,
+        # so that how each ended still reaches the master instead of being lost with the loader.
+        stopping[0] = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError:
+                pass
+    signal.signal(signal.SIGINT, on_int)
     signal.signal(signal.SIGCHLD, lambda s, f: None)   # wakes the loop through the wakeup fd
     # Objects the app made at import move to a generation the collector never scans again, so the workers do
     # not touch (and copy) every page of the loader's heap at their first collection.

@@ -40,6 +40,9 @@ test('SIGINT stops at once, even with a request in progress', async () => {
   assert.equal(exit.code, 0);
   assert.equal((await hanging).length, 0, 'the request in progress was cut');
   assert.match(tsgi.output(), /stopping now \(SIGINT\)/);
+  // How the worker ended reaches the master (its app loader reports it before going itself).
+  assert.match(tsgi.output(), /worker 1 \(pid: \d+\) stopped \(exited with status 0\)/);
+  assert.doesNotMatch(tsgi.output(), /killed by SIGKILL/);
 });
 
 test('SIGHUP reloads gracefully: new workers, the socket kept, no request refused or failed', async () => {
