@@ -215,6 +215,23 @@ ${httpBlock}
   return Object.assign(p, { prefix });
 }
 
+/**
+ * nginx in front of a uwsgi Unix socket the way the guide sets it up (`include uwsgi_params;
+ * uwsgi_pass unix:SOCK;` in `location /`). `http`: directives for the http block (client_max_body_size...);
+ * `params`: another uwsgi_params file than Debian's.
+ */
+export function startNginxUwsgi(sock: string, port: number, opts: { http?: string; params?: string } = {}): Promise<RunningProcess & { prefix: string }> {
+  return startNginx(`${opts.http ?? ''}
+  server {
+    listen 127.0.0.1:${port};
+    server_name localhost;
+    location / {
+      include ${opts.params ?? '/etc/nginx/uwsgi_params'};
+      uwsgi_pass unix:${sock};
+    }
+  }`, port);
+}
+
 export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
-import { activatedEnv, freePort, sharedVenv, startNginx, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
+import { activatedEnv, freePort, sharedVenv, startNginxUwsgi, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
 
 for (const [framework, front] of [['flask', 'nginx'], ['django', 'nginx'], ['flask', 'http'], ['django', 'http']] as const) {
   describe(`${framework} ${front === 'nginx' ? 'behind nginx' : "over tsgi's HTTP"}`, () => {
@@ -28,16 +28,7 @@ for (const [framework, front] of [['flask', 'nginx'], ['django', 'nginx'], ['fla
       }
       tsgi = await startTsgi(['--socket', sock, '--chmod-socket', '666', ...app], { env: activatedEnv(sharedVenv()), cwd: dir });
       const port = await freePort();
-      nginx = await startNginx(`
-  client_max_body_size 20m;
-  server {
-    listen 127.0.0.1:${port};
-    server_name localhost;
-    location / {
-      include /etc/nginx/uwsgi_params;
-      uwsgi_pass unix:${sock};
-    }
-  }`, port);
+      nginx = await startNginxUwsgi(sock, port, { http: 'client_max_body_size 20m;' });
       base = `http://127.0.0.1:${port}`;
     });
 

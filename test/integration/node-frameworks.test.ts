@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { join } from 'node:path';
-import { childPids, freePort, startNginx, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
+import { childPids, freePort, startNginxUwsgi, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
 import { cleanEnv, NODE_APPS, peakRss, resetPeakRss } from '../helpers/node-apps.js';
 
 /**
@@ -62,16 +62,7 @@ for (const [framework, front] of [['express', 'http'], ['hono', 'http'], ['expre
       const sock = join(dir, 'app.sock');
       tsgi = await startTsgi(['--socket', sock, '--chmod-socket', '666', ...app], { env: cleanEnv(), cwd: dir });
       const port = await freePort();
-      nginx = await startNginx(`
-  client_max_body_size 20m;
-  server {
-    listen 127.0.0.1:${port};
-    server_name localhost;
-    location / {
-      include /etc/nginx/uwsgi_params;
-      uwsgi_pass unix:${sock};
-    }
-  }`, port);
+      nginx = await startNginxUwsgi(sock, port, { http: 'client_max_body_size 20m;' });
       base = `http://127.0.0.1:${port}`;
     });
 

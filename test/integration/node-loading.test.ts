@@ -9,7 +9,7 @@ import { copyFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanEnv } from '../helpers/node-apps.js';
 import { repoRoot } from '../helpers/paths.js';
-import { freePort, httpRequest, startNginx, startProcess, startTsgi, stopProcess, tempDir, waitForPort, writeFiles, type RunningProcess } from '../helpers/procs.js';
+import { freePort, httpRequest, startNginxUwsgi, startProcess, startTsgi, stopProcess, tempDir, waitForPort, writeFiles, type RunningProcess } from '../helpers/procs.js';
 import { getVars, uwsgiRequest } from '../helpers/uwsgi-client.js';
 
 const HELLO = join(repoRoot, 'examples/hello');
@@ -47,14 +47,7 @@ test('examples/hello/wsgi.ts behind the real nginx (uwsgi_pass) says Hello There
   const p = await startTsgi(['--socket', sock, '--chmod-socket', '666', '--wsgi-file', join(HELLO, 'wsgi.ts'), '--processes', '2'], { env: cleanEnv() });
   const port = await freePort();
   copyFileSync('/etc/nginx/uwsgi_params', join(dir, 'uwsgi_params'));
-  const nginx = await startNginx(`
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      include ${join(dir, 'uwsgi_params')};
-      uwsgi_pass unix:${sock};
-    }
-  }`, port);
+  const nginx = await startNginxUwsgi(sock, port, { params: join(dir, 'uwsgi_params') });
   try {
     const r = await httpRequest(`http://127.0.0.1:${port}/`);
     assert.equal(r.status, 200);

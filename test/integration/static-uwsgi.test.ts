@@ -12,7 +12,7 @@ import { symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { repoRoot, tsgiBin } from '../helpers/paths.js';
-import { activatedEnv, freePort, httpRequest, sharedVenv, startNginx, startProcess, startTsgi, stopProcess, tempDir, waitForPort, writeFiles, type RunningProcess } from '../helpers/procs.js';
+import { activatedEnv, freePort, httpRequest, sharedVenv, startNginxUwsgi, startProcess, startTsgi, stopProcess, tempDir, waitForPort, writeFiles, type RunningProcess } from '../helpers/procs.js';
 import { conversation, getVars, uwsgiRequest, type ParsedResponse, type Vars } from '../helpers/uwsgi-client.js';
 
 const PROXY = join(repoRoot, 'bin/tsgi-proxy');
@@ -125,14 +125,7 @@ describe('static files on a uwsgi socket: a raw uwsgi client, the real nginx, ts
       env: activatedEnv(sharedVenv()),
     });
     const nport = await freePort();
-    nginx = await startNginx(`
-  server {
-    listen 127.0.0.1:${nport};
-    location / {
-      include /etc/nginx/uwsgi_params;
-      uwsgi_pass unix:${sock};
-    }
-  }`, nport);
+    nginx = await startNginxUwsgi(sock, nport);
     nginxBase = `http://127.0.0.1:${nport}`;
     const pport = await freePort();
     const pdir = tempDir('tsgi-static-proxy-');
