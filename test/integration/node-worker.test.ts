@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { cleanEnv, NODE_APPS, openFds } from '../helpers/node-apps.js';
 import { childPids, freePort, httpRequest, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
 import { getVars, parseResponse, rawExchange, uwsgiPacket, uwsgiRequest } from '../helpers/uwsgi-client.js';
+import { parseResponses, rawHttp } from '../helpers/http-raw.js';
 
 const APP = join(NODE_APPS, 'behaviours.mjs');
 
@@ -132,6 +133,14 @@ describe('node worker: a WSGI-style JS app over uwsgi and HTTP', () => {
     await tsgi.waitFor(/\[pid: \d+\|app: 0\|req: \d+\/\d+\] 127\.0\.0\.1 \(\) \{10 vars in \d+ bytes\} \[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\] GET \/logged-uwsgi => generated 16 bytes in \d+ msecs \(HTTP\/1\.1 200\) \d+ headers in \d+ bytes \(1 switches on core 0\)/);
     await httpRequest(`${base}/logged-http?x`);
     await tsgi.waitFor(/\[pid: \d+\|app: 0\|req: \d+\/\d+\] 127\.0\.0\.1 \(\) \{\d+ vars in \d+ bytes\} \[[^\]]+\] GET \/logged-http\?x => generated 15 bytes in \d+ msecs \(HTTP\/1\.1 200\) \d+ headers in \d+ bytes \(1 switches on core 0\)/);
+  });
+
+  test('a body longer than its Content-Length is cut to it and logged; a kept connection goes on', async () => {
+    const u = await uwsgiRequest(sock, getVars('/too-long'));
+    assert.equal(u.body.toString(), 'Hello');
+    const { bytes } = await rawHttp(Number(new URL(base).port), 'GET /too-long HTTP/1.1\r\nHost: x\r\n\r\nGET /fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.deepEqual(parseResponses(bytes).map((r) => r.body.toString()), ['Hello', 'ok /fine'], bytes.toString('latin1'));
+    await tsgi.waitFor(/the app gave 9 body bytes more than its Content-Length \(GET \/too-long\); they were not sent/);
   });
 
   test('an app that throws: 500, the stack in the log, the worker lives on', async () => {

@@ -60,21 +60,48 @@ export function wsgiAdapter(app: WsgiApp, opts: WsgiOptions): AppHandler {
 
     let status: string | undefined;
     let headers: Array<[string, string]> = [];
+    // Body bytes the app's Content-Length still allows (-1: it gave none). What goes beyond is cut, as nginx
+    // cuts an upstream's: sent, it would be read as the start of the next response on a kept connection.
+    let remaining = -1;
+    let excess = 0;
     const head = (extra?: [string, string]): void => {
       if (res.headersSent) return;
       const flat: string[] = [];
       for (const h of headers) {
         if (!Array.isArray(h) || h.length !== 2) throw new TypeError(`response header ${short(h)} is not a [name, value] pair`);
-        flat.push(String(h[0]), String(h[1]));
+        const name = String(h[0]);
+        const value = String(h[1]);
+        if (name.length === 14 && name.toLowerCase() === 'content-length' && /^\d+$/.test(value)) remaining = Number(value);
+        flat.push(name, value);
       }
       if (extra) flat.push(extra[0], extra[1]);
-      res.writeHead(Number(status!.slice(0, 3)), status!.slice(4), flat);
+      const code = Number(status!.slice(0, 3));
+      if (code < 200 || code === 204 || code === 304 || req.method === 'HEAD') remaining = -1;
+      res.writeHead(code, status!.slice(4), flat);
+    };
+    /** The part of `chunk` the Content-Length allows (undefined: none of it). */
+    const fit = (chunk: Chunk): Chunk | undefined => {
+      if (remaining < 0) return chunk;
+      const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+      if (n <= remaining) {
+        remaining -= n;
+        return chunk;
+      }
+      const kept = remaining;
+      excess += n - kept;
+      remaining = 0;
+      if (kept === 0) return undefined;
+      return (typeof chunk === 'string' ? Buffer.from(chunk) : chunk).subarray(0, kept);
     };
     const write = (chunk: Chunk): boolean => {
       if (status === undefined) throw new Error('write() called before start_response()');
       if (!isChunk(chunk)) throw badChunk(chunk);
       head();
-      return res.write(chunk);
+      const part = fit(chunk);
+      return part === undefined ? true : res.write(part);
+    };
+    const reportExcess = (): void => {
+      if (excess > 0) opts.log.error(`the app gave ${excess} body bytes more than its Content-Length (${req.method} ${req.url}); they were not sent`);
     };
     const startResponse: StartResponse = (s, h, excInfo) => {
       if (excInfo !== undefined && excInfo !== null) {
@@ -98,7 +125,10 @@ export function wsgiAdapter(app: WsgiApp, opts: WsgiOptions): AppHandler {
         if (!isChunk(chunk)) throw badChunk(chunk);
         const hasLength = headers.some((h) => Array.isArray(h) && String(h[0]).toLowerCase() === 'content-length');
         head(hasLength ? undefined : ['Content-Length', String(typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength)]);
-        res.end(chunk);
+        const part = hasLength ? fit(chunk) : chunk;
+        if (part === undefined) res.end();
+        else res.end(part);
+        reportExcess();
         return;
       }
       const iterable = result as (AsyncIterable<unknown> & Iterable<unknown>) | null | undefined;
@@ -110,11 +140,14 @@ export function wsgiAdapter(app: WsgiApp, opts: WsgiOptions): AppHandler {
         if (status === undefined) throw new Error('the app yielded a body chunk before calling start_response()');
         if (chunk.length === 0) continue;
         head();
-        if (!(await send(res, chunk))) return; // the client went away: the loop's exit closes the iterator
+        const part = fit(chunk);
+        if (part === undefined) continue;
+        if (!(await send(res, part))) return; // the client went away: the loop's exit closes the iterator
       }
       if (status === undefined) throw new Error('the app returned without calling start_response()');
       head();
       res.end();
+      reportExcess();
     } finally {
       const close = (result as { close?: unknown } | null | undefined)?.close;
       if (typeof close === 'function') await close.call(result);
