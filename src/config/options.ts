@@ -274,6 +274,19 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'unique-cron', kind: 'string', repeat: true, meta: 'MIN HOUR MDAY MON WDAY CMD', section: 'Daemons and cron',
     help: 'as cron, but a run is skipped while the previous run of the job is still going' }),
 
+  // exec-* hooks (src/master/exec-hooks.ts)
+  ...(['asap', 'pre-jail', 'in-jail', 'as-root', 'as-user', 'pre-app', 'as-user-atexit'] as const).map((phase) =>
+    declare({ name: `exec-${phase}`, kind: 'string', repeat: true, meta: 'CMD', section: 'Daemons and cron',
+      help: {
+        asap: 'run CMD (through /bin/sh) first thing at start, and wait for it; a failure stops the start',
+        'pre-jail': 'run CMD at start, after exec-asap (tsgi has no jail); a failure stops the start',
+        'in-jail': 'run CMD at start, after exec-pre-jail (tsgi has no jail); a failure stops the start',
+        'as-root': 'run CMD before the sockets are bound and privileges dropped (uid/gid); a failure stops the start',
+        'as-user': 'run CMD after privileges are dropped, at start and on each reload; a failure stops the start (or the reload)',
+        'pre-app': 'run CMD before the app is loaded and the workers start, at start and on each reload; a failure stops the start (or the reload)',
+        'as-user-atexit': 'run CMD when tsgi stops, and before each reload',
+      }[phase] })),
+
   // ---- Emperor (src/emperor, docs/emperor.md) ----
   declare({ name: 'emperor', kind: 'string', repeat: true, meta: 'DIR|GLOB', section: 'Emperor',
     help: "run as an emperor: one tsgi instance (vassal) per config file in DIR or matching GLOB ('/etc/tsgi/vassals/*.ini'); a new file starts one, a touched file reloads it, a removed file stops it; may repeat" }),

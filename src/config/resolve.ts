@@ -3,6 +3,7 @@
  * nearest name, not implemented → error saying so, bad value → error saying what was expected), then the
  * settings the server runs with are built in one place.
  */
+import { EXEC_PHASES, type ExecHooks } from '../master/exec-hooks.js';
 import { ConfigError } from './errors.js';
 import { CONFIG_SOURCE_KEYS } from './ini.js';
 import { isLogicKey } from './logic.js';
@@ -141,6 +142,8 @@ export interface Settings {
   daemons: DaemonSpec[];
   /** cron and unique-cron jobs (src/master/cron.ts). */
   cron: CronJob[];
+  /** exec-* hooks, per point of the master's life (src/master/exec-hooks.ts). */
+  exec: ExecHooks;
   /** The master's umask (umask option), undefined: left as inherited. */
   umask: number | undefined;
   /** Process titles (procname and friends); see processTitle. */
@@ -488,6 +491,10 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       autoreload: values.int('py-autoreload'),
     },
     daemons: readDaemons(values),
+    exec: Object.fromEntries(EXEC_PHASES.map((phase) => [phase, values.all(`exec-${phase}`).map(({ value, origin }) => {
+      if (!value.trim()) throw new ConfigError('BAD_VALUE', 'a command is required', origin, `exec-${phase}`);
+      return value.trim();
+    })])) as unknown as ExecHooks,
     cron: [
       ...values.all('cron').map(({ value, origin }) => parseCron(value, origin, 'cron')),
       ...values.all('unique-cron').map(({ value, origin }) => parseCron(value, origin, 'unique-cron')),

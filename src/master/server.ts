@@ -2,6 +2,7 @@
  * Start-up in uWSGI's order: chdir, open the log, bind the sockets, write the pidfile, drop privileges,
  * then hand over to the master loop. Any problem before the first worker starts is one line and exit 1.
  */
+import { runExecHooks, type ExecPhase } from './exec-hooks.js';
 import { spawn } from 'node:child_process';
 import { writeFileSync, unlinkSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
@@ -160,6 +161,13 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     } catch (err) {
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }
+    // exec-* hooks up to as-root: before the sockets are bound and privileges dropped, as uWSGI runs them.
+    const execHook = (s: Settings, phase: ExecPhase): string | undefined =>
+      s.exec[phase].length ? runExecHooks(s.exec, phase, (l) => log!.info(l), log!.fd) : undefined;
+    for (const phase of ['asap', 'pre-jail', 'in-jail', 'as-root'] as const) {
+      const failed = execHook(settings, phase);
+      if (failed) throw new StartupError(failed);
+    }
     sockets = await bindSockets(settings.sockets, { chmod: settings.chmodSocket, chown: settings.chownSocket }, inherited);
     if (settings.soKeepalive) enableKeepAlive(sockets);
     for (const s of inherited) if (!s.used) log.info(`socket activation: ${s.name} (fd ${s.fd}) matches no configured socket; not served`);
@@ -171,6 +179,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     writePidfile(settings.pidfile);
     dropPrivileges(settings);
     writePidfile(settings.pidfile2);
+    for (const phase of ['as-user', 'pre-app'] as const) {
+      const failed = execHook(settings, phase);
+      if (failed) throw new StartupError(failed);
+    }
 
     const processLog = log;
     const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4), settings.threads);
@@ -182,6 +194,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
     let finished = false;
+    /** The configuration in effect (a reload replaces it): its as-user-atexit hooks run when it goes. */
+    let current = settings;
     // attach-daemon & co. and cron: created only when configured, so nothing runs for them otherwise.
     const daemons = settings.daemons.length ? new Daemons(settings.daemons, (l) => processLog.info(l), () => processLog.fd) : undefined;
     const cron = settings.cron.length ? new CronScheduler(settings.cron, (l) => processLog.info(l), () => processLog.fd) : undefined;
@@ -246,6 +260,15 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if ((next.daemons.length && !daemons) || (next.cron.length && !cron)) {
           processLog.info('note: daemons and cron jobs added to a configuration that had none take effect at the next restart');
         }
+        // As a uWSGI reload: the exit hooks of the configuration that goes, the user and pre-app hooks of the
+        // one that comes (a failure refuses the reload; the running workers stay).
+        const exitFailed = execHook(current, 'as-user-atexit');
+        if (exitFailed) processLog.info(exitFailed);
+        for (const phase of ['as-user', 'pre-app'] as const) {
+          const failed = execHook(next, phase);
+          if (failed) return failed;
+        }
+        current = next;
         daemons?.reload(next.daemons);
         cron?.replace(next.cron);
         return next;
@@ -268,6 +291,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
             }
           }
         }
+        const exitFailed = execHook(current, 'as-user-atexit');
+        if (exitFailed) processLog.info(exitFailed);
         const exit = (): void => {
           processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
           process.exit(status);
