@@ -10,6 +10,7 @@ not be listened on, 24 recycled itself (max-requests) and wants a fresh worker, 
 import faulthandler
 import gc
 import importlib
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -77,12 +78,15 @@ def load_app(app):
     callable_name = app.get('callable') or 'application'
     if app.get('wsgiFile'):
         path = os.path.abspath(app['wsgiFile'])
+        what = 'wsgi-file' if not app.get('mountpoint') else 'mount %s: file' % app['mountpoint']
         if not os.path.exists(path):
-            raise ImportError('wsgi-file %s does not exist' % path)
+            raise ImportError('%s %s does not exist' % (what, path))
         name = 'uwsgi_file_' + ''.join(c if c.isalnum() else '_' for c in path)
-        spec = importlib.util.spec_from_file_location(name, path)
+        # A .wsgi file is Python too (uWSGI loads it as one): its loader is chosen explicitly.
+        loader = importlib.machinery.SourceFileLoader(name, path)
+        spec = importlib.util.spec_from_file_location(name, path, loader=loader)
         if spec is None or spec.loader is None:
-            raise ImportError('wsgi-file %s is not a Python file' % path)
+            raise ImportError('%s %s is not a Python file' % (what, path))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -93,6 +97,9 @@ def load_app(app):
     try:
         application = getattr(module, callable_name)
     except AttributeError:
+        if app.get('mountpoint'):
+            raise ImportError("%s has no callable named '%s' (name it: mount = %s=%s:NAME)"
+                              % (where, callable_name, app['mountpoint'], app.get('module') or 'MODULE'))
         raise ImportError("%s has no callable named '%s' (set callable = NAME or module = %s:NAME)"
                           % (where, callable_name, app.get('module') or 'MODULE'))
     if not callable(application):
@@ -138,24 +145,51 @@ def _prepare(conf):
 
 
 def _load(conf, who):
-    """Loads the app or exits with EXIT_APP_FAILED (need-app); without need-app, serves 500s and says why."""
+    """Loads the app (with mounts: every app, in a Mounts table) or exits with EXIT_APP_FAILED (need-app);
+    without need-app, an app that cannot be loaded answers 500s and the log says why."""
     if conf.get('autoreload'):
         from . import autoreload
     try:
-        return load_app(conf['app'])
-    except BaseException:
-        _log('[pid: %d|%s] cannot load the app %s:\n%s' % (
-            os.getpid(), who, conf['appName'], traceback.format_exc().rstrip('\n')))
-        if conf.get('needApp', True):
-            os._exit(EXIT_APP_FAILED)
+        if conf.get('mounts'):
+            return _load_mounts(conf, who)
+        return _load_one(conf, conf['app'], conf['appName'], who)
     finally:
         if conf.get('autoreload'):
             autoreload.snapshot()
 
-    def no_app(environ, start_response):
-        start_response('500 Internal Server Error', [('Content-Type', 'text/plain')])
-        return [b'Internal Server Error: the app could not be loaded (see the log)']
-    return no_app
+
+def _load_one(conf, spec, name, who):
+    try:
+        return load_app(spec)
+    except BaseException:
+        _log('[pid: %d|%s] cannot load the app %s:\n%s' % (
+            os.getpid(), who, name, traceback.format_exc().rstrip('\n')))
+        if conf.get('needApp', True):
+            os._exit(EXIT_APP_FAILED)
+    return _no_app
+
+
+def _no_app(environ, start_response):
+    """Stands for an app that could not be loaded (without need-app)."""
+    start_response('500 Internal Server Error', [('Content-Type', 'text/plain')])
+    return [b'Internal Server Error: the app could not be loaded (see the log)']
+
+
+def _load_mounts(conf, who):
+    """mount (docs/mount.md): each app loaded in turn, its id its place (the main app, if any, is app 0, the
+    default one); one log line per app, as uWSGI writes."""
+    import time
+    from .mounts import Mounts
+    apps = []
+    for i, spec in enumerate(conf['mounts']):
+        mountpoint = spec['mountpoint']
+        start = time.time()
+        app = _load_one(conf, spec, "%s (app %d, mountpoint='%s')" % (spec['name'], i, mountpoint), who)
+        if app is not _no_app:
+            _log("[pid: %d|%s] WSGI app %d (mountpoint='%s') ready in %d seconds: %s%s" % (
+                os.getpid(), who, i, mountpoint, int(time.time() - start), spec['name'], ' (default app)' if i == 0 else ''))
+        apps.append((mountpoint, app))
+    return Mounts(apps, conf.get('manageScriptName', False), conf.get('noDefaultApp', False))
 
 
 def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, ready_message, forked=False):

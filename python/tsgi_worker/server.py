@@ -18,6 +18,7 @@ import time
 import traceback
 
 from .logformat import LogContext, client_address, compile_format, date_prefix
+from .mounts import Mounts
 from .output import GOODBYE_FRAME, LinkOutput, RawOutput, hello_frame
 from .protocol import READ_SIZE, BadPacket, parse_vars, read_packet
 from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
@@ -74,10 +75,11 @@ UWSGI_UNIX, UWSGI_TCP, LINK = 'uwsgi-unix', 'uwsgi-tcp', 'link'
 class Core(object):
     """One thread's share of the worker: its scoreboard record, its router link, its request count, and the
     logvars the app set in its current request (uwsgi.set_logvar; None, the common case, when none)."""
-    __slots__ = ('index', 'requests', 'link', 'start_us', 'logvars')
+    __slots__ = ('index', 'requests', 'link', 'start_us', 'logvars', 'app_id')
 
     def __init__(self, index):
         self.index = index
+        self.app_id = 0           # the app serving the current request (mounts), for the request log
         self.requests = 0
         self.link = None
         self.start_us = 0
@@ -86,6 +88,13 @@ class Core(object):
 
 class Worker(object):
     def __init__(self, conf, app, listeners, scoreboard):
+        # mount / manage-script-name / no-default-app: a Mounts table chooses the app per request (mounts.py);
+        # None, the common case, costs a request one attribute test.
+        self.mounts = None
+        if app.__class__ is Mounts:
+            self.mounts = app
+            app.log_error = self.log_error
+            app = app.default
         self.app = app
         self.listeners = listeners            # [(socket, kind)]
         self.scoreboard = scoreboard
@@ -441,10 +450,11 @@ class Worker(object):
         if not on_link and environ.get('TSGI_KEEPALIVE') == '1':
             out.keepalive = True
             out.bodiless = environ.get('REQUEST_METHOD') == 'HEAD'
+        app = self.app if self.mounts is None else self.mounts.select(environ, core)
         if self.static is not None and not on_link:
-            r, healthy = self.serve_static(out, environ)
+            r, healthy = self.serve_static(out, environ, app)
         else:
-            r, healthy = self.run_app(out, environ)
+            r, healthy = self.run_app(out, environ, app)
         if body.__class__ is SocketInput and body.unread_bytes():
             healthy = self._discard_body(body) and healthy
         now = time.time()
@@ -488,7 +498,7 @@ class Worker(object):
             return False
         return True
 
-    def run_app(self, out, environ):
+    def run_app(self, out, environ, app):
         """Calls the app and sends its response to `out`. Returns (state, connection still usable)."""
         r = ResponseState()
         head = environ.get('REQUEST_METHOD') == 'HEAD'
@@ -558,7 +568,7 @@ class Worker(object):
         result = None
         healthy = True
         try:
-            result = self.app(environ, start_response)
+            result = app(environ, start_response)
             if result.__class__ is list and len(result) == 1 and r.status is not None and not r.sent:
                 # The common case (one body chunk): the whole response in one write, with a Content-Length.
                 chunk = result[0]
@@ -626,7 +636,7 @@ class Worker(object):
                     self.log_error('exception in the close() method of the app response:\n' + traceback.format_exc())
         return r, healthy
 
-    def serve_static(self, out, environ):
+    def serve_static(self, out, environ, app):
         """A request on a uwsgi socket when static options are set: the file a mount gives, else the app.
         Returns (state, connection still usable), as run_app does."""
         try:
@@ -635,7 +645,7 @@ class Worker(object):
             self.log_error('static file lookup failed, the app answers:\n' + traceback.format_exc().rstrip('\n'))
             reply = None
         if reply is None:
-            return self.run_app(out, environ)
+            return self.run_app(out, environ, app)
         r = ResponseState()
         r.status = reply.status
         r.headers = reply.headers if self.header_edit is None else self.edit_headers(reply.headers)
@@ -780,8 +790,8 @@ class Worker(object):
             c.pktsize = vars_size
             _write_log(self.log_format(c) + '\n')
             return
-        line = '[pid: %d|app: 0|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %s (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
-            self.pid, requests, self.scoreboard.total_requests(), client_address(environ, self.x_forwarded_for) or '-',
+        line = '[pid: %d|app: %d|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %s (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
+            self.pid, core_state.app_id, requests, self.scoreboard.total_requests(), client_address(environ, self.x_forwarded_for) or '-',
             environ.get('REMOTE_USER', ''), nvars, vars_size, _ctime(start), environ.get('REQUEST_METHOD', ''),
             environ.get('REQUEST_URI', environ.get('PATH_INFO', '')), r.body_bytes, ('%d micros' % usec) if self.log_micros else ('%d msecs' % (usec // 1000)),
             environ.get('SERVER_PROTOCOL', ''), r.code, r.header_count, r.header_bytes, core)

@@ -167,6 +167,12 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'load the app from a file: .py runs in Python workers, .ts/.mts/.cts/.js/.mjs/.cjs in Node workers' }),
   declare({ name: 'callable', kind: 'string', default: 'application', meta: 'NAME', section: 'Applications',
     help: 'name of the app in the module or file (a Node app may also be its default export)' }),
+  declare({ name: 'mount', kind: 'string', repeat: true, meta: 'MOUNTPOINT=APP', section: 'Applications',
+    help: 'load one more Python app under MOUNTPOINT (/blog=blog.py, /api=api.wsgi:app, /shop=shop:application); ' +
+      "a request goes to the app whose mountpoint is its SCRIPT_NAME (else the first app), see manage-script-name; may repeat (docs/mount.md)" }),
+  bool('manage-script-name', 'Applications',
+    'pick the app by the longest mountpoint that starts PATH_INFO (at a / boundary), move that prefix from PATH_INFO to SCRIPT_NAME'),
+  bool('no-default-app', 'Applications', 'a request whose SCRIPT_NAME names no mountpoint gets a 500 instead of going to the first app'),
   declare({ name: 'plugins', aliases: ['plugin'], kind: 'string', repeat: true, meta: 'LIST', section: 'Applications',
     help: 'worker kind, as uWSGI plugins: python/python3/pythonXY (Python workers) or node (Node workers); built in, others are reported' }),
 
@@ -179,6 +185,12 @@ export const OPTIONS: readonly OptionDef[] = [
   bool('single-interpreter', 'Python applications', 'one interpreter per worker (always the case in tsgi)', { short: 'i', status: 'accepted' }),
   declare({ name: 'py-autoreload', aliases: ['python-autoreload', 'python-auto-reload'], kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Python applications',
     help: 'every SECONDS, reload the workers gracefully if the source file of a module the app loaded has changed (development; 0: off)' }),
+  bool('py-call-uwsgi-fork-hooks', 'Python applications',
+    "run the app's os.register_at_fork hooks around each fork of a worker: always done in tsgi, whose app loader forks with os.fork()",
+    { status: 'accepted' }),
+  bool('py-call-osafterfork', 'Python applications',
+    "let CPython reinitialize itself (signals, threads, at-fork hooks) in each forked worker: always done in tsgi (os.fork())",
+    { status: 'accepted' }),
   bool('wsgi-disable-file-wrapper', 'Python applications', 'do not offer wsgi.file_wrapper to apps'),
   bool('catch-exceptions', 'Python applications', 'send the traceback of an app error to the client (development only)'),
 

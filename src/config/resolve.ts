@@ -41,6 +41,65 @@ export interface PythonSettings {
   catchExceptions: boolean;
   /** py-autoreload: seconds between checks of the loaded modules' files (0: off). */
   autoreload: number;
+  /** mount = MOUNTPOINT=APP, in order (docs/mount.md). */
+  mounts: MountSpec[];
+  manageScriptName: boolean;
+  noDefaultApp: boolean;
+  /** Where manage-script-name and no-default-app were set, for messages. */
+  origins: { manageScriptName?: Origin; noDefaultApp?: Origin };
+}
+
+/** One `mount`: a Python app loaded beside the main one, chosen per request by SCRIPT_NAME. */
+export interface MountSpec {
+  /** As written (/blog, /blog/ or /). */
+  mountpoint: string;
+  /** A file (.py, .wsgi) run like wsgi-file, or a module imported like module. */
+  wsgiFile: string | undefined;
+  module: string | undefined;
+  callable: string;
+  /** The APP part as written, for log lines. */
+  app: string;
+  origin: Origin;
+}
+
+/** Extensions a Node app's file has: such a file cannot be mounted (mount is for Python apps). */
+const NODE_APP_FILE = /\.(ts|mts|cts|js|mjs|cjs)$/i;
+
+/**
+ * `mount` values as uWSGI reads them: MOUNTPOINT=APP, APP a file when it ends in .py or .wsgi, else
+ * module[:callable] (uWSGI 2.0 mounts nothing for a bare module name; tsgi imports it with `callable`).
+ */
+export function readMounts(values: OptionValues, callable: string): MountSpec[] {
+  const mounts: MountSpec[] = [];
+  const seen = new Map<string, string>();
+  for (const { value, origin } of values.all('mount')) {
+    const bad = (why: string): ConfigError => new ConfigError('BAD_VALUE', `'${value}': ${why}`, origin, 'mount');
+    const eq = value.indexOf('=');
+    if (eq === -1) throw bad('expected MOUNTPOINT=APP (e.g. /blog=blog.py or /blog=blog:application)');
+    const mountpoint = value.slice(0, eq).trim();
+    const app = value.slice(eq + 1).trim();
+    if (!mountpoint.startsWith('/')) throw bad(`the mountpoint '${mountpoint}' must start with / (tsgi mounts by path only)`);
+    if (/[\s?#]/.test(mountpoint)) throw bad(`the mountpoint '${mountpoint}' must be a plain path`);
+    if (!app) throw bad('no app after =');
+    const key = mountpoint.length > 1 ? mountpoint.replace(/\/+$/, '') : mountpoint;
+    const twice = seen.get(key);
+    if (twice !== undefined) throw bad(`the mountpoint ${mountpoint} is already given to ${twice}`);
+    seen.set(key, app);
+    if (NODE_APP_FILE.test(app)) throw bad(`${app} is a Node app: mount loads Python apps only (a Node app routes paths itself)`);
+    if (/\.ini$/i.test(app)) throw new ConfigError('NOT_IMPLEMENTED', `'${value}': PasteDeploy apps (.ini) are not implemented in tsgi`, origin, 'mount');
+    if (/\.(py|wsgi)$/i.test(app)) {
+      mounts.push({ mountpoint, wsgiFile: app, module: undefined, callable, app, origin });
+      continue;
+    }
+    const colon = app.indexOf(':');
+    const module = colon === -1 ? app : app.slice(0, colon);
+    const name = colon === -1 ? callable : app.slice(colon + 1);
+    if (!/^[A-Za-z_][\w.]*$/.test(module) || !/^[A-Za-z_]\w*$/.test(name)) {
+      throw bad('APP must be a file ending in .py or .wsgi, or module[:callable]');
+    }
+    mounts.push({ mountpoint, wsgiFile: undefined, module, callable: name, app, origin });
+  }
+  return mounts;
 }
 
 /** Emperor mode (src/emperor): set when `emperor` is given. */
@@ -489,6 +548,10 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       fileWrapper: !values.bool('wsgi-disable-file-wrapper'),
       catchExceptions: values.bool('catch-exceptions'),
       autoreload: values.int('py-autoreload'),
+      mounts: readMounts(values, values.get('callable') ?? 'application'),
+      manageScriptName: values.bool('manage-script-name'),
+      noDefaultApp: values.bool('no-default-app'),
+      origins: { manageScriptName: values.origin('manage-script-name'), noDefaultApp: values.origin('no-default-app') },
     },
     daemons: readDaemons(values),
     exec: Object.fromEntries(EXEC_PHASES.map((phase) => [phase, values.all(`exec-${phase}`).map(({ value, origin }) => {

@@ -8,6 +8,7 @@ import { writeFileSync, unlinkSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
+import { ConfigError } from '../config/errors.js';
 import type { Entry } from '../config/origin.js';
 import { processTitle, type Settings } from '../config/resolve.js';
 import { vassalLink } from '../emperor/link.js';
@@ -112,6 +113,19 @@ function writePidfile(path: string | undefined): void {
   }
 }
 
+/**
+ * mount, manage-script-name and no-default-app choose among Python apps in a Python worker; a Node worker runs
+ * one app, which routes paths itself: refused in one line naming where the option was given.
+ */
+function refuseMountsForNode(settings: Settings, file: string): void {
+  const p = settings.python;
+  const option = p.mounts.length ? 'mount' : p.manageScriptName ? 'manage-script-name' : p.noDefaultApp ? 'no-default-app' : undefined;
+  if (option === undefined) return;
+  const origin = option === 'mount' ? p.mounts[0]!.origin : p.origins[option === 'manage-script-name' ? 'manageScriptName' : 'noDefaultApp'];
+  throw new ConfigError('NOT_IMPLEMENTED', `is for Python apps; ${file} is a Node app, which serves one app: route its paths inside it ` +
+    '(Express, Hono and friends mount sub-apps under a prefix)', origin, option);
+}
+
 export async function startServer(settings: Settings, _entries: readonly Entry[], argv: readonly string[], startCwd: string): Promise<void> {
   /** Set when this master is a vassal: its emperor hears of its lifecycle and of a failed start. */
   const emperor = vassalLink();
@@ -139,7 +153,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       }));
     }
     if (settings.sockets.length === 0) throw new StartupError('no socket to serve on: set socket = ADDR (e.g. socket = /run/tsgi/app.sock or :3031)');
-    if (!settings.python.module && !settings.python.wsgiFile) throw new StartupError('no app to serve: set module = MODULE[:CALLABLE] or wsgi-file = FILE');
+    if (!settings.python.module && !settings.python.wsgiFile && !settings.python.mounts.length) {
+      throw new StartupError('no app to serve: set module = MODULE[:CALLABLE], wsgi-file = FILE or mount = /PATH=APP');
+    }
     const cwd = process.cwd();
     let choice: AppChoice;
     try {
@@ -148,6 +164,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError((err as Error).message);
     }
     const kind = choice.kind;
+    if (kind === 'node') refuseMountsForNode(settings, choice.file!);
     if (kind === 'node' && settings.python.autoreload) {
       // A Node app's imports are not known to the master; touch-reload names the files to watch instead.
       throw new StartupError(`py-autoreload watches the modules of a Python app; ${choice.file} is a Node app (use touch-reload = FILE to reload when a file changes)`);

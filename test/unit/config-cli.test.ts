@@ -169,3 +169,24 @@ test('include and inherit read another ini file where they stand', () => {
   assert.equal(s.python.module, 'wsgi');
   assert.equal(s.vacuum, true);
 });
+
+test('mount = MOUNTPOINT=APP: a .py/.wsgi file, module:callable or a module with callable; bad values are one line naming the option', () => {
+  const ok = run(['--mount', '/a=a.py', '--mount', '/b/=pkg.mod:app', '--mount', '/c=c', '--mount', '/d=d.wsgi', '--callable', 'main', '--manage-script-name']);
+  assert.ok('start' in ok.outcome, ok.stderr);
+  if (!('start' in ok.outcome)) return;
+  const p = ok.outcome.start.python;
+  assert.deepEqual(p.mounts.map((m) => [m.mountpoint, m.wsgiFile, m.module, m.callable]), [
+    ['/a', 'a.py', undefined, 'main'], ['/b/', undefined, 'pkg.mod', 'app'], ['/c', undefined, 'c', 'main'], ['/d', 'd.wsgi', undefined, 'main'],
+  ]);
+  assert.equal(p.manageScriptName, true);
+  for (const [value, why] of [
+    ['a.py', /expected MOUNTPOINT=APP/], ['blog=a.py', /must start with \//], ['/a=', /no app after =/], ['/a=x.ts', /x\.ts is a Node app/],
+    ['/a=paste.ini', /PasteDeploy apps \(\.ini\) are not implemented/], ['/a=no such', /module\[:callable\]/],
+  ] as const) {
+    const r = run(['--mount', value]);
+    assert.deepEqual(r.outcome, { exit: 1 }, value);
+    assert.match(r.stderr, new RegExp(`^tsgi: command line .*: option 'mount': .*${why.source}`), value);
+  }
+  const twice = run(['--mount', '/a=a.py', '--mount', '/a/=b.py']);
+  assert.match(twice.stderr, /option 'mount': '\/a\/=b\.py': the mountpoint \/a\/ is already given to a\.py/);
+});

@@ -74,8 +74,25 @@ export interface PythonWorkerSpec {
 /** The app as the user named it, for log lines. */
 export function appName(settings: Settings): string {
   const p = settings.python;
-  if (p.wsgiFile) return `${p.wsgiFile}${p.callable !== 'application' ? `:${p.callable}` : ''}`;
-  return `${p.module}:${p.callable}`;
+  const mounted = p.mounts.map((m) => `${m.app} on ${m.mountpoint}`).join(', ');
+  if (!p.wsgiFile && !p.module) return mounted;
+  const main = p.wsgiFile ? `${p.wsgiFile}${p.callable !== 'application' ? `:${p.callable}` : ''}` : `${p.module}:${p.callable}`;
+  return mounted ? `${main}, ${mounted}` : main;
+}
+
+/**
+ * The apps a Python worker loads, in uWSGI's order (their app ids): the main app (module or wsgi-file, mountpoint
+ * '') first, then each mount. null when there is no mount: the worker loads `app` alone and never selects.
+ */
+function mountedApps(settings: Settings): Array<Record<string, string | null>> | null {
+  const p = settings.python;
+  if (!p.mounts.length && !p.noDefaultApp) return null;
+  const apps: Array<Record<string, string | null>> = [];
+  if (p.module || p.wsgiFile) {
+    apps.push({ mountpoint: '', module: p.module ?? null, wsgiFile: p.wsgiFile ?? null, callable: p.callable, name: appName({ ...settings, python: { ...p, mounts: [] } }) });
+  }
+  for (const m of p.mounts) apps.push({ mountpoint: m.mountpoint, module: m.module ?? null, wsgiFile: m.wsgiFile ?? null, callable: m.callable, name: m.app });
+  return apps;
 }
 
 // Descriptor layout in the worker: 0 /dev/null, 1-2 the log, 3 control channel, 4 scoreboard, 5... sockets.
@@ -120,6 +137,10 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     pythonpath: s.python.pythonpath.map((p) => resolve(p)),
     app: { module: s.python.module, wsgiFile: s.python.wsgiFile, callable: s.python.callable },
     appName: appName(s),
+    // mount / manage-script-name / no-default-app (docs/mount.md): null when none is set.
+    mounts: mountedApps(s),
+    manageScriptName: s.python.manageScriptName,
+    noDefaultApp: s.python.noDefaultApp,
     // Process titles; {id} stands for the worker id (a loader forks workers of any id).
     titles: { worker: processTitle(s.procname, 'worker', '{id}'), loader: processTitle(s.procname, 'loader') },
     controlFd: CONTROL_FD,
