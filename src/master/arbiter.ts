@@ -943,6 +943,7 @@ export class Master {
       const delta = this.cheaperDelta;
       this.cheaperDelta = 0;
       if (delta > 0) this.cheaperStart(delta, `master FIFO: ${delta} more asked`);
+      else if (this.running.size <= c.min) this.log.info(`cheaper: master FIFO: one less asked, but only cheaper (${c.min}) worker(s) run`);
       else this.cheapOldest('master FIFO: one less asked');
       return;
     }
