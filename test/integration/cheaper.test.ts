@@ -204,6 +204,50 @@ test('cheaper-initial = 2 starts 2 of 3 workers; idle, they go down to cheaper; 
   }
 });
 
+/** The same /hold for a Node worker (Fetch contract): its requests wait on one event loop, the worker is busy. */
+const NODE_APP = `import { existsSync } from 'node:fs';
+const here = new URL('.', import.meta.url).pathname;
+export default {
+  async fetch(req) {
+    const url = new URL(req.url);
+    if (url.pathname === '/hold') {
+      const release = here + 'release-' + url.search.slice(1);
+      const deadline = Date.now() + 120000;
+      while (!existsSync(release) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    }
+    return new Response(String(process.pid));
+  },
+};
+`;
+
+test('Node workers (a JS app) follow the same rules: 1 of 3 at start, 3 when all are busy, back to 1', async () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'app.mjs': NODE_APP });
+  const port = await freePort();
+  const statsSock = join(dir, 'stats.sock');
+  const tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--processes', '3', '--cheaper', '1', '--cheaper-overload', '1',
+    '--stats', statsSock, '--wsgi-file', join(dir, 'app.mjs')], { env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+  try {
+    assert.deepEqual(await counts(statsSock), { running: 1, cheap: 2, busy: 0 });
+    // A Node worker takes every connection it is given: held requests keep coming until each worker holds some
+    // (the kernel hands each new connection to one of the workers).
+    const held: Array<Promise<{ status: number; body: string }>> = [];
+    await until('3 workers run, all busy', async () => {
+      if (held.length < 500) held.push(overHttp(port)('/hold?load'));
+      const c = await counts(statsSock);
+      return c.running === 3 && c.busy === 3;
+    }, tsgi);
+    writeFileSync(join(dir, 'release-load'), '');
+    const answers = await Promise.all(held);
+    assert.deepEqual(answers.filter((a) => a.status !== 200), [], 'every held request is answered');
+    await until('back to 1 worker', async () => (await counts(statsSock)).running === 1 && workerPids(tsgi.pid).length === 1, tsgi);
+    assert.equal((tsgi.output().match(/worker \d \(pid: \d+\) cheaped \(exited with status 0\)/g) ?? []).length, 2);
+    assert.equal((await overHttp(port)('/')).status, 200);
+  } finally {
+    assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  }
+});
+
 function tsgiConfig(ini: string): { status: number | null; stderr: string } {
   const dir = tempDir();
   writeFiles(dir, { 'app.ini': ini });
