@@ -107,7 +107,7 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'number of worker processes' }),
   declare({ name: 'cheaper', kind: 'int', default: '0', min: 0, meta: 'N', section: 'Processes',
     help: 'adaptive process spawning: keep at least N workers running (N < processes) and start more, up to processes, under load (0: off)' }),
-  declare({ name: 'cheaper-initial', kind: 'int', default: '0', min: 0, meta: 'N', section: 'Processes',
+  declare({ name: 'cheaper-initial', kind: 'int', min: 0, meta: 'N', section: 'Processes',
     help: 'with cheaper: workers started at boot and on a graceful reload (default: cheaper; kept between cheaper and processes)' }),
   declare({ name: 'cheaper-step', kind: 'int', default: '1', min: 1, meta: 'N', section: 'Processes',
     help: 'with cheaper: how many workers to start at once when all running workers are busy' }),

@@ -111,7 +111,8 @@ function readCheaper(values: OptionValues): CheaperSettings | undefined {
     throw new ConfigError('BAD_VALUE', `${min} must be lower than processes (${processes}): cheaper is the fewest workers that run, processes the most`,
       values.origin('cheaper'), 'cheaper');
   }
-  const asked = values.int('cheaper-initial');
+  const given = values.get('cheaper-initial');
+  const asked = given === undefined ? 0 : Number(given);
   let initial = asked === 0 ? min : asked;
   let initialNote: string | undefined;
   if (initial < min || initial > processes) {
