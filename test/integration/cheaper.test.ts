@@ -204,6 +204,31 @@ test('cheaper-initial = 2 starts 2 of 3 workers; idle, they go down to cheaper; 
   }
 });
 
+test('cheaper-algo = manual: only the master FIFO\'s + and - change the count, never below cheaper', async () => {
+  const dir = appDir();
+  const sock = join(dir, 'app.sock');
+  const statsSock = join(dir, 'stats.sock');
+  const fifo = join(dir, 'master.fifo');
+  const tsgi = await startTsgi(['--socket', sock, '--processes', '3', '--cheaper', '1', '--cheaper-algo', 'manual', '--cheaper-overload', '1',
+    '--stats', statsSock, '--master-fifo', fifo, '--wsgi-file', join(dir, 'app.py')], { env });
+  try {
+    assert.match(tsgi.output(), /cheaper \(manual\): 1 of 3 worker\(s\) start; at least 1 run\n/);
+    writeFileSync(fifo, '+');
+    await tsgi.waitFor(/cheaper: master FIFO: 1 more asked; starting worker 2 \(2 of 3\)/);
+    await until('2 workers run', async () => (await counts(statsSock)).running === 2 && workerPids(tsgi.pid).length === 2, tsgi);
+    // Idle workers stay: spare would have stopped one within two checks.
+    await new Promise((r) => setTimeout(r, 3500));
+    assert.equal((await counts(statsSock)).running, 2, tsgi.output());
+    writeFileSync(fifo, '-');
+    await tsgi.waitFor(/cheaper: master FIFO: one less asked; stopping worker 1 \(pid: \d+\), the oldest \(1 of 3 left\)[\s\S]*worker 1 \(pid: \d+\) cheaped/);
+    writeFileSync(fifo, '-');
+    await tsgi.waitFor(/cheaper: master FIFO: one less asked, but only cheaper \(1\) worker\(s\) run/);
+    assert.equal((await overUwsgi(sock)('/')).status, 200);
+  } finally {
+    assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  }
+});
+
 /** The same /hold for a Node worker (Fetch contract): its requests wait on one event loop, the worker is busy. */
 const NODE_APP = `import { existsSync } from 'node:fs';
 const here = new URL('.', import.meta.url).pathname;
