@@ -57,9 +57,11 @@ export function render(addr: string, s: Stats, rps: Map<number, number>, width =
   const workers = s.workers ?? [];
   const total = workers.reduce((n, w) => n + (rps.get(w.pid) ?? 0), 0);
   const busy = workers.filter((w) => w.status === 'busy').length;
+  // Worker ids that do not run because of cheaper (pid 0), as uWSGI's stats show them.
+  const cheap = workers.filter((w) => w.status === 'cheap' && !w.pid).length;
   const lines = [
     `tsgi top - ${addr} - ${s.version ?? '?'} - master pid ${s.pid ?? '?'} - ${new Date().toLocaleTimeString()}`,
-    `workers: ${workers.length}  busy: ${busy}  req/s: ${total.toFixed(1)}  listen queue: ${s.listen_queue ?? 0}  load: ${s.load ?? 0}`,
+    `workers: ${workers.length - cheap}${cheap ? ` (+${cheap} cheap)` : ''}  busy: ${busy}  req/s: ${total.toFixed(1)}  listen queue: ${s.listen_queue ?? 0}  load: ${s.load ?? 0}`,
     '',
     `${pad('WID', 4)} ${pad('PID', 8)} ${'STATUS'.padEnd(7)} ${pad('REQ', 10)} ${pad('RPS', 8)} ${pad('EXC', 6)} ${pad('AVG ms', 8)} ${pad('RSS MB', 8)} ${pad('TX MB', 8)} ${pad('RESP', 5)}`,
   ];

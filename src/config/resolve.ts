@@ -134,6 +134,53 @@ export function processTitle(p: ProcnameSettings, role: 'master' | 'worker' | 'r
   return `${p.prefix}${name}${p.append}`;
 }
 
+/** uWSGI's cheaper subsystem: between `min` and `processes` workers run, as the algorithm decides. */
+export interface CheaperSettings {
+  /** The fewest workers that run (`cheaper`, at least 1 and below processes). */
+  min: number;
+  /** Workers started at boot and on a graceful reload, within [min, processes]. */
+  initial: number;
+  /** Set when cheaper-initial was out of range and was brought into it: the master logs it. */
+  initialNote: string | undefined;
+  step: number;
+  /** spare: seconds (checks) of every worker busy before more start, and between two stops. */
+  overload: number;
+  algo: CheaperAlgo;
+}
+
+/** The cheaper algorithms tsgi has. */
+export const CHEAPER_ALGOS = ['spare', 'manual'] as const;
+export type CheaperAlgo = (typeof CHEAPER_ALGOS)[number];
+/** uWSGI's other algorithms (plugins), refused by name. */
+const UWSGI_CHEAPER_ALGOS = new Set(['backlog', 'busyness', 'spare2', 'backlog2']);
+
+function readCheaper(values: OptionValues): CheaperSettings | undefined {
+  const min = values.int('cheaper');
+  const algo = values.get('cheaper-algo') ?? 'spare';
+  const algoOrigin = values.origin('cheaper-algo');
+  if (!(CHEAPER_ALGOS as readonly string[]).includes(algo)) {
+    const has = `tsgi has ${CHEAPER_ALGOS.join(' and ')}`;
+    throw UWSGI_CHEAPER_ALGOS.has(algo)
+      ? new ConfigError('NOT_IMPLEMENTED', `the '${algo}' cheaper algorithm is not implemented in tsgi (${has})`, algoOrigin, 'cheaper-algo')
+      : new ConfigError('BAD_VALUE', `unknown cheaper algorithm '${algo}' (${has})`, algoOrigin, 'cheaper-algo');
+  }
+  if (min === 0) return undefined; // as uWSGI: cheaper = 0 is off, and the other cheaper options have no effect
+  const processes = values.int('processes');
+  if (min >= processes) {
+    throw new ConfigError('BAD_VALUE', `${min} must be lower than processes (${processes}): cheaper is the fewest workers that run, processes the most`,
+      values.origin('cheaper'), 'cheaper');
+  }
+  const given = values.get('cheaper-initial');
+  const asked = given === undefined ? 0 : Number(given);
+  let initial = asked === 0 ? min : asked;
+  let initialNote: string | undefined;
+  if (initial < min || initial > processes) {
+    initial = initial < min ? min : processes;
+    initialNote = `cheaper-initial ${asked} is ${asked < min ? `below cheaper (${min})` : `above processes (${processes})`}; starting ${initial} worker(s)`;
+  }
+  return { min, initial, initialNote, step: values.int('cheaper-step'), overload: values.int('cheaper-overload'), algo: algo as CheaperAlgo };
+}
+
 export interface Settings {
   sockets: SocketSpec[];
   limitPost: number;
@@ -144,6 +191,8 @@ export interface Settings {
   bufferSize: number;
   socketTimeout: number;
   processes: number;
+  /** cheaper (adaptive process spawning): undefined when off, and then all `processes` workers run. */
+  cheaper: CheaperSettings | undefined;
   threads: number;
   harakiri: number;
   harakiriVerbose: boolean;
@@ -511,6 +560,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     bufferSize: values.int('buffer-size'),
     socketTimeout,
     processes: values.int('processes'),
+    cheaper: readCheaper(values),
     threads: values.int('threads'),
     harakiri: values.int('harakiri'),
     harakiriVerbose: values.bool('harakiri-verbose'),

@@ -15,6 +15,10 @@
  *
  * Twice a second the master also looks at its workers (harakiri, memory limits, lifetimes) and at the files
  * that trigger reloads; the master FIFO's one-letter commands arrive as events too.
+ *
+ * Which worker ids run is the set `running`: all of 1..processes, or with `cheaper` the ones the cheaper
+ * algorithm keeps (once a second, from the busy flags of the scoreboard). A worker id outside the set is
+ * "cheap": its worker was stopped gracefully, or never started, and nothing respawns it.
  */
 import type { ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
@@ -48,6 +52,8 @@ export interface WorkerHandle {
   killedFor: string | undefined;
   /** Matches the app loader's answer to the fork request (preloading). */
   token: number;
+  /** Stopped by the cheaper algorithm: it finishes its requests and is not respawned. */
+  cheaped: boolean;
 }
 
 /** A generation's app loader (preloading): a Python process that imported the app and forks the workers. */
@@ -67,8 +73,8 @@ export type Milestone = 'ready' | 'reloading' | 'reloaded' | 'reload-failed' | '
 export interface MasterHooks {
   /** Starts one worker process with the given settings. */
   spawn(settings: Settings, id: number, slot: number): ChildProcess;
-  /** Starts the HTTP router, when the configuration has HTTP sockets. */
-  spawnRouter?(settings: Settings): ChildProcess;
+  /** Starts the HTTP router, when the configuration has HTTP sockets, keeping `links` links to the workers. */
+  spawnRouter?(settings: Settings, links: number): ChildProcess;
   /**
    * Preloading (no lazy-apps): starts the app loader of a generation, which imports the app once and forks
    * the workers (copy-on-write), as uWSGI's master does. Without it, each worker is spawned and loads the app.
@@ -135,6 +141,14 @@ const FAST_DEATH_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
 /** How long an immediate stop waits for processes to exit before killing them. */
 const IMMEDIATE_STOP_MS = 3000;
+/** How often the cheaper algorithm looks at the workers (uWSGI's master cycle): its counts are in these. */
+const CHEAPER_CHECK_MS = 1000;
+
+/** The ids of the workers to start for a generation: all, or with cheaper at least `initial` and `keep`. */
+function startingIds(s: Settings, keep: number): Set<number> {
+  const n = s.cheaper ? Math.min(s.processes, Math.max(s.cheaper.initial, keep)) : s.processes;
+  return new Set(Array.from({ length: n }, (_, i) => i + 1));
+}
 
 export class Master {
   private settings: Settings;
@@ -165,6 +179,16 @@ export class Master {
   private readonly touchTimes = new Map<string, number>();
   private ticker: NodeJS.Timeout | undefined;
   private harakiriTimer: NodeJS.Timeout | undefined;
+  /** The worker ids that run in the current generation (see the top of this file). */
+  private running = new Set<number>();
+  /** The running set of the previous generation, while a reload may still be aborted. */
+  private runningBefore: Set<number> | undefined;
+  /** The cheaper algorithm's state: checks in a row with every worker busy, idle checks, the last check. */
+  private overloadChecks = 0;
+  private idleChecks = 0;
+  private cheaperCheckedAt = 0;
+  /** Workers asked for (+) or to stop (-) with the master FIFO, applied at the next cheaper check. */
+  private cheaperDelta = 0;
 
   constructor(
     settings: Settings,
@@ -176,7 +200,14 @@ export class Master {
   }
 
   start(): void {
-    for (let id = 1; id <= this.settings.processes; id++) this.spawn(id, this.generation);
+    this.running = startingIds(this.settings, 0);
+    const c = this.settings.cheaper;
+    if (c) {
+      if (c.initialNote) this.log.info(c.initialNote);
+      this.log.info(`cheaper (${c.algo}): ${this.running.size} of ${this.settings.processes} worker(s) start; ` +
+        `at least ${c.min} run${c.algo === 'spare' ? `, ${c.step} more when all are busy for over ${c.overload} s` : ''}`);
+    }
+    for (const id of this.running) this.spawn(id, this.generation);
     if (this.hooks.spawnRouter) this.spawnRouter();
     this.rememberTouchTimes();
     this.ticker = setInterval(() => this.enqueue({ type: 'tick' }), TICK_MS);
@@ -230,7 +261,7 @@ export class Master {
       case 'exit':
         return this.onExit(e.worker, e.code, e.signal);
       case 'respawn':
-        if (this.state !== 'stopping' && e.generation === this.generation) this.spawn(e.id, e.generation);
+        if (this.state !== 'stopping' && e.generation === this.generation && this.running.has(e.id)) this.spawn(e.id, e.generation);
         return;
       case 'router-ready':
         if (this.router === e.router) {
@@ -303,8 +334,14 @@ export class Master {
         return this.logStats();
       case 'l':
         return this.reopenLog('master FIFO l');
+      case '+':
+      case '-':
+        // As uWSGI: one more worker, or one less, at the next cheaper check (whatever the algorithm).
+        if (!this.settings.cheaper) this.log.info(`master FIFO: '${letter}' needs cheaper (adaptive process spawning) to be on`);
+        else this.cheaperDelta += letter === '+' ? 1 : -1;
+        return;
       default:
-        this.log.info(`master FIFO: unknown command '${letter}' (r reload, c chain reload, q graceful stop, Q stop now, s stats, l reopen log)`);
+        this.log.info(`master FIFO: unknown command '${letter}' (r reload, c chain reload, q graceful stop, Q stop now, s stats, l reopen log, + / - one worker more / less with cheaper)`);
     }
   }
 
@@ -369,6 +406,7 @@ export class Master {
       recycling: false,
       killedFor: undefined,
       token: this.nextToken++,
+      cheaped: false,
     };
     if (this.hooks.spawnLoader) {
       // Preloading: the generation's app loader forks the worker.
@@ -560,8 +598,10 @@ export class Master {
     if (this.state !== 'starting' || !this.allReady(this.generation)) return;
     if (this.hooks.spawnRouter && !this.router?.ready) return;
     this.state = 'running';
-    this.log.info(`ready: ${this.settings.processes} worker(s) serving${this.router ? ', router listening' : ''} (master pid: ${process.pid})`);
-    this.hooks.milestone?.('ready', `${this.settings.processes} workers serving`);
+    const n = this.running.size;
+    const of = this.settings.cheaper ? ` (cheaper: ${this.settings.cheaper.min} to ${this.settings.processes})` : '';
+    this.log.info(`ready: ${n} worker(s) serving${of}${this.router ? ', router listening' : ''} (master pid: ${process.pid})`);
+    this.hooks.milestone?.('ready', `${n} workers serving`);
     if (this.reloadPending) {
       this.reloadPending = false;
       this.beginReload();
@@ -571,11 +611,11 @@ export class Master {
   private allReady(generation: number): boolean {
     let n = 0;
     for (const w of this.workers) {
-      if (w.generation !== generation) continue;
+      if (w.generation !== generation || w.cheaped) continue;
       if (w.state !== 'ready') return false;
       n++;
     }
-    return n >= this.settings.processes;
+    return n >= this.running.size;
   }
 
   private onExit(w: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void {
@@ -595,7 +635,8 @@ export class Master {
       return this.maybeFinish();
     }
     if (w.state === 'stopping') {
-      this.log.info(`worker ${w.id} (pid: ${w.pid}, generation ${w.generation}) retired (${how})`);
+      if (w.cheaped) this.log.info(`worker ${w.id} (pid: ${w.pid}) cheaped (${how})`);
+      else this.log.info(`worker ${w.id} (pid: ${w.pid}, generation ${w.generation}) retired (${how})`);
       return;
     }
     const appFailed = code === EXIT_APP_FAILED;
@@ -613,6 +654,10 @@ export class Master {
     if (w.recycling) {
       // Its replacement is on the way: nothing to start.
       this.log.info(`worker ${w.id} (pid: ${w.pid}) ${how}; its replacement is starting`);
+      return;
+    }
+    if (!this.running.has(w.id)) {
+      this.log.info(`worker ${w.id} (pid: ${w.pid}) ${how}; not respawned, cheaper keeps it stopped`);
       return;
     }
     if (code === EXIT_RECYCLED) {
@@ -647,7 +692,7 @@ export class Master {
   private spawnRouter(): void {
     let child: ChildProcess;
     try {
-      child = this.hooks.spawnRouter!(this.settings);
+      child = this.hooks.spawnRouter!(this.settings, this.linksWanted());
     } catch (err) {
       this.log.info(`cannot start the HTTP router: ${(err as Error).message}`);
       return this.fatal(1);
@@ -698,6 +743,12 @@ export class Master {
     this.settings = next;
     this.state = 'reloading';
     this.generation++;
+    // With cheaper, the new generation starts cheaper-initial workers, or as many as run now when that is more:
+    // a reload under load keeps its capacity.
+    this.runningBefore = this.running;
+    this.running = startingIds(next, this.running.size);
+    this.overloadChecks = 0;
+    this.idleChecks = 0;
     this.fastDeaths.clear();
     this.hooks.milestone?.('reloading', `${kind} to generation ${this.generation}`);
     return true;
@@ -707,16 +758,16 @@ export class Master {
     if (!this.prepareReload('graceful reload')) return;
     this.retireSignal = retireSignal;
     this.chain = undefined;
-    this.log.info(`graceful reload: starting ${this.settings.processes} new worker(s) (generation ${this.generation})`);
-    for (let id = 1; id <= this.settings.processes; id++) this.spawn(id, this.generation);
+    this.log.info(`graceful reload: starting ${this.running.size} new worker(s) (generation ${this.generation})`);
+    for (const id of this.running) this.spawn(id, this.generation);
   }
 
   /** Chain reload: replace the workers one at a time, each new one serving before the old one stops. */
   private beginChainReload(): void {
     if (!this.prepareReload('chain reload')) return;
     this.retireSignal = 'SIGHUP';
-    this.chain = Array.from({ length: this.settings.processes }, (_, i) => i + 1);
-    this.log.info(`chain reload: replacing ${this.settings.processes} worker(s) one at a time (generation ${this.generation})`);
+    this.chain = [...this.running].sort((a, b) => a - b);
+    this.log.info(`chain reload: replacing ${this.chain.length} worker(s) one at a time (generation ${this.generation})`);
     this.chainNext();
   }
 
@@ -737,13 +788,13 @@ export class Master {
 
   private finishReload(): void {
     this.state = 'running';
+    this.runningBefore = undefined;
     for (const w of this.workers) {
       if (w.generation < this.generation && w.state !== 'stopping') this.retire(w, this.retireSignal, this.settings.workerReloadMercy);
     }
     this.retireSignal = 'SIGHUP';
     this.hooks.milestone?.('reloaded', `generation ${this.generation} serving`);
-    // The router keeps one link per worker.
-    this.router?.child.send?.({ type: 'links', links: this.settings.processes * this.settings.threads });
+    this.tellRouterLinks();
     this.log.info(`graceful reload done: generation ${this.generation} serving`);
     if (this.reloadPending) {
       this.reloadPending = false;
@@ -760,6 +811,8 @@ export class Master {
     this.chain = undefined;
     this.chainWaiting = undefined;
     this.generation--;
+    if (this.runningBefore) this.running = this.runningBefore;
+    this.runningBefore = undefined;
     this.state = 'running';
     this.hooks.milestone?.('reload-failed', why);
   }
@@ -801,6 +854,10 @@ export class Master {
       }
       const lifetime = s.maxWorkerLifetime > 0 ? (s.maxWorkerLifetime + w.id * s.maxWorkerLifetimeDelta) * 1000 : 0;
       if (lifetime && now - w.spawnedAt > lifetime) this.recycle(w, `max-worker-lifetime: ${Math.round((now - w.spawnedAt) / 1000)} s`);
+    }
+    if (s.cheaper && this.state === 'running' && now - this.cheaperCheckedAt >= CHEAPER_CHECK_MS - TICK_MS / 2) {
+      this.cheaperCheckedAt = now;
+      this.checkCheaper(s.cheaper);
     }
     this.checkTouchFiles();
     if (s.logMaxsize > 0 && this.hooks.logSize && this.hooks.logSize() > s.logMaxsize) {
@@ -863,6 +920,97 @@ export class Master {
     this.spawn(w.id, w.generation, w);
   }
 
+  // ---- cheaper ---------------------------------------------------------------------------------------------
+
+  /** Links the router keeps: one per core of every running worker. */
+  private linksWanted(): number {
+    return this.running.size * this.settings.threads;
+  }
+
+  private tellRouterLinks(): void {
+    this.router?.child.send?.({ type: 'links', links: this.linksWanted() });
+  }
+
+  /**
+   * One check of the cheaper algorithm (once a second). spare, as in uWSGI 2.0: a check that finds every
+   * running worker busy counts towards overload, one that finds an idle worker counts it back down. Once more
+   * than `overload` checks in a row found them all busy, `step` more workers start. When none is busy any more,
+   * exactly one idle worker is the stable state; otherwise every `overload`-th such check stops the oldest
+   * worker, down to `cheaper`. The busy flags are the workers' own, in the scoreboard: no message per request.
+   */
+  private checkCheaper(c: NonNullable<Settings['cheaper']>): void {
+    if (this.cheaperDelta !== 0) {
+      const delta = this.cheaperDelta;
+      this.cheaperDelta = 0;
+      if (delta > 0) this.cheaperStart(delta, `master FIFO: ${delta} more asked`);
+      else if (this.running.size <= c.min) this.log.info(`cheaper: master FIFO: one less asked, but only cheaper (${c.min}) worker(s) run`);
+      else this.cheapOldest('master FIFO: one less asked');
+      return;
+    }
+    if (c.algo !== 'spare') return;
+    let active = 0;
+    let busy = 0;
+    for (const w of this.workers) {
+      // A replacement that is starting (recycling) stands for the same id as the worker it replaces.
+      if (w.generation !== this.generation || w.state === 'stopping' || w.replaces || !this.running.has(w.id)) continue;
+      active++;
+      if (w.state === 'ready' && this.scoreboard.isBusy(w.slot)) busy++;
+    }
+    if (active === 0) return;
+    if (busy < active) {
+      if (this.overloadChecks > 0) this.overloadChecks--;
+    } else {
+      this.overloadChecks++;
+      this.idleChecks = 0;
+    }
+    if (this.overloadChecks > c.overload) {
+      this.overloadChecks = 0;
+      this.cheaperStart(c.step, `all ${active} worker(s) busy for ${c.overload + 1} s`);
+      return;
+    }
+    if (this.overloadChecks !== 0 || active - busy === 1) return; // one spare worker: the stable state
+    this.idleChecks++;
+    if (active > c.min && this.idleChecks % c.overload === 0) this.cheapOldest(`${active - busy} of ${active} worker(s) idle`);
+  }
+
+  /** Starts up to `n` workers among the cheap ids (the lowest first). */
+  private cheaperStart(n: number, why: string): void {
+    const live = new Set<number>();
+    for (const w of this.workers) if (w.generation === this.generation) live.add(w.id);
+    const ids: number[] = [];
+    for (let id = 1; id <= this.settings.processes && ids.length < n; id++) {
+      // A cheaped worker still finishing its request keeps its id until it has exited (as in uWSGI).
+      if (!this.running.has(id) && !live.has(id)) ids.push(id);
+    }
+    if (ids.length === 0) return;
+    this.log.info(`cheaper: ${why}; starting worker${ids.length > 1 ? 's' : ''} ${ids.join(', ')} (${this.running.size + ids.length} of ${this.settings.processes})`);
+    for (const id of ids) {
+      this.running.add(id);
+      this.fastDeaths.set(id, 0);
+      this.spawn(id, this.generation);
+    }
+    this.tellRouterLinks();
+  }
+
+  /** Stops the oldest running worker, gracefully (it finishes its requests), unless only `cheaper` run. */
+  private cheapOldest(why: string): void {
+    const c = this.settings.cheaper;
+    if (!c || this.running.size <= c.min) return;
+    let oldest: WorkerHandle | undefined;
+    for (const w of this.workers) {
+      if (w.generation !== this.generation || w.state !== 'ready' || w.recycling || w.cheaped || !this.running.has(w.id)) continue;
+      if (!oldest || w.spawnedAt < oldest.spawnedAt) oldest = w;
+    }
+    if (!oldest) return;
+    const busy = this.scoreboard.isBusy(oldest.slot);
+    this.running.delete(oldest.id);
+    oldest.cheaped = true;
+    this.log.info(`cheaper: ${why}; stopping worker ${oldest.id} (pid: ${oldest.pid}), the oldest` +
+      `${busy ? ', once it has finished its request' : ''} (${this.running.size} of ${this.settings.processes} left)`);
+    this.retire(oldest, 'SIGHUP', this.settings.workerReloadMercy);
+    this.tellRouterLinks();
+  }
+
   private mtime(path: string): number {
     try {
       return statSync(path).mtimeMs;
@@ -904,20 +1052,38 @@ export class Master {
     if (this.state !== 'running') this.rememberTouchTimes();
   }
 
-  /** The workers as the stats see them. */
+  /** The workers as the stats see them; with cheaper, the ids that do not run are there too, as 'cheap'. */
   snapshotWorkers(): WorkerSnapshot[] {
-    return [...this.workers]
+    const live: WorkerSnapshot[] = [...this.workers]
       .sort((a, b) => a.id - b.id || a.generation - b.generation)
       .map((w) => ({
         id: w.id,
         pid: w.pid,
-        state: w.state,
+        state: w.cheaped ? 'cheap' : w.state,
         spawnedAtMs: w.spawnedAt,
         respawns: this.respawns.get(w.id) ?? 1,
         harakiriCount: this.harakiris.get(w.id) ?? 0,
         slot: this.scoreboard.read(w.slot),
         ...memoryOf(w.pid),
       }));
+    if (!this.settings.cheaper) return live;
+    const shown = new Set(live.map((w) => w.id));
+    const cheap: WorkerSnapshot[] = [];
+    for (let id = 1; id <= this.settings.processes; id++) {
+      if (shown.has(id) || this.running.has(id)) continue;
+      cheap.push({
+        id,
+        pid: 0,
+        state: 'cheap',
+        spawnedAtMs: 0,
+        respawns: this.respawns.get(id) ?? 0,
+        harakiriCount: this.harakiris.get(id) ?? 0,
+        slot: this.scoreboard.empty(),
+        rss: 0,
+        vsz: 0,
+      });
+    }
+    return [...live, ...cheap].sort((a, b) => a.id - b.id);
   }
 
   // ---- stopping --------------------------------------------------------------------------------------------

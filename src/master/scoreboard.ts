@@ -43,6 +43,7 @@ export class Scoreboard {
   private inUse = 1;
   private retired = 0n;
   private readonly buf: Buffer;
+  private readonly flag = Buffer.alloc(4);
 
   constructor(slots: number, cores: number) {
     this.slots = slots;
@@ -96,6 +97,19 @@ export class Scoreboard {
     let total = Number(this.retired);
     for (const s of liveSlots) total += this.read(s).requests;
     return total;
+  }
+
+  /** The worker's busy flag (any of its cores in a request), as it wrote it: a 4-byte read. */
+  isBusy(slot: number): boolean {
+    readSync(this.fd, this.flag, 0, 4, slot * this.stride + 4);
+    return this.flag.readUInt32LE(0) === 1;
+  }
+
+  /** A slot with nothing in it, for a worker that does not run (cheaper). */
+  empty(): SlotState {
+    const cores: CoreState[] = [];
+    for (let c = 0; c < this.cores; c++) cores.push({ requestStartMs: 0, requests: 0, request: '' });
+    return { pid: 0, busy: false, requests: 0, exceptions: 0, tx: 0, rtTotalUs: 0, requestStartMs: 0, lastRequestEndMs: 0, cores };
   }
 
   read(slot: number): SlotState {

@@ -42,12 +42,12 @@ function targetOwner(settings: Settings): { uid: number; gid: number } | undefin
   return { uid: user?.uid ?? process.getuid!(), gid: gid ?? process.getgid!() };
 }
 
-/** Starts the HTTP router on the HTTP sockets, with one link per worker. */
-function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number) {
+/** Starts the HTTP router on the HTTP sockets, with `links` links: one per core of every running worker. */
+function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number, links: number) {
   const FIRST_FD = 4; // 0-2 standard streams, 3 the IPC channel with the master
   const config = {
     linkPath: link.path,
-    links: settings.processes * settings.threads,
+    links,
     logto: settings.logto ? resolvePath(settings.logto) : undefined,
     maxQueue: Math.max(1024, settings.listen),
     bufferSize: settings.bufferSize,
@@ -256,7 +256,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
           : workerSpec(s, id, slot, false),
       // Node cannot fork a loaded app: every Node worker loads it (lazy-apps, always).
       spawnLoader: settings.lazyApps || kind === 'node' ? undefined : (s) => workerSpec(s, 0, 0, true),
-      spawnRouter: linkSocket ? (s) => spawnRouter(s, httpSockets, linkSocket, processLog.fd) : undefined,
+      spawnRouter: linkSocket ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links) : undefined,
       reloadSettings: () => {
         let errors = '';
         const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });

@@ -15,7 +15,8 @@ export interface SocketSnapshot {
 export interface WorkerSnapshot {
   id: number;
   pid: number;
-  state: 'starting' | 'ready' | 'stopping';
+  /** cheap: not running because of cheaper (never started, stopped, or stopping after its last request). */
+  state: 'starting' | 'ready' | 'stopping' | 'cheap';
   spawnedAtMs: number;
   respawns: number;
   harakiriCount: number;
@@ -47,7 +48,7 @@ function workerJson(w: WorkerSnapshot) {
     harakiri_count: w.harakiriCount,
     signals: 0,
     signal_queue: 0,
-    status: w.state === 'stopping' ? 'pause' : busy ? 'busy' : 'idle',
+    status: w.state === 'cheap' ? 'cheap' : w.state === 'stopping' ? 'pause' : busy ? 'busy' : 'idle',
     rss: w.rss,
     vsz: w.vsz,
     running_time: s.rtTotalUs,
@@ -101,9 +102,13 @@ export function prometheusText(s: MasterSnapshot): string {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, v] of rows) lines.push(`${name}${labels} ${v}`);
   };
-  const per = (f: (w: WorkerSnapshot) => number): Array<[string, number]> => s.workers.map((w) => [`{worker="${w.id}",pid="${w.pid}"}`, f(w)]);
+  // Worker ids that do not run (cheaper) have no process to describe.
+  const processes = s.workers.filter((w) => !(w.state === 'cheap' && w.pid === 0));
+  const per = (f: (w: WorkerSnapshot) => number): Array<[string, number]> => processes.map((w) => [`{worker="${w.id}",pid="${w.pid}"}`, f(w)]);
   metric('tsgi_listen_queue', 'gauge', 'Connections waiting to be accepted on the first socket.', [['', s.sockets[0]?.queue ?? 0]]);
-  metric('tsgi_workers', 'gauge', 'Worker processes.', [['', s.workers.length]]);
+  metric('tsgi_workers', 'gauge', 'Worker processes.', [['', processes.length]]);
+  metric('tsgi_workers_cheap', 'gauge', 'Worker ids not running because of cheaper (adaptive process spawning).',
+    [['', s.workers.length - processes.length]]);
   metric('tsgi_worker_requests_total', 'counter', 'Requests served by the worker.', per((w) => w.slot.requests));
   metric('tsgi_worker_exceptions_total', 'counter', 'App exceptions in the worker.', per((w) => w.slot.exceptions));
   metric('tsgi_worker_tx_bytes_total', 'counter', 'Bytes sent by the worker.', per((w) => w.slot.tx));

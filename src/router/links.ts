@@ -2,7 +2,8 @@
  * The router's links to the Python workers (docs/protocol-link.md): one persistent Unix connection per
  * worker, a request sent only on an idle link whose worker has said HELLO, and a bounded queue of complete
  * requests waiting for one. Links that die are replaced; a worker that says GOODBYE (reload) is let go after
- * its response and its link replaced, so the new generation of workers picks the traffic up.
+ * its response and its link replaced, so the new generation of workers picks the traffic up. The master says
+ * how many links to keep (one per core of each running worker): with cheaper that number goes up and down.
  */
 import net from 'node:net';
 import { FrameDecoder, type FrameSink } from './frames.js';
@@ -114,6 +115,20 @@ class Link implements FrameSink {
     this.socket.end();
   }
 
+  /** Whether no worker has said HELLO on it yet: it waits in the link socket's accept queue, unused. */
+  get unclaimed(): boolean {
+    return this.state === 'connecting' || this.state === 'waiting-hello';
+  }
+
+  /**
+   * Closes a link no worker has taken (fewer workers run). Nothing was ever sent on it; a worker that accepts
+   * it at this very moment reads the end of it and goes back to accepting links, as after any link that closes.
+   */
+  drop(): void {
+    this.state = 'retiring';
+    this.socket.destroy();
+  }
+
   private closed(): void {
     const wasRetiring = this.state === 'retiring';
     this.state = 'closed';
@@ -205,10 +220,23 @@ export class LinkPool {
     }
   }
 
-  /** Changes how many links are kept (after a reload changed `processes`). */
+  /**
+   * Changes how many links are kept (a reload changed `processes`, cheaper started or stopped workers). Up:
+   * new links wait in the accept queue for the new workers. Down: the links no worker has taken are closed;
+   * a stopping worker's link goes by itself after its GOODBYE and the response in flight, and is not replaced
+   * once the pool has as many links as wanted.
+   */
   resize(wanted: number): void {
     this.wanted = wanted;
     while (this.links.size < wanted) this.open();
+    if (this.links.size <= wanted) return;
+    let extra = this.links.size - wanted;
+    for (const l of [...this.links].reverse()) {
+      if (extra === 0) break;
+      if (!l.unclaimed) continue;
+      l.drop();
+      extra--;
+    }
   }
 
   /** Whether a request is in a worker or waiting for one. */
