@@ -183,6 +183,8 @@ export class Master {
   private running = new Set<number>();
   /** The running set of the previous generation, while a reload may still be aborted. */
   private runningBefore: Set<number> | undefined;
+  /** The previous generation's settings, while a reload may still be aborted (its workers are respawned with them). */
+  private settingsBefore: Settings | undefined;
   /** The cheaper algorithm's state: checks in a row with every worker busy, idle checks, the last check. */
   private overloadChecks = 0;
   private idleChecks = 0;
@@ -740,6 +742,7 @@ export class Master {
       return false;
     }
     if (this.settings.logReopen) this.reopenLog('log-reopen on reload');
+    this.settingsBefore = this.settings;
     this.settings = next;
     this.state = 'reloading';
     this.generation++;
@@ -789,6 +792,7 @@ export class Master {
   private finishReload(): void {
     this.state = 'running';
     this.runningBefore = undefined;
+    this.settingsBefore = undefined;
     for (const w of this.workers) {
       if (w.generation < this.generation && w.state !== 'stopping') this.retire(w, this.retireSignal, this.settings.workerReloadMercy);
     }
@@ -813,6 +817,8 @@ export class Master {
     this.generation--;
     if (this.runningBefore) this.running = this.runningBefore;
     this.runningBefore = undefined;
+    if (this.settingsBefore) this.settings = this.settingsBefore;
+    this.settingsBefore = undefined;
     this.state = 'running';
     this.hooks.milestone?.('reload-failed', why);
   }

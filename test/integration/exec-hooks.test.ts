@@ -57,8 +57,11 @@ test('the same hooks under the real uWSGI: the same phases in the same order, as
   const ours = setup();
   const uwsgi = startProcess('uwsgi', ['--plugin', 'python3', '--socket', sock, '--wsgi-file', join(dir, 'app.py'), '--master', '--processes', '1', '--uid', 'nobody', '--gid', 'nogroup', ...hooks], { env: { ...process.env, PYTHONHOME: '' } });
   await uwsgi.waitFor(/spawned uWSGI worker 1/);
-  uwsgi.kill('SIGINT');
-  await uwsgi.exited;
+  // uWSGI takes its stop signals only once its master loop runs, a moment after that line: asked until it goes.
+  for (let waited = 0; uwsgi.child.exitCode === null && uwsgi.child.signalCode === null; waited += 500) {
+    uwsgi.kill(waited < 20_000 ? 'SIGINT' : 'SIGKILL');
+    await Promise.race([uwsgi.exited, new Promise((r) => setTimeout(r, 500))]);
+  }
   const tsgi = await startTsgi(['--socket', ours.sock, '--wsgi-file', join(ours.dir, 'app.py'), '--master', '--processes', '1', '--uid', 'nobody', '--gid', 'nogroup', ...ours.hooks], { env });
   tsgi.kill('SIGINT');
   await tsgi.exited;

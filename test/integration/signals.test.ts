@@ -107,6 +107,33 @@ test('a reload whose new app does not load keeps the old workers serving', async
   }
 });
 
+test('after a reload that failed, a worker respawned runs with the configuration still in effect', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'r.sock');
+  writeFiles(dir, {
+    'good.py': 'def application(e, s):\n    s("200 OK", [])\n    return [b"version 1"]\n',
+    'broken.py': 'raise SystemExit("deliberately broken")\n',
+    'app.ini': `[uwsgi]\nsocket = ${sock}\nwsgi-file = good.py\nprocesses = 2\n`,
+  });
+  const tsgi = await startTsgi(['--ini', join(dir, 'app.ini')], { cwd: dir, env });
+  try {
+    // The new configuration fails to load its app; had it been kept, max-requests = 1 would recycle every respawned worker after each request.
+    writeFiles(dir, { 'app.ini': `[uwsgi]\nsocket = ${sock}\nwsgi-file = broken.py\nprocesses = 2\nmax-requests = 1\n` });
+    tsgi.kill('SIGHUP');
+    await tsgi.waitFor(/reload failed: the new app could not be loaded/);
+    const before = workerPids(tsgi.pid);
+    process.kill(before[0]!, 'SIGKILL');
+    for (let waited = 0; workerPids(tsgi.pid).filter((p) => !before.includes(p)).length === 0; waited += 50) {
+      assert.ok(waited < 30_000, `no worker respawned; output:\n${tsgi.output()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (let i = 0; i < 6; i++) assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'version 1');
+    assert.doesNotMatch(tsgi.output(), /max-requests/);
+  } finally {
+    await stopProcess(tsgi);
+  }
+});
+
 test('a reload with a broken configuration is refused with the error line, and nothing changes', async () => {
   const dir = tempDir();
   const sock = join(dir, 'c.sock');

@@ -126,7 +126,7 @@ test('uid/gid that do not exist are one clear line and exit 1', () => {
 
 test('no socket or no app: a clear line saying what to set', () => {
   expectStartError(['--wsgi-file', APP], /^tsgi: no socket to serve on: set socket = ADDR/);
-  expectStartError(['-s', ':0'], /^tsgi: no app to serve: set module = MODULE\[:CALLABLE\] or wsgi-file = FILE$/);
+  expectStartError(['-s', ':0'], /^tsgi: no app to serve: set module = MODULE\[:CALLABLE\], wsgi-file = FILE or mount = \/PATH=APP$/);
 });
 
 test('logto sends the log to a file; disable-logging keeps request lines out but not errors', async () => {
