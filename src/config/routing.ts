@@ -4,7 +4,6 @@
  * and line before any worker starts. The rules run per request in the Python worker (python/tsgi_worker/routing.py),
  * which receives them as JSON. What is supported and how it differs from uWSGI: docs/routing.md.
  */
-import { STATUS_CODES } from 'node:http';
 import { ConfigError } from './errors.js';
 import { describeOrigin, type Origin } from './origin.js';
 
@@ -89,6 +88,21 @@ const ACTIONS: Readonly<Record<string, ActionDef>> = {
   setscheme: { canonical: 'setscheme' },
   fixpathinfo: { canonical: 'fixpathinfo' },
   chdir: { canonical: 'chdir', check: notEmpty('a directory') },
+};
+
+/** The reason phrases uWSGI 2.0.21 knows (its `return` sends nothing for another code), as it spells them. */
+const UWSGI_REASONS: Readonly<Record<string, string>> = {
+  100: 'Continue', 101: 'Switching Protocols', 200: 'OK', 201: 'Created', 202: 'Accepted', 203: 'Non-Authoritative Information',
+  204: 'No Content', 205: 'Reset Content', 206: 'Partial Content', 300: 'Multiple Choices', 301: 'Moved Permanently', 302: 'Found',
+  303: 'See Other', 304: 'Not Modified', 305: 'Use Proxy', 307: 'Temporary Redirect', 400: 'Bad Request', 401: 'Unauthorized',
+  402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 406: 'Not Acceptable',
+  407: 'Proxy Authentication Required', 408: 'Request Timeout', 409: 'Conflict', 410: 'Gone', 411: 'Length Required',
+  412: 'Precondition Failed', 413: 'Request Entity Too Large', 414: 'Request-URI Too Long', 415: 'Unsupported Media Type',
+  416: 'Requested Range Not Satisfiable', 417: 'Expectation Failed', 418: "I'm a teapot", 422: 'Unprocessable Entity', 425: 'Too Early',
+  426: 'Upgrade Required', 428: 'Precondition Required', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large',
+  451: 'Unavailable For Legal Reasons', 500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway',
+  503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported', 509: 'Bandwidth Limit Exceeded',
+  511: 'Network Authentication Required',
 };
 
 /** Actions uWSGI's plugins provide that tsgi does not: named with their plugin in the error. */
@@ -225,8 +239,8 @@ export function readRoutes(entries: ReadonlyArray<{ option: string; value: strin
     rule.arg = arg;
     if (def.canonical === 'return') {
       const code = arg.trim();
-      const reason = /^\d{3}$/.test(code) ? STATUS_CODES[code] : undefined;
-      if (!reason) throw fail(`action '${name}' expects an HTTP status code with a standard reason (uWSGI sends nothing for '${arg}')`);
+      const reason = UWSGI_REASONS[code];
+      if (!reason) throw fail(`action '${name}' expects an HTTP status code uWSGI knows a reason phrase for (it sends nothing for '${arg}')`);
       rule.arg = code;
       rule.reason = reason;
     }
