@@ -679,6 +679,7 @@ class Worker(object):
                     self.log_error('static file %s ended after %d of its %d bytes; connection closed'
                                    % (reply.path, sent, reply.size))
                     return r, False
+            out.end()   # the router's link needs its END frame (with routes, static files travel on it too)
             return r, True
         except (BrokenPipeError, ConnectionResetError) as e:
             self.log_error('client went away during the response (%s)' % e.__class__.__name__)

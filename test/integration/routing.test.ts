@@ -94,6 +94,8 @@ const CASES: Case[] = [
   { path: '/file.txt' }, { path: '/sub' }, { path: '/x' }, { path: '/x', headers: { 'X-Go': '1' } },
   { path: '/ck?a=7', headers: { Cookie: 'o=1; sid=abc' } }, { path: '/sm' }, { path: '/su' }, { path: '/ssn' }, { path: '/sdr' },
   { path: '/last' }, { path: '/dol/ac' }, { path: '/enc/a%20b%2Fc?x=1' },
+  // A static file: the rules run first (X-Local), the file is sent with their headers.
+  { path: '/st/file.txt' },
 ];
 
 interface Answer {
@@ -158,7 +160,8 @@ describe('internal routing, compared with the real uWSGI', { skip: haveUwsgi ? f
     uPort = await freePort();
     tPort = await freePort();
     sock = join(dir, 'tsgi.sock');
-    const common = ['--wsgi-file', APP, '--ini', join(dir, 'routes.ini'), '--master', '--processes', '1', '--logformat', 'LF %(method) %(uri) %(status) item=%(item)', '--die-on-term'];
+    const common = ['--wsgi-file', APP, '--ini', join(dir, 'routes.ini'), '--master', '--processes', '1', '--logformat', 'LF %(method) %(uri) %(status) item=%(item)', '--die-on-term',
+      '--static-map', `/st=${dir}`];
     uwsgi = startProcess('uwsgi', ['--plugin', PLUGINS, '--http-socket', `127.0.0.1:${uPort}`, ...common], { env: cleanEnv(), cwd: dir });
     await uwsgi.waitFor(/spawned uWSGI worker 1/);
     tsgi = await startTsgi(['--plugin', 'python3', '--http-socket', `127.0.0.1:${tPort}`, '--socket', sock, ...common],
@@ -224,6 +227,17 @@ describe('routing rules tsgi cannot run stop it at start', () => {
     const lines = stderr.trim().split('\n');
     assert.equal(lines.length, 1, stderr);
     assert.match(lines[0]!, new RegExp(`${file.replace(/[.]/g, '\\.')}:4: option 'route-host': bad regular expression '\\^\\(www`));
+  });
+
+  test('a Node app with routes: one line saying routing is for Python apps', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'app.mjs'), 'export function application(e, s) { s("200 OK", []); return ["hi"]; }\n');
+    const file = join(dir, 'node.ini');
+    writeFileSync(file, `[uwsgi]\nhttp-socket = 127.0.0.1:1\nwsgi-file = ${join(dir, 'app.mjs')}\nroute = ^/old redirect:/new\n`);
+    const r = spawnSync(tsgiBin, ['--ini', file], { encoding: 'utf8', env: cleanEnv(), timeout: 30_000 });
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /node\.ini:4 route = \^\/old redirect:\/new: internal routing .* is implemented for Python apps only/);
   });
 
   test('an unknown condition and a goto to no label are refused the same way', () => {
