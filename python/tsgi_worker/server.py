@@ -153,9 +153,15 @@ class Worker(object):
         # static-map and friends, answered here for requests on uwsgi sockets (the router serves its own).
         # None, the common case, costs a request one attribute test.
         self.static = None
-        if conf.get('static') and any(kind != LINK for _, kind in listeners):
+        if conf.get('static') and (conf.get('routes') or any(kind != LINK for _, kind in listeners)):
             from .static import StaticFiles
             self.static = StaticFiles(conf['static'], self.log_error)
+        # route, route-run, route-if, ... (routing.py, docs/routing.md): run before static files and the app, on
+        # every socket and link (the router then leaves static files to the worker). None costs one attribute test.
+        self.routing = None
+        if conf.get('routes'):
+            from .routing import Routing
+            self.routing = Routing(conf['routes'], self.worker_id, self.pid, self.log_error, self.log_line)
 
     # ---- signals -------------------------------------------------------------------------------------------
 
@@ -450,11 +456,17 @@ class Worker(object):
         if not on_link and environ.get('TSGI_KEEPALIVE') == '1':
             out.keepalive = True
             out.bodiless = environ.get('REQUEST_METHOD') == 'HEAD'
-        app = self.app if self.mounts is None else self.mounts.select(environ, core)
-        if self.static is not None and not on_link:
-            r, healthy = self.serve_static(out, environ, app)
+        log = self.log_requests
+        if self.routing is not None:
+            # The rules run first; they choose the app (mounts) once they have changed the request.
+            r, healthy, log = self.routing.serve(self, out, environ, core, on_link)
+            log = log and self.log_requests
         else:
-            r, healthy = self.run_app(out, environ, app)
+            app = self.app if self.mounts is None else self.mounts.select(environ, core)
+            if self.static is not None and not on_link:
+                r, healthy = self.serve_static(out, environ, app)
+            else:
+                r, healthy = self.run_app(out, environ, app)
         if body.__class__ is SocketInput and body.unread_bytes():
             healthy = self._discard_body(body) and healthy
         now = time.time()
@@ -477,7 +489,7 @@ class Worker(object):
                 self.scoreboard.idle(core.index, int(now * 1000000), core.requests, self.requests, self.exceptions,
                                      self.tx, self.rt_total, oldest)
                 requests = self.requests
-        if self.log_requests and (self.log_when is None or self.log_wanted(r, usec)):
+        if log and (self.log_when is None or self.log_wanted(r, usec)):
             self.log_request(environ, len(environ) - self.base_size, end - 4, start, usec, r, requests, core)
         if core.logvars is not None:
             core.logvars = None
@@ -498,9 +510,12 @@ class Worker(object):
             return False
         return True
 
-    def run_app(self, out, environ, app):
-        """Calls the app and sends its response to `out`. Returns (state, connection still usable)."""
+    def run_app(self, out, environ, app, edit=None):
+        """Calls the app and sends its response to `out`. Returns (state, connection still usable). `edit`: the
+        routing rules' header changes (with add-header/del-header's), else add-header/del-header's alone."""
         r = ResponseState()
+        if edit is None and self.header_edit is not None:
+            edit = self.edit_headers
         head = environ.get('REQUEST_METHOD') == 'HEAD'
         proto = environ.get('SERVER_PROTOCOL') or 'HTTP/1.1'
 
@@ -520,7 +535,7 @@ class Worker(object):
             if headers.__class__ is not list:
                 raise TypeError('response headers must be a list of (name, value) tuples, got %r' % (type(headers),))
             r.status = status
-            r.headers = headers if self.header_edit is None else self.edit_headers(headers)
+            r.headers = headers if edit is None else edit(headers)
             return write
 
         def write(data):
@@ -625,7 +640,7 @@ class Worker(object):
             healthy = False
         except Exception:
             self.exceptions += 1
-            healthy = self.app_error(out, r, proto)
+            healthy = self.app_error(out, r, proto, edit)
         finally:
             close = getattr(result, 'close', None)
             if close is not None:
@@ -636,7 +651,7 @@ class Worker(object):
                     self.log_error('exception in the close() method of the app response:\n' + traceback.format_exc())
         return r, healthy
 
-    def serve_static(self, out, environ, app):
+    def serve_static(self, out, environ, app, edit=None):
         """A request on a uwsgi socket when static options are set: the file a mount gives, else the app.
         Returns (state, connection still usable), as run_app does."""
         try:
@@ -645,10 +660,12 @@ class Worker(object):
             self.log_error('static file lookup failed, the app answers:\n' + traceback.format_exc().rstrip('\n'))
             reply = None
         if reply is None:
-            return self.run_app(out, environ, app)
+            return self.run_app(out, environ, app, edit)
         r = ResponseState()
         r.status = reply.status
-        r.headers = reply.headers if self.header_edit is None else self.edit_headers(reply.headers)
+        if edit is None and self.header_edit is not None:
+            edit = self.edit_headers
+        r.headers = reply.headers if edit is None else edit(reply.headers)
         r.code = reply.code
         r.header_count = len(r.headers)
         fd = reply.fd
@@ -662,6 +679,7 @@ class Worker(object):
                     self.log_error('static file %s ended after %d of its %d bytes; connection closed'
                                    % (reply.path, sent, reply.size))
                     return r, False
+            out.end()   # the router's link needs its END frame (with routes, static files travel on it too)
             return r, True
         except (BrokenPipeError, ConnectionResetError) as e:
             self.log_error('client went away during the response (%s)' % e.__class__.__name__)
@@ -713,7 +731,7 @@ class Worker(object):
             return bytes(chunk)
         raise TypeError('the app yielded %s in its response body; WSGI bodies are bytes' % _short_repr(chunk))
 
-    def app_error(self, out, r, proto):
+    def app_error(self, out, r, proto, edit=None):
         """Logs the app's exception and answers 500, or, if the head is already out, aborts the response.
         Returns whether the connection is still usable."""
         tb = traceback.format_exc()
@@ -732,8 +750,8 @@ class Worker(object):
         self.log_error('exception in the app, answered 500:\n' + tb.rstrip('\n'))
         body = tb.encode('utf-8', 'replace') if self.catch_exceptions else b'Internal Server Error'
         headers = [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))]
-        if self.header_edit is not None:
-            headers = self.edit_headers(headers)
+        if edit is not None:
+            headers = edit(headers)
         r.sent = True
         r.code = 500
         r.header_count = len(headers)
@@ -763,6 +781,11 @@ class Worker(object):
 
     def log_error(self, message):
         line = '[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message)
+        _write_log(line if self.date_prefix is None else self.date_prefix() + line)
+
+    def log_line(self, message):
+        """A line as given (the routing action log:, as uWSGI writes it), with the log-date prefix."""
+        line = message + '\n'
         _write_log(line if self.date_prefix is None else self.date_prefix() + line)
 
     def log_wanted(self, r, usec):

@@ -39,7 +39,7 @@ export interface OptionDef {
 }
 
 export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Reloading and limits' | 'Applications' | 'Python applications' |
-  'Node applications' | 'Static files' | 'Logging' | 'Monitoring' | 'Daemons and cron' | 'Emperor';
+  'Node applications' | 'Static files' | 'Routing' | 'Logging' | 'Monitoring' | 'Daemons and cron' | 'Emperor';
 
 type Decl = Omit<OptionDef, 'aliases' | 'repeat' | 'status'> & {
   aliases?: readonly string[];
@@ -208,6 +208,22 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'app-contract', aliases: ['contract'], kind: 'string', meta: 'NAME', choices: ['wsgi', 'fetch', 'listener'], section: 'Node applications',
     help: "how a Node app is called: wsgi (application(environ, start_response)), fetch (fetch(Request) => Response, e.g. Hono) " +
       "or listener (node's (req, res), e.g. Express); default: told by what the module exports" }),
+
+  // ---- Internal routing (src/config/routing.ts, python/tsgi_worker/routing.py, docs/routing.md) ----
+  declare({ name: 'route', kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing',
+    help: 'Python apps: run ACTION when PATH_INFO matches REGEXP, before static files and the app ($1..$9: its groups); rules run in the order given' }),
+  declare({ name: 'route-host', kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing', help: 'as route, matching HTTP_HOST' }),
+  declare({ name: 'route-uri', kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing', help: 'as route, matching REQUEST_URI' }),
+  declare({ name: 'route-qs', kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing', help: 'as route, matching QUERY_STRING' }),
+  declare({ name: 'route-remote-addr', kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing', help: 'as route, matching REMOTE_ADDR' }),
+  declare({ name: 'route-user-agent', kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing', help: 'as route, matching HTTP_USER_AGENT' }),
+  declare({ name: 'route-referer', kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing', help: 'as route, matching HTTP_REFERER' }),
+  declare({ name: 'route-remote-user', kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing', help: 'as route, matching REMOTE_USER' }),
+  declare({ name: 'route-run', kind: 'string', repeat: true, meta: 'ACTION:ARG', section: 'Routing', help: 'run ACTION for every request' }),
+  declare({ name: 'route-if', kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing',
+    help: 'run ACTION when the condition holds (equal:${HTTP_HOST};example.com, startswith, endswith, contains, regexp, empty, isfile, isdir, ishigher, ...)' }),
+  declare({ name: 'route-if-not', kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing', help: 'run ACTION when the condition does not hold' }),
+  declare({ name: 'route-label', kind: 'string', repeat: true, meta: 'NAME', section: 'Routing', help: 'a place in the rules that goto:NAME jumps to (forward only)' }),
 
   // ---- Static files (src/static, docs/static-files.md) ----
   declare({ name: 'static-map', kind: 'string', repeat: true, meta: 'MOUNT=PATH', section: 'Static files',

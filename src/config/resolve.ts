@@ -10,6 +10,7 @@ import { isLogicKey } from './logic.js';
 import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
+import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
 import { parseCron, type CronJob } from '../master/cron.js';
 import type { DaemonSpec } from '../master/daemons.js';
@@ -258,6 +259,8 @@ export interface Settings {
   procname: ProcnameSettings;
   /** static-map and friends (src/static); undefined when no file is mapped. */
   static: StaticSettings | undefined;
+  /** route, route-run, route-if, ... in the order given (docs/routing.md); undefined when none is set. */
+  routes: RouteRule[] | undefined;
   /**
    * Python's uwsgi.opt (docs/python-uwsgi-module.md): every entry as given, in order, a repeated key keeping its
    * first place and its last value (as uWSGI 2.0 shows them); `true` for a flag given without a value.
@@ -508,6 +511,22 @@ function readDaemons(values: OptionValues): DaemonSpec[] {
   return specs.map((s) => s.spec);
 }
 
+/**
+ * The routing options in the order they were given, across all of them (uWSGI keeps one table): taken from the
+ * entries when they are at hand, else option by option.
+ */
+function routeEntries(values: OptionValues, entries: readonly Entry[]): Array<{ option: string; value: string; origin: Origin }> {
+  const names = new Set(ROUTE_OPTION_NAMES);
+  if (!ROUTE_OPTION_NAMES.some((n) => values.all(n).length)) return [];
+  const ordered: Array<{ option: string; value: string; origin: Origin }> = [];
+  for (const e of entries) {
+    const def = findOption(e.key);
+    if (def && names.has(def.name)) ordered.push({ option: def.name, value: e.value, origin: e.origin });
+  }
+  if (ordered.length) return ordered;
+  return ROUTE_OPTION_NAMES.flatMap((n) => values.all(n).map((v) => ({ option: n, ...v })));
+}
+
 /** Builds the settings the server runs with. */
 export function buildSettings(values: OptionValues, entries: readonly Entry[] = []): Settings {
   const plugin = checkPlugins(values);
@@ -634,6 +653,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       append: values.get('procname-append') ?? '',
     },
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
+    routes: readRoutes(routeEntries(values, entries)),
     exportedOptions: exportedOptions(entries),
     readAt: Date.now(),
     reloaded: false,

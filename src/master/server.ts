@@ -52,7 +52,8 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
     maxQueue: Math.max(1024, settings.listen),
     bufferSize: settings.bufferSize,
     limitPost: settings.limitPost,
-    static: settings.static,
+    // With internal routing the workers serve the static files, after the rules (as uWSGI orders them).
+    static: settings.routes ? undefined : settings.static,
     disableLogging: settings.disableLogging,
     logWhen: settings.logWhen,
     logMicros: settings.logMicros,
@@ -165,6 +166,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     }
     const kind = choice.kind;
     if (kind === 'node') refuseMountsForNode(settings, choice.file!);
+    if (kind === 'node' && settings.routes) {
+      const first = settings.routes[0]!.where;
+      throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);
+    }
     if (kind === 'node' && settings.python.autoreload) {
       // A Node app's imports are not known to the master; touch-reload names the files to watch instead.
       throw new StartupError(`py-autoreload watches the modules of a Python app; ${choice.file} is a Node app (use touch-reload = FILE to reload when a file changes)`);

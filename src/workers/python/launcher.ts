@@ -127,6 +127,9 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     needApp: s.needApp,
     // static-map and friends (docs/static-files.md): served by the worker on its uwsgi sockets; null when unset.
     static: s.static ?? null,
+    // route, route-run, route-if, ... (docs/routing.md): run by the worker before static files and the app, on
+    // every socket and the router's link; null when unset.
+    routes: s.routes ?? null,
     zygote: spec.loader === true,
     // py-autoreload: worker 1 checks the modules' files every N seconds and sends SIGHUP to the master.
     autoreload: s.python.autoreload,
