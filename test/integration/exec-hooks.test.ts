@@ -66,8 +66,11 @@ test('the same hooks under the real uWSGI: the same phases in the same order, as
   tsgi.kill('SIGINT');
   await tsgi.exited;
   // uWSGI runs its as-root hooks several times over; each phase is compared at its first run, without the
-  // socket column (see the test above).
-  const phases = (file: string): string[] => [...new Set(lines(file).map((l) => l.split(' ').slice(0, 2).join(' ')))];
+  // socket column (see the test above). The exit hook is left out here: uWSGI's stop under this test is not
+  // dependable (its worker sometimes outlives the SIGINT until it is killed, and then no exit hook runs);
+  // the test above checks tsgi's.
+  const phases = (file: string): string[] =>
+    [...new Set(lines(file).map((l) => l.split(' ').slice(0, 2).join(' ')))].filter((l) => !l.startsWith('as-user-atexit'));
   assert.deepEqual(phases(ours.order), phases(order), `uWSGI's output:\n${uwsgi.output()}`);
 });
 
