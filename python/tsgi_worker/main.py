@@ -150,12 +150,27 @@ def _load(conf, who):
     if conf.get('autoreload'):
         from . import autoreload
     try:
+        for module in conf.get('imports', ()):
+            _import_one(conf, module, who)
         if conf.get('mounts'):
             return _load_mounts(conf, who)
         return _load_one(conf, conf['app'], conf['appName'], who)
     finally:
         if conf.get('autoreload'):
             autoreload.snapshot()
+
+
+def _import_one(conf, module, who):
+    """import = MODULE: imported before the app, in the process that loads it, as uWSGI does. uWSGI logs a
+    failure and goes on; tsgi stops as for an app that fails (need-app), since what the module sets up (signal
+    handlers, hooks, registrations) would be missing without a word at run time."""
+    try:
+        importlib.import_module(module)
+    except BaseException:
+        _log('[pid: %d|%s] cannot import %s (import option):\n%s' % (
+            os.getpid(), who, module, traceback.format_exc().rstrip('\n')))
+        if conf.get('needApp', True):
+            os._exit(EXIT_APP_FAILED)
 
 
 def _load_one(conf, spec, name, who):

@@ -191,6 +191,8 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'virtualenv (or Python prefix) to run the app with; default: $VIRTUAL_ENV, else python3 on PATH' }),
   declare({ name: 'pythonpath', aliases: ['python-path', 'pp'], kind: 'string', repeat: true, meta: 'DIR', section: 'Python applications',
     help: 'add DIR to sys.path; may repeat' }),
+  declare({ name: 'import', aliases: ['pyimport', 'py-import', 'python-import'], kind: 'string', repeat: true, meta: 'MODULE', section: 'Python applications',
+    help: 'import MODULE before the app, where the app is loaded (the app loader, or each worker with lazy-apps); may repeat. One that fails stops the start, as an app that fails (need-app)' }),
   bool('enable-threads', 'Python applications', 'allow app threads (always the case in tsgi workers)', { short: 'T', status: 'accepted' }),
   bool('single-interpreter', 'Python applications', 'one interpreter per worker (always the case in tsgi)', { short: 'i', status: 'accepted' }),
   declare({ name: 'py-autoreload', aliases: ['python-autoreload', 'python-auto-reload'], kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Python applications',

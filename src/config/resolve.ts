@@ -38,6 +38,8 @@ export interface PythonSettings {
   callable: string;
   home: string | undefined;
   pythonpath: string[];
+  /** import: modules imported before the app, in the process that loads it. */
+  imports: string[];
   fileWrapper: boolean;
   catchExceptions: boolean;
   /** py-autoreload: seconds between checks of the loaded modules' files (0: off). */
@@ -614,6 +616,10 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       callable,
       home: values.get('home'),
       pythonpath: values.all('pythonpath').map((v) => v.value),
+      imports: values.all('import').map(({ value, origin }) => {
+        if (!/^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$/.test(value.trim())) throw new ConfigError('BAD_VALUE', `'${value}' is not a Python module name`, origin, 'import');
+        return value.trim();
+      }),
       fileWrapper: !values.bool('wsgi-disable-file-wrapper'),
       catchExceptions: values.bool('catch-exceptions'),
       autoreload: values.int('py-autoreload'),

@@ -153,6 +153,31 @@ test('the app is imported once and the workers are forked from it; lazy-apps imp
   }
 });
 
+test('import = MODULE: imported before the app where the app is loaded, as uWSGI does; one that fails stops the start', async () => {
+  const dir = tempDir();
+  writeFiles(dir, {
+    'side.py': 'import os, sys\nsys.stderr.write("SIDE imported in pid %d\\n" % os.getpid())\n',
+    // The app says whether the side module was there before it was imported itself.
+    'app.py': 'import sys\nBEFORE = "side" in sys.modules\ndef application(e, s):\n    s("200 OK", [])\n    return [b"side before app: %r" % BEFORE]\n',
+  });
+  const sock = join(dir, 'i.sock');
+  const counts: Record<string, number> = {};
+  for (const [mode, extra] of [['preload', []], ['lazy', ['--lazy-apps']]] as const) {
+    const tsgi = await startTsgi(['-s', sock, '-w', 'app', '-p', '2', '--import', 'side', '--pythonpath', dir, ...extra], { cwd: dir, env: activatedEnv(sharedVenv()) });
+    try {
+      assert.equal((await uwsgiRequest(sock, getVars('/'))).body.toString(), 'side before app: True');
+      counts[mode] = tsgi.output().match(/SIDE imported in pid \d+/g)?.length ?? 0;
+    } finally {
+      await stopProcess(tsgi);
+    }
+  }
+  // Once in the app loader; with lazy-apps once in each of the two workers (uWSGI 2.0.21 prints the same).
+  assert.deepEqual(counts, { preload: 1, lazy: 2 });
+  const broken = await startTsgi(['-s', sock, '-w', 'app', '--import', 'no_such_side_module'], { cwd: dir, env: activatedEnv(sharedVenv()), ready: false });
+  assert.equal((await broken.exited).code, 1);
+  assert.match(broken.output(), /cannot import no_such_side_module \(import option\):\nTraceback[\s\S]*ModuleNotFoundError/);
+});
+
 test('the app loader dying takes its workers with it, and both are started again', async () => {
   const dir = tempDir();
   const sock = join(dir, 'd.sock');

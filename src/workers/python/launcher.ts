@@ -138,6 +138,7 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     uwsgi: { opt: s.exportedOptions, startedOn: Math.floor(s.readAt / 1000), isReload: s.reloaded },
     env: s.env,
     pythonpath: s.python.pythonpath.map((p) => resolve(p)),
+    imports: s.python.imports,
     app: { module: s.python.module, wsgiFile: s.python.wsgiFile, callable: s.python.callable },
     appName: appName(s),
     // mount / manage-script-name / no-default-app (docs/mount.md): null when none is set.
