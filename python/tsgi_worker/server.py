@@ -589,19 +589,19 @@ class Worker(object):
                 chunk = result[0]
                 if chunk.__class__ is not bytes:
                     chunk = self.coerce_chunk(chunk)
+                r.code = code = int(r.status[:3])
                 if not head:
-                    for name, _ in r.headers:
+                    for name, value in r.headers:
                         if name.__class__ is str and name.lower() == 'content-length':
+                            # The app's own length: a longer chunk is cut to it, as write() cuts.
+                            if (value.__class__ is str and value.isdigit() and int(value) < len(chunk)
+                                    and code >= 200 and code != 204 and code != 304):
+                                r.excess = len(chunk) - int(value)
+                                chunk = chunk[:int(value)]
                             break
                     else:
                         r.headers.append(('Content-Length', str(len(chunk))))
-                r.code = int(r.status[:3])
                 r.header_count = len(r.headers)
-                if not head:
-                    declared = declared_length(r.headers)
-                    if 0 <= declared < len(chunk) and r.code >= 200 and r.code != 204 and r.code != 304:
-                        r.excess = len(chunk) - declared
-                        chunk = chunk[:declared]
                 r.header_bytes = out.whole(proto, r.status, r.headers, b'' if head else chunk)
                 r.sent = True
                 r.ended = True
