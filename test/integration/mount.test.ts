@@ -85,6 +85,18 @@ async function runCases(s: Server, httpPaths: readonly string[], packets: Readon
   return out;
 }
 
+/** Starts `server` with `args`, runs every case on it and stops it: the answers, and what it logged. */
+async function casesUnder(server: 'tsgi' | 'uwsgi', dir: string, args: readonly string[], httpPaths: readonly string[], packets: ReadonlyArray<readonly [string, string?]>): Promise<{ got: Record<string, Answer>; output: string }> {
+  const s = await start(server, dir, args);
+  let got: Record<string, Answer>;
+  try {
+    got = await runCases(s, httpPaths, packets);
+  } finally {
+    await stopProcess(s.proc);
+  }
+  return { got, output: s.proc.output() };
+}
+
 test('two mounts with manage-script-name: the longest mountpoint at a / boundary picks the app and moves to SCRIPT_NAME, over HTTP and uwsgi, as in uWSGI', async () => {
   const dir = appDir();
   const args = ['--mount', '/a=mount_a.py', '--mount', '/b=mount_b:application', '--manage-script-name'];
@@ -109,27 +121,17 @@ test('two mounts with manage-script-name: the longest mountpoint at a / boundary
     'uwsgi PATH_INFO=/x SCRIPT_NAME=': "a '' '/x'",
     'uwsgi PATH_INFO=/c': "a '' '/c'",
   };
-  const tsgi = await start('tsgi', dir, args);
-  let got: Record<string, Answer>;
-  try {
-    got = await runCases(tsgi, httpPaths, packets);
-  } finally {
-    await stopProcess(tsgi.proc);
-  }
-  assert.deepEqual(got, expected);
+  const tsgi = await casesUnder('tsgi', dir, args, httpPaths, packets);
+  assert.deepEqual(tsgi.got, expected);
   // Each app loaded once, with uWSGI's line; the request log names the app that answered.
-  assert.match(tsgi.proc.output(), /WSGI app 0 \(mountpoint='\/a'\) ready in \d+ seconds: mount_a\.py \(default app\)/);
-  assert.match(tsgi.proc.output(), /WSGI app 1 \(mountpoint='\/b'\) ready in \d+ seconds: mount_b:application\n/);
-  assert.match(tsgi.proc.output(), /\[pid: \d+\|app: 1\|req: \d+\/\d+\] .* GET \/b\/c /);
+  assert.match(tsgi.output, /WSGI app 0 \(mountpoint='\/a'\) ready in \d+ seconds: mount_a\.py \(default app\)/);
+  assert.match(tsgi.output, /WSGI app 1 \(mountpoint='\/b'\) ready in \d+ seconds: mount_b:application\n/);
+  assert.match(tsgi.output, /\[pid: \d+\|app: 1\|req: \d+\/\d+\] .* GET \/b\/c /);
   if (!haveUwsgi) return;
-  const uwsgi = await start('uwsgi', dir, args);
-  try {
-    assert.deepEqual(await runCases(uwsgi, httpPaths, packets), got, 'uWSGI 2.0 answers the same');
-  } finally {
-    await stopProcess(uwsgi.proc);
-  }
-  assert.match(uwsgi.proc.output(), /WSGI app 1 \(mountpoint='\/b'\) ready in \d+ seconds/);
-  assert.match(uwsgi.proc.output(), /\[pid: \d+\|app: 1\|req: \d+\/\d+\] .* GET \/b\/c /);
+  const uwsgi = await casesUnder('uwsgi', dir, args, httpPaths, packets);
+  assert.deepEqual(uwsgi.got, tsgi.got, 'uWSGI 2.0 answers the same');
+  assert.match(uwsgi.output, /WSGI app 1 \(mountpoint='\/b'\) ready in \d+ seconds/);
+  assert.match(uwsgi.output, /\[pid: \d+\|app: 1\|req: \d+\/\d+\] .* GET \/b\/c /);
 });
 
 test('a main app and mounts without manage-script-name: SCRIPT_NAME alone picks the app, PATH_INFO is left as sent, the main app is the default, as in uWSGI', async () => {
@@ -147,23 +149,13 @@ test('a main app and mounts without manage-script-name: SCRIPT_NAME alone picks 
     'uwsgi PATH_INFO=/x SCRIPT_NAME=/a/': "main '/a/' '/x'", // SCRIPT_NAME must equal the mountpoint
     'uwsgi PATH_INFO=/x SCRIPT_NAME=/zz': "main '/zz' '/x'",
   };
-  const tsgi = await start('tsgi', dir, args);
-  let got: Record<string, Answer>;
-  try {
-    got = await runCases(tsgi, httpPaths, packets);
-  } finally {
-    await stopProcess(tsgi.proc);
-  }
-  assert.deepEqual(got, expected);
-  assert.match(tsgi.proc.output(), /WSGI app 0 \(mountpoint=''\) ready in \d+ seconds: mount_main\.py \(default app\)/);
+  const tsgi = await casesUnder('tsgi', dir, args, httpPaths, packets);
+  assert.deepEqual(tsgi.got, expected);
+  assert.match(tsgi.output, /WSGI app 0 \(mountpoint=''\) ready in \d+ seconds: mount_main\.py \(default app\)/);
   if (!haveUwsgi) return;
-  const uwsgi = await start('uwsgi', dir, args);
-  try {
-    assert.deepEqual(await runCases(uwsgi, httpPaths, packets), got, 'uWSGI 2.0 answers the same');
-  } finally {
-    await stopProcess(uwsgi.proc);
-  }
-  assert.match(uwsgi.proc.output(), /WSGI app 0 \(mountpoint=''\) ready in \d+ seconds .*\(default app\)/);
+  const uwsgi = await casesUnder('uwsgi', dir, args, httpPaths, packets);
+  assert.deepEqual(uwsgi.got, tsgi.got, 'uWSGI 2.0 answers the same');
+  assert.match(uwsgi.output, /WSGI app 0 \(mountpoint=''\) ready in \d+ seconds .*\(default app\)/);
 });
 
 test('manage-script-name with one app and no mount changes nothing (uWSGI strips only mountpoints); no-default-app answers 500 where no mountpoint matches', async () => {
