@@ -12,6 +12,7 @@ import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type Opt
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
 import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
+import { readLogging, type LoggingSpec } from './logging.js';
 import { parseCron, type CronJob } from '../master/cron.js';
 import type { DaemonSpec } from '../master/daemons.js';
 
@@ -246,6 +247,8 @@ export interface Settings {
   ftimeFormat: string | undefined;
   /** log-micros: the default request line says `in N micros`. */
   logMicros: boolean;
+  /** logger, req-logger, log-encoder, log-route, log-master, alarm...: the log master's work; undefined when none is set. */
+  logging: LoggingSpec | undefined;
   strict: boolean;
   showConfig: boolean;
   emperor: EmperorSettings | undefined;
@@ -386,13 +389,15 @@ function checkValue(def: OptionDef, value: string, origin: Origin): string {
 
 /** Checked option values: for each canonical name, every value in order with where it came from. */
 export class OptionValues {
-  private readonly values = new Map<string, Array<{ value: string; origin: Origin }>>();
+  private readonly values = new Map<string, Array<{ value: string; origin: Origin; seq: number }>>();
+  /** Reading order across options (alarm-log and not-alarm-log are one list, in the order written). */
+  private seq = 0;
 
   add(def: OptionDef, value: string, origin: Origin): void {
     let list = this.values.get(def.name);
     if (!list) this.values.set(def.name, (list = []));
-    if (def.repeat) list.push({ value, origin });
-    else list.splice(0, list.length, { value, origin });
+    if (def.repeat) list.push({ value, origin, seq: this.seq++ });
+    else list.splice(0, list.length, { value, origin, seq: this.seq++ });
   }
 
   has(name: string): boolean {
@@ -411,7 +416,7 @@ export class OptionValues {
     return list && list.length ? list[list.length - 1]!.origin : undefined;
   }
 
-  all(name: string): Array<{ value: string; origin: Origin }> {
+  all(name: string): Array<{ value: string; origin: Origin; seq: number }> {
     return this.values.get(name) ?? [];
   }
 
@@ -481,6 +486,8 @@ export function logFormatLogvars(format: string | undefined): string[] {
 
 const PYTHON_PLUGIN = /^python(3(\d+)?)?$/;
 const NODE_PLUGIN = /^(node|nodejs)$/;
+/** uWSGI's logger plugins tsgi has built in (logger = file:..., socket:..., syslog): naming them loads nothing. */
+const LOGGER_PLUGIN = /^(logfile|logsocket|syslog)(_plugin)?$/;
 
 /** The worker kind the plugins name: python, node, or undefined when none (or both) are named. */
 function checkPlugins(values: OptionValues): 'python' | 'node' | undefined {
@@ -489,6 +496,7 @@ function checkPlugins(values: OptionValues): 'python' | 'node' | undefined {
     for (const name of value.split(/[\s,]+/).filter(Boolean)) {
       if (PYTHON_PLUGIN.test(name)) kinds.add('python');
       else if (NODE_PLUGIN.test(name)) kinds.add('node');
+      else if (LOGGER_PLUGIN.test(name)) continue;
       else throw new ConfigError('NOT_IMPLEMENTED', `plugin '${name}' is not available in tsgi (python and node are built in)`, origin, 'plugins');
     }
   }
@@ -640,6 +648,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     plugin,
     appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),
+    logging: readLogging(values),
     logFormat: values.get('log-format'),
     logXForwardedFor: values.bool('log-x-forwarded-for'),
     disableLogging: values.bool('disable-logging'),

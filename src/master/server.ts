@@ -21,6 +21,7 @@ import { SystemdNotifier } from '../systemd/notify.js';
 import { statsJson, type MasterSnapshot } from './stats.js';
 import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
+import { LogMaster } from './logmaster.js';
 import { Scoreboard } from './scoreboard.js';
 import { Daemons } from './daemons.js';
 import { CronScheduler } from './cron.js';
@@ -43,12 +44,14 @@ function targetOwner(settings: Settings): { uid: number; gid: number } | undefin
 }
 
 /** Starts the HTTP router on the HTTP sockets, with `links` links: one per core of every running worker. */
-function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number, links: number) {
+function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number, links: number, reqLogFd: number | undefined) {
   const FIRST_FD = 4; // 0-2 standard streams, 3 the IPC channel with the master
   const config = {
     linkPath: link.path,
     links,
-    logto: settings.logto ? resolvePath(settings.logto) : undefined,
+    // With a log master the router writes to its pipe, which is never reopened.
+    logto: settings.logto && !settings.logging ? resolvePath(settings.logto) : undefined,
+    reqLogFd: reqLogFd === undefined ? undefined : FIRST_FD + http.length,
     maxQueue: Math.max(1024, settings.listen),
     bufferSize: settings.bufferSize,
     limitPost: settings.limitPost,
@@ -68,7 +71,7 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
     })),
   };
   return spawn(process.execPath, [ROUTER_SCRIPT], {
-    stdio: ['ignore', logFd, logFd, 'ipc', ...http.map((b) => b.fd)],
+    stdio: ['ignore', logFd, logFd, 'ipc', ...http.map((b) => b.fd), ...(reqLogFd === undefined ? [] : [reqLogFd])],
     env: { ...process.env, TSGI_ROUTER: JSON.stringify(config) },
   });
 }
@@ -131,6 +134,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
   /** Set when this master is a vassal: its emperor hears of its lifecycle and of a failed start. */
   const emperor = vassalLink();
   let log: ProcessLog | undefined;
+  let logMaster: LogMaster | undefined;
   let sockets: BoundSocket[] = [];
   let link: LinkSocket | undefined;
   try {
@@ -183,6 +187,15 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     } catch (err) {
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }
+    if (settings.logging) {
+      try {
+        logMaster = new LogMaster(settings.logging, log);
+      } catch (err) {
+        throw new StartupError((err as Error).message);
+      }
+      log.attach(logMaster);
+    }
+    const reqLogFd = logMaster?.reqFd;
     // exec-* hooks up to as-root: before the sockets are bound and privileges dropped, as uWSGI runs them.
     const execHook = (s: Settings, phase: ExecPhase): string | undefined =>
       s.exec[phase].length ? runExecHooks(s.exec, phase, (l) => log!.info(l), log!.fd) : undefined;
@@ -236,6 +249,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         id,
         slot,
         logFd: processLog.fd,
+        reqLogFd,
         scoreboardFd: scoreboard.fd,
         scoreboardSize: scoreboard.size,
         socketFds: uwsgiSockets.map((b) => b.fd),
@@ -253,6 +267,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
             id,
             slot,
             logFd: processLog.fd,
+            reqLogFd,
             scoreboardFd: scoreboard.fd,
             scoreboardSize: scoreboard.size,
             sockets: boundSockets,
@@ -261,7 +276,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
           : workerSpec(s, id, slot, false),
       // Node cannot fork a loaded app: every Node worker loads it (lazy-apps, always).
       spawnLoader: settings.lazyApps || kind === 'node' ? undefined : (s) => workerSpec(s, 0, 0, true),
-      spawnRouter: linkSocket ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links) : undefined,
+      spawnRouter: linkSocket ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links, reqLogFd) : undefined,
       reloadSettings: () => {
         let errors = '';
         const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
@@ -316,6 +331,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         const exitFailed = execHook(current, 'as-user-atexit');
         if (exitFailed) processLog.info(exitFailed);
         const exit = (): void => {
+          // The last lines of the workers may still sit in the log master's pipe.
+          logMaster?.drain();
           processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
           process.exit(status);
         };

@@ -33,10 +33,14 @@ export interface RouterProcessConfig {
   title: string;
   /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
   logto?: string;
+  /** req-logger: request lines go to this descriptor (the log master's request pipe) instead of the log. */
+  reqLogFd?: number;
   listeners: HttpListenerConfig[];
 }
 
 let logFd = 2;
+/** Where request lines go: the log, or the request pipe with req-logger. */
+let reqLogFd = -1;
 /** log-date: 'true' or a strftime format. */
 let logDate: string | undefined;
 
@@ -51,7 +55,7 @@ function log(line: string): void {
 /** A request line, as the workers write theirs (no router prefix). */
 function logLine(line: string): void {
   try {
-    writeSync(logFd, `${line}\n`);
+    writeSync(reqLogFd === -1 ? logFd : reqLogFd, `${line}\n`);
   } catch {
     /* nowhere to say it */
   }
@@ -66,6 +70,7 @@ export function main(): void {
   delete process.env.TSGI_ROUTER;
   const cfg = JSON.parse(raw) as RouterProcessConfig;
   logDate = cfg.logDate;
+  if (cfg.reqLogFd !== undefined) reqLogFd = cfg.reqLogFd;
   process.title = cfg.title;
   const pool = new LinkPool(cfg.linkPath, cfg.links, cfg.maxQueue, log);
   const router = new HttpRouter(pool, {

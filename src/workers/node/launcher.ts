@@ -41,6 +41,8 @@ export interface NodeWorkerConfig {
   logWhen: LogWhen | undefined;
   logMicros: boolean;
   logDate: string | undefined;
+  /** req-logger: request lines go to this descriptor instead of the log; undefined when unset. */
+  reqLogFd?: number;
   ftimeFormat: string | undefined;
   /** add-header / del-header. */
   headers: HeaderEdit | undefined;
@@ -67,6 +69,8 @@ export interface NodeWorkerSpec {
   id: number;
   slot: number;
   logFd: number;
+  /** req-logger: the log master's request-line pipe, else undefined (request lines go to the log). */
+  reqLogFd?: number;
   scoreboardFd: number;
   scoreboardSize: number;
   sockets: readonly BoundSocket[];
@@ -106,9 +110,11 @@ export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
       port: b.path ? '' : b.name.slice(b.name.lastIndexOf(':') + 1),
       timeoutMs: b.spec.timeout * 1000,
     })),
+    reqLogFd: spec.reqLogFd === undefined ? undefined : FIRST_SOCKET_FD + spec.sockets.length,
   };
   return spawn(process.execPath, [NODE_WORKER_SCRIPT], {
-    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.sockets.map((b) => b.fd)],
+    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.sockets.map((b) => b.fd),
+      ...(spec.reqLogFd === undefined ? [] : [spec.reqLogFd])],
     env: { ...spec.env, TSGI_WORKER: JSON.stringify(conf) },
   });
 }

@@ -41,6 +41,7 @@ async function main(): Promise<void> {
   process.title = conf.title;
   const pid = process.pid;
   const log = new WorkerLog(2, `[pid: ${pid}|worker ${conf.id}]`, conf.logDate);
+  if (conf.reqLogFd !== undefined) log.sendRequestsTo(conf.reqLogFd);
   const slot = new SlotWriter(conf.scoreboard.fd, conf.scoreboard.size, conf.slot, pid);
   process.on('exit', () => log.flush());
 

@@ -61,6 +61,8 @@ export interface PythonWorkerSpec {
   id: number;
   slot: number;
   logFd: number;
+  /** req-logger: the log master's request-line pipe, else undefined (request lines go to the log). */
+  reqLogFd?: number;
   scoreboardFd: number;
   scoreboardSize: number;
   socketFds: readonly number[];
@@ -108,7 +110,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     processes: s.processes,
     threads: s.threads,
     maxRequests: s.maxRequests ? s.maxRequests + spec.id * s.maxRequestsDelta : 0,
-    logto: s.logto ? resolve(s.logto) : null,
+    // With a log master (s.logging) the worker writes to its pipe, which is never reopened.
+    logto: s.logto && !s.logging ? resolve(s.logto) : null,
     listen: s.listen,
     bufferSize: s.bufferSize,
     socketTimeout: s.socketTimeout,
@@ -151,11 +154,14 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     scoreboard: { fd: SCOREBOARD_FD, size: spec.scoreboardSize },
     socketFds: spec.socketFds.map((_, i) => FIRST_SOCKET_FD + i),
     linkFd: spec.linkFd === undefined ? null : FIRST_SOCKET_FD + spec.socketFds.length,
+    // After the sockets and the link: the request-line pipe (req-logger); null when request lines go to the log.
+    reqLogFd: spec.reqLogFd === undefined ? null : FIRST_SOCKET_FD + spec.socketFds.length + (spec.linkFd === undefined ? 0 : 1),
   };
   const env: NodeJS.ProcessEnv = { ...spec.env, TSGI_WORKER: JSON.stringify(conf) };
   if (!existsSync(WORKER_SCRIPT)) throw new InterpreterError(`tsgi's Python worker is missing (${WORKER_SCRIPT})`);
   return spawn(spec.interpreter, [WORKER_SCRIPT], {
-    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.socketFds, ...(spec.linkFd === undefined ? [] : [spec.linkFd])],
+    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.socketFds, ...(spec.linkFd === undefined ? [] : [spec.linkFd]),
+      ...(spec.reqLogFd === undefined ? [] : [spec.reqLogFd])],
     env,
   });
 }
