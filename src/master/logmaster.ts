@@ -323,8 +323,19 @@ const ctime = (ms: number): string => strftime('%a %b %e %T %Y', ms);
  * as uWSGI does. Commands run through /bin/sh with the line on their stdin, never waited for: a command still
  * running when its alarm is raised again is not started twice, and its end (or failure) is a line in the log.
  */
+const MAX_QUEUED = 100;
+
+interface AlarmState {
+  spec: AlarmSpec;
+  lastLine: string;
+  lastRun: number;
+  child: ChildProcess | undefined;
+  /** Lines raised while the command ran: run one after another. */
+  queue: string[];
+}
+
 class Alarms {
-  private readonly state = new Map<string, { spec: AlarmSpec; lastLine: string; lastRun: number; child: ChildProcess | undefined }>();
+  private readonly state = new Map<string, AlarmState>();
 
   constructor(
     private readonly spec: LoggingSpec,
@@ -332,7 +343,7 @@ class Alarms {
     private readonly log: (line: string) => void,
     private readonly logFd: () => number,
   ) {
-    for (const a of spec.alarms) this.state.set(a.name, { spec: a, lastLine: '', lastRun: 0, child: undefined });
+    for (const a of spec.alarms) this.state.set(a.name, { spec: a, lastLine: '', lastRun: 0, child: undefined, queue: [] });
   }
 
   check(bare: string, line: string): void {
@@ -358,9 +369,15 @@ class Alarms {
       return;
     }
     if (a.child) {
-      this.note(`alarm '${name}': its command (pid ${a.child.pid}) is still running; not started again for: ${line.trimEnd()}`);
+      // One command at a time per alarm, the others wait their turn (as in uWSGI's alarm thread), up to a bound.
+      if (a.queue.length < MAX_QUEUED) a.queue.push(line);
+      else this.note(`alarm '${name}': ${MAX_QUEUED} alarms already wait for its command (pid ${a.child.pid}) to end; dropped: ${line.trimEnd()}`);
       return;
     }
+    this.run(name, a, line);
+  }
+
+  private run(name: string, a: AlarmState, line: string): void {
     let child: ChildProcess;
     try {
       child = spawn('/bin/sh', ['-c', a.spec.arg], { stdio: ['pipe', this.logFd(), this.logFd()] });
@@ -371,16 +388,23 @@ class Alarms {
     a.child = child;
     const slow = setTimeout(() => this.note(`alarm '${name}': its command (pid ${child.pid}) still runs after 60 s`), 60_000);
     slow.unref();
-    child.on('error', (err) => {
+    let ended = false;
+    const next = (): void => {
+      if (ended) return; // 'error' and 'exit' can both come for one command
+      ended = true;
       clearTimeout(slow);
       a.child = undefined;
+      const waiting = a.queue.shift();
+      if (waiting !== undefined) this.run(name, a, waiting);
+    };
+    child.on('error', (err) => {
       this.note(`alarm '${name}': cannot run its command: ${err.message}`);
+      next();
     });
     child.on('exit', (code, signal) => {
-      clearTimeout(slow);
-      a.child = undefined;
       if (code === 0) this.note(`alarm '${name}': command (pid ${child.pid}) done`);
       else this.note(`alarm '${name}': command (pid ${child.pid}) failed (${signal ? `killed by ${signal}` : `exit status ${code}`})`);
+      next();
     });
     // A command that does not read its stdin must not break the master (EPIPE).
     child.stdin!.on('error', () => {});
