@@ -11,7 +11,7 @@ import { createSocket } from 'node:dgram';
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tsgiBin } from '../helpers/paths.js';
-import { cleanEnv } from '../helpers/node-apps.js';
+import { cleanEnv, NODE_APPS } from '../helpers/node-apps.js';
 import {
   activatedEnv, freePort, httpRequest, SYSTEM_PYTHON, sharedVenv, startProcess, startTsgi, stopProcess, tempDir, workerPids, writeFiles,
   type RunningProcess,
@@ -221,6 +221,29 @@ test('syslog (libc syslog() datagrams, as uWSGI sends them) and socket (UDP) log
     udp.close();
     syslog.kill('SIGKILL');
     assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  }
+});
+
+test('req-logger with a Node app and the Python router: request lines go only there, the rest to the loggers', async () => {
+  for (const kind of ['node', 'python'] as const) {
+    const dir = appDir();
+    const port = await freePort();
+    const app = kind === 'node' ? ['--wsgi-file', join(NODE_APPS, 'logopts.mjs'), '--app-contract', 'listener'] : ['--wsgi-file', join(dir, 'app.py')];
+    // With the Python app, /static is served by the HTTP router (static-map): its request line too goes to req-logger.
+    writeFiles(dir, { 'st/f.txt': 'static\n' });
+    const tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '-p', '1', ...app, '--static-map', `/st=${join(dir, 'st')}`,
+      '--logger', 'stdio', '--logger', `file:${join(dir, 'all.log')}`, '--req-logger', `file:${join(dir, 'req.log')}`],
+    { env: kind === 'node' ? cleanEnv() : activatedEnv(sharedVenv()) });
+    try {
+      for (const p of ['/x', '/st/f.txt']) assert.equal((await httpRequest(`http://127.0.0.1:${port}${p}`)).status, 200);
+      await until('request lines', () => (read(join(dir, 'req.log')).match(/ => generated/g) ?? []).length === 2);
+      assert.match(read(join(dir, 'req.log')), /GET \/x => generated 5 bytes/);
+      assert.match(read(join(dir, 'req.log')), /GET \/st\/f\.txt => generated 7 bytes/);
+      assert.doesNotMatch(read(join(dir, 'all.log')) + tsgi.output(), / => generated/);
+      assert.match(read(join(dir, 'all.log')), /tsgi: ready: 1 worker/);
+    } finally {
+      assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+    }
   }
 });
 
