@@ -70,13 +70,16 @@ const OTHER_LOGGERS = new Set(['redislog', 'mongodblog', 'zeromq', 'rsyslog', 'p
 const OTHER_ENCODERS = new Set(['gzip', 'compress', 'msgpack']);
 const OTHER_ALARMS = new Set(['signal', 'mule', 'curl', 'xmpp', 'speech', 'airbrake', 'raven', 'cmd', 'log']);
 
+/** The master's line for a worker that died of a segmentation fault (src/master/arbiter.ts). */
+const SEGFAULT_LINE = /tsgi: worker \d+ \(pid: \d+[^)]*\) killed by SIGSEGV/;
+
 export const SYSLOG_FACILITIES: Readonly<Record<string, number>> = {
   kern: 0, user: 1, mail: 2, daemon: 3, auth: 4, syslog: 5, lpr: 6, news: 7, uucp: 8, cron: 9, authpriv: 10, ftp: 11,
   local0: 16, local1: 17, local2: 18, local3: 19, local4: 20, local5: 21, local6: 22, local7: 23,
 };
 
 const LOGGER_OPTIONS = ['logger', 'req-logger', 'log-encoder', 'log-req-encoder', 'log-route', 'log-req-route', 'log-master',
-  'alarm', 'alarm-log', 'not-alarm-log'] as const;
+  'alarm', 'alarm-log', 'not-alarm-log', 'alarm-segfault'] as const;
 
 function readLogger(value: string, origin: Origin, option: string): LoggerSpec {
   const bad = (why: string, code: 'BAD_VALUE' | 'NOT_IMPLEMENTED' = 'BAD_VALUE'): ConfigError =>
@@ -190,6 +193,17 @@ export function readLogging(values: OptionValues): LoggingSpec | undefined {
       }
     }
     alarmLogs.push({ alarms: list, pattern: readRegexp(re, origin, option), negate });
+  }
+  // alarm-segfault: a worker killed by SIGSEGV, as the master reports it (checked first, so no not-alarm-log hides it).
+  for (const { value, origin } of values.all('alarm-segfault').reverse()) {
+    const list = value.split(',').map((n) => n.trim()).filter(Boolean);
+    if (!list.length) throw new ConfigError('BAD_VALUE', 'expected ALARM[,ALARM...]', origin, 'alarm-segfault');
+    for (const n of list) {
+      if (!alarms.some((a) => a.name === n)) {
+        throw new ConfigError('BAD_VALUE', `no alarm is named '${n}' (define it with alarm = ${n} cmd:COMMAND)`, origin, 'alarm-segfault');
+      }
+    }
+    alarmLogs.unshift({ alarms: list, pattern: SEGFAULT_LINE, negate: false });
   }
   return {
     loggers,

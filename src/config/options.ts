@@ -322,6 +322,8 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'raise the alarms when a log line matches REGEXP' }),
   declare({ name: 'not-alarm-log', aliases: ['not-log-alarm'], kind: 'string', repeat: true, meta: 'ALARM[,ALARM...] REGEXP', section: 'Logging',
     help: 'a log line matching REGEXP raises no alarm from the alarm-log lines written after this one' }),
+  declare({ name: 'alarm-segfault', aliases: ['segfault-alarm'], kind: 'string', repeat: true, meta: 'ALARM[,ALARM...]', section: 'Logging',
+    help: "raise the alarms when a worker dies of a segmentation fault (SIGSEGV), with the master's line about it" }),
   declare({ name: 'alarm-freq', kind: 'int', default: '3', min: 0, meta: 'SECS', section: 'Logging',
     help: 'an alarm raised again by the same line within SECS seconds is skipped' }),
 

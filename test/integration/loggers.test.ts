@@ -24,6 +24,9 @@ const NO_UWSGI = 'uwsgi with its python3, logfile, logsocket and syslog plugins 
 const APP = `import sys
 def application(env, sr):
     path = env['PATH_INFO']
+    if path == '/segv':
+        import ctypes
+        ctypes.string_at(0)
     if path == '/alarm':
         print('ALARM-MARKER disk full', flush=True)
     elif path == '/other':
@@ -176,6 +179,23 @@ test('a failing alarm command, one that cannot run and one that hangs are logged
   }
 });
 
+test('alarm-segfault: a worker that dies of SIGSEGV raises the alarm with the master line about it', async () => {
+  const dir = appDir();
+  const port = await freePort();
+  const out = join(dir, 'segv.out');
+  const tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '-p', '1', '--wsgi-file', join(dir, 'app.py'),
+    '--alarm', `crash cmd:cat > ${out}`, '--alarm-segfault', 'crash'], { env: activatedEnv(sharedVenv()) });
+  try {
+    assert.equal((await httpRequest(`http://127.0.0.1:${port}/x`)).status, 200);
+    assert.equal(read(out), '', 'no alarm while nothing crashed');
+    assert.equal((await httpRequest(`http://127.0.0.1:${port}/segv`)).status, 502);
+    await until('the alarm', () => read(out) !== '');
+    assert.match(read(out), /^tsgi: worker 1 \(pid: \d+\) killed by SIGSEGV; respawning[^\n]*\n$/);
+  } finally {
+    assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  }
+});
+
 /** A Unix datagram socket the test listens on (Node cannot bind one: Debian's python3 does). */
 async function unixDgramListener(path: string): Promise<RunningProcess> {
   const script = 'import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("listening",flush=True)\n' +
@@ -280,7 +300,8 @@ test('bad logging options: one line naming the file, line, option and what is wr
     ['log-encoder = gzip', /:3: option 'log-encoder': the 'gzip' log encoder is not implemented in tsgi/],
     ['alarm = jabber xmpp:a@b;c;d', /:3: option 'alarm': the 'xmpp' alarm plugin is not implemented in tsgi/],
     ['alarm-log = nope ERR', /:3: option 'alarm-log': no alarm is named 'nope'/],
-    ['alarm-segfault = x', /:3: option 'alarm-segfault': is a uWSGI option that tsgi does not implement yet/],
+    ['alarm-segfault = x', /:3: option 'alarm-segfault': no alarm is named 'x'/],
+    ['alarm-backlog = x', /:3: option 'alarm-backlog': is a uWSGI option that tsgi does not implement yet/],
     ['alarm-log = a (unclosed\nalarm = a log:x', /option 'alarm-log': bad regular expression '\(unclosed'/],
   ];
   for (const [line, re] of cases) {
