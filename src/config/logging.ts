@@ -23,7 +23,7 @@ export interface LoggerSpec {
   origin: Origin;
 }
 
-export type EncoderKind = 'format' | 'json' | 'prefix' | 'suffix' | 'nl';
+export type EncoderKind = 'format' | 'json' | 'prefix' | 'suffix' | 'nl' | 'gzip' | 'compress';
 
 export interface EncoderSpec {
   kind: EncoderKind;
@@ -67,7 +67,7 @@ export interface LoggingSpec {
 /** Logger plugins uWSGI has that tsgi does not: named in the refusal. */
 const OTHER_LOGGERS = new Set(['redislog', 'mongodblog', 'zeromq', 'rsyslog', 'pipe', 'fd', 'systemd', 'crypto', 'graylog2', 'sentry',
   'msgpack', 'logpipe', 'zmq', 'socket-udp']);
-const OTHER_ENCODERS = new Set(['gzip', 'compress', 'msgpack']);
+const OTHER_ENCODERS = new Set(['msgpack']);
 const OTHER_ALARMS = new Set(['signal', 'mule', 'curl', 'xmpp', 'speech', 'airbrake', 'raven', 'cmd', 'log']);
 
 /** The master's line for a worker that died of a segmentation fault (src/master/arbiter.ts). */
@@ -126,10 +126,12 @@ function readEncoder(value: string, origin: Origin, option: string): EncoderSpec
   const colon = head.indexOf(':');
   const kind = colon === -1 ? head : head.slice(0, colon);
   const target = colon === -1 ? undefined : head.slice(colon + 1) || undefined;
-  if (kind === 'format' || kind === 'json' || kind === 'prefix' || kind === 'suffix' || kind === 'nl') return { kind, target, arg };
+  if (kind === 'format' || kind === 'json' || kind === 'prefix' || kind === 'suffix' || kind === 'nl' || kind === 'gzip' || kind === 'compress') {
+    return { kind, target, arg };
+  }
   throw new ConfigError('NOT_IMPLEMENTED', OTHER_ENCODERS.has(kind)
-    ? `the '${kind}' log encoder is not implemented in tsgi (format, json, prefix, suffix and nl are)`
-    : `unknown log encoder '${kind}' (tsgi has format, json, prefix, suffix and nl)`, origin, option);
+    ? `the '${kind}' log encoder is not implemented in tsgi (format, json, prefix, suffix, nl, gzip and compress are)`
+    : `unknown log encoder '${kind}' (tsgi has format, json, prefix, suffix, nl, gzip and compress)`, origin, option);
 }
 
 function readRegexp(text: string, origin: Origin, option: string): RegExp {

@@ -308,7 +308,7 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'req-logger', aliases: ['logger-req'], kind: 'string', repeat: true, meta: '[NAME ]PLUGIN[:ARGS]', section: 'Logging',
     help: 'send request lines to this logger (and only there); may repeat' }),
   declare({ name: 'log-encoder', kind: 'string', repeat: true, meta: 'ENCODER[:LOGGER] [ARGS]', section: 'Logging',
-    help: 'transform each log line before its logger writes it: format TEMPLATE, json TEMPLATE (${msg} ${msgnl} ${unix} ${micros} ${millis} ${strftime:FMT}), prefix TEXT, suffix TEXT, nl; chained in order' }),
+    help: 'transform each log line before its logger writes it: format TEMPLATE, json TEMPLATE (${msg} ${msgnl} ${unix} ${micros} ${millis} ${strftime:FMT}), prefix TEXT, suffix TEXT, nl, gzip, compress; chained in order' }),
   declare({ name: 'log-req-encoder', kind: 'string', repeat: true, meta: 'ENCODER[:LOGGER] [ARGS]', section: 'Logging',
     help: 'as log-encoder, for the request lines sent to req-logger' }),
   declare({ name: 'log-route', kind: 'string', repeat: true, meta: 'LOGGER REGEXP', section: 'Logging',

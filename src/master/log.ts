@@ -34,9 +34,10 @@ export class ProcessLog {
   }
 
   /** Text written as is to stderr or the logto file (the log master's default output and its own troubles). */
-  writeRaw(text: string): void {
+  writeRaw(text: string | Buffer): void {
     try {
-      writeSync(this.current, text);
+      if (typeof text === 'string') writeSync(this.current, text);
+      else writeSync(this.current, text);
     } catch {
       /* a log that cannot be written must not take the master down */
     }

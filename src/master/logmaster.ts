@@ -16,6 +16,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import zlib from 'node:zlib';
 import { SYSLOG_FACILITIES, type AlarmSpec, type EncoderSpec, type LoggerSpec, type LoggingSpec } from '../config/logging.js';
 import { strftime } from '../config/strftime.js';
 import { nativeHelper } from '../systemd/native.js';
@@ -24,7 +25,45 @@ import type { ProcessLog } from './log.js';
 /** Where syslog datagrams go: /dev/log, as libc's syslog() sends them; TSGI_SYSLOG_SOCKET overrides it (containers, tests). */
 const syslogPath = (): string => process.env.TSGI_SYSLOG_SOCKET || '/dev/log';
 
-type Encode = (text: string) => string;
+/** Encoders work on text, except after gzip / compress, whose bytes the next encoders and the logger take as they are. */
+type Data = string | Buffer;
+type Encode = (data: Data) => Data;
+
+const text = (d: Data): string => (typeof d === 'string' ? d : d.toString('utf8'));
+const join2 = (a: Data, b: Data): Data => (typeof a === 'string' && typeof b === 'string' ? a + b : Buffer.concat([Buffer.from(a), Buffer.from(b)]));
+
+/** CRC-32 for the gzip trailer (zlib.crc32 exists from Node 20.15 only). */
+let crcTable: Uint32Array | undefined;
+function crc32(buf: Buffer): number {
+  const z = zlib as unknown as { crc32?: (b: Buffer) => number };
+  if (z.crc32) return z.crc32(buf);
+  if (!crcTable) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let c = 0xffffffff;
+  for (const b of buf) c = crcTable[(c ^ b) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/**
+ * gzip as uWSGI's encoder writes it (same bytes): a header with no time and OS unix, the deflate stream
+ * sync-flushed, an empty final block, then CRC-32 and size.
+ */
+function gzipLikeUwsgi(data: Data): Buffer {
+  const input = Buffer.from(data);
+  const body = zlib.deflateRawSync(input, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc32(input), 0);
+  trailer.writeUInt32LE(input.length >>> 0, 4);
+  return Buffer.concat([GZIP_HEADER, body, FINAL_EMPTY_BLOCK, trailer]);
+}
+const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+const FINAL_EMPTY_BLOCK = Buffer.from([3, 0]);
 
 /** JSON string escaping as uWSGI's json encoder does it: quote, backslash and the usual control characters. */
 function jsonEscape(s: string): string {
@@ -55,7 +94,8 @@ function templateEncoder(template: string, json: boolean): Encode {
     } else parts.push(''); // an unknown variable is empty, as in uWSGI
   }
   parts.push(template.slice(last));
-  return (msg) => {
+  return (data) => {
+    const msg = text(data);
     const us = nowMicros();
     let out = '';
     for (const p of parts) out += typeof p === 'string' ? p : p(msg, us);
@@ -70,11 +110,15 @@ function encoder(e: EncoderSpec): Encode {
     case 'json':
       return templateEncoder(e.arg, true);
     case 'prefix':
-      return (s) => e.arg + s;
+      return (d) => join2(e.arg, d);
     case 'suffix':
-      return (s) => s + e.arg;
+      return (d) => join2(d, e.arg);
     case 'nl':
-      return (s) => `${s}\n`;
+      return (d) => join2(d, '\n');
+    case 'gzip':
+      return gzipLikeUwsgi;
+    case 'compress':
+      return (d) => zlib.deflateSync(Buffer.from(d));
   }
 }
 
@@ -84,7 +128,7 @@ function chain(encoders: readonly EncoderSpec[], name: string | undefined): Enco
 }
 
 interface Output {
-  write(text: string): void;
+  write(data: Data): void;
 }
 
 class Sink {
@@ -95,9 +139,9 @@ class Sink {
   ) {}
 
   emit(line: string): void {
-    let text = line;
-    for (const e of this.encoders) text = e(text);
-    this.out.write(text);
+    let data: Data = line;
+    for (const e of this.encoders) data = e(data);
+    this.out.write(data);
   }
 }
 
@@ -121,12 +165,13 @@ class Trouble {
 }
 
 function unixDatagramOutput(path: string, what: string, note: (line: string) => void, wrap: (text: string) => string): Output | undefined {
+  // The native helper sends text: bytes from gzip / compress do not survive it (syslog takes text anyway).
   const native = nativeHelper();
   if (!native) return undefined;
   const trouble = new Trouble(what, note);
   return {
-    write(text) {
-      const rc = native.notify(path, wrap(text));
+    write(data) {
+      const rc = native.notify(path, wrap(typeof data === 'string' ? data : data.toString('utf8')));
       if (rc < 0) trouble.failed(`cannot send to ${path} (errno ${-rc})`);
       else trouble.ok();
     },
@@ -180,7 +225,8 @@ export class LogMaster {
         return {
           write(text) {
             try {
-              writeSync(fd, text);
+              if (typeof text === 'string') writeSync(fd, text);
+              else writeSync(fd, text);
               trouble.ok();
             } catch (err) {
               trouble.failed(`cannot write (${(err as NodeJS.ErrnoException).code})`);
