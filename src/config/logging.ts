@@ -219,3 +219,8 @@ export function readLogging(values: OptionValues): LoggingSpec | undefined {
     alarmFreq: values.int('alarm-freq'),
   };
 }
+
+/** What a reload compares: the settings without where they were written. */
+export function loggingKey(spec: LoggingSpec | undefined): string {
+  return JSON.stringify(spec ?? null, (k, v: unknown) => (k === 'origin' ? undefined : v instanceof RegExp ? v.source : v));
+}

@@ -284,7 +284,7 @@ export class LogMaster {
       this.readFds.push(rfd);
       this.decoders.set(rfd, { decoder: new StringDecoder('utf8'), pending: '', req });
       const reader = new net.Socket({ fd: rfd, readable: true, writable: false });
-      reader.on('data', (chunk: Buffer) => this.take(rfd, chunk));
+      reader.on('data', (chunk: Buffer) => this.read(rfd, chunk));
       reader.on('error', () => {
         /* the pipe cannot fail while the master holds both ends */
       });
@@ -299,7 +299,7 @@ export class LogMaster {
     }
   }
 
-  private take(rfd: number, chunk: Buffer): void {
+  private read(rfd: number, chunk: Buffer): void {
     const s = this.decoders.get(rfd)!;
     let text = s.pending + s.decoder.write(chunk);
     let nl = text.indexOf('\n');
@@ -318,6 +318,11 @@ export class LogMaster {
     s.pending = text;
   }
 
+  /** Output the master collected itself (exec hooks, which it waits for): passed on line by line. */
+  take(text: string): void {
+    for (const line of text.split(/(?<=\n)/)) if (line) this.dispatch(line, false, true);
+  }
+
   /** Reads what is left in the pipes (the master is about to exit) and passes any unfinished line on. */
   drain(): void {
     const buf = Buffer.allocUnsafe(65536);
@@ -330,7 +335,7 @@ export class LogMaster {
           break;
         }
         if (n <= 0) break;
-        this.take(rfd, buf.subarray(0, n));
+        this.read(rfd, buf.subarray(0, n));
       }
       const s = this.decoders.get(rfd)!;
       if (s.pending) this.dispatch(s.pending, s.req, true);

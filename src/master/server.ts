@@ -22,6 +22,7 @@ import { statsJson, type MasterSnapshot } from './stats.js';
 import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
 import { LogMaster } from './logmaster.js';
+import { loggingKey } from '../config/logging.js';
 import { Scoreboard } from './scoreboard.js';
 import { Daemons } from './daemons.js';
 import { CronScheduler } from './cron.js';
@@ -198,7 +199,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const reqLogFd = logMaster?.reqFd;
     // exec-* hooks up to as-root: before the sockets are bound and privileges dropped, as uWSGI runs them.
     const execHook = (s: Settings, phase: ExecPhase): string | undefined =>
-      s.exec[phase].length ? runExecHooks(s.exec, phase, (l) => log!.info(l), log!.fd) : undefined;
+      s.exec[phase].length
+        ? runExecHooks(s.exec, phase, (l) => log!.info(l), log!.fd, logMaster && ((text) => logMaster!.take(text)))
+        : undefined;
     for (const phase of ['asap', 'pre-jail', 'in-jail', 'as-root'] as const) {
       const failed = execHook(settings, phase);
       if (failed) throw new StartupError(failed);
@@ -291,6 +294,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         }
         if (next.sockets.map((x) => x.text).join(' ') !== settings.sockets.map((x) => x.text).join(' ')) {
           processLog.info('note: socket changes take effect at the next restart; the reload keeps the bound sockets');
+        }
+        if (loggingKey(next.logging) !== loggingKey(settings.logging)) {
+          processLog.info('note: logger, req-logger, log-encoder, log-route and alarm changes take effect at the next restart; the reload keeps the running ones');
         }
         if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;

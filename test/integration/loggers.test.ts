@@ -279,6 +279,29 @@ test('req-logger with a Node app and the Python router: request lines go only th
   }
 });
 
+test('exec hooks output reaches the loggers; a reload that changes the loggers says they change at the next restart', async () => {
+  const dir = appDir();
+  const port = await freePort();
+  const ini = join(dir, 'app.ini');
+  const conf = (extra: string): string => `[uwsgi]\nhttp-socket = 127.0.0.1:${port}\nprocesses = 1\nwsgi-file = ${join(dir, 'app.py')}\n` +
+    // 100 KB from a hook the master waits for: more than a pipe holds, so it must not go through the log pipe.
+    `exec-as-root = head -c 100000 /dev/zero | tr '\\0' x; echo\n` +
+    `exec-pre-app = echo HOOK-OUTPUT; echo HOOK-ERR >&2\nlogger = stdio\nlogger = file:${join(dir, 'all.log')}\n${extra}`;
+  writeFileSync(ini, conf(''));
+  const tsgi = await startTsgi(['--ini', ini], { env: activatedEnv(sharedVenv()) });
+  try {
+    assert.match(read(join(dir, 'all.log')), /^HOOK-OUTPUT\nHOOK-ERR\n/m);
+    assert.ok(read(join(dir, 'all.log')).includes(`\n${'x'.repeat(100000)}\n`));
+    writeFileSync(ini, conf(`logger = file:${join(dir, 'second.log')}\n`));
+    tsgi.kill('SIGHUP');
+    await tsgi.waitFor(/graceful reload done/);
+    assert.match(read(join(dir, 'all.log')), /note: logger, req-logger, log-encoder, log-route and alarm changes take effect at the next restart/);
+    assert.equal(existsSync(join(dir, 'second.log')), false);
+  } finally {
+    assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  }
+});
+
 test('log-master alone: workers write to its pipe, lines still reach the logto file; without it they hold the file itself', async () => {
   for (const master of [false, true]) {
     const dir = appDir();
