@@ -60,6 +60,8 @@ export interface LoggingSpec {
   reqRoutes: RouteSpec[];
   alarms: AlarmSpec[];
   alarmLogs: AlarmLogSpec[];
+  /** alarm-backlog: alarms raised when a TCP socket's listen queue is full (the master looks every second). */
+  alarmBacklog: string[];
   /** alarm-freq: the same line raises the same alarm at most once in this many seconds (uWSGI: 3). */
   alarmFreq: number;
 }
@@ -79,7 +81,7 @@ export const SYSLOG_FACILITIES: Readonly<Record<string, number>> = {
 };
 
 const LOGGER_OPTIONS = ['logger', 'req-logger', 'log-encoder', 'log-req-encoder', 'log-route', 'log-req-route', 'log-master',
-  'alarm', 'alarm-log', 'not-alarm-log', 'alarm-segfault'] as const;
+  'alarm', 'alarm-log', 'not-alarm-log', 'alarm-segfault', 'alarm-backlog'] as const;
 
 function readLogger(value: string, origin: Origin, option: string): LoggerSpec {
   const bad = (why: string, code: 'BAD_VALUE' | 'NOT_IMPLEMENTED' = 'BAD_VALUE'): ConfigError =>
@@ -207,6 +209,17 @@ export function readLogging(values: OptionValues): LoggingSpec | undefined {
     }
     alarmLogs.unshift({ alarms: list, pattern: SEGFAULT_LINE, negate: false });
   }
+  const alarmBacklog: string[] = [];
+  for (const { value, origin } of values.all('alarm-backlog')) {
+    const list = value.split(',').map((n) => n.trim()).filter(Boolean);
+    if (!list.length) throw new ConfigError('BAD_VALUE', 'expected ALARM[,ALARM...]', origin, 'alarm-backlog');
+    for (const n of list) {
+      if (!alarms.some((a) => a.name === n)) {
+        throw new ConfigError('BAD_VALUE', `no alarm is named '${n}' (define it with alarm = ${n} cmd:COMMAND)`, origin, 'alarm-backlog');
+      }
+    }
+    alarmBacklog.push(...list.filter((n) => !alarmBacklog.includes(n)));
+  }
   return {
     loggers,
     reqLoggers,
@@ -216,6 +229,7 @@ export function readLogging(values: OptionValues): LoggingSpec | undefined {
     reqRoutes: readRoutes(values, 'log-req-route', reqLoggers),
     alarms,
     alarmLogs,
+    alarmBacklog,
     alarmFreq: values.int('alarm-freq'),
   };
 }

@@ -324,6 +324,9 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'a log line matching REGEXP raises no alarm from the alarm-log lines written after this one' }),
   declare({ name: 'alarm-segfault', aliases: ['segfault-alarm'], kind: 'string', repeat: true, meta: 'ALARM[,ALARM...]', section: 'Logging',
     help: "raise the alarms when a worker dies of a segmentation fault (SIGSEGV), with the master's line about it" }),
+  declare({ name: 'alarm-backlog', aliases: ['backlog-alarm', 'alarm-lq', 'lq-alarm', 'alarm-listen-queue', 'listen-queue-alarm'], kind: 'string',
+    repeat: true, meta: 'ALARM[,ALARM...]', section: 'Logging',
+    help: "check the TCP sockets' listen queue every second: when it is full, log it (uWSGI's line) and raise the alarms" }),
   declare({ name: 'alarm-freq', kind: 'int', default: '3', min: 0, meta: 'SECS', section: 'Logging',
     help: 'an alarm raised again by the same line within SECS seconds is skipped' }),
 

@@ -318,6 +318,11 @@ export class LogMaster {
     s.pending = text;
   }
 
+  /** Raises alarms directly (alarm-backlog), with their own message, throttled as the others. */
+  raise(alarms: readonly string[], message: string): void {
+    for (const name of alarms) this.alarms?.raise(name, message);
+  }
+
   /** Output the master collected itself (exec hooks, which it waits for): passed on line by line. */
   take(text: string): void {
     for (const line of text.split(/(?<=\n)/)) if (line) this.dispatch(line, false, true);
@@ -409,7 +414,7 @@ class Alarms {
     this.log(`tsgi: ${text}\n`);
   }
 
-  private raise(name: string, line: string): void {
+  raise(name: string, line: string): void {
     const a = this.state.get(name)!;
     const now = Math.floor(Date.now() / 1000);
     if (a.lastLine === line && now - a.lastRun < this.spec.alarmFreq) return;

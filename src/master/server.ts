@@ -131,6 +131,30 @@ function refuseMountsForNode(settings: Settings, file: string): void {
     '(Express, Hono and friends mount sub-apps under a prefix)', origin, option);
 }
 
+/**
+ * alarm-backlog: once a second, the accept queue of each TCP socket (from /proc/net/tcp, as the stats do); when it
+ * is full, uWSGI's line (its words, which log-route and alarm-log rules in real configs match) and the alarms.
+ * Unix sockets do not show their queue there and are not watched.
+ */
+function watchListenQueues(settings: Settings, sockets: readonly BoundSocket[], log: ProcessLog, logMaster: LogMaster, alarms: readonly string[]): void {
+  const tcp = sockets.filter((b) => !b.path);
+  if (!tcp.length) {
+    log.info('alarm-backlog: no TCP socket to watch (the listen queue of Unix sockets is not visible)');
+    return;
+  }
+  const max = settings.listen;
+  const timer = setInterval(() => {
+    for (const b of tcp) {
+      const queue = tcpListenQueue(Number(b.name.slice(b.name.lastIndexOf(':') + 1)));
+      if (queue === undefined || queue < max) continue;
+      const message = `listen queue of socket "${b.name}" (fd: ${b.fd}) full !!! (${queue}/${max})`;
+      log.info(`*** uWSGI ${message} ***`);
+      logMaster.raise(alarms, message);
+    }
+  }, 1000);
+  timer.unref();
+}
+
 export async function startServer(settings: Settings, _entries: readonly Entry[], argv: readonly string[], startCwd: string): Promise<void> {
   /** Set when this master is a vassal: its emperor hears of its lifecycle and of a failed start. */
   const emperor = vassalLink();
@@ -414,6 +438,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       stopGracefully();
     });
     master.start();
+    if (settings.logging?.alarmBacklog.length) watchListenQueues(settings, boundSockets, processLog, logMaster!, settings.logging.alarmBacklog);
     daemons?.start();
     cron?.start();
   } catch (err) {

@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import net from 'node:net';
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -25,6 +26,9 @@ const NO_UWSGI = 'uwsgi with its python3, logfile, logsocket and syslog plugins 
 const APP = `import sys
 def application(env, sr):
     path = env['PATH_INFO']
+    if path == '/sleep':
+        import time
+        time.sleep(3)
     if path == '/segv':
         import ctypes
         ctypes.string_at(0)
@@ -208,6 +212,45 @@ test('alarm-segfault: a worker that dies of SIGSEGV raises the alarm with the ma
   }
 });
 
+/** A uwsgi request packet for PATH. */
+function uwsgiPacket(path: string): Buffer {
+  const kv = (k: string, v: string): Buffer => {
+    const b = Buffer.alloc(4 + k.length + v.length);
+    b.writeUInt16LE(k.length, 0);
+    b.write(k, 2, 'latin1');
+    b.writeUInt16LE(v.length, 2 + k.length);
+    b.write(v, 4 + k.length, 'latin1');
+    return b;
+  };
+  const body = Buffer.concat([kv('REQUEST_METHOD', 'GET'), kv('PATH_INFO', path), kv('REQUEST_URI', path), kv('SERVER_PROTOCOL', 'HTTP/1.1')]);
+  const head = Buffer.from([0, body.length & 0xff, body.length >> 8, 0]);
+  return Buffer.concat([head, body]);
+}
+
+test('alarm-backlog: a full listen queue is logged in uWSGI\'s words and raises the alarm with uWSGI\'s message', async () => {
+  const dir = appDir();
+  const port = await freePort();
+  const out = join(dir, 'backlog.out');
+  const tsgi = await startTsgi(['--socket', `127.0.0.1:${port}`, '-p', '1', '--listen', '5', '--wsgi-file', join(dir, 'app.py'),
+    '--alarm', `q cmd:cat > ${out}`, '--alarm-backlog', 'q'], { env: activatedEnv(sharedVenv()) });
+  const clients: net.Socket[] = [];
+  try {
+    // One request holds the only worker for 3 s; the others wait in the kernel's queue until it is full.
+    for (let i = 0; i < 12; i++) {
+      const c = net.connect(port, '127.0.0.1');
+      c.on('error', () => {});
+      c.write(uwsgiPacket(i === 0 ? '/sleep' : '/x'));
+      clients.push(c);
+    }
+    await tsgi.waitFor(/tsgi: \*\*\* uWSGI listen queue of socket "127\.0\.0\.1:\d+" \(fd: \d+\) full !!! \(\d+\/5\) \*\*\*\n/, 10_000);
+    await until('the alarm', () => read(out) !== '');
+    assert.match(read(out), /^listen queue of socket "127\.0\.0\.1:\d+" \(fd: \d+\) full !!! \([56]\/5\)$/);
+  } finally {
+    for (const c of clients) c.destroy();
+    assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  }
+});
+
 /** A Unix datagram socket the test listens on (Node cannot bind one: Debian's python3 does). */
 async function unixDgramListener(path: string): Promise<RunningProcess> {
   const script = 'import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("listening",flush=True)\n' +
@@ -336,7 +379,8 @@ test('bad logging options: one line naming the file, line, option and what is wr
     ['alarm = jabber xmpp:a@b;c;d', /:3: option 'alarm': the 'xmpp' alarm plugin is not implemented in tsgi/],
     ['alarm-log = nope ERR', /:3: option 'alarm-log': no alarm is named 'nope'/],
     ['alarm-segfault = x', /:3: option 'alarm-segfault': no alarm is named 'x'/],
-    ['alarm-backlog = x', /:3: option 'alarm-backlog': is a uWSGI option that tsgi does not implement yet/],
+    ['alarm-backlog = x', /:3: option 'alarm-backlog': no alarm is named 'x'/],
+    ['alarm-fd = x 1:y', /:3: option 'alarm-fd': is a uWSGI option that tsgi does not implement yet/],
     ['alarm-log = a (unclosed\nalarm = a log:x', /option 'alarm-log': bad regular expression '\(unclosed'/],
   ];
   for (const [line, re] of cases) {
