@@ -313,6 +313,14 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'run CMD (through /bin/sh) in every minute that matches: each field a number, -1 for any, -N for every N (months 1-12, weekdays 0-6 from Sunday)' }),
   declare({ name: 'unique-cron', kind: 'string', repeat: true, meta: 'MIN HOUR MDAY MON WDAY CMD', section: 'Daemons and cron',
     help: 'as cron, but a run is skipped while the previous run of the job is still going' }),
+  declare({ name: 'cron2', kind: 'string', repeat: true, meta: '[KEY=VAL,...] CMD', section: 'Daemons and cron',
+    help: 'as cron with named fields: minute, hour, day, month, week (missing ones are -1), unique=1, harakiri=SECS (0: never); a bare CMD runs every minute' }),
+  declare({ name: 'cron-harakiri', kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Daemons and cron',
+    help: 'kill a cron run (and what it started) still going after this long; 0: never' }),
+  declare({ name: 'attach-daemon2', kind: 'string', repeat: true, meta: 'KEY=VAL,...', section: 'Daemons and cron',
+    help: 'attach a daemon described by keys: cmd (command, exec), pidfile, daemonize, control, stopsignal, reloadsignal, touch (FILE;FILE), stdin, uid, gid, chdir, max_throttle, freq, notifypid' }),
+  declare({ name: 'attach-control-daemon', kind: 'string', repeat: true, meta: 'CMD', section: 'Daemons and cron',
+    help: 'as attach-daemon, but when CMD ends the whole instance stops gracefully' }),
 
   // exec-* hooks (src/master/exec-hooks.ts)
   ...(['asap', 'pre-jail', 'in-jail', 'as-root', 'as-user', 'pre-app', 'as-user-atexit'] as const).map((phase) =>

@@ -12,8 +12,10 @@ import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type Opt
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
 import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
-import { parseCron, type CronJob } from '../master/cron.js';
-import type { DaemonSpec } from '../master/daemons.js';
+import { parseCron, parseCron2, type CronJob } from '../master/cron.js';
+import type { DaemonExtra, DaemonSpec } from '../master/daemons.js';
+import { resolveGroup, resolveUser } from '../master/users.js';
+import { constants as osConstants } from 'node:os';
 
 export type SocketAddress =
   | { kind: 'unix'; path: string }
@@ -251,8 +253,10 @@ export interface Settings {
   emperor: EmperorSettings | undefined;
   /** attach-daemon, smart-attach-daemon(2), in order (src/master/daemons.ts). */
   daemons: DaemonSpec[];
-  /** cron and unique-cron jobs (src/master/cron.ts). */
+  /** cron, unique-cron and cron2 jobs (src/master/cron.ts). */
   cron: CronJob[];
+  /** cron-harakiri: seconds (0: none). */
+  cronHarakiri: number;
   /** exec-* hooks, per point of the master's life (src/master/exec-hooks.ts). */
   exec: ExecHooks;
   /** The master's umask (umask option), undefined: left as inherited. */
@@ -510,7 +514,100 @@ function readDaemons(values: OptionValues): DaemonSpec[] {
       specs.push({ spec: { kind, command: m[2]!.trim(), pidfile: resolvePath(m[1]!) }, origin });
     }
   }
+  for (const { value, origin } of values.all('attach-control-daemon')) {
+    if (!value.trim()) throw new ConfigError('BAD_VALUE', 'a command is required', origin, 'attach-control-daemon');
+    specs.push({ spec: { kind: 'attach-daemon', command: value.trim(), pidfile: undefined, extra: { ...NO_EXTRA, control: true, text: value } }, origin });
+  }
+  for (const { value, origin } of values.all('attach-daemon2')) specs.push({ spec: parseDaemon2(value, origin), origin });
   return specs.map((s) => s.spec);
+}
+
+const NO_EXTRA: DaemonExtra = {
+  control: false, stopSignal: 'SIGTERM', reloadSignal: undefined, touch: [], stdin: false, uid: undefined, gid: undefined,
+  chdir: undefined, maxThrottle: undefined, notifyPid: false, text: '',
+};
+
+/** A signal given by number (as uWSGI reads it) or by name (SIGQUIT, QUIT). */
+function parseSignal(raw: string): NodeJS.Signals | number | undefined {
+  if (/^\d+$/.test(raw)) {
+    const n = Number(raw);
+    return n >= 1 && n <= 64 ? n : undefined;
+  }
+  const name = (raw.toUpperCase().startsWith('SIG') ? raw.toUpperCase() : `SIG${raw.toUpperCase()}`) as NodeJS.Signals;
+  return name in osConstants.signals ? name : undefined;
+}
+
+/**
+ * attach-daemon2 = KEY=VAL,...: the keys uWSGI 2.0 reads. Which of tsgi's daemon kinds it is follows from them:
+ * no pidfile, a dumb daemon (attach-daemon); a pidfile, a daemon that daemonizes itself and writes it
+ * (smart-attach-daemon); a pidfile and daemonize, one the master keeps in the foreground and whose pid it writes
+ * (smart-attach-daemon2). Unknown keys are named (uWSGI ignores them).
+ */
+function parseDaemon2(value: string, origin: Origin): DaemonSpec {
+  const option = 'attach-daemon2';
+  const bad = (why: string): ConfigError => new ConfigError('BAD_VALUE', `bad value '${value}': ${why}`, origin, option);
+  const kv = new Map<string, string>();
+  // A comma inside a value is written \, (a command with commas).
+  for (const item of value.split(/(?<!\\),/).map((i) => i.replace(/\\,/g, ','))) {
+    if (!item.trim()) continue;
+    const eq = item.indexOf('=');
+    const key = (eq < 0 ? item : item.slice(0, eq)).trim();
+    kv.set(key, eq < 0 ? '' : item.slice(eq + 1));
+  }
+  const KNOWN = ['command', 'cmd', 'exec', 'freq', 'pidfile', 'control', 'daemonize', 'daemon', 'touch', 'stopsignal', 'stop_signal',
+    'reloadsignal', 'reload_signal', 'stdin', 'uid', 'gid', 'chdir', 'max_throttle', 'notifypid'];
+  for (const key of kv.keys()) {
+    if (key === 'legion') throw new ConfigError('NOT_IMPLEMENTED', `bad value '${value}': legion= needs uWSGI's legion subsystem, which tsgi does not implement`, origin, option);
+    if (key === 'ns_pid') throw new ConfigError('NOT_IMPLEMENTED', `bad value '${value}': ns_pid (a PID namespace per daemon) is not implemented by tsgi`, origin, option);
+    if (!KNOWN.includes(key)) throw bad(`unknown key '${key}' (attach-daemon2 knows ${KNOWN.join(', ')})`);
+  }
+  const get = (...keys: string[]): string | undefined => {
+    for (const k of keys) if (kv.has(k)) return kv.get(k);
+    return undefined;
+  };
+  const command = get('command', 'cmd', 'exec')?.trim();
+  if (!command) throw bad("a 'cmd' key is required (attach-daemon2 = cmd=COMMAND,...)");
+  const flag = (k: string): boolean => kv.has(k) && !['0', 'false', 'no', 'off'].includes(kv.get(k)!.trim().toLowerCase());
+  const num = (k: string): number | undefined => {
+    const raw = kv.get(k);
+    if (raw === undefined) return undefined;
+    if (!/^\d+$/.test(raw.trim())) throw bad(`${k} must be a whole number, not '${raw}'`);
+    return Number(raw.trim());
+  };
+  const sig = (...keys: string[]): NodeJS.Signals | number | undefined => {
+    const raw = get(...keys);
+    if (raw === undefined) return undefined;
+    const s = parseSignal(raw.trim());
+    if (s === undefined) throw bad(`${keys[0]} '${raw}' is not a signal (a number or a name such as SIGQUIT)`);
+    return s;
+  };
+  const id = (k: string, resolveId: (v: string) => number | undefined): number | undefined => {
+    const raw = kv.get(k)?.trim();
+    if (raw === undefined) return undefined;
+    const n = resolveId(raw);
+    if (n === undefined) throw bad(`${k} '${raw}': no such ${k === 'uid' ? 'user' : 'group'}`);
+    return n;
+  };
+  const pidfileRaw = get('pidfile')?.trim();
+  const daemonize = flag('daemonize') || flag('daemon');
+  if (daemonize && !pidfileRaw) throw bad('daemonize needs a pidfile (the master writes the daemon\'s pid there)');
+  num('freq'); // checked; tsgi watches pidfiles every second whatever its value (docs/daemons.md)
+  const extra: DaemonExtra = {
+    control: flag('control'),
+    stopSignal: sig('stopsignal', 'stop_signal') ?? 'SIGTERM',
+    reloadSignal: sig('reloadsignal', 'reload_signal'),
+    touch: (get('touch') ?? '').split(';').map((t) => t.trim()).filter(Boolean).map((t) => resolvePath(t)),
+    stdin: flag('stdin'),
+    uid: id('uid', (v) => resolveUser(v)?.uid),
+    gid: id('gid', resolveGroup),
+    chdir: get('chdir')?.trim() || undefined,
+    maxThrottle: num('max_throttle'),
+    notifyPid: flag('notifypid'),
+    text: value,
+  };
+  if (extra.control && pidfileRaw) throw bad('control applies to a daemon without a pidfile (one the master runs as its child)');
+  const kind: DaemonSpec['kind'] = !pidfileRaw ? 'attach-daemon' : daemonize ? 'smart-attach-daemon2' : 'smart-attach-daemon';
+  return { kind, command, pidfile: pidfileRaw ? resolvePath(pidfileRaw) : undefined, extra };
 }
 
 /**
@@ -636,7 +733,9 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     cron: [
       ...values.all('cron').map(({ value, origin }) => parseCron(value, origin, 'cron')),
       ...values.all('unique-cron').map(({ value, origin }) => parseCron(value, origin, 'unique-cron')),
+      ...values.all('cron2').map(({ value, origin }) => parseCron2(value, origin, 'cron2')),
     ],
+    cronHarakiri: values.int('cron-harakiri'),
     plugin,
     appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),

@@ -219,8 +219,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     /** The configuration in effect (a reload replaces it): its as-user-atexit hooks run when it goes. */
     let current = settings;
     // attach-daemon & co. and cron: created only when configured, so nothing runs for them otherwise.
-    const daemons = settings.daemons.length ? new Daemons(settings.daemons, (l) => processLog.info(l), () => processLog.fd) : undefined;
-    const cron = settings.cron.length ? new CronScheduler(settings.cron, (l) => processLog.info(l), () => processLog.fd) : undefined;
+    const daemons = settings.daemons.length ? new Daemons(settings.daemons, (l) => processLog.info(l), () => processLog.fd, () => stopGracefully()) : undefined;
+    const cron = settings.cron.length ? new CronScheduler(settings.cron, (l) => processLog.info(l), () => processLog.fd, settings.cronHarakiri) : undefined;
     let daemonsStopped: Promise<void> | undefined;
     const stopDaemons = (): Promise<void> => {
       cron?.stop();
@@ -292,7 +292,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         }
         current = next;
         daemons?.reload(next.daemons);
-        cron?.replace(next.cron);
+        cron?.replace(next.cron, next.cronHarakiri);
         return next;
       },
       releaseListeners: () => closeSockets(boundSockets, vacuum),
