@@ -101,6 +101,27 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'socket-timeout', short: 'z', kind: 'int', default: '4', min: 1, meta: 'SECONDS', section: 'Sockets',
     help: 'a client that sends nothing for this long while its request is read is disconnected (uwsgi and --http-socket)' }),
 
+  // HTTPS and the router in front of other instances (docs/https.md).
+  declare({ name: 'https', kind: 'string', repeat: true, meta: 'ADDR,CERT,KEY[,CIPHERS[,CA]]', section: 'Sockets',
+    help: "uWSGI's HTTPS router on ADDR: the router speaks TLS with CERT and KEY (read by the master before dropping privileges), CIPHERS an OpenSSL list, CA a client-CA file (!CA: a client certificate is required)" }),
+  declare({ name: 'https-socket', kind: 'string', repeat: true, meta: 'ADDR,CERT,KEY[,CIPHERS[,CA]]', section: 'Sockets',
+    help: 'as https, with socket-timeout (in tsgi both go through the router)' }),
+  declare({ name: 'http-to-https', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
+    help: 'an HTTP listener on ADDR that answers every request with a 301 to the same URL over https' }),
+  declare({ name: 'http-to', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
+    help: "the HTTP router forwards requests to these uwsgi servers (other tsgi or uWSGI instances), round robin, instead of this instance's workers; may repeat" }),
+  bool('https-export-cert', 'Sockets', "the client's certificate (PEM) reaches the app as HTTPS_CC"),
+  declare({ name: 'https-session-context', kind: 'string', meta: 'NAME', section: 'Sockets',
+    help: 'the TLS session id context of the https listeners (sessions are resumable only within one context)' }),
+  declare({ name: 'ssl-sessions-timeout', kind: 'int', default: '300', min: 1, meta: 'SECONDS', section: 'Sockets',
+    help: 'how long a TLS session of the https listeners can be resumed' }),
+  declare({ name: 'ssl-verify-depth', kind: 'int', default: '1', min: 0, max: 100, meta: 'N', section: 'Sockets',
+    help: "most CA certificates between a client certificate and the trusted CA (https with a client CA); a longer chain is refused" }),
+  declare({ name: 'ssl-sessions-use-cache', kind: 'string', implicit: 'true', meta: 'CACHE', section: 'Sockets', status: 'accepted',
+    help: "uWSGI shares TLS sessions among its HTTP router processes through its cache; tsgi's one router keeps them itself (Node's session cache and tickets), so sessions resume without it; the value is ignored" }),
+  declare({ name: 'http-processes', aliases: ['http-workers'], kind: 'int', default: '1', min: 1, meta: 'N', section: 'Sockets',
+    help: 'HTTP router processes: tsgi runs one (1 is accepted, another number refused)' }),
+
   // ---- Processes ----
   bool('master', 'Processes', 'run the master process (tsgi always has one; accepted for uWSGI configs)', { short: 'M' }),
   declare({ name: 'processes', short: 'p', aliases: ['workers'], kind: 'int', default: '1', min: 1, max: 1024, meta: 'N', section: 'Processes',

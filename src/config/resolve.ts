@@ -16,6 +16,7 @@ import { parseCron, parseCron2, type CronJob } from '../master/cron.js';
 import type { DaemonExtra, DaemonSpec } from '../master/daemons.js';
 import { resolveGroup, resolveUser } from '../master/users.js';
 import { constants as osConstants } from 'node:os';
+import { parseHttpsValue, type HttpToTarget, type TlsSettings, type TlsSpec } from './https.js';
 
 export type SocketAddress =
   | { kind: 'unix'; path: string }
@@ -31,6 +32,10 @@ export interface SocketSpec {
   /** Idle limit for HTTP clients on this socket (seconds). */
   timeout: number;
   origin: Origin;
+  /** https, https-socket: the router speaks TLS on it (docs/https.md). */
+  tls?: TlsSpec;
+  /** http-to-https: every request is redirected to https. */
+  redirectHttps?: boolean;
 }
 
 /** The app (module, wsgi-file, callable: read for Python and Node apps alike) and Python's own settings. */
@@ -188,6 +193,12 @@ function readCheaper(values: OptionValues): CheaperSettings | undefined {
 
 export interface Settings {
   sockets: SocketSpec[];
+  /** http-to: the router sends requests to these uwsgi servers, round robin, instead of this instance's workers. */
+  httpTo: HttpToTarget[];
+  /** http-to and no app: no workers, the router alone. */
+  routerOnly: boolean;
+  /** Settings of every https listener. */
+  tls: TlsSettings;
   limitPost: number;
   chmodSocket: number | undefined;
   chownSocket: string | undefined;
@@ -641,6 +652,22 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
   add('uwsgi-socket', 'uwsgi', socketTimeout);
   add('http-socket', 'http', socketTimeout);
   add('http', 'http', values.int('http-timeout'));
+  // HTTPS and the router in front of other instances (src/config/https.ts, docs/https.md).
+  const addTls = (option: string, timeout: number): void => {
+    for (const { value, origin } of values.all(option)) {
+      const { addr, tls } = parseHttpsValue(value, origin, option);
+      sockets.push({ address: parseSocketAddress(addr, origin, option), text: addr, protocol: 'http', option, timeout, origin, tls });
+    }
+  };
+  addTls('https', values.int('http-timeout'));
+  addTls('https-socket', socketTimeout);
+  for (const { value, origin } of values.all('http-to-https')) {
+    sockets.push({ address: parseSocketAddress(value, origin, 'http-to-https'), text: value, protocol: 'http', option: 'http-to-https', timeout: values.int('http-timeout'), origin, redirectHttps: true });
+  }
+  const httpTo = values.all('http-to').map(({ value, origin }) => ({ address: parseSocketAddress(value, origin, 'http-to'), text: value, origin }));
+  if (values.int('http-processes') !== 1) {
+    throw new ConfigError('NOT_IMPLEMENTED', `${values.int('http-processes')}: tsgi runs one HTTP router process (Node's event loop holds every client; it is not the bottleneck, the workers are); set 1 or remove it`, values.origin('http-processes'), 'http-processes');
+  }
 
   let module = values.get('module');
   let callable = values.get('callable') ?? 'application';
@@ -670,6 +697,14 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
   const spaced = values.get('procname-prefix-spaced');
   return {
     sockets,
+    httpTo,
+    routerOnly: httpTo.length > 0 && module === undefined && wsgiFile === undefined && values.all('mount').length === 0,
+    tls: {
+      exportCert: values.bool('https-export-cert'),
+      sessionContext: values.get('https-session-context'),
+      sessionTimeout: values.int('ssl-sessions-timeout'),
+      verifyDepth: values.int('ssl-verify-depth'),
+    },
     limitPost: values.int('limit-post'),
     chmodSocket: chmod === undefined ? undefined : Number.parseInt(chmod, 8),
     chownSocket: values.get('chown-socket'),

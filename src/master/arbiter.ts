@@ -146,6 +146,8 @@ const CHEAPER_CHECK_MS = 1000;
 
 /** The ids of the workers to start for a generation: all, or with cheaper at least `initial` and `keep`. */
 function startingIds(s: Settings, keep: number): Set<number> {
+  // http-to without an app: the router alone, in front of other instances (as uWSGI's no-workers mode).
+  if (s.routerOnly) return new Set();
   const n = s.cheaper ? Math.min(s.processes, Math.max(s.cheaper.initial, keep)) : s.processes;
   return new Set(Array.from({ length: n }, (_, i) => i + 1));
 }

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
 import { ConfigError } from '../config/errors.js';
 import type { Entry } from '../config/origin.js';
-import { processTitle, type Settings } from '../config/resolve.js';
+import { processTitle, type Settings, type SocketSpec } from '../config/resolve.js';
 import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
 import { Master, type MasterHooks, type Milestone } from './arbiter.js';
@@ -24,6 +24,7 @@ import { ProcessLog } from './log.js';
 import { Scoreboard } from './scoreboard.js';
 import { Daemons } from './daemons.js';
 import { CronScheduler } from './cron.js';
+import { loadTls, type TlsMaterial } from './tls.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
 import { resolveGroup, resolveUser } from './users.js';
 import { appName, resolveInterpreter, spawnPythonWorker } from '../workers/python/launcher.js';
@@ -43,7 +44,7 @@ function targetOwner(settings: Settings): { uid: number; gid: number } | undefin
 }
 
 /** Starts the HTTP router on the HTTP sockets, with `links` links: one per core of every running worker. */
-function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number, links: number) {
+function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number, links: number, tlsMaterial: ReadonlyArray<TlsMaterial | undefined>) {
   const FIRST_FD = 4; // 0-2 standard streams, 3 the IPC channel with the master
   const config = {
     linkPath: link.path,
@@ -65,12 +66,19 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
       name: b.name,
       port: b.path ? '' : b.name.slice(b.name.lastIndexOf(':') + 1),
       timeout: b.spec.timeout,
+      tls: b.spec.tls !== undefined,
+      redirectHttps: b.spec.redirectHttps === true,
     })),
+    httpTo: settings.httpTo.map((t) => ({ address: t.address, text: t.text })),
+    tlsSettings: tlsMaterial.some((m) => m !== undefined) ? settings.tls : undefined,
   };
-  return spawn(process.execPath, [ROUTER_SCRIPT], {
+  const child = spawn(process.execPath, [ROUTER_SCRIPT], {
     stdio: ['ignore', logFd, logFd, 'ipc', ...http.map((b) => b.fd)],
     env: { ...process.env, TSGI_ROUTER: JSON.stringify(config) },
   });
+  // Certificates and keys over the IPC channel, not in the environment (readable in /proc): the router waits for them.
+  if (config.tlsSettings) child.send({ type: 'tls', material: tlsMaterial });
+  return child;
 }
 
 /** Node's POSIX credential calls (always present on Linux, optional in the type definitions). */
@@ -154,7 +162,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       }));
     }
     if (settings.sockets.length === 0) throw new StartupError('no socket to serve on: set socket = ADDR (e.g. socket = /run/tsgi/app.sock or :3031)');
-    if (!settings.python.module && !settings.python.wsgiFile && !settings.python.mounts.length) {
+    if (!settings.routerOnly && !settings.python.module && !settings.python.wsgiFile && !settings.python.mounts.length) {
       throw new StartupError('no app to serve: set module = MODULE[:CALLABLE], wsgi-file = FILE or mount = /PATH=APP');
     }
     const cwd = process.cwd();
@@ -174,7 +182,20 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       // A Node app's imports are not known to the master; touch-reload names the files to watch instead.
       throw new StartupError(`py-autoreload watches the modules of a Python app; ${choice.file} is a Node app (use touch-reload = FILE to reload when a file changes)`);
     }
-    const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
+    // https, http-to-https and http-to live in the router, which Python apps have (docs/https.md).
+    const routerOnlySocket = settings.sockets.find((x) => x.tls !== undefined || x.redirectHttps);
+    if (kind === 'node' && (routerOnlySocket || settings.httpTo.length)) {
+      const option = routerOnlySocket?.option ?? 'http-to';
+      const origin = routerOnlySocket?.origin ?? settings.httpTo[0]!.origin;
+      throw new ConfigError('NOT_IMPLEMENTED', `is served by tsgi's HTTP router, which runs for Python apps; ${choice.file} is a Node app (put tsgi-proxy or nginx with TLS in front of its http-socket)`, origin, option);
+    }
+    if (settings.httpTo.length && !settings.sockets.some((x) => x.protocol === 'http' && !x.redirectHttps)) {
+      throw new ConfigError('BAD_VALUE', 'forwards the requests of the HTTP router; add http = ADDR or https = ADDR,CERT,KEY for it to listen on', settings.httpTo[0]!.origin, 'http-to');
+    }
+    // Read as root, before the privileges go (a key readable by root only is the usual setup).
+    const tlsBySpec = new Map<SocketSpec, TlsMaterial>();
+    for (const spec of settings.sockets) if (spec.tls) tlsBySpec.set(spec, loadTls(spec));
+    const interpreter = kind === 'python' && !settings.routerOnly ? resolveInterpreter(settings, process.env) : undefined;
     // As uWSGI: the umask applies to everything the master creates (log, sockets, pidfiles) and its children.
     if (settings.umask !== undefined) process.umask(settings.umask);
     try {
@@ -210,8 +231,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4), settings.threads);
     const boundSockets = sockets;
     process.title = processTitle(settings.procname, 'master');
-    processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, ` +
-      (kind === 'python' ? `python ${interpreter}` : `node ${process.version} (${choice.file})`));
+    processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, ` + (settings.routerOnly
+      ? `no app: the HTTP router forwards to ${settings.httpTo.map((t) => t.text).join(', ')} (http-to)`
+      : `app ${appName(settings)}, ` + (kind === 'python' ? `python ${interpreter}` : `node ${process.version} (${choice.file})`)));
     for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} ${b.inherited ? 'passed by systemd' : 'bound'} (fd ${b.fd})`);
     const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
@@ -261,7 +283,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
           : workerSpec(s, id, slot, false),
       // Node cannot fork a loaded app: every Node worker loads it (lazy-apps, always).
       spawnLoader: settings.lazyApps || kind === 'node' ? undefined : (s) => workerSpec(s, 0, 0, true),
-      spawnRouter: linkSocket ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links) : undefined,
+      spawnRouter: linkSocket ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links, httpSockets.map((b) => tlsBySpec.get(b.spec))) : undefined,
       reloadSettings: () => {
         let errors = '';
         const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
