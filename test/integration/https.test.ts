@@ -393,3 +393,54 @@ describe('bad https values stop tsgi with one line', { skip: haveOpenssl ? false
     }
   });
 });
+
+describe('ssl-verify-depth, compared with the real uWSGI', { skip: !haveOpenssl ? 'openssl is not installed' : !haveUwsgi ? 'uwsgi with its python3 and http plugins is not installed' : false }, () => {
+  test('a client chain with one or two intermediate CAs: served or refused as uWSGI does, at the default depth (1) and at 2', async () => {
+    const dir = tempDir();
+    makeCerts(dir);
+    writeFileSync(join(dir, 'who.py'), WHO_APP);
+    writeFileSync(join(dir, 'ext.cnf'), '[v3_ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
+    const ca = (name: string, issuer: string, serial: string): void => {
+      openssl(dir, 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+      openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.crt`, '-CAkey', `${issuer}.key`, '-set_serial', serial, '-out', `${name}.crt`, '-days', '2', '-extfile', 'ext.cnf', '-extensions', 'v3_ca');
+    };
+    const leaf = (name: string, issuer: string, serial: string): void => {
+      openssl(dir, 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+      openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.crt`, '-CAkey', `${issuer}.key`, '-set_serial', serial, '-out', `${name}.crt`, '-days', '2');
+    };
+    ca('int1', 'ca', '11');
+    ca('int2', 'int1', '12');
+    leaf('leaf1', 'int1', '13');
+    leaf('leaf2', 'int2', '14');
+    const chain = (...names: string[]): Buffer => Buffer.concat(names.map((n) => readFileSync(join(dir, `${n}.crt`))));
+    const clients = [
+      { cert: chain('leaf1', 'int1'), key: readFileSync(join(dir, 'leaf1.key')) },
+      { cert: chain('leaf2', 'int2', 'int1'), key: readFileSync(join(dir, 'leaf2.key')) },
+    ];
+    const outcomes = async (port: number): Promise<string[]> => {
+      const r: string[] = [];
+      for (const cl of clients) r.push(await request(`https://127.0.0.1:${port}/`, cl).then((x) => String(x.status), () => 'refused'));
+      return r;
+    };
+    for (const depth of [undefined, 2]) {
+      // uWSGI builds its TLS context while it reads `https`: ssl-verify-depth counts only before it.
+      const ini = (port: number): string => {
+        const file = join(dir, `d${depth ?? 'default'}-${port}.ini`);
+        writeFileSync(file, `[uwsgi]\n${depth === undefined ? '' : `ssl-verify-depth = ${depth}\n`}https = 127.0.0.1:${port},srv.crt,srv.key,,!ca.crt\nwsgi-file = who.py\nmaster = true\n`);
+        return file;
+      };
+      const [uPort, tPort] = [await freePort(), await freePort()];
+      const u = startProcess('uwsgi', ['--plugin', 'python3,http', '--ini', ini(uPort)], { env: cleanEnv({ WHO: 'x' }), cwd: dir });
+      const t = await startTsgi(['--ini', ini(tPort)], { env: cleanEnv({ WHO: 'x' }), cwd: dir });
+      try {
+        await u.waitFor(/spawned uWSGI http 1/);
+        await u.waitFor(/spawned uWSGI worker 1/);
+        const expected = await outcomes(uPort);
+        assert.deepEqual(expected, depth === undefined ? ['200', 'refused'] : ['200', '200'], 'uWSGI (the expectation is not vacuous)');
+        assert.deepEqual(await outcomes(tPort), expected, `ssl-verify-depth ${depth ?? 'default'}`);
+      } finally {
+        await Promise.all([stopProcess(u, 'SIGINT'), stopProcess(t)]);
+      }
+    }
+  });
+});
