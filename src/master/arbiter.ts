@@ -765,6 +765,8 @@ export class Master {
     this.chain = undefined;
     this.log.info(`graceful reload: starting ${this.running.size} new worker(s) (generation ${this.generation})`);
     for (const id of this.running) this.spawn(id, this.generation);
+    // http-to without an app: no worker to wait for.
+    if (this.running.size === 0) this.finishReload();
   }
 
   /** Chain reload: replace the workers one at a time, each new one serving before the old one stops. */

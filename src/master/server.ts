@@ -299,6 +299,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (next.sockets.map((x) => x.text).join(' ') !== settings.sockets.map((x) => x.text).join(' ')) {
           processLog.info('note: socket changes take effect at the next restart; the reload keeps the bound sockets');
         }
+        if (next.httpTo.map((x) => x.text).join(' ') !== settings.httpTo.map((x) => x.text).join(' ') || next.routerOnly !== settings.routerOnly) {
+          return 'http-to changed: the router keeps its backends until the next restart';
+        }
         if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
         if ((next.daemons.length && !daemons) || (next.cron.length && !cron)) {

@@ -263,6 +263,12 @@ describe('http-to: the router in front of other instances', { skip: haveUwsgi ? 
     }
   });
 
+  test('a reload of the router alone completes (no worker to wait for) and it goes on serving', async () => {
+    front.kill('SIGHUP');
+    await front.waitFor(/graceful reload done: generation 2 serving/);
+    assert.equal((await request(`http://127.0.0.1:${frontPort}/after-reload`)).status, 200);
+  });
+
   test('every address down: 502 and a log line', async () => {
     const port = await freePort();
     const p = startProcess(tsgiBin, ['--http', `127.0.0.1:${port}`, '--http-to', join(dir, 'none1.sock'), '--http-to', join(dir, 'none2.sock')], { env: cleanEnv(), cwd: dir });
