@@ -183,11 +183,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError(`py-autoreload watches the modules of a Python app; ${choice.file} is a Node app (use touch-reload = FILE to reload when a file changes)`);
     }
     // https, http-to-https and http-to live in the router, which Python apps have (docs/https.md).
-    const routerOnlySocket = settings.sockets.find((x) => x.tls !== undefined || x.redirectHttps);
-    if (kind === 'node' && (routerOnlySocket || settings.httpTo.length)) {
-      const option = routerOnlySocket?.option ?? 'http-to';
-      const origin = routerOnlySocket?.origin ?? settings.httpTo[0]!.origin;
-      throw new ConfigError('NOT_IMPLEMENTED', `is served by tsgi's HTTP router, which runs for Python apps; ${choice.file} is a Node app (put tsgi-proxy or nginx with TLS in front of its http-socket)`, origin, option);
+    // Node workers serve https themselves (node:https); forwarding to other instances is the router's, which
+    // only Python apps have.
+    if (kind === 'node' && settings.httpTo.length) {
+      throw new ConfigError('NOT_IMPLEMENTED', `is done by tsgi's HTTP router, which runs for Python apps; ${choice.file} is a Node app (its workers serve HTTP themselves)`, settings.httpTo[0]!.origin, 'http-to');
     }
     if (settings.httpTo.length && !settings.sockets.some((x) => x.protocol === 'http' && !x.redirectHttps)) {
       throw new ConfigError('BAD_VALUE', 'forwards the requests of the HTTP router; add http = ADDR or https = ADDR,CERT,KEY for it to listen on', settings.httpTo[0]!.origin, 'http-to');
@@ -279,6 +278,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
             scoreboardSize: scoreboard.size,
             sockets: boundSockets,
             env: process.env,
+            tlsFor: (b) => {
+              const m = tlsBySpec.get(b.spec);
+              return m && { ...m, ...s.tls };
+            },
           })
           : workerSpec(s, id, slot, false),
       // Node cannot fork a loaded app: every Node worker loads it (lazy-apps, always).

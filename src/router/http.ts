@@ -5,9 +5,10 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { X509Certificate } from 'node:crypto';
 import { ClientConnection, clock, type RouterContext } from './client.js';
 import type { Exchange } from './links.js';
+import { checkClient, tlsServerOptions, type ListenerTls } from './tls-options.js';
+export type { ListenerTls } from './tls-options.js';
 import type { ListenerInfo } from './vars.js';
 import type { StaticFiles } from '../static/files.js';
 import type { HeaderEdit } from '../config/resolve.js';
@@ -25,52 +26,10 @@ export interface HttpListenerConfig {
   redirectHttps?: boolean;
 }
 
-/** The certificates and settings of one https listener (src/master/tls.ts reads them). */
-export interface ListenerTls {
-  cert: string;
-  key: string;
-  ca: string | undefined;
-  ciphers: string | undefined;
-  requireClientCert: boolean;
-  exportCert: boolean;
-  sessionContext: string | undefined;
-  sessionTimeout: number;
-  verifyDepth: number;
-}
-
 /** Where requests go: this instance's workers (LinkPool) or other instances (UpstreamPool, http-to). */
 export interface RequestSink {
   submit(ex: Exchange): boolean;
   withdraw(ex: Exchange): void;
-}
-
-/**
- * CA certificates between a verified client certificate and the trust anchor, as OpenSSL's verify depth counts
- * them (Node gives no verify-depth setting, so ssl-verify-depth is checked on the chain once it is verified).
- */
-function intermediates(peer: tls.DetailedPeerCertificate): number {
-  let n = 0;
-  let c = peer;
-  const seen = new Set<string>();
-  while (c.issuerCertificate !== undefined && c.issuerCertificate !== c && !seen.has(c.fingerprint256)) {
-    seen.add(c.fingerprint256);
-    c = c.issuerCertificate;
-    n++;
-  }
-  // The last one is the trusted CA itself, which the depth does not count.
-  return Math.max(0, n - 1);
-}
-
-/** The vars uWSGI's https router adds for a client certificate: its subject, the DER bytes and (https-export-cert) the PEM. */
-function clientCertVars(raw: Buffer, exportCert: boolean): { keys: string[]; values: string[] } {
-  const x509 = new X509Certificate(raw);
-  const keys = ['HTTPS_DN', 'HTTPS_CLIENT_CERTIFICATE'];
-  const values = ['/' + x509.subject.split('\n').join('/'), raw.toString('latin1')];
-  if (exportCert) {
-    keys.push('HTTPS_CC');
-    values.push(x509.toString());
-  }
-  return { keys, values };
 }
 
 export interface HttpRouterConfig {
@@ -174,41 +133,13 @@ export class HttpRouter {
 
   /** An https listener: connections are handed over once the handshake (and the client-certificate checks) passed. */
   private tlsServer(t: ListenerTls, l: HttpListenerConfig, ctx: RouterContext, timeoutMs: number): tls.Server {
-    const server = tls.createServer({
-      allowHalfOpen: true,
-      noDelay: true,
-      cert: t.cert,
-      key: t.key,
-      ciphers: t.ciphers,
-      // uWSGI's rule: with a CA a client certificate is asked for and checked; '!CA' refuses a client without one.
-      ca: t.ca,
-      requestCert: t.ca !== undefined,
-      rejectUnauthorized: t.ca !== undefined && t.requireClientCert,
-      sessionIdContext: (t.sessionContext ?? l.name).slice(0, 32),
-      sessionTimeout: t.sessionTimeout,
-      handshakeTimeout: timeoutMs,
-    }, (socket) => {
+    const server = tls.createServer({ allowHalfOpen: true, noDelay: true, ...tlsServerOptions(t, l.name, timeoutMs) }, (socket) => {
       if (this.closingNow) {
         socket.destroy();
         return;
       }
-      let certVars: { keys: string[]; values: string[] } | undefined;
-      if (t.ca !== undefined) {
-        const peer = socket.getPeerCertificate(true);
-        const presented = peer !== null && peer.raw !== undefined;
-        const from = `${socket.remoteAddress}:${socket.remotePort}`;
-        if (presented && !socket.authorized) {
-          this.log(`https ${l.name}: client ${from} sent a certificate that does not verify (${String(socket.authorizationError)}); connection closed`);
-          socket.destroy();
-          return;
-        }
-        if (presented && intermediates(peer) > t.verifyDepth) {
-          this.log(`https ${l.name}: client ${from} sent a certificate chain over ssl-verify-depth ${t.verifyDepth}; connection closed`);
-          socket.destroy();
-          return;
-        }
-        if (presented) certVars = clientCertVars(peer.raw, t.exportCert);
-      }
+      const certVars = checkClient(socket, t, l.name, this.log);
+      if (certVars === null) return;
       const conn = new ClientConnection(socket, ctx, timeoutMs, certVars);
       this.connections.add(conn);
     });

@@ -369,10 +369,11 @@ describe('bad https values stop tsgi with one line', { skip: haveOpenssl ? false
     expectLine('https = =0,srv.crt,srv.key\nwsgi-file = app.py', /option 'https': .*shared-socket/);
   });
 
-  test('http-processes other than 1, http-to without a listener, https for a Node app', () => {
+  test('http-processes other than 1, http-to without a listener, http-to for a Node app', () => {
     expectLine('http = 127.0.0.1:0\nhttp-processes = 8\nwsgi-file = app.py', /option 'http-processes': 8: tsgi runs one HTTP router process/, 3);
     expectLine('socket = 127.0.0.1:0\nhttp-to = /tmp/x.sock', /option 'http-to': forwards the requests of the HTTP router/, 3);
-    expectLine('https = 127.0.0.1:0,srv.crt,srv.key\nwsgi-file = app.mjs', /option 'https': is served by tsgi's HTTP router, which runs for Python apps/);
+    expectLine('http = 127.0.0.1:0\nhttp-to = /tmp/x.sock\nwsgi-file = app.mjs', /option 'http-to': is done by tsgi's HTTP router, which runs for Python apps/, 3);
+    expectLine('https = 127.0.0.1:0,nope.crt,srv.key\nwsgi-file = app.mjs', /option 'https': certificate nope\.crt: cannot read \(no such file\)/);
   });
 
   test('http-processes = 1 (and http-workers) is accepted', async () => {
@@ -448,5 +449,68 @@ describe('ssl-verify-depth, compared with the real uWSGI', { skip: !haveOpenssl 
         await Promise.all([stopProcess(u, 'SIGINT'), stopProcess(t)]);
       }
     }
+  });
+});
+
+describe('a Node app over https (node:https in its workers)', { skip: haveOpenssl ? false : 'openssl is not installed' }, () => {
+  let dir: string;
+  let port: number;
+  let mtlsPort: number;
+  let redirectPort: number;
+  let tsgi: RunningProcess;
+
+  before(async () => {
+    dir = tempDir();
+    makeCerts(dir);
+    writeFileSync(join(dir, 'app.mjs'), `export function application(environ, start_response) {
+  start_response('200 OK', [['Content-Type', 'application/json']]);
+  const o = {};
+  for (const k of Object.keys(environ)) if (typeof environ[k] === 'string') o[k] = environ[k];
+  return [JSON.stringify(o)];
+}
+`);
+    [port, mtlsPort, redirectPort] = [await freePort(), await freePort(), await freePort()];
+    tsgi = await startTsgi([
+      '--https', `127.0.0.1:${port},srv.crt,srv.key`,
+      '--https', `127.0.0.1:${mtlsPort},srv.crt,srv.key,HIGH,!ca.crt`,
+      '--http-to-https', `127.0.0.1:${redirectPort}`,
+      '--https-export-cert', '--wsgi-file', 'app.mjs',
+    ], { env: cleanEnv(), cwd: dir });
+  });
+
+  after(async () => {
+    if (tsgi) await stopProcess(tsgi);
+  });
+
+  test('hello over https with keep-alive: the environ says https', async () => {
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false });
+    try {
+      const a = await request(`https://127.0.0.1:${port}/a`, { agent });
+      const b = await request(`https://127.0.0.1:${port}/b`, { agent, method: 'POST', body: 'xyz' });
+      const env = JSON.parse(a.body) as Record<string, string>;
+      assert.equal(env['wsgi.url_scheme'], 'https');
+      assert.equal(env.HTTPS, 'on');
+      assert.equal(b.status, 200);
+      assert.equal(b.reused, true);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  test('!CA: no certificate refused, a certificate of the CA served with HTTPS_DN and HTTPS_CC', async () => {
+    await assert.rejects(request(`https://127.0.0.1:${mtlsPort}/`));
+    const r = await request(`https://127.0.0.1:${mtlsPort}/`, { cert: readFileSync(join(dir, 'cli.crt')), key: readFileSync(join(dir, 'cli.key')) });
+    // The app's JSON is a JS string, sent as UTF-8 (the Python app's json.dumps escapes to ASCII).
+    const env = JSON.parse(Buffer.from(r.body, 'latin1').toString('utf8')) as Record<string, string>;
+    const x509 = new X509Certificate(readFileSync(join(dir, 'cli.crt')));
+    assert.equal(env.HTTPS_DN, '/O=Example/CN=client1');
+    assert.equal(env.HTTPS_CC, x509.toString());
+    assert.equal(env.HTTPS_CLIENT_CERTIFICATE, x509.raw.toString('latin1'));
+  });
+
+  test('http-to-https: a 301 to https', async () => {
+    const r = await request(`http://127.0.0.1:${redirectPort}/p?q=1`, { headers: { Host: 'example.com:8080' } });
+    assert.equal(r.status, 301);
+    assert.equal(r.headers.location, 'https://example.com/p?q=1');
   });
 });
