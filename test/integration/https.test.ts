@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import tls from 'node:tls';
 import http from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
@@ -512,5 +513,44 @@ describe('a Node app over https (node:https in its workers)', { skip: haveOpenss
     const r = await request(`http://127.0.0.1:${redirectPort}/p?q=1`, { headers: { Host: 'example.com:8080' } });
     assert.equal(r.status, 301);
     assert.equal(r.headers.location, 'https://example.com/p?q=1');
+  });
+});
+
+describe('TLS sessions', { skip: haveOpenssl ? false : 'openssl is not installed' }, () => {
+  /** Two connections, the second offering the first one's session (ticket) after `waitMs`: was it resumed? */
+  async function resumed(port: number, waitMs: number): Promise<boolean> {
+    const once = (session?: Buffer): Promise<{ reused: boolean; session: Buffer | undefined }> => new Promise((resolve, reject) => {
+      const s = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, session }, () => {
+        s.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      });
+      let got: Buffer | undefined;
+      s.on('session', (x: Buffer) => {
+        got = x;
+      });
+      s.on('data', () => undefined);
+      s.on('end', () => resolve({ reused: s.isSessionReused(), session: got }));
+      s.on('error', reject);
+    });
+    const first = await once();
+    assert.ok(first.session, 'the server gave a session to resume');
+    await new Promise((r) => setTimeout(r, waitMs));
+    return (await once(first.session)).reused;
+  }
+
+  test('sessions resume; ssl-sessions-timeout ends them (ssl-sessions-use-cache and https-session-context are accepted)', async () => {
+    const dir = tempDir();
+    makeCerts(dir);
+    writeFileSync(join(dir, 'who.py'), WHO_APP);
+    const [p1, p2] = [await freePort(), await freePort()];
+    const short = await startTsgi(['--https', `127.0.0.1:${p1},srv.crt,srv.key`, '--ssl-sessions-timeout', '1', '--wsgi-file', 'who.py'], { env: cleanEnv({ WHO: 'x' }), cwd: dir });
+    const usual = await startTsgi(['--https', `127.0.0.1:${p2},srv.crt,srv.key`, '--ssl-sessions-use-cache', '--https-session-context', 'foobar', '--wsgi-file', 'who.py'], { env: cleanEnv({ WHO: 'x' }), cwd: dir });
+    try {
+      assert.equal(await resumed(p1, 0), true, 'resumed at once');
+      // A 1 s lifetime, 2.5 s later: gone. The default (300 s): still there.
+      assert.equal(await resumed(p1, 2500), false, 'ssl-sessions-timeout 1: expired');
+      assert.equal(await resumed(p2, 2500), true, 'default timeout: resumed');
+    } finally {
+      await Promise.all([stopProcess(short), stopProcess(usual)]);
+    }
   });
 });
