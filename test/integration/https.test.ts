@@ -270,6 +270,18 @@ describe('http-to: the router in front of other instances', { skip: haveUwsgi ? 
     assert.equal((await request(`http://127.0.0.1:${frontPort}/after-reload`)).status, 200);
   });
 
+  test("uWSGI's own router, for comparison, drops the request that lands on a dead address (tsgi skips it)", async () => {
+    const port = await freePort();
+    const u = startProcess('uwsgi', ['--plugin', 'http', '--http', `127.0.0.1:${port}`, '--http-to', join(dir, 'u.sock'), '--http-to', join(dir, 'dead.sock'), '--master'], { env: cleanEnv(), cwd: dir });
+    try {
+      await u.waitFor(/spawned uWSGI http 1/);
+      assert.equal((await request(`http://127.0.0.1:${port}/one`)).status, 200);
+      await assert.rejects(request(`http://127.0.0.1:${port}/two`), /socket hang up|ECONNRESET/);
+    } finally {
+      await stopProcess(u, 'SIGINT');
+    }
+  });
+
   test('every address down: 502 and a log line', async () => {
     const port = await freePort();
     const p = startProcess(tsgiBin, ['--http', `127.0.0.1:${port}`, '--http-to', join(dir, 'none1.sock'), '--http-to', join(dir, 'none2.sock')], { env: cleanEnv(), cwd: dir });
