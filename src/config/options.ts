@@ -103,13 +103,13 @@ export const OPTIONS: readonly OptionDef[] = [
 
   // HTTPS and the router in front of other instances (docs/https.md).
   declare({ name: 'https', kind: 'string', repeat: true, meta: 'ADDR,CERT,KEY[,CIPHERS[,CA]]', section: 'Sockets',
-    help: "uWSGI's HTTPS router on ADDR: the router speaks TLS with CERT and KEY (read by the master before dropping privileges), CIPHERS an OpenSSL list, CA a client-CA file (!CA: a client certificate is required)" }),
+    help: "uWSGI's HTTPS router on ADDR: TLS with CERT and KEY (read by the master before dropping privileges), CIPHERS an OpenSSL list, CA a client-CA file (!CA: a client certificate is required); Python apps through the router, Node apps in their workers" }),
   declare({ name: 'https-socket', kind: 'string', repeat: true, meta: 'ADDR,CERT,KEY[,CIPHERS[,CA]]', section: 'Sockets',
-    help: 'as https, with socket-timeout (in tsgi both go through the router)' }),
+    help: 'as https, with socket-timeout (in tsgi both are served the same way: the router, or a Node app\'s workers)' }),
   declare({ name: 'http-to-https', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
-    help: 'an HTTP listener on ADDR that answers every request with a 301 to the same URL over https' }),
+    help: 'an HTTP listener on ADDR that answers every request with a 301 to the same URI over https' }),
   declare({ name: 'http-to', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
-    help: "the HTTP router forwards requests to these uwsgi servers (other tsgi or uWSGI instances), round robin, instead of this instance's workers; may repeat" }),
+    help: "the HTTP router forwards requests to these uwsgi servers (other tsgi or uWSGI instances), round robin, instead of this instance's workers (Python apps' router)" }),
   bool('https-export-cert', 'Sockets', "the client's certificate (PEM) reaches the app as HTTPS_CC"),
   declare({ name: 'https-session-context', kind: 'string', meta: 'NAME', section: 'Sockets', status: 'accepted',
     help: "uWSGI names the TLS sessions its router processes share through its cache with it; tsgi sets it as the session id context, but each https listener keeps its own sessions (nothing is shared), so it changes nothing" }),
