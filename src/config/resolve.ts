@@ -10,6 +10,7 @@ import { isLogicKey } from './logic.js';
 import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
+import { readCacheSettings, type CacheSettings } from '../cache/config.js';
 import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
 import { parseCron, type CronJob } from '../master/cron.js';
@@ -263,6 +264,8 @@ export interface Settings {
   static: StaticSettings | undefined;
   /** route, route-run, route-if, ... in the order given (docs/routing.md); undefined when none is set. */
   routes: RouteRule[] | undefined;
+  /** cache2, cache and friends (src/cache, docs/cache.md); undefined when no cache is configured. */
+  caches: CacheSettings | undefined;
   /**
    * Python's uwsgi.opt (docs/python-uwsgi-module.md): every entry as given, in order, a repeated key keeping its
    * first place and its last value (as uWSGI 2.0 shows them); `true` for a flag given without a value.
@@ -660,6 +663,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     },
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
     routes: readRoutes(routeEntries(values, entries)),
+    caches: readCacheSettings(values, resolvePath(values.get('chdir') ?? '.')),
     exportedOptions: exportedOptions(entries),
     readAt: Date.now(),
     reloaded: false,
