@@ -297,12 +297,16 @@ class Cache(object):
     # ---- operations (each takes the lock) ------------------------------------------------------------------
 
     def get(self, key):
+        return self.get_expires(key)[0]
+
+    def get_expires(self, key):
+        """(value, absolute expiry or 0), or (None, 0)."""
         now = int(time.time())
         with self:
             slot = self._find(key, djb33x(key), now)
             if not slot:
                 self._add(_MISS, 1)
-                return None
+                return None, 0
             it = list(self._item(slot))
             if self.purge_lru:
                 self._lru_remove(slot)
@@ -312,7 +316,7 @@ class Cache(object):
             self._put_item(slot, it)
             self._add(_HITS, 1)
             off = self.data + it[3] * self.blocksize
-            return self.mm[off:off + it[2]]
+            return self.mm[off:off + it[2]], it[4]
 
     def exists(self, key):
         now = int(time.time())

@@ -231,3 +231,15 @@ export function readCacheSettings(values: Values, base: string): CacheSettings |
   }
   return { caches, loads };
 }
+
+/** Route actions that use a cache (router_cache): a cache must exist, and a fixed name= must name one. */
+export function checkCacheRoutes(routes: ReadonlyArray<{ action?: string; arg?: string; where: string }> | undefined, settings: CacheSettings | undefined): void {
+  for (const r of routes ?? []) {
+    if (!r.action || !/^cache/.test(r.action)) continue;
+    if (!settings) throw new ConfigError('BAD_VALUE', `${r.where}: action '${r.action}' needs a cache, and there is none (set cache2 = name=NAME,items=N)`);
+    const name = /(?:^|,)name=([^,]*)/.exec(r.arg ?? '')?.[1];
+    if (name && !name.includes('$') && !settings.caches.some((c) => c.name === name)) {
+      throw new ConfigError('BAD_VALUE', `${r.where}: there is no cache named "${name}" (caches: ${settings.caches.map((c) => c.name).join(', ')})`);
+    }
+  }
+}

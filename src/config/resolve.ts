@@ -10,7 +10,7 @@ import { isLogicKey } from './logic.js';
 import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
-import { readCacheSettings, type CacheSettings } from '../cache/config.js';
+import { checkCacheRoutes, readCacheSettings, type CacheSettings } from '../cache/config.js';
 import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
 import { parseCron, type CronJob } from '../master/cron.js';
@@ -492,6 +492,8 @@ function checkPlugins(values: OptionValues): 'python' | 'node' | undefined {
     for (const name of value.split(/[\s,]+/).filter(Boolean)) {
       if (PYTHON_PLUGIN.test(name)) kinds.add('python');
       else if (NODE_PLUGIN.test(name)) kinds.add('node');
+      // uWSGI's router_cache: tsgi's routing runs the cache actions itself (docs/cache.md)
+      else if (name === 'router_cache') continue;
       else throw new ConfigError('NOT_IMPLEMENTED', `plugin '${name}' is not available in tsgi (python and node are built in)`, origin, 'plugins');
     }
   }
@@ -574,6 +576,9 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     throw new ConfigError('BAD_VALUE', `bad value '${umask}': expected an octal mask such as 022`, values.origin('umask'), 'umask');
   }
   const spaced = values.get('procname-prefix-spaced');
+  const routes = readRoutes(routeEntries(values, entries));
+  const caches = readCacheSettings(values, resolvePath(values.get('chdir') ?? '.'));
+  checkCacheRoutes(routes, caches);
   return {
     sockets,
     limitPost: values.int('limit-post'),
@@ -662,8 +667,8 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       append: values.get('procname-append') ?? '',
     },
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
-    routes: readRoutes(routeEntries(values, entries)),
-    caches: readCacheSettings(values, resolvePath(values.get('chdir') ?? '.')),
+    routes,
+    caches,
     exportedOptions: exportedOptions(entries),
     readAt: Date.now(),
     reloaded: false,
