@@ -73,7 +73,8 @@ const REFUSED: Readonly<Record<string, string>> = {
   lastmod: "Last-Modified headers from the cache's modification time (cache-use-last-modified) are not implemented by tsgi",
 };
 
-const UMAX16 = 65535;
+// uWSGI 2.0.21's UMAX16 (65536): the default blocksize and hash size; keys are shorter than it.
+const UMAX16 = 65536;
 
 function positive(text: string, fail: (why: string) => ConfigError, what: string, max = Number.MAX_SAFE_INTEGER): number {
   if (!/^\d+$/.test(text.trim())) throw fail(`${what} '${text}' is not a number`);

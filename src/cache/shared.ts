@@ -70,7 +70,7 @@ export function openCache(spec: CacheSpec, log: (line: string) => void): OpenCac
       const want = header(spec);
       const got = Buffer.alloc(56);
       if (fstatSync(fd).size !== size || readSync(fd, got, 0, 56, 0) !== 56) return false;
-      return got.equals(want);
+      return got.subarray(0, 52).equals(want.subarray(0, 52)); // the geometry (not `loaded`)
     })();
     if (same) {
       writeSync(fd, header(spec), 0, 56, 0); // clears `loaded`: load-file-in-cache runs again at each start

@@ -231,7 +231,7 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'cache2', kind: 'string', repeat: true, meta: 'name=NAME,items=N[,...]', section: 'Caching',
     help: 'Python apps: a cache shared by every worker (blocksize=, blocks=, keysize=, bitmap=1, purge_lru=1, store=FILE, ...); may repeat' }),
   declare({ name: 'cache', kind: 'int', min: 1, meta: 'ITEMS', section: 'Caching', help: 'the old-style cache "default" with ITEMS items (cache-blocksize bytes each)' }),
-  declare({ name: 'cache-blocksize', kind: 'int', min: 1, meta: 'BYTES', section: 'Caching', help: "the largest value of the 'cache' cache (default 65535)" }),
+  declare({ name: 'cache-blocksize', kind: 'int', min: 1, meta: 'BYTES', section: 'Caching', help: "the largest value of the 'cache' cache (default 65536)" }),
   declare({ name: 'cache-store', kind: 'string', meta: 'FILE', section: 'Caching', help: "keep the 'cache' cache in FILE, so it survives a restart" }),
   declare({ name: 'cache-store-sync', kind: 'int', min: 1, meta: 'SECONDS', section: 'Caching', help: 'flush the store files to disk every SECONDS' }),
   bool('cache-no-expire', 'Caching', 'items of every cache never expire (their expires argument is ignored)'),
