@@ -202,9 +202,12 @@ export function readCacheSettings(values: Values, base: string): CacheSettings |
     const named = space > 0 ? text.slice(0, space) : undefined;
     const rest = space > 0 ? text.slice(space + 1) : text;
     if (!caches.length) throw new ConfigError('BAD_VALUE', 'there is no cache to put it in (set cache2 = name=NAME,items=N)', origin, option);
-    // uWSGI takes the part before a space as a cache name only when such a cache exists.
-    if (named !== undefined && caches.some((c) => c.name === named)) return { cache: named, rest };
-    return { cache: undefined, rest: text };
+    if (named === undefined) return { cache: undefined, rest: text };
+    // uWSGI reads the part before a space as the cache's name, and silently skips the item when no cache has it.
+    if (!caches.some((c) => c.name === named)) {
+      throw new ConfigError('BAD_VALUE', `'${named}' (before the space) is not a cache (caches: ${caches.map((c) => c.name).join(', ')}); write '[CACHE ]${option === 'add-cache-item' ? 'KEY=VALUE' : 'FILE'}' (uWSGI would skip this item)`, origin, option);
+    }
+    return { cache: named, rest };
   };
   for (const option of ['load-file-in-cache', 'load-file-in-cache-gzip']) {
     for (const { value, origin } of values.all(option)) {

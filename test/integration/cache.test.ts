@@ -240,6 +240,28 @@ test("routing: cache serves a stored value, cachestore stores the app's response
   assert.deepEqual([...mine.slice(0, 2), ...mine.slice(3)], [...theirs.slice(0, 2), ...theirs.slice(3)]);
 });
 
+test("the old-style cache (cache = N, cache-blocksize) is the default one, as in uWSGI; add-cache-item fills it", async (t) => {
+  const conf = 'cache = 3\ncache-blocksize = 16\nadd-cache-item = default pre=set at start';
+  const runOne = async (server: 'tsgi' | 'uwsgi'): Promise<string[]> => {
+    const { p, port } = await start(server, conf, { processes: 1 });
+    try {
+      return [
+        (await got(port, 'pre')).value ?? 'null',
+        await text(port, `/set?k=a&v=${'x'.repeat(16)}`),
+        await text(port, `/set?k=b&v=${'x'.repeat(17)}`),
+        await text(port, '/set?k=c&v=1'),
+        String((await got(port, 'a')).value),
+      ];
+    } finally {
+      await stopProcess(p);
+    }
+  };
+  const mine = await runOne('tsgi');
+  assert.deepEqual(mine, ['set at start', 'True', 'None', 'None', 'x'.repeat(16)]);
+  if (!haveUwsgi) return t.skip(NO_UWSGI);
+  assert.deepEqual(mine, await runOne('uwsgi'));
+});
+
 test('the stats server lists the caches as uWSGI does ("caches")', async () => {
   const statsPort = await freePort();
   const { p, port } = await start('tsgi', `${CACHES}stats = 127.0.0.1:${statsPort}`);
@@ -278,6 +300,7 @@ test('bad cache options are one line naming the file, line and option, and exit 
     ['cache = 0', /bad\.ini:3: option 'cache'/],
     ['cache-blocksize = 100', /bad\.ini:3: option 'cache-blocksize': .*no/],
     ['cache2 = name=a,items=10\nload-file-in-cache = /nonexistent/file', /bad\.ini:4: option 'load-file-in-cache': cannot read \/nonexistent\/file/],
+    ['cache2 = name=a,items=10\nadd-cache-item = k=two words', /bad\.ini:4: option 'add-cache-item': 'k=two' \(before the space\) is not a cache/],
     ['cache-udp-node = 127.0.0.1:4000', /bad\.ini:3: option 'cache-udp-node': is a uWSGI option that tsgi does not implement yet/],
     ['cache2 = name=a,items=10\nroute = ^/ cache:key=x,name=b', /bad\.ini:4 route = .*no cache named "b"/],
     ['route = ^/ cache:name=a', /bad\.ini:3: option 'route': action 'cache' needs key=KEY/],
