@@ -39,7 +39,7 @@ export interface OptionDef {
 }
 
 export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Reloading and limits' | 'Applications' | 'Python applications' |
-  'Node applications' | 'Static files' | 'Routing' | 'Logging' | 'Monitoring' | 'Daemons and cron' | 'Emperor';
+  'Node applications' | 'Static files' | 'Routing' | 'Caching' | 'Logging' | 'Monitoring' | 'Daemons and cron' | 'Emperor';
 
 type Decl = Omit<OptionDef, 'aliases' | 'repeat' | 'status'> & {
   aliases?: readonly string[];
@@ -247,6 +247,20 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'run ACTION when the condition holds (equal:${HTTP_HOST};example.com, startswith, endswith, contains, regexp, empty, isfile, isdir, ishigher, ...)' }),
   declare({ name: 'route-if-not', kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing', help: 'run ACTION when the condition does not hold' }),
   declare({ name: 'route-label', kind: 'string', repeat: true, meta: 'NAME', section: 'Routing', help: 'a place in the rules that goto:NAME jumps to (forward only)' }),
+
+  // ---- Caching (src/cache, python/tsgi_worker/cache.py, docs/cache.md) ----
+  declare({ name: 'cache2', kind: 'string', repeat: true, meta: 'name=NAME,items=N[,...]', section: 'Caching',
+    help: 'Python apps: a cache shared by every worker (blocksize=, blocks=, keysize=, bitmap=1, purge_lru=1, store=FILE, ...); may repeat' }),
+  declare({ name: 'cache', kind: 'int', min: 1, meta: 'ITEMS', section: 'Caching', help: 'the old-style cache "default" with ITEMS items (cache-blocksize bytes each)' }),
+  declare({ name: 'cache-blocksize', kind: 'int', min: 1, meta: 'BYTES', section: 'Caching', help: "the largest value of the 'cache' cache (default 65536)" }),
+  declare({ name: 'cache-store', kind: 'string', meta: 'FILE', section: 'Caching', help: "keep the 'cache' cache in FILE, so it survives a restart" }),
+  declare({ name: 'cache-store-sync', kind: 'int', min: 1, meta: 'SECONDS', section: 'Caching', help: 'flush the store files to disk every SECONDS' }),
+  bool('cache-no-expire', 'Caching', 'items of every cache never expire (their expires argument is ignored)'),
+  declare({ name: 'cache-expire-freq', kind: 'int', min: 1, meta: 'SECONDS', section: 'Caching', status: 'accepted',
+    help: "uWSGI's sweeper period; tsgi never returns an expired item and frees expired items when it needs room, so there is no sweeper to tune" }),
+  declare({ name: 'load-file-in-cache', kind: 'string', repeat: true, meta: '[CACHE ]FILE', section: 'Caching', help: 'store the content of FILE in the cache at start, under the key FILE' }),
+  declare({ name: 'load-file-in-cache-gzip', kind: 'string', repeat: true, meta: '[CACHE ]FILE', section: 'Caching', help: 'as load-file-in-cache, the content gzip-compressed' }),
+  declare({ name: 'add-cache-item', kind: 'string', repeat: true, meta: '[CACHE ]KEY=VALUE', section: 'Caching', help: 'store VALUE under KEY at start' }),
 
   // ---- Static files (src/static, docs/static-files.md) ----
   declare({ name: 'static-map', kind: 'string', repeat: true, meta: 'MOUNT=PATH', section: 'Static files',

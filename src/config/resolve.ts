@@ -10,6 +10,7 @@ import { isLogicKey } from './logic.js';
 import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
+import { checkCacheRoutes, readCacheSettings, type CacheSettings } from '../cache/config.js';
 import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
 import { parseCron, parseCron2, type CronJob } from '../master/cron.js';
@@ -278,6 +279,8 @@ export interface Settings {
   static: StaticSettings | undefined;
   /** route, route-run, route-if, ... in the order given (docs/routing.md); undefined when none is set. */
   routes: RouteRule[] | undefined;
+  /** cache2, cache and friends (src/cache, docs/cache.md); undefined when no cache is configured. */
+  caches: CacheSettings | undefined;
   /**
    * Python's uwsgi.opt (docs/python-uwsgi-module.md): every entry as given, in order, a repeated key keeping its
    * first place and its last value (as uWSGI 2.0 shows them); `true` for a flag given without a value.
@@ -504,6 +507,8 @@ function checkPlugins(values: OptionValues): 'python' | 'node' | undefined {
     for (const name of value.split(/[\s,]+/).filter(Boolean)) {
       if (PYTHON_PLUGIN.test(name)) kinds.add('python');
       else if (NODE_PLUGIN.test(name)) kinds.add('node');
+      // uWSGI's router_cache: tsgi's routing runs the cache actions itself (docs/cache.md)
+      else if (name === 'router_cache') continue;
       else throw new ConfigError('NOT_IMPLEMENTED', `plugin '${name}' is not available in tsgi (python and node are built in)`, origin, 'plugins');
     }
   }
@@ -695,6 +700,9 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     throw new ConfigError('BAD_VALUE', `bad value '${umask}': expected an octal mask such as 022`, values.origin('umask'), 'umask');
   }
   const spaced = values.get('procname-prefix-spaced');
+  const routes = readRoutes(routeEntries(values, entries));
+  const caches = readCacheSettings(values, resolvePath(values.get('chdir') ?? '.'));
+  checkCacheRoutes(routes, caches);
   return {
     sockets,
     httpTo,
@@ -793,7 +801,8 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       append: values.get('procname-append') ?? '',
     },
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
-    routes: readRoutes(routeEntries(values, entries)),
+    routes,
+    caches,
     exportedOptions: exportedOptions(entries),
     readAt: Date.now(),
     reloaded: false,

@@ -4,7 +4,9 @@
  */
 import { runExecHooks, type ExecPhase } from './exec-hooks.js';
 import { spawn } from 'node:child_process';
-import { writeFileSync, unlinkSync } from 'node:fs';
+import { closeSync, writeFileSync, unlinkSync } from 'node:fs';
+import { cacheStats, openCache, startStoreSync, type OpenCache } from '../cache/shared.js';
+import type { CacheSpec } from '../cache/config.js';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
@@ -178,6 +180,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       const first = settings.routes[0]!.where;
       throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);
     }
+    if (kind === 'node' && settings.caches) {
+      throw new StartupError(`${settings.caches.caches[0]!.where}: the caches (cache2, cache, ...) are implemented for Python apps only; ${choice.file} is a Node app`);
+    }
     if (kind === 'node' && settings.python.autoreload) {
       // A Node app's imports are not known to the master; touch-reload names the files to watch instead.
       throw new StartupError(`py-autoreload watches the modules of a Python app; ${choice.file} is a Node app (use touch-reload = FILE to reload when a file changes)`);
@@ -228,6 +233,19 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
 
     const processLog = log;
     const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4), settings.threads);
+    // The caches (docs/cache.md): created once, before any worker, and kept across reloads (the master stays).
+    let caches: OpenCache[] = [];
+    try {
+      for (const spec of settings.caches?.caches ?? []) caches.push(openCache(spec, (l) => log!.info(l)));
+    } catch (err) {
+      for (const c of caches) closeSync(c.fd);
+      caches = [];
+      throw new StartupError((err as Error).message);
+    }
+    const cacheFds = caches.map((c) => ({ name: c.spec.name, fd: c.fd, size: c.size }));
+    const stopStoreSync = caches.length ? startStoreSync(caches) : undefined;
+    const cacheGeometry = (list: CacheSpec[] | undefined): string => JSON.stringify((list ?? []).map(({ where: _where, ...c }) => c));
+    const cacheKey = cacheGeometry(settings.caches?.caches);
     const boundSockets = sockets;
     process.title = processTitle(settings.procname, 'master');
     processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, ` + (settings.routerOnly
@@ -261,6 +279,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         scoreboardSize: scoreboard.size,
         socketFds: uwsgiSockets.map((b) => b.fd),
         linkFd: linkSocket?.fd,
+        caches: cacheFds,
         env: process.env,
         loader,
       });
@@ -306,6 +325,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
           return 'http-to changed: the router keeps its backends until the next restart';
         }
         if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
+        if (cacheGeometry(next.caches?.caches) !== cacheKey) return 'cache changes (cache2, cache, cache-*) need a restart: a reload keeps the caches';
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
         if ((next.daemons.length && !daemons) || (next.cron.length && !cron)) {
           processLog.info('note: daemons and cron jobs added to a configuration that had none take effect at the next restart');
@@ -328,6 +348,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (finished) return;
         finished = true;
         stats?.close();
+        stopStoreSync?.();
         for (const f of fifos) f.close();
         closeSockets(boundSockets, vacuum);
         if (linkSocket) closeLinkSocket(linkSocket);
@@ -370,6 +391,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         maxQueue: settings.listen,
       })),
       workers: master.snapshotWorkers(),
+      ...(caches.length ? { caches: caches.map(cacheStats) } : {}),
     });
     Object.assign(hooks, {
       reopenLog: () => processLog.reopen(),
