@@ -10,11 +10,15 @@ import { isLogicKey } from './logic.js';
 import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
+import { checkCacheRoutes, readCacheSettings, type CacheSettings } from '../cache/config.js';
 import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
 import { readLogging, type LoggingSpec } from './logging.js';
-import { parseCron, type CronJob } from '../master/cron.js';
-import type { DaemonSpec } from '../master/daemons.js';
+import { parseCron, parseCron2, type CronJob } from '../master/cron.js';
+import type { DaemonExtra, DaemonSpec } from '../master/daemons.js';
+import { resolveGroup, resolveUser } from '../master/users.js';
+import { constants as osConstants } from 'node:os';
+import { parseHttpsValue, type HttpToTarget, type TlsSettings, type TlsSpec } from './https.js';
 
 export type SocketAddress =
   | { kind: 'unix'; path: string }
@@ -30,6 +34,10 @@ export interface SocketSpec {
   /** Idle limit for HTTP clients on this socket (seconds). */
   timeout: number;
   origin: Origin;
+  /** https, https-socket: the router speaks TLS on it (docs/https.md). */
+  tls?: TlsSpec;
+  /** http-to-https: every request is redirected to https. */
+  redirectHttps?: boolean;
 }
 
 /** The app (module, wsgi-file, callable: read for Python and Node apps alike) and Python's own settings. */
@@ -187,6 +195,12 @@ function readCheaper(values: OptionValues): CheaperSettings | undefined {
 
 export interface Settings {
   sockets: SocketSpec[];
+  /** http-to: the router sends requests to these uwsgi servers, round robin, instead of this instance's workers. */
+  httpTo: HttpToTarget[];
+  /** http-to and no app: no workers, the router alone. */
+  routerOnly: boolean;
+  /** Settings of every https listener. */
+  tls: TlsSettings;
   limitPost: number;
   chmodSocket: number | undefined;
   chownSocket: string | undefined;
@@ -254,8 +268,10 @@ export interface Settings {
   emperor: EmperorSettings | undefined;
   /** attach-daemon, smart-attach-daemon(2), in order (src/master/daemons.ts). */
   daemons: DaemonSpec[];
-  /** cron and unique-cron jobs (src/master/cron.ts). */
+  /** cron, unique-cron and cron2 jobs (src/master/cron.ts). */
   cron: CronJob[];
+  /** cron-harakiri: seconds (0: none). */
+  cronHarakiri: number;
   /** exec-* hooks, per point of the master's life (src/master/exec-hooks.ts). */
   exec: ExecHooks;
   /** The master's umask (umask option), undefined: left as inherited. */
@@ -266,6 +282,8 @@ export interface Settings {
   static: StaticSettings | undefined;
   /** route, route-run, route-if, ... in the order given (docs/routing.md); undefined when none is set. */
   routes: RouteRule[] | undefined;
+  /** cache2, cache and friends (src/cache, docs/cache.md); undefined when no cache is configured. */
+  caches: CacheSettings | undefined;
   /**
    * Python's uwsgi.opt (docs/python-uwsgi-module.md): every entry as given, in order, a repeated key keeping its
    * first place and its last value (as uWSGI 2.0 shows them); `true` for a flag given without a value.
@@ -496,6 +514,8 @@ function checkPlugins(values: OptionValues): 'python' | 'node' | undefined {
     for (const name of value.split(/[\s,]+/).filter(Boolean)) {
       if (PYTHON_PLUGIN.test(name)) kinds.add('python');
       else if (NODE_PLUGIN.test(name)) kinds.add('node');
+      // uWSGI's router_cache: tsgi's routing runs the cache actions itself (docs/cache.md)
+      else if (name === 'router_cache') continue;
       else if (LOGGER_PLUGIN.test(name)) continue;
       else throw new ConfigError('NOT_IMPLEMENTED', `plugin '${name}' is not available in tsgi (python and node are built in)`, origin, 'plugins');
     }
@@ -518,7 +538,100 @@ function readDaemons(values: OptionValues): DaemonSpec[] {
       specs.push({ spec: { kind, command: m[2]!.trim(), pidfile: resolvePath(m[1]!) }, origin });
     }
   }
+  for (const { value, origin } of values.all('attach-control-daemon')) {
+    if (!value.trim()) throw new ConfigError('BAD_VALUE', 'a command is required', origin, 'attach-control-daemon');
+    specs.push({ spec: { kind: 'attach-daemon', command: value.trim(), pidfile: undefined, extra: { ...NO_EXTRA, control: true, text: value } }, origin });
+  }
+  for (const { value, origin } of values.all('attach-daemon2')) specs.push({ spec: parseDaemon2(value, origin), origin });
   return specs.map((s) => s.spec);
+}
+
+const NO_EXTRA: DaemonExtra = {
+  control: false, stopSignal: 'SIGTERM', reloadSignal: undefined, touch: [], stdin: false, uid: undefined, gid: undefined,
+  chdir: undefined, maxThrottle: undefined, notifyPid: false, text: '',
+};
+
+/** A signal given by number (as uWSGI reads it) or by name (SIGQUIT, QUIT). */
+function parseSignal(raw: string): NodeJS.Signals | number | undefined {
+  if (/^\d+$/.test(raw)) {
+    const n = Number(raw);
+    return n >= 1 && n <= 64 ? n : undefined;
+  }
+  const name = (raw.toUpperCase().startsWith('SIG') ? raw.toUpperCase() : `SIG${raw.toUpperCase()}`) as NodeJS.Signals;
+  return name in osConstants.signals ? name : undefined;
+}
+
+/**
+ * attach-daemon2 = KEY=VAL,...: the keys uWSGI 2.0 reads. Which of tsgi's daemon kinds it is follows from them:
+ * no pidfile, a dumb daemon (attach-daemon); a pidfile, a daemon that daemonizes itself and writes it
+ * (smart-attach-daemon); a pidfile and daemonize, one the master keeps in the foreground and whose pid it writes
+ * (smart-attach-daemon2). Unknown keys are named (uWSGI ignores them).
+ */
+function parseDaemon2(value: string, origin: Origin): DaemonSpec {
+  const option = 'attach-daemon2';
+  const bad = (why: string): ConfigError => new ConfigError('BAD_VALUE', `bad value '${value}': ${why}`, origin, option);
+  const kv = new Map<string, string>();
+  // A comma inside a value is written \, (a command with commas).
+  for (const item of value.split(/(?<!\\),/).map((i) => i.replace(/\\,/g, ','))) {
+    if (!item.trim()) continue;
+    const eq = item.indexOf('=');
+    const key = (eq < 0 ? item : item.slice(0, eq)).trim();
+    kv.set(key, eq < 0 ? '' : item.slice(eq + 1));
+  }
+  const KNOWN = ['command', 'cmd', 'exec', 'freq', 'pidfile', 'control', 'daemonize', 'daemon', 'touch', 'stopsignal', 'stop_signal',
+    'reloadsignal', 'reload_signal', 'stdin', 'uid', 'gid', 'chdir', 'max_throttle', 'notifypid'];
+  for (const key of kv.keys()) {
+    if (key === 'legion') throw new ConfigError('NOT_IMPLEMENTED', `bad value '${value}': legion= needs uWSGI's legion subsystem, which tsgi does not implement`, origin, option);
+    if (key === 'ns_pid') throw new ConfigError('NOT_IMPLEMENTED', `bad value '${value}': ns_pid (a PID namespace per daemon) is not implemented by tsgi`, origin, option);
+    if (!KNOWN.includes(key)) throw bad(`unknown key '${key}' (attach-daemon2 knows ${KNOWN.join(', ')})`);
+  }
+  const get = (...keys: string[]): string | undefined => {
+    for (const k of keys) if (kv.has(k)) return kv.get(k);
+    return undefined;
+  };
+  const command = get('command', 'cmd', 'exec')?.trim();
+  if (!command) throw bad("a 'cmd' key is required (attach-daemon2 = cmd=COMMAND,...)");
+  const flag = (k: string): boolean => kv.has(k) && !['0', 'false', 'no', 'off'].includes(kv.get(k)!.trim().toLowerCase());
+  const num = (k: string): number | undefined => {
+    const raw = kv.get(k);
+    if (raw === undefined) return undefined;
+    if (!/^\d+$/.test(raw.trim())) throw bad(`${k} must be a whole number, not '${raw}'`);
+    return Number(raw.trim());
+  };
+  const sig = (...keys: string[]): NodeJS.Signals | number | undefined => {
+    const raw = get(...keys);
+    if (raw === undefined) return undefined;
+    const s = parseSignal(raw.trim());
+    if (s === undefined) throw bad(`${keys[0]} '${raw}' is not a signal (a number or a name such as SIGQUIT)`);
+    return s;
+  };
+  const id = (k: string, resolveId: (v: string) => number | undefined): number | undefined => {
+    const raw = kv.get(k)?.trim();
+    if (raw === undefined) return undefined;
+    const n = resolveId(raw);
+    if (n === undefined) throw bad(`${k} '${raw}': no such ${k === 'uid' ? 'user' : 'group'}`);
+    return n;
+  };
+  const pidfileRaw = get('pidfile')?.trim();
+  const daemonize = flag('daemonize') || flag('daemon');
+  if (daemonize && !pidfileRaw) throw bad('daemonize needs a pidfile (the master writes the daemon\'s pid there)');
+  num('freq'); // checked; tsgi watches pidfiles every second whatever its value (docs/daemons.md)
+  const extra: DaemonExtra = {
+    control: flag('control'),
+    stopSignal: sig('stopsignal', 'stop_signal') ?? 'SIGTERM',
+    reloadSignal: sig('reloadsignal', 'reload_signal'),
+    touch: (get('touch') ?? '').split(';').map((t) => t.trim()).filter(Boolean).map((t) => resolvePath(t)),
+    stdin: flag('stdin'),
+    uid: id('uid', (v) => resolveUser(v)?.uid),
+    gid: id('gid', resolveGroup),
+    chdir: get('chdir')?.trim() || undefined,
+    maxThrottle: num('max_throttle'),
+    notifyPid: flag('notifypid'),
+    text: value,
+  };
+  if (extra.control && pidfileRaw) throw bad('control applies to a daemon without a pidfile (one the master runs as its child)');
+  const kind: DaemonSpec['kind'] = !pidfileRaw ? 'attach-daemon' : daemonize ? 'smart-attach-daemon2' : 'smart-attach-daemon';
+  return { kind, command, pidfile: pidfileRaw ? resolvePath(pidfileRaw) : undefined, extra };
 }
 
 /**
@@ -552,6 +665,22 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
   add('uwsgi-socket', 'uwsgi', socketTimeout);
   add('http-socket', 'http', socketTimeout);
   add('http', 'http', values.int('http-timeout'));
+  // HTTPS and the router in front of other instances (src/config/https.ts, docs/https.md).
+  const addTls = (option: string, timeout: number): void => {
+    for (const { value, origin } of values.all(option)) {
+      const { addr, tls } = parseHttpsValue(value, origin, option);
+      sockets.push({ address: parseSocketAddress(addr, origin, option), text: addr, protocol: 'http', option, timeout, origin, tls });
+    }
+  };
+  addTls('https', values.int('http-timeout'));
+  addTls('https-socket', socketTimeout);
+  for (const { value, origin } of values.all('http-to-https')) {
+    sockets.push({ address: parseSocketAddress(value, origin, 'http-to-https'), text: value, protocol: 'http', option: 'http-to-https', timeout: values.int('http-timeout'), origin, redirectHttps: true });
+  }
+  const httpTo = values.all('http-to').map(({ value, origin }) => ({ address: parseSocketAddress(value, origin, 'http-to'), text: value, origin }));
+  if (values.int('http-processes') !== 1) {
+    throw new ConfigError('NOT_IMPLEMENTED', `${values.int('http-processes')}: tsgi runs one HTTP router process (Node's event loop holds every client; it is not the bottleneck, the workers are); set 1 or remove it`, values.origin('http-processes'), 'http-processes');
+  }
 
   let module = values.get('module');
   let callable = values.get('callable') ?? 'application';
@@ -579,8 +708,19 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     throw new ConfigError('BAD_VALUE', `bad value '${umask}': expected an octal mask such as 022`, values.origin('umask'), 'umask');
   }
   const spaced = values.get('procname-prefix-spaced');
+  const routes = readRoutes(routeEntries(values, entries));
+  const caches = readCacheSettings(values, resolvePath(values.get('chdir') ?? '.'));
+  checkCacheRoutes(routes, caches);
   return {
     sockets,
+    httpTo,
+    routerOnly: httpTo.length > 0 && module === undefined && wsgiFile === undefined && values.all('mount').length === 0,
+    tls: {
+      exportCert: values.bool('https-export-cert'),
+      sessionContext: values.get('https-session-context'),
+      sessionTimeout: values.int('ssl-sessions-timeout'),
+      verifyDepth: values.int('ssl-verify-depth'),
+    },
     limitPost: values.int('limit-post'),
     chmodSocket: chmod === undefined ? undefined : Number.parseInt(chmod, 8),
     chownSocket: values.get('chown-socket'),
@@ -644,7 +784,9 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     cron: [
       ...values.all('cron').map(({ value, origin }) => parseCron(value, origin, 'cron')),
       ...values.all('unique-cron').map(({ value, origin }) => parseCron(value, origin, 'unique-cron')),
+      ...values.all('cron2').map(({ value, origin }) => parseCron2(value, origin, 'cron2')),
     ],
+    cronHarakiri: values.int('cron-harakiri'),
     plugin,
     appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),
@@ -668,7 +810,8 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       append: values.get('procname-append') ?? '',
     },
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
-    routes: readRoutes(routeEntries(values, entries)),
+    routes,
+    caches,
     exportedOptions: exportedOptions(entries),
     readAt: Date.now(),
     reloaded: false,

@@ -10,17 +10,44 @@
  *   smart-attach-daemon2 PIDFILE CMD  CMD stays in the foreground: the master writes its pid to PIDFILE and
  *                                     watches it as above.
  *
+ * attach-daemon2 (KEY=VAL,...) is one of these three with extras (DaemonExtra: stop and reload signals, touch
+ * files, control, uid/gid, chdir...); attach-control-daemon is an attach-daemon whose end stops the instance.
+ *
  * A daemon that dies within 10 s of its start is respawned after a delay that grows by a second each time
- * (at most 30 s). At stop, every daemon gets SIGTERM (its whole process group for the master's own children),
- * then SIGKILL if it is still there after 3 s. Only created when a daemon is configured.
+ * (at most 30 s, or its max_throttle). At stop, every daemon gets SIGTERM (its whole process group for the master's own children),
+ * (or its stopsignal), then SIGKILL if it is still there after 3 s. Only created when a daemon is configured.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 
 export interface DaemonSpec {
   kind: 'attach-daemon' | 'smart-attach-daemon' | 'smart-attach-daemon2';
   command: string;
   pidfile: string | undefined;
+  /** What attach-daemon2's keys (and attach-control-daemon) add; absent for the other options. */
+  extra?: DaemonExtra;
+}
+
+/** attach-daemon2's keys, and attach-control-daemon's control. */
+export interface DaemonExtra {
+  /** When the daemon ends, the instance stops gracefully (dumb daemons only, as in uWSGI). */
+  control: boolean;
+  stopSignal: NodeJS.Signals | number;
+  /** Sent instead of stopSignal when a reload stops it; for notifypid smart daemons, sent at a reload. */
+  reloadSignal: NodeJS.Signals | number | undefined;
+  /** Files whose modification restarts the daemon (it gets stopSignal, then is started again). */
+  touch: string[];
+  /** The daemon reads the master's stdin instead of /dev/null. */
+  stdin: boolean;
+  uid: number | undefined;
+  gid: number | undefined;
+  chdir: string | undefined;
+  /** Cap on the respawn delay of a daemon that keeps dying fast (seconds). */
+  maxThrottle: number | undefined;
+  /** A smart daemon is told about reloads (reloadSignal, else SIGHUP) and left running. */
+  notifyPid: boolean;
+  /** As written, so that a reload recognises the same daemon. */
+  text: string;
 }
 
 const FAST_DEATH_MS = 10_000;
@@ -77,9 +104,13 @@ class Daemon {
     this.respawnTimer = undefined;
     if (this.stopping) return;
     const fd = this.owner.logFd();
+    const x = this.spec.extra;
     let child: ChildProcess;
     try {
-      child = spawn('/bin/sh', ['-c', this.spec.command], { stdio: ['ignore', fd, fd], detached: true });
+      child = spawn('/bin/sh', ['-c', this.spec.command], {
+        stdio: [x?.stdin ? 'inherit' : 'ignore', fd, fd], detached: true,
+        ...(x?.uid !== undefined ? { uid: x.uid } : {}), ...(x?.gid !== undefined ? { gid: x.gid } : {}), ...(x?.chdir ? { cwd: x.chdir } : {}),
+      });
     } catch (err) {
       this.owner.log(`daemon ${this.label}: cannot start: ${(err as Error).message}`);
       return this.died();
@@ -120,6 +151,11 @@ class Daemon {
     }
     this.watched = 0;
     this.owner.log(`daemon ${this.label} (pid: ${child.pid}) ${how}`);
+    if (this.spec.extra?.control && this.spec.kind === 'attach-daemon') {
+      this.owner.log(`daemon ${this.label} is a control daemon: stopping the instance`);
+      this.owner.onControlDeath();
+      return;
+    }
     this.died();
   }
 
@@ -142,7 +178,7 @@ class Daemon {
   private died(): void {
     const fast = Date.now() - this.spawnedAt < FAST_DEATH_MS;
     this.fastDeaths = fast ? this.fastDeaths + 1 : 0;
-    const delay = Math.min(this.fastDeaths, MAX_THROTTLE_S);
+    const delay = Math.min(this.fastDeaths, this.spec.extra?.maxThrottle ?? MAX_THROTTLE_S);
     if (delay) this.owner.log(`daemon ${this.label}: respawning in ${delay} s (it died ${this.fastDeaths} time(s) in a row within ${FAST_DEATH_MS / 1000} s of its start)`);
     this.respawnTimer = setTimeout(() => this.start(true), delay * 1000);
   }
@@ -160,19 +196,57 @@ class Daemon {
     this.start();
   }
 
-  /** Asks it to stop; true when there is something to wait for. */
-  stop(): boolean {
+  /** Asks it to stop (`reloading`: for a reload, which sends reloadsignal when there is one); true when there is something to wait for. */
+  stop(reloading = false): boolean {
     this.stopping = true;
     if (this.respawnTimer) clearTimeout(this.respawnTimer);
     this.respawnTimer = undefined;
     const pid = this.child?.pid ?? this.watched;
     if (!pid) return false;
     this.owner.log(`stopping daemon ${this.label} (pid: ${pid})`);
-    this.signal('SIGTERM');
+    const x = this.spec.extra;
+    this.signal((reloading ? x?.reloadSignal : undefined) ?? x?.stopSignal ?? 'SIGTERM');
     return this.running();
   }
 
-  signal(sig: NodeJS.Signals): void {
+  /** touch=: the modification times seen last, by file (undefined: absent). */
+  private touched: Map<string, number | undefined> | undefined;
+
+  /** touch=: a touched file restarts the daemon. Called every second by the watcher. */
+  checkTouch(): void {
+    const files = this.spec.extra?.touch;
+    if (!files?.length || this.stopping) return;
+    const first = this.touched === undefined;
+    this.touched ??= new Map();
+    let changed: string | undefined;
+    for (const f of files) {
+      let m: number | undefined;
+      try {
+        m = statSync(f).mtimeMs;
+      } catch {
+        m = undefined;
+      }
+      if (!first && m !== undefined && m !== this.touched.get(f)) changed ??= f;
+      this.touched.set(f, m);
+    }
+    if (changed === undefined) return;
+    const pid = this.child?.pid ?? this.watched;
+    this.owner.log(`daemon ${this.label}: ${changed} was touched; restarting it${pid ? ` (pid: ${pid})` : ''}`);
+    // A stopped daemon is respawned as after any death: by its exit (dumb) or by the pidfile watch (smart).
+    if (pid) this.signal(this.spec.extra!.stopSignal);
+  }
+
+  /** notifypid: a reload is announced to a smart daemon, which keeps running. */
+  notifyReload(): void {
+    const x = this.spec.extra;
+    if (!x?.notifyPid || !this.smart) return;
+    const pid = this.child?.pid ?? this.watched;
+    if (!pid) return;
+    this.owner.log(`daemon ${this.label}: telling pid ${pid} about the reload`);
+    this.signal(x.reloadSignal ?? 'SIGHUP');
+  }
+
+  signal(sig: NodeJS.Signals | number): void {
     const targets = this.child?.pid ? [-this.child.pid, this.watched] : [this.watched];
     for (const t of targets) {
       if (!t) continue;
@@ -193,14 +267,20 @@ export class Daemons {
   private daemons: Daemon[] = [];
   private watcher: NodeJS.Timeout | undefined;
 
-  constructor(specs: readonly DaemonSpec[], readonly log: (line: string) => void, readonly logFd: () => number) {
+  constructor(specs: readonly DaemonSpec[], readonly log: (line: string) => void, readonly logFd: () => number,
+    /** A control daemon ended: the master stops the instance. */
+    readonly onControlDeath: () => void = () => undefined) {
     this.daemons = specs.map((s) => new Daemon(s, this));
   }
 
   start(): void {
     for (const d of this.daemons) d.adoptOrStart();
+    for (const d of this.daemons) d.checkTouch();
     this.watcher = setInterval(() => {
-      for (const d of this.daemons) d.watch();
+      for (const d of this.daemons) {
+        d.checkTouch();
+        d.watch();
+      }
     }, WATCH_MS);
     this.watcher.unref();
     // Never leave a daemon behind, whatever way the master ends.
@@ -214,21 +294,22 @@ export class Daemons {
    * still configured keep running, new ones start, those no longer configured are stopped.
    */
   reload(specs: readonly DaemonSpec[]): void {
-    const key = (s: DaemonSpec): string => `${s.kind}\0${s.pidfile ?? ''}\0${s.command}`;
+    const key = (s: DaemonSpec): string => `${s.kind}\0${s.pidfile ?? ''}\0${s.command}\0${s.extra?.text ?? ''}`;
     const kept = new Map(this.daemons.filter((d) => d.smart).map((d) => [key(d.spec), d]));
     const leaving = this.daemons.filter((d) => !d.smart || !specs.some((s) => key(s) === key(d.spec)));
     const next: Daemon[] = [];
     for (const s of specs) next.push(s.kind !== 'attach-daemon' && kept.has(key(s)) ? kept.get(key(s))! : new Daemon(s, this));
     this.daemons = next;
+    for (const d of next) if (kept.has(key(d.spec))) d.notifyReload();
     const fresh = next.filter((d) => !kept.has(key(d.spec)) || d.spec.kind === 'attach-daemon');
     const starting = (): void => {
       for (const d of fresh) d.adoptOrStart();
     };
-    this.stopSome(leaving).then(starting, starting);
+    this.stopSome(leaving, true).then(starting, starting);
   }
 
-  private stopSome(list: readonly Daemon[]): Promise<void> {
-    const waiting = list.filter((d) => d.stop());
+  private stopSome(list: readonly Daemon[], reloading = false): Promise<void> {
+    const waiting = list.filter((d) => d.stop(reloading));
     if (waiting.length === 0) return Promise.resolve();
     return new Promise((done) => {
       const check = setInterval(() => {

@@ -4,13 +4,15 @@
  */
 import { runExecHooks, type ExecPhase } from './exec-hooks.js';
 import { spawn } from 'node:child_process';
-import { writeFileSync, unlinkSync } from 'node:fs';
+import { closeSync, writeFileSync, unlinkSync } from 'node:fs';
+import { cacheStats, openCache, startStoreSync, type OpenCache } from '../cache/shared.js';
+import type { CacheSpec } from '../cache/config.js';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
 import { ConfigError } from '../config/errors.js';
 import type { Entry } from '../config/origin.js';
-import { processTitle, type Settings } from '../config/resolve.js';
+import { processTitle, type Settings, type SocketSpec } from '../config/resolve.js';
 import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
 import { Master, type MasterHooks, type Milestone } from './arbiter.js';
@@ -26,6 +28,7 @@ import { loggingKey } from '../config/logging.js';
 import { Scoreboard } from './scoreboard.js';
 import { Daemons } from './daemons.js';
 import { CronScheduler } from './cron.js';
+import { loadTls, type TlsMaterial } from './tls.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
 import { resolveGroup, resolveUser } from './users.js';
 import { appName, resolveInterpreter, spawnPythonWorker } from '../workers/python/launcher.js';
@@ -45,7 +48,8 @@ function targetOwner(settings: Settings): { uid: number; gid: number } | undefin
 }
 
 /** Starts the HTTP router on the HTTP sockets, with `links` links: one per core of every running worker. */
-function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number, links: number, reqLogFd: number | undefined) {
+function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number, links: number,
+  tlsMaterial: ReadonlyArray<TlsMaterial | undefined>, reqLogFd: number | undefined) {
   const FIRST_FD = 4; // 0-2 standard streams, 3 the IPC channel with the master
   const config = {
     linkPath: link.path,
@@ -69,12 +73,19 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
       name: b.name,
       port: b.path ? '' : b.name.slice(b.name.lastIndexOf(':') + 1),
       timeout: b.spec.timeout,
+      tls: b.spec.tls !== undefined,
+      redirectHttps: b.spec.redirectHttps === true,
     })),
+    httpTo: settings.httpTo.map((t) => ({ address: t.address, text: t.text })),
+    tlsSettings: tlsMaterial.some((m) => m !== undefined) ? settings.tls : undefined,
   };
-  return spawn(process.execPath, [ROUTER_SCRIPT], {
+  const child = spawn(process.execPath, [ROUTER_SCRIPT], {
     stdio: ['ignore', logFd, logFd, 'ipc', ...http.map((b) => b.fd), ...(reqLogFd === undefined ? [] : [reqLogFd])],
     env: { ...process.env, TSGI_ROUTER: JSON.stringify(config) },
   });
+  // Certificates and keys over the IPC channel, not in the environment (readable in /proc): the router waits for them.
+  if (config.tlsSettings) child.send({ type: 'tls', material: tlsMaterial });
+  return child;
 }
 
 /** Node's POSIX credential calls (always present on Linux, optional in the type definitions). */
@@ -183,7 +194,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       }));
     }
     if (settings.sockets.length === 0) throw new StartupError('no socket to serve on: set socket = ADDR (e.g. socket = /run/tsgi/app.sock or :3031)');
-    if (!settings.python.module && !settings.python.wsgiFile && !settings.python.mounts.length) {
+    if (!settings.routerOnly && !settings.python.module && !settings.python.wsgiFile && !settings.python.mounts.length) {
       throw new StartupError('no app to serve: set module = MODULE[:CALLABLE], wsgi-file = FILE or mount = /PATH=APP');
     }
     const cwd = process.cwd();
@@ -199,11 +210,26 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       const first = settings.routes[0]!.where;
       throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);
     }
+    if (kind === 'node' && settings.caches) {
+      throw new StartupError(`${settings.caches.caches[0]!.where}: the caches (cache2, cache, ...) are implemented for Python apps only; ${choice.file} is a Node app`);
+    }
     if (kind === 'node' && settings.python.autoreload) {
       // A Node app's imports are not known to the master; touch-reload names the files to watch instead.
       throw new StartupError(`py-autoreload watches the modules of a Python app; ${choice.file} is a Node app (use touch-reload = FILE to reload when a file changes)`);
     }
-    const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
+    // https, http-to-https and http-to live in the router, which Python apps have (docs/https.md).
+    // Node workers serve https themselves (node:https); forwarding to other instances is the router's, which
+    // only Python apps have.
+    if (kind === 'node' && settings.httpTo.length) {
+      throw new ConfigError('NOT_IMPLEMENTED', `is done by tsgi's HTTP router, which runs for Python apps; ${choice.file} is a Node app (its workers serve HTTP themselves)`, settings.httpTo[0]!.origin, 'http-to');
+    }
+    if (settings.httpTo.length && !settings.sockets.some((x) => x.protocol === 'http' && !x.redirectHttps)) {
+      throw new ConfigError('BAD_VALUE', 'forwards the requests of the HTTP router; add http = ADDR or https = ADDR,CERT,KEY for it to listen on', settings.httpTo[0]!.origin, 'http-to');
+    }
+    // Read as root, before the privileges go (a key readable by root only is the usual setup).
+    const tlsBySpec = new Map<SocketSpec, TlsMaterial>();
+    for (const spec of settings.sockets) if (spec.tls) tlsBySpec.set(spec, loadTls(spec));
+    const interpreter = kind === 'python' && !settings.routerOnly ? resolveInterpreter(settings, process.env) : undefined;
     // As uWSGI: the umask applies to everything the master creates (log, sockets, pidfiles) and its children.
     if (settings.umask !== undefined) process.umask(settings.umask);
     try {
@@ -248,10 +274,24 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
 
     const processLog = log;
     const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4), settings.threads);
+    // The caches (docs/cache.md): created once, before any worker, and kept across reloads (the master stays).
+    let caches: OpenCache[] = [];
+    try {
+      for (const spec of settings.caches?.caches ?? []) caches.push(openCache(spec, (l) => log!.info(l)));
+    } catch (err) {
+      for (const c of caches) closeSync(c.fd);
+      caches = [];
+      throw new StartupError((err as Error).message);
+    }
+    const cacheFds = caches.map((c) => ({ name: c.spec.name, fd: c.fd, size: c.size }));
+    const stopStoreSync = caches.length ? startStoreSync(caches) : undefined;
+    const cacheGeometry = (list: CacheSpec[] | undefined): string => JSON.stringify((list ?? []).map(({ where: _where, ...c }) => c));
+    const cacheKey = cacheGeometry(settings.caches?.caches);
     const boundSockets = sockets;
     process.title = processTitle(settings.procname, 'master');
-    processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, ` +
-      (kind === 'python' ? `python ${interpreter}` : `node ${process.version} (${choice.file})`));
+    processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, ` + (settings.routerOnly
+      ? `no app: the HTTP router forwards to ${settings.httpTo.map((t) => t.text).join(', ')} (http-to)`
+      : `app ${appName(settings)}, ` + (kind === 'python' ? `python ${interpreter}` : `node ${process.version} (${choice.file})`)));
     for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} ${b.inherited ? 'passed by systemd' : 'bound'} (fd ${b.fd})`);
     const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
@@ -259,8 +299,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     /** The configuration in effect (a reload replaces it): its as-user-atexit hooks run when it goes. */
     let current = settings;
     // attach-daemon & co. and cron: created only when configured, so nothing runs for them otherwise.
-    const daemons = settings.daemons.length ? new Daemons(settings.daemons, (l) => processLog.info(l), () => processLog.fd) : undefined;
-    const cron = settings.cron.length ? new CronScheduler(settings.cron, (l) => processLog.info(l), () => processLog.fd) : undefined;
+    const daemons = settings.daemons.length ? new Daemons(settings.daemons, (l) => processLog.info(l), () => processLog.fd, () => stopGracefully()) : undefined;
+    const cron = settings.cron.length ? new CronScheduler(settings.cron, (l) => processLog.info(l), () => processLog.fd, settings.cronHarakiri) : undefined;
     let daemonsStopped: Promise<void> | undefined;
     const stopDaemons = (): Promise<void> => {
       cron?.stop();
@@ -281,6 +321,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         scoreboardSize: scoreboard.size,
         socketFds: uwsgiSockets.map((b) => b.fd),
         linkFd: linkSocket?.fd,
+        caches: cacheFds,
         env: process.env,
         loader,
       });
@@ -299,11 +340,17 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
             scoreboardSize: scoreboard.size,
             sockets: boundSockets,
             env: process.env,
+            tlsFor: (b) => {
+              const m = tlsBySpec.get(b.spec);
+              return m && { ...m, ...s.tls };
+            },
           })
           : workerSpec(s, id, slot, false),
       // Node cannot fork a loaded app: every Node worker loads it (lazy-apps, always).
       spawnLoader: settings.lazyApps || kind === 'node' ? undefined : (s) => workerSpec(s, 0, 0, true),
-      spawnRouter: linkSocket ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links, reqLogFd) : undefined,
+      spawnRouter: linkSocket
+        ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links, httpSockets.map((b) => tlsBySpec.get(b.spec)), reqLogFd)
+        : undefined,
       reloadSettings: () => {
         let errors = '';
         const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
@@ -319,10 +366,14 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (next.sockets.map((x) => x.text).join(' ') !== settings.sockets.map((x) => x.text).join(' ')) {
           processLog.info('note: socket changes take effect at the next restart; the reload keeps the bound sockets');
         }
+        if (next.httpTo.map((x) => x.text).join(' ') !== settings.httpTo.map((x) => x.text).join(' ') || next.routerOnly !== settings.routerOnly) {
+          return 'http-to changed: the router keeps its backends until the next restart';
+        }
         if (loggingKey(next.logging) !== loggingKey(settings.logging)) {
           processLog.info('note: logger, req-logger, log-encoder, log-route and alarm changes take effect at the next restart; the reload keeps the running ones');
         }
         if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
+        if (cacheGeometry(next.caches?.caches) !== cacheKey) return 'cache changes (cache2, cache, cache-*) need a restart: a reload keeps the caches';
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
         if ((next.daemons.length && !daemons) || (next.cron.length && !cron)) {
           processLog.info('note: daemons and cron jobs added to a configuration that had none take effect at the next restart');
@@ -337,7 +388,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         }
         current = next;
         daemons?.reload(next.daemons);
-        cron?.replace(next.cron);
+        cron?.replace(next.cron, next.cronHarakiri);
         return next;
       },
       releaseListeners: () => closeSockets(boundSockets, vacuum),
@@ -345,6 +396,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (finished) return;
         finished = true;
         stats?.close();
+        stopStoreSync?.();
         for (const f of fifos) f.close();
         closeSockets(boundSockets, vacuum);
         if (linkSocket) closeLinkSocket(linkSocket);
@@ -389,6 +441,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         maxQueue: settings.listen,
       })),
       workers: master.snapshotWorkers(),
+      ...(caches.length ? { caches: caches.map(cacheStats) } : {}),
     });
     Object.assign(hooks, {
       reopenLog: () => processLog.reopen(),

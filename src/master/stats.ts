@@ -33,6 +33,8 @@ export interface MasterSnapshot {
   cwd: string;
   sockets: SocketSnapshot[];
   workers: WorkerSnapshot[];
+  /** cache2/cache (docs/cache.md): each cache's counters, as uWSGI's "caches" list; absent without caches. */
+  caches?: Array<Record<string, string | number>>;
 }
 
 function workerJson(w: WorkerSnapshot) {
@@ -88,6 +90,7 @@ export function statsDocument(s: MasterSnapshot) {
     locks: [],
     sockets: s.sockets.map((k) => ({ name: k.name, proto: k.proto, queue: k.queue, max_queue: k.maxQueue, shared: 0, can_offload: 0 })),
     workers,
+    ...(s.caches ? { caches: s.caches } : {}),
   };
 }
 

@@ -106,10 +106,12 @@ test('cron: a job for every minute runs (at the latest at the next minute); uniq
   const dir = tempDir();
   const sock = join(dir, 'c.sock');
   const out = join(dir, 'cron.out');
+  const out2 = join(dir, 'cron2.out');
   const tsgi = await startTsgi(['-s', sock, '--wsgi-file', APP, '--cron', `-1 -1 -1 -1 -1 echo ran >> ${out}`,
-    '--unique-cron', '-1 -1 -1 -1 -1 exec sleep 300'], { env });
+    '--unique-cron', '-1 -1 -1 -1 -1 exec sleep 300', '--cron2', `echo ran2 >> ${out2}`], { env });
   try {
     await until('the cron job to run', () => existsSync(out) && readFileSync(out, 'utf8').includes('ran'), 70_000, 200);
+    await until('the cron2 job (a bare command: every minute) to run', () => existsSync(out2) && readFileSync(out2, 'utf8').includes('ran2'), 70_000, 200);
     assert.match(tsgi.output(), /cron: running "echo ran >> [^"]*" \(pid \d+\)/);
     assert.match(tsgi.output(), /cron: running "exec sleep 300" \(pid \d+\)/);
   } finally {
@@ -117,6 +119,55 @@ test('cron: a job for every minute runs (at the latest at the next minute); uniq
     const pid = /running "exec sleep 300" \(pid (\d+)\)/.exec(tsgi.output())?.[1];
     if (pid && alive(Number(pid))) process.kill(Number(pid), 'SIGKILL');
     await stopProcess(tsgi);
+  }
+});
+
+test('attach-daemon2: chdir, stopsignal and touch restart a dumb daemon; the master writes a daemonize pidfile', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'd2.sock');
+  const trigger = join(dir, 'restart.trigger');
+  writeFileSync(trigger, '');
+  // The daemon says where it runs and which signal stopped it (it traps QUIT and TERM).
+  const script = join(dir, 'd.sh');
+  writeFileSync(script, `pwd > started.$$\ntrap 'echo QUIT > stopped.$$; exit 0' QUIT\ntrap 'echo TERM > stopped.$$; exit 0' TERM\nwhile true; do sleep 0.1; done\n`);
+  const pidfile = join(dir, 'fg.pid');
+  const tsgi = await startTsgi(['-s', sock, '--wsgi-file', APP,
+    '--attach-daemon2', `cmd=exec sh ${script},chdir=${dir},stopsignal=3,touch=${trigger}`,
+    '--attach-daemon2', `cmd=exec sleep 300,pidfile=${pidfile},daemonize=1`], { env });
+  try {
+    const first = pidIn(await tsgi.waitFor(/daemon "exec sh [^"]*" started \(pid: \d+\)/));
+    await until('the daemon to start in its chdir', () => existsSync(join(dir, `started.${first}`)));
+    assert.equal(readFileSync(join(dir, `started.${first}`), 'utf8').trim(), dir, 'chdir= is its working directory');
+    const fg = pidIn(await tsgi.waitFor(/daemon "exec sleep 300" started \(pid: \d+\)/));
+    await until('the master to write the pidfile', () => existsSync(pidfile) && Number(readFileSync(pidfile, 'utf8')) === fg);
+    await new Promise((r) => setTimeout(r, 1100)); // a modification time distinct from the one seen at start
+    writeFileSync(trigger, 'now');
+    await tsgi.waitFor(/restart\.trigger was touched; restarting it/, 5000);
+    await until('the touched daemon to stop with its stopsignal', () => existsSync(join(dir, `stopped.${first}`)));
+    assert.equal(readFileSync(join(dir, `stopped.${first}`), 'utf8').trim(), 'QUIT', 'stopsignal=3 is SIGQUIT');
+    const second = pidIn(await tsgi.waitFor(/daemon "exec sh [^"]*" respawned \(pid: \d+\)/, 10_000));
+    assert.notEqual(second, first);
+    const r = await stopProcess(tsgi, 'SIGTERM');
+    assert.equal(r.code, 0);
+    await until('the respawned daemon to be stopped', () => existsSync(join(dir, `stopped.${second}`)));
+    assert.equal(readFileSync(join(dir, `stopped.${second}`), 'utf8').trim(), 'QUIT');
+    assert.equal(alive(fg), false, 'the foreground daemon is stopped with tsgi');
+  } finally {
+    await stopProcess(tsgi);
+  }
+});
+
+test('attach-control-daemon (and attach-daemon2 control=1): when it ends, the instance stops gracefully', async () => {
+  for (const args of [['--attach-control-daemon', 'sleep 1'], ['--attach-daemon2', 'cmd=sleep 1,control=1']]) {
+    const dir = tempDir();
+    const tsgi = await startTsgi(['-s', join(dir, 'c.sock'), '--wsgi-file', APP, ...args], { env });
+    try {
+      const code = tsgi.child.exitCode ?? await new Promise<number | null>((done) => tsgi.child.on('exit', (c) => done(c)));
+      assert.equal(code, 0, args.join(' '));
+      assert.match(tsgi.output(), /daemon "sleep 1" is a control daemon: stopping the instance/);
+    } finally {
+      await stopProcess(tsgi);
+    }
   }
 });
 
@@ -153,7 +204,19 @@ test('configuration errors: one line naming file:line and the option', () => {
     'cron.ini': '[uwsgi]\nsocket = :0\ncron = sleep 30\n',
     'range.ini': '[uwsgi]\nsocket = :0\nunique-cron = 75 -1 -1 -1 -1 true\n',
     'smart.ini': '[uwsgi]\nsocket = :0\n\nsmart-attach-daemon = /tmp/only-a-pidfile\n',
+    'd2.ini': '[uwsgi]\nsocket = :0\nattach-daemon2 = cmd=my_daemon.sh,pidfile=/tmp/my.pid,stopsignal=3,stop=now\n',
+    'd2cmd.ini': '[uwsgi]\nsocket = :0\nattach-daemon2 = pidfile=/tmp/my.pid\n',
+    'cron2.ini': '[uwsgi]\nsocket = :0\ncron2 = minute=39,hour=23\n',
   });
+  for (const [file, line, option, why] of [
+    ['d2.ini', 3, 'attach-daemon2', "unknown key 'stop' (attach-daemon2 knows command, cmd, exec"],
+    ['d2cmd.ini', 3, 'attach-daemon2', "a 'cmd' key is required"],
+    ['cron2.ini', 3, 'cron2', 'no command after the key=value list'],
+  ] as const) {
+    const c = tsgiCheck(['--ini', join(dir, file)]);
+    assert.equal(c.status, 1, file);
+    assert.ok(c.stderr.startsWith(`tsgi: ${join(dir, file)}:${line}: option '${option}': bad value '`) && c.stderr.includes(why) && c.stderr.split('\n').length === 2, c.stderr);
+  }
   let r = tsgiCheck(['--ini', join(dir, 'cron.ini')]);
   assert.equal(r.status, 1);
   assert.equal(r.stderr, `tsgi: ${join(dir, 'cron.ini')}:3: option 'cron': bad value 'sleep 30': expected MINUTE HOUR DAY MONTH WEEKDAY COMMAND (numbers, -1 for any, -N for every N)\n`);

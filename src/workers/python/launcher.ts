@@ -68,6 +68,8 @@ export interface PythonWorkerSpec {
   socketFds: readonly number[];
   /** The router's link socket, when there is an HTTP router. */
   linkFd: number | undefined;
+  /** The caches' shared files (docs/cache.md), passed after the sockets and the link. */
+  caches?: ReadonlyArray<{ name: string; fd: number; size: number }>;
   /** Start the app loader (preloading) rather than a worker. */
   loader?: boolean;
   env: NodeJS.ProcessEnv;
@@ -101,6 +103,20 @@ function mountedApps(settings: Settings): Array<Record<string, string | null>> |
 const CONTROL_FD = 3;
 const SCOREBOARD_FD = 4;
 const FIRST_SOCKET_FD = 5;
+
+/** What a Python process needs to map each cache: its descriptor there, and the geometry of its file. */
+function cacheConf(s: Settings, spec: PythonWorkerSpec) {
+  if (!s.caches || !spec.caches?.length) return null;
+  const first = FIRST_SOCKET_FD + spec.socketFds.length + (spec.linkFd === undefined ? 0 : 1);
+  return {
+    caches: s.caches.caches.map((c, i) => ({
+      name: c.name, fd: first + i, size: spec.caches![i]!.size, items: c.items, blocksize: c.blocksize, blocks: c.blocks,
+      keysize: c.keysize, hashsize: c.hashsize, bitmap: c.bitmap, purgeLru: c.purgeLru, ignoreFull: c.ignoreFull,
+      clearOnFull: c.clearOnFull, noExpire: c.noExpire, mathInitial: c.mathInitial,
+    })),
+    loads: s.caches.loads,
+  };
+}
 
 export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
   const s = spec.settings;
@@ -154,14 +170,17 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     scoreboard: { fd: SCOREBOARD_FD, size: spec.scoreboardSize },
     socketFds: spec.socketFds.map((_, i) => FIRST_SOCKET_FD + i),
     linkFd: spec.linkFd === undefined ? null : FIRST_SOCKET_FD + spec.socketFds.length,
-    // After the sockets and the link: the request-line pipe (req-logger); null when request lines go to the log.
-    reqLogFd: spec.reqLogFd === undefined ? null : FIRST_SOCKET_FD + spec.socketFds.length + (spec.linkFd === undefined ? 0 : 1),
+    // cache2 / cache (docs/cache.md): null when none is configured, so the worker opens nothing.
+    caches: cacheConf(s, spec),
+    // After the sockets, the link and the caches: the request-line pipe (req-logger); null when request lines go to the log.
+    reqLogFd: spec.reqLogFd === undefined ? null
+      : FIRST_SOCKET_FD + spec.socketFds.length + (spec.linkFd === undefined ? 0 : 1) + (spec.caches?.length ?? 0),
   };
   const env: NodeJS.ProcessEnv = { ...spec.env, TSGI_WORKER: JSON.stringify(conf) };
   if (!existsSync(WORKER_SCRIPT)) throw new InterpreterError(`tsgi's Python worker is missing (${WORKER_SCRIPT})`);
   return spawn(spec.interpreter, [WORKER_SCRIPT], {
     stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.socketFds, ...(spec.linkFd === undefined ? [] : [spec.linkFd]),
-      ...(spec.reqLogFd === undefined ? [] : [spec.reqLogFd])],
+      ...(spec.caches ?? []).map((c) => c.fd), ...(spec.reqLogFd === undefined ? [] : [spec.reqLogFd])],
     env,
   });
 }
