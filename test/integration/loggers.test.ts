@@ -29,6 +29,10 @@ def application(env, sr):
     if path == '/sleep':
         import time
         time.sleep(3)
+    if path == '/many':
+        for i in range(3000):
+            print('MANY line %d' % i)
+        sys.stdout.flush()
     if path == '/segv':
         import ctypes
         ctypes.string_at(0)
@@ -341,6 +345,27 @@ test('exec hooks output reaches the loggers; a reload that changes the loggers s
     assert.match(read(join(dir, 'all.log')), /note: logger, req-logger, log-encoder, log-route and alarm changes take effect at the next restart/);
     assert.equal(existsSync(join(dir, 'second.log')), false);
   } finally {
+    assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
+  }
+});
+
+test('a syslog daemon that stops reading does not block the master: lines are dropped and said so', async () => {
+  const dir = appDir();
+  const port = await freePort();
+  const sysPath = join(dir, 'stuck.sock');
+  // Bound, never read: its queue fills after a few hundred datagrams.
+  const stuck = startProcess(SYSTEM_PYTHON, ['-c', 'import socket,sys,time\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("listening",flush=True)\ntime.sleep(120)\n', sysPath]);
+  await stuck.waitFor(/listening/);
+  const tsgi = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '-p', '1', '--wsgi-file', join(dir, 'app.py'), '--logger', 'syslog', '--logger', 'stdio'],
+    { env: { ...activatedEnv(sharedVenv()), TSGI_SYSLOG_SOCKET: sysPath } });
+  try {
+    assert.equal((await httpRequest(`http://127.0.0.1:${port}/many`)).status, 200);
+    await tsgi.waitFor(/MANY line 2999\n/);
+    await tsgi.waitFor(/logger 'syslog': cannot send to \S+ \(errno 11\); its lines are lost until it works again/);
+    assert.equal((await httpRequest(`http://127.0.0.1:${port}/x`)).status, 200);
+    await tsgi.waitFor(/ERRLINE from app/);
+  } finally {
+    stuck.kill('SIGKILL');
     assert.equal((await stopProcess(tsgi)).code, 0, tsgi.output());
   }
 });
