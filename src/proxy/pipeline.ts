@@ -5,7 +5,8 @@
  * error_page, and `sendHead`, which applies add_header and the Server header.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { LocationConf, LocConf, ScriptOp, ServerConf, IfTest } from './conf/model.js';
+import type { Expires, LocationConf, LocConf, ScriptOp, ServerConf, IfTest } from './conf/model.js';
+import { parseExpires } from './conf/modules/core.js';
 import { stat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
 import { findServer, type Binding, type ListenGroup } from './listen.js';
@@ -41,7 +42,7 @@ const BAD_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const SERVER_FULL = `${PRODUCT}/${VERSION}`;
 
 /** What front.ts keeps on a client connection: its requests so far, and whether the one in progress is its last. */
-export type ConnectionState = { _tsgiRequests?: number; _tsgiLast?: boolean };
+export type ConnectionState = { _tsgiRequests?: number; _tsgiLast?: boolean; _tsgiStart?: number };
 
 export class Pipeline {
   constructor(readonly rt: Runtime) {}
@@ -145,7 +146,12 @@ export class Pipeline {
     const conf = r.conf;
     if (conf.keepaliveTimeoutMs === 0) return true;
     const max = conf.keepaliveRequests;
-    return max !== undefined && max > 0 && r.nth >= max;
+    if (max !== undefined && max > 0 && r.nth >= max) return true;
+    // keepalive_time: counted from the connection's start to this request's.
+    if (r.start - ((r.req.socket as ConnectionState)._tsgiStart ?? r.start) > conf.keepaliveTimeMs!) return true;
+    const kd = conf.keepaliveDisable!;
+    if (kd.msie6 && r.method === 'POST' && oldMsie(r.req.headers['user-agent'])) return true;
+    return kd.safari && isSafari(r.req.headers['user-agent']);
   }
 
   /** The response was sent, or the connection closed first: the access log, and a pass told to stop. */
@@ -495,9 +501,9 @@ export class Pipeline {
     if (upstream === undefined || !upstream.serverSet) list.push('Server', conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
     if (upstream === undefined || !upstream.dateSet) list.push('Date', httpDate());
     for (let i = 0; i < given.length; i++) list.push(given[i]!);
-    const exp = conf.expires;
-    if (exp !== undefined && exp !== 'off' && (code === 200 || code === 204 || code === 206 || code === 301 || code === 302 || code === 304 || code === 307 || code === 308)) {
-      addExpires(list, exp);
+    const exp = conf.expires!;
+    if (exp.mode !== 'off' && (code === 200 || code === 201 || code === 204 || code === 206 || code === 301 || code === 302 || code === 303 || code === 304 || code === 307 || code === 308)) {
+      addExpires(r, list, exp);
     }
     const add = conf.addHeaders;
     if (add && add.length) {
@@ -505,6 +511,16 @@ export class Pipeline {
       for (const h of add) {
         if (!applies && !h.always) continue;
         const v = h.value.eval(r);
+        // ETag and Last-Modified are single-valued in nginx: add_header replaces the response's own (an
+        // empty value removes it) instead of adding a second one.
+        if (h.single) {
+          for (let i = 0; i < list.length; i += 2) {
+            if (list[i]!.toLowerCase() === h.single) {
+              list.splice(i, 2);
+              i -= 2;
+            }
+          }
+        }
         if (v === '') continue;
         // node:http refuses control characters in a header value (nginx would send them raw): leave it out.
         if (BAD_HEADER_VALUE.test(v)) {
@@ -538,15 +554,89 @@ function flatten(h: OutgoingHttpHeaders): string[] {
   return out;
 }
 
-function addExpires(list: string[], exp: number | 'epoch' | 'max'): void {
-  if (exp === 'epoch') {
-    list.push('Expires', 'Thu, 01 Jan 1970 00:00:01 GMT', 'Cache-Control', 'no-cache');
-  } else if (exp === 'max') {
-    list.push('Expires', 'Thu, 31 Dec 2037 23:55:55 GMT', 'Cache-Control', 'max-age=315360000');
-  } else {
-    list.push('Expires', new Date(Date.now() + exp).toUTCString());
-    list.push('Cache-Control', exp < 0 ? 'no-cache' : `max-age=${Math.floor(exp / 1000)}`);
+/**
+ * Sets Expires and Cache-Control as nginx's headers filter does: a backend's own Expires is replaced where
+ * it stood, its Cache-Control headers give way to one. `modified` counts from the Last-Modified in `list`
+ * (from now when there is none); a negative time or a past date says no-cache.
+ */
+function addExpires(r: Rq, list: string[], given: Expires): void {
+  let exp = given;
+  if (given.mode === 'var') {
+    const v = given.value.eval(r);
+    const e = v === '' ? 'invalid' : parseExpires(v, given.modified);
+    if (typeof e === 'string' || e.mode === 'off' || e.mode === 'var') return;
+    exp = e;
   }
+  if (exp.mode === 'var' || exp.mode === 'off') return;
+  let expires: string;
+  let cc: string;
+  if (exp.mode === 'epoch') {
+    expires = 'Thu, 01 Jan 1970 00:00:01 GMT';
+    cc = 'no-cache';
+  } else if (exp.mode === 'max') {
+    expires = 'Thu, 31 Dec 2037 23:55:55 GMT';
+    cc = 'max-age=315360000';
+  } else {
+    const now = Math.floor(Date.now() / 1000) * 1000;
+    let at: number;
+    if (exp.mode === 'daily') {
+      // The next time the clock (local time, as nginx's mktime) shows that time of day.
+      const d = new Date(now);
+      d.setHours(0, 0, 0, 0);
+      at = d.getTime() + exp.ms;
+      if (at <= now) {
+        d.setDate(d.getDate() + 1);
+        at = d.getTime() + exp.ms;
+      }
+    } else {
+      let base = now;
+      if (exp.mode === 'modified') {
+        for (let i = 0; i < list.length; i += 2) {
+          if (list[i]!.toLowerCase() !== 'last-modified') continue;
+          const t = Date.parse(list[i + 1]!);
+          if (!Number.isNaN(t)) base = t;
+          break;
+        }
+      }
+      at = base + exp.ms;
+    }
+    const maxAge = Math.floor((at - now) / 1000);
+    expires = new Date(at).toUTCString();
+    cc = exp.ms < 0 || maxAge < 0 ? 'no-cache' : `max-age=${maxAge}`;
+  }
+  let setE = false;
+  let setC = false;
+  for (let i = 0; i < list.length; i += 2) {
+    const n = list[i]!.toLowerCase();
+    if (n === 'expires' && !setE) {
+      list[i + 1] = expires;
+      setE = true;
+    } else if (n === 'cache-control') {
+      if (!setC) {
+        list[i + 1] = cc;
+        setC = true;
+      } else {
+        list.splice(i, 2);
+        i -= 2;
+      }
+    }
+  }
+  if (!setE) list.push('Expires', expires);
+  if (!setC) list.push('Cache-Control', cc);
+}
+
+/** nginx's test for keepalive_disable msie6: MSIE 4, 5, or 6 without "SV1". */
+function oldMsie(ua: string | undefined): boolean {
+  if (ua === undefined) return false;
+  const i = ua.indexOf('MSIE ');
+  if (i < 0 || i + 7 >= ua.length || ua[i + 6] !== '.') return false;
+  const v = ua[i + 5];
+  return v === '4' || v === '5' || (v === '6' && !ua.includes('SV1', i + 8));
+}
+
+/** nginx's test for keepalive_disable safari: Safari on Mac OS X, not Chrome. */
+function isSafari(ua: string | undefined): boolean {
+  return ua !== undefined && ua.includes('Safari/') && ua.includes('Mac OS X') && !ua.includes('Chrome/');
 }
 
 function fileTest(kind: 'f' | 'd' | 'e' | 'x', path: string): boolean {

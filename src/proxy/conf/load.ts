@@ -65,6 +65,8 @@ function httpDefaults(prefix: string): LocConf {
   d.keepaliveTimeoutMs = 75000;
   d.keepaliveHeaderS = 0;
   d.keepaliveRequests = 1000;
+  d.keepaliveTimeMs = 3600000;
+  d.keepaliveDisable = { msie6: true, safari: false };
   d.sendTimeoutMs = 60000;
   d.serverTokens = true;
   d.errorPages = [];
@@ -78,7 +80,7 @@ function httpDefaults(prefix: string): LocConf {
   d.tcpNodelay = true;
   d.chunkedTransferEncoding = true;
   d.internal = false;
-  d.expires = 'off';
+  d.expires = { mode: 'off' };
   d.openFileCacheOn = false;
   d.gzip = false;
   d.gzipTypes = new Set(['text/html']);

@@ -41,6 +41,8 @@ export interface UpstreamConf {
   keepalive: number | undefined;
   keepaliveTimeoutMs: number;
   keepaliveRequests: number;
+  /** keepalive_time: how long one connection is used for requests (nginx's default 1h). */
+  keepaliveTimeMs: number;
   /** Made implicitly by a `uwsgi_pass host:port` rather than by an `upstream {}` block. */
   implicit: boolean;
   pos: ConfPos;
@@ -66,10 +68,21 @@ export interface Param {
   ifNotEmpty: boolean;
 }
 
+/**
+ * `expires`: off, epoch, max, a time after the access (`access`), after the response's Last-Modified
+ * (`modified`), a time of day (`daily`, ms since midnight); or a template evaluated per request (`var`).
+ */
+export type Expires =
+  | { mode: 'off' } | { mode: 'epoch' } | { mode: 'max' }
+  | { mode: 'access'; ms: number } | { mode: 'modified'; ms: number } | { mode: 'daily'; ms: number }
+  | { mode: 'var'; modified: boolean; value: Template };
+
 export interface AddHeader {
   name: string;
   value: Template;
   always: boolean;
+  /** 'etag' or 'last-modified' (lower case): the header replaces the response's own; else undefined. */
+  single: string | undefined;
 }
 
 export interface ErrorPage {
@@ -135,6 +148,10 @@ export class LocConf {
   /** keepalive_timeout's second value: the Keep-Alive header's timeout in seconds (0: no header). */
   keepaliveHeaderS: number | undefined;
   keepaliveRequests: number | undefined;
+  /** keepalive_time: after this long, a client connection closes after the request in progress. */
+  keepaliveTimeMs: number | undefined;
+  /** keepalive_disable: browsers (by User-Agent) whose connections are closed after each request. */
+  keepaliveDisable: { msie6: boolean; safari: boolean } | undefined;
   sendTimeoutMs: number | undefined;
   serverTokens: boolean | undefined;
   errorPages: ErrorPage[] | undefined;
@@ -148,7 +165,7 @@ export class LocConf {
   tcpNodelay: boolean | undefined;
   chunkedTransferEncoding: boolean | undefined;
   internal: boolean | undefined;
-  expires: number | 'off' | 'epoch' | 'max' | undefined;
+  expires: Expires | undefined;
   /** open_file_cache on: how long a cached file is served without looking at the disk (0 when off). */
   openFileCacheValidMs: number | undefined;
   openFileCacheOn: boolean | undefined;
@@ -194,6 +211,8 @@ export class UpstreamSettings {
   modifier1: number | undefined;
   modifier2: number | undefined;
   httpVersion: '1.0' | '1.1' | undefined;
+  /** proxy_method (unset: the client's method). */
+  method: Template | undefined;
   redirect: 'default' | 'off' | Array<[string, Template]> | undefined;
   ignoreClientAbort: boolean | undefined;
   /** tsgi extension: offer the persistent link (docs/protocol-keepalive.md). */

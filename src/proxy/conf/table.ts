@@ -132,11 +132,16 @@ const TIME_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60000, h: 360000
 
 /** Times in milliseconds: "30", "30s", "1m 30s", "500ms"; a bare number is seconds. NaN when invalid. */
 export function parseTimeMs(s: string): number {
-  const parts = s.trim().split(/\s+/);
+  // Parts may be written together ("15h30m33s") or apart ("1m 30s"); a bare number (seconds) ends the value.
+  const t = s.trim();
+  if (t === '') return Number.NaN;
+  const re = /(\d+)(ms|s|m|h|d|w|M|y)?\s*/y;
   let total = 0;
-  for (const p of parts) {
-    const m = /^(\d+)(ms|s|m|h|d|w|M|y)?$/.exec(p);
-    if (!m) return Number.NaN;
+  let bare = false;
+  while (re.lastIndex < t.length) {
+    const m = re.exec(t);
+    if (!m || bare) return Number.NaN;
+    if (!m[2]) bare = true;
     total += Number(m[1]) * (m[2] ? TIME_UNITS[m[2]]! : 1000);
   }
   return total;

@@ -91,7 +91,7 @@ export class Upstreams {
     }
     g = new PeerGroup({
       name: target, servers: [{ name: target, addrs: [addr], weight: 1, maxFails: 1, failTimeoutMs: 10000, backup: false, down: false, maxConns: 0, pos: pass.pos }],
-      balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, implicit: true, pos: pass.pos,
+      balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, keepaliveTimeMs: 3600000, implicit: true, pos: pass.pos,
     });
     if (this.dynamic.size < 1024) this.dynamic.set(target, g);
     return g;
@@ -255,7 +255,8 @@ export class Upstreams {
       } else uri = base + (r.args && !base.includes('?') ? '?' + r.args : '');
     } else if (r.internal || r.uri !== r.originalUri) uri = escapeUri(r.uri) + (r.args ? '?' + r.args : '');
     else uri = r.requestUri;
-    const method = r.method;
+    // proxy_method; a value that comes out empty keeps the client's method (nginx would send an empty one).
+    const method = (st.method !== undefined && st.method.eval(r)) || r.method;
     let head = `${method} ${uri} HTTP/${st.httpVersion}\r\n`;
     // proxy_set_header defaults (Host $proxy_host, Connection close) unless set; an empty value removes.
     const set = new Map<string, string>([['host', r.proxyHost], ['connection', 'close']]);
@@ -313,6 +314,8 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
   readonly keep: 'tsgi' | 'http' | 'none';
   readonly poolMax: number;
   readonly idleTimeoutMs: number;
+  readonly maxUses: number;
+  readonly maxAgeMs: number;
   // The try in progress.
   private peer: Peer | undefined;
   private headersSent = false;
@@ -343,6 +346,8 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.keep = pass.protocol === 'uwsgi' ? (st.tsgiKeepalive ? 'tsgi' : 'none') : group.conf.keepalive !== undefined && st.httpVersion === '1.1' && connectionCleared(st) ? 'http' : 'none';
     this.poolMax = group.conf.keepalive ?? DEFAULT_POOL;
     this.idleTimeoutMs = group.conf.keepaliveTimeoutMs;
+    this.maxUses = group.conf.keepaliveRequests;
+    this.maxAgeMs = group.conf.keepaliveTimeMs;
     this.connectTimeoutMs = st.connectTimeoutMs!;
     this.readTimeoutMs = st.readTimeoutMs!;
     this.sendTimeoutMs = st.sendTimeoutMs!;
