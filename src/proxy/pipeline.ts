@@ -17,6 +17,7 @@ import { escapeUri, normalizeHost, normalizePath, splitTarget } from './uri.js';
 import { PRODUCT, VERSION } from './vars.js';
 import type { ErrorLogs } from './errorlog.js';
 import { applyGzip } from './gzip.js';
+import { charsetType, recode } from './charset.js';
 import { mapPath } from './static.js';
 
 /** Services the pipeline calls into, provided by the worker. */
@@ -396,8 +397,13 @@ export class Pipeline {
       r.res.end();
       return;
     }
-    const body = Buffer.from(text ?? '', 'latin1');
-    this.sendHead(r, code, ['Content-Type', r.conf.defaultType!, 'Content-Length', String(body.length)]);
+    let body: Buffer = Buffer.from(text ?? '', 'latin1');
+    let type = r.conf.defaultType!;
+    if (r.conf.charset) {
+      type = charsetType(this, r, type);
+      if (r.recode) body = recode(body, r.recode);
+    }
+    this.sendHead(r, code, ['Content-Type', type, 'Content-Length', String(body.length)]);
     r.bodyBytesSent = body.length;
     r.res.end(body);
   }
@@ -464,10 +470,15 @@ export class Pipeline {
   }
 
   private sendSpecial(r: Rq, status: number, location?: string, extra?: string[]): void {
-    const page = errorPage(status, r.conf.serverTokens !== false);
+    let page = errorPage(status, r.conf.serverTokens !== false);
+    let pageType = 'text/html';
+    if (page && r.conf.charset) {
+      pageType = charsetType(this, r, pageType);
+      if (r.recode) page = recode(page, r.recode);
+    }
     // Ordinary client errors keep the connection; these close it, as in nginx.
     if (status === 400 || status === 413 || status === 414 || status === 495 || status === 496 || status === 497 || status === 500 || status === 501) r.res.shouldKeepAlive = false;
-    const headers: string[] = page ? ['Content-Type', 'text/html', 'Content-Length', String(page.length)] : status === 204 || status === 304 ? [] : ['Content-Length', '0'];
+    const headers: string[] = page ? ['Content-Type', pageType, 'Content-Length', String(page.length)] : status === 204 || status === 304 ? [] : ['Content-Length', '0'];
     if (location !== undefined) headers.push('Location', location);
     if (extra) headers.push(...extra);
     this.sendHead(r, status, headers);

@@ -37,6 +37,8 @@ export class Rq {
   upstreamTimeMs = -1;
   /** The pass to an upstream in progress, told when the client leaves early. */
   relay: { clientClosed(): void } | null = null;
+  /** The charset_map table the body is recoded with (charset.ts); null when it is sent as it is. */
+  recode: Uint8Array | null = null;
   /** Request body, fully read before it is passed upstream (so it can be retried). */
   body: Buffer | null = null;
   /** Response headers added by add_header once the status is known. */

@@ -19,10 +19,11 @@ import { bindPassTargets, upstreamSpecs } from './modules/upstream.js';
 import { sslSpecs } from './modules/ssl.js';
 import { unsupportedSpecs } from './modules/unsupported.js';
 import { gzipSpecs } from './modules/gzip.js';
+import { charsetSpecs } from './modules/charset.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
@@ -82,6 +83,10 @@ function httpDefaults(prefix: string): LocConf {
   d.internal = false;
   d.expires = { mode: 'off' };
   d.openFileCacheOn = false;
+  d.charset = '';
+  d.sourceCharset = '';
+  d.overrideCharset = false;
+  d.charsetTypes = new Set(['text/html', 'text/xml', 'text/plain', 'text/vnd.wap.wml', 'application/javascript', 'application/rss+xml']);
   d.gzip = false;
   d.gzipTypes = new Set(['text/html']);
   d.gzipMinLength = 20;
@@ -217,6 +222,7 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
       inheritScript(srv.script, srv.loc);
       inheritLocations(srv.locations, srv.loc);
       inheritLocations([...srv.named.values()], srv.loc);
+      checkCharsets([srv.loc], [...srv.locations, ...srv.named.values()]);
     }
     bindings = buildBindings(http.servers, env.warn);
     for (const srv of http.servers) {
@@ -233,6 +239,25 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
     }
   } else checkVariables(reg);
   return { main, http, bindings, files: env.filesRead, warnings, confFile, prefix: opts.prefix };
+}
+
+/** As nginx at start: a charset and a different source_charset need a charset_map between them. */
+function checkCharsets(confs: LocConf[], locations: LocationConf[]): void {
+  const collect = (list: LocationConf[]): void => {
+    for (const l of list) {
+      confs.push(l.conf);
+      collect(l.children);
+    }
+  };
+  collect(locations);
+  for (const c of confs) {
+    const dst = c.charset;
+    const src = c.sourceCharset;
+    if (!dst || !src || dst.toLowerCase() === src.toLowerCase()) continue;
+    if (!c.charsetMaps?.has(`${src.toLowerCase()}\0${dst.toLowerCase()}`)) {
+      throw new ProxyConfError('BAD_VALUE', `no "charset_map" between the charsets "${src}" and "${dst}"`, c.charsetPos!);
+    }
+  }
 }
 
 async function resolveHosts(env: LoadEnv): Promise<void> {

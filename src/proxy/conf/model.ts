@@ -169,6 +169,17 @@ export class LocConf {
   /** open_file_cache on: how long a cached file is served without looking at the disk (0 when off). */
   openFileCacheValidMs: number | undefined;
   openFileCacheOn: boolean | undefined;
+  /** charset: the charset named in Content-Type ('' for off); source_charset; override_charset; charset_types. */
+  charset: string | undefined;
+  sourceCharset: string | undefined;
+  overrideCharset: boolean | undefined;
+  charsetTypes: Set<string> | undefined;
+  /** Where charset / source_charset were written, for the check that a map joins them. */
+  charsetPos: ConfPos | undefined;
+  /** charset_map tables (http level, inherited by every level): "src\0dst" in lower case to a 256-byte table. */
+  charsetMaps: Map<string, Uint8Array> | undefined;
+  /** max_ranges: more byte ranges than this and the whole file is sent (undefined: no limit). */
+  maxRanges: number | undefined;
   gzip: boolean | undefined;
   gzipTypes: Set<string> | undefined;
   gzipMinLength: number | undefined;

@@ -10,6 +10,7 @@ import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
 import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
 import type { Pipeline, UpstreamHead } from '../pipeline.js';
 import type { Rq } from '../request.js';
+import { charsetType, recode } from '../charset.js';
 import { escapeUri } from '../uri.js';
 import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
 import { PeerGroup, type Peer } from './peers.js';
@@ -180,7 +181,7 @@ export class Upstreams {
     }
     if (length === undefined && knownLength !== undefined && status !== 204 && status !== 304 && (status >= 200 || status < 100)) length = String(knownLength);
     const first: string[] = [];
-    if (type !== undefined) first.push('Content-Type', type);
+    if (type !== undefined) first.push('Content-Type', r.conf.charset ? charsetType(this.p, r, type) : type);
     if (length !== undefined) first.push('Content-Length', length);
     if (location !== undefined) first.push('Location', location);
     for (let i = 0; i < rest.length; i++) first.push(rest[i]!);
@@ -401,7 +402,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.chunkBytes);
     this.chunks = [];
     this.chunkBytes = 0;
-    const ok = res.write(data);
+    const ok = res.write(this.r.recode ? recode(data, this.r.recode) : data);
     // Buffering on: keep reading the backend unless the client's backlog passed the limit.
     const limit = this.st.buffering ? this.st.maxBufferedBytes! : 0;
     if (!ok && !this.paused && res.writableLength > limit) {
@@ -470,7 +471,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     const data = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.chunkBytes);
     this.chunks = [];
     this.chunkBytes = 0;
-    res.end(data);
+    res.end(data !== undefined && r.recode ? recode(data, r.recode) : data);
   }
 
   onFail(kind: FailKind, message: string, responseStarted: boolean, reused: boolean): void {

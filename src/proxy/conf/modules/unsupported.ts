@@ -7,7 +7,7 @@ import { ProxyConfError } from '../errors.js';
 import type { Scope } from '../scope.js';
 import { ANY, MORE, pos, type DirectiveSpec } from '../table.js';
 
-const NAMES = `gzip_static gunzip charset charset_map charset_types source_charset override_charset
+const NAMES = `gzip_static gunzip
 limit_except limit_req limit_req_zone limit_conn limit_conn_zone limit_rate limit_rate_after
 auth_basic auth_basic_user_file auth_request satisfy allow deny ssi ssi_types sub_filter sub_filter_once add_trailer
 map geo split_clients resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
