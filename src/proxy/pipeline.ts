@@ -5,7 +5,7 @@
  * error_page, and `sendHead`, which applies add_header and the Server header.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Expires, LocationConf, LocConf, ScriptOp, ServerConf, IfTest } from './conf/model.js';
+import type { AddHeader, Expires, LocationConf, LocConf, ScriptOp, ServerConf, IfTest } from './conf/model.js';
 import { parseExpires } from './conf/modules/core.js';
 import { stat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
@@ -350,6 +350,10 @@ export class Pipeline {
     return 'continue';
   }
 
+  private trailers(r: Rq, code: number, list: string[], tr: AddHeader[]): void {
+    trailersFor(r, code, list, tr);
+  }
+
   private test(r: Rq, t: IfTest): boolean {
     let v: boolean;
     switch (t.kind) {
@@ -541,10 +545,53 @@ export class Pipeline {
         list.push(h.name, v);
       }
     }
+    if (conf.addTrailers !== undefined) this.trailers(r, code, list, conf.addTrailers);
     if (conf.gzip) applyGzip(r, code, list);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
+    r.sentHeaders = list;
     res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
   }
+}
+
+/**
+ * add_trailer: on a chunked HTTP/1.1 response with a body, the trailers are evaluated when the body ends
+ * (so they can name what was sent) and written after the last chunk. The Content-Length goes, as nginx
+ * drops it to send the response chunked. Only responses of a location with add_trailer pay for this.
+ */
+function trailersFor(r: Rq, code: number, list: string[], tr: AddHeader[]): void {
+  if (r.method === 'HEAD' || r.req.httpVersionMinor < 1 || r.req.httpVersionMajor !== 1 || r.conf.chunkedTransferEncoding === false) return;
+  if (code === 204 || code === 304 || code < 200) return;
+  const applies = addHeaderApplies(code);
+  if (!applies && !tr.some((t) => t.always)) return;
+  for (let i = 0; i < list.length; i += 2) {
+    if (list[i]!.toLowerCase() === 'content-length') {
+      list.splice(i, 2);
+      i -= 2;
+    }
+  }
+  const res = r.res;
+  res.useChunkedEncodingByDefault = true;
+  const end = res.end;
+  res.end = function (this: ServerResponse, ...args: unknown[]) {
+    res.end = end;
+    // The last data goes out first, so the trailers see all of it (a body passed to end() included).
+    if (typeof args[0] !== 'function' && args[0] !== undefined) {
+      res.write(args[0] as Buffer);
+      args[0] = undefined;
+    }
+    const out: Array<[string, string]> = [];
+    const sent = (r.trailers = new Map());
+    for (const t of tr) {
+      if (!applies && !t.always) continue;
+      const v = t.value.eval(r);
+      if (v === '' || BAD_HEADER_VALUE.test(v)) continue;
+      out.push([t.name, v]);
+      const k = t.name.toLowerCase();
+      sent.set(k, sent.has(k) ? `${sent.get(k)}, ${v}` : v);
+    }
+    if (out.length) res.addTrailers(out);
+    return (end as (...a: unknown[]) => ServerResponse).apply(res, args.filter((a) => a !== undefined));
+  } as typeof res.end;
 }
 
 /** What a backend's response head set, for `sendHead`. */

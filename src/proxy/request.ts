@@ -37,6 +37,13 @@ export class Rq {
   upstreamTimeMs = -1;
   /** The pass to an upstream in progress, told when the client leaves early. */
   relay: { clientClosed(): void } | null = null;
+  /** The response head as written ($sent_http_*), and the backend's head ($upstream_http_*, $upstream_cookie_*). */
+  sentHeaders: string[] | null = null;
+  upstreamHeaders: string[] | null = null;
+  /** add_trailer values sent so far ($sent_trailer_*), by lower-case name. */
+  trailers: Map<string, string> | null = null;
+  /** Body bytes the backend sent ($upstream_response_length). */
+  upstreamBytes = 0;
   /** The charset_map table the body is recoded with (charset.ts); null when it is sent as it is. */
   recode: Uint8Array | null = null;
   /** Request body, fully read before it is passed upstream (so it can be retried). */

@@ -117,6 +117,7 @@ const BUILTIN: Record<string, Getter> = {
   connection: (r) => String((r.req.socket as Socket & { _tsgiId?: number })._tsgiId ?? 0),
   upstream_addr: (r) => r.upstreamAddr,
   upstream_status: (r) => r.upstreamStatus,
+  upstream_response_length: (r) => (r.upstreamAddrs ? String(r.upstreamBytes) : ''),
   upstream_response_time: (r) => r.upstreamResponseTime,
   proxy_host: (r) => r.proxyHost,
   proxy_add_x_forwarded_for: (r) => {
@@ -180,14 +181,51 @@ export function builtinGetter(name: string): Getter | undefined {
   }
   if (name.startsWith('arg_')) return argGetter(name.slice(4).toLowerCase());
   if (name.startsWith('cookie_')) return cookieGetter(name.slice(7).toLowerCase());
+  if (name.startsWith('sent_trailer_')) {
+    const t = name.slice(13).replace(/_/g, '-').toLowerCase();
+    return (r) => r.trailers?.get(t) ?? '';
+  }
+  if (name.startsWith('upstream_http_')) {
+    const h = name.slice(14).replace(/_/g, '-').toLowerCase();
+    return (r) => listValue(r.upstreamHeaders, h, h === 'set-cookie' ? '; ' : ', ');
+  }
+  if (name.startsWith('upstream_cookie_')) {
+    const c = name.slice(16).toLowerCase();
+    return (r) => {
+      const list = r.upstreamHeaders;
+      if (!list) return '';
+      for (let i = 0; i < list.length; i += 2) {
+        if (list[i]!.toLowerCase() !== 'set-cookie') continue;
+        const v = list[i + 1]!;
+        const eq = v.indexOf('=');
+        if (eq > 0 && v.slice(0, eq).trim().toLowerCase() === c) {
+          const semi = v.indexOf(';', eq);
+          return v.slice(eq + 1, semi < 0 ? v.length : semi);
+        }
+      }
+      return '';
+    };
+  }
   if (name.startsWith('sent_http_')) {
     const h = name.slice(10).replace(/_/g, '-').toLowerCase();
     return (r) => {
+      // The head as written (writeHead with a list keeps no getHeader() copy).
+      if (r.sentHeaders) return listValue(r.sentHeaders, h, ', ');
       const v = r.res.getHeader(h);
       return v === undefined ? '' : Array.isArray(v) ? v.join(', ') : String(v);
     };
   }
   return undefined;
+}
+
+/** The values of header `h` (lower case) in a flat name/value list, joined as nginx joins them. */
+function listValue(list: string[] | null, h: string, sep: string): string {
+  if (!list) return '';
+  let out: string | undefined;
+  for (let i = 0; i < list.length; i += 2) {
+    if (list[i]!.toLowerCase() === h) out = out === undefined ? list[i + 1]! : out + sep + list[i + 1]!;
+  }
+  return out ?? '';
 }
 
 function varGetter(name: string, reg: VarRegistry, pos: ConfPos): Getter {

@@ -157,6 +157,8 @@ export class LocConf {
   errorPages: ErrorPage[] | undefined;
   recursiveErrorPages: boolean | undefined;
   addHeaders: AddHeader[] | undefined;
+  /** add_trailer (no default: undefined unless some level has one). */
+  addTrailers: AddHeader[] | undefined;
   absoluteRedirect: boolean | undefined;
   serverNameInRedirect: boolean | undefined;
   portInRedirect: boolean | undefined;

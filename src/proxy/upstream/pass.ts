@@ -143,6 +143,7 @@ export class Upstreams {
    * first. `knownLength`: the whole body is in hand; used as Content-Length when the backend gave none.
    */
   relayHead(r: Rq, status: number, reason: string, headers: string[], protocol: 'uwsgi' | 'http', st: UpstreamSettings, knownLength?: number): void {
+    r.upstreamHeaders = headers;
     const rest: string[] = [];
     const hidden = protocol === 'uwsgi' ? UWSGI_HIDDEN : PROXY_HIDDEN;
     const extraHidden = st.hideHeaders!;
@@ -445,6 +446,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
 
   onBody(chunk: Buffer): void {
     this.r.bodyBytesSent += chunk.length;
+    this.r.upstreamBytes += chunk.length;
     this.chunks.push(chunk);
     this.chunkBytes += chunk.length;
   }

@@ -455,6 +455,13 @@ const locSpecs: Spec[] = [
       (s.loc.addHeaders ??= []).push({ name: d.args[0]!, value: compileTemplate(d.args[1]!, s.reg, pos(d)), always: d.args[2] === 'always', single });
     },
   },
+  {
+    name: 'add_trailer', ctx: HSL | LIF, args: [2, 3],
+    set(s, d) {
+      if (d.args[2] !== undefined && d.args[2] !== 'always') throw badValue(d, d.args[2]);
+      (s.loc.addTrailers ??= []).push({ name: d.args[0]!, value: compileTemplate(d.args[1]!, s.reg, pos(d)), always: d.args[2] === 'always', single: undefined });
+    },
+  },
   locOnce('expires', HSL | LIF, [1, 2], 'expires', (d, s) => {
     const modified = d.args.length === 2;
     if (modified && d.args[0] !== 'modified') throw new ProxyConfError('BAD_VALUE', `invalid value "${d.args[0]}" in "expires" directive`, pos(d));
