@@ -18,6 +18,9 @@ import { PRODUCT, VERSION } from './vars.js';
 import type { ErrorLogs } from './errorlog.js';
 import { applyGzip } from './gzip.js';
 import { charsetType, recode } from './charset.js';
+import { accessAllowed } from './conf/modules/access.js';
+import { parseSize } from './conf/table.js';
+import { paceResponse } from './ratelimit.js';
 import { mapPath } from './static.js';
 
 /** Services the pipeline calls into, provided by the worker. */
@@ -189,7 +192,12 @@ export class Pipeline {
         return;
       }
       const uriBefore = r.uri;
-      const rc = this.runScript(r, f.location ? f.location.script : []);
+      // limit_except for a method it does not list: its settings replace the location's, and the location's
+      // rewrite directives do not run (they are not part of that block), as in nginx.
+      const le = r.conf.limitExcept;
+      const limited = le !== undefined && !le.methods.has(r.method);
+      if (limited) r.conf = le.conf;
+      const rc = this.runScript(r, f.location && !limited ? f.location.script : []);
       if (rc === 'done') return;
       if (rc === 'last' || (rc === 'continue' && r.uri !== uriBefore)) {
         r.internalRedirects++;
@@ -246,6 +254,11 @@ export class Pipeline {
 
   private content(r: Rq): void {
     const conf = r.conf;
+    if (conf.access !== undefined && !accessAllowed(conf.access, r.req.socket.remoteAddress)) {
+      this.log(r, 'error', 'access forbidden by rule');
+      this.finalize(r, 403);
+      return;
+    }
     if (conf.internal && !r.internal) {
       this.finalize(r, 404);
       return;
@@ -348,6 +361,17 @@ export class Pipeline {
       }
     }
     return 'continue';
+  }
+
+  /** limit_rate, or a rate `set $limit_rate` chose for this request. */
+  private pace(r: Rq): void {
+    const v = r.vars?.get('limit_rate');
+    let rate = r.conf.limitRate!;
+    if (v !== undefined) {
+      const n = parseSize(v);
+      rate = Number.isNaN(n) ? 0 : n;
+    }
+    if (rate > 0 && r.method !== 'HEAD') paceResponse(r.res, rate, r.conf.limitRateAfter!);
   }
 
   private trailers(r: Rq, code: number, list: string[], tr: AddHeader[]): void {
@@ -516,6 +540,8 @@ export class Pipeline {
     if (upstream === undefined || !upstream.serverSet) list.push('Server', conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
     if (upstream === undefined || !upstream.dateSet) list.push('Date', httpDate());
     for (let i = 0; i < given.length; i++) list.push(given[i]!);
+    // $sent_http_* in add_header values sees the headers set before it, as in nginx.
+    r.sentHeaders = list;
     const exp = conf.expires!;
     if (exp.mode !== 'off' && (code === 200 || code === 201 || code === 204 || code === 206 || code === 301 || code === 302 || code === 303 || code === 304 || code === 307 || code === 308)) {
       addExpires(r, list, exp);
@@ -546,9 +572,9 @@ export class Pipeline {
       }
     }
     if (conf.addTrailers !== undefined) this.trailers(r, code, list, conf.addTrailers);
+    if (conf.limitRate || r.vars !== null) this.pace(r);
     if (conf.gzip) applyGzip(r, code, list);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
-    r.sentHeaders = list;
     res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
   }
 }

@@ -115,7 +115,8 @@ export class StaticFiles {
 
   serve(r: Rq): void {
     const method = r.method;
-    if (method !== 'GET' && method !== 'HEAD') {
+    // POST looks the file up first (404 for a missing one), then is refused, as nginx's static module does.
+    if (method !== 'GET' && method !== 'HEAD' && method !== 'POST') {
       this.p.finalize(r, 405);
       return;
     }
@@ -152,6 +153,10 @@ export class StaticFiles {
     }
     if (found.stats.isDirectory()) {
       this.p.redirect(r, 301, escapeUri(r.uri + '/') + (r.args ? '?' + r.args : ''));
+      return;
+    }
+    if (r.method === 'POST') {
+      this.p.finalize(r, 405);
       return;
     }
     if (found.content) {
@@ -228,7 +233,7 @@ export class StaticFiles {
       this.p.finalize(r, 404);
       return;
     }
-    if (r.conf.autoindex) {
+    if (r.conf.autoindex && r.method !== 'POST') {
       await this.autoindex(r, dir);
       return;
     }

@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import type { Socket } from 'node:net';
 import { ProxyConfError, type ConfPos } from './conf/errors.js';
+import { parseSize } from './conf/table.js';
 import type { Rq } from './request.js';
 
 export const PRODUCT = 'tsgi-proxy';
@@ -112,6 +113,13 @@ const BUILTIN: Record<string, Getter> = {
   nginx_version: () => VERSION,
   tsgi_proxy_version: () => VERSION,
   pid: () => String(process.pid),
+  // What `set $limit_rate` gave (as a size; anything else is 0), else limit_rate.
+  limit_rate: (r) => {
+    const v = r.vars?.get('limit_rate');
+    if (v === undefined) return String(r.conf.limitRate ?? 0);
+    const n = parseSize(v);
+    return Number.isNaN(n) ? '0' : String(n);
+  },
   connection_requests: (r) => String(r.nth),
   connection_time: (r) => ((Date.now() - ((r.req.socket as Socket & { _tsgiStart?: number })._tsgiStart ?? r.start)) / 1000).toFixed(3),
   connection: (r) => String((r.req.socket as Socket & { _tsgiId?: number })._tsgiId ?? 0),
@@ -187,7 +195,7 @@ export function builtinGetter(name: string): Getter | undefined {
   }
   if (name.startsWith('upstream_http_')) {
     const h = name.slice(14).replace(/_/g, '-').toLowerCase();
-    return (r) => listValue(r.upstreamHeaders, h, h === 'set-cookie' ? '; ' : ', ');
+    return (r) => listValue(r.upstreamHeaders, h, ', ');
   }
   if (name.startsWith('upstream_cookie_')) {
     const c = name.slice(16).toLowerCase();

@@ -20,10 +20,11 @@ import { sslSpecs } from './modules/ssl.js';
 import { unsupportedSpecs } from './modules/unsupported.js';
 import { gzipSpecs } from './modules/gzip.js';
 import { charsetSpecs } from './modules/charset.js';
+import { accessSpecs } from './modules/access.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
@@ -87,6 +88,8 @@ function httpDefaults(prefix: string): LocConf {
   d.sourceCharset = '';
   d.overrideCharset = false;
   d.charsetTypes = new Set(['text/html', 'text/xml', 'text/plain', 'text/vnd.wap.wml', 'application/javascript', 'application/rss+xml']);
+  d.limitRate = 0;
+  d.limitRateAfter = 0;
   d.gzip = false;
   d.gzipTypes = new Set(['text/html']);
   d.gzipMinLength = 20;
@@ -147,6 +150,12 @@ export function inherit(child: LocConf, parent: LocConf): void {
   child.uwsgi = u;
   child.proxy = px;
   child.ssl = ssl;
+  // limit_except's settings start from those of the location it is written in.
+  const le = child.limitExcept;
+  if (le !== undefined && le.owner === child) {
+    inherit(le.conf, child);
+    if (le.conf.pass === undefined) le.conf.pass = child.pass;
+  }
 }
 
 function inheritScript(script: ScriptOp[], conf: LocConf): void {

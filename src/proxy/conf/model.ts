@@ -3,6 +3,7 @@
  * in LocConf at three levels (http, server, location); after parsing, each level inherits what it left unset
  * from the level above (`inherit`), so the request path reads final values with no lookups up the chain.
  */
+import type { BlockList } from 'node:net';
 import type { ConfPos } from './errors.js';
 import type { Template } from '../vars.js';
 
@@ -76,6 +77,14 @@ export type Expires =
   | { mode: 'off' } | { mode: 'epoch' } | { mode: 'max' }
   | { mode: 'access'; ms: number } | { mode: 'modified'; ms: number } | { mode: 'daily'; ms: number }
   | { mode: 'var'; modified: boolean; value: Template };
+
+/** allow/deny: `all`, `unix:`, or an address or CIDR block. */
+export interface AccessRule {
+  allow: boolean;
+  all: boolean;
+  unix: boolean;
+  net: BlockList | undefined;
+}
 
 export interface AddHeader {
   name: string;
@@ -157,6 +166,13 @@ export class LocConf {
   errorPages: ErrorPage[] | undefined;
   recursiveErrorPages: boolean | undefined;
   addHeaders: AddHeader[] | undefined;
+  /** allow/deny rules in order (undefined: no rule anywhere above). */
+  access: AccessRule[] | undefined;
+  /** limit_except: the settings for methods not in `methods` (`owner`: the level that wrote it). */
+  limitExcept: { methods: Set<string>; conf: LocConf; owner: LocConf } | undefined;
+  /** limit_rate (bytes a second, 0: none) and limit_rate_after (bytes sent before the limit applies). */
+  limitRate: number | undefined;
+  limitRateAfter: number | undefined;
   /** add_trailer (no default: undefined unless some level has one). */
   addTrailers: AddHeader[] | undefined;
   absoluteRedirect: boolean | undefined;

@@ -18,7 +18,9 @@ export const UPS = 1 << 5;
 export const SIF = 1 << 6;
 export const LIF = 1 << 7;
 export const TYPES = 1 << 8;
-export const ANY = MAIN | EVENTS | HTTP | SRV | LOC | UPS | SIF | LIF | TYPES;
+/** Inside `limit_except`. */
+export const LMT = 1 << 9;
+export const ANY = MAIN | EVENTS | HTTP | SRV | LOC | UPS | SIF | LIF | TYPES | LMT;
 /** The three levels that share location-level settings. */
 export const HSL = HTTP | SRV | LOC;
 

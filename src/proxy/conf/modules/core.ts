@@ -462,6 +462,8 @@ const locSpecs: Spec[] = [
       (s.loc.addTrailers ??= []).push({ name: d.args[0]!, value: compileTemplate(d.args[1]!, s.reg, pos(d)), always: d.args[2] === 'always', single: undefined });
     },
   },
+  locOnce('limit_rate', HSL | LIF, 1, 'limitRate', (d) => sizeArg(d)),
+  locOnce('limit_rate_after', HSL | LIF, 1, 'limitRateAfter', (d) => sizeArg(d)),
   locOnce('expires', HSL | LIF, [1, 2], 'expires', (d, s) => {
     const modified = d.args.length === 2;
     if (modified && d.args[0] !== 'modified') throw new ProxyConfError('BAD_VALUE', `invalid value "${d.args[0]}" in "expires" directive`, pos(d));
