@@ -21,6 +21,7 @@ import { charsetType, recode } from './charset.js';
 import { accessAllowed } from './conf/modules/access.js';
 import { parseSize } from './conf/table.js';
 import { paceResponse } from './ratelimit.js';
+import { checkLimitConn, checkLimitReq } from './limits.js';
 import { mapPath } from './static.js';
 
 /** Services the pipeline calls into, provided by the worker. */
@@ -254,6 +255,28 @@ export class Pipeline {
 
   private content(r: Rq): void {
     const conf = r.conf;
+    // Preaccess: limit_conn, then limit_req, once per request (not again after an internal redirect).
+    if (conf.limitConn !== undefined && r.limitConnStatus === '') {
+      const o = checkLimitConn(r, conf.limitConn, (level, msg) => this.log(r, level, msg));
+      if (o.kind === 'reject') {
+        this.finalize(r, o.status);
+        return;
+      }
+    }
+    if (conf.limitReq !== undefined && r.limitReqStatus === '') {
+      const o = checkLimitReq(r, conf.limitReq, (level, msg) => this.log(r, level, msg));
+      if (o.kind === 'reject') {
+        this.finalize(r, o.status);
+        return;
+      }
+      if (o.kind === 'delay') {
+        const t = setTimeout(() => {
+          if (!r.res.destroyed) this.content(r);
+        }, o.ms);
+        r.res.once('close', () => clearTimeout(t));
+        return;
+      }
+    }
     if (conf.access !== undefined && !accessAllowed(conf.access, r.req.socket.remoteAddress)) {
       this.log(r, 'error', 'access forbidden by rule');
       this.finalize(r, 403);

@@ -40,6 +40,9 @@ export class Rq {
   /** The response head as written ($sent_http_*), and the backend's head ($upstream_http_*, $upstream_cookie_*). */
   sentHeaders: string[] | null = null;
   upstreamHeaders: string[] | null = null;
+  /** $limit_req_status / $limit_conn_status; also: the limits were applied ('' until then). */
+  limitReqStatus = '';
+  limitConnStatus = '';
   /** add_trailer values sent so far ($sent_trailer_*), by lower-case name. */
   trailers: Map<string, string> | null = null;
   /** Body bytes the backend sent ($upstream_response_length). */

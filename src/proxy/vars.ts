@@ -120,6 +120,8 @@ const BUILTIN: Record<string, Getter> = {
     const n = parseSize(v);
     return Number.isNaN(n) ? '0' : String(n);
   },
+  limit_req_status: (r) => r.limitReqStatus,
+  limit_conn_status: (r) => r.limitConnStatus,
   connection_requests: (r) => String(r.nth),
   connection_time: (r) => ((Date.now() - ((r.req.socket as Socket & { _tsgiStart?: number })._tsgiStart ?? r.start)) / 1000).toFixed(3),
   connection: (r) => String((r.req.socket as Socket & { _tsgiId?: number })._tsgiId ?? 0),

@@ -21,10 +21,11 @@ import { unsupportedSpecs } from './modules/unsupported.js';
 import { gzipSpecs } from './modules/gzip.js';
 import { charsetSpecs } from './modules/charset.js';
 import { accessSpecs } from './modules/access.js';
+import { limitSpecs } from './modules/limits.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
@@ -88,6 +89,12 @@ function httpDefaults(prefix: string): LocConf {
   d.sourceCharset = '';
   d.overrideCharset = false;
   d.charsetTypes = new Set(['text/html', 'text/xml', 'text/plain', 'text/vnd.wap.wml', 'application/javascript', 'application/rss+xml']);
+  d.limitReqStatus = 503;
+  d.limitReqLogLevel = 'error';
+  d.limitReqDryRun = false;
+  d.limitConnStatus = 503;
+  d.limitConnLogLevel = 'error';
+  d.limitConnDryRun = false;
   d.limitRate = 0;
   d.limitRateAfter = 0;
   d.gzip = false;
@@ -218,6 +225,7 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
     bindPassTargets({ ...scope, http });
     await resolveHosts(env);
     checkVariables(reg);
+    bindLimitZones(http);
     const top = httpDefaults(opts.prefix);
     inherit(http.loc, top);
     for (const srv of http.servers) {
@@ -248,6 +256,31 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
     }
   } else checkVariables(reg);
   return { main, http, bindings, files: env.filesRead, warnings, confFile, prefix: opts.prefix };
+}
+
+/** limit_req / limit_conn name zones that may be declared further down: bound once the http block is read. */
+function bindLimitZones(http: HttpConf): void {
+  const bindAll = (c: LocConf): void => {
+    for (const l of c.limitReq ?? []) {
+      l.zone = http.limitReqZones.get(l.zoneName);
+      if (!l.zone) throw new ProxyConfError('BAD_VALUE', `unknown limit_req_zone "${l.zoneName}"`, l.pos);
+    }
+    for (const l of c.limitConn ?? []) {
+      l.zone = http.limitConnZones.get(l.zoneName);
+      if (!l.zone) throw new ProxyConfError('BAD_VALUE', `unknown limit_conn_zone "${l.zoneName}"`, l.pos);
+    }
+  };
+  const walkLocs = (list: LocationConf[]): void => {
+    for (const l of list) {
+      bindAll(l.conf);
+      walkLocs(l.children);
+    }
+  };
+  bindAll(http.loc);
+  for (const srv of http.servers) {
+    bindAll(srv.loc);
+    walkLocs([...srv.locations, ...srv.named.values()]);
+  }
 }
 
 /** As nginx at start: a charset and a different source_charset need a charset_map between them. */

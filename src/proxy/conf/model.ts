@@ -78,6 +78,43 @@ export type Expires =
   | { mode: 'access'; ms: number } | { mode: 'modified'; ms: number } | { mode: 'daily'; ms: number }
   | { mode: 'var'; modified: boolean; value: Template };
 
+/** limit_req_zone: per key, the excess (milli-requests) and when it was last counted. */
+export interface LimitReqZone {
+  name: string;
+  key: Template;
+  /** Milli-requests a second. */
+  rate: number;
+  /** How many keys the zone's size holds (nginx's states are about 64 bytes); the least recent go first. */
+  maxStates: number;
+  states: Map<string, { excess: number; last: number }>;
+  pos: ConfPos;
+}
+
+export interface LimitReqRef {
+  zoneName: string;
+  zone: LimitReqZone | undefined;
+  /** In milli-requests; delay is Infinity for nodelay. */
+  burst: number;
+  delay: number;
+  pos: ConfPos;
+}
+
+/** limit_conn_zone: requests in progress per key. */
+export interface LimitConnZone {
+  name: string;
+  key: Template;
+  maxStates: number;
+  counts: Map<string, number>;
+  pos: ConfPos;
+}
+
+export interface LimitConnRef {
+  zoneName: string;
+  zone: LimitConnZone | undefined;
+  max: number;
+  pos: ConfPos;
+}
+
 /** allow/deny: `all`, `unix:`, or an address or CIDR block. */
 export interface AccessRule {
   allow: boolean;
@@ -166,6 +203,15 @@ export class LocConf {
   errorPages: ErrorPage[] | undefined;
   recursiveErrorPages: boolean | undefined;
   addHeaders: AddHeader[] | undefined;
+  /** limit_req / limit_conn and their settings. */
+  limitReq: LimitReqRef[] | undefined;
+  limitReqStatus: number | undefined;
+  limitReqLogLevel: 'info' | 'notice' | 'warn' | 'error' | undefined;
+  limitReqDryRun: boolean | undefined;
+  limitConn: LimitConnRef[] | undefined;
+  limitConnStatus: number | undefined;
+  limitConnLogLevel: 'info' | 'notice' | 'warn' | 'error' | undefined;
+  limitConnDryRun: boolean | undefined;
   /** allow/deny rules in order (undefined: no rule anywhere above). */
   access: AccessRule[] | undefined;
   /** limit_except: the settings for methods not in `methods` (`owner`: the level that wrote it). */
@@ -297,6 +343,8 @@ export interface HttpConf {
   /** Made by uwsgi_pass/proxy_pass host:port, keyed by address. */
   implicitUpstreams: Map<string, UpstreamConf>;
   logFormats: Map<string, LogFormat>;
+  limitReqZones: Map<string, LimitReqZone>;
+  limitConnZones: Map<string, LimitConnZone>;
   mergeSlashes: boolean | undefined;
   clientHeaderTimeoutMs: number | undefined;
   largeHeaderBytes: number | undefined;

@@ -199,7 +199,7 @@ const mainSpecs: Spec[] = [
     set(s, d) {
       if (s.main.http) throw duplicate(d);
       const http: HttpConf = {
-        loc: new LocConf(), servers: [], upstreams: new Map(), implicitUpstreams: new Map(), logFormats: new Map(),
+        loc: new LocConf(), servers: [], upstreams: new Map(), implicitUpstreams: new Map(), logFormats: new Map(), limitReqZones: new Map(), limitConnZones: new Map(),
         mergeSlashes: undefined, clientHeaderTimeoutMs: undefined, largeHeaderBytes: undefined, largeHeaderLine: undefined, ignoreInvalidHeaders: undefined,
         underscoresInHeaders: undefined, pos: pos(d),
       };
