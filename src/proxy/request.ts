@@ -47,6 +47,8 @@ export class Rq {
   trailers: Map<string, string> | null = null;
   /** Body bytes the backend sent ($upstream_response_length). */
   upstreamBytes = 0;
+  /** client_body_in_file_only: where the body was written ($request_body_file). */
+  bodyFile = '';
   /** The charset_map table the body is recoded with (charset.ts); null when it is sent as it is. */
   recode: Uint8Array | null = null;
   /** Request body, fully read before it is passed upstream (so it can be retried). */

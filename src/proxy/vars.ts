@@ -134,7 +134,9 @@ const BUILTIN: Record<string, Getter> = {
     const x = header(r, 'x-forwarded-for');
     return x ? `${x}, ${remoteAddr(r)}` : remoteAddr(r);
   },
-  request_body: (r) => (r.body ? r.body.toString('latin1') : ''),
+  // A body written to a file (client_body_in_file_only) is not in $request_body, as in nginx.
+  request_body: (r) => (r.body && !r.bodyFile ? r.body.toString('latin1') : ''),
+  request_body_file: (r) => r.bodyFile,
 };
 
 /** Names of variables `set` declares anywhere in the configuration (checked once the whole file is read). */

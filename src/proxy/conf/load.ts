@@ -95,6 +95,8 @@ function httpDefaults(prefix: string): LocConf {
   d.limitConnStatus = 503;
   d.limitConnLogLevel = 'error';
   d.limitConnDryRun = false;
+  d.clientBodyInFileOnly = 'off';
+  d.clientBodyTempPath = resolve(prefix, 'client_body_temp');
   d.limitRate = 0;
   d.limitRateAfter = 0;
   d.gzip = false;

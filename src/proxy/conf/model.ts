@@ -216,6 +216,9 @@ export class LocConf {
   access: AccessRule[] | undefined;
   /** limit_except: the settings for methods not in `methods` (`owner`: the level that wrote it). */
   limitExcept: { methods: Set<string>; conf: LocConf; owner: LocConf } | undefined;
+  /** client_body_in_file_only ('off', 'on': the file is kept, 'clean': removed after the request) and where. */
+  clientBodyInFileOnly: 'off' | 'on' | 'clean' | undefined;
+  clientBodyTempPath: string | undefined;
   /** limit_rate (bytes a second, 0: none) and limit_rate_after (bytes sent before the limit applies). */
   limitRate: number | undefined;
   limitRateAfter: number | undefined;

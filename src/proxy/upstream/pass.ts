@@ -6,6 +6,7 @@
  * does not hold it; with buffering off, the backend is paused while the client catches up.
  */
 import type { IncomingMessage } from 'node:http';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
 import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
 import type { Pipeline, UpstreamHead } from '../pipeline.js';
@@ -517,6 +518,30 @@ function connectedAndSent(message: string): boolean {
   return !message.startsWith('connect()') && !message.includes('while connecting');
 }
 
+let tempFiles = 0;
+
+/**
+ * client_body_in_file_only: the body (also kept in memory, to pass and retry) is written to a file of its
+ * own in client_body_temp_path before the request goes on; `clean` removes it once the response is done.
+ */
+function bodyToFile(r: Rq, p: Pipeline, done: () => void): void {
+  const dir = r.conf.clientBodyTempPath!;
+  const path = `${dir}/${process.pid}${String(++tempFiles % 1000000).padStart(6, '0')}`;
+  void (async () => {
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(path, r.body!, { flag: 'wx', mode: 0o600 });
+    } catch (e) {
+      p.log(r, 'error', `open() "${path}" failed (${(e as Error).message})`);
+      p.finalize(r, 500);
+      return;
+    }
+    r.bodyFile = path;
+    if (r.conf.clientBodyInFileOnly === 'clean') r.res.once('close', () => void unlink(path).catch(() => undefined));
+    done();
+  })();
+}
+
 function hasBody(req: IncomingMessage): boolean {
   const cl = req.headers['content-length'];
   return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
@@ -563,7 +588,8 @@ export function readBody(r: Rq, p: Pipeline, done: () => void): void {
     finished = true;
     clearTimeout(timer);
     r.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    done();
+    if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
+    else done();
   });
   r.req.on('error', () => {
     finished = true;

@@ -485,7 +485,18 @@ const locSpecs: Spec[] = [
   tuning('variables_hash_bucket_size', HTTP, 1),
   tuning('client_body_buffer_size', HSL, 1),
   tuning('client_header_buffer_size', HTTP | SRV, 1),
-  tuning('client_body_temp_path', HSL, [1, 4]),
+  // The levels (further arguments) of nginx's temp tree are accepted; files go straight into the directory.
+  locOnce('client_body_temp_path', HSL, [1, 4], 'clientBodyTempPath', (d, s) => {
+    for (const l of d.args.slice(1)) if (!/^[12]$/.test(l)) throw badValue(d, l);
+    return fullPath(s, d.args[0]!);
+  }),
+  // tsgi-proxy always holds a request body in one buffer: what this asks for is already the case.
+  tuning('client_body_in_single_buffer', HSL, 'flag'),
+  locOnce('client_body_in_file_only', HSL, 1, 'clientBodyInFileOnly', (d) => {
+    const v = d.args[0]!;
+    if (v !== 'on' && v !== 'off' && v !== 'clean') throw badValue(d, v);
+    return v;
+  }),
   tuning('output_buffers', HSL, 2),
   tuning('postpone_output', HSL, 1),
   tuning('reset_timedout_connection', HSL, 'flag'),
