@@ -19,7 +19,9 @@ export function charsetType(p: Pipeline, r: Rq, type: string): string {
   const semi = type.indexOf(';');
   const base = semi < 0 ? type : type.slice(0, semi).trimEnd();
   const types = conf.charsetTypes!;
-  if (!types.has('*') && !types.has(base.toLowerCase())) return type;
+  // text/html is always one of them, as in nginx.
+  const lower = base.toLowerCase();
+  if (lower !== 'text/html' && !types.has('*') && !types.has(lower)) return type;
   let src = conf.sourceCharset ?? '';
   if (semi >= 0) {
     const m = CHARSET_PARAM.exec(type);

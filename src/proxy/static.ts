@@ -284,7 +284,8 @@ export class StaticFiles {
     let end = size - 1;
     let contentRange: string | undefined;
     const range = req.headers.range;
-    if (range !== undefined && !r.forceStatus) {
+    // max_ranges 0 turns ranges off before the header is even read.
+    if (range !== undefined && !r.forceStatus && r.conf.maxRanges !== 0) {
       const ifRange = req.headers['if-range'] as string | undefined;
       const rangeApplies = ifRange === undefined || (ifRange.startsWith('"') || ifRange.startsWith('W/') ? ifRange === etag : Date.parse(ifRange) === mtimeMs);
       if (rangeApplies) {

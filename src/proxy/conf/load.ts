@@ -265,11 +265,11 @@ function bindLimitZones(http: HttpConf): void {
   const bindAll = (c: LocConf): void => {
     for (const l of c.limitReq ?? []) {
       l.zone = http.limitReqZones.get(l.zoneName);
-      if (!l.zone) throw new ProxyConfError('BAD_VALUE', `unknown limit_req_zone "${l.zoneName}"`, l.pos);
+      if (!l.zone) throw new ProxyConfError('BAD_VALUE', `zero size shared memory zone "${l.zoneName}"`, l.pos);
     }
     for (const l of c.limitConn ?? []) {
       l.zone = http.limitConnZones.get(l.zoneName);
-      if (!l.zone) throw new ProxyConfError('BAD_VALUE', `unknown limit_conn_zone "${l.zoneName}"`, l.pos);
+      if (!l.zone) throw new ProxyConfError('BAD_VALUE', `zero size shared memory zone "${l.zoneName}"`, l.pos);
     }
   };
   const walkLocs = (list: LocationConf[]): void => {

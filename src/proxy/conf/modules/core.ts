@@ -470,7 +470,7 @@ const locSpecs: Spec[] = [
     const v = d.args[d.args.length - 1]!;
     if (v.includes('$')) return { mode: 'var', modified, value: compileTemplate(v, s.reg, pos(d)) };
     const e = parseExpires(v, modified);
-    if (typeof e === 'string') throw new ProxyConfError('BAD_VALUE', e === 'invalid' ? '"expires" directive invalid value' : e, pos(d));
+    if (typeof e === 'string') throw new ProxyConfError('BAD_VALUE', e === 'invalid' ? '"expires" directive invalid value' : `"expires" directive ${e}`, pos(d));
     return e;
   }),
   // Tuning without an observable effect in Node (see docs/proxy.md).
