@@ -180,6 +180,7 @@ export class Pipeline {
         return;
       }
       const f = findLocation(r.server.locations, r.uri);
+      r.validLocation = true;
       if (!f.location) {
         r.location = null;
         r.conf = r.server.loc;
@@ -346,6 +347,8 @@ export class Pipeline {
         case 'rewrite': {
           const m = op.regex.exec(r.uri);
           if (!m) break;
+          // The URI no longer matches the location's prefix: proxy_pass sends it whole (nginx's valid_location).
+          r.validLocation = false;
           r.captures = m;
           let result = op.replacement.eval(r);
           const isRedirect = op.flag === 'redirect' || op.flag === 'permanent' || op.redirectByScheme;
@@ -443,8 +446,9 @@ export class Pipeline {
       return;
     }
     if (code === 204) {
-      // No content: no type, length or body, whatever the text.
-      this.sendHead(r, code, []);
+      // No content: no type, length or body, whatever the text (a 204 that answers an error_page with the
+      // error's status says its empty length, as nginx).
+      this.sendHead(r, code, r.forceStatus ? ['Content-Length', '0'] : []);
       r.res.end();
       return;
     }
@@ -491,11 +495,16 @@ export class Pipeline {
       this.rt.logAccess(r);
       return;
     }
+    // The target of an error_page that ends with a status of its own (an error, a redirect) answers with it,
+    // not with the status the error_page was for, as in nginx.
+    if (r.forceStatus !== 0) r.forceStatus = 0;
     const pages = r.conf.errorPages;
     if (status >= 300 && pages && pages.length && (!r.errorPageDone || r.conf.recursiveErrorPages)) {
       for (const p of pages) {
         if (!p.codes.includes(status)) continue;
         r.errorPageDone = true;
+        // A redirect's Location stays on the response the error page makes (nginx keeps it).
+        if (location !== undefined) r.keptLocation = location;
         const target = p.uri.eval(r);
         const forced = p.overwrite === 'target' ? 0 : p.overwrite ?? status;
         if (target.startsWith('@')) {
@@ -560,6 +569,7 @@ export class Pipeline {
     }
     const given: string[] = Array.isArray(headers) ? headers : flatten(headers);
     const list: string[] = [];
+    if (r.forceStatus !== 0 && r.keptLocation !== '' && !given.includes('Location')) given.push('Location', r.keptLocation);
     if (upstream === undefined || !upstream.serverSet) list.push('Server', conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
     if (upstream === undefined || !upstream.dateSet) list.push('Date', httpDate());
     for (let i = 0; i < given.length; i++) list.push(given[i]!);

@@ -30,6 +30,10 @@ export class Rq {
   logged = false;
   /** Status an error_page forces on whatever the target location answers (0: none). */
   forceStatus = 0;
+  /** The Location of a redirect an error_page took over ('' for none). */
+  keptLocation = '';
+  /** False once a rewrite changed the URI in the location found (proxy_pass then ignores its URI part). */
+  validLocation = true;
   bodyBytesSent = 0;
   /** What the upstream tries recorded ($upstream_addr, $upstream_status, $upstream_response_time). */
   upstreamAddrs: string[] | null = null;

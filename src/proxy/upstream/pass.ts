@@ -251,7 +251,8 @@ export class Upstreams {
   private httpRequest(r: Rq, pass: PassConf, st: UpstreamSettings, group: PeerGroup): Buffer[] {
     r.proxyHost = group.conf.name;
     let uri: string;
-    if (pass.uri) {
+    if (pass.uri && !r.validLocation) uri = escapeUri(r.uri) + (r.args ? '?' + r.args : '');
+    else if (pass.uri) {
       const base = pass.uri.eval(r);
       if (pass.dynamic === undefined && r.location && r.location.kind !== 'regex' && r.location.kind !== 'named' && r.uri.startsWith(r.location.name)) {
         uri = base + escapeUri(r.uri.slice(r.location.name.length)) + (r.args ? '?' + r.args : '');
