@@ -287,7 +287,21 @@ export class StaticFiles {
     // max_ranges 0 turns ranges off before the header is even read.
     if (range !== undefined && !r.forceStatus && r.conf.maxRanges !== 0) {
       const ifRange = req.headers['if-range'] as string | undefined;
-      const rangeApplies = ifRange === undefined || (ifRange.startsWith('"') || ifRange.startsWith('W/') ? ifRange === etag : Date.parse(ifRange) === mtimeMs);
+      // An empty If-Range is no condition; a date compares with the Last-Modified the response will carry
+      // (an add_header Last-Modified replaces the file's, an empty one removes it), as nginx compares.
+      let rangeApplies = ifRange === undefined || ifRange === '';
+      if (!rangeApplies) {
+        if (ifRange!.startsWith('"') || ifRange!.startsWith('W/')) rangeApplies = ifRange === etag;
+        else {
+          let lm = mtimeMs;
+          const set = r.conf.addHeaders!.find((h) => h.single === 'last-modified');
+          if (set !== undefined) {
+            const v = set.value.eval(r);
+            lm = v === '' ? Number.NaN : Date.parse(v);
+          }
+          rangeApplies = Date.parse(ifRange!) === lm;
+        }
+      }
       if (rangeApplies) {
         const ranges = parseRanges(range, size, r.conf.maxRanges);
         if (ranges === 'unsatisfiable') {
