@@ -267,7 +267,7 @@ const NAME_CHAR = /[A-Za-z0-9_]/;
  * Compiles "$var" and "${var}" references. `wrap`, when given, is applied to each variable's value (the
  * access log escapes values, never the literal text of the format).
  */
-export function compileTemplate(src: string, reg: VarRegistry, pos: ConfPos, namedCaptures?: Set<string>, wrap?: (s: string) => string): Template {
+export function compileTemplate(src: string, reg: VarRegistry, pos: ConfPos, namedCaptures?: Set<string>, wrap?: (s: string, r: Rq) => string, wrapOnly?: (name: string) => boolean): Template {
   const lits: string[] = [];
   const getters: Getter[] = [];
   let lit = '';
@@ -296,7 +296,7 @@ export function compileTemplate(src: string, reg: VarRegistry, pos: ConfPos, nam
     lits.push(lit);
     lit = '';
     const g: Getter = namedCaptures?.has(name) ? (r) => r.captures?.groups?.[name] ?? '' : varGetter(name, reg, pos);
-    getters.push(wrap ? (r) => wrap(g(r)) : g);
+    getters.push(wrap && (wrapOnly === undefined || wrapOnly(name)) ? (r) => wrap(g(r), r) : g);
   }
   lits.push(lit);
   if (getters.length === 0) {

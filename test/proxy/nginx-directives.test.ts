@@ -89,6 +89,7 @@ http {
     location /lc/ { limit_conn cn 1; limit_rate 2000; alias ${www}/; }
     location /rate/ { limit_rate 1000; limit_rate_after 1000; alias ${www}/; }
     location /kt/ { keepalive_time 1s; alias ${www}/; }
+    location /cap/ { rewrite ^(.*)$ $1?c=$1; return 200 "args:$args"; }
     location /body/ { client_body_in_file_only on; add_header X-File $request_body_file; add_header X-Body "[$request_body]"; proxy_pass http://127.0.0.1:${backend}/; }
   }
 }
@@ -341,6 +342,15 @@ describe('nginx directives next to nginx', () => {
   });
   test('limit_req and limit_conn: what nginx was seen to answer', async () => {
     assert.deepEqual(await lines(ports.proxy, LIMITS), LIMITS.map(([n], i) => `${n}: ${LIMITS_SEEN[i]}`));
+  });
+
+  const CAPTURES: Array<[string, (p: number) => Promise<string>]> = ['/cap/%25?a=b', '/cap/a+b', '/cap/x%26y', '/cap/x&y', '/cap/plain', '/cap/%C3%A9'].map((u): [string, (p: number) => Promise<string>] => [u, async (p) => (await req(p, u)).body]);
+  const CAPTURES_SEEN = ['args:c=/cap/%25&a=b', 'args:c=/cap/a%2Bb', 'args:c=/cap/x%26y', 'args:c=/cap/x&y', 'args:c=/cap/plain', 'args:c=/cap/%C3%A9'];
+  test('rewrite: captures in the new arguments are escaped when the URI had escapes, as nginx', { skip: nginxSkip }, async () => {
+    assert.deepEqual(await lines(ports.proxy, CAPTURES), await lines(ports.nginx!, CAPTURES));
+  });
+  test('rewrite: captures in the new arguments, as nginx was seen to make them', async () => {
+    assert.deepEqual(await lines(ports.proxy, CAPTURES), CAPTURES.map(([n], i) => `${n}: ${CAPTURES_SEEN[i]}`));
   });
 
   test('proxy_method that comes out empty keeps the client\'s method (nginx would send an empty one)', async () => {
