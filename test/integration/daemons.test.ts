@@ -129,7 +129,8 @@ test('attach-daemon2: chdir, stopsignal and touch restart a dumb daemon; the mas
   writeFileSync(trigger, '');
   // The daemon says where it runs and which signal stopped it (it traps QUIT and TERM).
   const script = join(dir, 'd.sh');
-  writeFileSync(script, `pwd > started.$$\ntrap 'echo QUIT > stopped.$$; exit 0' QUIT\ntrap 'echo TERM > stopped.$$; exit 0' TERM\nwhile true; do sleep 0.1; done\n`);
+  // (The traps come first: a signal that arrived before them would end the shell without a word.)
+  writeFileSync(script, `trap 'echo QUIT > stopped.$$; exit 0' QUIT\ntrap 'echo TERM > stopped.$$; exit 0' TERM\npwd > started.$$\nwhile true; do sleep 0.1; done\n`);
   const pidfile = join(dir, 'fg.pid');
   const tsgi = await startTsgi(['-s', sock, '--wsgi-file', APP,
     '--attach-daemon2', `cmd=exec sh ${script},chdir=${dir},stopsignal=3,touch=${trigger}`,
@@ -147,6 +148,7 @@ test('attach-daemon2: chdir, stopsignal and touch restart a dumb daemon; the mas
     assert.equal(readFileSync(join(dir, `stopped.${first}`), 'utf8').trim(), 'QUIT', 'stopsignal=3 is SIGQUIT');
     const second = pidIn(await tsgi.waitFor(/daemon "exec sh [^"]*" respawned \(pid: \d+\)/, 10_000));
     assert.notEqual(second, first);
+    await until('the respawned daemon to be ready', () => existsSync(join(dir, `started.${second}`)));
     const r = await stopProcess(tsgi, 'SIGTERM');
     assert.equal(r.code, 0);
     await until('the respawned daemon to be stopped', () => existsSync(join(dir, `stopped.${second}`)));
