@@ -23,6 +23,7 @@ import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
 import { Scoreboard } from './scoreboard.js';
 import { Daemons } from './daemons.js';
+import { Spoolers } from './spoolers.js';
 import { CronScheduler } from './cron.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
 import { resolveGroup, resolveUser } from './users.js';
@@ -221,10 +222,18 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     // attach-daemon & co. and cron: created only when configured, so nothing runs for them otherwise.
     const daemons = settings.daemons.length ? new Daemons(settings.daemons, (l) => processLog.info(l), () => processLog.fd, () => stopGracefully()) : undefined;
     const cron = settings.cron.length ? new CronScheduler(settings.cron, (l) => processLog.info(l), () => processLog.fd, settings.cronHarakiri) : undefined;
+    // The spooler processes (docs/spooler.md): created only when a spooler directory is configured.
+    const spoolers = kind === 'python' && settings.spooler?.dirs.length
+      ? new Spoolers(settings, (s, dir) => spawnPythonWorker({
+        interpreter: resolveInterpreter(s, process.env), settings: s, id: 0, slot: 0, logFd: processLog.fd,
+        scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, env: process.env, spoolerDir: dir,
+      }), (l) => processLog.info(l))
+      : undefined;
+    if (spoolers) settings.spooler!.runDir = spoolers.runDir;
     let daemonsStopped: Promise<void> | undefined;
     const stopDaemons = (): Promise<void> => {
       cron?.stop();
-      return (daemonsStopped ??= daemons ? daemons.stop() : Promise.resolve());
+      return (daemonsStopped ??= Promise.all([daemons ? daemons.stop() : undefined, spoolers?.stop(current.reloadMercy)]).then(() => undefined));
     };
     let vacuum = settings.vacuum;
     let stats: StatsServer | undefined;
@@ -292,6 +301,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         }
         current = next;
         daemons?.reload(next.daemons);
+        if (next.spooler && spoolers) next.spooler.runDir = spoolers.runDir;
+        else if (next.spooler?.dirs.length) processLog.info('note: a spooler added to a configuration that had none takes effect at the next restart');
+        spoolers?.reload(next);
         cron?.replace(next.cron, next.cronHarakiri);
         return next;
       },
@@ -319,7 +331,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
           processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
           process.exit(status);
         };
-        if (daemons) void stopDaemons().then(exit, exit);
+        if (daemons || spoolers) void stopDaemons().then(exit, exit);
         else exit();
       },
     };
@@ -342,6 +354,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         maxQueue: settings.listen,
       })),
       workers: master.snapshotWorkers(),
+      ...(spoolers ? { spoolers: spoolers.stats() } : {}),
     });
     Object.assign(hooks, {
       reopenLog: () => processLog.reopen(),
@@ -392,6 +405,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     });
     master.start();
     daemons?.start();
+    spoolers?.start();
     cron?.start();
   } catch (err) {
     closeSockets(sockets, true);
