@@ -205,12 +205,17 @@ export interface SpoolerSettings {
   runDir?: string;
 }
 
-/** uWSGI creates a missing spooler directory (mode 0750) and keeps its real path; one it cannot use stops the start. */
+/** uWSGI creates a missing spooler directory (mode 0750; not its parents) and keeps its real path; one it cannot use stops the start. */
 function spoolerDir(value: string, origin: Origin, option: string): string {
   const dir = resolvePath(value.trim());
   if (!value.trim()) throw new ConfigError('BAD_VALUE', 'a directory is required', origin, option);
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o750 });
+    // One level, as uWSGI's mkdir() (and node's recursive mkdir spins on some paths under /proc).
+    try {
+      mkdirSync(dir, { mode: 0o750 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
     accessSync(dir, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK);
     return realpathSync(dir);
   } catch (err) {
