@@ -233,3 +233,70 @@ describe('spool files shared with the real uWSGI', { skip: haveUwsgi ? false : '
     assert.equal(tasksIn(spool).length, 0);
   });
 });
+
+/** spooler-import's module: the task logs "NAME PID CWD"; the task named sleep takes 4 s. */
+const TASKS = `import os, time, uwsgi
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'out')
+
+def task(env):
+    name = env[b'name'].decode()
+    with open(os.path.join(OUT, 'log'), 'a') as f:
+        f.write('%s %d %s\\n' % (name, os.getpid(), os.getcwd()))
+    if name == 'sleep':
+        time.sleep(4)
+    return uwsgi.SPOOL_OK
+
+uwsgi.spooler = task
+`;
+
+describe('spooler options, compared with the real uWSGI', { skip: haveUwsgi ? false : 'uwsgi with its python3 plugin is not installed' }, () => {
+  test('spooler-ordered (priority subdirectories first), spooler-max-tasks, spooler-harakiri, spooler-chdir, spooler-import', async () => {
+    const { dir, spool } = appDir();
+    writeFiles(dir, { 'tasks.py': TASKS });
+    const cleanEnv = { ...process.env };
+    for (const k of Object.keys(cleanEnv)) if (k.startsWith('UWSGI_') || k.startsWith('TSGI_')) delete cleanEnv[k];
+    // The same seven tasks for both servers, written by uWSGI (no spooler of its own runs them).
+    mkdirSync(spool);
+    const port = await freePort();
+    const w = startProcess('uwsgi', ['--plugin', 'python3', '--master', '--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py',
+      '--spooler-external', spool], { cwd: dir, env: cleanEnv });
+    await w.waitFor(/spawned uWSGI worker 1/);
+    for (const q of ['name=t1', 'name=p5&priority=5', 'name=p1&priority=1', 'name=t2', 'name=p10&priority=10', 'name=sleep', 'name=t3']) {
+      await httpRequest(`http://127.0.0.1:${port}/?${q}`);
+    }
+    await stopProcess(w, 'SIGINT');
+    const opts = ['--spooler-import', 'tasks', '--spooler-ordered', '--spooler-max-tasks', '2', '--spooler-harakiri', '2',
+      '--spooler-chdir', '/tmp', '--spooler-frequency', '1'];
+    const runs: Record<string, { log: string[]; left: string[]; output: string }> = {};
+    for (const server of ['uwsgi', 'tsgi'] as const) {
+      const run = join(dir, server);
+      mkdirSync(join(run, 'out'), { recursive: true });
+      writeFiles(run, { 'app.py': APP, 'tasks.py': TASKS });
+      spawnSync('cp', ['-r', spool, join(run, 'spool')]);
+      const args = ['--master', '--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--spooler', join(run, 'spool'), ...opts];
+      const p = server === 'uwsgi'
+        ? startProcess('uwsgi', ['--plugin', 'python3', ...args], { cwd: run, env: cleanEnv })
+        : startProcess(tsgiBin, args, { cwd: run, env });
+      try {
+        // Six tasks, then the one that sleeps twice: killed by harakiri, run again by the next spooler.
+        await waitUntil(`${server}: the sleeping task run twice`, () => read(join(run, 'out/log')).split('\n').filter((l) => l.startsWith('sleep ')).length >= 2, 40_000);
+      } finally {
+        await stopProcess(p, 'SIGINT');
+      }
+      // Pids become the order in which each spooler process appeared.
+      const pids: string[] = [];
+      const log = read(join(run, 'out/log')).trim().split('\n').slice(0, 7).map((l) => {
+        const [name, pid, cwd] = l.split(' ');
+        if (!pids.includes(pid!)) pids.push(pid!);
+        return `${name} spooler#${pids.indexOf(pid!)} ${cwd}`;
+      });
+      runs[server] = { log, left: readdirSync(join(run, 'spool')).sort(), output: p.output() };
+    }
+    assert.deepEqual(runs.tsgi!.log, runs.uwsgi!.log);
+    assert.deepEqual(runs.tsgi!.log, ['p1 spooler#0 /tmp', 'p5 spooler#0 /tmp', 'p10 spooler#1 /tmp', 't1 spooler#1 /tmp', 't2 spooler#2 /tmp',
+      'sleep spooler#2 /tmp', 'sleep spooler#3 /tmp']);
+    assert.deepEqual(runs.tsgi!.left, runs.uwsgi!.left);
+    assert.match(runs.tsgi!.output, /maximum number of tasks reached \(2\) recycling/);
+    assert.match(runs.tsgi!.output, /killed by spooler-harakiri \(2 s\); respawning/);
+  });
+});
