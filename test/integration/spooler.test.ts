@@ -172,6 +172,24 @@ describe('spooler', () => {
     }
   });
 
+  test('a reload (SIGHUP) restarts the spooler, and a task spooled before it still runs', async () => {
+    const { dir, spool, out } = appDir();
+    const port = await freePort();
+    const p = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--master', '--spooler', spool, '--spooler-frequency', '1'], { cwd: dir, env });
+    try {
+      const first = (await p.waitFor(/spawned the tsgi spooler on dir .* with pid \d+/)).split(' ').pop()!;
+      await httpRequest(`http://127.0.0.1:${port}/?name=old&at=${Math.floor(Date.now() / 1000) + 2}`);
+      p.kill('SIGHUP');
+      await p.waitFor(new RegExp(`spawned the tsgi spooler on dir ${spool} with pid (?!${first}\\b)\\d+`));
+      await waitUntil('the task spooled before the reload', () => read(join(out, 'old')) !== '');
+      await httpRequest(`http://127.0.0.1:${port}/?name=new`);
+      await waitUntil('a task spooled after the reload', () => read(join(out, 'new')) !== '');
+      assert.doesNotMatch(p.output(), /respawning/);
+    } finally {
+      await stopProcess(p);
+    }
+  });
+
   test('a bad spooler option is one line and exit status 1', () => {
     const dir = tempDir();
     for (const [args, re] of [
