@@ -167,6 +167,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     }
     const kind = choice.kind;
     if (kind === 'node') refuseMountsForNode(settings, choice.file!);
+    if (kind === 'node' && settings.spooler) {
+      throw new StartupError(`spooler: the spooler (docs/spooler.md) is implemented for Python apps only; ${choice.file} is a Node app`);
+    }
     if (kind === 'node' && settings.routes) {
       const first = settings.routes[0]!.where;
       throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);

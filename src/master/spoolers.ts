@@ -73,6 +73,7 @@ export class Spoolers {
     p.child = child;
     p.pid = child.pid ?? 0;
     p.ready = false;
+    p.tasks = 0;   // counted per process, as uWSGI's
     p.spawnedAt = Date.now();
     this.log(`spawned the tsgi spooler on dir ${p.dir} with pid ${p.pid}`);
     let pending = '';

@@ -192,10 +192,12 @@ describe('spooler', () => {
 
   test('a bad spooler option is one line and exit status 1', () => {
     const dir = tempDir();
+    writeFiles(dir, { 'app.js': 'export function application() {}\n' });
     for (const [args, re] of [
       [['--spooler', join(dir, 's'), '--spooler-frequency', '0'], /spooler-frequency/],
       [['--spooler-processes', '2'], /spooler-processes.*no effect without a spooler directory/],
       [['--spooler', join(dir, 'no/such/parent')], /spooler.*cannot use it as a spooler directory \(ENOENT\)/],
+      [['--wsgi-file', 'app.js', '--spooler', join(dir, 's')], /spooler.*implemented for Python apps only/],
     ] as const) {
       const r = spawnSync(tsgiBin, ['--http-socket', '127.0.0.1:0', '--wsgi-file', 'app.py', ...args], { cwd: dir, env, encoding: 'utf8', timeout: 30_000 });
       assert.equal(r.status, 1, r.stderr);
