@@ -334,6 +334,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
           processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
           process.exit(status);
         };
+        // An immediate stop (or a fatal error) kills the spoolers at once, as uWSGI kills its own, instead of letting
+        // their task finish: the task stays spooled and runs at the next start.
+        if (status !== 0) spoolers?.killNow();
         if (daemons || spoolers) void stopDaemons().then(exit, exit);
         else exit();
       },
@@ -395,7 +398,12 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       stopAsked = true;
       master.signal('SIGTERM');
     };
-    for (const sig of ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1'] as const) process.on(sig, () => master.signal(sig));
+    for (const sig of ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1'] as const) {
+      process.on(sig, () => {
+        if (sig === 'SIGINT' || sig === 'SIGQUIT') spoolers?.killNow();
+        master.signal(sig);
+      });
+    }
     process.on('SIGTERM', stopGracefully);
     emperor?.onStop((force) => {
       // The vassal's file was removed: nothing will serve on its sockets again, so they go too.

@@ -3,7 +3,8 @@
  * loading the app as a worker does and then running the tasks of its directory (python/tsgi_worker/spooler.py).
  * The master respawns one that dies, restarts them all on a reload (the reloaded configuration may change them),
  * stops them on shutdown (SIGTERM: a task in progress finishes, within reload-mercy, then SIGKILL), and lists them
- * in the stats ("spoolers", as uWSGI's). Only created when a spooler is configured.
+ * in the stats ("spoolers", as uWSGI's). An immediate stop kills them at once, as uWSGI does. Only created when a
+ * spooler is configured.
  *
  * Workers learn the spoolers' pids (uwsgi.spooler_pid(), and the SIGUSR1 that uwsgi.spool() sends so a task runs
  * at once) from `RUN_DIR/spoolers`, rewritten when a spooler is ready or gone; a spooler is listed only once its
@@ -128,7 +129,7 @@ export class Spoolers {
       if (!child) return Promise.resolve();
       return new Promise<void>((done) => {
         const kill = setTimeout(() => {
-          this.log(`spooler ${p.dir} (pid: ${p.pid}) still running after ${mercyS} s: killed`);
+          if (mercyS > 0) this.log(`spooler ${p.dir} (pid: ${p.pid}) still running after ${mercyS} s: killed`);
           child.kill('SIGKILL');
         }, mercyS * 1000);
         child.once('exit', () => {
@@ -175,6 +176,16 @@ export class Spoolers {
         /* nothing to do */
       }
     });
+  }
+
+  /** An immediate stop: every spooler is killed now (a task in progress stays spooled). */
+  killNow(): void {
+    this.stopping = true;
+    for (const p of this.procs) {
+      if (p.timer) clearTimeout(p.timer);
+      p.timer = undefined;
+      p.child?.kill('SIGKILL');
+    }
   }
 
   stats(): SpoolerStats[] {

@@ -157,6 +157,19 @@ describe('spooler', () => {
     assert.equal(tasksIn(spool).length, 0);
   });
 
+  test('an immediate stop (SIGINT) kills the spooler at once; the running task stays spooled', async () => {
+    const { dir, spool, out } = appDir();
+    const port = await freePort();
+    const p = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--master', '--spooler', spool], { cwd: dir, env });
+    await httpRequest(`http://127.0.0.1:${port}/?name=slow&mode=slow&secs=20`);
+    await p.waitFor(/managing request uwsgi_spoolfile_on_/);
+    const started = Date.now();
+    await stopProcess(p, 'SIGINT');
+    assert.ok(Date.now() - started < 10_000, 'waited for the task');
+    assert.equal(read(join(out, 'slow')), '');
+    assert.equal(tasksIn(spool).length, 1);
+  });
+
   test('uwsgidecorators: @spool with pass_arguments and a dict task', async () => {
     const { dir, out, spool } = appDir();
     const port = await freePort();
