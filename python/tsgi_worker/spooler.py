@@ -311,6 +311,7 @@ class Spooler(object):
 
     def run_task(self, directory, name, path, task, body):
         self.running = True
+        _notify(b'B\n')
         if not self.quiet:
             self.log('%s managing request %s ...' % (self.prefix(), name))
         if self.chdir:
@@ -347,14 +348,18 @@ class Spooler(object):
 _tasks_fd = [None]
 
 
-def _notify_tasks(n):
-    """Tells the master how many tasks this spooler ran (its stats' "tasks")."""
+def _notify(line):
+    """A line to the master on the control channel: B (a task began), T N (it ended; N tasks so far)."""
     fd = _tasks_fd[0]
     if fd is not None:
         try:
-            os.write(fd, b'T %d\n' % n)
+            os.write(fd, line)
         except OSError:
             pass
+
+
+def _notify_tasks(n):
+    _notify(b'T %d\n' % n)
 
 
 def _call_spooler(name, task, body, log):

@@ -29,6 +29,8 @@ class SpoolerProcess {
   child: ChildProcess | undefined;
   pid = 0;
   ready = false;
+  /** A task is in progress (stats' "running"). */
+  running = false;
   tasks = 0;
   respawns = 0;
   spawnedAt = 0;
@@ -75,6 +77,7 @@ export class Spoolers {
     p.pid = child.pid ?? 0;
     p.ready = false;
     p.tasks = 0;   // counted per process, as uWSGI's
+    p.running = false;
     p.spawnedAt = Date.now();
     this.log(`spawned the tsgi spooler on dir ${p.dir} with pid ${p.pid}`);
     let pending = '';
@@ -87,8 +90,11 @@ export class Spoolers {
         if (line === 'R') {
           p.ready = true;
           this.writePids();
+        } else if (line === 'B') {
+          p.running = true;
         } else if (line.startsWith('T ')) {
           p.tasks = Number(line.slice(2)) || 0;
+          p.running = false;
         }
       }
     });
@@ -189,6 +195,6 @@ export class Spoolers {
   }
 
   stats(): SpoolerStats[] {
-    return this.procs.map((p) => ({ dir: p.dir, pid: p.child ? p.pid : 0, tasks: p.tasks, respawns: p.respawns, running: 0 }));
+    return this.procs.map((p) => ({ dir: p.dir, pid: p.child ? p.pid : 0, tasks: p.tasks, respawns: p.respawns, running: p.child && p.running ? 1 : 0 }));
   }
 }

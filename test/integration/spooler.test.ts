@@ -87,7 +87,7 @@ async function waitUntil(what: string, ok: () => boolean, timeoutMs = 20_000): P
 const tasksIn = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('uwsgi_spoolfile_on_')) : []);
 const read = (p: string): string => (existsSync(p) ? readFileSync(p, 'utf8') : '');
 
-function readStats(port: number): Promise<{ spoolers?: Array<{ dir: string; pid: number; respawns: number }> }> {
+function readStats(port: number): Promise<{ spoolers?: Array<{ dir: string; pid: number; respawns: number; tasks: number; running: number }> }> {
   return new Promise((resolve, reject) => {
     const c = net.connect(port, '127.0.0.1');
     let data = '';
@@ -331,5 +331,47 @@ describe('spooler options, compared with the real uWSGI', { skip: haveUwsgi ? fa
     assert.deepEqual(runs.tsgi!.left, runs.uwsgi!.left);
     assert.match(runs.tsgi!.output, /maximum number of tasks reached \(2\) recycling/);
     assert.match(runs.tsgi!.output, /killed by spooler-harakiri \(2 s\); respawning/);
+  });
+});
+
+describe('several spoolers, compared with the real uWSGI', { skip: haveUwsgi ? false : 'uwsgi with its python3 plugin is not installed' }, () => {
+  test('spooler twice with spooler-processes 2: four processes in the stats; the spooler key picks the directory; running while a task runs', async () => {
+    const { dir, out } = appDir();
+    const cleanEnv = { ...process.env };
+    for (const k of Object.keys(cleanEnv)) if (k.startsWith('UWSGI_') || k.startsWith('TSGI_')) delete cleanEnv[k];
+    const shapes: Record<string, unknown> = {};
+    for (const server of ['uwsgi', 'tsgi'] as const) {
+      const a = join(dir, `${server}-a`);
+      const b = join(dir, `${server}-b`);
+      const port = await freePort();
+      const statsPort = await freePort();
+      // spooler-processes after the first spooler: it counts for both, in uWSGI too.
+      const args = ['--master', '--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--spooler', a, '--spooler-processes', '2',
+        '--spooler', b, '--stats', `127.0.0.1:${statsPort}`];
+      const p = server === 'uwsgi'
+        ? startProcess('uwsgi', ['--plugin', 'python3', ...args], { cwd: dir, env: cleanEnv })
+        : startProcess(tsgiBin, args, { cwd: dir, env });
+      try {
+        await p.waitFor(server === 'uwsgi' ? /spawned uWSGI worker 1/ : /ready: \d+ worker/);
+        const path = (await httpRequest(`http://127.0.0.1:${port}/?name=${server}-slow&mode=slow&secs=3&spooler=${b}`)).body.toString();
+        assert.ok(path.startsWith(`${b}/uwsgi_spoolfile_on_`), path);
+        await p.waitFor(/managing request uwsgi_spoolfile_on_/);
+        const stats = await readStats(statsPort);
+        shapes[server] = stats.spoolers!.map((x) => ({ dir: x.dir.slice(x.dir.lastIndexOf('/') + 1).replace(server, 'X'), running: x.running, live: x.pid > 0, respawns: x.respawns }));
+        await waitUntil(`${server}: the task in ${b}`, () => read(join(out, `${server}-slow`)) !== '');
+      } finally {
+        await stopProcess(p, 'SIGINT');
+      }
+    }
+    // Which of b's two processes took the task is chance: compare the running flags as a count per directory.
+    const summary = (v: unknown): unknown => (v as Array<{ dir: string; running: number; live: boolean; respawns: number }>)
+      .reduce<Record<string, { processes: number; running: number }>>((acc, x) => {
+        acc[x.dir] ??= { processes: 0, running: 0 };
+        acc[x.dir]!.processes += x.live && x.respawns === 0 ? 1 : 0;
+        acc[x.dir]!.running += x.running;
+        return acc;
+      }, {});
+    assert.deepEqual(summary(shapes.tsgi), summary(shapes.uwsgi));
+    assert.deepEqual(summary(shapes.tsgi), { 'X-a': { processes: 2, running: 0 }, 'X-b': { processes: 2, running: 1 } });
   });
 });
