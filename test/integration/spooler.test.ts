@@ -38,6 +38,9 @@ def task(env):
 uwsgi.spooler = task
 
 def application(environ, start_response):
+    if environ['PATH_INFO'] == '/jobs':
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [('%d %r' % (uwsgi.spooler_pid(), uwsgi.spooler_jobs())).encode()]
     q = dict(p.split('=', 1) for p in environ['QUERY_STRING'].split('&') if p)
     task = dict((k.encode(), v.encode()) for k, v in q.items())
     if 'body' in q:
@@ -198,6 +201,24 @@ describe('spooler', () => {
       await httpRequest(`http://127.0.0.1:${port}/?name=new`);
       await waitUntil('a task spooled after the reload', () => read(join(out, 'new')) !== '');
       assert.doesNotMatch(p.output(), /respawning/);
+    } finally {
+      await stopProcess(p);
+    }
+  });
+
+  test('spooler-quiet: no line per task; spooler_pid() and spooler_jobs() from a worker', async () => {
+    const { dir, spool, out } = appDir();
+    const port = await freePort();
+    const p = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--master', '--spooler', spool, '--spooler-quiet',
+      '--spooler-frequency', '1'], { cwd: dir, env });
+    try {
+      const pid = (await p.waitFor(/spawned the tsgi spooler on dir .* with pid \d+/)).split(' ').pop()!;
+      const path = (await httpRequest(`http://127.0.0.1:${port}/?name=q&at=${Math.floor(Date.now() / 1000) + 2}`)).body.toString();
+      assert.equal((await httpRequest(`http://127.0.0.1:${port}/jobs`)).body.toString(), `${pid} [b'${path}']`);
+      await waitUntil('the task', () => read(join(out, 'q')) !== '');
+      await waitUntil('its file removed', () => tasksIn(spool).length === 0);
+      assert.equal((await httpRequest(`http://127.0.0.1:${port}/jobs`)).body.toString(), `${pid} []`);
+      assert.doesNotMatch(p.output(), /written \d+ bytes|managing request|done with task/);
     } finally {
       await stopProcess(p);
     }
