@@ -1,6 +1,7 @@
 /*
  * The few Linux calls Node does not offer, for the master: sending a datagram on an AF_UNIX socket (systemd's
- * sd_notify protocol). Node-API, so one build serves every Node version the package supports.
+ * sd_notify protocol, and the syslog logger's /dev/log). Node-API, so one build serves every Node version the
+ * package supports.
  */
 #include <errno.h>
 #include <node_api.h>
@@ -10,7 +11,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* notify(path: string, message: string): 0, or -errno. A path starting with '@' is an abstract socket. */
+/*
+ * notify(path: string, message: string): 0, or -errno. A path starting with '@' is an abstract socket.
+ * Never blocks: a receiver whose queue is full (a stuck syslog daemon) gives -EAGAIN instead of holding the master.
+ */
 static napi_value Notify(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -43,7 +47,7 @@ static napi_value Notify(napi_env env, napi_callback_info info) {
       rc = -errno;
     } else {
       socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len);
-      if (sendto(fd, message, message_len, MSG_NOSIGNAL, (struct sockaddr *)&addr, len) < 0) rc = -errno;
+      if (sendto(fd, message, message_len, MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&addr, len) < 0) rc = -errno;
       close(fd);
     }
   }

@@ -7,7 +7,11 @@ import { join } from 'node:path';
 
 const gyp = process.env.npm_config_node_gyp
   ?? [join(process.execPath, '../../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js')].find(existsSync);
-const r = gyp ? spawnSync(process.execPath, [gyp, 'rebuild'], { stdio: 'inherit' }) : { status: 1 };
+// Node's own headers, when its installation has them (Debian's nodejs, the official tarballs): node-gyp then needs
+// no download (the machine may have no network beyond the package registries).
+const nodedir = join(process.execPath, '../..');
+const local = existsSync(join(nodedir, 'include/node/node_api.h')) ? [`--nodedir=${nodedir}`] : [];
+const r = gyp ? spawnSync(process.execPath, [gyp, 'rebuild', ...local], { stdio: 'inherit' }) : { status: 1 };
 if (r.status !== 0) {
   console.warn('tsgi: the native helper was not built: systemd notification (NOTIFY_SOCKET) will be unavailable');
 }

@@ -359,6 +359,10 @@ def main():
     global _date_prefix
     from .logformat import date_prefix
     _date_prefix = date_prefix(conf.get('logDate'))
+    if conf.get('reqLogFd') is not None:
+        # req-logger: request lines go to the log master's request pipe; everything else stays on stderr.
+        from . import server as _server
+        _server.REQ_LOG_FD = conf['reqLogFd']
     _die_with_parent()
     listeners = _prepare(conf)
     # `import uwsgi` and `import uwsgidecorators` in the app: tsgi's, put in sys.modules before the app loads.

@@ -18,6 +18,7 @@ import ipaddress
 import os
 import re
 import stat
+import struct
 import time
 import uuid
 from urllib.parse import unquote
@@ -33,9 +34,11 @@ _NO_CAPS = ()
 
 class Outcome(object):
     """What the rules decided for one request, beyond the environ they changed in place."""
-    __slots__ = ('response', 'add', 'remove', 'quiet', 'logvars')
+    __slots__ = ('response', 'add', 'remove', 'quiet', 'logvars', 'store', 'no_cl')
 
     def __init__(self):
+        self.store = None       # cachestore: (cache, key, expires, status, value, gzip key) for the app's response
+        self.no_cl = False      # the cache action's no_content_length
         self.response = None    # None: the app answers; CLOSE; or (status, headers, body)
         self.add = None         # headers added to the response (addheader)
         self.remove = None      # lower-case names removed from it (delheader)
@@ -104,6 +107,15 @@ class Routing(object):
             colon = creds.find(':')
             # (realm, credentials or htpasswd file, user name length or -1 for a file)
             r.extra = (realm, creds, colon)
+            r.arg = arg
+        elif action in _CACHE_ACTIONS:
+            # router_cache's KEY=VALUE list, split once; each value is expanded per request
+            kv = []
+            for part in arg.split(','):
+                if part:
+                    k, _, v = part.partition('=')
+                    kv.append((k, _dynamic(v)))
+            r.extra = kv
             r.arg = arg
         elif action in ('logvar', 'addvar'):
             key, _, value = arg.partition('=')
@@ -350,6 +362,8 @@ class Routing(object):
             return RESPOND
         if action == 'basicauth' or action == 'basicauth-next':
             return self._basicauth(rule, environ, o, action == 'basicauth-next')
+        if action in _CACHE_ACTIONS:
+            return self._cache_action(rule, environ, caps, o)
         if action == 'fixpathinfo':
             sn = environ.get('SCRIPT_NAME', '')
             if sn:
@@ -366,6 +380,77 @@ class Routing(object):
             return NEXT
         self.log_error('route action %r is not known to this worker (%s)' % (action, rule.where))
         return NEXT
+
+    def _cache_action(self, rule, environ, caps, o):
+        """router_cache's actions (docs/cache.md), on the caches of cache2/cache."""
+        from . import uwsgi_api
+        action = rule.action
+        kv = dict((k, self.expand(v, environ, caps)) for k, v in rule.extra)
+        caches = uwsgi_api.caches()
+        cache = caches.get(kv.get('name')) if caches is not None else None
+        key = _raw(kv['key'])
+        if action == 'cache':
+            if cache is None:
+                return NEXT
+            value, expires = cache.get_expires(key)
+            if value is None:
+                return NEXT
+            ctype = kv.get('content_type') or 'text/html'
+            if kv.get('mime'):
+                ctype = self._mime_of(kv['key']) or ctype
+            headers = [('Content-Type', ctype)]
+            if kv.get('content_encoding'):
+                headers.append(('Content-Encoding', kv['content_encoding']))
+            if expires:
+                from .static import http_date
+                headers.append(('Expires', http_date(expires)))
+            if kv.get('no_content_length') or kv.get('no_cl') or kv.get('nocl'):
+                o.no_cl = True
+            o.response = ('200 OK', headers, value)
+            return RESPOND
+        if action == 'cachevar':
+            if cache is None:
+                return NEXT
+            value = cache.get(key)
+            if value is not None:
+                if kv.get('as_num'):
+                    value = str(struct.unpack('<q', value)[0] if len(value) == 8 else 0)
+                else:
+                    value = value.decode('latin-1')
+                environ[kv['var']] = value
+            return NEXT
+        if action == 'cachestore':
+            status = kv.get('status') or kv.get('code')
+            if o.store is None:
+                o.store = []
+            o.store.append((cache, key, _strtol(kv.get('expires', '0')), _strtol(status) if status else 0,
+                            _raw(kv['value']) if 'value' in kv else None, _raw(kv['gzip']) if kv.get('gzip') else None))
+            return NEXT
+        # cacheset, cacheinc, ...: a failure ends the request without a response, as in uWSGI
+        if cache is None:
+            o.response = CLOSE
+            return RESPOND
+        expires = max(_strtol(kv.get('expires', '0')), 0)
+        if action == 'cacheset':
+            ok = cache.set(key, _raw(kv.get('value', '')), expires)
+        else:
+            from . import cache as cachemod
+            op = _CACHE_MATH[action]
+            delta = _strtol(kv['value']) if 'value' in kv else (1 if op in (cachemod.INC, cachemod.DEC) else 2)
+            ok = cache.math(key, delta, expires, op)
+        if not ok:
+            o.response = CLOSE
+            return RESPOND
+        return NEXT
+
+    _mime = None
+
+    def _mime_of(self, name):
+        if self._mime is None:
+            from .static import load_mime_types
+            Routing._mime = load_mime_types([], self.log_error)
+        dot = name.rfind('.')
+        return self._mime.get(name[dot + 1:].lower()) if dot >= 0 else None
 
     def _basicauth(self, rule, environ, o, next_on_failure):
         if environ.get('REMOTE_USER'):
@@ -413,6 +498,8 @@ class Routing(object):
         log = not o.quiet
         response = o.response
         if response is None:
+            if o.store is not None:
+                return _go_on_storing(worker, out, environ, edit, core, o.store) + (log,)
             return _go_on(worker, out, environ, edit, core) + (log,)
         from .server import ResponseState
         r = ResponseState()
@@ -429,7 +516,7 @@ class Routing(object):
             edit = worker.edit_headers
         if edit is not None:
             headers = edit(headers)
-        if body and not any(h[0] == 'Content-Length' for h in headers):
+        if body and not o.no_cl and not any(h[0] == 'Content-Length' for h in headers):
             headers.append(('Content-Length', str(len(body))))
         if environ.get('REQUEST_METHOD') == 'HEAD':
             body = b''
@@ -465,6 +552,74 @@ def _go_on(worker, out, environ, edit, core):
     if worker.static is not None:
         return worker.serve_static(out, environ, app, edit)
     return worker.run_app(out, environ, app, edit)
+
+
+class _StoreTee(object):
+    """The response output, with a copy of the body kept for cachestore (only while such a rule asked)."""
+
+    def __init__(self, out):
+        self.out = out
+        self.code = 0
+        self.chunks = []
+        self.whole_body = True
+
+    def __getattr__(self, name):
+        return getattr(self.out, name)
+
+    def head(self, proto, status, headers, chunk):
+        self.code = int(status[:3])
+        self.chunks.append(chunk)
+        return self.out.head(proto, status, headers, chunk)
+
+    def whole(self, proto, status, headers, chunk):
+        self.code = int(status[:3])
+        self.chunks.append(chunk)
+        return self.out.whole(proto, status, headers, chunk)
+
+    def body(self, chunk):
+        self.chunks.append(chunk)
+        return self.out.body(chunk)
+
+    def last(self, chunk):
+        self.chunks.append(chunk)
+        return self.out.last(chunk)
+
+    def sendfile(self, fd, offset, count):
+        self.whole_body = False   # a file sent by the kernel: not seen here, so not stored
+        return self.out.sendfile(fd, offset, count)
+
+
+def _go_on_storing(worker, out, environ, edit, core, stores):
+    """cachestore: the app answers, and a successful response's body is stored (uWSGI stores a 200, or the
+    rule's status=)."""
+    tee = _StoreTee(out)
+    result = _go_on(worker, tee, environ, edit, core)
+    state, healthy = result
+    body = b''.join(tee.chunks)
+    if healthy and tee.whole_body and environ.get('REQUEST_METHOD') != 'HEAD':
+        for cache, key, expires, status, value, gzip_key in stores:
+            if cache is None or not (tee.code == 200 or (status and tee.code == status)):
+                continue
+            data = value if value is not None else body
+            if not data:
+                continue
+            cache.set(key, data, max(expires, 0), 1)
+            if gzip_key is not None:
+                import gzip
+                cache.set(gzip_key, gzip.compress(data), max(expires, 0), 1)
+    return result
+
+
+def _raw(text):
+    """A route text as the bytes uWSGI would use: request variables are latin-1 already."""
+    try:
+        return text.encode('latin-1')
+    except UnicodeEncodeError:
+        return text.encode('utf-8', 'surrogateescape')
+
+
+_CACHE_ACTIONS = frozenset(('cache', 'cachestore', 'cachevar', 'cacheset', 'cacheinc', 'cachedec', 'cachemul', 'cachediv'))
+_CACHE_MATH = {'cacheinc': 8, 'cachedec': 16, 'cachemul': 32, 'cachediv': 64}
 
 
 def _header_edit(worker, add, remove):

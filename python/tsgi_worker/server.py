@@ -781,12 +781,12 @@ class Worker(object):
 
     def log_error(self, message):
         line = '[pid: %d|worker %d] %s\n' % (self.pid, self.worker_id, message)
-        _write_log(line if self.date_prefix is None else self.date_prefix() + line)
+        _write_stderr(line if self.date_prefix is None else self.date_prefix() + line)
 
     def log_line(self, message):
         """A line as given (the routing action log:, as uWSGI writes it), with the log-date prefix."""
         line = message + '\n'
-        _write_log(line if self.date_prefix is None else self.date_prefix() + line)
+        _write_stderr(line if self.date_prefix is None else self.date_prefix() + line)
 
     def log_wanted(self, r, usec):
         """Conditional logging (log-4xx, log-5xx, log-slow, log-big, log-zero): any one is enough."""
@@ -821,9 +821,19 @@ class Worker(object):
         _write_log(line)
 
 
-def _write_log(line):
+def _write_stderr(line):
     try:
         os.write(2, line.encode('utf-8', 'replace'))
+    except OSError:
+        pass
+
+
+REQ_LOG_FD = 2  # request lines: stderr (the log), or the log master's request pipe with req-logger
+
+
+def _write_log(line):
+    try:
+        os.write(REQ_LOG_FD, line.encode('utf-8', 'replace'))
     except OSError:
         pass
 

@@ -232,6 +232,7 @@ def install(conf, date_prefix):
         'version_info': VERSION_INFO,
         'SPOOL_OK': -2, 'SPOOL_RETRY': -1, 'SPOOL_IGNORE': 0,
     })
+    _install_caches(conf, mod)
     sys.modules['uwsgi'] = mod
     import importlib.util
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'uwsgidecorators.py')
@@ -249,6 +250,8 @@ def bind_worker(worker, wid):
     _conf['id'] = wid
     # A fork does not carry the loader's threads: a lock held by one of them there is free here.
     _thread_locks[0] = threading.Lock()
+    if _caches is not None:
+        _caches.after_fork()
 
 
 def post_fork(log_error):
@@ -401,3 +404,140 @@ def set_spooler_frequency(seconds):
 
 _PUBLIC = _PUBLIC + ('spool', 'send_to_spooler', 'spooler_pid', 'spooler_pids', 'spooler_jobs', 'spooler_get_task',
                      'set_spooler_frequency')
+# ---- the caches (docs/cache.md) ------------------------------------------------------------------------------
+# Installed only when the instance has a cache (cache2, cache): otherwise `uwsgi.cache_get` is an AttributeError,
+# as uWSGI's module lacks the cache functions without one. Arguments are checked as uWSGI's PyArg_ParseTuple
+# formats check them (s#: str or bytes, l: int, s: str), return values are uWSGI's: bytes or None, True or None.
+
+_caches = None
+
+
+def _bytes_arg(v):
+    if v.__class__ is str:
+        return v.encode('utf-8')
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    raise TypeError("a bytes-like object is required, not '%s'" % type(v).__name__)
+
+
+def _int_arg(v):
+    if isinstance(v, int):
+        return v
+    raise TypeError("'%s' object cannot be interpreted as an integer" % type(v).__name__)
+
+
+def _name_arg(fname, n, v):
+    if v is None or v.__class__ is str:
+        return v
+    raise TypeError('%s() argument %d must be str, not %s' % (fname, n, type(v).__name__))
+
+
+def _nargs(fname, args, lo, hi):
+    n = len(args)
+    if n < lo:
+        raise TypeError('%s() takes at least %d argument%s (%d given)' % (fname, lo, '' if lo == 1 else 's', n))
+    if n > hi:
+        raise TypeError('%s() takes at most %d argument%s (%d given)' % (fname, hi, '' if hi == 1 else 's', n))
+
+
+def _ok(b):
+    return True if b else None
+
+
+def cache_get(*args):
+    """The value of a key (bytes), or None: missing, expired, or no such cache."""
+    _nargs('cache_get', args, 1, 2)
+    key = _bytes_arg(args[0])
+    c = _caches.get(_name_arg('cache_get', 2, args[1]) if len(args) > 1 else None)
+    return None if c is None else c.get(key)
+
+
+def cache_exists(*args):
+    _nargs('cache_exists', args, 1, 2)
+    key = _bytes_arg(args[0])
+    c = _caches.get(_name_arg('cache_exists', 2, args[1]) if len(args) > 1 else None)
+    return None if c is None else _ok(c.exists(key))
+
+
+def cache_del(*args):
+    _nargs('cache_del', args, 1, 2)
+    key = _bytes_arg(args[0])
+    c = _caches.get(_name_arg('cache_del', 2, args[1]) if len(args) > 1 else None)
+    return None if c is None else _ok(c.delete(key))
+
+
+def _setter(fname, flags):
+    def setter(*args):
+        _nargs(fname, args, 2, 4)
+        key = _bytes_arg(args[0])
+        value = _bytes_arg(args[1])
+        expires = _int_arg(args[2]) if len(args) > 2 else 0
+        c = _caches.get(_name_arg(fname, 4, args[3]) if len(args) > 3 else None)
+        return None if c is None else _ok(c.set(key, value, max(expires, 0), flags))
+    setter.__name__ = setter.__qualname__ = fname
+    return setter
+
+
+cache_set = _setter('cache_set', 0)
+cache_set.__doc__ = 'Stores a value under a key that is not in the cache yet (an existing key is left alone: None).'
+cache_update = _setter('cache_update', 1)
+cache_update.__doc__ = 'Stores a value under a key, replacing the value it has.'
+
+
+def _math(fname, op):
+    def math(*args):
+        _nargs(fname, args, 1, 4)
+        key = _bytes_arg(args[0])
+        delta = _int_arg(args[1]) if len(args) > 1 else 1
+        expires = _int_arg(args[2]) if len(args) > 2 else 0
+        c = _caches.get(_name_arg(fname, 4, args[3]) if len(args) > 3 else None)
+        return None if c is None else _ok(c.math(key, delta, max(expires, 0), op))
+    math.__name__ = math.__qualname__ = fname
+    math.__doc__ = 'The 64-bit number under a key, changed in place (a missing key starts at 0).'
+    return math
+
+
+def cache_num(*args):
+    """The 64-bit number stored under a key (cache_inc & co.), 0 when missing or not 8 bytes long."""
+    _nargs('cache_num', args, 1, 2)
+    key = _bytes_arg(args[0])
+    c = _caches.get(_name_arg('cache_num', 2, args[1]) if len(args) > 1 else None)
+    return 0 if c is None else c.num(key)
+
+
+def cache_clear(*args):
+    _nargs('cache_clear', args, 0, 1)
+    c = _caches.get(_name_arg('cache_clear', 1, args[0]) if args else None)
+    return None if c is None else _ok(c.clear())
+
+
+def cache_keys(*args):
+    _nargs('cache_keys', args, 0, 1)
+    c = _caches.get(_name_arg('cache_keys', 1, args[0]) if args else None)
+    if c is None:
+        raise ValueError('no local uWSGI cache available')
+    return c.keys()
+
+
+_CACHE_API = ('cache_get', 'cache_set', 'cache_update', 'cache_del', 'cache_exists', 'cache_clear', 'cache_inc',
+              'cache_dec', 'cache_mul', 'cache_div', 'cache_num', 'cache_keys')
+
+
+def _install_caches(conf, mod):
+    global _caches, cache_inc, cache_dec, cache_mul, cache_div
+    cconf = conf.get('caches')
+    if not cconf:
+        return
+    from . import cache as cachemod
+    cache_inc = _math('cache_inc', cachemod.INC)
+    cache_dec = _math('cache_dec', cachemod.DEC)
+    cache_mul = _math('cache_mul', cachemod.MUL)
+    cache_div = _math('cache_div', cachemod.DIV)
+    _caches = cachemod.Caches(cconf, log)
+    for name in _CACHE_API:
+        mod.__dict__[name] = globals()[name]
+
+
+def caches():
+    """The instance's caches (for routing), or None."""
+    return _caches

@@ -19,7 +19,7 @@ export function helpText(version: string): string {
     'yet are refused with a message saying so, never ignored.',
   ];
   const sections: Section[] = ['Configuration', 'Sockets', 'Processes', 'Reloading and limits', 'Applications', 'Python applications',
-    'Node applications', 'Static files', 'Routing', 'Logging', 'Monitoring', 'Daemons and cron', 'Emperor'];
+    'Node applications', 'Static files', 'Routing', 'Caching', 'Logging', 'Monitoring', 'Daemons and cron', 'Emperor'];
   for (const s of sections) {
     lines.push('', `${s}:`);
     for (const o of OPTIONS.filter((x) => x.section === s)) {

@@ -39,7 +39,7 @@ export interface OptionDef {
 }
 
 export type Section = 'Configuration' | 'Sockets' | 'Processes' | 'Reloading and limits' | 'Applications' | 'Python applications' |
-  'Node applications' | 'Static files' | 'Routing' | 'Logging' | 'Monitoring' | 'Daemons and cron' | 'Emperor';
+  'Node applications' | 'Static files' | 'Routing' | 'Caching' | 'Logging' | 'Monitoring' | 'Daemons and cron' | 'Emperor';
 
 type Decl = Omit<OptionDef, 'aliases' | 'repeat' | 'status'> & {
   aliases?: readonly string[];
@@ -100,6 +100,27 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'largest uwsgi request header (vars) accepted; a larger packet is logged and its connection closed' }),
   declare({ name: 'socket-timeout', short: 'z', kind: 'int', default: '4', min: 1, meta: 'SECONDS', section: 'Sockets',
     help: 'a client that sends nothing for this long while its request is read is disconnected (uwsgi and --http-socket)' }),
+
+  // HTTPS and the router in front of other instances (docs/https.md).
+  declare({ name: 'https', kind: 'string', repeat: true, meta: 'ADDR,CERT,KEY[,CIPHERS[,CA]]', section: 'Sockets',
+    help: "uWSGI's HTTPS router on ADDR: TLS with CERT and KEY (read by the master before dropping privileges), CIPHERS an OpenSSL list, CA a client-CA file (!CA: a client certificate is required); Python apps through the router, Node apps in their workers" }),
+  declare({ name: 'https-socket', kind: 'string', repeat: true, meta: 'ADDR,CERT,KEY[,CIPHERS[,CA]]', section: 'Sockets',
+    help: 'as https, with socket-timeout (in tsgi both are served the same way: the router, or a Node app\'s workers)' }),
+  declare({ name: 'http-to-https', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
+    help: 'an HTTP listener on ADDR that answers every request with a 301 to the same URI over https' }),
+  declare({ name: 'http-to', kind: 'string', repeat: true, meta: 'ADDR', section: 'Sockets',
+    help: "the HTTP router forwards requests to these uwsgi servers (other tsgi or uWSGI instances), round robin, instead of this instance's workers (Python apps' router)" }),
+  bool('https-export-cert', 'Sockets', "the client's certificate (PEM) reaches the app as HTTPS_CC"),
+  declare({ name: 'https-session-context', kind: 'string', meta: 'NAME', section: 'Sockets', status: 'accepted',
+    help: "uWSGI names the TLS sessions its router processes share through its cache with it; tsgi sets it as the session id context, but each https listener keeps its own sessions (nothing is shared), so it changes nothing" }),
+  declare({ name: 'ssl-sessions-timeout', kind: 'int', default: '300', min: 1, meta: 'SECONDS', section: 'Sockets',
+    help: 'how long a TLS session of the https listeners can be resumed' }),
+  declare({ name: 'ssl-verify-depth', kind: 'int', default: '1', min: 0, max: 100, meta: 'N', section: 'Sockets',
+    help: "most CA certificates between a client certificate and the trusted CA (https with a client CA); a longer chain is refused" }),
+  declare({ name: 'ssl-sessions-use-cache', kind: 'string', implicit: 'true', meta: 'CACHE', section: 'Sockets', status: 'accepted',
+    help: "uWSGI shares TLS sessions among its HTTP router processes through its cache; tsgi's one router keeps them itself (Node's session cache and tickets), so sessions resume without it; the value is ignored" }),
+  declare({ name: 'http-processes', aliases: ['http-workers'], kind: 'int', default: '1', min: 1, meta: 'N', section: 'Sockets',
+    help: 'HTTP router processes: tsgi runs one (1 is accepted, another number refused)' }),
 
   // ---- Processes ----
   bool('master', 'Processes', 'run the master process (tsgi always has one; accepted for uWSGI configs)', { short: 'M' }),
@@ -227,6 +248,20 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'route-if-not', kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing', help: 'run ACTION when the condition does not hold' }),
   declare({ name: 'route-label', kind: 'string', repeat: true, meta: 'NAME', section: 'Routing', help: 'a place in the rules that goto:NAME jumps to (forward only)' }),
 
+  // ---- Caching (src/cache, python/tsgi_worker/cache.py, docs/cache.md) ----
+  declare({ name: 'cache2', kind: 'string', repeat: true, meta: 'name=NAME,items=N[,...]', section: 'Caching',
+    help: 'Python apps: a cache shared by every worker (blocksize=, blocks=, keysize=, bitmap=1, purge_lru=1, store=FILE, ...); may repeat' }),
+  declare({ name: 'cache', kind: 'int', min: 1, meta: 'ITEMS', section: 'Caching', help: 'the old-style cache "default" with ITEMS items (cache-blocksize bytes each)' }),
+  declare({ name: 'cache-blocksize', kind: 'int', min: 1, meta: 'BYTES', section: 'Caching', help: "the largest value of the 'cache' cache (default 65536)" }),
+  declare({ name: 'cache-store', kind: 'string', meta: 'FILE', section: 'Caching', help: "keep the 'cache' cache in FILE, so it survives a restart" }),
+  declare({ name: 'cache-store-sync', kind: 'int', min: 1, meta: 'SECONDS', section: 'Caching', help: 'flush the store files to disk every SECONDS' }),
+  bool('cache-no-expire', 'Caching', 'items of every cache never expire (their expires argument is ignored)'),
+  declare({ name: 'cache-expire-freq', kind: 'int', min: 1, meta: 'SECONDS', section: 'Caching', status: 'accepted',
+    help: "uWSGI's sweeper period; tsgi never returns an expired item and frees expired items when it needs room, so there is no sweeper to tune" }),
+  declare({ name: 'load-file-in-cache', kind: 'string', repeat: true, meta: '[CACHE ]FILE', section: 'Caching', help: 'store the content of FILE in the cache at start, under the key FILE' }),
+  declare({ name: 'load-file-in-cache-gzip', kind: 'string', repeat: true, meta: '[CACHE ]FILE', section: 'Caching', help: 'as load-file-in-cache, the content gzip-compressed' }),
+  declare({ name: 'add-cache-item', kind: 'string', repeat: true, meta: '[CACHE ]KEY=VALUE', section: 'Caching', help: 'store VALUE under KEY at start' }),
+
   // ---- Static files (src/static, docs/static-files.md) ----
   declare({ name: 'static-map', kind: 'string', repeat: true, meta: 'MOUNT=PATH', section: 'Static files',
     help: 'serve GET/HEAD requests under MOUNT from PATH (a directory, or one file); a file not found goes to the app; may repeat' }),
@@ -301,6 +336,34 @@ export const OPTIONS: readonly OptionDef[] = [
     help: "prefix every log line but request lines with the date and ' - ': C's ctime() for a bare --log-date (or true, 1), else the strftime FORMAT" }),
   bool('logformat-strftime', 'Logging', '%(ftime) in log-format is the request time in the log-date strftime FORMAT (else it is %(ltime))'),
   bool('log-micros', 'Logging', 'the default request line reports the response time in micros instead of msecs'),
+
+  // ---- Loggers, encoders, routes and log alarms (src/config/logging.ts, src/master/logmaster.ts, docs/logging.md) ----
+  declare({ name: 'logger', kind: 'string', repeat: true, meta: '[NAME ]PLUGIN[:ARGS]', section: 'Logging',
+    help: 'send the log to a logger (file:PATH, stdio, syslog[:IDENT[,FACILITY]], socket:HOST:PORT); may repeat: every line goes to every unnamed logger, named ones get what log-route sends them' }),
+  declare({ name: 'req-logger', aliases: ['logger-req'], kind: 'string', repeat: true, meta: '[NAME ]PLUGIN[:ARGS]', section: 'Logging',
+    help: 'send request lines to this logger (and only there); may repeat' }),
+  declare({ name: 'log-encoder', kind: 'string', repeat: true, meta: 'ENCODER[:LOGGER] [ARGS]', section: 'Logging',
+    help: 'transform each log line before its logger writes it: format TEMPLATE, json TEMPLATE (${msg} ${msgnl} ${unix} ${micros} ${millis} ${strftime:FMT}), prefix TEXT, suffix TEXT, nl, gzip, compress; chained in order' }),
+  declare({ name: 'log-req-encoder', kind: 'string', repeat: true, meta: 'ENCODER[:LOGGER] [ARGS]', section: 'Logging',
+    help: 'as log-encoder, for the request lines sent to req-logger' }),
+  declare({ name: 'log-route', kind: 'string', repeat: true, meta: 'LOGGER REGEXP', section: 'Logging',
+    help: 'lines matching REGEXP go to the named logger LOGGER (and then not to the unnamed ones)' }),
+  declare({ name: 'log-req-route', kind: 'string', repeat: true, meta: 'LOGGER REGEXP', section: 'Logging',
+    help: 'as log-route, for request lines and named req-loggers' }),
+  bool('log-master', 'Logging', "the master reads the workers' output through a pipe and writes the log (implied by logger, req-logger, log-encoder and alarm-log)"),
+  declare({ name: 'alarm', kind: 'string', repeat: true, meta: 'NAME PLUGIN:ARGS', section: 'Logging',
+    help: 'define an alarm: cmd:COMMAND (run through /bin/sh with the log line on its stdin) or log:MESSAGE' }),
+  declare({ name: 'alarm-log', aliases: ['log-alarm'], kind: 'string', repeat: true, meta: 'ALARM[,ALARM...] REGEXP', section: 'Logging',
+    help: 'raise the alarms when a log line matches REGEXP' }),
+  declare({ name: 'not-alarm-log', aliases: ['not-log-alarm'], kind: 'string', repeat: true, meta: 'ALARM[,ALARM...] REGEXP', section: 'Logging',
+    help: 'a log line matching REGEXP raises no alarm from the alarm-log lines written after this one' }),
+  declare({ name: 'alarm-segfault', aliases: ['segfault-alarm'], kind: 'string', repeat: true, meta: 'ALARM[,ALARM...]', section: 'Logging',
+    help: "raise the alarms when a worker dies of a segmentation fault (SIGSEGV), with the master's line about it" }),
+  declare({ name: 'alarm-backlog', aliases: ['backlog-alarm', 'alarm-lq', 'lq-alarm', 'alarm-listen-queue', 'listen-queue-alarm'], kind: 'string',
+    repeat: true, meta: 'ALARM[,ALARM...]', section: 'Logging',
+    help: "check the TCP sockets' listen queue every second: when it is full, log it (uWSGI's line) and raise the alarms" }),
+  declare({ name: 'alarm-freq', kind: 'int', default: '3', min: 0, meta: 'SECS', section: 'Logging',
+    help: 'an alarm raised again by the same line within SECS seconds is skipped' }),
 
   // ---- Daemons and cron (src/master/daemons.ts, src/master/cron.ts, docs/daemons.md) ----
   declare({ name: 'attach-daemon', kind: 'string', repeat: true, meta: 'CMD', section: 'Daemons and cron',

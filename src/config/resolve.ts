@@ -10,13 +10,16 @@ import { isLogicKey } from './logic.js';
 import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
+import { checkCacheRoutes, readCacheSettings, type CacheSettings } from '../cache/config.js';
 import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
 import { accessSync, constants as fsConstants, mkdirSync, realpathSync } from 'node:fs';
+import { readLogging, type LoggingSpec } from './logging.js';
 import { parseCron, parseCron2, type CronJob } from '../master/cron.js';
 import type { DaemonExtra, DaemonSpec } from '../master/daemons.js';
 import { resolveGroup, resolveUser } from '../master/users.js';
 import { constants as osConstants } from 'node:os';
+import { parseHttpsValue, type HttpToTarget, type TlsSettings, type TlsSpec } from './https.js';
 
 export type SocketAddress =
   | { kind: 'unix'; path: string }
@@ -32,6 +35,10 @@ export interface SocketSpec {
   /** Idle limit for HTTP clients on this socket (seconds). */
   timeout: number;
   origin: Origin;
+  /** https, https-socket: the router speaks TLS on it (docs/https.md). */
+  tls?: TlsSpec;
+  /** http-to-https: every request is redirected to https. */
+  redirectHttps?: boolean;
 }
 
 /** The app (module, wsgi-file, callable: read for Python and Node apps alike) and Python's own settings. */
@@ -253,6 +260,12 @@ function readSpooler(values: OptionValues): SpoolerSettings | undefined {
 
 export interface Settings {
   sockets: SocketSpec[];
+  /** http-to: the router sends requests to these uwsgi servers, round robin, instead of this instance's workers. */
+  httpTo: HttpToTarget[];
+  /** http-to and no app: no workers, the router alone. */
+  routerOnly: boolean;
+  /** Settings of every https listener. */
+  tls: TlsSettings;
   limitPost: number;
   chmodSocket: number | undefined;
   chownSocket: string | undefined;
@@ -313,6 +326,8 @@ export interface Settings {
   ftimeFormat: string | undefined;
   /** log-micros: the default request line says `in N micros`. */
   logMicros: boolean;
+  /** logger, req-logger, log-encoder, log-route, log-master, alarm...: the log master's work; undefined when none is set. */
+  logging: LoggingSpec | undefined;
   strict: boolean;
   showConfig: boolean;
   emperor: EmperorSettings | undefined;
@@ -334,6 +349,8 @@ export interface Settings {
   static: StaticSettings | undefined;
   /** route, route-run, route-if, ... in the order given (docs/routing.md); undefined when none is set. */
   routes: RouteRule[] | undefined;
+  /** cache2, cache and friends (src/cache, docs/cache.md); undefined when no cache is configured. */
+  caches: CacheSettings | undefined;
   /**
    * Python's uwsgi.opt (docs/python-uwsgi-module.md): every entry as given, in order, a repeated key keeping its
    * first place and its last value (as uWSGI 2.0 shows them); `true` for a flag given without a value.
@@ -457,13 +474,15 @@ function checkValue(def: OptionDef, value: string, origin: Origin): string {
 
 /** Checked option values: for each canonical name, every value in order with where it came from. */
 export class OptionValues {
-  private readonly values = new Map<string, Array<{ value: string; origin: Origin }>>();
+  private readonly values = new Map<string, Array<{ value: string; origin: Origin; seq: number }>>();
+  /** Reading order across options (alarm-log and not-alarm-log are one list, in the order written). */
+  private seq = 0;
 
   add(def: OptionDef, value: string, origin: Origin): void {
     let list = this.values.get(def.name);
     if (!list) this.values.set(def.name, (list = []));
-    if (def.repeat) list.push({ value, origin });
-    else list.splice(0, list.length, { value, origin });
+    if (def.repeat) list.push({ value, origin, seq: this.seq++ });
+    else list.splice(0, list.length, { value, origin, seq: this.seq++ });
   }
 
   has(name: string): boolean {
@@ -482,7 +501,7 @@ export class OptionValues {
     return list && list.length ? list[list.length - 1]!.origin : undefined;
   }
 
-  all(name: string): Array<{ value: string; origin: Origin }> {
+  all(name: string): Array<{ value: string; origin: Origin; seq: number }> {
     return this.values.get(name) ?? [];
   }
 
@@ -552,6 +571,8 @@ export function logFormatLogvars(format: string | undefined): string[] {
 
 const PYTHON_PLUGIN = /^python(3(\d+)?)?$/;
 const NODE_PLUGIN = /^(node|nodejs)$/;
+/** uWSGI's logger plugins tsgi has built in (logger = file:..., socket:..., syslog): naming them loads nothing. */
+const LOGGER_PLUGIN = /^(logfile|logsocket|syslog)(_plugin)?$/;
 
 /** The worker kind the plugins name: python, node, or undefined when none (or both) are named. */
 function checkPlugins(values: OptionValues): 'python' | 'node' | undefined {
@@ -560,6 +581,9 @@ function checkPlugins(values: OptionValues): 'python' | 'node' | undefined {
     for (const name of value.split(/[\s,]+/).filter(Boolean)) {
       if (PYTHON_PLUGIN.test(name)) kinds.add('python');
       else if (NODE_PLUGIN.test(name)) kinds.add('node');
+      // uWSGI's router_cache: tsgi's routing runs the cache actions itself (docs/cache.md)
+      else if (name === 'router_cache') continue;
+      else if (LOGGER_PLUGIN.test(name)) continue;
       else throw new ConfigError('NOT_IMPLEMENTED', `plugin '${name}' is not available in tsgi (python and node are built in)`, origin, 'plugins');
     }
   }
@@ -708,6 +732,22 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
   add('uwsgi-socket', 'uwsgi', socketTimeout);
   add('http-socket', 'http', socketTimeout);
   add('http', 'http', values.int('http-timeout'));
+  // HTTPS and the router in front of other instances (src/config/https.ts, docs/https.md).
+  const addTls = (option: string, timeout: number): void => {
+    for (const { value, origin } of values.all(option)) {
+      const { addr, tls } = parseHttpsValue(value, origin, option);
+      sockets.push({ address: parseSocketAddress(addr, origin, option), text: addr, protocol: 'http', option, timeout, origin, tls });
+    }
+  };
+  addTls('https', values.int('http-timeout'));
+  addTls('https-socket', socketTimeout);
+  for (const { value, origin } of values.all('http-to-https')) {
+    sockets.push({ address: parseSocketAddress(value, origin, 'http-to-https'), text: value, protocol: 'http', option: 'http-to-https', timeout: values.int('http-timeout'), origin, redirectHttps: true });
+  }
+  const httpTo = values.all('http-to').map(({ value, origin }) => ({ address: parseSocketAddress(value, origin, 'http-to'), text: value, origin }));
+  if (values.int('http-processes') !== 1) {
+    throw new ConfigError('NOT_IMPLEMENTED', `${values.int('http-processes')}: tsgi runs one HTTP router process (Node's event loop holds every client; it is not the bottleneck, the workers are); set 1 or remove it`, values.origin('http-processes'), 'http-processes');
+  }
 
   let module = values.get('module');
   let callable = values.get('callable') ?? 'application';
@@ -735,8 +775,19 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     throw new ConfigError('BAD_VALUE', `bad value '${umask}': expected an octal mask such as 022`, values.origin('umask'), 'umask');
   }
   const spaced = values.get('procname-prefix-spaced');
+  const routes = readRoutes(routeEntries(values, entries));
+  const caches = readCacheSettings(values, resolvePath(values.get('chdir') ?? '.'));
+  checkCacheRoutes(routes, caches);
   return {
     sockets,
+    httpTo,
+    routerOnly: httpTo.length > 0 && module === undefined && wsgiFile === undefined && values.all('mount').length === 0,
+    tls: {
+      exportCert: values.bool('https-export-cert'),
+      sessionContext: values.get('https-session-context'),
+      sessionTimeout: values.int('ssl-sessions-timeout'),
+      verifyDepth: values.int('ssl-verify-depth'),
+    },
     limitPost: values.int('limit-post'),
     chmodSocket: chmod === undefined ? undefined : Number.parseInt(chmod, 8),
     chownSocket: values.get('chown-socket'),
@@ -807,6 +858,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     plugin,
     appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),
+    logging: readLogging(values),
     logFormat: values.get('log-format'),
     logXForwardedFor: values.bool('log-x-forwarded-for'),
     disableLogging: values.bool('disable-logging'),
@@ -826,7 +878,8 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       append: values.get('procname-append') ?? '',
     },
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
-    routes: readRoutes(routeEntries(values, entries)),
+    routes,
+    caches,
     exportedOptions: exportedOptions(entries),
     readAt: Date.now(),
     reloaded: false,

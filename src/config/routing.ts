@@ -52,7 +52,38 @@ const needsEq = (what: string) => (arg: string): string | undefined =>
   arg.indexOf('=') > 0 ? undefined : `expects ${what}=VALUE`;
 const notEmpty = (what: string) => (arg: string): string | undefined => (arg.trim() ? undefined : `expects ${what}`);
 
+/**
+ * router_cache's KEY=VALUE arguments (docs/cache.md): the keys uWSGI 2.0.21 knows for the action, `key` required.
+ * Keys tsgi does not honour are refused by name.
+ */
+const cacheArgs = (known: readonly string[], refused: Readonly<Record<string, string>> = {}) => (arg: string): string | undefined => {
+  let hasKey = false;
+  for (const part of arg.split(',')) {
+    if (!part) continue;
+    const eq = part.indexOf('=');
+    const k = eq < 0 ? part : part.slice(0, eq);
+    if (refused[k]) return `key '${k}': ${refused[k]}`;
+    if (!known.includes(k)) return `has an unknown key '${k}' (uWSGI knows ${known.join(', ')})`;
+    if (k === 'key' && eq > 0 && part.length > eq + 1) hasKey = true;
+  }
+  return hasKey ? undefined : 'needs key=KEY';
+};
+const CACHE_MATH = cacheArgs(['key', 'value', 'name', 'expires']);
+
 const ACTIONS: Readonly<Record<string, ActionDef>> = {
+  // router_cache (docs/cache.md): the caches of cache2/cache, from the rules.
+  cache: {
+    canonical: 'cache',
+    check: cacheArgs(['key', 'content_type', 'content_encoding', 'mime', 'name', 'no_offload', 'no_content_length', 'no_cl', 'nocl']),
+  },
+  cachestore: { canonical: 'cachestore', check: cacheArgs(['key', 'gzip', 'name', 'value', 'status', 'code', 'expires']) },
+  'cache-store': { canonical: 'cachestore', check: cacheArgs(['key', 'gzip', 'name', 'value', 'status', 'code', 'expires']) },
+  cachevar: { canonical: 'cachevar', check: (arg) => cacheArgs(['key', 'var', 'name', 'as_num'])(arg) ?? (/(^|,)var=./.test(arg) ? undefined : 'needs var=NAME') },
+  cacheset: { canonical: 'cacheset', check: (arg) => cacheArgs(['key', 'value', 'name', 'expires'])(arg) ?? (/(^|,)value=/.test(arg) ? undefined : 'needs value=VALUE') },
+  cacheinc: { canonical: 'cacheinc', check: CACHE_MATH },
+  cachedec: { canonical: 'cachedec', check: CACHE_MATH },
+  cachemul: { canonical: 'cachemul', check: CACHE_MATH },
+  cachediv: { canonical: 'cachediv', check: CACHE_MATH },
   continue: { canonical: 'continue' },
   last: { canonical: 'continue' },
   break: { canonical: 'break' },
@@ -107,8 +138,7 @@ const UWSGI_REASONS: Readonly<Record<string, string>> = {
 
 /** Actions uWSGI's plugins provide that tsgi does not: named with their plugin in the error. */
 const PLUGIN_ACTIONS: Readonly<Record<string, string>> = {
-  cache: 'router_cache', cachestore: 'router_cache', cachevar: 'router_cache', cacheset: 'router_cache', cacheinc: 'router_cache',
-  cachedec: 'router_cache', cachemul: 'router_cache', cachediv: 'router_cache', 'cache-continue': 'router_cache',
+  'cache-continue': 'router_cache',
   uwsgi: 'router_uwsgi', http: 'router_http', httpdumb: 'router_http', rpc: 'rpc', rpcnext: 'rpc', rpcret: 'rpc', rpcvar: 'rpc',
   rpcraw: 'rpc', rpcblob: 'rpc', static: 'router_static', file: 'router_static', sendfile: 'router_static', fastfile: 'router_static',
   gzip: 'transformation_gzip', chunked: 'transformation_chunked', template: 'transformation_template', toupper: 'transformation_toupper',

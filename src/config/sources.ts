@@ -17,8 +17,9 @@ export interface ReadSourcesOptions {
   warn: (line: string) => void;
 }
 
-/** Variables uWSGI itself exports to its children; they are not options. */
-const INTERNAL_ENV = new Set(['RELOADS', 'ORIGINAL_PROC_NAME', 'VASSAL', 'EMPEROR_FD', 'EMPEROR_FD_CONFIG', 'EMPEROR_PROXY', 'SHARED_SOCKETS', 'SOCKETS']);
+/** Variables uWSGI itself exports to its children (and TSGI_SYSLOG_SOCKET, where the syslog logger sends): not options. */
+const INTERNAL_ENV = new Set(['RELOADS', 'ORIGINAL_PROC_NAME', 'VASSAL', 'EMPEROR_FD', 'EMPEROR_FD_CONFIG', 'EMPEROR_PROXY', 'SHARED_SOCKETS', 'SOCKETS',
+  'SYSLOG_SOCKET']);
 
 function fromEnv(env: NodeJS.ProcessEnv, warn: (l: string) => void): Entry[] {
   const out: Entry[] = [];

@@ -146,6 +146,8 @@ const CHEAPER_CHECK_MS = 1000;
 
 /** The ids of the workers to start for a generation: all, or with cheaper at least `initial` and `keep`. */
 function startingIds(s: Settings, keep: number): Set<number> {
+  // http-to without an app: the router alone, in front of other instances (as uWSGI's no-workers mode).
+  if (s.routerOnly) return new Set();
   const n = s.cheaper ? Math.min(s.processes, Math.max(s.cheaper.initial, keep)) : s.processes;
   return new Set(Array.from({ length: n }, (_, i) => i + 1));
 }
@@ -763,6 +765,8 @@ export class Master {
     this.chain = undefined;
     this.log.info(`graceful reload: starting ${this.running.size} new worker(s) (generation ${this.generation})`);
     for (const id of this.running) this.spawn(id, this.generation);
+    // http-to without an app: no worker to wait for.
+    if (this.running.size === 0) this.finishReload();
   }
 
   /** Chain reload: replace the workers one at a time, each new one serving before the old one stops. */

@@ -24,11 +24,17 @@ const LABELS: Record<ExecPhase, string> = {
  * Runs the commands of `phase` one after the other. Returns undefined when all succeeded, else the line
  * saying which failed and how (the caller decides: a start stops, an exit goes on).
  */
-export function runExecHooks(hooks: ExecHooks, phase: ExecPhase, log: (line: string) => void, outFd: number | undefined): string | undefined {
+export function runExecHooks(hooks: ExecHooks, phase: ExecPhase, log: (line: string) => void, outFd: number | undefined,
+  /** With a log master: the hook's output, collected (the master cannot read its own pipe while it waits). */
+  collected?: (output: string) => void): string | undefined {
   for (const command of hooks[phase]) {
     log(`running "${command}" (${LABELS[phase]})...`);
-    const out = outFd ?? 'inherit';
-    const r = spawnSync('/bin/sh', ['-c', command], { stdio: ['ignore', out, out] });
+    const out = collected ? 'pipe' : outFd ?? 'inherit';
+    const r = spawnSync('/bin/sh', ['-c', command], { stdio: ['ignore', out, out], maxBuffer: 64 * 1024 * 1024 });
+    if (collected) {
+      const text = `${r.stdout?.toString() ?? ''}${r.stderr?.toString() ?? ''}`;
+      if (text) collected(text);
+    }
     if (r.error) return `exec-${phase}: "${command}" could not be run (${(r.error as NodeJS.ErrnoException).code ?? r.error.message})`;
     if (r.status !== 0) {
       return `exec-${phase}: "${command}" ${r.signal ? `was killed by ${r.signal}` : `exited with status ${r.status}`}`;

@@ -4,6 +4,10 @@
  * directly, one write() per line (atomic on an O_APPEND file or a pipe), so no request passes through the
  * master. The master writes its own events here. On a reopen (log rotation) the master opens the file again
  * and tells the workers, which do the same.
+ *
+ * With a log master (logger, req-logger, log-encoder, alarm-log, log-master: src/master/logmaster.ts) workers get
+ * its pipe instead, and the master's events go through its loggers too; this descriptor is then the master's
+ * alone (where lines go when no logger takes them).
  */
 import { closeSync, fstatSync, openSync, renameSync, writeSync } from 'node:fs';
 import { logDatePrefix } from '../config/strftime.js';
@@ -17,15 +21,34 @@ export class ProcessLog {
     this.current = path ? openSync(path, 'a', 0o640) : 2;
   }
 
+  /** The log master, when there is one: it gives workers its pipe and takes the master's lines. */
+  private master: { readonly fd: number; dispatch(line: string, req: boolean, alarms: boolean): void } | undefined;
+
+  attach(master: { readonly fd: number; dispatch(line: string, req: boolean, alarms: boolean): void }): void {
+    this.master = master;
+  }
+
   /** The descriptor new workers get as their stdout and stderr. */
   get fd(): number {
-    return this.current;
+    return this.master ? this.master.fd : this.current;
+  }
+
+  /** Text written as is to stderr or the logto file (the log master's default output and its own troubles). */
+  writeRaw(text: string | Buffer): void {
+    try {
+      if (typeof text === 'string') writeSync(this.current, text);
+      else writeSync(this.current, text);
+    } catch {
+      /* a log that cannot be written must not take the master down */
+    }
   }
 
   /** A master event: `tsgi: ...`. Master events are rare, so a synchronous write keeps their order exact. */
   info(message: string): void {
+    const line = `${this.logDate === undefined ? '' : logDatePrefix(this.logDate, Date.now())}tsgi: ${message}\n`;
+    if (this.master) return this.master.dispatch(line, false, true);
     try {
-      writeSync(this.current, `${this.logDate === undefined ? '' : logDatePrefix(this.logDate, Date.now())}tsgi: ${message}\n`);
+      writeSync(this.current, line);
     } catch {
       /* a log that cannot be written must not take the master down */
     }

@@ -4,13 +4,15 @@
  */
 import { runExecHooks, type ExecPhase } from './exec-hooks.js';
 import { spawn } from 'node:child_process';
-import { writeFileSync, unlinkSync } from 'node:fs';
+import { closeSync, writeFileSync, unlinkSync } from 'node:fs';
+import { cacheStats, openCache, startStoreSync, type OpenCache } from '../cache/shared.js';
+import type { CacheSpec } from '../cache/config.js';
 import { resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readCommandLine } from '../cli/tsgi.js';
 import { ConfigError } from '../config/errors.js';
 import type { Entry } from '../config/origin.js';
-import { processTitle, type Settings } from '../config/resolve.js';
+import { processTitle, type Settings, type SocketSpec } from '../config/resolve.js';
 import { vassalLink } from '../emperor/link.js';
 import { TSGI_VERSION } from '../version.js';
 import { Master, type MasterHooks, type Milestone } from './arbiter.js';
@@ -21,10 +23,13 @@ import { SystemdNotifier } from '../systemd/notify.js';
 import { statsJson, type MasterSnapshot } from './stats.js';
 import { StatsServer } from './stats-server.js';
 import { ProcessLog } from './log.js';
+import { LogMaster } from './logmaster.js';
+import { loggingKey } from '../config/logging.js';
 import { Scoreboard } from './scoreboard.js';
 import { Daemons } from './daemons.js';
 import { Spoolers } from './spoolers.js';
 import { CronScheduler } from './cron.js';
+import { loadTls, type TlsMaterial } from './tls.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
 import { resolveGroup, resolveUser } from './users.js';
 import { appName, resolveInterpreter, spawnPythonWorker } from '../workers/python/launcher.js';
@@ -44,12 +49,15 @@ function targetOwner(settings: Settings): { uid: number; gid: number } | undefin
 }
 
 /** Starts the HTTP router on the HTTP sockets, with `links` links: one per core of every running worker. */
-function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number, links: number) {
+function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: LinkSocket, logFd: number, links: number,
+  tlsMaterial: ReadonlyArray<TlsMaterial | undefined>, reqLogFd: number | undefined) {
   const FIRST_FD = 4; // 0-2 standard streams, 3 the IPC channel with the master
   const config = {
     linkPath: link.path,
     links,
-    logto: settings.logto ? resolvePath(settings.logto) : undefined,
+    // With a log master the router writes to its pipe, which is never reopened.
+    logto: settings.logto && !settings.logging ? resolvePath(settings.logto) : undefined,
+    reqLogFd: reqLogFd === undefined ? undefined : FIRST_FD + http.length,
     maxQueue: Math.max(1024, settings.listen),
     bufferSize: settings.bufferSize,
     limitPost: settings.limitPost,
@@ -66,12 +74,19 @@ function spawnRouter(settings: Settings, http: readonly BoundSocket[], link: Lin
       name: b.name,
       port: b.path ? '' : b.name.slice(b.name.lastIndexOf(':') + 1),
       timeout: b.spec.timeout,
+      tls: b.spec.tls !== undefined,
+      redirectHttps: b.spec.redirectHttps === true,
     })),
+    httpTo: settings.httpTo.map((t) => ({ address: t.address, text: t.text })),
+    tlsSettings: tlsMaterial.some((m) => m !== undefined) ? settings.tls : undefined,
   };
-  return spawn(process.execPath, [ROUTER_SCRIPT], {
-    stdio: ['ignore', logFd, logFd, 'ipc', ...http.map((b) => b.fd)],
+  const child = spawn(process.execPath, [ROUTER_SCRIPT], {
+    stdio: ['ignore', logFd, logFd, 'ipc', ...http.map((b) => b.fd), ...(reqLogFd === undefined ? [] : [reqLogFd])],
     env: { ...process.env, TSGI_ROUTER: JSON.stringify(config) },
   });
+  // Certificates and keys over the IPC channel, not in the environment (readable in /proc): the router waits for them.
+  if (config.tlsSettings) child.send({ type: 'tls', material: tlsMaterial });
+  return child;
 }
 
 /** Node's POSIX credential calls (always present on Linux, optional in the type definitions). */
@@ -128,10 +143,35 @@ function refuseMountsForNode(settings: Settings, file: string): void {
     '(Express, Hono and friends mount sub-apps under a prefix)', origin, option);
 }
 
+/**
+ * alarm-backlog: once a second, the accept queue of each TCP socket (from /proc/net/tcp, as the stats do); when it
+ * is full, uWSGI's line (its words, which log-route and alarm-log rules in real configs match) and the alarms.
+ * Unix sockets do not show their queue there and are not watched.
+ */
+function watchListenQueues(settings: Settings, sockets: readonly BoundSocket[], log: ProcessLog, logMaster: LogMaster, alarms: readonly string[]): void {
+  const tcp = sockets.filter((b) => !b.path);
+  if (!tcp.length) {
+    log.info('alarm-backlog: no TCP socket to watch (the listen queue of Unix sockets is not visible)');
+    return;
+  }
+  const max = settings.listen;
+  const timer = setInterval(() => {
+    for (const b of tcp) {
+      const queue = tcpListenQueue(Number(b.name.slice(b.name.lastIndexOf(':') + 1)));
+      if (queue === undefined || queue < max) continue;
+      const message = `listen queue of socket "${b.name}" (fd: ${b.fd}) full !!! (${queue}/${max})`;
+      log.info(`*** uWSGI ${message} ***`);
+      logMaster.raise(alarms, message);
+    }
+  }, 1000);
+  timer.unref();
+}
+
 export async function startServer(settings: Settings, _entries: readonly Entry[], argv: readonly string[], startCwd: string): Promise<void> {
   /** Set when this master is a vassal: its emperor hears of its lifecycle and of a failed start. */
   const emperor = vassalLink();
   let log: ProcessLog | undefined;
+  let logMaster: LogMaster | undefined;
   let sockets: BoundSocket[] = [];
   let link: LinkSocket | undefined;
   try {
@@ -155,7 +195,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       }));
     }
     if (settings.sockets.length === 0) throw new StartupError('no socket to serve on: set socket = ADDR (e.g. socket = /run/tsgi/app.sock or :3031)');
-    if (!settings.python.module && !settings.python.wsgiFile && !settings.python.mounts.length) {
+    if (!settings.routerOnly && !settings.python.module && !settings.python.wsgiFile && !settings.python.mounts.length) {
       throw new StartupError('no app to serve: set module = MODULE[:CALLABLE], wsgi-file = FILE or mount = /PATH=APP');
     }
     const cwd = process.cwd();
@@ -174,11 +214,26 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       const first = settings.routes[0]!.where;
       throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);
     }
+    if (kind === 'node' && settings.caches) {
+      throw new StartupError(`${settings.caches.caches[0]!.where}: the caches (cache2, cache, ...) are implemented for Python apps only; ${choice.file} is a Node app`);
+    }
     if (kind === 'node' && settings.python.autoreload) {
       // A Node app's imports are not known to the master; touch-reload names the files to watch instead.
       throw new StartupError(`py-autoreload watches the modules of a Python app; ${choice.file} is a Node app (use touch-reload = FILE to reload when a file changes)`);
     }
-    const interpreter = kind === 'python' ? resolveInterpreter(settings, process.env) : undefined;
+    // https, http-to-https and http-to live in the router, which Python apps have (docs/https.md).
+    // Node workers serve https themselves (node:https); forwarding to other instances is the router's, which
+    // only Python apps have.
+    if (kind === 'node' && settings.httpTo.length) {
+      throw new ConfigError('NOT_IMPLEMENTED', `is done by tsgi's HTTP router, which runs for Python apps; ${choice.file} is a Node app (its workers serve HTTP themselves)`, settings.httpTo[0]!.origin, 'http-to');
+    }
+    if (settings.httpTo.length && !settings.sockets.some((x) => x.protocol === 'http' && !x.redirectHttps)) {
+      throw new ConfigError('BAD_VALUE', 'forwards the requests of the HTTP router; add http = ADDR or https = ADDR,CERT,KEY for it to listen on', settings.httpTo[0]!.origin, 'http-to');
+    }
+    // Read as root, before the privileges go (a key readable by root only is the usual setup).
+    const tlsBySpec = new Map<SocketSpec, TlsMaterial>();
+    for (const spec of settings.sockets) if (spec.tls) tlsBySpec.set(spec, loadTls(spec));
+    const interpreter = kind === 'python' && !settings.routerOnly ? resolveInterpreter(settings, process.env) : undefined;
     // As uWSGI: the umask applies to everything the master creates (log, sockets, pidfiles) and its children.
     if (settings.umask !== undefined) process.umask(settings.umask);
     try {
@@ -187,9 +242,20 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     } catch (err) {
       throw new StartupError(`logto ${settings.logto}: cannot open (${(err as NodeJS.ErrnoException).code})`);
     }
+    if (settings.logging) {
+      try {
+        logMaster = new LogMaster(settings.logging, log);
+      } catch (err) {
+        throw new StartupError((err as Error).message);
+      }
+      log.attach(logMaster);
+    }
+    const reqLogFd = logMaster?.reqFd;
     // exec-* hooks up to as-root: before the sockets are bound and privileges dropped, as uWSGI runs them.
     const execHook = (s: Settings, phase: ExecPhase): string | undefined =>
-      s.exec[phase].length ? runExecHooks(s.exec, phase, (l) => log!.info(l), log!.fd) : undefined;
+      s.exec[phase].length
+        ? runExecHooks(s.exec, phase, (l) => log!.info(l), log!.fd, logMaster && ((text) => logMaster!.take(text)))
+        : undefined;
     for (const phase of ['asap', 'pre-jail', 'in-jail', 'as-root'] as const) {
       const failed = execHook(settings, phase);
       if (failed) throw new StartupError(failed);
@@ -212,10 +278,24 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
 
     const processLog = log;
     const scoreboard = new Scoreboard(Math.max(256, settings.processes * 4), settings.threads);
+    // The caches (docs/cache.md): created once, before any worker, and kept across reloads (the master stays).
+    let caches: OpenCache[] = [];
+    try {
+      for (const spec of settings.caches?.caches ?? []) caches.push(openCache(spec, (l) => log!.info(l)));
+    } catch (err) {
+      for (const c of caches) closeSync(c.fd);
+      caches = [];
+      throw new StartupError((err as Error).message);
+    }
+    const cacheFds = caches.map((c) => ({ name: c.spec.name, fd: c.fd, size: c.size }));
+    const stopStoreSync = caches.length ? startStoreSync(caches) : undefined;
+    const cacheGeometry = (list: CacheSpec[] | undefined): string => JSON.stringify((list ?? []).map(({ where: _where, ...c }) => c));
+    const cacheKey = cacheGeometry(settings.caches?.caches);
     const boundSockets = sockets;
     process.title = processTitle(settings.procname, 'master');
-    processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, app ${appName(settings)}, ` +
-      (kind === 'python' ? `python ${interpreter}` : `node ${process.version} (${choice.file})`));
+    processLog.info(`tsgi ${TSGI_VERSION} starting: master pid ${process.pid}, ` + (settings.routerOnly
+      ? `no app: the HTTP router forwards to ${settings.httpTo.map((t) => t.text).join(', ')} (http-to)`
+      : `app ${appName(settings)}, ` + (kind === 'python' ? `python ${interpreter}` : `node ${process.version} (${choice.file})`)));
     for (const b of sockets) processLog.info(`${b.spec.protocol} socket ${b.name} ${b.inherited ? 'passed by systemd' : 'bound'} (fd ${b.fd})`);
     const systemd = new SystemdNotifier(process.env, (l) => processLog.info(l));
 
@@ -248,10 +328,12 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         id,
         slot,
         logFd: processLog.fd,
+        reqLogFd,
         scoreboardFd: scoreboard.fd,
         scoreboardSize: scoreboard.size,
         socketFds: uwsgiSockets.map((b) => b.fd),
         linkFd: linkSocket?.fd,
+        caches: cacheFds,
         env: process.env,
         loader,
       });
@@ -265,15 +347,22 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
             id,
             slot,
             logFd: processLog.fd,
+            reqLogFd,
             scoreboardFd: scoreboard.fd,
             scoreboardSize: scoreboard.size,
             sockets: boundSockets,
             env: process.env,
+            tlsFor: (b) => {
+              const m = tlsBySpec.get(b.spec);
+              return m && { ...m, ...s.tls };
+            },
           })
           : workerSpec(s, id, slot, false),
       // Node cannot fork a loaded app: every Node worker loads it (lazy-apps, always).
       spawnLoader: settings.lazyApps || kind === 'node' ? undefined : (s) => workerSpec(s, 0, 0, true),
-      spawnRouter: linkSocket ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links) : undefined,
+      spawnRouter: linkSocket
+        ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links, httpSockets.map((b) => tlsBySpec.get(b.spec)), reqLogFd)
+        : undefined,
       reloadSettings: () => {
         let errors = '';
         const outcome = readCommandLine(argv, { env: process.env, cwd: startCwd, stdout: () => {}, stderr: (t) => (errors += t) });
@@ -289,7 +378,14 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (next.sockets.map((x) => x.text).join(' ') !== settings.sockets.map((x) => x.text).join(' ')) {
           processLog.info('note: socket changes take effect at the next restart; the reload keeps the bound sockets');
         }
+        if (next.httpTo.map((x) => x.text).join(' ') !== settings.httpTo.map((x) => x.text).join(' ') || next.routerOnly !== settings.routerOnly) {
+          return 'http-to changed: the router keeps its backends until the next restart';
+        }
+        if (loggingKey(next.logging) !== loggingKey(settings.logging)) {
+          processLog.info('note: logger, req-logger, log-encoder, log-route and alarm changes take effect at the next restart; the reload keeps the running ones');
+        }
         if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
+        if (cacheGeometry(next.caches?.caches) !== cacheKey) return 'cache changes (cache2, cache, cache-*) need a restart: a reload keeps the caches';
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
         if ((next.daemons.length && !daemons) || (next.cron.length && !cron)) {
           processLog.info('note: daemons and cron jobs added to a configuration that had none take effect at the next restart');
@@ -315,6 +411,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (finished) return;
         finished = true;
         stats?.close();
+        stopStoreSync?.();
         for (const f of fifos) f.close();
         closeSockets(boundSockets, vacuum);
         if (linkSocket) closeLinkSocket(linkSocket);
@@ -331,6 +428,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         const exitFailed = execHook(current, 'as-user-atexit');
         if (exitFailed) processLog.info(exitFailed);
         const exit = (): void => {
+          // The last lines of the workers may still sit in the log master's pipe.
+          logMaster?.drain();
           processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
           process.exit(status);
         };
@@ -361,6 +460,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       })),
       workers: master.snapshotWorkers(),
       ...(spoolers ? { spoolers: spoolers.stats() } : {}),
+      ...(caches.length ? { caches: caches.map(cacheStats) } : {}),
     });
     Object.assign(hooks, {
       reopenLog: () => processLog.reopen(),
@@ -415,6 +515,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       stopGracefully();
     });
     master.start();
+    if (settings.logging?.alarmBacklog.length) watchListenQueues(settings, boundSockets, processLog, logMaster!, settings.logging.alarmBacklog);
     daemons?.start();
     spoolers?.start();
     cron?.start();

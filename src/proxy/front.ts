@@ -156,6 +156,7 @@ export class Front implements Runtime {
     (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
     server.on('connection', (s: ClientSocket) => {
       s._tsgiId = ++connectionIds;
+      s._tsgiStart = Date.now();
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });

@@ -5,7 +5,8 @@
  * error_page, and `sendHead`, which applies add_header and the Server header.
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { LocationConf, LocConf, ScriptOp, ServerConf, IfTest } from './conf/model.js';
+import type { AddHeader, Expires, LocationConf, LocConf, ScriptOp, ServerConf, IfTest } from './conf/model.js';
+import { parseExpires } from './conf/modules/core.js';
 import { stat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
 import { findServer, type Binding, type ListenGroup } from './listen.js';
@@ -16,6 +17,11 @@ import { escapeUri, normalizeHost, normalizePath, splitTarget } from './uri.js';
 import { PRODUCT, VERSION } from './vars.js';
 import type { ErrorLogs } from './errorlog.js';
 import { applyGzip } from './gzip.js';
+import { charsetType, recode } from './charset.js';
+import { accessAllowed } from './conf/modules/access.js';
+import { parseSize } from './conf/table.js';
+import { paceResponse } from './ratelimit.js';
+import { checkLimitConn, checkLimitReq } from './limits.js';
 import { mapPath } from './static.js';
 
 /** Services the pipeline calls into, provided by the worker. */
@@ -41,7 +47,7 @@ const BAD_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const SERVER_FULL = `${PRODUCT}/${VERSION}`;
 
 /** What front.ts keeps on a client connection: its requests so far, and whether the one in progress is its last. */
-export type ConnectionState = { _tsgiRequests?: number; _tsgiLast?: boolean };
+export type ConnectionState = { _tsgiRequests?: number; _tsgiLast?: boolean; _tsgiStart?: number };
 
 export class Pipeline {
   constructor(readonly rt: Runtime) {}
@@ -145,7 +151,12 @@ export class Pipeline {
     const conf = r.conf;
     if (conf.keepaliveTimeoutMs === 0) return true;
     const max = conf.keepaliveRequests;
-    return max !== undefined && max > 0 && r.nth >= max;
+    if (max !== undefined && max > 0 && r.nth >= max) return true;
+    // keepalive_time: counted from the connection's start to this request's.
+    if (r.start - ((r.req.socket as ConnectionState)._tsgiStart ?? r.start) > conf.keepaliveTimeMs!) return true;
+    const kd = conf.keepaliveDisable!;
+    if (kd.msie6 && r.method === 'POST' && oldMsie(r.req.headers['user-agent'])) return true;
+    return kd.safari && isSafari(r.req.headers['user-agent']);
   }
 
   /** The response was sent, or the connection closed first: the access log, and a pass told to stop. */
@@ -169,6 +180,7 @@ export class Pipeline {
         return;
       }
       const f = findLocation(r.server.locations, r.uri);
+      r.validLocation = true;
       if (!f.location) {
         r.location = null;
         r.conf = r.server.loc;
@@ -182,7 +194,12 @@ export class Pipeline {
         return;
       }
       const uriBefore = r.uri;
-      const rc = this.runScript(r, f.location ? f.location.script : []);
+      // limit_except for a method it does not list: its settings replace the location's, and the location's
+      // rewrite directives do not run (they are not part of that block), as in nginx.
+      const le = r.conf.limitExcept;
+      const limited = le !== undefined && !le.methods.has(r.method);
+      if (limited) r.conf = le.conf;
+      const rc = this.runScript(r, f.location && !limited ? f.location.script : []);
       if (rc === 'done') return;
       if (rc === 'last' || (rc === 'continue' && r.uri !== uriBefore)) {
         r.internalRedirects++;
@@ -239,6 +256,33 @@ export class Pipeline {
 
   private content(r: Rq): void {
     const conf = r.conf;
+    // Preaccess: limit_conn, then limit_req, once per request (not again after an internal redirect).
+    if (conf.limitConn !== undefined && r.limitConnStatus === '') {
+      const o = checkLimitConn(r, conf.limitConn, (level, msg) => this.log(r, level, msg));
+      if (o.kind === 'reject') {
+        this.finalize(r, o.status);
+        return;
+      }
+    }
+    if (conf.limitReq !== undefined && r.limitReqStatus === '') {
+      const o = checkLimitReq(r, conf.limitReq, (level, msg) => this.log(r, level, msg));
+      if (o.kind === 'reject') {
+        this.finalize(r, o.status);
+        return;
+      }
+      if (o.kind === 'delay') {
+        const t = setTimeout(() => {
+          if (!r.res.destroyed) this.content(r);
+        }, o.ms);
+        r.res.once('close', () => clearTimeout(t));
+        return;
+      }
+    }
+    if (conf.access !== undefined && !accessAllowed(conf.access, r.req.socket.remoteAddress)) {
+      this.log(r, 'error', 'access forbidden by rule');
+      this.finalize(r, 403);
+      return;
+    }
     if (conf.internal && !r.internal) {
       this.finalize(r, 404);
       return;
@@ -303,6 +347,8 @@ export class Pipeline {
         case 'rewrite': {
           const m = op.regex.exec(r.uri);
           if (!m) break;
+          // The URI no longer matches the location's prefix: proxy_pass sends it whole (nginx's valid_location).
+          r.validLocation = false;
           r.captures = m;
           let result = op.replacement.eval(r);
           const isRedirect = op.flag === 'redirect' || op.flag === 'permanent' || op.redirectByScheme;
@@ -341,6 +387,21 @@ export class Pipeline {
       }
     }
     return 'continue';
+  }
+
+  /** limit_rate, or a rate `set $limit_rate` chose for this request. */
+  private pace(r: Rq): void {
+    const v = r.vars?.get('limit_rate');
+    let rate = r.conf.limitRate!;
+    if (v !== undefined) {
+      const n = parseSize(v);
+      rate = Number.isNaN(n) ? 0 : n;
+    }
+    if (rate > 0 && r.method !== 'HEAD') paceResponse(r.res, rate, r.conf.limitRateAfter!);
+  }
+
+  private trailers(r: Rq, code: number, list: string[], tr: AddHeader[]): void {
+    trailersFor(r, code, list, tr);
   }
 
   private test(r: Rq, t: IfTest): boolean {
@@ -385,13 +446,19 @@ export class Pipeline {
       return;
     }
     if (code === 204) {
-      // No content: no type, length or body, whatever the text.
-      this.sendHead(r, code, []);
+      // No content: no type, length or body, whatever the text (a 204 that answers an error_page with the
+      // error's status says its empty length, as nginx).
+      this.sendHead(r, code, r.forceStatus ? ['Content-Length', '0'] : []);
       r.res.end();
       return;
     }
-    const body = Buffer.from(text ?? '', 'latin1');
-    this.sendHead(r, code, ['Content-Type', r.conf.defaultType!, 'Content-Length', String(body.length)]);
+    let body: Buffer = Buffer.from(text ?? '', 'latin1');
+    let type = r.conf.defaultType!;
+    if (r.conf.charset) {
+      type = charsetType(this, r, type);
+      if (r.recode) body = recode(body, r.recode);
+    }
+    this.sendHead(r, code, ['Content-Type', type, 'Content-Length', String(body.length)]);
     r.bodyBytesSent = body.length;
     r.res.end(body);
   }
@@ -428,11 +495,16 @@ export class Pipeline {
       this.rt.logAccess(r);
       return;
     }
+    // The target of an error_page that ends with a status of its own (an error, a redirect) answers with it,
+    // not with the status the error_page was for, as in nginx.
+    if (r.forceStatus !== 0) r.forceStatus = 0;
     const pages = r.conf.errorPages;
     if (status >= 300 && pages && pages.length && (!r.errorPageDone || r.conf.recursiveErrorPages)) {
       for (const p of pages) {
         if (!p.codes.includes(status)) continue;
         r.errorPageDone = true;
+        // A redirect's Location stays on the response the error page makes (nginx keeps it).
+        if (location !== undefined) r.keptLocation = location;
         const target = p.uri.eval(r);
         const forced = p.overwrite === 'target' ? 0 : p.overwrite ?? status;
         if (target.startsWith('@')) {
@@ -458,10 +530,15 @@ export class Pipeline {
   }
 
   private sendSpecial(r: Rq, status: number, location?: string, extra?: string[]): void {
-    const page = errorPage(status, r.conf.serverTokens !== false);
+    let page = errorPage(status, r.conf.serverTokens !== false);
+    let pageType = 'text/html';
+    if (page && r.conf.charset) {
+      pageType = charsetType(this, r, pageType);
+      if (r.recode) page = recode(page, r.recode);
+    }
     // Ordinary client errors keep the connection; these close it, as in nginx.
     if (status === 400 || status === 413 || status === 414 || status === 495 || status === 496 || status === 497 || status === 500 || status === 501) r.res.shouldKeepAlive = false;
-    const headers: string[] = page ? ['Content-Type', 'text/html', 'Content-Length', String(page.length)] : status === 204 || status === 304 ? [] : ['Content-Length', '0'];
+    const headers: string[] = page ? ['Content-Type', pageType, 'Content-Length', String(page.length)] : status === 204 || status === 304 ? [] : ['Content-Length', '0'];
     if (location !== undefined) headers.push('Location', location);
     if (extra) headers.push(...extra);
     this.sendHead(r, status, headers);
@@ -492,12 +569,15 @@ export class Pipeline {
     }
     const given: string[] = Array.isArray(headers) ? headers : flatten(headers);
     const list: string[] = [];
+    if (r.forceStatus !== 0 && r.keptLocation !== '' && !given.includes('Location')) given.push('Location', r.keptLocation);
     if (upstream === undefined || !upstream.serverSet) list.push('Server', conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
     if (upstream === undefined || !upstream.dateSet) list.push('Date', httpDate());
     for (let i = 0; i < given.length; i++) list.push(given[i]!);
-    const exp = conf.expires;
-    if (exp !== undefined && exp !== 'off' && (code === 200 || code === 204 || code === 206 || code === 301 || code === 302 || code === 304 || code === 307 || code === 308)) {
-      addExpires(list, exp);
+    // $sent_http_* in add_header values sees the headers set before it, as in nginx.
+    r.sentHeaders = list;
+    const exp = conf.expires!;
+    if (exp.mode !== 'off' && (code === 200 || code === 201 || code === 204 || code === 206 || code === 301 || code === 302 || code === 303 || code === 304 || code === 307 || code === 308)) {
+      addExpires(r, list, exp);
     }
     const add = conf.addHeaders;
     if (add && add.length) {
@@ -505,6 +585,16 @@ export class Pipeline {
       for (const h of add) {
         if (!applies && !h.always) continue;
         const v = h.value.eval(r);
+        // ETag and Last-Modified are single-valued in nginx: add_header replaces the response's own (an
+        // empty value removes it) instead of adding a second one.
+        if (h.single) {
+          for (let i = 0; i < list.length; i += 2) {
+            if (list[i]!.toLowerCase() === h.single) {
+              list.splice(i, 2);
+              i -= 2;
+            }
+          }
+        }
         if (v === '') continue;
         // node:http refuses control characters in a header value (nginx would send them raw): leave it out.
         if (BAD_HEADER_VALUE.test(v)) {
@@ -514,10 +604,53 @@ export class Pipeline {
         list.push(h.name, v);
       }
     }
+    if (conf.addTrailers !== undefined) this.trailers(r, code, list, conf.addTrailers);
+    if (conf.limitRate || r.vars !== null) this.pace(r);
     if (conf.gzip) applyGzip(r, code, list);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
     res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
   }
+}
+
+/**
+ * add_trailer: on a chunked HTTP/1.1 response with a body, the trailers are evaluated when the body ends
+ * (so they can name what was sent) and written after the last chunk. The Content-Length goes, as nginx
+ * drops it to send the response chunked. Only responses of a location with add_trailer pay for this.
+ */
+function trailersFor(r: Rq, code: number, list: string[], tr: AddHeader[]): void {
+  if (r.method === 'HEAD' || r.req.httpVersionMinor < 1 || r.req.httpVersionMajor !== 1 || r.conf.chunkedTransferEncoding === false) return;
+  if (code === 204 || code === 304 || code < 200) return;
+  const applies = addHeaderApplies(code);
+  if (!applies && !tr.some((t) => t.always)) return;
+  for (let i = 0; i < list.length; i += 2) {
+    if (list[i]!.toLowerCase() === 'content-length') {
+      list.splice(i, 2);
+      i -= 2;
+    }
+  }
+  const res = r.res;
+  res.useChunkedEncodingByDefault = true;
+  const end = res.end;
+  res.end = function (this: ServerResponse, ...args: unknown[]) {
+    res.end = end;
+    // The last data goes out first, so the trailers see all of it (a body passed to end() included).
+    if (typeof args[0] !== 'function' && args[0] !== undefined) {
+      res.write(args[0] as Buffer);
+      args[0] = undefined;
+    }
+    const out: Array<[string, string]> = [];
+    const sent = (r.trailers = new Map());
+    for (const t of tr) {
+      if (!applies && !t.always) continue;
+      const v = t.value.eval(r);
+      if (v === '' || BAD_HEADER_VALUE.test(v)) continue;
+      out.push([t.name, v]);
+      const k = t.name.toLowerCase();
+      sent.set(k, sent.has(k) ? `${sent.get(k)}, ${v}` : v);
+    }
+    if (out.length) res.addTrailers(out);
+    return (end as (...a: unknown[]) => ServerResponse).apply(res, args.filter((a) => a !== undefined));
+  } as typeof res.end;
 }
 
 /** What a backend's response head set, for `sendHead`. */
@@ -538,15 +671,89 @@ function flatten(h: OutgoingHttpHeaders): string[] {
   return out;
 }
 
-function addExpires(list: string[], exp: number | 'epoch' | 'max'): void {
-  if (exp === 'epoch') {
-    list.push('Expires', 'Thu, 01 Jan 1970 00:00:01 GMT', 'Cache-Control', 'no-cache');
-  } else if (exp === 'max') {
-    list.push('Expires', 'Thu, 31 Dec 2037 23:55:55 GMT', 'Cache-Control', 'max-age=315360000');
-  } else {
-    list.push('Expires', new Date(Date.now() + exp).toUTCString());
-    list.push('Cache-Control', exp < 0 ? 'no-cache' : `max-age=${Math.floor(exp / 1000)}`);
+/**
+ * Sets Expires and Cache-Control as nginx's headers filter does: a backend's own Expires is replaced where
+ * it stood, its Cache-Control headers give way to one. `modified` counts from the Last-Modified in `list`
+ * (from now when there is none); a negative time or a past date says no-cache.
+ */
+function addExpires(r: Rq, list: string[], given: Expires): void {
+  let exp = given;
+  if (given.mode === 'var') {
+    const v = given.value.eval(r);
+    const e = v === '' ? 'invalid' : parseExpires(v, given.modified);
+    if (typeof e === 'string' || e.mode === 'off' || e.mode === 'var') return;
+    exp = e;
   }
+  if (exp.mode === 'var' || exp.mode === 'off') return;
+  let expires: string;
+  let cc: string;
+  if (exp.mode === 'epoch') {
+    expires = 'Thu, 01 Jan 1970 00:00:01 GMT';
+    cc = 'no-cache';
+  } else if (exp.mode === 'max') {
+    expires = 'Thu, 31 Dec 2037 23:55:55 GMT';
+    cc = 'max-age=315360000';
+  } else {
+    const now = Math.floor(Date.now() / 1000) * 1000;
+    let at: number;
+    if (exp.mode === 'daily') {
+      // The next time the clock (local time, as nginx's mktime) shows that time of day.
+      const d = new Date(now);
+      d.setHours(0, 0, 0, 0);
+      at = d.getTime() + exp.ms;
+      if (at <= now) {
+        d.setDate(d.getDate() + 1);
+        at = d.getTime() + exp.ms;
+      }
+    } else {
+      let base = now;
+      if (exp.mode === 'modified') {
+        for (let i = 0; i < list.length; i += 2) {
+          if (list[i]!.toLowerCase() !== 'last-modified') continue;
+          const t = Date.parse(list[i + 1]!);
+          if (!Number.isNaN(t)) base = t;
+          break;
+        }
+      }
+      at = base + exp.ms;
+    }
+    const maxAge = Math.floor((at - now) / 1000);
+    expires = new Date(at).toUTCString();
+    cc = exp.ms < 0 || maxAge < 0 ? 'no-cache' : `max-age=${maxAge}`;
+  }
+  let setE = false;
+  let setC = false;
+  for (let i = 0; i < list.length; i += 2) {
+    const n = list[i]!.toLowerCase();
+    if (n === 'expires' && !setE) {
+      list[i + 1] = expires;
+      setE = true;
+    } else if (n === 'cache-control') {
+      if (!setC) {
+        list[i + 1] = cc;
+        setC = true;
+      } else {
+        list.splice(i, 2);
+        i -= 2;
+      }
+    }
+  }
+  if (!setE) list.push('Expires', expires);
+  if (!setC) list.push('Cache-Control', cc);
+}
+
+/** nginx's test for keepalive_disable msie6: MSIE 4, 5, or 6 without "SV1". */
+function oldMsie(ua: string | undefined): boolean {
+  if (ua === undefined) return false;
+  const i = ua.indexOf('MSIE ');
+  if (i < 0 || i + 7 >= ua.length || ua[i + 6] !== '.') return false;
+  const v = ua[i + 5];
+  return v === '4' || v === '5' || (v === '6' && !ua.includes('SV1', i + 8));
+}
+
+/** nginx's test for keepalive_disable safari: Safari on Mac OS X, not Chrome. */
+function isSafari(ua: string | undefined): boolean {
+  return ua !== undefined && ua.includes('Safari/') && ua.includes('Mac OS X') && !ua.includes('Chrome/');
 }
 
 function fileTest(kind: 'f' | 'd' | 'e' | 'x', path: string): boolean {

@@ -30,6 +30,10 @@ export class Rq {
   logged = false;
   /** Status an error_page forces on whatever the target location answers (0: none). */
   forceStatus = 0;
+  /** The Location of a redirect an error_page took over ('' for none). */
+  keptLocation = '';
+  /** False once a rewrite changed the URI in the location found (proxy_pass then ignores its URI part). */
+  validLocation = true;
   bodyBytesSent = 0;
   /** What the upstream tries recorded ($upstream_addr, $upstream_status, $upstream_response_time). */
   upstreamAddrs: string[] | null = null;
@@ -37,6 +41,20 @@ export class Rq {
   upstreamTimeMs = -1;
   /** The pass to an upstream in progress, told when the client leaves early. */
   relay: { clientClosed(): void } | null = null;
+  /** The response head as written ($sent_http_*), and the backend's head ($upstream_http_*, $upstream_cookie_*). */
+  sentHeaders: string[] | null = null;
+  upstreamHeaders: string[] | null = null;
+  /** $limit_req_status / $limit_conn_status; also: the limits were applied ('' until then). */
+  limitReqStatus = '';
+  limitConnStatus = '';
+  /** add_trailer values sent so far ($sent_trailer_*), by lower-case name. */
+  trailers: Map<string, string> | null = null;
+  /** Body bytes the backend sent ($upstream_response_length). */
+  upstreamBytes = 0;
+  /** client_body_in_file_only: where the body was written ($request_body_file). */
+  bodyFile = '';
+  /** The charset_map table the body is recoded with (charset.ts); null when it is sent as it is. */
+  recode: Uint8Array | null = null;
   /** Request body, fully read before it is passed upstream (so it can be retried). */
   body: Buffer | null = null;
   /** Response headers added by add_header once the status is known. */

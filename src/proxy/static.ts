@@ -10,6 +10,7 @@ import { FileCache, fileInfo, type FileInfo } from './filecache.js';
 import type { Pipeline } from './pipeline.js';
 import type { Rq } from './request.js';
 import { escapeUri } from './uri.js';
+import { charsetType, recode, recodeStream } from './charset.js';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -42,30 +43,69 @@ function errnoStatus(e: NodeJS.ErrnoException): number {
   return 500;
 }
 
-function parseRanges(h: string, size: number): Array<[number, number]> | 'invalid' | 'unsatisfiable' {
-  const m = /^bytes=(.+)$/i.exec(h.trim());
-  if (!m) return 'invalid';
+/**
+ * A Range header the way nginx's range filter reads it: not "bytes=" is ignored (the whole file); a syntax
+ * error or no satisfiable range is 416; more than max_ranges ranges, or ranges adding up to more than the
+ * file (overlapping requests), are ignored. Ends are inclusive.
+ */
+function parseRanges(h: string, size: number, maxRanges: number | undefined): Array<[number, number]> | 'ignore' | 'unsatisfiable' {
+  if (h.length < 6 || h.slice(0, 6).toLowerCase() !== 'bytes=') return 'ignore';
   const out: Array<[number, number]> = [];
-  for (const part of m[1]!.split(',')) {
-    const p = part.trim();
-    const mm = /^(\d*)-(\d*)$/.exec(p);
-    if (!mm || (mm[1] === '' && mm[2] === '')) return 'invalid';
-    let start: number;
-    let end: number;
-    if (mm[1] === '') {
-      const suffix = Number(mm[2]);
-      if (suffix === 0) continue;
-      start = Math.max(0, size - suffix);
-      end = size - 1;
+  let left = maxRanges ?? Number.POSITIVE_INFINITY;
+  let total = 0;
+  let p = 6;
+  const n = h.length;
+  const spaces = (): void => {
+    while (p < n && h.charCodeAt(p) === 32) p++;
+  };
+  const digits = (): number => {
+    let v = 0;
+    const from = p;
+    while (p < n && h.charCodeAt(p) >= 48 && h.charCodeAt(p) <= 57) v = v * 10 + (h.charCodeAt(p++) - 48);
+    return p === from ? -1 : v;
+  };
+  for (;;) {
+    let start = 0;
+    let end = 0;
+    let suffix = false;
+    spaces();
+    let open = false;
+    if (h[p] !== '-') {
+      start = digits();
+      if (start < 0) return 'unsatisfiable';
+      spaces();
+      if (h[p] !== '-') return 'unsatisfiable';
+      p++;
+      spaces();
+      if (p >= n || h[p] === ',') {
+        end = size;
+        open = true;
+      }
     } else {
-      start = Number(mm[1]);
-      end = mm[2] === '' ? size - 1 : Math.min(Number(mm[2]), size - 1);
-      if (mm[2] !== '' && Number(mm[2]) < start) return 'invalid';
-      if (start >= size) continue;
+      suffix = true;
+      p++;
     }
-    out.push([start, end]);
+    if (!open) {
+      end = digits();
+      if (end < 0) return 'unsatisfiable';
+      spaces();
+      if (p < n && h[p] !== ',') return 'unsatisfiable';
+      if (suffix) {
+        start = end < size ? size - end : 0;
+        end = size - 1;
+      }
+      end = end >= size ? size : end + 1;
+    }
+    if (start < end) {
+      out.push([start, end - 1]);
+      total += end - start;
+      if (left-- === 0) return 'ignore';
+    } else if (start === 0) return 'ignore';
+    if (h[p++] !== ',') break;
   }
-  return out.length ? out : 'unsatisfiable';
+  if (out.length === 0) return 'unsatisfiable';
+  if (total > size) return 'ignore';
+  return out;
 }
 
 export class StaticFiles {
@@ -75,7 +115,8 @@ export class StaticFiles {
 
   serve(r: Rq): void {
     const method = r.method;
-    if (method !== 'GET' && method !== 'HEAD') {
+    // POST looks the file up first (404 for a missing one), then is refused, as nginx's static module does.
+    if (method !== 'GET' && method !== 'HEAD' && method !== 'POST') {
       this.p.finalize(r, 405);
       return;
     }
@@ -112,6 +153,10 @@ export class StaticFiles {
     }
     if (found.stats.isDirectory()) {
       this.p.redirect(r, 301, escapeUri(r.uri + '/') + (r.args ? '?' + r.args : ''));
+      return;
+    }
+    if (r.method === 'POST') {
+      this.p.finalize(r, 405);
       return;
     }
     if (found.content) {
@@ -188,7 +233,7 @@ export class StaticFiles {
       this.p.finalize(r, 404);
       return;
     }
-    if (r.conf.autoindex) {
+    if (r.conf.autoindex && r.method !== 'POST') {
       await this.autoindex(r, dir);
       return;
     }
@@ -233,22 +278,38 @@ export class StaticFiles {
       return;
     }
 
-    const type = mimeType(r, path);
+    let type = mimeType(r, path);
+    if (r.conf.charset) type = charsetType(this.p, r, type);
     let start = 0;
     let end = size - 1;
     let contentRange: string | undefined;
     const range = req.headers.range;
-    if (range !== undefined && !r.forceStatus) {
+    // max_ranges 0 turns ranges off before the header is even read.
+    if (range !== undefined && !r.forceStatus && r.conf.maxRanges !== 0) {
       const ifRange = req.headers['if-range'] as string | undefined;
-      const rangeApplies = ifRange === undefined || (ifRange.startsWith('"') || ifRange.startsWith('W/') ? ifRange === etag : Date.parse(ifRange) === mtimeMs);
+      // An empty If-Range is no condition; a date compares with the Last-Modified the response will carry
+      // (an add_header Last-Modified replaces the file's, an empty one removes it), as nginx compares.
+      let rangeApplies = ifRange === undefined || ifRange === '';
+      if (!rangeApplies) {
+        if (ifRange!.startsWith('"') || ifRange!.startsWith('W/')) rangeApplies = ifRange === etag;
+        else {
+          let lm = mtimeMs;
+          const set = r.conf.addHeaders!.find((h) => h.single === 'last-modified');
+          if (set !== undefined) {
+            const v = set.value.eval(r);
+            lm = v === '' ? Number.NaN : Date.parse(v);
+          }
+          rangeApplies = Date.parse(ifRange!) === lm;
+        }
+      }
       if (rangeApplies) {
-        const ranges = parseRanges(range, size);
+        const ranges = parseRanges(range, size, r.conf.maxRanges);
         if (ranges === 'unsatisfiable') {
           close();
           this.p.finalize(r, 416, undefined, ['Content-Range', `bytes */${size}`]);
           return;
         }
-        if (ranges !== 'invalid') {
+        if (ranges !== 'ignore') {
           if (ranges.length > 1) {
             this.multipart(r, src, type, info, etag, ranges, size);
             return;
@@ -275,13 +336,15 @@ export class StaticFiles {
     r.bodyBytesSent = length;
     if (!fh) {
       const buf = src as Buffer;
-      res.end(start === 0 && length === buf.length ? buf : buf.subarray(start, end + 1));
+      const part = start === 0 && length === buf.length ? buf : buf.subarray(start, end + 1);
+      res.end(r.recode ? recode(part, r.recode) : part);
       return;
     }
     const stream = createReadStream('', { fd: fh, start, end, highWaterMark: 256 * 1024, autoClose: true });
     stream.on('error', () => res.destroy());
     res.on('close', () => stream.destroy());
-    stream.pipe(res);
+    if (r.recode) stream.pipe(recodeStream(r.recode)).pipe(res);
+    else stream.pipe(res);
   }
 
   private multipart(r: Rq, src: FileHandle | Buffer, type: string, info: FileInfo, etag: string | undefined, ranges: Array<[number, number]>, size: number): void {
@@ -310,7 +373,7 @@ export class StaticFiles {
             buf = Buffer.allocUnsafe(e - s + 1);
             await fh.read(buf, 0, buf.length, s);
           } else buf = (src as Buffer).subarray(s, e + 1);
-          parts.push(heads[i]!, buf);
+          parts.push(heads[i]!, r.recode ? recode(buf, r.recode) : buf);
         }
         parts.push(tail);
         r.res.end(Buffer.concat(parts));
@@ -354,7 +417,9 @@ export class StaticFiles {
       });
       body = `<html>\r\n<head><title>Index of ${title}</title></head>\r\n<body>\r\n<h1>Index of ${title}</h1><hr><pre><a href="../">../</a>\r\n${rows.map((x) => x + '\r\n').join('')}</pre><hr></body>\r\n</html>\r\n`;
     }
-    const buf = Buffer.from(body, 'latin1');
+    if (r.conf.charset) type = charsetType(this.p, r, type);
+    let buf: Buffer = Buffer.from(body, 'latin1');
+    if (r.recode) buf = recode(buf, r.recode);
     this.p.sendHead(r, 200, ['Content-Type', type, 'Content-Length', String(buf.length)]);
     r.bodyBytesSent = buf.length;
     r.res.end(r.method === 'HEAD' ? undefined : buf);

@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import type { Socket } from 'node:net';
 import { ProxyConfError, type ConfPos } from './conf/errors.js';
+import { parseSize } from './conf/table.js';
 import type { Rq } from './request.js';
 
 export const PRODUCT = 'tsgi-proxy';
@@ -112,16 +113,30 @@ const BUILTIN: Record<string, Getter> = {
   nginx_version: () => VERSION,
   tsgi_proxy_version: () => VERSION,
   pid: () => String(process.pid),
+  // What `set $limit_rate` gave (as a size; anything else is 0), else limit_rate.
+  limit_rate: (r) => {
+    const v = r.vars?.get('limit_rate');
+    if (v === undefined) return String(r.conf.limitRate ?? 0);
+    const n = parseSize(v);
+    return Number.isNaN(n) ? '0' : String(n);
+  },
+  limit_req_status: (r) => r.limitReqStatus,
+  limit_conn_status: (r) => r.limitConnStatus,
+  connection_requests: (r) => String(r.nth),
+  connection_time: (r) => ((Date.now() - ((r.req.socket as Socket & { _tsgiStart?: number })._tsgiStart ?? r.start)) / 1000).toFixed(3),
   connection: (r) => String((r.req.socket as Socket & { _tsgiId?: number })._tsgiId ?? 0),
   upstream_addr: (r) => r.upstreamAddr,
   upstream_status: (r) => r.upstreamStatus,
+  upstream_response_length: (r) => (r.upstreamAddrs ? String(r.upstreamBytes) : ''),
   upstream_response_time: (r) => r.upstreamResponseTime,
   proxy_host: (r) => r.proxyHost,
   proxy_add_x_forwarded_for: (r) => {
     const x = header(r, 'x-forwarded-for');
     return x ? `${x}, ${remoteAddr(r)}` : remoteAddr(r);
   },
-  request_body: (r) => (r.body ? r.body.toString('latin1') : ''),
+  // A body written to a file (client_body_in_file_only) is not in $request_body, as in nginx.
+  request_body: (r) => (r.body && !r.bodyFile ? r.body.toString('latin1') : ''),
+  request_body_file: (r) => r.bodyFile,
 };
 
 /** Names of variables `set` declares anywhere in the configuration (checked once the whole file is read). */
@@ -178,14 +193,51 @@ export function builtinGetter(name: string): Getter | undefined {
   }
   if (name.startsWith('arg_')) return argGetter(name.slice(4).toLowerCase());
   if (name.startsWith('cookie_')) return cookieGetter(name.slice(7).toLowerCase());
+  if (name.startsWith('sent_trailer_')) {
+    const t = name.slice(13).replace(/_/g, '-').toLowerCase();
+    return (r) => r.trailers?.get(t) ?? '';
+  }
+  if (name.startsWith('upstream_http_')) {
+    const h = name.slice(14).replace(/_/g, '-').toLowerCase();
+    return (r) => listValue(r.upstreamHeaders, h, ', ');
+  }
+  if (name.startsWith('upstream_cookie_')) {
+    const c = name.slice(16).toLowerCase();
+    return (r) => {
+      const list = r.upstreamHeaders;
+      if (!list) return '';
+      for (let i = 0; i < list.length; i += 2) {
+        if (list[i]!.toLowerCase() !== 'set-cookie') continue;
+        const v = list[i + 1]!;
+        const eq = v.indexOf('=');
+        if (eq > 0 && v.slice(0, eq).trim().toLowerCase() === c) {
+          const semi = v.indexOf(';', eq);
+          return v.slice(eq + 1, semi < 0 ? v.length : semi);
+        }
+      }
+      return '';
+    };
+  }
   if (name.startsWith('sent_http_')) {
     const h = name.slice(10).replace(/_/g, '-').toLowerCase();
     return (r) => {
+      // The head as written (writeHead with a list keeps no getHeader() copy).
+      if (r.sentHeaders) return listValue(r.sentHeaders, h, ', ');
       const v = r.res.getHeader(h);
       return v === undefined ? '' : Array.isArray(v) ? v.join(', ') : String(v);
     };
   }
   return undefined;
+}
+
+/** The values of header `h` (lower case) in a flat name/value list, joined as nginx joins them. */
+function listValue(list: string[] | null, h: string, sep: string): string {
+  if (!list) return '';
+  let out: string | undefined;
+  for (let i = 0; i < list.length; i += 2) {
+    if (list[i]!.toLowerCase() === h) out = out === undefined ? list[i + 1]! : out + sep + list[i + 1]!;
+  }
+  return out ?? '';
 }
 
 function varGetter(name: string, reg: VarRegistry, pos: ConfPos): Getter {
@@ -215,7 +267,7 @@ const NAME_CHAR = /[A-Za-z0-9_]/;
  * Compiles "$var" and "${var}" references. `wrap`, when given, is applied to each variable's value (the
  * access log escapes values, never the literal text of the format).
  */
-export function compileTemplate(src: string, reg: VarRegistry, pos: ConfPos, namedCaptures?: Set<string>, wrap?: (s: string) => string): Template {
+export function compileTemplate(src: string, reg: VarRegistry, pos: ConfPos, namedCaptures?: Set<string>, wrap?: (s: string, r: Rq) => string, wrapOnly?: (name: string) => boolean): Template {
   const lits: string[] = [];
   const getters: Getter[] = [];
   let lit = '';
@@ -244,7 +296,7 @@ export function compileTemplate(src: string, reg: VarRegistry, pos: ConfPos, nam
     lits.push(lit);
     lit = '';
     const g: Getter = namedCaptures?.has(name) ? (r) => r.captures?.groups?.[name] ?? '' : varGetter(name, reg, pos);
-    getters.push(wrap ? (r) => wrap(g(r)) : g);
+    getters.push(wrap && (wrapOnly === undefined || wrapOnly(name)) ? (r) => wrap(g(r), r) : g);
   }
   lits.push(lit);
   if (getters.length === 0) {

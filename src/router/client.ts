@@ -10,6 +10,7 @@
  * request of the queue too, so it keeps its place in the order.
  */
 import { STATUS_CODES } from 'node:http';
+import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { nativeHandle, setReading, touchIdleTimer } from '../types/socket-internals.js';
@@ -318,6 +319,8 @@ export class ClientConnection implements PeerInfo {
     readonly ctx: RouterContext,
     /** The client's idle limit, and the longest a request head may take to arrive. */
     readonly timeoutMs: number,
+    /** https with a client certificate: HTTPS_DN and friends, added to every request's vars. */
+    readonly certVars?: { keys: string[]; values: string[] },
   ) {
     this.remoteAddr = stripMapped(socket.remoteAddress);
     this.remotePort = socket.remotePort === undefined ? '' : String(socket.remotePort);
@@ -338,7 +341,8 @@ export class ClientConnection implements PeerInfo {
     // 'data' event per read, which was a fifth of the router's CPU per request. The 'data' listener still
     // keeps the stream flowing (so 'end' is emitted) and reads anything after the parser gave the handle back.
     socket.on('data', (d: Buffer) => this.onData(d));
-    const handle = nativeHandle(socket);
+    // A TLS socket's handle carries encrypted bytes: its plaintext only comes through the stream ('data').
+    const handle = ctx.listener.https ? null : nativeHandle(socket);
     if (handle !== null) {
       parser[kOnExecute] = (r: number | Error) => this.onExecute(r);
       parser.consume(handle);
@@ -583,6 +587,7 @@ export class ClientConnection implements PeerInfo {
       }
       return;
     }
+    if (this.ctx.listener.redirectHttps) return this.redirectToHttps(req);
     const files = this.ctx.staticFiles;
     if (files !== undefined && !req.staticChecked) {
       req.staticChecked = true;
@@ -611,6 +616,20 @@ export class ClientConnection implements PeerInfo {
       req.answerLocally(503, false);
       return this.writeLocal(req);
     }
+  }
+
+  /**
+   * http-to-https: a 301 to the same URI over https, on the host the client named without its port (the https
+   * port is then 443), or this machine's name without one, as uWSGI answers; the connection closes after it.
+   */
+  private redirectToHttps(req: RouterRequest): void {
+    let host = req.host ?? '';
+    if (host.startsWith('[')) host = host.slice(0, host.indexOf(']') + 1);
+    else if (host.includes(':')) host = host.slice(0, host.indexOf(':'));
+    if (!host) host = hostname();
+    req.local = `HTTP/1.1 301 Moved Permanently\r\nLocation: https://${host}${req.url}\r\nContent-Length: 0\r\n${this.ctx.dateLine()}Connection: close\r\n\r\n`;
+    req.closeAfter = true;
+    this.writeLocal(req);
   }
 
   /** Answers from a static file when one is found; otherwise the request goes on to a worker. */

@@ -4,8 +4,11 @@
  * idle worker over a link. Slow clients, keep-alive and pipelining cost the router memory, never a worker.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { ClientConnection, clock, type RouterContext } from './client.js';
-import type { Exchange, LinkPool } from './links.js';
+import type { Exchange } from './links.js';
+import { checkClient, tlsServerOptions, type ListenerTls } from './tls-options.js';
+export type { ListenerTls } from './tls-options.js';
 import type { ListenerInfo } from './vars.js';
 import type { StaticFiles } from '../static/files.js';
 import type { HeaderEdit } from '../config/resolve.js';
@@ -17,6 +20,16 @@ export interface HttpListenerConfig {
   port: string;
   /** Idle limit for a client (seconds): headers, body, keep-alive. */
   timeout: number;
+  /** https, https-socket: TLS (its material comes over IPC, see HttpRouter.listen's `tls`). */
+  tls?: boolean;
+  /** http-to-https: every request is answered with a redirect to https. */
+  redirectHttps?: boolean;
+}
+
+/** Where requests go: this instance's workers (LinkPool) or other instances (UpstreamPool, http-to). */
+export interface RequestSink {
+  submit(ex: Exchange): boolean;
+  withdraw(ex: Exchange): void;
 }
 
 export interface HttpRouterConfig {
@@ -47,7 +60,7 @@ export class HttpRouter {
   private readonly sweep: NodeJS.Timeout;
 
   constructor(
-    private readonly pool: LinkPool,
+    private readonly pool: RequestSink,
     private readonly cfg: HttpRouterConfig,
     private readonly log: (line: string) => void,
   ) {
@@ -75,8 +88,8 @@ export class HttpRouter {
     return this.date;
   }
 
-  listen(l: HttpListenerConfig, onListening: () => void): void {
-    const listener: ListenerInfo = { port: l.port, https: false };
+  listen(l: HttpListenerConfig, onListening: () => void, tlsConfig?: ListenerTls): void {
+    const listener: ListenerInfo = { port: l.port, https: tlsConfig !== undefined, redirectHttps: l.redirectHttps === true };
     const timeoutMs = l.timeout * 1000;
     const router = this;
     const ctx: RouterContext = {
@@ -100,20 +113,40 @@ export class HttpRouter {
       },
     };
     // allowHalfOpen: a client that shuts down its sending side after the request still gets the answer.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      if (this.closingNow) {
-        socket.destroy();
-        return;
-      }
-      const conn = new ClientConnection(socket, ctx, timeoutMs);
-      this.connections.add(conn);
-    });
+    const server = tlsConfig === undefined
+      ? net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+        if (this.closingNow) {
+          socket.destroy();
+          return;
+        }
+        const conn = new ClientConnection(socket, ctx, timeoutMs);
+        this.connections.add(conn);
+      })
+      : this.tlsServer(tlsConfig, l, ctx, timeoutMs);
     server.on('error', (err) => {
       this.log(`cannot listen on ${l.name}: ${err.message}`);
       process.exit(23);
     });
     server.listen({ fd: l.fd }, onListening);
     this.servers.push(server);
+  }
+
+  /** An https listener: connections are handed over once the handshake (and the client-certificate checks) passed. */
+  private tlsServer(t: ListenerTls, l: HttpListenerConfig, ctx: RouterContext, timeoutMs: number): tls.Server {
+    const server = tls.createServer({ allowHalfOpen: true, noDelay: true, ...tlsServerOptions(t, l.name, timeoutMs) }, (socket) => {
+      if (this.closingNow) {
+        socket.destroy();
+        return;
+      }
+      const certVars = checkClient(socket, t, l.name, this.log);
+      if (certVars === null) return;
+      const conn = new ClientConnection(socket, ctx, timeoutMs, certVars);
+      this.connections.add(conn);
+    });
+    server.on('tlsClientError', () => {
+      /* a failed handshake: the client was told by TLS itself */
+    });
+    return server;
   }
 
   private checkIdle(): void {

@@ -7,8 +7,11 @@
  * The master tells it over IPC when a reload changed the number of workers.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { HttpRouter, type HttpListenerConfig } from './http.js';
+import { HttpRouter, type HttpListenerConfig, type ListenerTls } from './http.js';
 import { LinkPool } from './links.js';
+import { UpstreamPool, type UpstreamTarget } from './upstream.js';
+import type { TlsMaterial } from '../master/tls.js';
+import type { TlsSettings } from '../config/https.js';
 import type { StaticSettings } from '../static/config.js';
 import { StaticFiles } from '../static/files.js';
 import type { HeaderEdit, LogWhen } from '../config/resolve.js';
@@ -33,10 +36,18 @@ export interface RouterProcessConfig {
   title: string;
   /** The logto file, reopened on SIGWINCH (log rotation); undefined when logging to stderr. */
   logto?: string;
+  /** req-logger: request lines go to this descriptor (the log master's request pipe) instead of the log. */
+  reqLogFd?: number;
   listeners: HttpListenerConfig[];
+  /** http-to: requests go to these uwsgi servers instead of the workers. */
+  httpTo: UpstreamTarget[];
+  /** Set when a listener is https: the certificates then come in a 'tls' IPC message. */
+  tlsSettings?: TlsSettings;
 }
 
 let logFd = 2;
+/** Where request lines go: the log, or the request pipe with req-logger. */
+let reqLogFd = -1;
 /** log-date: 'true' or a strftime format. */
 let logDate: string | undefined;
 
@@ -51,7 +62,7 @@ function log(line: string): void {
 /** A request line, as the workers write theirs (no router prefix). */
 function logLine(line: string): void {
   try {
-    writeSync(logFd, `${line}\n`);
+    writeSync(reqLogFd === -1 ? logFd : reqLogFd, `${line}\n`);
   } catch {
     /* nowhere to say it */
   }
@@ -66,8 +77,9 @@ export function main(): void {
   delete process.env.TSGI_ROUTER;
   const cfg = JSON.parse(raw) as RouterProcessConfig;
   logDate = cfg.logDate;
+  if (cfg.reqLogFd !== undefined) reqLogFd = cfg.reqLogFd;
   process.title = cfg.title;
-  const pool = new LinkPool(cfg.linkPath, cfg.links, cfg.maxQueue, log);
+  const pool = cfg.httpTo.length ? new UpstreamPool(cfg.httpTo, log) : new LinkPool(cfg.linkPath, cfg.links, cfg.maxQueue, log);
   const router = new HttpRouter(pool, {
     bufferSize: cfg.bufferSize,
     limitPost: cfg.limitPost,
@@ -83,11 +95,20 @@ export function main(): void {
     headers: cfg.headers,
   }, log);
   let listening = 0;
-  for (const l of cfg.listeners) {
-    router.listen(l, () => {
-      if (++listening === cfg.listeners.length) process.send?.({ type: 'ready' });
+  const listenAll = (material: ReadonlyArray<TlsMaterial | undefined | null>): void => {
+    cfg.listeners.forEach((l, i) => {
+      const m = material[i];
+      const t: ListenerTls | undefined = l.tls && m ? { ...m, ...cfg.tlsSettings! } : undefined;
+      router.listen(l, () => {
+        if (++listening === cfg.listeners.length) process.send?.({ type: 'ready' });
+      }, t);
     });
-  }
+  };
+  if (cfg.tlsSettings) {
+    process.once('message', (m: { type?: string; material?: Array<TlsMaterial | null> }) => {
+      if (m?.type === 'tls' && Array.isArray(m.material)) listenAll(m.material);
+    });
+  } else listenAll([]);
 
   let stopping = false;
   process.on('SIGTERM', () => {
@@ -120,7 +141,7 @@ export function main(): void {
     }
   });
   process.on('message', (m: { type?: string; links?: number }) => {
-    if (m?.type === 'links' && typeof m.links === 'number') pool.resize(m.links);
+    if (m?.type === 'links' && typeof m.links === 'number' && pool instanceof LinkPool) pool.resize(m.links);
   });
   process.on('disconnect', () => {
     // The master is gone: nothing supervises us any more.

@@ -58,6 +58,8 @@ export interface ListenerInfo {
   /** SERVER_PORT: the port the request came in on ('' for a Unix socket). */
   port: string;
   https: boolean;
+  /** http-to-https: requests are redirected, never built into vars. */
+  redirectHttps?: boolean;
 }
 
 /** What the vars need of a parsed request head (src/router/client.ts's requests carry it). */
@@ -79,6 +81,8 @@ export interface PeerInfo {
   readonly remoteAddr: string;
   readonly remotePort: string;
   readonly localAddr: string;
+  /** https with a client certificate: the vars that describe it (HTTPS_DN, ...). */
+  readonly certVars?: { readonly keys: readonly string[]; readonly values: readonly string[] };
 }
 
 export function stripMapped(addr: string | undefined): string {
@@ -109,6 +113,11 @@ export function buildVars(req: RequestHead, peer: PeerInfo, listener: ListenerIn
   if (listener.https) {
     keys.push('HTTPS');
     values.push('on');
+    const cv = peer.certVars;
+    if (cv !== undefined) {
+      keys.push(...cv.keys);
+      values.push(...cv.values);
+    }
   }
   if (bodyLength > 0 || req.framed) {
     keys.push('CONTENT_LENGTH');

@@ -214,11 +214,11 @@ describe('routing rules tsgi cannot run stop it at start', () => {
   };
 
   test('an action tsgi does not implement: one line naming file:line, the option and the action', () => {
-    const { status, stderr, file } = run(`[uwsgi]\nhttp-socket = 127.0.0.1:1\nwsgi-file = ${APP}\nroute = ^/x addheader:A: b\nroute = ^/img cache:key=\${REQUEST_URI}\n`);
+    const { status, stderr, file } = run(`[uwsgi]\nhttp-socket = 127.0.0.1:1\nwsgi-file = ${APP}\nroute = ^/x addheader:A: b\nroute = ^/img memcached:addr=127.0.0.1:11211,key=\${REQUEST_URI}\n`);
     assert.equal(status, 1);
     const lines = stderr.trim().split('\n');
     assert.equal(lines.length, 1, stderr);
-    assert.match(lines[0]!, new RegExp(`${file.replace(/[.]/g, '\\.')}:5: option 'route': route action 'cache' \\(uWSGI's router_cache plugin\\) is not supported`));
+    assert.match(lines[0]!, new RegExp(`${file.replace(/[.]/g, '\\.')}:5: option 'route': route action 'memcached' \\(uWSGI's router_memcached plugin\\) is not supported`));
   });
 
   test('a bad regular expression: one line naming file:line and the expression', () => {

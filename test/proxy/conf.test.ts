@@ -71,8 +71,10 @@ test('directive table errors: unknown, wrong context, argument count, duplicate,
       ['http {\n server {\n  location / { uwsgi_pass unix:/s; }\n  location = /x { location /x/y {} }\n }\n}\n', 'NOT_ALLOWED_HERE', `location "/x/y" cannot be inside the exact location "/x" in ${f}:4`],
       ['http {\n server {\n  return 200 $nosuchvar;\n }\n}\n', 'BAD_VALUE', `unknown "nosuchvar" variable in ${f}:3`],
       ['http {\n server {\n  listen 80 http2;\n }\n}\n', 'NOT_SUPPORTED', `invalid parameter "http2" in ${f}:3`],
-      ['http {\n charset utf-8;\n}\n', 'NOT_SUPPORTED', `"charset" directive is not supported by tsgi-proxy in ${f}:2`],
-      ['http {\n server {\n  location / {\n   limit_except GET { deny all; }\n  }\n }\n}\n', 'NOT_SUPPORTED', `"limit_except" directive is not supported by tsgi-proxy in ${f}:4`],
+      ['http {\n ssi on;\n}\n', 'NOT_SUPPORTED', `"ssi" directive is not supported by tsgi-proxy in ${f}:2`],
+      ['http {\n server {\n  location / {\n   auth_basic "x";\n  }\n }\n}\n', 'NOT_SUPPORTED', `"auth_basic" directive is not supported by tsgi-proxy in ${f}:4`],
+      ['http {\n charset_map koi8-r utf-8 {\n  C0 D18E;\n }\n}\n', 'NOT_SUPPORTED', `"charset_map" to utf-8 is not supported by tsgi-proxy (8-bit tables only) in ${f}:2`],
+      ['http {\n server {\n  location / {\n   limit_req_zone $x zone=a:1m rate=1r/s sync;\n  }\n }\n}\n', 'NOT_ALLOWED_HERE', `"limit_req_zone" directive is not allowed here in ${f}:4`],
       ['http {\n server {\n  location ~ ( { }\n }\n}\n', 'BAD_VALUE', `in ${f}:3`],
     ];
     for (const [text, code, message] of cases) {

@@ -19,10 +19,13 @@ import { bindPassTargets, upstreamSpecs } from './modules/upstream.js';
 import { sslSpecs } from './modules/ssl.js';
 import { unsupportedSpecs } from './modules/unsupported.js';
 import { gzipSpecs } from './modules/gzip.js';
+import { charsetSpecs } from './modules/charset.js';
+import { accessSpecs } from './modules/access.js';
+import { limitSpecs } from './modules/limits.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
@@ -65,6 +68,8 @@ function httpDefaults(prefix: string): LocConf {
   d.keepaliveTimeoutMs = 75000;
   d.keepaliveHeaderS = 0;
   d.keepaliveRequests = 1000;
+  d.keepaliveTimeMs = 3600000;
+  d.keepaliveDisable = { msie6: true, safari: false };
   d.sendTimeoutMs = 60000;
   d.serverTokens = true;
   d.errorPages = [];
@@ -78,8 +83,22 @@ function httpDefaults(prefix: string): LocConf {
   d.tcpNodelay = true;
   d.chunkedTransferEncoding = true;
   d.internal = false;
-  d.expires = 'off';
+  d.expires = { mode: 'off' };
   d.openFileCacheOn = false;
+  d.charset = '';
+  d.sourceCharset = '';
+  d.overrideCharset = false;
+  d.charsetTypes = new Set(['text/html', 'text/xml', 'text/plain', 'text/vnd.wap.wml', 'application/javascript', 'application/rss+xml']);
+  d.limitReqStatus = 503;
+  d.limitReqLogLevel = 'error';
+  d.limitReqDryRun = false;
+  d.limitConnStatus = 503;
+  d.limitConnLogLevel = 'error';
+  d.limitConnDryRun = false;
+  d.clientBodyInFileOnly = 'off';
+  d.clientBodyTempPath = resolve(prefix, 'client_body_temp');
+  d.limitRate = 0;
+  d.limitRateAfter = 0;
   d.gzip = false;
   d.gzipTypes = new Set(['text/html']);
   d.gzipMinLength = 20;
@@ -140,6 +159,12 @@ export function inherit(child: LocConf, parent: LocConf): void {
   child.uwsgi = u;
   child.proxy = px;
   child.ssl = ssl;
+  // limit_except's settings start from those of the location it is written in.
+  const le = child.limitExcept;
+  if (le !== undefined && le.owner === child) {
+    inherit(le.conf, child);
+    if (le.conf.pass === undefined) le.conf.pass = child.pass;
+  }
 }
 
 function inheritScript(script: ScriptOp[], conf: LocConf): void {
@@ -202,6 +227,7 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
     bindPassTargets({ ...scope, http });
     await resolveHosts(env);
     checkVariables(reg);
+    bindLimitZones(http);
     const top = httpDefaults(opts.prefix);
     inherit(http.loc, top);
     for (const srv of http.servers) {
@@ -215,6 +241,7 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
       inheritScript(srv.script, srv.loc);
       inheritLocations(srv.locations, srv.loc);
       inheritLocations([...srv.named.values()], srv.loc);
+      checkCharsets([srv.loc], [...srv.locations, ...srv.named.values()]);
     }
     bindings = buildBindings(http.servers, env.warn);
     for (const srv of http.servers) {
@@ -231,6 +258,50 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
     }
   } else checkVariables(reg);
   return { main, http, bindings, files: env.filesRead, warnings, confFile, prefix: opts.prefix };
+}
+
+/** limit_req / limit_conn name zones that may be declared further down: bound once the http block is read. */
+function bindLimitZones(http: HttpConf): void {
+  const bindAll = (c: LocConf): void => {
+    for (const l of c.limitReq ?? []) {
+      l.zone = http.limitReqZones.get(l.zoneName);
+      if (!l.zone) throw new ProxyConfError('BAD_VALUE', `zero size shared memory zone "${l.zoneName}"`, l.pos);
+    }
+    for (const l of c.limitConn ?? []) {
+      l.zone = http.limitConnZones.get(l.zoneName);
+      if (!l.zone) throw new ProxyConfError('BAD_VALUE', `zero size shared memory zone "${l.zoneName}"`, l.pos);
+    }
+  };
+  const walkLocs = (list: LocationConf[]): void => {
+    for (const l of list) {
+      bindAll(l.conf);
+      walkLocs(l.children);
+    }
+  };
+  bindAll(http.loc);
+  for (const srv of http.servers) {
+    bindAll(srv.loc);
+    walkLocs([...srv.locations, ...srv.named.values()]);
+  }
+}
+
+/** As nginx at start: a charset and a different source_charset need a charset_map between them. */
+function checkCharsets(confs: LocConf[], locations: LocationConf[]): void {
+  const collect = (list: LocationConf[]): void => {
+    for (const l of list) {
+      confs.push(l.conf);
+      collect(l.children);
+    }
+  };
+  collect(locations);
+  for (const c of confs) {
+    const dst = c.charset;
+    const src = c.sourceCharset;
+    if (!dst || !src || dst.toLowerCase() === src.toLowerCase()) continue;
+    if (!c.charsetMaps?.has(`${src.toLowerCase()}\0${dst.toLowerCase()}`)) {
+      throw new ProxyConfError('BAD_VALUE', `no "charset_map" between the charsets "${src}" and "${dst}"`, c.charsetPos!);
+    }
+  }
 }
 
 async function resolveHosts(env: LoadEnv): Promise<void> {

@@ -3,6 +3,7 @@
  * in LocConf at three levels (http, server, location); after parsing, each level inherits what it left unset
  * from the level above (`inherit`), so the request path reads final values with no lookups up the chain.
  */
+import type { BlockList } from 'node:net';
 import type { ConfPos } from './errors.js';
 import type { Template } from '../vars.js';
 
@@ -41,6 +42,8 @@ export interface UpstreamConf {
   keepalive: number | undefined;
   keepaliveTimeoutMs: number;
   keepaliveRequests: number;
+  /** keepalive_time: how long one connection is used for requests (nginx's default 1h). */
+  keepaliveTimeMs: number;
   /** Made implicitly by a `uwsgi_pass host:port` rather than by an `upstream {}` block. */
   implicit: boolean;
   pos: ConfPos;
@@ -66,10 +69,66 @@ export interface Param {
   ifNotEmpty: boolean;
 }
 
+/**
+ * `expires`: off, epoch, max, a time after the access (`access`), after the response's Last-Modified
+ * (`modified`), a time of day (`daily`, ms since midnight); or a template evaluated per request (`var`).
+ */
+export type Expires =
+  | { mode: 'off' } | { mode: 'epoch' } | { mode: 'max' }
+  | { mode: 'access'; ms: number } | { mode: 'modified'; ms: number } | { mode: 'daily'; ms: number }
+  | { mode: 'var'; modified: boolean; value: Template };
+
+/** limit_req_zone: per key, the excess (milli-requests) and when it was last counted. */
+export interface LimitReqZone {
+  name: string;
+  key: Template;
+  /** Milli-requests a second. */
+  rate: number;
+  /** How many keys the zone's size holds (nginx's states are about 64 bytes); the least recent go first. */
+  maxStates: number;
+  states: Map<string, { excess: number; last: number }>;
+  pos: ConfPos;
+}
+
+export interface LimitReqRef {
+  zoneName: string;
+  zone: LimitReqZone | undefined;
+  /** In milli-requests; delay is Infinity for nodelay. */
+  burst: number;
+  delay: number;
+  pos: ConfPos;
+}
+
+/** limit_conn_zone: requests in progress per key. */
+export interface LimitConnZone {
+  name: string;
+  key: Template;
+  maxStates: number;
+  counts: Map<string, number>;
+  pos: ConfPos;
+}
+
+export interface LimitConnRef {
+  zoneName: string;
+  zone: LimitConnZone | undefined;
+  max: number;
+  pos: ConfPos;
+}
+
+/** allow/deny: `all`, `unix:`, or an address or CIDR block. */
+export interface AccessRule {
+  allow: boolean;
+  all: boolean;
+  unix: boolean;
+  net: BlockList | undefined;
+}
+
 export interface AddHeader {
   name: string;
   value: Template;
   always: boolean;
+  /** 'etag' or 'last-modified' (lower case): the header replaces the response's own; else undefined. */
+  single: string | undefined;
 }
 
 export interface ErrorPage {
@@ -135,11 +194,36 @@ export class LocConf {
   /** keepalive_timeout's second value: the Keep-Alive header's timeout in seconds (0: no header). */
   keepaliveHeaderS: number | undefined;
   keepaliveRequests: number | undefined;
+  /** keepalive_time: after this long, a client connection closes after the request in progress. */
+  keepaliveTimeMs: number | undefined;
+  /** keepalive_disable: browsers (by User-Agent) whose connections are closed after each request. */
+  keepaliveDisable: { msie6: boolean; safari: boolean } | undefined;
   sendTimeoutMs: number | undefined;
   serverTokens: boolean | undefined;
   errorPages: ErrorPage[] | undefined;
   recursiveErrorPages: boolean | undefined;
   addHeaders: AddHeader[] | undefined;
+  /** limit_req / limit_conn and their settings. */
+  limitReq: LimitReqRef[] | undefined;
+  limitReqStatus: number | undefined;
+  limitReqLogLevel: 'info' | 'notice' | 'warn' | 'error' | undefined;
+  limitReqDryRun: boolean | undefined;
+  limitConn: LimitConnRef[] | undefined;
+  limitConnStatus: number | undefined;
+  limitConnLogLevel: 'info' | 'notice' | 'warn' | 'error' | undefined;
+  limitConnDryRun: boolean | undefined;
+  /** allow/deny rules in order (undefined: no rule anywhere above). */
+  access: AccessRule[] | undefined;
+  /** limit_except: the settings for methods not in `methods` (`owner`: the level that wrote it). */
+  limitExcept: { methods: Set<string>; conf: LocConf; owner: LocConf } | undefined;
+  /** client_body_in_file_only ('off', 'on': the file is kept, 'clean': removed after the request) and where. */
+  clientBodyInFileOnly: 'off' | 'on' | 'clean' | undefined;
+  clientBodyTempPath: string | undefined;
+  /** limit_rate (bytes a second, 0: none) and limit_rate_after (bytes sent before the limit applies). */
+  limitRate: number | undefined;
+  limitRateAfter: number | undefined;
+  /** add_trailer (no default: undefined unless some level has one). */
+  addTrailers: AddHeader[] | undefined;
   absoluteRedirect: boolean | undefined;
   serverNameInRedirect: boolean | undefined;
   portInRedirect: boolean | undefined;
@@ -148,10 +232,21 @@ export class LocConf {
   tcpNodelay: boolean | undefined;
   chunkedTransferEncoding: boolean | undefined;
   internal: boolean | undefined;
-  expires: number | 'off' | 'epoch' | 'max' | undefined;
+  expires: Expires | undefined;
   /** open_file_cache on: how long a cached file is served without looking at the disk (0 when off). */
   openFileCacheValidMs: number | undefined;
   openFileCacheOn: boolean | undefined;
+  /** charset: the charset named in Content-Type ('' for off); source_charset; override_charset; charset_types. */
+  charset: string | undefined;
+  sourceCharset: string | undefined;
+  overrideCharset: boolean | undefined;
+  charsetTypes: Set<string> | undefined;
+  /** Where charset / source_charset were written, for the check that a map joins them. */
+  charsetPos: ConfPos | undefined;
+  /** charset_map tables (http level, inherited by every level): "src\0dst" in lower case to a 256-byte table. */
+  charsetMaps: Map<string, Uint8Array> | undefined;
+  /** max_ranges: more byte ranges than this and the whole file is sent (undefined: no limit). */
+  maxRanges: number | undefined;
   gzip: boolean | undefined;
   gzipTypes: Set<string> | undefined;
   gzipMinLength: number | undefined;
@@ -194,6 +289,8 @@ export class UpstreamSettings {
   modifier1: number | undefined;
   modifier2: number | undefined;
   httpVersion: '1.0' | '1.1' | undefined;
+  /** proxy_method (unset: the client's method). */
+  method: Template | undefined;
   redirect: 'default' | 'off' | Array<[string, Template]> | undefined;
   ignoreClientAbort: boolean | undefined;
   /** tsgi extension: offer the persistent link (docs/protocol-keepalive.md). */
@@ -249,6 +346,8 @@ export interface HttpConf {
   /** Made by uwsgi_pass/proxy_pass host:port, keyed by address. */
   implicitUpstreams: Map<string, UpstreamConf>;
   logFormats: Map<string, LogFormat>;
+  limitReqZones: Map<string, LimitReqZone>;
+  limitConnZones: Map<string, LimitConnZone>;
   mergeSlashes: boolean | undefined;
   clientHeaderTimeoutMs: number | undefined;
   largeHeaderBytes: number | undefined;

@@ -18,7 +18,9 @@ export const UPS = 1 << 5;
 export const SIF = 1 << 6;
 export const LIF = 1 << 7;
 export const TYPES = 1 << 8;
-export const ANY = MAIN | EVENTS | HTTP | SRV | LOC | UPS | SIF | LIF | TYPES;
+/** Inside `limit_except`. */
+export const LMT = 1 << 9;
+export const ANY = MAIN | EVENTS | HTTP | SRV | LOC | UPS | SIF | LIF | TYPES | LMT;
 /** The three levels that share location-level settings. */
 export const HSL = HTTP | SRV | LOC;
 
@@ -132,11 +134,16 @@ const TIME_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60000, h: 360000
 
 /** Times in milliseconds: "30", "30s", "1m 30s", "500ms"; a bare number is seconds. NaN when invalid. */
 export function parseTimeMs(s: string): number {
-  const parts = s.trim().split(/\s+/);
+  // Parts may be written together ("15h30m33s") or apart ("1m 30s"); a bare number (seconds) ends the value.
+  const t = s.trim();
+  if (t === '') return Number.NaN;
+  const re = /(\d+)(ms|s|m|h|d|w|M|y)?\s*/y;
   let total = 0;
-  for (const p of parts) {
-    const m = /^(\d+)(ms|s|m|h|d|w|M|y)?$/.exec(p);
-    if (!m) return Number.NaN;
+  let bare = false;
+  while (re.lastIndex < t.length) {
+    const m = re.exec(t);
+    if (!m || bare) return Number.NaN;
+    if (!m[2]) bare = true;
     total += Number(m[1]) * (m[2] ? TIME_UNITS[m[2]]! : 1000);
   }
   return total;

@@ -28,6 +28,9 @@ export interface ExchangeOptions {
   keep: 'tsgi' | 'http' | 'none';
   poolMax: number;
   idleTimeoutMs: number;
+  /** The upstream's keepalive_requests and keepalive_time: a link that reached either is closed, not parked. */
+  maxUses: number;
+  maxAgeMs: number;
 }
 
 /** What pass.ts gives an exchange; one object per request can serve as both options and handlers. */
@@ -93,6 +96,9 @@ export class Link {
   private readonly consumed: boolean;
   /** Parked by the read being parsed (consumed reads report after the response completed). */
   justParked = false;
+  /** Responses carried, and when the connection was made (keepalive_requests, keepalive_time). */
+  private uses = 0;
+  private readonly born = Date.now();
 
   constructor(readonly peer: Peer, readonly socket: Socket) {
     const p = (this.parser = takeParser());
@@ -179,7 +185,7 @@ export class Link {
   park(opts: ExchangeOptions): void {
     this.ex = null;
     const peer = this.peer;
-    if (peer.idle.length >= opts.poolMax || this.socket.destroyed) {
+    if (peer.idle.length >= opts.poolMax || this.socket.destroyed || ++this.uses >= opts.maxUses || Date.now() - this.born >= opts.maxAgeMs) {
       this.destroy();
       return;
     }

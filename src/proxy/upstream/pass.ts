@@ -6,10 +6,12 @@
  * does not hold it; with buffering off, the backend is paused while the client catches up.
  */
 import type { IncomingMessage } from 'node:http';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
 import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
 import type { Pipeline, UpstreamHead } from '../pipeline.js';
 import type { Rq } from '../request.js';
+import { charsetType, recode } from '../charset.js';
 import { escapeUri } from '../uri.js';
 import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
 import { PeerGroup, type Peer } from './peers.js';
@@ -91,7 +93,7 @@ export class Upstreams {
     }
     g = new PeerGroup({
       name: target, servers: [{ name: target, addrs: [addr], weight: 1, maxFails: 1, failTimeoutMs: 10000, backup: false, down: false, maxConns: 0, pos: pass.pos }],
-      balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, implicit: true, pos: pass.pos,
+      balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, keepaliveTimeMs: 3600000, implicit: true, pos: pass.pos,
     });
     if (this.dynamic.size < 1024) this.dynamic.set(target, g);
     return g;
@@ -142,6 +144,7 @@ export class Upstreams {
    * first. `knownLength`: the whole body is in hand; used as Content-Length when the backend gave none.
    */
   relayHead(r: Rq, status: number, reason: string, headers: string[], protocol: 'uwsgi' | 'http', st: UpstreamSettings, knownLength?: number): void {
+    r.upstreamHeaders = headers;
     const rest: string[] = [];
     const hidden = protocol === 'uwsgi' ? UWSGI_HIDDEN : PROXY_HIDDEN;
     const extraHidden = st.hideHeaders!;
@@ -180,7 +183,7 @@ export class Upstreams {
     }
     if (length === undefined && knownLength !== undefined && status !== 204 && status !== 304 && (status >= 200 || status < 100)) length = String(knownLength);
     const first: string[] = [];
-    if (type !== undefined) first.push('Content-Type', type);
+    if (type !== undefined) first.push('Content-Type', r.conf.charset ? charsetType(this.p, r, type) : type);
     if (length !== undefined) first.push('Content-Length', length);
     if (location !== undefined) first.push('Location', location);
     for (let i = 0; i < rest.length; i++) first.push(rest[i]!);
@@ -248,14 +251,16 @@ export class Upstreams {
   private httpRequest(r: Rq, pass: PassConf, st: UpstreamSettings, group: PeerGroup): Buffer[] {
     r.proxyHost = group.conf.name;
     let uri: string;
-    if (pass.uri) {
+    if (pass.uri && !r.validLocation) uri = escapeUri(r.uri) + (r.args ? '?' + r.args : '');
+    else if (pass.uri) {
       const base = pass.uri.eval(r);
       if (pass.dynamic === undefined && r.location && r.location.kind !== 'regex' && r.location.kind !== 'named' && r.uri.startsWith(r.location.name)) {
         uri = base + escapeUri(r.uri.slice(r.location.name.length)) + (r.args ? '?' + r.args : '');
       } else uri = base + (r.args && !base.includes('?') ? '?' + r.args : '');
     } else if (r.internal || r.uri !== r.originalUri) uri = escapeUri(r.uri) + (r.args ? '?' + r.args : '');
     else uri = r.requestUri;
-    const method = r.method;
+    // proxy_method; a value that comes out empty keeps the client's method (nginx would send an empty one).
+    const method = (st.method !== undefined && st.method.eval(r)) || r.method;
     let head = `${method} ${uri} HTTP/${st.httpVersion}\r\n`;
     // proxy_set_header defaults (Host $proxy_host, Connection close) unless set; an empty value removes.
     const set = new Map<string, string>([['host', r.proxyHost], ['connection', 'close']]);
@@ -313,6 +318,8 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
   readonly keep: 'tsgi' | 'http' | 'none';
   readonly poolMax: number;
   readonly idleTimeoutMs: number;
+  readonly maxUses: number;
+  readonly maxAgeMs: number;
   // The try in progress.
   private peer: Peer | undefined;
   private headersSent = false;
@@ -343,6 +350,8 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.keep = pass.protocol === 'uwsgi' ? (st.tsgiKeepalive ? 'tsgi' : 'none') : group.conf.keepalive !== undefined && st.httpVersion === '1.1' && connectionCleared(st) ? 'http' : 'none';
     this.poolMax = group.conf.keepalive ?? DEFAULT_POOL;
     this.idleTimeoutMs = group.conf.keepaliveTimeoutMs;
+    this.maxUses = group.conf.keepaliveRequests;
+    this.maxAgeMs = group.conf.keepaliveTimeMs;
     this.connectTimeoutMs = st.connectTimeoutMs!;
     this.readTimeoutMs = st.readTimeoutMs!;
     this.sendTimeoutMs = st.sendTimeoutMs!;
@@ -396,7 +405,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.chunkBytes);
     this.chunks = [];
     this.chunkBytes = 0;
-    const ok = res.write(data);
+    const ok = res.write(this.r.recode ? recode(data, this.r.recode) : data);
     // Buffering on: keep reading the backend unless the client's backlog passed the limit.
     const limit = this.st.buffering ? this.st.maxBufferedBytes! : 0;
     if (!ok && !this.paused && res.writableLength > limit) {
@@ -439,6 +448,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
 
   onBody(chunk: Buffer): void {
     this.r.bodyBytesSent += chunk.length;
+    this.r.upstreamBytes += chunk.length;
     this.chunks.push(chunk);
     this.chunkBytes += chunk.length;
   }
@@ -465,7 +475,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     const data = chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.chunkBytes);
     this.chunks = [];
     this.chunkBytes = 0;
-    res.end(data);
+    res.end(data !== undefined && r.recode ? recode(data, r.recode) : data);
   }
 
   onFail(kind: FailKind, message: string, responseStarted: boolean, reused: boolean): void {
@@ -507,6 +517,30 @@ function connectionCleared(st: UpstreamSettings): boolean {
 /** A failure that happened after the request was written (so a non-idempotent one must not be repeated). */
 function connectedAndSent(message: string): boolean {
   return !message.startsWith('connect()') && !message.includes('while connecting');
+}
+
+let tempFiles = 0;
+
+/**
+ * client_body_in_file_only: the body (also kept in memory, to pass and retry) is written to a file of its
+ * own in client_body_temp_path before the request goes on; `clean` removes it once the response is done.
+ */
+function bodyToFile(r: Rq, p: Pipeline, done: () => void): void {
+  const dir = r.conf.clientBodyTempPath!;
+  const path = `${dir}/${process.pid}${String(++tempFiles % 1000000).padStart(6, '0')}`;
+  void (async () => {
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(path, r.body!, { flag: 'wx', mode: 0o600 });
+    } catch (e) {
+      p.log(r, 'error', `open() "${path}" failed (${(e as Error).message})`);
+      p.finalize(r, 500);
+      return;
+    }
+    r.bodyFile = path;
+    if (r.conf.clientBodyInFileOnly === 'clean') r.res.once('close', () => void unlink(path).catch(() => undefined));
+    done();
+  })();
 }
 
 function hasBody(req: IncomingMessage): boolean {
@@ -555,7 +589,8 @@ export function readBody(r: Rq, p: Pipeline, done: () => void): void {
     finished = true;
     clearTimeout(timer);
     r.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    done();
+    if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
+    else done();
   });
   r.req.on('error', () => {
     finished = true;

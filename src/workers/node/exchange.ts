@@ -287,10 +287,10 @@ export class Exchanges implements WorkerCounters {
         req, res, addr, startMs: performance.timeOrigin + rec.start, usec, bodyBytes: body, headerBytes: head.length,
         headerCount: headers, nvars, vbytes, pid: this.opts.pid, wid: this.opts.workerId,
       };
-      this.log.line(`${this.format(c)}\n`);
+      this.log.request(`${this.format(c)}\n`);
       return;
     }
-    this.log.line(
+    this.log.request(
       `[pid: ${this.opts.pid}|app: 0|req: ${this.requests}/${total}] ${addr} () {${nvars} vars in ${vbytes} bytes} ` +
         `[${ctime(performance.timeOrigin + rec.start)}] ${req.method ?? ''} ${req.url ?? ''} => generated ${body} bytes in ${this.opts.logMicros ? `${Math.floor(usec)} micros` : `${Math.floor(usec / 1000)} msecs`} ` +
         `(${proto} ${res.statusCode}) ${headers} headers in ${head.length} bytes (1 switches on core 0)\n`,

@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processTitle, type HeaderEdit, type LogWhen, type Settings } from '../../config/resolve.js';
 import type { BoundSocket } from '../../master/sockets.js';
+import type { ListenerTls } from '../../router/tls-options.js';
 
 export const NODE_WORKER_SCRIPT = resolve(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
 
@@ -22,6 +23,10 @@ export interface NodeSocketConfig {
   /** SERVER_PORT for HTTP requests ('' on a Unix socket). */
   port: string;
   timeoutMs: number;
+  /** https, https-socket: the certificates (read by the master) and TLS settings. */
+  tls?: ListenerTls;
+  /** http-to-https: every request is redirected to https. */
+  redirectHttps?: boolean;
 }
 
 /** What a Node worker is told (the TSGI_WORKER variable). */
@@ -41,6 +46,8 @@ export interface NodeWorkerConfig {
   logWhen: LogWhen | undefined;
   logMicros: boolean;
   logDate: string | undefined;
+  /** req-logger: request lines go to this descriptor instead of the log; undefined when unset. */
+  reqLogFd?: number;
   ftimeFormat: string | undefined;
   /** add-header / del-header. */
   headers: HeaderEdit | undefined;
@@ -67,10 +74,14 @@ export interface NodeWorkerSpec {
   id: number;
   slot: number;
   logFd: number;
+  /** req-logger: the log master's request-line pipe, else undefined (request lines go to the log). */
+  reqLogFd?: number;
   scoreboardFd: number;
   scoreboardSize: number;
   sockets: readonly BoundSocket[];
   env: NodeJS.ProcessEnv;
+  /** The certificates of an https socket, read by the master before it dropped privileges. */
+  tlsFor?: (socket: BoundSocket) => ListenerTls | undefined;
 }
 
 export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
@@ -105,10 +116,14 @@ export function spawnNodeWorker(spec: NodeWorkerSpec): ChildProcess {
       name: b.name,
       port: b.path ? '' : b.name.slice(b.name.lastIndexOf(':') + 1),
       timeoutMs: b.spec.timeout * 1000,
+      tls: spec.tlsFor?.(b),
+      redirectHttps: b.spec.redirectHttps,
     })),
+    reqLogFd: spec.reqLogFd === undefined ? undefined : FIRST_SOCKET_FD + spec.sockets.length,
   };
   return spawn(process.execPath, [NODE_WORKER_SCRIPT], {
-    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.sockets.map((b) => b.fd)],
+    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.sockets.map((b) => b.fd),
+      ...(spec.reqLogFd === undefined ? [] : [spec.reqLogFd])],
     env: { ...spec.env, TSGI_WORKER: JSON.stringify(conf) },
   });
 }

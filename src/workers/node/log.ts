@@ -55,6 +55,19 @@ export class WorkerLog {
     private readonly logDate?: string,
   ) {}
 
+  /** req-logger: request lines are batched and written apart, on the log master's request pipe. */
+  private requests: WorkerLog | undefined;
+
+  sendRequestsTo(fd: number): void {
+    this.requests = new WorkerLog(fd, this.prefix);
+  }
+
+  /** A request line (with its newline): with the other lines, unless req-logger set a pipe of its own. */
+  request(text: string): void {
+    if (this.requests === undefined) this.line(text);
+    else this.requests.line(text);
+  }
+
   /** A complete line (with its newline). */
   line(text: string): void {
     this.pending += text;
@@ -71,6 +84,7 @@ export class WorkerLog {
   }
 
   flush(): void {
+    this.requests?.flush();
     if (this.pending === '') return;
     const text = this.pending;
     this.pending = '';

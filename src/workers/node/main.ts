@@ -11,10 +11,9 @@
  * Exit statuses, as a Python worker's: 22 the app could not be loaded, 23 a socket could not be listened on,
  * 24 recycled itself (max-requests), 1 a crash (an exception outside any request), 0 a requested stop.
  */
-import http from 'node:http';
 import net from 'node:net';
 import { Exchanges, describeError } from './exchange.js';
-import { closeSilentConnections, createHttpServer } from './http.js';
+import { closeSilentConnections, createHttpServer, createRedirectServer, isHttpServer } from './http.js';
 import type { NodeWorkerConfig } from './launcher.js';
 import { loadApp } from './load.js';
 import { WorkerLog } from './log.js';
@@ -41,6 +40,7 @@ async function main(): Promise<void> {
   process.title = conf.title;
   const pid = process.pid;
   const log = new WorkerLog(2, `[pid: ${pid}|worker ${conf.id}]`, conf.logDate);
+  if (conf.reqLogFd !== undefined) log.sendRequestsTo(conf.reqLogFd);
   const slot = new SlotWriter(conf.scoreboard.fd, conf.scoreboard.size, conf.slot, pid);
   process.on('exit', () => log.flush());
 
@@ -83,11 +83,11 @@ async function main(): Promise<void> {
     // once its response is out.
     let cutIdle = mode !== 'handover';
     const closeIdle = (): void => {
-      if (cutIdle) for (const s of servers) if (s instanceof http.Server) s.closeIdleConnections();
+      if (cutIdle) for (const s of servers) if (isHttpServer(s)) s.closeIdleConnections();
     };
     setTimeout(() => {
       cutIdle = true;
-      for (const s of servers) if (s instanceof http.Server) closeSilentConnections(s);
+      for (const s of servers) if (isHttpServer(s)) closeSilentConnections(s);
     }, IDLE_GRACE_MS);
     ex.stop(() => setImmediate(closeIdle));
     for (const u of uwsgiServers) u.stop();
@@ -190,10 +190,12 @@ async function main(): Promise<void> {
       const u = new UwsgiServer(ex, log, { bufferSize: conf.bufferSize, timeoutMs: s.timeoutMs });
       uwsgiServers.push(u);
       server = u.server;
+    } else if (s.redirectHttps) {
+      server = createRedirectServer(s.timeoutMs);
     } else {
-      server = createHttpServer(ex, log, { timeoutMs: s.timeoutMs, limitPost: conf.limitPost });
+      server = createHttpServer(ex, log, { timeoutMs: s.timeoutMs, limitPost: conf.limitPost, tls: s.tls, name: s.name });
     }
-    (server as net.Server & { [LISTENER_INFO]?: unknown })[LISTENER_INFO] = { port: s.port, https: false };
+    (server as net.Server & { [LISTENER_INFO]?: unknown })[LISTENER_INFO] = { port: s.port, https: s.tls !== undefined };
     server.on('error', (err) => {
       log.error(`cannot listen on ${s.name}: ${err.message}`);
       log.flush();

@@ -12,6 +12,8 @@ import { decodePath, envName } from '../../router/vars.js';
 
 /** The uwsgi vars of a request that came over a uwsgi socket, in wire order. */
 export const UWSGI_VARS = Symbol('tsgi.uwsgiVars');
+/** On an https connection with a client certificate: its vars (HTTPS_DN, ...), set once per connection. */
+export const CERT_VARS = Symbol('tsgi.certVars');
 /** Set on each listening server: what SERVER_PORT and the scheme are for requests that arrive on it. */
 export const LISTENER_INFO = Symbol('tsgi.listenerInfo');
 
@@ -64,7 +66,11 @@ export function cgiVars(req: IncomingMessage): Record<string, string> {
   out.REMOTE_ADDR = stripMapped(req.socket?.remoteAddress);
   out.REMOTE_PORT = req.socket?.remotePort === undefined ? '' : String(req.socket.remotePort);
   out.REQUEST_SCHEME = info.https ? 'https' : 'http';
-  if (info.https) out.HTTPS = 'on';
+  if (info.https) {
+    out.HTTPS = 'on';
+    const cv = (req.socket as Socket & { [CERT_VARS]?: { keys: string[]; values: string[] } } | null)?.[CERT_VARS];
+    if (cv !== undefined) for (let i = 0; i < cv.keys.length; i++) out[cv.keys[i]!] = cv.values[i]!;
+  }
   const cl = req.headers['content-length'];
   if (cl !== undefined) out.CONTENT_LENGTH = cl;
   const ct = req.headers['content-type'];

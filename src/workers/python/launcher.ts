@@ -61,11 +61,15 @@ export interface PythonWorkerSpec {
   id: number;
   slot: number;
   logFd: number;
+  /** req-logger: the log master's request-line pipe, else undefined (request lines go to the log). */
+  reqLogFd?: number;
   scoreboardFd: number;
   scoreboardSize: number;
   socketFds: readonly number[];
   /** The router's link socket, when there is an HTTP router. */
   linkFd: number | undefined;
+  /** The caches' shared files (docs/cache.md), passed after the sockets and the link. */
+  caches?: ReadonlyArray<{ name: string; fd: number; size: number }>;
   /** Start the app loader (preloading) rather than a worker. */
   loader?: boolean;
   /** Start a spooler process on this directory rather than a worker (docs/spooler.md). */
@@ -102,6 +106,20 @@ const CONTROL_FD = 3;
 const SCOREBOARD_FD = 4;
 const FIRST_SOCKET_FD = 5;
 
+/** What a Python process needs to map each cache: its descriptor there, and the geometry of its file. */
+function cacheConf(s: Settings, spec: PythonWorkerSpec) {
+  if (!s.caches || !spec.caches?.length) return null;
+  const first = FIRST_SOCKET_FD + spec.socketFds.length + (spec.linkFd === undefined ? 0 : 1);
+  return {
+    caches: s.caches.caches.map((c, i) => ({
+      name: c.name, fd: first + i, size: spec.caches![i]!.size, items: c.items, blocksize: c.blocksize, blocks: c.blocks,
+      keysize: c.keysize, hashsize: c.hashsize, bitmap: c.bitmap, purgeLru: c.purgeLru, ignoreFull: c.ignoreFull,
+      clearOnFull: c.clearOnFull, noExpire: c.noExpire, mathInitial: c.mathInitial,
+    })),
+    loads: s.caches.loads,
+  };
+}
+
 export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
   const s = spec.settings;
   const conf = {
@@ -110,7 +128,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     processes: s.processes,
     threads: s.threads,
     maxRequests: s.maxRequests ? s.maxRequests + spec.id * s.maxRequestsDelta : 0,
-    logto: s.logto ? resolve(s.logto) : null,
+    // With a log master (s.logging) the worker writes to its pipe, which is never reopened.
+    logto: s.logto && !s.logging ? resolve(s.logto) : null,
     listen: s.listen,
     bufferSize: s.bufferSize,
     socketTimeout: s.socketTimeout,
@@ -159,11 +178,17 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     scoreboard: { fd: SCOREBOARD_FD, size: spec.scoreboardSize },
     socketFds: spec.socketFds.map((_, i) => FIRST_SOCKET_FD + i),
     linkFd: spec.linkFd === undefined ? null : FIRST_SOCKET_FD + spec.socketFds.length,
+    // cache2 / cache (docs/cache.md): null when none is configured, so the worker opens nothing.
+    caches: cacheConf(s, spec),
+    // After the sockets, the link and the caches: the request-line pipe (req-logger); null when request lines go to the log.
+    reqLogFd: spec.reqLogFd === undefined ? null
+      : FIRST_SOCKET_FD + spec.socketFds.length + (spec.linkFd === undefined ? 0 : 1) + (spec.caches?.length ?? 0),
   };
   const env: NodeJS.ProcessEnv = { ...spec.env, TSGI_WORKER: JSON.stringify(conf) };
   if (!existsSync(WORKER_SCRIPT)) throw new InterpreterError(`tsgi's Python worker is missing (${WORKER_SCRIPT})`);
   return spawn(spec.interpreter, [WORKER_SCRIPT], {
-    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.socketFds, ...(spec.linkFd === undefined ? [] : [spec.linkFd])],
+    stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.socketFds, ...(spec.linkFd === undefined ? [] : [spec.linkFd]),
+      ...(spec.caches ?? []).map((c) => c.fd), ...(spec.reqLogFd === undefined ? [] : [spec.reqLogFd])],
     env,
   });
 }

@@ -4,12 +4,12 @@
  */
 import { basename, isAbsolute, resolve as resolvePath } from 'node:path';
 import { ProxyConfError } from '../errors.js';
-import { LocConf, type HttpConf, type LocationConf, type ServerConf } from '../model.js';
+import { LocConf, type Expires, type HttpConf, type LocationConf, type ServerConf } from '../model.js';
 import type { ConfNode } from '../parse.js';
 import { parseConf } from '../parse.js';
 import type { Scope } from '../scope.js';
 import {
-  ANY, EVENTS, HSL, HTTP, LIF, LOC, MAIN, MORE, SRV, badValue, duplicate, notSupported, parseFlag, pos, secondsArg, sizeArg, timeArg, tuning, unsupported,
+  ANY, EVENTS, HSL, HTTP, LIF, LOC, MAIN, MORE, SRV, badValue, duplicate, notSupported, parseFlag, parseTimeMs, pos, secondsArg, sizeArg, timeArg, tuning, unsupported,
   type DirectiveSpec,
 } from '../table.js';
 import { compileTemplate } from '../../vars.js';
@@ -29,6 +29,31 @@ export function locOnce<K extends keyof LocConf>(name: string, ctx: number, args
       s.loc[key] = parse(d, s);
     },
   };
+}
+
+/**
+ * One `expires` value (also a variable's value per request): nginx's times in seconds, `-T` (no-cache),
+ * `@T` (a time of day, under 24 hours, not with "modified"), epoch/max/off (not with "modified").
+ * A string is the error: 'invalid' or nginx's message.
+ */
+export function parseExpires(v: string, modified: boolean): Expires | string {
+  if (v === 'epoch' || v === 'max' || v === 'off') return modified ? 'invalid' : v === 'epoch' ? { mode: 'epoch' } : v === 'max' ? { mode: 'max' } : { mode: 'off' };
+  let mode: 'access' | 'modified' | 'daily' = modified ? 'modified' : 'access';
+  let t = v;
+  let sign = 1;
+  if (t.startsWith('@')) {
+    if (modified) return 'daily time cannot be used with "modified" parameter';
+    mode = 'daily';
+    t = t.slice(1);
+  } else if (t.startsWith('-')) {
+    sign = -1;
+    t = t.slice(1);
+  }
+  const ms = /ms/.test(t) ? Number.NaN : parseTimeMs(t);
+  if (Number.isNaN(ms)) return 'invalid';
+  if (mode === 'daily' && ms >= 86400000) return 'daily time value must be less than 24 hours';
+  const t2 = sign * Math.floor(ms / 1000) * 1000;
+  return mode === 'daily' ? { mode, ms: t2 } : mode === 'modified' ? { mode, ms: t2 } : { mode, ms: t2 };
 }
 
 export const flagLoc = (name: string, key: keyof LocConf, ctx = HSL): Spec =>
@@ -174,7 +199,7 @@ const mainSpecs: Spec[] = [
     set(s, d) {
       if (s.main.http) throw duplicate(d);
       const http: HttpConf = {
-        loc: new LocConf(), servers: [], upstreams: new Map(), implicitUpstreams: new Map(), logFormats: new Map(),
+        loc: new LocConf(), servers: [], upstreams: new Map(), implicitUpstreams: new Map(), logFormats: new Map(), limitReqZones: new Map(), limitConnZones: new Map(),
         mergeSlashes: undefined, clientHeaderTimeoutMs: undefined, largeHeaderBytes: undefined, largeHeaderLine: undefined, ignoreInvalidHeaders: undefined,
         underscoresInHeaders: undefined, pos: pos(d),
       };
@@ -359,6 +384,16 @@ const locSpecs: Spec[] = [
     if (!Number.isInteger(n) || n < 0) throw badValue(d, d.args[0]!);
     return n;
   }),
+  locOnce('keepalive_time', HSL, 1, 'keepaliveTimeMs', (d) => timeArg(d)),
+  locOnce('keepalive_disable', HSL, [1, 2], 'keepaliveDisable', (d) => {
+    const v = { msie6: false, safari: false };
+    for (const a of d.args) {
+      if (a === 'msie6') v.msie6 = true;
+      else if (a === 'safari') v.safari = true;
+      else if (a !== 'none') throw badValue(d, a);
+    }
+    return v;
+  }),
   locOnce('server_tokens', HSL, 1, 'serverTokens', (d) => {
     const v = d.args[0]!;
     if (v === 'on' || v === 'build') return true;
@@ -415,16 +450,28 @@ const locSpecs: Spec[] = [
     name: 'add_header', ctx: HSL | LIF, args: [2, 3],
     set(s, d) {
       if (d.args[2] !== undefined && d.args[2] !== 'always') throw badValue(d, d.args[2]);
-      (s.loc.addHeaders ??= []).push({ name: d.args[0]!, value: compileTemplate(d.args[1]!, s.reg, pos(d)), always: d.args[2] === 'always' });
+      const lower = d.args[0]!.toLowerCase();
+      const single = lower === 'etag' || lower === 'last-modified' ? lower : undefined;
+      (s.loc.addHeaders ??= []).push({ name: d.args[0]!, value: compileTemplate(d.args[1]!, s.reg, pos(d)), always: d.args[2] === 'always', single });
     },
   },
-  locOnce('expires', HSL | LIF, [1, 2], 'expires', (d) => {
-    if (d.args.length === 2) throw notSupported(d, '"modified"');
-    const v = d.args[0]!;
-    if (v === 'off' || v === 'epoch' || v === 'max') return v;
-    const neg = v.startsWith('-');
-    const ms = timeArg({ ...d, args: [neg ? v.slice(1) : v] });
-    return neg ? -ms : ms;
+  {
+    name: 'add_trailer', ctx: HSL | LIF, args: [2, 3],
+    set(s, d) {
+      if (d.args[2] !== undefined && d.args[2] !== 'always') throw badValue(d, d.args[2]);
+      (s.loc.addTrailers ??= []).push({ name: d.args[0]!, value: compileTemplate(d.args[1]!, s.reg, pos(d)), always: d.args[2] === 'always', single: undefined });
+    },
+  },
+  locOnce('limit_rate', HSL | LIF, 1, 'limitRate', (d) => sizeArg(d)),
+  locOnce('limit_rate_after', HSL | LIF, 1, 'limitRateAfter', (d) => sizeArg(d)),
+  locOnce('expires', HSL | LIF, [1, 2], 'expires', (d, s) => {
+    const modified = d.args.length === 2;
+    if (modified && d.args[0] !== 'modified') throw new ProxyConfError('BAD_VALUE', `invalid value "${d.args[0]}" in "expires" directive`, pos(d));
+    const v = d.args[d.args.length - 1]!;
+    if (v.includes('$')) return { mode: 'var', modified, value: compileTemplate(v, s.reg, pos(d)) };
+    const e = parseExpires(v, modified);
+    if (typeof e === 'string') throw new ProxyConfError('BAD_VALUE', e === 'invalid' ? '"expires" directive invalid value' : `"expires" directive ${e}`, pos(d));
+    return e;
   }),
   // Tuning without an observable effect in Node (see docs/proxy.md).
   tuning('sendfile', HSL | LIF, 'flag'),
@@ -438,7 +485,18 @@ const locSpecs: Spec[] = [
   tuning('variables_hash_bucket_size', HTTP, 1),
   tuning('client_body_buffer_size', HSL, 1),
   tuning('client_header_buffer_size', HTTP | SRV, 1),
-  tuning('client_body_temp_path', HSL, [1, 4]),
+  // The levels (further arguments) of nginx's temp tree are accepted; files go straight into the directory.
+  locOnce('client_body_temp_path', HSL, [1, 4], 'clientBodyTempPath', (d, s) => {
+    for (const l of d.args.slice(1)) if (!/^[12]$/.test(l)) throw badValue(d, l);
+    return fullPath(s, d.args[0]!);
+  }),
+  // tsgi-proxy always holds a request body in one buffer: what this asks for is already the case.
+  tuning('client_body_in_single_buffer', HSL, 'flag'),
+  locOnce('client_body_in_file_only', HSL, 1, 'clientBodyInFileOnly', (d) => {
+    const v = d.args[0]!;
+    if (v !== 'on' && v !== 'off' && v !== 'clean') throw badValue(d, v);
+    return v;
+  }),
   tuning('output_buffers', HSL, 2),
   tuning('postpone_output', HSL, 1),
   tuning('reset_timedout_connection', HSL, 'flag'),

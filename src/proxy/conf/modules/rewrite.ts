@@ -7,7 +7,31 @@ import { LocConf, type IfTest, type LocationConf, type ScriptOp } from '../model
 import type { ConfNode } from '../parse.js';
 import type { Scope } from '../scope.js';
 import { HTTP, LIF, LOC, MORE, SIF, SRV, pos, tuning, type DirectiveSpec } from '../table.js';
-import { compileTemplate } from '../../vars.js';
+import { compileTemplate, type Template } from '../../vars.js';
+import type { Rq } from '../../request.js';
+
+/**
+ * A rewrite replacement. Captures written after its "?" (in the new arguments) are escaped for an argument
+ * when the request's URI had escapes or a "+" (nginx's rule; $1..$9, not named captures): "/a%25" captured as "/a%" goes into the
+ * arguments as "/a%25" again.
+ */
+function compileReplacement(repl: string, s: Scope, d: ConfNode): Template {
+  const q = repl.indexOf('?');
+  if (q < 0 || q === repl.length - 1) return compileTemplate(repl, s.reg, pos(d));
+  const head = compileTemplate(repl.slice(0, q + 1), s.reg, pos(d));
+  const args = compileTemplate(repl.slice(q + 1), s.reg, pos(d), undefined, escapeCaptureArg, (name) => /^[0-9]$/.test(name));
+  return {
+    source: repl,
+    constant: undefined,
+    hasVars: true,
+    eval: (r: Rq) => head.eval(r) + args.eval(r),
+  };
+}
+
+function escapeCaptureArg(v: string, r: Rq): string {
+  if (!/[%+]/.test(r.requestUri)) return v;
+  return v.replace(/[\x00-\x20"#%&'+<>?\x7f-\xff]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
+}
 import { compileRegex } from './regex.js';
 
 type Spec = DirectiveSpec<Scope>;
@@ -36,7 +60,7 @@ function parseRewrite(d: ConfNode, s: Scope): ScriptOp {
   return {
     op: 'rewrite',
     regex,
-    replacement: compileTemplate(repl, s.reg, pos(d)),
+    replacement: compileReplacement(repl, s, d),
     flag: flag as 'last' | 'break' | 'redirect' | 'permanent' | undefined,
     redirectByScheme: /^(https?:\/\/|\$scheme)/.test(repl),
     pos: pos(d),

@@ -7,13 +7,12 @@ import { ProxyConfError } from '../errors.js';
 import type { Scope } from '../scope.js';
 import { ANY, MORE, pos, type DirectiveSpec } from '../table.js';
 
-const NAMES = `gzip_static gunzip charset charset_map charset_types source_charset override_charset
-limit_except limit_req limit_req_zone limit_conn limit_conn_zone limit_rate limit_rate_after
-auth_basic auth_basic_user_file auth_request satisfy allow deny ssi ssi_types sub_filter sub_filter_once add_trailer
+const NAMES = `gzip_static gunzip
+auth_basic auth_basic_user_file auth_request satisfy ssi ssi_types sub_filter sub_filter_once
 map geo split_clients resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
-proxy_cache proxy_cache_path proxy_cache_valid proxy_cache_key proxy_method proxy_store uwsgi_cache uwsgi_cache_path
+proxy_cache proxy_cache_path proxy_cache_valid proxy_cache_key proxy_store uwsgi_cache uwsgi_cache_path
 uwsgi_cache_valid uwsgi_cache_key http2 http2_push quic http3 real_ip_header set_real_ip_from
-client_body_in_file_only client_body_in_single_buffer keepalive_time max_headers mirror flv mp4 image_filter
+max_headers mirror flv mp4 image_filter
 stub_status perl js_content js_import slice secure_link dav_methods aio directio disable_symlinks
 ssl_client_certificate ssl_verify_client ssl_stapling ssl_trusted_certificate ssl_password_file
 proxy_ssl_certificate proxy_ssl_verify stream mail load_module worker_cpu_affinity worker_priority

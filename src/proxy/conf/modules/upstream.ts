@@ -13,7 +13,7 @@ type Spec = DirectiveSpec<Scope>;
 
 export function newUpstream(name: string, d: ConfNode, implicit: boolean): UpstreamConf {
   return {
-    name, servers: [], balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000,
+    name, servers: [], balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, keepaliveTimeMs: 3600000,
     implicit, pos: pos(d),
   };
 }
@@ -114,6 +114,7 @@ const upstreamBlock: Spec[] = [
     },
   },
   { name: 'keepalive_timeout', ctx: UPS, args: 1, set: (s, d) => void (s.ups!.keepaliveTimeoutMs = timeArg(d)) },
+  { name: 'keepalive_time', ctx: UPS, args: 1, set: (s, d) => void (s.ups!.keepaliveTimeMs = timeArg(d)) },
   {
     name: 'keepalive_requests', ctx: UPS, args: 1,
     set(s, d) {
@@ -221,6 +222,8 @@ function moduleSpecs(prefix: 'uwsgi' | 'proxy'): Spec[] {
     specs.push(flag('tsgi_keepalive', 'tsgiKeepalive')); // uwsgi_tsgi_keepalive
   } else {
     specs.push(
+      // proxy_method: the method sent to the backend instead of the client's (a template).
+      once('method', 1, 'method', (d, s) => compileTemplate(d.args[0]!, s.reg, pos(d))),
       once('http_version', 1, 'httpVersion', (d) => {
         const v = d.args[0]!;
         if (v !== '1.0' && v !== '1.1') throw badValue(d, v);
