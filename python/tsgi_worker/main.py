@@ -342,6 +342,18 @@ def _zygote(conf, app, listeners):
             os.write(ctl, b'F %d %d\n' % (token, pid))
 
 
+def _spooler(conf):
+    """A spooler process (docs/spooler.md): loads the app as a worker does (its uwsgi.spooler and @spool
+    registrations run), then the spooler-import modules, then runs the tasks of its directory; never returns."""
+    from . import spooler
+    who = 'spooler %s' % conf['spoolerRun']['dir']
+    _load(conf, who)
+    for module in conf['spoolerRun'].get('imports', ()):
+        _import_one(conf, module, who)
+    signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+    spooler.serve(conf, _log, _set_name)
+
+
 def main():
     conf = json.loads(os.environ.pop('TSGI_WORKER'))
     global _date_prefix
@@ -356,6 +368,8 @@ def main():
     # `import uwsgi` and `import uwsgidecorators` in the app: tsgi's, put in sys.modules before the app loads.
     from . import uwsgi_api
     uwsgi_api.install(conf, _date_prefix)
+    if conf.get('spoolerRun'):
+        _spooler(conf)
     if conf.get('zygote'):
         _zygote(conf, _load(conf, 'app loader'), listeners)
     app = _load(conf, 'worker %d' % conf['id'])

@@ -149,8 +149,8 @@ def stop():
 
 
 def i_am_the_spooler():
-    """Always False: tsgi has no spooler."""
-    return False
+    """True in a spooler process (docs/spooler.md), False in workers and the app loader."""
+    return _spooler_process is not None
 
 
 def _check_lock(num):
@@ -286,6 +286,124 @@ def at_exit(log_error):
             pass
 
 
+# ---- the spooler (docs/spooler.md; the task files and the spooler's loop are in spooler.py) -----------------
+
+_spooler_process = None   # the Spooler running in this process, when it is a spooler
+
+
+def bind_spooler(sp):
+    global _spooler_process
+    _spooler_process = sp
+
+
+def _spooler_conf():
+    sp = _conf.get('spooler')
+    if not sp:
+        raise ValueError('no spooler is configured (spooler = DIR; see docs/spooler.md)')
+    return sp
+
+
+def _spooler_pids():
+    """[(pid, dir)] of this instance's spooler processes, from the file the master keeps up to date."""
+    try:
+        with open(os.path.join(_spooler_conf()['runDir'], 'spoolers'), 'r') as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        pid, _, directory = line.partition(' ')
+        if pid.isdigit():
+            out.append((int(pid), directory))
+    return out
+
+
+def spool(*args, **kwargs):
+    """Writes a task for the spooler (a dict, or keyword arguments): its file's path, as bytes. Keys and values
+    are bytes or str (other values are converted with bytes()); 'body' may be any size; 'spooler' names the
+    directory, 'priority' a subdirectory, 'at' the epoch second before which it does not run."""
+    from . import spooler
+    if args:
+        task = args[0]
+        if not isinstance(task, dict):
+            raise ValueError('The argument of spooler callable must be a dictionary')
+    else:
+        task = kwargs
+    sp = _spooler_conf()
+    path, size = spooler.write_task(list(sp['dirs']) + list(sp['external']), task)
+    if not sp.get('quiet'):
+        log('[spooler] written %d bytes to file %s' % (size, path.decode('utf-8', 'replace')))
+    directory = os.path.dirname(path.decode('utf-8', 'surrogateescape'))
+    for pid, d in _spooler_pids():
+        # The spoolers of that directory scan at once instead of at their next spooler-frequency tick.
+        if d == directory or os.path.dirname(directory) == d:
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except OSError:
+                pass
+    return path
+
+
+send_to_spooler = spool
+
+
+def spooler_pid():
+    """The pid of the first spooler process (0 when none runs)."""
+    pids = _spooler_pids() if _conf.get('spooler') else []
+    return pids[0][0] if pids else 0
+
+
+def spooler_pids():
+    """The pids of every spooler process of the instance."""
+    return [pid for pid, _ in _spooler_pids()] if _conf.get('spooler') else []
+
+
+def spooler_jobs():
+    """The task files waiting in the first spooler directory (its top level, as uWSGI lists them): paths as bytes."""
+    from . import spooler
+    sp = _conf.get('spooler')
+    if not sp or not (sp['dirs'] or sp['external']):
+        return []
+    directory = (list(sp['dirs']) + list(sp['external']))[0]
+    out = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return out
+    for name in names:
+        if name.startswith(spooler.PREFIX):
+            path = os.path.join(directory, name)
+            if os.path.isfile(path) and not os.path.islink(path) and os.access(path, os.R_OK | os.W_OK):
+                out.append(path.encode('utf-8', 'surrogateescape'))
+    return out
+
+
+def spooler_get_task(path):
+    """The dict a spooler function would get for the task file at `path`, or None when it is not one."""
+    from . import spooler
+    if isinstance(path, bytes):
+        path = path.decode('utf-8', 'surrogateescape')
+    if not os.path.isfile(path) or not os.access(path, os.R_OK | os.W_OK):
+        return None
+    parsed = spooler.read_task(path)
+    if parsed is None:
+        return None
+    return spooler.task_dict(path, parsed[0], parsed[1])
+
+
+def set_spooler_frequency(seconds):
+    """Every spooler of the instance scans (and retries) every `seconds` from now on, as uWSGI's shared value."""
+    seconds = int(seconds)
+    run = _spooler_conf()['runDir']
+    tmp = os.path.join(run, 'frequency.%d' % os.getpid())
+    with open(tmp, 'w') as f:
+        f.write('%d\n' % seconds)
+    os.replace(tmp, os.path.join(run, 'frequency'))
+    return True
+
+
+_PUBLIC = _PUBLIC + ('spool', 'send_to_spooler', 'spooler_pid', 'spooler_pids', 'spooler_jobs', 'spooler_get_task',
+                     'set_spooler_frequency')
 # ---- the caches (docs/cache.md) ------------------------------------------------------------------------------
 # Installed only when the instance has a cache (cache2, cache): otherwise `uwsgi.cache_get` is an AttributeError,
 # as uWSGI's module lacks the cache functions without one. Arguments are checked as uWSGI's PyArg_ParseTuple

@@ -1,7 +1,8 @@
 """tsgi's `uwsgidecorators` (docs/python-uwsgi-module.md), put in sys.modules of tsgi's Python processes as
 `uwsgidecorators`, so `from uwsgidecorators import postfork` works whether or not uWSGI's own file is
-installed. It keeps uWSGI 2.0's semantics for what tsgi can do: @postfork, @thread, @lock. The decorators that
-need a part of uWSGI tsgi does not have (spooler, mules, signals, timers, cron, RPC...) stop the app's import
+installed. It keeps uWSGI 2.0's semantics for what tsgi can do: @postfork, @thread, @lock, @spool, @spoolforever,
+@spoolraw (docs/spooler.md). The decorators that need a part of uWSGI tsgi does not have (mules, signals, timers,
+cron, RPC...) stop the app's import
 with a message naming them, rather than decorating functions that would never run.
 """
 import threading
@@ -75,8 +76,7 @@ def _unsupported(name, what):
     return refuse
 
 
-for _name, _what in (('spool', "uWSGI's spooler"), ('spoolforever', "uWSGI's spooler"), ('spoolraw', "uWSGI's spooler"),
-                     ('mulefunc', "uWSGI's mules"), ('mule_brain', "uWSGI's mules"), ('mule_brainloop', "uWSGI's mules"),
+for _name, _what in (('mulefunc', "uWSGI's mules"), ('mule_brain', "uWSGI's mules"), ('mule_brainloop', "uWSGI's mules"),
                      ('mule', "uWSGI's mules"), ('muleloop', "uWSGI's mules"),
                      ('mulemsg', "uWSGI's mules"), ('farm', "uWSGI's mule farms"),
                      ('rpc', "uWSGI's RPC"), ('signal', "uWSGI's signal framework"),
@@ -86,3 +86,99 @@ for _name, _what in (('spool', "uWSGI's spooler"), ('spoolforever', "uWSGI's spo
                      ('harakiri', 'uwsgi.set_user_harakiri()')):
     globals()[_name] = _unsupported(_name, _what)
 del _name, _what
+
+
+# ---- the spooler (docs/spooler.md) --------------------------------------------------------------------------
+# A decorated function is registered under its name; calling it (or its .spool()) writes a task naming it
+# ('ud_spool_func'), and the spooler process, which imported the same app, calls it with the task's dict.
+# 'ud_spool_ret' fixes the task's outcome whatever the function returns: SPOOL_OK for @spool (done once),
+# SPOOL_RETRY for @spoolforever (run again every spooler-frequency); @spoolraw leaves it to the function.
+
+spooler_functions = {}
+
+_SPOOLER_KEYS = ('message_dict', 'spooler', 'priority', 'at', 'body')
+
+
+def _to_bytes(v):
+    return v.encode('utf-8') if v.__class__ is str else v
+
+
+def _to_str(v):
+    return v.decode('utf-8') if v.__class__ is bytes else v
+
+
+def manage_spool_request(vars):
+    """uwsgi.spooler when the app uses the decorators: calls the registered function with the task."""
+    import pickle
+    task = dict((_to_str(k), v) for k, v in vars.items())
+    if 'args' in task:
+        task['args'] = pickle.loads(task.pop('args'))
+        task['kwargs'] = pickle.loads(task.pop('kwargs'))
+    task = dict((k, _to_str(v)) for k, v in task.items())
+    f = spooler_functions[task['ud_spool_func']]
+    if 'args' in task:
+        ret = f(*task['args'], **task['kwargs'])
+    else:
+        ret = f(task)
+    return int(task.get('ud_spool_ret', ret))
+
+
+class _spoolraw(object):
+    outcome = None
+
+    def __init__(self, f, pass_arguments):
+        if 'spooler' not in uwsgi.opt:
+            raise Exception('you have to enable the uWSGI spooler to use @%s decorator' % self.__class__.__name__)
+        self.f = f
+        self.pass_arguments = pass_arguments
+        self.base_dict = {'ud_spool_func': f.__name__}
+        spooler_functions[f.__name__] = f
+        f.spool = self.__call__        # the pre-1.9.13 spelling: func.spool(...)
+        if uwsgi.__dict__.get('spooler') is None:
+            uwsgi.spooler = manage_spool_request
+
+    def __call__(self, *args, **kwargs):
+        task = dict(self.base_dict)
+        if self.outcome is not None:
+            task['ud_spool_ret'] = str(self.outcome)
+        if self.pass_arguments:
+            import pickle
+            for key in _SPOOLER_KEYS:
+                if key in kwargs:
+                    task[key] = kwargs.pop(key)
+            task['args'] = pickle.dumps(args)
+            task['kwargs'] = pickle.dumps(kwargs)
+        else:
+            if args:
+                task.update(args[0])
+            task.update(kwargs)
+        return uwsgi.spool(dict((_to_bytes(k), _to_bytes(v)) for k, v in task.items()))
+
+    def spool(self, *args, **kwargs):
+        return self.__call__(*args, **kwargs)
+
+
+class _spool(_spoolraw):
+    outcome = uwsgi.SPOOL_OK
+
+
+class _spoolforever(_spoolraw):
+    outcome = uwsgi.SPOOL_RETRY
+
+
+def _decorate(f, pass_arguments, cls):
+    if f is None:
+        return lambda g: cls(g, pass_arguments)
+    return cls(f, pass_arguments)
+
+
+def spoolraw(f=None, pass_arguments=False):
+    return _decorate(f, pass_arguments, _spoolraw)
+
+
+def spool(f=None, pass_arguments=False):
+    return _decorate(f, pass_arguments, _spool)
+
+
+def spoolforever(f=None, pass_arguments=False):
+    return _decorate(f, pass_arguments, _spoolforever)

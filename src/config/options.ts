@@ -385,6 +385,26 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'attach-control-daemon', kind: 'string', repeat: true, meta: 'CMD', section: 'Daemons and cron',
     help: 'as attach-daemon, but when CMD ends the whole instance stops gracefully' }),
 
+  // ---- Spooler (src/master/spoolers.ts, python/tsgi_worker/spooler.py, docs/spooler.md) ----
+  declare({ name: 'spooler', kind: 'string', repeat: true, meta: 'DIR', section: 'Python applications',
+    help: "run a spooler on DIR (created if missing): a process that loads the app and runs the tasks uwsgi.spool() writes there; may repeat" }),
+  declare({ name: 'spooler-external', kind: 'string', repeat: true, meta: 'DIR', section: 'Python applications',
+    help: 'uwsgi.spool() may write tasks to DIR, which another instance\'s spooler runs (no spooler process here)' }),
+  declare({ name: 'spooler-processes', kind: 'int', default: '1', min: 1, meta: 'N', section: 'Python applications',
+    help: 'spooler processes per spooler directory' }),
+  declare({ name: 'spooler-frequency', aliases: ['spooler-freq'], kind: 'int', default: '30', min: 1, meta: 'SECONDS', section: 'Python applications',
+    help: 'how often an idle spooler scans its directory (a task spooled here wakes it at once); also the delay before a retried task runs again' }),
+  declare({ name: 'spooler-import', aliases: ['spooler-python-import', 'spooler-py-import', 'spooler-pyimport'], kind: 'string', repeat: true,
+    meta: 'MODULE', section: 'Python applications', help: 'import MODULE in the spooler processes only (after the app), for its task functions' }),
+  declare({ name: 'spooler-chdir', kind: 'string', meta: 'DIR', section: 'Python applications',
+    help: 'the spooler runs each task in DIR (else in the spooler directory, as uWSGI)' }),
+  declare({ name: 'spooler-max-tasks', kind: 'int', default: '0', min: 0, meta: 'N', section: 'Python applications',
+    help: 'a spooler process that ran N tasks is replaced by a fresh one; 0: never' }),
+  declare({ name: 'spooler-harakiri', kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Python applications',
+    help: 'a spooler task still running after this long kills its spooler process (the master starts another; the task stays spooled); 0: never' }),
+  bool('spooler-ordered', 'Python applications', "scan the spooler directory in name order, and the numeric 'priority' subdirectories (only then are they scanned, as in uWSGI)"),
+  bool('spooler-quiet', 'Python applications', "no log line per task ('managing request', 'done with task', 'written N bytes')"),
+
   // exec-* hooks (src/master/exec-hooks.ts)
   ...(['asap', 'pre-jail', 'in-jail', 'as-root', 'as-user', 'pre-app', 'as-user-atexit'] as const).map((phase) =>
     declare({ name: `exec-${phase}`, kind: 'string', repeat: true, meta: 'CMD', section: 'Daemons and cron',

@@ -13,6 +13,7 @@ import { readStaticSettings, type StaticSettings } from '../static/config.js';
 import { checkCacheRoutes, readCacheSettings, type CacheSettings } from '../cache/config.js';
 import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
+import { accessSync, constants as fsConstants, mkdirSync, realpathSync } from 'node:fs';
 import { readLogging, type LoggingSpec } from './logging.js';
 import { parseCron, parseCron2, type CronJob } from '../master/cron.js';
 import type { DaemonExtra, DaemonSpec } from '../master/daemons.js';
@@ -140,7 +141,7 @@ export interface ProcnameSettings {
  * A process's title as uWSGI composes it: prefix + name + append, where the name is procname (procname-master
  * for the master) or tsgi's own (tsgi master, tsgi worker N, tsgi router, tsgi loader).
  */
-export function processTitle(p: ProcnameSettings, role: 'master' | 'worker' | 'router' | 'loader', id: number | string = 0): string {
+export function processTitle(p: ProcnameSettings, role: 'master' | 'worker' | 'router' | 'loader' | 'spooler', id: number | string = 0): string {
   const own = role === 'worker' ? `tsgi worker ${id}` : `tsgi ${role}`;
   const name = (role === 'master' ? p.master ?? p.name : p.name) ?? own;
   return `${p.prefix}${name}${p.append}`;
@@ -191,6 +192,70 @@ function readCheaper(values: OptionValues): CheaperSettings | undefined {
     initialNote = `cheaper-initial ${asked} is ${asked < min ? `below cheaper (${min})` : `above processes (${processes})`}; starting ${initial} worker(s)`;
   }
   return { min, initial, initialNote, step: values.int('cheaper-step'), overload: values.int('cheaper-overload'), algo: algo as CheaperAlgo };
+}
+
+/** The spooler options (docs/spooler.md). */
+export interface SpoolerSettings {
+  /** Directories with spooler processes here (real paths, in the order given). */
+  dirs: string[];
+  /** spooler-external: directories uwsgi.spool() may write to, run by another instance. */
+  external: string[];
+  processes: number;
+  frequency: number;
+  imports: string[];
+  chdir: string | undefined;
+  maxTasks: number;
+  harakiri: number;
+  ordered: boolean;
+  quiet: boolean;
+  /** The master's private directory for the spoolers' pids (set by the master, src/master/spoolers.ts). */
+  runDir?: string;
+}
+
+/** uWSGI creates a missing spooler directory (mode 0750; not its parents) and keeps its real path; one it cannot use stops the start. */
+function spoolerDir(value: string, origin: Origin, option: string): string {
+  const dir = resolvePath(value.trim());
+  if (!value.trim()) throw new ConfigError('BAD_VALUE', 'a directory is required', origin, option);
+  try {
+    // One level, as uWSGI's mkdir() (and node's recursive mkdir spins on some paths under /proc).
+    try {
+      mkdirSync(dir, { mode: 0o750 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    accessSync(dir, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK);
+    return realpathSync(dir);
+  } catch (err) {
+    throw new ConfigError('BAD_VALUE', `'${value}': cannot use it as a spooler directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, origin, option);
+  }
+}
+
+function readSpooler(values: OptionValues): SpoolerSettings | undefined {
+  const dirs = values.all('spooler').map(({ value, origin }) => spoolerDir(value, origin, 'spooler'));
+  const external = values.all('spooler-external').map(({ value, origin }) => spoolerDir(value, origin, 'spooler-external'));
+  if (!dirs.length && !external.length) {
+    // A spooler option without a spooler would silently do nothing.
+    for (const name of ['spooler-processes', 'spooler-frequency', 'spooler-import', 'spooler-chdir', 'spooler-max-tasks', 'spooler-harakiri', 'spooler-ordered', 'spooler-quiet']) {
+      const origin = values.origin(name);
+      if (origin) throw new ConfigError('BAD_VALUE', 'has no effect without a spooler directory (spooler = DIR)', origin, name);
+    }
+    return undefined;
+  }
+  const imports = values.all('spooler-import').map(({ value, origin }) => {
+    if (!/^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$/.test(value.trim())) throw new ConfigError('BAD_VALUE', `'${value}' is not a Python module name`, origin, 'spooler-import');
+    return value.trim();
+  });
+  const chdir = values.get('spooler-chdir');
+  return {
+    dirs, external, imports,
+    processes: values.int('spooler-processes'),
+    frequency: values.int('spooler-frequency'),
+    chdir: chdir === undefined ? undefined : resolvePath(chdir),
+    maxTasks: values.int('spooler-max-tasks'),
+    harakiri: values.int('spooler-harakiri'),
+    ordered: values.bool('spooler-ordered'),
+    quiet: values.bool('spooler-quiet'),
+  };
 }
 
 export interface Settings {
@@ -272,6 +337,8 @@ export interface Settings {
   cron: CronJob[];
   /** cron-harakiri: seconds (0: none). */
   cronHarakiri: number;
+  /** spooler and friends (docs/spooler.md); undefined when no spooler directory is configured. */
+  spooler: SpoolerSettings | undefined;
   /** exec-* hooks, per point of the master's life (src/master/exec-hooks.ts). */
   exec: ExecHooks;
   /** The master's umask (umask option), undefined: left as inherited. */
@@ -787,6 +854,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       ...values.all('cron2').map(({ value, origin }) => parseCron2(value, origin, 'cron2')),
     ],
     cronHarakiri: values.int('cron-harakiri'),
+    spooler: readSpooler(values),
     plugin,
     appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),

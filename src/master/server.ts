@@ -27,6 +27,7 @@ import { LogMaster } from './logmaster.js';
 import { loggingKey } from '../config/logging.js';
 import { Scoreboard } from './scoreboard.js';
 import { Daemons } from './daemons.js';
+import { Spoolers } from './spoolers.js';
 import { CronScheduler } from './cron.js';
 import { loadTls, type TlsMaterial } from './tls.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
@@ -206,6 +207,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     }
     const kind = choice.kind;
     if (kind === 'node') refuseMountsForNode(settings, choice.file!);
+    if (kind === 'node' && settings.spooler) {
+      throw new StartupError(`spooler: the spooler (docs/spooler.md) is implemented for Python apps only; ${choice.file} is a Node app`);
+    }
     if (kind === 'node' && settings.routes) {
       const first = settings.routes[0]!.where;
       throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);
@@ -301,10 +305,18 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     // attach-daemon & co. and cron: created only when configured, so nothing runs for them otherwise.
     const daemons = settings.daemons.length ? new Daemons(settings.daemons, (l) => processLog.info(l), () => processLog.fd, () => stopGracefully()) : undefined;
     const cron = settings.cron.length ? new CronScheduler(settings.cron, (l) => processLog.info(l), () => processLog.fd, settings.cronHarakiri) : undefined;
+    // The spooler processes (docs/spooler.md): created only when a spooler directory is configured.
+    const spoolers = kind === 'python' && settings.spooler?.dirs.length
+      ? new Spoolers(settings, (s, dir) => spawnPythonWorker({
+        interpreter: resolveInterpreter(s, process.env), settings: s, id: 0, slot: 0, logFd: processLog.fd,
+        scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, env: process.env, spoolerDir: dir,
+      }), (l) => processLog.info(l))
+      : undefined;
+    if (spoolers) settings.spooler!.runDir = spoolers.runDir;
     let daemonsStopped: Promise<void> | undefined;
     const stopDaemons = (): Promise<void> => {
       cron?.stop();
-      return (daemonsStopped ??= daemons ? daemons.stop() : Promise.resolve());
+      return (daemonsStopped ??= Promise.all([daemons ? daemons.stop() : undefined, spoolers?.stop(current.reloadMercy)]).then(() => undefined));
     };
     let vacuum = settings.vacuum;
     let stats: StatsServer | undefined;
@@ -388,6 +400,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         }
         current = next;
         daemons?.reload(next.daemons);
+        if (next.spooler && spoolers) next.spooler.runDir = spoolers.runDir;
+        else if (next.spooler?.dirs.length) processLog.info('note: a spooler added to a configuration that had none takes effect at the next restart');
+        spoolers?.reload(next);
         cron?.replace(next.cron, next.cronHarakiri);
         return next;
       },
@@ -418,7 +433,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
           processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
           process.exit(status);
         };
-        if (daemons) void stopDaemons().then(exit, exit);
+        // An immediate stop (or a fatal error) kills the spoolers at once, as uWSGI kills its own, instead of letting
+        // their task finish: the task stays spooled and runs at the next start.
+        if (status !== 0) spoolers?.killNow();
+        if (daemons || spoolers) void stopDaemons().then(exit, exit);
         else exit();
       },
     };
@@ -441,6 +459,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         maxQueue: settings.listen,
       })),
       workers: master.snapshotWorkers(),
+      ...(spoolers ? { spoolers: spoolers.stats() } : {}),
       ...(caches.length ? { caches: caches.map(cacheStats) } : {}),
     });
     Object.assign(hooks, {
@@ -479,7 +498,12 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       stopAsked = true;
       master.signal('SIGTERM');
     };
-    for (const sig of ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1'] as const) process.on(sig, () => master.signal(sig));
+    for (const sig of ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1'] as const) {
+      process.on(sig, () => {
+        if (sig === 'SIGINT' || sig === 'SIGQUIT') spoolers?.killNow();
+        master.signal(sig);
+      });
+    }
     process.on('SIGTERM', stopGracefully);
     emperor?.onStop((force) => {
       // The vassal's file was removed: nothing will serve on its sockets again, so they go too.
@@ -493,6 +517,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     master.start();
     if (settings.logging?.alarmBacklog.length) watchListenQueues(settings, boundSockets, processLog, logMaster!, settings.logging.alarmBacklog);
     daemons?.start();
+    spoolers?.start();
     cron?.start();
   } catch (err) {
     closeSockets(sockets, true);

@@ -33,6 +33,8 @@ export interface MasterSnapshot {
   cwd: string;
   sockets: SocketSnapshot[];
   workers: WorkerSnapshot[];
+  /** The spooler processes (docs/spooler.md), when a spooler is configured: uWSGI's "spoolers" list. */
+  spoolers?: Array<{ dir: string; pid: number; tasks: number; respawns: number; running: number }>;
   /** cache2/cache (docs/cache.md): each cache's counters, as uWSGI's "caches" list; absent without caches. */
   caches?: Array<Record<string, string | number>>;
 }
@@ -90,6 +92,7 @@ export function statsDocument(s: MasterSnapshot) {
     locks: [],
     sockets: s.sockets.map((k) => ({ name: k.name, proto: k.proto, queue: k.queue, max_queue: k.maxQueue, shared: 0, can_offload: 0 })),
     workers,
+    ...(s.spoolers ? { spoolers: s.spoolers } : {}),
     ...(s.caches ? { caches: s.caches } : {}),
   };
 }

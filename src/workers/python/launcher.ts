@@ -72,6 +72,8 @@ export interface PythonWorkerSpec {
   caches?: ReadonlyArray<{ name: string; fd: number; size: number }>;
   /** Start the app loader (preloading) rather than a worker. */
   loader?: boolean;
+  /** Start a spooler process on this directory rather than a worker (docs/spooler.md). */
+  spoolerDir?: string;
   env: NodeJS.ProcessEnv;
 }
 
@@ -165,7 +167,13 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     manageScriptName: s.python.manageScriptName,
     noDefaultApp: s.python.noDefaultApp,
     // Process titles; {id} stands for the worker id (a loader forks workers of any id).
-    titles: { worker: processTitle(s.procname, 'worker', '{id}'), loader: processTitle(s.procname, 'loader') },
+    titles: { worker: processTitle(s.procname, 'worker', '{id}'), loader: processTitle(s.procname, 'loader'), spooler: processTitle(s.procname, 'spooler') },
+    // The spooler (docs/spooler.md): where uwsgi.spool() writes; null when none is configured.
+    spooler: s.spooler ? { dirs: s.spooler.dirs, external: s.spooler.external, runDir: s.spooler.runDir ?? null, quiet: s.spooler.quiet } : null,
+    spoolerRun: spec.spoolerDir && s.spooler
+      ? { dir: spec.spoolerDir, frequency: s.spooler.frequency, chdir: s.spooler.chdir ?? null, maxTasks: s.spooler.maxTasks, harakiri: s.spooler.harakiri,
+          ordered: s.spooler.ordered, quiet: s.spooler.quiet, imports: s.spooler.imports }
+      : null,
     controlFd: CONTROL_FD,
     scoreboard: { fd: SCOREBOARD_FD, size: spec.scoreboardSize },
     socketFds: spec.socketFds.map((_, i) => FIRST_SOCKET_FD + i),
