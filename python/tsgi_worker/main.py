@@ -354,6 +354,16 @@ def _spooler(conf):
     spooler.serve(conf, _log, _set_name)
 
 
+def _mule(conf):
+    """A mule (docs/mules.md): loads the app as a worker does, binds its message socket, then runs its post-fork
+    hooks and its script, function or message loop (mules.py); never returns."""
+    from . import mules, uwsgi_api
+    mule_id = conf['muleRun']['id']
+    _load(conf, 'mule %d' % mule_id)
+    uwsgi_api.bind_mule(mule_id)
+    mules.serve(conf, _log, _set_name, conf['controlFd'])
+
+
 def main():
     conf = json.loads(os.environ.pop('TSGI_WORKER'))
     global _date_prefix
@@ -370,6 +380,8 @@ def main():
     uwsgi_api.install(conf, _date_prefix)
     if conf.get('spoolerRun'):
         _spooler(conf)
+    if conf.get('muleRun'):
+        _mule(conf)
     if conf.get('zygote'):
         _zygote(conf, _load(conf, 'app loader'), listeners)
     app = _load(conf, 'worker %d' % conf['id'])

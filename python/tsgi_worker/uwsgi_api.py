@@ -46,8 +46,8 @@ def worker_id():
 
 
 def mule_id():
-    """Always 0: tsgi has no mules."""
-    return 0
+    """The mule's id (1..) in a mule (docs/mules.md); 0 elsewhere."""
+    return _mule_id
 
 
 def masterpid():
@@ -284,6 +284,102 @@ def at_exit(log_error):
             run()
         except Exception:
             pass
+
+
+# ---- mules (docs/mules.md; the transport and the mule's loop are in mules.py) -------------------------------
+
+_mule_id = 0
+_mule_receiver = None   # a mule's own socket (mules.Receiver)
+_mule_sender = None     # created at the first message this process sends
+
+
+def bind_mule(mule_id):
+    """This process is mule `mule_id`: binds its socket before the post-fork hooks run (they may read it)."""
+    global _mule_id, _mule_receiver
+    from . import mules
+    _mule_id = mule_id
+    _mule_receiver = mules.Receiver(_conf['mules']['runDir'], mule_id, _conf['mules']['farms'])
+
+
+def _sender():
+    global _mule_sender
+    if _mule_sender is None:
+        conf = _conf.get('mules')
+        if not conf:
+            raise ValueError('no mule configured')
+        from . import mules
+        _mule_sender = mules.Sender(conf)
+    return _mule_sender
+
+
+def _msg_bytes(message):
+    if message.__class__ is str:
+        return message.encode('utf-8')
+    if not isinstance(message, (bytes, bytearray)):
+        raise TypeError('a mule message must be bytes')
+    return bytes(message)
+
+
+def mule_msg(message, target=0):
+    """Sends `message` to mule `target` (1..), to a farm (its name), or (0, the default) to whichever mule takes
+    it. True when it was queued; False (and a log line) when that mule cannot take it, as uWSGI answers."""
+    from .mules import FARM, MULE
+    sender = _sender()
+    data = MULE + _msg_bytes(message)
+    if target.__class__ in (str, bytes):
+        name = target.decode('utf-8', 'replace') if target.__class__ is bytes else target
+        ids = sender.farms.get(name)
+        if ids is None:
+            raise ValueError('invalid farm')
+        ok = sender.send_any(ids, FARM + data[1:])
+    elif isinstance(target, int):
+        if target == 0:
+            ok = sender.send_any(range(1, sender.count + 1), data)
+        elif 0 < target <= sender.count:
+            ok = sender.send_to(target, data)
+        else:
+            log('mule_msg(): mule %d does not exist' % target)
+            return False
+    else:
+        raise ValueError('invalid mule')
+    if not ok:
+        log('mule_msg(): the message could not be queued (the mule is not running, or its queue is full)')
+    return ok
+
+
+def farm_msg(farm, message):
+    """Sends `message` to one mule of the farm named `farm`."""
+    return mule_msg(message, farm)
+
+
+def mule_get_msg(manage_signals=True, manage_farms=True, buffer_size=65536, timeout=-1):
+    """In a mule: waits for the next message of its queue (and of its farms' unless manage_farms is false) and
+    returns it (bytes); None after `timeout` seconds (-1: wait for ever)."""
+    if _mule_receiver is None:
+        raise ValueError('you can receive mule messages only in a mule !')
+    from .mules import FARM, MULE
+    kinds = (MULE, FARM) if manage_farms else (MULE,)
+    return _mule_receiver.get(kinds, buffer_size, None if timeout is None or timeout < 0 else timeout)
+
+
+def farm_get_msg():
+    """In a mule of a farm: waits for the next farm message and returns it (bytes); None outside any farm."""
+    if _mule_receiver is None or not _mule_receiver.farms:
+        return None
+    from .mules import FARM
+    return _mule_receiver.get((FARM,), 65536, None)
+
+
+def in_farm(name=None):
+    """True in a mule of the farm `name` (str or bytes); None otherwise."""
+    if _mule_receiver is None:
+        return None
+    if name.__class__ is bytes:
+        name = name.decode('utf-8', 'replace')
+    return True if name in _mule_receiver.farms else None
+
+
+_PUBLIC = _PUBLIC + ('mule_msg', 'farm_msg', 'mule_get_msg', 'farm_get_msg', 'in_farm')
 
 
 # ---- the spooler (docs/spooler.md; the task files and the spooler's loop are in spooler.py) -----------------

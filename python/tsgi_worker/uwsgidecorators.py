@@ -1,10 +1,11 @@
 """tsgi's `uwsgidecorators` (docs/python-uwsgi-module.md), put in sys.modules of tsgi's Python processes as
 `uwsgidecorators`, so `from uwsgidecorators import postfork` works whether or not uWSGI's own file is
 installed. It keeps uWSGI 2.0's semantics for what tsgi can do: @postfork, @thread, @lock, @spool, @spoolforever,
-@spoolraw (docs/spooler.md). The decorators that need a part of uWSGI tsgi does not have (mules, signals, timers,
-cron, RPC...) stop the app's import
+@spoolraw (docs/spooler.md), @mulefunc, @mule, @muleloop, @mulemsg, @farm (docs/mules.md). The decorators that need
+a part of uWSGI tsgi does not have (signals, timers, cron, RPC...) stop the app's import
 with a message naming them, rather than decorating functions that would never run.
 """
+import sys
 import threading
 
 import uwsgi
@@ -76,10 +77,7 @@ def _unsupported(name, what):
     return refuse
 
 
-for _name, _what in (('mulefunc', "uWSGI's mules"), ('mule_brain', "uWSGI's mules"), ('mule_brainloop', "uWSGI's mules"),
-                     ('mule', "uWSGI's mules"), ('muleloop', "uWSGI's mules"),
-                     ('mulemsg', "uWSGI's mules"), ('farm', "uWSGI's mule farms"),
-                     ('rpc', "uWSGI's RPC"), ('signal', "uWSGI's signal framework"),
+for _name, _what in (('rpc', "uWSGI's RPC"), ('signal', "uWSGI's signal framework"),
                      ('timer', "uWSGI's signal framework (timers)"), ('rbtimer', "uWSGI's signal framework (timers)"),
                      ('cron', "uWSGI's signal framework (cron; tsgi's cron option runs commands)"),
                      ('filemon', "uWSGI's signal framework (file monitors)"), ('erlang', "uWSGI's Erlang plugin"),
@@ -182,3 +180,141 @@ def spool(f=None, pass_arguments=False):
 
 def spoolforever(f=None, pass_arguments=False):
     return _decorate(f, pass_arguments, _spoolforever)
+
+
+# ---- mules (docs/mules.md) ----------------------------------------------------------------------------------
+# @mulefunc: calling the function sends a pickled call to a mule, whose uwsgi.mule_msg_hook (the dispatcher
+# below, set at import as uWSGI's module does) runs the function registered under that name: the mule imported
+# the same app, so it has it. @mule(N), @muleloop(N), @mulemsg(N) and @farm(NAME) take over mule N (or the
+# farm's mules) from the post-fork hooks, which mules run after loading the app.
+
+mule_functions = {}
+
+
+class mulefunc(object):
+    """@mulefunc (any mule), @mulefunc(N) (mule N) or @mulefunc('farm') (one mule of that farm)."""
+
+    def __init__(self, target):
+        if callable(target):
+            self.target = 0
+            self.fname = target.__name__
+            mule_functions[self.fname] = target
+        else:
+            self.target = target
+            self.fname = None
+
+    def send(self, *args, **kwargs):
+        import pickle
+        call = {'service': 'uwsgi_mulefunc', 'func': self.fname, 'args': args, 'kwargs': kwargs}
+        return uwsgi.mule_msg(pickle.dumps(call), self.target)
+
+    def __call__(self, *args, **kwargs):
+        if self.fname is None:
+            # The decoration step of @mulefunc(N): what the app gets is the sending function.
+            f = args[0]
+            self.fname = f.__name__
+            mule_functions[self.fname] = f
+            return self.send
+        self.send(*args, **kwargs)
+
+
+def mule_msg_dispatcher(message):
+    import pickle
+    call = pickle.loads(message)
+    if call['service'] == 'uwsgi_mulefunc':
+        return mule_functions[call['func']](*call['args'], **call['kwargs'])
+
+
+uwsgi.mule_msg_hook = mule_msg_dispatcher
+
+
+def _run_in_mule(f, loop):
+    """The function takes over the mule: once, or again each time it returns. An exception ends the mule (the
+    master starts it again), with its traceback in the log."""
+    try:
+        f()
+        while loop:
+            f()
+    except Exception:
+        sys.excepthook(*sys.exc_info())
+        sys.exit(1)
+
+
+class mule_brain(object):
+    def __init__(self, f, num):
+        self.f = f
+        self.num = num
+
+    def __call__(self):
+        if uwsgi.mule_id() == self.num:
+            _run_in_mule(self.f, False)
+
+
+class mule_brainloop(mule_brain):
+    def __call__(self):
+        if uwsgi.mule_id() == self.num:
+            _run_in_mule(self.f, True)
+
+
+class mule(object):
+    """@mule(N): the function runs in mule N once it has loaded the app (instead of its message loop)."""
+
+    def __init__(self, num):
+        self.num = num
+
+    def __call__(self, f):
+        postfork_chain.append(mule_brain(f, self.num))
+
+
+class muleloop(mule):
+    """@muleloop(N): as @mule(N), called again each time it returns."""
+
+    def __call__(self, f):
+        postfork_chain.append(mule_brainloop(f, self.num))
+
+
+class _mulemsg_loop(object):
+    def __init__(self, f, num):
+        self.f = f
+        self.num = num
+
+    def __call__(self):
+        if uwsgi.mule_id() == self.num:
+            while True:
+                message = uwsgi.mule_get_msg()
+                if message:
+                    self.f(message)
+
+
+class mulemsg(object):
+    """@mulemsg(N): mule N calls the function with each message it receives."""
+
+    def __init__(self, num):
+        self.num = num
+
+    def __call__(self, f):
+        postfork_chain.append(_mulemsg_loop(f, self.num))
+
+
+class _farm_loop(object):
+    def __init__(self, f, name):
+        self.f = f
+        self.name = name
+
+    def __call__(self):
+        if uwsgi.mule_id() == 0 or not uwsgi.in_farm(self.name):
+            return
+        while True:
+            message = uwsgi.farm_get_msg()
+            if message:
+                self.f(message)
+
+
+class farm(object):
+    """@farm(NAME): each mule of the farm calls the function with each farm message (uwsgi.farm_msg) it gets."""
+
+    def __init__(self, name=None, **kwargs):
+        self.name = name
+
+    def __call__(self, f):
+        postfork_chain.append(_farm_loop(f, self.name))

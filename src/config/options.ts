@@ -385,6 +385,14 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'attach-control-daemon', kind: 'string', repeat: true, meta: 'CMD', section: 'Daemons and cron',
     help: 'as attach-daemon, but when CMD ends the whole instance stops gracefully' }),
 
+  // ---- Mules (src/master/mules.ts, python/tsgi_worker/mules.py, docs/mules.md) ----
+  declare({ name: 'mule', kind: 'string', repeat: true, implicit: '', meta: '[FILE.py|MODULE:FUNC]', section: 'Python applications',
+    help: 'add a mule: a process that loads the app and runs FILE.py or MODULE:FUNC, or (no value) waits for uwsgi.mule_msg() messages; may repeat' }),
+  declare({ name: 'mules', kind: 'string', meta: 'N', section: 'Python applications', help: 'add N generic mules (they wait for uwsgi.mule_msg() messages)' }),
+  declare({ name: 'mule-harakiri', kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Python applications',
+    help: 'a generic mule still handling one message after this long is killed (and respawned); 0: never' }),
+  declare({ name: 'farm', kind: 'string', repeat: true, meta: 'NAME:ID[,ID...]', section: 'Python applications',
+    help: 'a named group of mules: uwsgi.mule_msg(msg, NAME) and uwsgi.farm_msg(NAME, msg) reach one of them' }),
   // ---- Spooler (src/master/spoolers.ts, python/tsgi_worker/spooler.py, docs/spooler.md) ----
   declare({ name: 'spooler', kind: 'string', repeat: true, meta: 'DIR', section: 'Python applications',
     help: "run a spooler on DIR (created if missing): a process that loads the app and runs the tasks uwsgi.spool() writes there; may repeat" }),

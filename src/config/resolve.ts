@@ -141,8 +141,8 @@ export interface ProcnameSettings {
  * A process's title as uWSGI composes it: prefix + name + append, where the name is procname (procname-master
  * for the master) or tsgi's own (tsgi master, tsgi worker N, tsgi router, tsgi loader).
  */
-export function processTitle(p: ProcnameSettings, role: 'master' | 'worker' | 'router' | 'loader' | 'spooler', id: number | string = 0): string {
-  const own = role === 'worker' ? `tsgi worker ${id}` : `tsgi ${role}`;
+export function processTitle(p: ProcnameSettings, role: 'master' | 'worker' | 'router' | 'loader' | 'spooler' | 'mule', id: number | string = 0): string {
+  const own = role === 'worker' || role === 'mule' ? `tsgi ${role} ${id}` : `tsgi ${role}`;
   const name = (role === 'master' ? p.master ?? p.name : p.name) ?? own;
   return `${p.prefix}${name}${p.append}`;
 }
@@ -258,7 +258,59 @@ function readSpooler(values: OptionValues): SpoolerSettings | undefined {
   };
 }
 
+/** The mules (docs/mules.md, src/master/mules.ts). */
+export interface MuleSettings {
+  /** One entry per mule, in id order (mule 1 first): what it runs, or undefined for a generic mule (messages). */
+  mules: Array<{ script: string | undefined }>;
+  /** mule-harakiri: seconds a generic mule may spend on one message (0: no limit). */
+  harakiri: number;
+  /** farm = NAME:ids */
+  farms: Array<{ name: string; mules: number[] }>;
+  /** The master's private directory for the mules' message sockets (set by the master). */
+  runDir?: string;
+}
+
+/** mule (may repeat; no value: a generic mule), mules = N, mule-harakiri, farm = NAME:ID[,ID...]. */
+function readMules(values: OptionValues): MuleSettings | undefined {
+  const mules: MuleSettings['mules'] = [];
+  // mule and mules add mules in the order they are written, as uWSGI numbers them.
+  const entries = [...values.all('mule').map((e) => ({ ...e, key: 'mule' })), ...values.all('mules').map((e) => ({ ...e, key: 'mules' }))]
+    .sort((a, b) => a.seq - b.seq);
+  for (const { key, value, origin } of entries) {
+    const v = value.trim();
+    if (key === 'mules') {
+      if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 256) throw new ConfigError('BAD_VALUE', `'${value}' is not a number of mules (1..256)`, origin, key);
+      for (let i = 0; i < Number(v); i++) mules.push({ script: undefined });
+    } else if (!v || v === '1' || v === 'true') {
+      mules.push({ script: undefined });
+    } else if (v.endsWith('.py')) {
+      mules.push({ script: resolvePath(v) });
+    } else if (/^[A-Za-z_][\w.]*:[A-Za-z_]\w*$/.test(v)) {
+      mules.push({ script: v });
+    } else {
+      throw new ConfigError('BAD_VALUE', `'${value}': a mule runs a Python file (FILE.py), a function (MODULE:FUNC) or nothing (a generic mule); tsgi runs no other kind`, origin, key);
+    }
+  }
+  if (!mules.length) {
+    for (const name of ['mule-harakiri', 'farm']) {
+      const origin = values.origin(name);
+      if (origin) throw new ConfigError('BAD_VALUE', 'has no effect without a mule (mule, mules = N)', origin, name);
+    }
+    return undefined;
+  }
+  const farms = values.all('farm').map(({ value, origin }) => {
+    const m = /^([^:\s]+):(\d+(?:,\d+)*)$/.exec(value.trim());
+    if (!m) throw new ConfigError('BAD_VALUE', `'${value}' is not NAME:MULE_ID[,MULE_ID...]`, origin, 'farm');
+    const ids = m[2]!.split(',').map(Number);
+    for (const id of ids) if (id < 1 || id > mules.length) throw new ConfigError('BAD_VALUE', `'${value}': mule ${id} does not exist (there are ${mules.length})`, origin, 'farm');
+    return { name: m[1]!, mules: ids };
+  });
+  return { mules, farms, harakiri: values.int('mule-harakiri') };
+}
+
 export interface Settings {
+  /** mule, mules, farm (docs/mules.md); undefined when no mule is configured. */
+  mules: MuleSettings | undefined;
   sockets: SocketSpec[];
   /** http-to: the router sends requests to these uwsgi servers, round robin, instead of this instance's workers. */
   httpTo: HttpToTarget[];
@@ -855,6 +907,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     ],
     cronHarakiri: values.int('cron-harakiri'),
     spooler: readSpooler(values),
+    mules: readMules(values),
     plugin,
     appContract: values.get('app-contract') as Settings['appContract'],
     logto: values.get('logto'),

@@ -28,6 +28,7 @@ import { loggingKey } from '../config/logging.js';
 import { Scoreboard } from './scoreboard.js';
 import { Daemons } from './daemons.js';
 import { Spoolers } from './spoolers.js';
+import { Mules } from './mules.js';
 import { CronScheduler } from './cron.js';
 import { loadTls, type TlsMaterial } from './tls.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
@@ -210,6 +211,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     if (kind === 'node' && settings.spooler) {
       throw new StartupError(`spooler: the spooler (docs/spooler.md) is implemented for Python apps only; ${choice.file} is a Node app`);
     }
+    if (kind === 'node' && settings.mules) {
+      throw new StartupError(`mule: mules (docs/mules.md) are implemented for Python apps only; ${choice.file} is a Node app`);
+    }
     if (kind === 'node' && settings.routes) {
       const first = settings.routes[0]!.where;
       throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);
@@ -313,10 +317,18 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       }), (l) => processLog.info(l))
       : undefined;
     if (spoolers) settings.spooler!.runDir = spoolers.runDir;
+    // The mules (docs/mules.md): created only when a mule is configured.
+    const mules = kind === 'python' && settings.mules
+      ? new Mules(settings, (s, id) => spawnPythonWorker({
+        interpreter: resolveInterpreter(s, process.env), settings: s, id: 0, slot: 0, logFd: processLog.fd,
+        scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, env: process.env, muleId: id,
+      }), (l) => processLog.info(l))
+      : undefined;
+    if (mules) settings.mules!.runDir = mules.runDir;
     let daemonsStopped: Promise<void> | undefined;
     const stopDaemons = (): Promise<void> => {
       cron?.stop();
-      return (daemonsStopped ??= Promise.all([daemons ? daemons.stop() : undefined, spoolers?.stop(current.reloadMercy)]).then(() => undefined));
+      return (daemonsStopped ??= Promise.all([daemons ? daemons.stop() : undefined, spoolers?.stop(current.reloadMercy), mules?.stop(current.reloadMercy)]).then(() => undefined));
     };
     let vacuum = settings.vacuum;
     let stats: StatsServer | undefined;
@@ -403,6 +415,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (next.spooler && spoolers) next.spooler.runDir = spoolers.runDir;
         else if (next.spooler?.dirs.length) processLog.info('note: a spooler added to a configuration that had none takes effect at the next restart');
         spoolers?.reload(next);
+        if (next.mules && mules) next.mules.runDir = mules.runDir;
+        else if (next.mules) processLog.info('note: a mule added to a configuration that had none takes effect at the next restart');
+        mules?.reload(next);
         cron?.replace(next.cron, next.cronHarakiri);
         return next;
       },
@@ -435,8 +450,11 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         };
         // An immediate stop (or a fatal error) kills the spoolers at once, as uWSGI kills its own, instead of letting
         // their task finish: the task stays spooled and runs at the next start.
-        if (status !== 0) spoolers?.killNow();
-        if (daemons || spoolers) void stopDaemons().then(exit, exit);
+        if (status !== 0) {
+          spoolers?.killNow();
+          mules?.killNow();
+        }
+        if (daemons || spoolers || mules) void stopDaemons().then(exit, exit);
         else exit();
       },
     };
@@ -460,6 +478,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       })),
       workers: master.snapshotWorkers(),
       ...(spoolers ? { spoolers: spoolers.stats() } : {}),
+      ...(mules ? { mules: mules.stats() } : {}),
       ...(caches.length ? { caches: caches.map(cacheStats) } : {}),
     });
     Object.assign(hooks, {
@@ -500,7 +519,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     };
     for (const sig of ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1'] as const) {
       process.on(sig, () => {
-        if (sig === 'SIGINT' || sig === 'SIGQUIT') spoolers?.killNow();
+        if (sig === 'SIGINT' || sig === 'SIGQUIT') {
+          spoolers?.killNow();
+          mules?.killNow();
+        }
         master.signal(sig);
       });
     }
@@ -518,6 +540,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     if (settings.logging?.alarmBacklog.length) watchListenQueues(settings, boundSockets, processLog, logMaster!, settings.logging.alarmBacklog);
     daemons?.start();
     spoolers?.start();
+    mules?.start();
     cron?.start();
   } catch (err) {
     closeSockets(sockets, true);

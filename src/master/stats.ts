@@ -35,6 +35,8 @@ export interface MasterSnapshot {
   workers: WorkerSnapshot[];
   /** The spooler processes (docs/spooler.md), when a spooler is configured: uWSGI's "spoolers" list. */
   spoolers?: Array<{ dir: string; pid: number; tasks: number; respawns: number; running: number }>;
+  /** The mules (docs/mules.md), when configured. uWSGI 2.0.21's stats have no mule list; tsgi adds one. */
+  mules?: Array<{ id: number; pid: number; respawns: number; messages: number }>;
   /** cache2/cache (docs/cache.md): each cache's counters, as uWSGI's "caches" list; absent without caches. */
   caches?: Array<Record<string, string | number>>;
 }
@@ -93,6 +95,7 @@ export function statsDocument(s: MasterSnapshot) {
     sockets: s.sockets.map((k) => ({ name: k.name, proto: k.proto, queue: k.queue, max_queue: k.maxQueue, shared: 0, can_offload: 0 })),
     workers,
     ...(s.spoolers ? { spoolers: s.spoolers } : {}),
+    ...(s.mules ? { mules: s.mules } : {}),
     ...(s.caches ? { caches: s.caches } : {}),
   };
 }

@@ -74,6 +74,8 @@ export interface PythonWorkerSpec {
   loader?: boolean;
   /** Start a spooler process on this directory rather than a worker (docs/spooler.md). */
   spoolerDir?: string;
+  /** Start mule N rather than a worker (docs/mules.md). */
+  muleId?: number;
   env: NodeJS.ProcessEnv;
 }
 
@@ -167,7 +169,11 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     manageScriptName: s.python.manageScriptName,
     noDefaultApp: s.python.noDefaultApp,
     // Process titles; {id} stands for the worker id (a loader forks workers of any id).
-    titles: { worker: processTitle(s.procname, 'worker', '{id}'), loader: processTitle(s.procname, 'loader'), spooler: processTitle(s.procname, 'spooler') },
+    titles: { worker: processTitle(s.procname, 'worker', '{id}'), loader: processTitle(s.procname, 'loader'), spooler: processTitle(s.procname, 'spooler'),
+      mule: processTitle(s.procname, 'mule', '{id}') },
+    // The mules (docs/mules.md): where uwsgi.mule_msg() sends; null when none is configured (mule_msg refuses).
+    mules: s.mules ? { count: s.mules.mules.length, farms: s.mules.farms, runDir: s.mules.runDir ?? null } : null,
+    muleRun: spec.muleId && s.mules ? { id: spec.muleId, script: s.mules.mules[spec.muleId - 1]?.script ?? null, harakiri: s.mules.harakiri } : null,
     // The spooler (docs/spooler.md): where uwsgi.spool() writes; null when none is configured.
     spooler: s.spooler ? { dirs: s.spooler.dirs, external: s.spooler.external, runDir: s.spooler.runDir ?? null, quiet: s.spooler.quiet } : null,
     spoolerRun: spec.spoolerDir && s.spooler

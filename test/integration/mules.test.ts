@@ -1,0 +1,216 @@
+/**
+ * Mules (docs/mules.md): extra processes that load the app and run a script, or wait for uwsgi.mule_msg()
+ * messages. A request's @mulefunc call runs in a mule; mule_msg()/mule_get_msg() carry a message from a worker to
+ * a mule script, compared with the real uWSGI 2.0.21 running the same app and options; a killed mule is
+ * respawned; mule-harakiri kills a mule stuck on a message; bad options and Node apps are refused with a line.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { tsgiBin } from '../helpers/paths.js';
+import { activatedEnv, freePort, httpRequest, processName, sharedVenv, startProcess, startTsgi, stopProcess, tempDir, writeFiles } from '../helpers/procs.js';
+
+const env = activatedEnv(sharedVenv());
+const haveUwsgi = spawnSync('uwsgi', ['--plugin', 'python3', '--version']).status === 0;
+
+/** A Flask app whose /job request calls a @mulefunc that appends to out.txt (in the mule that ran it). */
+const FLASK = `import os, time, uwsgi
+from flask import Flask
+from uwsgidecorators import mulefunc
+HERE = os.path.dirname(os.path.abspath(__file__))
+app = Flask(__name__)
+
+@mulefunc
+def job(word, n=0):
+    with open(os.path.join(HERE, 'out.txt'), 'a') as f:
+        f.write('%s %d mule=%d\\n' % (word, n, uwsgi.mule_id()))
+
+@mulefunc(1)
+def stuck():
+    time.sleep(30)
+
+@app.route('/job/<word>')
+def run_job(word):
+    job(word, n=7)
+    return 'sent from mule_id=%d' % uwsgi.mule_id()
+
+@app.route('/stuck')
+def run_stuck():
+    stuck()
+    return 'sent'
+`;
+
+/** A WSGI app sending raw messages: /m?to=N sends b'ping N' to mule N; answers what mule_msg returned. */
+const RAW = `import uwsgi
+def application(environ, start_response):
+    to = int(environ['QUERY_STRING'].split('=')[1])
+    r = uwsgi.mule_msg(b'ping %d' % to, to)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [repr(r).encode()]
+`;
+
+/** The mule script: writes each message it gets, with its mule id. */
+const SCRIPT = `import os, uwsgi
+HERE = os.path.dirname(os.path.abspath(__file__))
+while True:
+    m = uwsgi.mule_get_msg()
+    with open(os.path.join(HERE, 'got.txt'), 'a') as f:
+        f.write('mule %d got %r\\n' % (uwsgi.mule_id(), m))
+`;
+
+async function waitUntil(what: string, ok: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Waits until every mule is ready: a mule takes its title once its message socket is bound. */
+async function mulesReady(statsPort: number, count: number): Promise<MuleStats> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const mules = (await readStats(statsPort)).mules ?? [];
+    if (mules.length === count && mules.every((m) => m.pid && processName(m.pid) === `tsgi mule ${m.id}`)) return mules;
+    if (Date.now() > end) throw new Error(`mules not ready: ${JSON.stringify(mules)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const read = (p: string): string => (existsSync(p) ? readFileSync(p, 'utf8') : '');
+
+type MuleStats = Array<{ id: number; pid: number; respawns: number; messages: number }>;
+function readStats(port: number): Promise<{ mules?: MuleStats }> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1');
+    let data = '';
+    c.on('data', (d) => (data += d));
+    c.on('end', () => resolve(JSON.parse(data)));
+    c.on('error', reject);
+  });
+}
+
+function tsgiCheck(args: string[]): { status: number | null; stderr: string } {
+  const r = spawnSync(tsgiBin, args, { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME }, timeout: 20_000 });
+  return { status: r.status, stderr: r.stderr };
+}
+
+describe('mules', () => {
+  test('@mulefunc from a Flask request runs in a mule; mules are titled, listed in the stats, respawned when killed', async () => {
+    const dir = tempDir();
+    writeFiles(dir, { 'app.py': FLASK });
+    const port = await freePort();
+    const statsPort = await freePort();
+    let pids: number[] = [];
+    const p = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--module', 'app:app', '--master', '--mules', '2',
+      '--stats', `127.0.0.1:${statsPort}`], { cwd: dir, env });
+    try {
+      await p.waitFor(/spawned tsgi mule 2 \(pid: \d+\)/);
+      await mulesReady(statsPort, 2);
+      const r = await httpRequest(`http://127.0.0.1:${port}/job/a`);
+      assert.equal(r.body.toString(), 'sent from mule_id=0');
+      await httpRequest(`http://127.0.0.1:${port}/job/b`);
+      await waitUntil('both jobs', () => read(join(dir, 'out.txt')).split('\n').length === 3);
+      const lines = read(join(dir, 'out.txt')).trim().split('\n').sort();
+      assert.match(lines[0]!, /^a 7 mule=[12]$/);
+      assert.match(lines[1]!, /^b 7 mule=[12]$/);
+      let stats = await readStats(statsPort);
+      assert.equal(stats.mules!.length, 2);
+      assert.deepEqual(stats.mules!.map((m) => m.id), [1, 2]);
+      assert.equal(stats.mules!.reduce((n, m) => n + m.messages, 0), 2);
+      const first = stats.mules![0]!.pid;
+      assert.equal(processName(first), 'tsgi mule 1');
+      process.kill(first, 'SIGKILL');
+      await p.waitFor(new RegExp(`mule 1 \\(pid: ${first}\\) killed by SIGKILL; respawning`));
+      await p.waitFor(/spawned tsgi mule 1 \(pid: \d+\)/);
+      stats = { mules: await mulesReady(statsPort, 2) };
+      assert.notEqual(stats.mules![0]!.pid, first);
+      assert.equal(stats.mules![0]!.respawns, 1);
+      // The respawned mule takes messages again (any mule: each gets one of four).
+      for (const w of ['c', 'd', 'e', 'f']) await httpRequest(`http://127.0.0.1:${port}/job/${w}`);
+      await waitUntil('four more jobs', () => read(join(dir, 'out.txt')).split('\n').length === 7);
+      assert.match(read(join(dir, 'out.txt')), /mule=1\n[\s\S]*mule=2\n|mule=2\n[\s\S]*mule=1\n/);
+      pids = (await readStats(statsPort)).mules!.map((m) => m.pid);
+    } finally {
+      await stopProcess(p);
+    }
+    // The mules stop with tsgi.
+    for (const pid of pids) assert.throws(() => process.kill(pid, 0), /ESRCH/);
+  });
+
+  test('mule-harakiri kills a mule stuck on a message; the master respawns it', async () => {
+    const dir = tempDir();
+    writeFiles(dir, { 'app.py': FLASK });
+    const port = await freePort();
+    const statsPort = await freePort();
+    const p = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--module', 'app:app', '--master', '--mule', '--mule-harakiri', '1',
+      '--stats', `127.0.0.1:${statsPort}`], { cwd: dir, env });
+    try {
+      await mulesReady(statsPort, 1);
+      await httpRequest(`http://127.0.0.1:${port}/stuck`);
+      await p.waitFor(/mule 1 \(pid: \d+\) killed by mule-harakiri \(1 s\); respawning/);
+    } finally {
+      await stopProcess(p);
+    }
+  });
+
+  test('bad mule options: one line naming the option, exit 1', () => {
+    const dir = tempDir();
+    writeFiles(dir, { 'app.py': RAW, 'bad.ini': '[uwsgi]\nwsgi-file = app.py\nmules = 2\nfarm = f:1,3\n' });
+    let r = tsgiCheck(['--ini', join(dir, 'bad.ini')]);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `tsgi: ${join(dir, 'bad.ini')}:4: option 'farm': 'f:1,3': mule 3 does not exist (there are 2)\n`);
+    r = tsgiCheck(['-s', join(dir, 's.sock'), '--wsgi-file', join(dir, 'app.py'), '--mules', 'two']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^tsgi: .*option 'mules': .*'two' is not a number of mules \(1\.\.256\)\n$/);
+    r = tsgiCheck(['-s', join(dir, 's.sock'), '--wsgi-file', join(dir, 'app.py'), '--mule=/bin/true']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^tsgi: .*option 'mule': .*'\/bin\/true': a mule runs a Python file .*\n$/);
+    r = tsgiCheck(['-s', join(dir, 's.sock'), '--wsgi-file', join(dir, 'app.py'), '--mule-harakiri', '3']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^tsgi: .*option 'mule-harakiri': .*has no effect without a mule \(mule, mules = N\)\n$/);
+  });
+
+  test('a mule with a Node app is refused at start', () => {
+    const dir = tempDir();
+    writeFiles(dir, { 'app.mjs': 'export default { fetch: () => new Response("x") };\n' });
+    const r = tsgiCheck(['-s', join(dir, 'n.sock'), '--wsgi-file', join(dir, 'app.mjs'), '--mules', '1']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^tsgi: mule: mules \(docs\/mules\.md\) are implemented for Python apps only; \S+app\.mjs is a Node app\n$/);
+  });
+});
+
+describe('mule_msg and mule_get_msg, compared with the real uWSGI', { skip: haveUwsgi ? false : 'uwsgi with its python3 plugin is not installed' }, () => {
+  test('a worker sends to a mule script by id; a mule that does not exist answers False', async () => {
+    const cleanEnv = { ...process.env };
+    for (const k of Object.keys(cleanEnv)) if (k.startsWith('UWSGI_') || k.startsWith('TSGI_')) delete cleanEnv[k];
+    const results: Record<string, { answers: string[]; got: string }> = {};
+    for (const server of ['uwsgi', 'tsgi'] as const) {
+      const dir = tempDir();
+      writeFiles(dir, { 'app.py': RAW, 'm.py': SCRIPT });
+      const port = await freePort();
+      const statsPort = await freePort();
+      const args = ['--master', '--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--mule', '--mule=m.py', '--mule=m.py'];
+      const p = server === 'uwsgi'
+        ? startProcess('uwsgi', ['--plugin', 'python3', '--die-on-term', ...args], { cwd: dir, env: cleanEnv })
+        : await startTsgi([...args, '--stats', `127.0.0.1:${statsPort}`], { cwd: dir, env });
+      try {
+        // uWSGI forks its mules from the master, whose message sockets exist before them; a tsgi mule binds its own.
+        if (server === 'uwsgi') await p.waitFor(/spawned uWSGI mule 3/);
+        else await mulesReady(statsPort, 3);
+        // Mule 1 is generic (no hook set: it drops the message); 2 and 3 run the script.
+        const answers: string[] = [];
+        for (const to of [2, 3, 3, 9]) answers.push((await httpRequest(`http://127.0.0.1:${port}/?to=${to}`)).body.toString());
+        await waitUntil(`${server}: three messages`, () => read(join(dir, 'got.txt')).split('\n').length === 4);
+        results[server] = { answers, got: read(join(dir, 'got.txt')).split('\n').sort().join('\n') };
+      } finally {
+        await stopProcess(p);
+      }
+    }
+    assert.deepEqual(results.tsgi, results.uwsgi);
+    assert.deepEqual(results.tsgi!.answers, ['True', 'True', 'True', 'False']);
+  });
+});
