@@ -17,7 +17,7 @@ writeFiles(dir, {
   'typo.ini': '[uwsgi]\nmodule = wsgi\nprocesess = 5\n',
   'badvalue.ini': '[uwsgi]\nprocesses = five\n',
   'badbool.ini': '[uwsgi]\nmaster = maybe\n',
-  'later.ini': '[uwsgi]\nsocket = :3031\nmules = 2\n',
+  'later.ini': '[uwsgi]\nsocket = :3031\nmule-msg-size = 2\n',
   'plain.ini': '[uwsgi]\nmodule = wsgi\n',
   'badumask.ini': '[uwsgi]\nmodule = wsgi\numask = 0o22\n',
   'badsocket.ini': '[uwsgi]\nsocket = 127.0.0.1:99999\nmodule = wsgi\n',
@@ -64,7 +64,7 @@ test('missing ini file and missing section', () => {
 test('a uWSGI option tsgi does not implement yet is refused, never ignored', () => {
   const r = tsgi(['--ini', join(dir, 'later.ini')]);
   assert.equal(r.status, 1);
-  assert.equal(r.stderr, `tsgi: ${join(dir, 'later.ini')}:3: option 'mules': is a uWSGI option that tsgi does not implement yet\n`);
+  assert.equal(r.stderr, `tsgi: ${join(dir, 'later.ini')}:3: option 'mule-msg-size': is a uWSGI option that tsgi does not implement yet\n`);
 });
 
 test('umask must be octal digits', () => {
