@@ -61,6 +61,49 @@ while True:
         f.write('mule %d got %r\\n' % (uwsgi.mule_id(), m))
 `;
 
+/** uwsgidecorators' mule decorators, a MODULE:FUNC mule that returns, farm_msg and mule_get_msg's timeout. */
+const DECO = `import os, time, uwsgi
+from uwsgidecorators import mule, muleloop, mulemsg, farm
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+def w(line):
+    with open(os.path.join(HERE, 'd.txt'), 'a') as f:
+        f.write(line + '\\n')
+
+@mule(1)
+def once():
+    w('once mule=%d' % uwsgi.mule_id())
+    w('timeout -> %r' % (uwsgi.mule_get_msg(timeout=1),))
+
+calls = [0]
+
+@muleloop(2)
+def again():
+    calls[0] += 1
+    if calls[0] > 3:
+        time.sleep(3600)
+    w('loop %d mule=%d' % (calls[0], uwsgi.mule_id()))
+
+@mulemsg(3)
+def got(message):
+    w('mulemsg %r mule=%d' % (message, uwsgi.mule_id()))
+
+@farm('f')
+def farmed(message):
+    w('farm %r mule=%d in_farm=%r' % (message, uwsgi.mule_id(), uwsgi.in_farm('f')))
+
+def application(environ, start_response):
+    r = (uwsgi.mule_msg(b'x', 3), uwsgi.farm_msg('f', b'y'))
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [repr(r).encode()]
+`;
+
+const TASKS = `import os, uwsgi
+def main():
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'd.txt'), 'a') as f:
+        f.write('func mule=%d\\n' % uwsgi.mule_id())
+`;
+
 async function waitUntil(what: string, ok: () => boolean, timeoutMs = 20_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!ok()) {
@@ -69,12 +112,12 @@ async function waitUntil(what: string, ok: () => boolean, timeoutMs = 20_000): P
   }
 }
 
-/** Waits until every mule is ready: a mule takes its title once its message socket is bound. */
-async function mulesReady(statsPort: number, count: number): Promise<MuleStats> {
+/** Waits until every mule (or the first `check`) is ready: a mule takes its title once its message socket is bound. */
+async function mulesReady(statsPort: number, count: number, check = count): Promise<MuleStats> {
   const end = Date.now() + 30_000;
   for (;;) {
     const mules = (await readStats(statsPort)).mules ?? [];
-    if (mules.length === count && mules.every((m) => m.pid && processName(m.pid) === `tsgi mule ${m.id}`)) return mules;
+    if (mules.length === count && mules.every((m) => m.id > check || (m.pid && processName(m.pid) === `tsgi mule ${m.id}`))) return mules;
     if (Date.now() > end) throw new Error(`mules not ready: ${JSON.stringify(mules)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -139,6 +182,33 @@ describe('mules', () => {
     }
     // The mules stop with tsgi.
     for (const pid of pids) assert.throws(() => process.kill(pid, 0), /ESRCH/);
+  });
+
+  test('@mule, @muleloop, @mulemsg, @farm, a MODULE:FUNC mule (respawned when it returns), mule_get_msg timeout; a reload restarts the mules', async () => {
+    const dir = tempDir();
+    writeFiles(dir, { 'app.py': DECO, 'tasks.py': TASKS });
+    const port = await freePort();
+    const statsPort = await freePort();
+    const p = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--master', '--mules', '4', '--mule=tasks:main',
+      '--farm', 'f:4', '--stats', `127.0.0.1:${statsPort}`], { cwd: dir, env });
+    const lines = (): string[] => read(join(dir, 'd.txt')).split('\n').filter(Boolean);
+    try {
+      // Mule 5 returns at once and is restarted a second later: only the others are waited for.
+      const before = await mulesReady(statsPort, 5, 4);
+      assert.equal((await httpRequest(`http://127.0.0.1:${port}/`)).body.toString(), '(True, True)');
+      await p.waitFor(/mule 5 \(pid: \d+\) exited with status 0; respawning/);
+      const others = (): string[] => lines().filter((l) => l !== 'func mule=5').sort();
+      await waitUntil('every mule', () => others().length >= 7 && lines().length - others().length >= 2);
+      assert.deepEqual(others(), [
+        "farm b'y' mule=4 in_farm=True", 'loop 1 mule=2', 'loop 2 mule=2', 'loop 3 mule=2', "mulemsg b'x' mule=3", 'once mule=1', 'timeout -> None',
+      ]);
+      p.kill('SIGHUP');
+      await waitUntil('mule 1 after the reload', () => lines().filter((l) => l === 'once mule=1').length === 2);
+      const after = await mulesReady(statsPort, 5, 4);
+      for (let i = 0; i < 4; i++) assert.notEqual(after[i]!.pid, before[i]!.pid);
+    } finally {
+      await stopProcess(p);
+    }
   });
 
   test('mule-harakiri kills a mule stuck on a message; the master respawns it', async () => {
