@@ -386,7 +386,7 @@ export const OPTIONS: readonly OptionDef[] = [
     help: 'as attach-daemon, but when CMD ends the whole instance stops gracefully' }),
 
   // ---- Mules (src/master/mules.ts, python/tsgi_worker/mules.py, docs/mules.md) ----
-  declare({ name: 'mule', kind: 'string', repeat: true, implicit: '', meta: '[FILE.py|MODULE:FUNC]', section: 'Python applications',
+  declare({ name: 'mule', kind: 'string', repeat: true, implicit: '', meta: 'FILE.py|MODULE:FUNC', section: 'Python applications',
     help: 'add a mule: a process that loads the app and runs FILE.py or MODULE:FUNC, or (no value) waits for uwsgi.mule_msg() messages; may repeat' }),
   declare({ name: 'mules', kind: 'string', meta: 'N', section: 'Python applications', help: 'add N generic mules (they wait for uwsgi.mule_msg() messages)' }),
   declare({ name: 'mule-harakiri', kind: 'int', default: '0', min: 0, meta: 'SECONDS', section: 'Python applications',
