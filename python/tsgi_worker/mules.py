@@ -71,15 +71,22 @@ class Receiver(object):
         self.farms = [f['name'] for f in farms if mule_id in f['mules']]
         self.pending = {MULE: collections.deque(), FARM: collections.deque()}
 
-    def get(self, kinds, buffer_size, timeout):
+    def get(self, kinds, buffer_size, timeout, signals=None, log_error=None):
+        """`signals`: the signals module, when this mule handles signals while it waits (docs/signals.md)."""
         for kind in kinds:
             if self.pending[kind]:
                 return self.pending[kind].popleft()
         while True:
-            if timeout is not None and timeout >= 0:
-                ready, _, _ = select.select([self.sock], [], [], timeout)
+            sig_fd = signals.fileno() if signals is not None else -1
+            if sig_fd >= 0 or (timeout is not None and timeout >= 0):
+                fds = [self.sock, sig_fd] if sig_fd >= 0 else [self.sock]
+                ready, _, _ = select.select(fds, [], [], timeout if timeout is not None and timeout >= 0 else None)
                 if not ready:
                     return None
+                if sig_fd in ready:
+                    signals.dispatch(log_error or _stderr)
+                    if self.sock not in ready:
+                        continue
             data = self.sock.recv(max(buffer_size, 1) + 1)
             if not data:
                 continue
@@ -88,6 +95,10 @@ class Receiver(object):
                 return body
             if kind in self.pending:
                 self.pending[kind].append(body)
+
+
+def _stderr(line):
+    os.write(2, (line + '\n').encode('utf-8', 'replace'))
 
 
 def serve(conf, log, set_name, control_fd):

@@ -13,6 +13,7 @@ import select
 import signal as _signal
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -235,6 +236,13 @@ class Worker(object):
             listeners[sock.fileno()] = (sock, kind, sock._accept, int(sock.family))
             arm(sock.fileno())
         ep.register(wake_fd, select.EPOLLIN)
+        # uWSGI signals (docs/signals.md): the master's connection, when the app registered a handler, is read by
+        # core 0 between its requests; its events reach the loop's rarely taken `entry is None` branch.
+        sig_fd = -1
+        signals = sys.modules.get('tsgi_worker.signals') if core.index == 0 else None
+        if signals is not None and signals.fileno() >= 0:
+            sig_fd = signals.fileno()
+            ep.register(sig_fd, select.EPOLLIN)
         link_fd = -1
         kept = {}                 # fd -> (connection, unix): front-server connections kept alive, oldest first
         stop_seen = False
@@ -292,6 +300,9 @@ class Worker(object):
                     continue
                 entry = listeners.get(fd)
                 if entry is None or fd not in armed:
+                    if fd == sig_fd and not signals.dispatch(self.log_error):
+                        ep.unregister(sig_fd)   # the master is gone
+                        sig_fd = -1
                     continue
                 sock, kind, accept, family = entry
                 try:

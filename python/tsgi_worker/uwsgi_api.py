@@ -233,6 +233,16 @@ def install(conf, date_prefix):
         'SPOOL_OK': -2, 'SPOOL_RETRY': -1, 'SPOOL_IGNORE': 0,
     })
     _install_caches(conf, mod)
+    if conf.get('signals'):
+        # The signal framework (docs/signals.md): routed by the master; nothing connects until the app uses it.
+        from . import signals
+        signals.configure(conf['signals'])
+        mod.__dict__.update({
+            'register_signal': signals.register_signal, 'signal': signals.raise_signal,
+            'signal_registered': signals.signal_registered, 'add_timer': signals.add_timer,
+            'add_rb_timer': signals.add_rb_timer, 'add_cron': signals.add_cron,
+            'add_file_monitor': signals.add_file_monitor,
+        })
     sys.modules['uwsgi'] = mod
     import importlib.util
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'uwsgidecorators.py')
@@ -252,6 +262,13 @@ def bind_worker(worker, wid):
     _thread_locks[0] = threading.Lock()
     if _caches is not None:
         _caches.after_fork()
+    _become('worker', wid)
+
+
+def _become(role, ident):
+    signals = sys.modules.get('tsgi_worker.signals')
+    if signals is not None:
+        signals.become(role, ident)
 
 
 def post_fork(log_error):
@@ -299,6 +316,7 @@ def bind_mule(mule_id):
     from . import mules
     _mule_id = mule_id
     _mule_receiver = mules.Receiver(_conf['mules']['runDir'], mule_id, _conf['mules']['farms'])
+    _become('mule', mule_id)
 
 
 def _sender():
@@ -359,7 +377,8 @@ def mule_get_msg(manage_signals=True, manage_farms=True, buffer_size=65536, time
         raise ValueError('you can receive mule messages only in a mule !')
     from .mules import FARM, MULE
     kinds = (MULE, FARM) if manage_farms else (MULE,)
-    return _mule_receiver.get(kinds, buffer_size, None if timeout is None or timeout < 0 else timeout)
+    signals = sys.modules.get('tsgi_worker.signals') if manage_signals else None
+    return _mule_receiver.get(kinds, buffer_size, None if timeout is None or timeout < 0 else timeout, signals)
 
 
 def farm_get_msg():

@@ -77,10 +77,7 @@ def _unsupported(name, what):
     return refuse
 
 
-for _name, _what in (('rpc', "uWSGI's RPC"), ('signal', "uWSGI's signal framework"),
-                     ('timer', "uWSGI's signal framework (timers)"), ('rbtimer', "uWSGI's signal framework (timers)"),
-                     ('cron', "uWSGI's signal framework (cron; tsgi's cron option runs commands)"),
-                     ('filemon', "uWSGI's signal framework (file monitors)"), ('erlang', "uWSGI's Erlang plugin"),
+for _name, _what in (('rpc', "uWSGI's RPC"), ('erlang', "uWSGI's Erlang plugin"),
                      ('harakiri', 'uwsgi.set_user_harakiri()')):
     globals()[_name] = _unsupported(_name, _what)
 del _name, _what
@@ -318,3 +315,69 @@ class farm(object):
 
     def __call__(self, f):
         postfork_chain.append(_farm_loop(f, self.name))
+
+
+# ---- signals (docs/signals.md) ------------------------------------------------------------------------------
+# Each decorator registers the function as the handler of a signal (a free one unless signum= is given) for
+# its target, then asks the master for the timer, cron entry or file monitor that raises it.
+
+def get_free_signal():
+    for num in range(256):
+        if not uwsgi.signal_registered(num):
+            return num
+    raise Exception('No free uwsgi signal available')
+
+
+class signal(object):
+    def __init__(self, num, **kwargs):
+        self.num = num
+        self.target = kwargs.get('target', '')
+
+    def __call__(self, f):
+        uwsgi.register_signal(self.num, self.target, f)
+        return f
+
+
+class _raised_by(object):
+    def __init__(self, **kwargs):
+        self.num = kwargs.get('signum')
+        if self.num is None:
+            self.num = get_free_signal()
+        self.target = kwargs.get('target', '')
+
+    def __call__(self, f):
+        uwsgi.register_signal(self.num, self.target, f)
+        self.add()
+        return f
+
+
+class timer(_raised_by):
+    def __init__(self, secs, **kwargs):
+        _raised_by.__init__(self, **kwargs)
+        self.secs = secs
+
+    def add(self):
+        uwsgi.add_timer(self.num, self.secs)
+
+
+class rbtimer(timer):
+    def add(self):
+        uwsgi.add_rb_timer(self.num, self.secs)
+
+
+class cron(_raised_by):
+    def __init__(self, minute, hour, day, month, dayweek, **kwargs):
+        _raised_by.__init__(self, **kwargs)
+        self.when = (minute, hour, day, month, dayweek)
+
+    def add(self):
+        uwsgi.add_cron(self.num, *self.when)
+
+
+class filemon(_raised_by):
+    def __init__(self, fsobj, **kwargs):
+        _raised_by.__init__(self, **kwargs)
+        self.fsobj = fsobj
+
+    def add(self):
+        uwsgi.add_file_monitor(self.num, self.fsobj)

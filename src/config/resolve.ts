@@ -309,6 +309,8 @@ function readMules(values: OptionValues): MuleSettings | undefined {
 }
 
 export interface Settings {
+  /** The master's signal socket (docs/signals.md, src/master/signals.ts), set by the master for Python apps. */
+  signalSocket?: string;
   /** mule, mules, farm (docs/mules.md); undefined when no mule is configured. */
   mules: MuleSettings | undefined;
   sockets: SocketSpec[];

@@ -29,6 +29,7 @@ import { Scoreboard } from './scoreboard.js';
 import { Daemons } from './daemons.js';
 import { Spoolers } from './spoolers.js';
 import { Mules } from './mules.js';
+import { SignalHub } from './signals.js';
 import { CronScheduler } from './cron.js';
 import { loadTls, type TlsMaterial } from './tls.js';
 import { bindLinkSocket, bindSockets, closeLinkSocket, closeSockets, enableKeepAlive, type BoundSocket, type LinkSocket } from './sockets.js';
@@ -317,6 +318,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       }), (l) => processLog.info(l))
       : undefined;
     if (spoolers) settings.spooler!.runDir = spoolers.runDir;
+    // uWSGI's signal framework (docs/signals.md): the master routes signals for Python apps. Its socket costs
+    // nothing until a process uses a signal.
+    const signalHub = kind === 'python' ? new SignalHub((l) => processLog.info(l)) : undefined;
+    if (signalHub) settings.signalSocket = signalHub.path;
     // The mules (docs/mules.md): created only when a mule is configured.
     const mules = kind === 'python' && settings.mules
       ? new Mules(settings, (s, id) => spawnPythonWorker({
@@ -415,6 +420,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         if (next.spooler && spoolers) next.spooler.runDir = spoolers.runDir;
         else if (next.spooler?.dirs.length) processLog.info('note: a spooler added to a configuration that had none takes effect at the next restart');
         spoolers?.reload(next);
+        if (signalHub) {
+          next.signalSocket = signalHub.path;
+          signalHub.reset();
+        }
         if (next.mules && mules) next.mules.runDir = mules.runDir;
         else if (next.mules) processLog.info('note: a mule added to a configuration that had none takes effect at the next restart');
         mules?.reload(next);
@@ -445,6 +454,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         const exit = (): void => {
           // The last lines of the workers may still sit in the log master's pipe.
           logMaster?.drain();
+          signalHub?.close();
           processLog.info(status === 0 ? 'stopped' : `exiting with status ${status}`);
           process.exit(status);
         };

@@ -284,3 +284,128 @@ describe('mule_msg and mule_get_msg, compared with the real uWSGI', { skip: have
     assert.deepEqual(results.tsgi!.answers, ['True', 'True', 'True', 'False']);
   });
 });
+
+/** Signals through the uwsgi module only (uWSGI's Debian package has no uwsgidecorators): what each process
+ * handles goes to sig.txt. 17 -> every worker, 18 -> mule 1, 19 -> any worker, 30: a 1 s timer for the mules. */
+const SIGNALS = `import os, uwsgi
+HERE = os.path.dirname(os.path.abspath(__file__))
+def out(s):
+    with open(os.path.join(HERE, 'sig.txt'), 'a') as f:
+        f.write(s + '\\n')
+def h(num):
+    out('sig %d worker=%d mule=%d' % (num, uwsgi.worker_id(), uwsgi.mule_id()))
+def anyone(num):
+    out('sig %d in a %s' % (num, 'worker' if uwsgi.worker_id() else 'mule'))
+def tick(num):
+    out('tick %d mule=%d' % (num, uwsgi.mule_id()))
+uwsgi.register_signal(17, 'workers', h)
+uwsgi.register_signal(18, 'mule1', h)
+uwsgi.register_signal(19, '', anyone)
+uwsgi.register_signal(30, 'mule', tick)
+uwsgi.add_timer(30, 1)
+try:
+    uwsgi.register_signal(17, 'mule1', h)
+except Exception as e:
+    out('again: %r' % e)
+def application(environ, start_response):
+    uwsgi.signal(int(environ['PATH_INFO'][1:]))
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'raised']
+`;
+
+/** The decorators: a timer for worker 1, a file monitor for every worker, a cron entry for mule 1, a signal for any
+ * worker; and the spooler target, which tsgi refuses. */
+const SIGDECO = `import os, uwsgi
+from uwsgidecorators import timer, filemon, cron, signal
+HERE = os.path.dirname(os.path.abspath(__file__))
+def out(s):
+    with open(os.path.join(HERE, 'sig.txt'), 'a') as f:
+        f.write(s + '\\n')
+
+@timer(1, target='worker1')
+def tick(num):
+    out('tick worker=%d' % uwsgi.worker_id())
+
+@filemon(os.path.join(HERE, 'watched'), target='workers')
+def changed(num):
+    out('changed worker=%d' % uwsgi.worker_id())
+
+@cron(-1, -1, -1, -1, -1, target='mule1')
+def every_minute(num):
+    out('cron mule=%d' % uwsgi.mule_id())
+
+@signal(40)
+def raised(num):
+    out('signal %d in a worker=%r' % (num, uwsgi.worker_id() > 0))
+
+if uwsgi.worker_id() == 0 and uwsgi.mule_id() == 0:   # once, in the app loader
+    try:
+        uwsgi.register_signal(50, 'spooler', raised)
+    except ValueError as e:
+        out('spooler: %s' % e)
+
+def application(environ, start_response):
+    uwsgi.signal(40)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'raised']
+`;
+
+describe('signals', () => {
+  test('register_signal targets, uwsgi.signal from a request, add_timer, a second registration: the same as the real uWSGI',
+    { skip: haveUwsgi ? false : 'uwsgi with its python3 plugin is not installed' }, async () => {
+      const cleanEnv = { ...process.env };
+      for (const k of Object.keys(cleanEnv)) if (k.startsWith('UWSGI_') || k.startsWith('TSGI_')) delete cleanEnv[k];
+      const results: Record<string, string[]> = {};
+      for (const server of ['uwsgi', 'tsgi'] as const) {
+        const dir = tempDir();
+        writeFiles(dir, { 'app.py': SIGNALS });
+        const port = await freePort();
+        const statsPort = await freePort();
+        const args = ['--master', '--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--processes', '2', '--mules', '1'];
+        const p = server === 'uwsgi'
+          ? startProcess('uwsgi', ['--plugin', 'python3', '--die-on-term', ...args], { cwd: dir, env: cleanEnv })
+          : await startTsgi([...args, '--stats', `127.0.0.1:${statsPort}`], { cwd: dir, env });
+        try {
+          if (server === 'uwsgi') await p.waitFor(/spawned uWSGI mule 1/);
+          else await mulesReady(statsPort, 1);
+          const sig = join(dir, 'sig.txt');
+          await waitUntil(`${server}: the timer`, () => read(sig).split('\n').filter((l) => l === 'tick 30 mule=1').length >= 2);
+          for (const n of [17, 18, 19]) assert.equal((await httpRequest(`http://127.0.0.1:${port}/${n}`)).body.toString(), 'raised');
+          await waitUntil(`${server}: the signals`, () => read(sig).split('\n').filter((l) => l.startsWith('sig')).length === 4);
+          results[server] = [...new Set(read(sig).split('\n').filter(Boolean))].sort();
+        } finally {
+          await stopProcess(p);
+        }
+      }
+      assert.deepEqual(results.tsgi, results.uwsgi);
+      assert.deepEqual(results.tsgi, [
+        "again: ValueError('unable to register signal')", 'sig 17 worker=1 mule=0', 'sig 17 worker=2 mule=0', 'sig 18 worker=0 mule=1',
+        'sig 19 in a worker', 'tick 30 mule=1',
+      ]);
+    });
+
+  test('@timer to worker 1, @filemon on a touched file, @cron every minute, @signal raised by a request', async () => {
+    const dir = tempDir();
+    writeFiles(dir, { 'app.py': SIGDECO, 'watched': 'x' });
+    const port = await freePort();
+    const statsPort = await freePort();
+    const p = await startTsgi(['--master', '--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--processes', '2', '--mules', '1',
+      '--stats', `127.0.0.1:${statsPort}`], { cwd: dir, env });
+    const sig = join(dir, 'sig.txt');
+    const lines = (): string[] => read(sig).split('\n').filter(Boolean);
+    try {
+      await mulesReady(statsPort, 1);
+      // -1 everywhere matches every minute: the entry fires in the minute it is added (the mule gets it once it is up).
+      await waitUntil('the cron entry', () => lines().includes('cron mule=1'));
+      await waitUntil('two ticks', () => lines().filter((l) => l === 'tick worker=1').length >= 2);
+      assert.ok(!lines().some((l) => l.startsWith('tick') && l !== 'tick worker=1'));
+      await httpRequest(`http://127.0.0.1:${port}/`);
+      await waitUntil('signal 40', () => lines().includes('signal 40 in a worker=True'));
+      writeFiles(dir, { watched: 'changed' });
+      await waitUntil('the file monitor in both workers', () => lines().includes('changed worker=1') && lines().includes('changed worker=2'));
+      assert.ok(lines().includes("spooler: uwsgi.register_signal: tsgi does not deliver signals to target 'spooler' (docs/signals.md)"));
+    } finally {
+      await stopProcess(p);
+    }
+  });
+});

@@ -173,6 +173,8 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
       mule: processTitle(s.procname, 'mule', '{id}') },
     // The mules (docs/mules.md): where uwsgi.mule_msg() sends; null when none is configured (mule_msg refuses).
     mules: s.mules ? { count: s.mules.mules.length, farms: s.mules.farms, runDir: s.mules.runDir ?? null } : null,
+    // uWSGI's signal framework (docs/signals.md): the master's socket; null without a master-side hub.
+    signals: s.signalSocket ?? null,
     muleRun: spec.muleId && s.mules ? { id: spec.muleId, script: s.mules.mules[spec.muleId - 1]?.script ?? null, harakiri: s.mules.harakiri } : null,
     // The spooler (docs/spooler.md): where uwsgi.spool() writes; null when none is configured.
     spooler: s.spooler ? { dirs: s.spooler.dirs, external: s.spooler.external, runDir: s.spooler.runDir ?? null, quiet: s.spooler.quiet } : null,
