@@ -350,7 +350,47 @@ def application(environ, start_response):
     return [b'raised']
 `;
 
+/** One worker raises a signal for any worker (itself) in the middle of a request. */
+const BUSY = `import os, time, uwsgi
+HERE = os.path.dirname(os.path.abspath(__file__))
+def out(s):
+    with open(os.path.join(HERE, 'busy.txt'), 'a') as f:
+        f.write(s + '\\n')
+uwsgi.register_signal(19, '', lambda num: out('handler %d' % num))
+def application(environ, start_response):
+    uwsgi.signal(19)
+    time.sleep(1)
+    out('request end')
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'ok']
+`;
+
 describe('signals', () => {
+  test('a busy worker handles its signal after the request, as uWSGI does', { skip: haveUwsgi ? false : 'uwsgi with its python3 plugin is not installed' }, async () => {
+    const cleanEnv = { ...process.env };
+    for (const k of Object.keys(cleanEnv)) if (k.startsWith('UWSGI_') || k.startsWith('TSGI_')) delete cleanEnv[k];
+    const results: Record<string, string> = {};
+    for (const server of ['uwsgi', 'tsgi'] as const) {
+      const dir = tempDir();
+      writeFiles(dir, { 'app.py': BUSY });
+      const port = await freePort();
+      const args = ['--master', '--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py'];
+      const p = server === 'uwsgi'
+        ? startProcess('uwsgi', ['--plugin', 'python3', '--die-on-term', ...args], { cwd: dir, env: cleanEnv })
+        : await startTsgi(args, { cwd: dir, env });
+      try {
+        if (server === 'uwsgi') await p.waitFor(/spawned uWSGI worker 1/);
+        await httpRequest(`http://127.0.0.1:${port}/`);
+        await waitUntil(`${server}: the handler`, () => read(join(dir, 'busy.txt')).includes('handler'));
+        results[server] = read(join(dir, 'busy.txt'));
+      } finally {
+        await stopProcess(p);
+      }
+    }
+    assert.equal(results.tsgi, results.uwsgi);
+    assert.equal(results.tsgi, 'request end\nhandler 19\n');
+  });
+
   test('register_signal targets, uwsgi.signal from a request, add_timer, a second registration: the same as the real uWSGI',
     { skip: haveUwsgi ? false : 'uwsgi with its python3 plugin is not installed' }, async () => {
       const cleanEnv = { ...process.env };
