@@ -1,8 +1,9 @@
 """tsgi's `uwsgidecorators` (docs/python-uwsgi-module.md), put in sys.modules of tsgi's Python processes as
 `uwsgidecorators`, so `from uwsgidecorators import postfork` works whether or not uWSGI's own file is
 installed. It keeps uWSGI 2.0's semantics for what tsgi can do: @postfork, @thread, @lock, @spool, @spoolforever,
-@spoolraw (docs/spooler.md), @mulefunc, @mule, @muleloop, @mulemsg, @farm (docs/mules.md). The decorators that need
-a part of uWSGI tsgi does not have (signals, timers, cron, RPC...) stop the app's import
+@spoolraw (docs/spooler.md), @mulefunc, @mule, @muleloop, @mulemsg, @farm (docs/mules.md), @signal, @timer,
+@rbtimer, @cron, @filemon (docs/signals.md). The decorators that need a part of uWSGI tsgi does not have (RPC,
+Erlang, user harakiri) stop the app's import
 with a message naming them, rather than decorating functions that would never run.
 """
 import sys
