@@ -338,6 +338,13 @@ def every_minute(num):
 def raised(num):
     out('signal %d in a worker=%r' % (num, uwsgi.worker_id() > 0))
 
+with open(os.path.join(HERE, 'target.txt')) as f:
+    TARGET = f.read().strip()
+
+@signal(41, target=TARGET)
+def moved(num):
+    out('signal %d worker=%d mule=%d' % (num, uwsgi.worker_id(), uwsgi.mule_id()))
+
 if uwsgi.worker_id() == 0 and uwsgi.mule_id() == 0:   # once, in the app loader
     try:
         uwsgi.register_signal(50, 'spooler', raised)
@@ -345,7 +352,7 @@ if uwsgi.worker_id() == 0 and uwsgi.mule_id() == 0:   # once, in the app loader
         out('spooler: %s' % e)
 
 def application(environ, start_response):
-    uwsgi.signal(40)
+    uwsgi.signal(int(environ['PATH_INFO'][1:] or 40))
     start_response('200 OK', [('Content-Type', 'text/plain')])
     return [b'raised']
 `;
@@ -424,9 +431,9 @@ describe('signals', () => {
       ]);
     });
 
-  test('@timer to worker 1, @filemon on a touched file, @cron every minute, @signal raised by a request', async () => {
+  test('@timer to worker 1, @filemon on a touched file, @cron every minute, @signal raised by a request; a reload forgets the registrations', async () => {
     const dir = tempDir();
-    writeFiles(dir, { 'app.py': SIGDECO, 'watched': 'x' });
+    writeFiles(dir, { 'app.py': SIGDECO, 'watched': 'x', 'target.txt': 'worker2' });
     const port = await freePort();
     const statsPort = await freePort();
     const p = await startTsgi(['--master', '--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--processes', '2', '--mules', '1',
@@ -444,6 +451,19 @@ describe('signals', () => {
       writeFiles(dir, { watched: 'changed' });
       await waitUntil('the file monitor in both workers', () => lines().includes('changed worker=1') && lines().includes('changed worker=2'));
       assert.ok(lines().includes("spooler: uwsgi.register_signal: tsgi does not deliver signals to target 'spooler' (docs/signals.md)"));
+      await httpRequest(`http://127.0.0.1:${port}/41`);
+      await waitUntil('signal 41 in worker 2', () => lines().includes('signal 41 worker=2 mule=0'));
+      // A reload forgets the registrations: the reloaded app's target for 41 is used.
+      const mulePid = (await mulesReady(statsPort, 1))[0]!.pid;
+      writeFiles(dir, { 'target.txt': 'mule1' });
+      p.kill('SIGHUP');
+      for (let i = 0; i < 600 && (await mulesReady(statsPort, 1))[0]!.pid === mulePid; i++) await new Promise((r) => setTimeout(r, 50));
+      // Raised again until the reloaded processes have registered (before that the master has no target for 41).
+      for (let i = 0; i < 100 && !lines().includes('signal 41 worker=0 mule=1'); i++) {
+        await httpRequest(`http://127.0.0.1:${port}/41`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await waitUntil('signal 41 in mule 1', () => lines().includes('signal 41 worker=0 mule=1'));
     } finally {
       await stopProcess(p);
     }
