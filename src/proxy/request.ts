@@ -11,6 +11,8 @@ export class Rq {
   captures: RegExpExecArray | null = null;
   /** Variables from `set`. */
   vars: Map<string, string> | null = null;
+  /** Values of `map` variables already evaluated for this request, by map index (not for volatile maps). */
+  mapVals: Array<string | undefined> | null = null;
   /** The location in effect, and its merged settings. */
   location: LocationConf | null = null;
   conf: LocConf;

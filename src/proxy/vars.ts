@@ -143,10 +143,25 @@ const BUILTIN: Record<string, Getter> = {
 export interface VarRegistry {
   declared: Set<string>;
   used: Array<{ name: string; pos: ConfPos }>;
+  /** One slot per non-built-in name a template reads; `map` fills the slot's getter (a map may come after its
+   * use, so templates hold the slot, not the map). */
+  slots: Map<string, VarSlot>;
+  /** Maps defined so far: each one's index in Rq.mapVals, the per-request cache. */
+  mapCount: number;
+}
+
+export interface VarSlot {
+  map: Getter | undefined;
 }
 
 export function newRegistry(): VarRegistry {
-  return { declared: new Set(), used: [] };
+  return { declared: new Set(), used: [], slots: new Map(), mapCount: 0 };
+}
+
+export function varSlot(reg: VarRegistry, name: string): VarSlot {
+  let slot = reg.slots.get(name);
+  if (!slot) reg.slots.set(name, (slot = { map: undefined }));
+  return slot;
 }
 
 function captureGetter(n: number): Getter {
@@ -244,10 +259,12 @@ function varGetter(name: string, reg: VarRegistry, pos: ConfPos): Getter {
   const b = builtinGetter(name);
   if (b) return b;
   reg.used.push({ name, pos });
-  // A variable from `set`, or a named regex capture.
+  const slot = varSlot(reg, name);
+  // A variable from `set` (which may overwrite a map variable, as in nginx), a `map`, or a named regex capture.
   return (r) => {
     const v = r.vars?.get(name);
     if (v !== undefined) return v;
+    if (slot.map !== undefined) return slot.map(r);
     const g = r.captures?.groups?.[name];
     return g ?? '';
   };
