@@ -15,7 +15,7 @@ import { StaticFiles } from './static.js';
 import { Upstreams } from './upstream/pass.js';
 import { AccessLogs } from './accesslog.js';
 import type { ErrorLogs } from './errorlog.js';
-import type { Rq } from './request.js';
+import type { Rq, UpgradeRequest } from './request.js';
 import type { LocConf, SslConf } from './conf/model.js';
 import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { PRODUCT, VERSION } from './vars.js';
@@ -159,6 +159,18 @@ export class Front implements Runtime {
       s._tsgiStart = Date.now();
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
+    });
+    // A request with `Upgrade` (WebSocket): node:http hands over the socket, so it gets a response object of
+    // its own and runs through the pipeline like any request. A backend's 101 turns the connection into a
+    // tunnel (upstream/pass.ts); any other answer closes the connection after it (nginx would keep it).
+    server.on('upgrade', (req: http.IncomingMessage, s: ClientSocket, head: Buffer) => {
+      (req as UpgradeRequest).tsgiUpgrade = head;
+      s.on('error', () => s.destroy());
+      const res = new http.ServerResponse(req);
+      res.assignSocket(s);
+      res.shouldKeepAlive = false;
+      res.on('finish', () => s.destroySoon());
+      handler(req, res);
     });
     // CONNECT: tsgi-proxy is not a forward proxy. nginx answers 405 to an authority-form target, else 400.
     server.on('connect', (req: http.IncomingMessage, s: Socket) => {
