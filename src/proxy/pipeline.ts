@@ -18,7 +18,7 @@ import { PRODUCT, VERSION } from './vars.js';
 import type { ErrorLogs } from './errorlog.js';
 import { applyGzip } from './gzip.js';
 import { charsetType, recode } from './charset.js';
-import { accessAllowed } from './conf/modules/access.js';
+import { accessAllowed, realAddress } from './conf/modules/access.js';
 import { parseSize } from './conf/table.js';
 import { paceResponse } from './ratelimit.js';
 import { checkLimitConn, checkLimitReq } from './limits.js';
@@ -120,6 +120,9 @@ export class Pipeline {
       this.finalize(r, 405);
       return r;
     }
+    // Post-read: realip with the server's settings (as nginx: before any rewrite; a location's own settings
+    // apply in preaccess, when this did not change the address).
+    if (server.loc.realIpFrom !== undefined) this.realIp(r, server.loc);
     // Server-level rewrite script, then location search.
     const rc = this.runScript(r, server.script);
     if (rc !== 'done') this.findAndRun(r);
@@ -167,7 +170,7 @@ export class Pipeline {
 
   log(r: Rq, level: 'error' | 'warn' | 'info' | 'notice', msg: string): void {
     if (!this.rt.errorLog.enabled(level)) return;
-    const client = r.req.socket.remoteAddress ?? '';
+    const client = r.realAddr ?? r.req.socket.remoteAddress ?? '';
     this.rt.errorLog.log(level, `*${(r.req.socket as { _tsgiId?: number })._tsgiId ?? 0} ${msg}, client: ${client.startsWith('::ffff:') ? client.slice(7) : client}, server: ${r.server.primaryName}, request: "${r.req.method} ${r.requestUri} HTTP/${r.req.httpVersion}", host: "${r.req.headers.host ?? ''}"`);
   }
 
@@ -256,6 +259,8 @@ export class Pipeline {
 
   private content(r: Rq): void {
     const conf = r.conf;
+    // Preaccess: realip (with the location's settings, once per request), then limit_conn and limit_req.
+    if (conf.realIpFrom !== undefined && r.realAddr === null) this.realIp(r, conf);
     // Preaccess: limit_conn, then limit_req, once per request (not again after an internal redirect).
     if (conf.limitConn !== undefined && r.limitConnStatus === '') {
       const o = checkLimitConn(r, conf.limitConn, (level, msg) => this.log(r, level, msg));
@@ -278,7 +283,7 @@ export class Pipeline {
         return;
       }
     }
-    if (conf.access !== undefined && !accessAllowed(conf.access, r.req.socket.remoteAddress)) {
+    if (conf.access !== undefined && !accessAllowed(conf.access, r.realAddr ?? r.req.socket.remoteAddress)) {
       this.log(r, 'error', 'access forbidden by rule');
       this.finalize(r, 403);
       return;
@@ -292,6 +297,17 @@ export class Pipeline {
       return;
     }
     this.contentHandler(r);
+  }
+
+  /** set_real_ip_from / real_ip_header / real_ip_recursive: $remote_addr from the header, when trusted. */
+  private realIp(r: Rq, conf: LocConf): void {
+    const name = conf.realIpHeader ?? 'x-real-ip';
+    const v = r.req.headers[name];
+    if (v === undefined) return;
+    const found = realAddress(conf.realIpFrom!, Array.isArray(v) ? v.join(', ') : v, conf.realIpRecursive === true, r.req.socket.remoteAddress);
+    if (found === null) return;
+    r.realAddr = found.addr;
+    r.realPort = found.port;
   }
 
   contentHandler(r: Rq): void {

@@ -12,6 +12,9 @@ export type UpgradeRequest = IncomingMessage & { tsgiUpgrade?: Buffer };
 export class Rq {
   /** Set while a regex (location, rewrite, server_name) matched: $1..$9 and named captures. */
   captures: RegExpExecArray | null = null;
+  /** realip: the client address and port taken from a header (null: the connection's own are used). */
+  realAddr: string | null = null;
+  realPort = '';
   /** Variables from `set`. */
   vars: Map<string, string> | null = null;
   /** Values of `map` variables already evaluated for this request, by map index (not for volatile maps). */

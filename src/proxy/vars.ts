@@ -64,6 +64,12 @@ function serverAddr(r: Rq): string {
 }
 
 function remoteAddr(r: Rq): string {
+  if (r.realAddr !== null) return r.realAddr;
+  return connAddr(r);
+}
+
+/** The connection's own peer address ($realip_remote_addr). */
+function connAddr(r: Rq): string {
   const a = sock(r).remoteAddress;
   if (a === undefined) return r.group.unix ? 'unix:' : '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
@@ -85,7 +91,9 @@ const BUILTIN: Record<string, Getter> = {
   server_protocol: (r) => `HTTP/${r.req.httpVersion}`,
   remote_addr: remoteAddr,
   binary_remote_addr: remoteAddr,
-  remote_port: (r) => (sock(r).remotePort !== undefined ? String(sock(r).remotePort) : ''),
+  remote_port: (r) => (r.realAddr !== null ? r.realPort : sock(r).remotePort !== undefined ? String(sock(r).remotePort) : ''),
+  realip_remote_addr: connAddr,
+  realip_remote_port: (r) => (sock(r).remotePort !== undefined ? String(sock(r).remotePort) : ''),
   remote_user: (r) => {
     const a = r.req.headers.authorization;
     if (!a || !/^basic /i.test(a)) return '';
