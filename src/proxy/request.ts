@@ -15,6 +15,8 @@ export class Rq {
   /** realip: the client address and port taken from a header (null: the connection's own are used). */
   realAddr: string | null = null;
   realPort = '';
+  /** auth_basic refused the request: the challenge its 401 carries. */
+  wwwAuthenticate: string | null = null;
   /** Variables from `set`. */
   vars: Map<string, string> | null = null;
   /** Values of `map` variables already evaluated for this request, by map index (not for volatile maps). */

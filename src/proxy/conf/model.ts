@@ -217,6 +217,10 @@ export class LocConf {
   /** realip: the trusted addresses (set_real_ip_from; undefined: the module is off), the header (lower
    * case; 'x-real-ip' by default) and real_ip_recursive. */
   realIpFrom: AccessRule[] | undefined;
+  /** auth_basic: the realm (null: `off`), the user file, and `satisfy`. */
+  authBasic: Template | null | undefined;
+  authBasicUserFile: Template | undefined;
+  satisfy: 'all' | 'any' | undefined;
   realIpHeader: string | undefined;
   realIpRecursive: boolean | undefined;
   /** limit_except: the settings for methods not in `methods` (`owner`: the level that wrote it). */

@@ -1,5 +1,8 @@
 /** access module (allow, deny) and limit_except, the block whose settings apply to the other methods. */
 import { BlockList, isIP } from 'node:net';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { entries, unsupportedFormat } from '../../authbasic.js';
+import { compileTemplate } from '../../vars.js';
 import { ProxyConfError } from '../errors.js';
 import { LocConf, type AccessRule } from '../model.js';
 import type { Scope } from '../scope.js';
@@ -103,8 +106,50 @@ export function realAddress(rules: AccessRule[], header: string, recursive: bool
   }
 }
 
+/** auth_basic, auth_basic_user_file, satisfy. */
+const authSpecs: Spec[] = [
+  {
+    name: 'auth_basic', ctx: HSL | LMT, args: 1,
+    set(s, d) {
+      if (s.loc.authBasic !== undefined) throw duplicate(d);
+      s.loc.authBasic = d.args[0] === 'off' ? null : compileTemplate(d.args[0]!, s.reg, pos(d));
+    },
+  },
+  {
+    name: 'auth_basic_user_file', ctx: HSL | LMT, args: 1,
+    set(s, d) {
+      if (s.loc.authBasicUserFile !== undefined) throw duplicate(d);
+      const arg = d.args[0]!;
+      // Relative to the configuration's directory, as in nginx.
+      const path = isAbsolute(arg) || arg.startsWith('$') ? arg : resolvePath(s.env.confPrefix, arg);
+      const t = compileTemplate(path, s.reg, pos(d));
+      s.loc.authBasicUserFile = t;
+      // A file there now with a password format tsgi-proxy cannot check would refuse every login: say so now.
+      if (t.constant !== undefined) {
+        const text = s.env.fs.read(t.constant);
+        if (typeof text === 'string') {
+          for (const e of entries(text)) {
+            const why = unsupportedFormat(e.hash);
+            if (why !== undefined) throw new ProxyConfError('NOT_SUPPORTED', `${why} of user "${e.user}" is not supported by tsgi-proxy (it checks {PLAIN}, {SHA}, {SSHA}, $apr1$, $1$)`, { file: t.constant, line: e.line });
+          }
+        }
+      }
+    },
+  },
+  {
+    name: 'satisfy', ctx: HSL | LMT, args: 1,
+    set(s, d) {
+      const v = d.args[0]!;
+      if (v !== 'all' && v !== 'any') throw new ProxyConfError('BAD_VALUE', `invalid value "${v}"`, pos(d));
+      if (s.loc.satisfy !== undefined) throw duplicate(d);
+      s.loc.satisfy = v;
+    },
+  },
+];
+
 export const accessSpecs: Spec[] = [
   ...realIpSpecs,
+  ...authSpecs,
   accessSpec(true),
   accessSpec(false),
   {
