@@ -1,9 +1,10 @@
 /**
  * auth_basic: the user file is read at each request that needs it, as nginx reads it (so a changed file takes
- * effect at once), asynchronously. Password formats Node can check: {PLAIN}, {SHA}, {SSHA}, and the MD5 crypt
- * of Apache ($apr1$) and glibc ($1$), whose public algorithm is written out below. Other formats (DES crypt,
- * bcrypt, SHA-crypt) would fail every login silently, so a file that has one is refused when the configuration
- * is loaded, and at request time such an entry is a 500 with an error naming the file and line.
+ * effect at once), asynchronously. Password formats Node can check: {PLAIN}, {SHA}, {SSHA}, the MD5 crypt of
+ * Apache ($apr1$) and glibc ($1$), and glibc's SHA-crypt ($5$, $6$); their public algorithms are written out
+ * below. Other formats (DES crypt, bcrypt) would fail every login silently, so a file that has one is refused
+ * when the configuration is loaded, and at request time such an entry is a 500 with an error naming the file
+ * and line.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 
@@ -42,6 +43,54 @@ export function md5Crypt(pw: Buffer, magic: string, saltIn: string): string {
   return `${magic}${salt}$${out}`;
 }
 
+const SHA256_ORDER = [[0, 10, 20], [21, 1, 11], [12, 22, 2], [3, 13, 23], [24, 4, 14], [15, 25, 5], [6, 16, 26], [27, 7, 17], [18, 28, 8], [9, 19, 29]];
+const SHA512_ORDER = [[0, 21, 42], [22, 43, 1], [44, 2, 23], [3, 24, 45], [25, 46, 4], [47, 5, 26], [6, 27, 48], [28, 49, 7], [50, 8, 29], [9, 30, 51],
+  [31, 52, 10], [53, 11, 32], [12, 33, 54], [34, 55, 13], [56, 14, 35], [15, 36, 57], [37, 58, 16], [59, 17, 38], [18, 39, 60], [40, 61, 19], [62, 20, 41]];
+
+/** `len` bytes made of `d` repeated (the P and S sequences of SHA-crypt). */
+function repeatTo(d: Buffer, len: number): Buffer {
+  const out = Buffer.alloc(len);
+  for (let i = 0; i < len; i += d.length) d.copy(out, i, 0, Math.min(d.length, len - i));
+  return out;
+}
+
+/** SHA-crypt (`$5$` SHA-256, `$6$` SHA-512; glibc's public algorithm), with its optional `rounds=N$`. */
+export function shaCrypt(pw: Buffer, setting: string): string | null {
+  const m = /^\$([56])\$(?:rounds=(\d+)\$)?([^$]{0,16})/.exec(setting);
+  if (!m) return null;
+  const algo = m[1] === '5' ? 'sha256' : 'sha512';
+  const L = m[1] === '5' ? 32 : 64;
+  const rounds = m[2] === undefined ? 5000 : Math.min(999999999, Math.max(1000, Number(m[2])));
+  const salt = Buffer.from(m[3]!, 'latin1');
+  const H = (): ReturnType<typeof createHash> => createHash(algo);
+  const B = H().update(pw).update(salt).update(pw).digest();
+  const a = H().update(pw).update(salt);
+  let i = pw.length;
+  for (; i > L; i -= L) a.update(B);
+  a.update(B.subarray(0, i));
+  for (i = pw.length; i > 0; i >>= 1) a.update(i & 1 ? B : pw);
+  const A = a.digest();
+  const dp = H();
+  for (i = 0; i < pw.length; i++) dp.update(pw);
+  const PS = repeatTo(dp.digest(), pw.length);
+  const ds = H();
+  for (i = 0; i < 16 + A[0]!; i++) ds.update(salt);
+  const SS = repeatTo(ds.digest(), salt.length);
+  let C = A;
+  for (let r = 0; r < rounds; r++) {
+    const c = H();
+    c.update(r & 1 ? PS : C);
+    if (r % 3) c.update(SS);
+    if (r % 7) c.update(PS);
+    c.update(r & 1 ? C : PS);
+    C = c.digest();
+  }
+  let out = '';
+  for (const [x, y, z] of L === 32 ? SHA256_ORDER : SHA512_ORDER) out += to64((C[x!]! << 16) | (C[y!]! << 8) | C[z!]!, 4);
+  out += L === 32 ? to64((C[31]! << 8) | C[30]!, 3) : to64(C[63]!, 2);
+  return `$${m[1]}$${m[2] === undefined ? '' : `rounds=${m[2]}$`}${m[3]}$${out}`;
+}
+
 function same(a: Buffer | string, b: Buffer | string): boolean {
   const x = typeof a === 'string' ? Buffer.from(a, 'latin1') : a;
   const y = typeof b === 'string' ? Buffer.from(b, 'latin1') : b;
@@ -50,7 +99,7 @@ function same(a: Buffer | string, b: Buffer | string): boolean {
 
 /** Why a stored password cannot be checked here, or undefined when its format is one tsgi-proxy verifies. */
 export function unsupportedFormat(hash: string): string | undefined {
-  if (hash.startsWith('{PLAIN}') || hash.startsWith('{SHA}') || hash.startsWith('{SSHA}') || hash.startsWith('$apr1$') || hash.startsWith('$1$')) return undefined;
+  if (hash.startsWith('{PLAIN}') || hash.startsWith('{SHA}') || hash.startsWith('{SSHA}') || hash.startsWith('$apr1$') || hash.startsWith('$1$') || hash.startsWith('$5$') || hash.startsWith('$6$')) return undefined;
   const m = /^\$[^$]*\$/.exec(hash);
   if (m) return `password format "${m[0]}"`;
   if (hash.startsWith('{')) return `password scheme "${hash.slice(0, hash.indexOf('}') + 1)}"`;
@@ -67,6 +116,10 @@ export function verify(pw: Buffer, hash: string): boolean {
   }
   if (hash.startsWith('$apr1$')) return same(md5Crypt(pw, '$apr1$', hash.slice(6)), hash);
   if (hash.startsWith('$1$')) return same(md5Crypt(pw, '$1$', hash.slice(3)), hash);
+  if (hash.startsWith('$5$') || hash.startsWith('$6$')) {
+    const h = shaCrypt(pw, hash);
+    return h !== null && same(h, hash);
+  }
   return false;
 }
 

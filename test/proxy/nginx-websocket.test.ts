@@ -67,6 +67,7 @@ function wsBackend(): http.Server {
       }
     };
     s.on('data', onData);
+    s.on('end', () => s.end());
     s.on('error', () => s.destroy());
     if (head.length) onData(Buffer.alloc(0));
   });

@@ -130,7 +130,7 @@ const authSpecs: Spec[] = [
         if (typeof text === 'string') {
           for (const e of entries(text)) {
             const why = unsupportedFormat(e.hash);
-            if (why !== undefined) throw new ProxyConfError('NOT_SUPPORTED', `${why} of user "${e.user}" is not supported by tsgi-proxy (it checks {PLAIN}, {SHA}, {SSHA}, $apr1$, $1$)`, { file: t.constant, line: e.line });
+            if (why !== undefined) throw new ProxyConfError('NOT_SUPPORTED', `${why} of user "${e.user}" is not supported by tsgi-proxy (it checks {PLAIN}, {SHA}, {SSHA}, $apr1$, $1$, $5$, $6$)`, { file: t.constant, line: e.line });
           }
         }
       }
