@@ -6,8 +6,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LocationConf, ServerConf, LocConf } from './conf/model.js';
 import type { ListenGroup } from './listen.js';
 
-/** A request that asked for a protocol upgrade: the bytes the client sent after its head (front.ts). */
-export type UpgradeRequest = IncomingMessage & { tsgiUpgrade?: Buffer };
+/** A request that asked for a protocol upgrade: the bytes the client sent after its head and its body, which
+ * node:http does not read for such a request (front.ts). */
+export type UpgradeRequest = IncomingMessage & { tsgiUpgrade?: Buffer; tsgiBody?: Buffer };
 
 export class Rq {
   /** Set while a regex (location, rewrite, server_name) matched: $1..$9 and named captures. */

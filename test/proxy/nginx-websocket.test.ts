@@ -52,7 +52,9 @@ function wsBackend(): http.Server {
       q.socket.end();
       return;
     }
-    res.end('plain');
+    let body = '';
+    q.on('data', (d: Buffer) => (body += d));
+    q.on('end', () => res.end(`plain ${q.method} [${body}]`));
   });
   srv.on('upgrade', (q: http.IncomingMessage, s: Socket, head: Buffer) => {
     const accept = createHash('sha1').update(String(q.headers['sec-websocket-key']) + GUID).digest('base64');
@@ -120,6 +122,7 @@ http {
     location /idle { proxy_pass http://127.0.0.1:${back}; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade; proxy_read_timeout 1500ms; }
     location /uw { uwsgi_pass 127.0.0.1:${uw}; }
+    location /plain { proxy_pass http://127.0.0.1:${back}; }
   }
 }
 `;
@@ -224,6 +227,16 @@ describe('WebSocket through tsgi-proxy and nginx', () => {
   test('a 101 the client did not ask for is a 502 (nginx passes it on as a response; see docs/proxy.md)', async () => {
     const r = await rawRequest(ports.proxy, 'GET /unasked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     assert.equal(r.status, 502);
+  });
+
+  test('an upgrade request with a body that is not switched (Upgrade: h2c POST) is served with its body', async () => {
+    const go = async (port: number): Promise<string> => {
+      const r = await rawRequest(port, 'POST /plain HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 7\r\n\r\nhello=1');
+      return `${r.status} ${r.body}`;
+    };
+    const ours = await go(ports.proxy);
+    assert.equal(ours, '200 plain POST [hello=1]');
+    if (nginx) assert.equal(ours, await go(ports.nginx));
   });
 
   test('a graceful quit lets an open tunnel finish', async () => {

@@ -640,6 +640,18 @@ export function readBody(r: Rq, p: Pipeline, done: () => void): void {
     p.finalize(r, 413);
     return;
   }
+  const early = (r.req as UpgradeRequest).tsgiBody;
+  if (early !== undefined) {
+    // An upgrade request's body, read by front.ts (node:http leaves it in the socket).
+    if (max > 0 && early.length > max) {
+      p.finalize(r, 413);
+      return;
+    }
+    r.body = early;
+    if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
+    else done();
+    return;
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
