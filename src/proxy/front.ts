@@ -15,7 +15,7 @@ import { StaticFiles } from './static.js';
 import { Upstreams } from './upstream/pass.js';
 import { AccessLogs } from './accesslog.js';
 import type { ErrorLogs } from './errorlog.js';
-import type { Rq } from './request.js';
+import type { Rq, UpgradeRequest } from './request.js';
 import type { LocConf, SslConf } from './conf/model.js';
 import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { PRODUCT, VERSION } from './vars.js';
@@ -159,6 +159,45 @@ export class Front implements Runtime {
       s._tsgiStart = Date.now();
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
+    });
+    // A request with `Upgrade` (WebSocket): node:http hands over the socket, so it gets a response object of
+    // its own and runs through the pipeline like any request. A backend's 101 turns the connection into a
+    // tunnel (upstream/pass.ts); any other answer closes the connection after it (nginx would keep it).
+    server.on('upgrade', (req: http.IncomingMessage, s: ClientSocket, head: Buffer) => {
+      s.on('error', () => s.destroy());
+      const start = (early: Buffer, body: Buffer | undefined): void => {
+        const up = req as UpgradeRequest;
+        up.tsgiUpgrade = early;
+        up.tsgiBody = body;
+        const res = new http.ServerResponse(req);
+        res.assignSocket(s);
+        res.shouldKeepAlive = false;
+        res.on('finish', () => s.destroySoon());
+        handler(req, res);
+      };
+      // node:http leaves the body of an upgrade request unread (a WebSocket handshake has none; an
+      // `Upgrade: h2c` POST does): it is taken here so the request is served with it, as nginx serves it.
+      if (req.headers['transfer-encoding'] !== undefined) {
+        s.end(rawError(411, loc), 'latin1');
+        return;
+      }
+      const n = Number(req.headers['content-length'] ?? 0);
+      if (!(n > 0)) {
+        start(head, undefined);
+        return;
+      }
+      let got = head;
+      const take = (d: Buffer): void => {
+        got = got.length === 0 ? d : Buffer.concat([got, d]);
+        if (got.length < n) return;
+        s.removeListener('data', take);
+        s.pause();
+        s.setTimeout(0);
+        start(Buffer.from(got.subarray(n)), got.subarray(0, n));
+      };
+      s.setTimeout(loc.clientBodyTimeoutMs ?? 60000, () => s.destroy());
+      s.on('data', take);
+      take(Buffer.alloc(0));
     });
     // CONNECT: tsgi-proxy is not a forward proxy. nginx answers 405 to an authority-form target, else 400.
     server.on('connect', (req: http.IncomingMessage, s: Socket) => {

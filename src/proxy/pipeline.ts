@@ -18,7 +18,9 @@ import { PRODUCT, VERSION } from './vars.js';
 import type { ErrorLogs } from './errorlog.js';
 import { applyGzip } from './gzip.js';
 import { charsetType, recode } from './charset.js';
-import { accessAllowed } from './conf/modules/access.js';
+import { readFile } from 'node:fs/promises';
+import { accessAllowed, realAddress } from './conf/modules/access.js';
+import { credentials, entries, unsupportedFormat, verify } from './authbasic.js';
 import { parseSize } from './conf/table.js';
 import { paceResponse } from './ratelimit.js';
 import { checkLimitConn, checkLimitReq } from './limits.js';
@@ -120,6 +122,9 @@ export class Pipeline {
       this.finalize(r, 405);
       return r;
     }
+    // Post-read: realip with the server's settings (as nginx: before any rewrite; a location's own settings
+    // apply in preaccess, when this did not change the address).
+    if (server.loc.realIpFrom !== undefined) this.realIp(r, server.loc);
     // Server-level rewrite script, then location search.
     const rc = this.runScript(r, server.script);
     if (rc !== 'done') this.findAndRun(r);
@@ -167,7 +172,7 @@ export class Pipeline {
 
   log(r: Rq, level: 'error' | 'warn' | 'info' | 'notice', msg: string): void {
     if (!this.rt.errorLog.enabled(level)) return;
-    const client = r.req.socket.remoteAddress ?? '';
+    const client = r.realAddr ?? r.req.socket.remoteAddress ?? '';
     this.rt.errorLog.log(level, `*${(r.req.socket as { _tsgiId?: number })._tsgiId ?? 0} ${msg}, client: ${client.startsWith('::ffff:') ? client.slice(7) : client}, server: ${r.server.primaryName}, request: "${r.req.method} ${r.requestUri} HTTP/${r.req.httpVersion}", host: "${r.req.headers.host ?? ''}"`);
   }
 
@@ -256,6 +261,8 @@ export class Pipeline {
 
   private content(r: Rq): void {
     const conf = r.conf;
+    // Preaccess: realip (with the location's settings, once per request), then limit_conn and limit_req.
+    if (conf.realIpFrom !== undefined && r.realAddr === null) this.realIp(r, conf);
     // Preaccess: limit_conn, then limit_req, once per request (not again after an internal redirect).
     if (conf.limitConn !== undefined && r.limitConnStatus === '') {
       const o = checkLimitConn(r, conf.limitConn, (level, msg) => this.log(r, level, msg));
@@ -278,11 +285,75 @@ export class Pipeline {
         return;
       }
     }
-    if (conf.access !== undefined && !accessAllowed(conf.access, r.req.socket.remoteAddress)) {
-      this.log(r, 'error', 'access forbidden by rule');
-      this.finalize(r, 403);
-      return;
+    // Access: allow/deny, then auth_basic (satisfy all: both must let the request in; any: one is enough).
+    if (conf.access !== undefined || (conf.authBasic != null && conf.authBasicUserFile !== undefined)) {
+      const allowed = conf.access === undefined || accessAllowed(conf.access, r.realAddr ?? r.req.socket.remoteAddress);
+      const auth = conf.authBasic != null && conf.authBasicUserFile !== undefined;
+      const any = conf.satisfy === 'any';
+      if (!allowed) this.log(r, 'error', 'access forbidden by rule');
+      if (any && allowed && conf.access !== undefined) {
+        this.afterAccess(r, conf);
+        return;
+      }
+      if (!allowed && (!any || !auth)) {
+        this.finalize(r, 403);
+        return;
+      }
+      if (auth) {
+        void this.basicAuth(r, conf).then((status) => {
+          if (r.res.destroyed) return;
+          if (status === 0) this.afterAccess(r, conf);
+          else this.finalize(r, status);
+        }, (e: Error) => {
+          this.log(r, 'error', `auth_basic failed: ${e.message}`);
+          this.finalize(r, 500);
+        });
+        return;
+      }
     }
+    this.afterAccess(r, conf);
+  }
+
+  /**
+   * auth_basic: 0 when the credentials match, else the status (401 with WWW-Authenticate, 403 when the user
+   * file is missing, 500 for an entry in a format tsgi-proxy cannot check). The file is read each time.
+   */
+  private async basicAuth(r: Rq, conf: LocConf): Promise<number> {
+    const realm = conf.authBasic!.eval(r);
+    const cred = credentials(r.req.headers.authorization);
+    const deny = (): number => {
+      r.wwwAuthenticate = `Basic realm="${realm}"`;
+      return 401;
+    };
+    if (cred === null) {
+      this.log(r, 'info', 'no user/password was provided for basic authentication');
+      return deny();
+    }
+    const file = conf.authBasicUserFile!.eval(r);
+    let text: string;
+    try {
+      text = await readFile(file, 'latin1');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      this.log(r, 'error', `open() "${file}" failed (${err.code === 'ENOENT' ? '2: No such file or directory' : err.message})`);
+      return err.code === 'ENOENT' ? 403 : 500;
+    }
+    for (const e of entries(text)) {
+      if (e.user !== cred.user) continue;
+      const why = unsupportedFormat(e.hash);
+      if (why !== undefined) {
+        this.log(r, 'error', `${why} of user "${e.user}" in ${file}:${e.line} is not supported by tsgi-proxy`);
+        return 500;
+      }
+      if (verify(cred.pw, e.hash)) return 0;
+      this.log(r, 'error', `user "${cred.user}": password mismatch`);
+      return deny();
+    }
+    this.log(r, 'error', `user "${cred.user}" was not found in "${file}"`);
+    return deny();
+  }
+
+  private afterAccess(r: Rq, conf: LocConf): void {
     if (conf.internal && !r.internal) {
       this.finalize(r, 404);
       return;
@@ -292,6 +363,17 @@ export class Pipeline {
       return;
     }
     this.contentHandler(r);
+  }
+
+  /** set_real_ip_from / real_ip_header / real_ip_recursive: $remote_addr from the header, when trusted. */
+  private realIp(r: Rq, conf: LocConf): void {
+    const name = conf.realIpHeader ?? 'x-real-ip';
+    const v = r.req.headers[name];
+    if (v === undefined) return;
+    const found = realAddress(conf.realIpFrom!, Array.isArray(v) ? v.join(', ') : v, conf.realIpRecursive === true, r.req.socket.remoteAddress);
+    if (found === null) return;
+    r.realAddr = found.addr;
+    r.realPort = found.port;
   }
 
   contentHandler(r: Rq): void {
@@ -573,6 +655,7 @@ export class Pipeline {
     if (upstream === undefined || !upstream.serverSet) list.push('Server', conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
     if (upstream === undefined || !upstream.dateSet) list.push('Date', httpDate());
     for (let i = 0; i < given.length; i++) list.push(given[i]!);
+    if (r.wwwAuthenticate !== null && code === 401) list.push('WWW-Authenticate', r.wwwAuthenticate);
     // $sent_http_* in add_header values sees the headers set before it, as in nginx.
     r.sentHeaders = list;
     const exp = conf.expires!;

@@ -6,11 +6,22 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LocationConf, ServerConf, LocConf } from './conf/model.js';
 import type { ListenGroup } from './listen.js';
 
+/** A request that asked for a protocol upgrade: the bytes the client sent after its head and its body, which
+ * node:http does not read for such a request (front.ts). */
+export type UpgradeRequest = IncomingMessage & { tsgiUpgrade?: Buffer; tsgiBody?: Buffer };
+
 export class Rq {
   /** Set while a regex (location, rewrite, server_name) matched: $1..$9 and named captures. */
   captures: RegExpExecArray | null = null;
+  /** realip: the client address and port taken from a header (null: the connection's own are used). */
+  realAddr: string | null = null;
+  realPort = '';
+  /** auth_basic refused the request: the challenge its 401 carries. */
+  wwwAuthenticate: string | null = null;
   /** Variables from `set`. */
   vars: Map<string, string> | null = null;
+  /** Values of `map` variables already evaluated for this request, by map index (not for volatile maps). */
+  mapVals: Array<string | undefined> | null = null;
   /** The location in effect, and its merged settings. */
   location: LocationConf | null = null;
   conf: LocConf;

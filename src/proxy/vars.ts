@@ -64,6 +64,12 @@ function serverAddr(r: Rq): string {
 }
 
 function remoteAddr(r: Rq): string {
+  if (r.realAddr !== null) return r.realAddr;
+  return connAddr(r);
+}
+
+/** The connection's own peer address ($realip_remote_addr). */
+function connAddr(r: Rq): string {
   const a = sock(r).remoteAddress;
   if (a === undefined) return r.group.unix ? 'unix:' : '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
@@ -85,7 +91,9 @@ const BUILTIN: Record<string, Getter> = {
   server_protocol: (r) => `HTTP/${r.req.httpVersion}`,
   remote_addr: remoteAddr,
   binary_remote_addr: remoteAddr,
-  remote_port: (r) => (sock(r).remotePort !== undefined ? String(sock(r).remotePort) : ''),
+  remote_port: (r) => (r.realAddr !== null ? r.realPort : sock(r).remotePort !== undefined ? String(sock(r).remotePort) : ''),
+  realip_remote_addr: connAddr,
+  realip_remote_port: (r) => (sock(r).remotePort !== undefined ? String(sock(r).remotePort) : ''),
   remote_user: (r) => {
     const a = r.req.headers.authorization;
     if (!a || !/^basic /i.test(a)) return '';
@@ -143,10 +151,25 @@ const BUILTIN: Record<string, Getter> = {
 export interface VarRegistry {
   declared: Set<string>;
   used: Array<{ name: string; pos: ConfPos }>;
+  /** One slot per non-built-in name a template reads; `map` fills the slot's getter (a map may come after its
+   * use, so templates hold the slot, not the map). */
+  slots: Map<string, VarSlot>;
+  /** Maps defined so far: each one's index in Rq.mapVals, the per-request cache. */
+  mapCount: number;
+}
+
+export interface VarSlot {
+  map: Getter | undefined;
 }
 
 export function newRegistry(): VarRegistry {
-  return { declared: new Set(), used: [] };
+  return { declared: new Set(), used: [], slots: new Map(), mapCount: 0 };
+}
+
+export function varSlot(reg: VarRegistry, name: string): VarSlot {
+  let slot = reg.slots.get(name);
+  if (!slot) reg.slots.set(name, (slot = { map: undefined }));
+  return slot;
 }
 
 function captureGetter(n: number): Getter {
@@ -244,10 +267,12 @@ function varGetter(name: string, reg: VarRegistry, pos: ConfPos): Getter {
   const b = builtinGetter(name);
   if (b) return b;
   reg.used.push({ name, pos });
-  // A variable from `set`, or a named regex capture.
+  const slot = varSlot(reg, name);
+  // A variable from `set` (which may overwrite a map variable, as in nginx), a `map`, or a named regex capture.
   return (r) => {
     const v = r.vars?.get(name);
     if (v !== undefined) return v;
+    if (slot.map !== undefined) return slot.map(r);
     const g = r.captures?.groups?.[name];
     return g ?? '';
   };

@@ -24,6 +24,8 @@ declare module 'node:_http_common' {
     consume(handle: object): void;
     /** Gives the handle's reads back to the socket. */
     unconsume(): void;
+    /** The buffer of the read being parsed (consumed mode): what follows an upgrade head is read from it. */
+    getCurrentBuffer(): Buffer;
     free(): void;
     remove(): void;
     [key: number]: unknown;

@@ -214,6 +214,15 @@ export class LocConf {
   limitConnDryRun: boolean | undefined;
   /** allow/deny rules in order (undefined: no rule anywhere above). */
   access: AccessRule[] | undefined;
+  /** realip: the trusted addresses (set_real_ip_from; undefined: the module is off), the header (lower
+   * case; 'x-real-ip' by default) and real_ip_recursive. */
+  realIpFrom: AccessRule[] | undefined;
+  /** auth_basic: the realm (null: `off`), the user file, and `satisfy`. */
+  authBasic: Template | null | undefined;
+  authBasicUserFile: Template | undefined;
+  satisfy: 'all' | 'any' | undefined;
+  realIpHeader: string | undefined;
+  realIpRecursive: boolean | undefined;
   /** limit_except: the settings for methods not in `methods` (`owner`: the level that wrote it). */
   limitExcept: { methods: Set<string>; conf: LocConf; owner: LocConf } | undefined;
   /** client_body_in_file_only ('off', 'on': the file is kept, 'clean': removed after the request) and where. */

@@ -44,9 +44,15 @@ export interface ExchangeHandlers {
   onEnd(): void;
   /** `responseStarted` is true once any response byte arrived; `reused` when an idle connection failed. */
   onFail(kind: FailKind, message: string, responseStarted: boolean, reused: boolean): void;
+  /** A 101: whether the client asked for an upgrade, so the connection may become a tunnel. */
+  upgradeWanted(): boolean;
+  /** The 101 head (relayed first), then the backend socket, free of the link, and the bytes after the head. */
+  onUpgrade(status: number, headers: string[], reason: string): void;
+  onTunnel(socket: Socket, rest: Buffer): void;
 }
 
 const TSGI_HEADER = 'x-tsgi-keepalive';
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Parsers are reused: a closed link's parser goes back to the pool on the next turn of the event loop —
@@ -147,7 +153,7 @@ export class Link {
     }
     // Without a consumed handle, bytes come here; with one, the listener keeps the stream flowing so that
     // the end of the stream is still reported.
-    s.on('data', (buf: Buffer) => {
+    const onData = (buf: Buffer): void => {
       const ex = this.ex;
       if (!ex) {
         // Anything from the backend while idle ends the connection.
@@ -155,24 +161,45 @@ export class Link {
         return;
       }
       ex.data(buf);
-    });
-    s.on('end', () => {
+    };
+    const onEnd = (): void => {
       if (this.ex) this.ex.end();
       else this.unsolicited();
-    });
-    s.on('timeout', () => {
+    };
+    const onTimeout = (): void => {
       if (this.ex) this.ex.timeout();
       else this.unsolicited();
-    });
-    s.on('error', (e: NodeJS.ErrnoException) => {
+    };
+    const onError = (e: NodeJS.ErrnoException): void => {
       if (this.ex) this.ex.error(e);
       else this.unsolicited();
-    });
-    s.on('close', () => {
+    };
+    const onClose = (): void => {
       if (this.ex) this.ex.closed();
       this.dropIdle();
       this.release();
-    });
+    };
+    s.on('data', onData).on('end', onEnd).on('timeout', onTimeout).on('error', onError).on('close', onClose);
+    this.listeners = [['data', onData], ['end', onEnd], ['timeout', onTimeout], ['error', onError], ['close', onClose]];
+  }
+
+  private readonly listeners: Array<[string, Parameters<Socket['removeListener']>[1]]>;
+
+  /**
+   * After a relayed 101: the socket leaves the link (its listeners and parser) for a tunnel. `rc` is what
+   * llhttp parsed of the read that held the head; the bytes after it already belong to the new protocol.
+   */
+  detach(rc: number, buf: Buffer | undefined): Buffer {
+    const p = this.parser;
+    const b = buf ?? (this.consumed ? p.getCurrentBuffer() : undefined);
+    const rest = b !== undefined && rc < b.length ? Buffer.from(b.subarray(rc)) : EMPTY;
+    this.ex = null;
+    for (const [ev, fn] of this.listeners) this.socket.removeListener(ev, fn);
+    if (this.consumed) p.unconsume();
+    this.released = true;
+    releaseParser(p, false);
+    this.socket.setTimeout(0);
+    return rest;
   }
 
   setTimeout(ms: number): void {
@@ -254,6 +281,8 @@ export class Exchange implements ExchangeControl {
   sent = false;
   connected: boolean;
   pendingHeaders: string[] | null = null;
+  /** A 101 was relayed: the read that carried it hands the socket to a tunnel. */
+  upgrading = false;
   private connectTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -274,8 +303,16 @@ export class Exchange implements ExchangeControl {
     } else if (headers === undefined) headers = [];
     if (this.done) return 1; // bytes after the response this connection carried: ignored
     if (status >= 100 && status < 200 && status !== 101) return 0; // interim response: wait for the final one
+    if (status === 101 && this.h.upgradeWanted()) {
+      // The connection becomes a tunnel once this read is parsed (executed/data below); the link is done.
+      this.upgrading = true;
+      this.done = true;
+      this.cleanup();
+      this.h.onUpgrade(status, headers, reason);
+      return 0;
+    }
     if (status === 101) {
-      // Protocol upgrades are not relayed over uwsgi or proxied HTTP/1.0.
+      // A 101 the client did not ask for (no Upgrade header) cannot be relayed as a response.
       this.fail('invalid_header', 'upstream sent "101 Switching Protocols", which tsgi-proxy does not relay, while reading response header from upstream');
       return 1;
     }
@@ -313,11 +350,24 @@ export class Exchange implements ExchangeControl {
   data(buf: Buffer): void {
     if (this.done) return;
     this.started = true;
-    this.executed(this.link.parser.execute(buf));
+    const rc = this.link.parser.execute(buf);
+    if (this.upgrading) this.tunnel(rc, buf);
+    else this.executed(rc);
+  }
+
+  private tunnel(rc: number | Error, buf: Buffer | undefined): void {
+    this.upgrading = false;
+    const link = this.link;
+    const rest = link.detach(typeof rc === 'number' ? rc : Number.MAX_SAFE_INTEGER, buf);
+    this.h.onTunnel(link.socket, rest);
   }
 
   /** What llhttp made of the bytes of one read (parsed by execute() above, or straight from the handle). */
   executed(rc: number | Error): void {
+    if (this.upgrading) {
+      this.tunnel(rc, undefined);
+      return;
+    }
     this.started = true;
     if (rc instanceof Error) {
       if (this.done) {
@@ -379,7 +429,7 @@ export class Exchange implements ExchangeControl {
     if (this.connected) this.link.setTimeout(this.opts.readTimeoutMs);
   }
 
-  private cleanup(): void {
+  cleanup(): void {
     if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
     this.link.peer.conns--;
   }

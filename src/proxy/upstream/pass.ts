@@ -5,12 +5,15 @@
  * non_idempotent is listed). The backend is read as fast as it sends (response buffering), so a slow client
  * does not hold it; with buffering off, the backend is paused while the client catches up.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
 import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
 import type { Pipeline, UpstreamHead } from '../pipeline.js';
-import type { Rq } from '../request.js';
+import type { Rq, UpgradeRequest } from '../request.js';
+import type { Socket } from 'node:net';
+import { httpDate } from '../special.js';
+import { PRODUCT, VERSION } from '../vars.js';
 import { charsetType, recode } from '../charset.js';
 import { escapeUri } from '../uri.js';
 import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
@@ -508,6 +511,85 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.record();
     p.finalize(r, kind === 'timeout' ? 504 : 502);
   }
+  upgradeWanted(): boolean {
+    return (this.r.req as UpgradeRequest).tsgiUpgrade !== undefined && !this.clientGone;
+  }
+
+  /**
+   * The backend switched protocols for a client that asked to: the 101 goes out as nginx writes it (Server,
+   * Date, `Connection: upgrade`, the backend's Upgrade, then its other headers; add_header does not apply).
+   */
+  onUpgrade(status: number, headers: string[], reason: string): void {
+    const r = this.r;
+    this.statuses.push(String(status));
+    this.group.success(this.peer!);
+    this.record();
+    r.upstreamHeaders = headers;
+    const conf = r.conf;
+    const list: string[] = ['Server', conf.serverTokens !== false ? `${PRODUCT}/${VERSION}` : PRODUCT, 'Date', httpDate(), 'Connection', 'upgrade'];
+    const hidden = this.pass.protocol === 'uwsgi' ? UWSGI_HIDDEN : PROXY_HIDDEN;
+    const rest: string[] = [];
+    for (let i = 0; i < headers.length; i += 2) {
+      const lower = headers[i]!.toLowerCase();
+      if (lower === 'upgrade') list.push('Upgrade', headers[i + 1]!);
+      else if (!HOP_BY_HOP.has(lower) && !((hidden.has(lower) || this.st.hideHeaders!.has(lower)) && !this.st.passHeaders!.has(lower))) rest.push(headers[i]!, headers[i + 1]!);
+    }
+    for (const h of rest) list.push(h);
+    r.status = 101;
+    r.sentHeaders = list;
+    const res = r.res;
+    res.writeHead(101, reason || 'Switching Protocols', list as unknown as OutgoingHttpHeaders);
+    res.flushHeaders();
+  }
+
+  /**
+   * Both connections become one tunnel, as in nginx: bytes pass both ways with flow control; the tunnel ends
+   * when either side ends or fails (the other is closed once what it was sent is written), or when nothing
+   * passed either way for *_read_timeout (nginx re-arms that timer on activity in either direction). The
+   * access log line (status 101, $body_bytes_sent counting the backend's bytes) is written when it ends.
+   */
+  onTunnel(back: Socket, rest: Buffer): void {
+    const r = this.r;
+    r.relay = null;
+    const client = r.req.socket;
+    const early = (r.req as UpgradeRequest).tsgiUpgrade!;
+    const label = this.peer!.label;
+    const scheme = this.pass.scheme;
+    if (rest.length) {
+      r.bodyBytesSent += rest.length;
+      client.write(rest);
+    }
+    if (early.length) back.write(early);
+    let over = false;
+    const end = (): void => {
+      if (over) return;
+      over = true;
+      client.destroySoon();
+      back.destroySoon();
+    };
+    back.setTimeout(this.readTimeoutMs, () => {
+      this.u.p.log(r, 'info', `upstream timed out (110: Connection timed out) while proxying upgraded connection, upstream: "${scheme}://${label}"`);
+      over = true;
+      back.destroy();
+      client.destroy();
+    });
+    back.on('data', (d: Buffer) => {
+      r.bodyBytesSent += d.length;
+      if (!client.write(d)) {
+        back.pause();
+        client.once('drain', () => back.resume());
+      }
+    });
+    client.on('data', (d: Buffer) => {
+      if (!back.write(d)) {
+        client.pause();
+        back.once('drain', () => client.resume());
+      }
+    });
+    back.on('end', end).on('close', end).on('error', end);
+    client.on('end', end).on('close', end);
+    client.resume();
+  }
 }
 
 function connectionCleared(st: UpstreamSettings): boolean {
@@ -556,6 +638,18 @@ export function readBody(r: Rq, p: Pipeline, done: () => void): void {
     p.log(r, 'error', `client intended to send too large body: ${cl} bytes`);
     r.res.shouldKeepAlive = false;
     p.finalize(r, 413);
+    return;
+  }
+  const early = (r.req as UpgradeRequest).tsgiBody;
+  if (early !== undefined) {
+    // An upgrade request's body, read by front.ts (node:http leaves it in the socket).
+    if (max > 0 && early.length > max) {
+      p.finalize(r, 413);
+      return;
+    }
+    r.body = early;
+    if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
+    else done();
     return;
   }
   const chunks: Buffer[] = [];

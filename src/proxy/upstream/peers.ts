@@ -121,7 +121,7 @@ export class PeerGroup {
     const b = this.conf.balance;
     let key: string;
     if (b.kind === 'ip_hash') {
-      const a = r.req.socket.remoteAddress ?? '';
+      const a = r.realAddr ?? r.req.socket.remoteAddress ?? '';
       const v4 = a.startsWith('::ffff:') ? a.slice(7) : a;
       key = /^\d+\.\d+\.\d+\.\d+$/.test(v4) ? v4.split('.').slice(0, 3).join('.') : v4;
     } else if (b.kind === 'hash') key = b.key.eval(r);
