@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
+import { until } from '../helpers/emperor.js';
 import {
   activatedEnv, freePort, httpRequest, sharedVenv, startProcess, startTsgi, stopProcess, tempDir, workerPids, type RunningProcess,
 } from '../helpers/procs.js';
@@ -86,6 +87,10 @@ async function probe(server: 'tsgi' | 'uwsgi'): Promise<Run> {
   const infos: Info[] = [];
   try {
     for (let i = 0; i < 8; i++) infos.push(await get<Info>(port, '/info'));
+    // Both workers must have run their post-fork hooks before the stop: uWSGI logs "spawned uWSGI worker 2" from the
+    // master, and on a loaded machine the second worker can still be starting when the requests are done (one CI run
+    // stopped it there, and its atexit came without a postfork).
+    await until('both workers to run their post-fork hooks', () => records(out).filter((r) => r.event === 'postfork').length >= 2, 20_000);
   } finally {
     await stopProcess(p);
   }
