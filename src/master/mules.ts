@@ -11,7 +11,8 @@
  * configured.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { killSupervised, removeRunDir, stopSupervised } from './supervised.js';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -92,27 +93,6 @@ export class Mules {
     });
   }
 
-  private stopAll(procs: MuleProcess[], mercyS: number): Promise<void> {
-    const waits = procs.map((p) => {
-      if (p.timer) clearTimeout(p.timer);
-      p.timer = undefined;
-      const child = p.child;
-      if (!child) return Promise.resolve();
-      return new Promise<void>((done) => {
-        const kill = setTimeout(() => {
-          if (mercyS > 0) this.log(`mule ${p.id} (pid: ${p.pid}) still running after ${mercyS} s: killed`);
-          child.kill('SIGKILL');
-        }, mercyS * 1000);
-        child.once('exit', () => {
-          clearTimeout(kill);
-          done();
-        });
-        child.kill('SIGTERM');
-      });
-    });
-    return Promise.all(waits).then(() => undefined);
-  }
-
   /** A reload: the mules stop and start again with the reloaded configuration. */
   reload(next: Settings): void {
     if (!next.mules || !next.mules.mules.length) {
@@ -128,24 +108,19 @@ export class Mules {
     });
   }
 
+  /** SIGTERM to each, SIGKILL after `mercyS`; resolves when all are gone. */
+  private stopAll(procs: MuleProcess[], mercyS: number): Promise<void> {
+    return stopSupervised(procs, mercyS, (p) => `mule ${p.id}`, this.log);
+  }
+
   stop(mercyS: number): Promise<void> {
     this.stopping = true;
-    return this.stopAll(this.procs, mercyS).then(() => {
-      try {
-        rmSync(this.runDir, { recursive: true, force: true });
-      } catch {
-        /* nothing to do */
-      }
-    });
+    return this.stopAll(this.procs, mercyS).then(() => removeRunDir(this.runDir));
   }
 
   killNow(): void {
     this.stopping = true;
-    for (const p of this.procs) {
-      if (p.timer) clearTimeout(p.timer);
-      p.timer = undefined;
-      p.child?.kill('SIGKILL');
-    }
+    killSupervised(this.procs);
   }
 
   stats(): MuleStats[] {

@@ -11,7 +11,8 @@
  * SIGUSR1 handler is installed (it writes `R` on its control channel), since SIGUSR1 would otherwise kill it.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { killSupervised, removeRunDir, stopSupervised } from './supervised.js';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -126,28 +127,6 @@ export class Spoolers {
     }
   }
 
-  /** SIGTERM to every spooler; resolves when all are gone (SIGKILL after `mercyS`). */
-  private stopAll(procs: SpoolerProcess[], mercyS: number): Promise<void> {
-    const waits = procs.map((p) => {
-      if (p.timer) clearTimeout(p.timer);
-      p.timer = undefined;
-      const child = p.child;
-      if (!child) return Promise.resolve();
-      return new Promise<void>((done) => {
-        const kill = setTimeout(() => {
-          if (mercyS > 0) this.log(`spooler ${p.dir} (pid: ${p.pid}) still running after ${mercyS} s: killed`);
-          child.kill('SIGKILL');
-        }, mercyS * 1000);
-        child.once('exit', () => {
-          clearTimeout(kill);
-          done();
-        });
-        child.kill('SIGTERM');
-      });
-    });
-    return Promise.all(waits).then(() => undefined);
-  }
-
   /** A reload: the spoolers stop (their tasks in progress finish) and start again with the new configuration. */
   reload(next: Settings): void {
     if (!next.spooler || !next.spooler.dirs.length) {
@@ -159,7 +138,7 @@ export class Spoolers {
     this.settings = next;
     this.procs = [];
     for (const p of old) p.child?.removeAllListeners('exit');
-    void this.stopAll(old.map((p) => p), mercy).then(() => {
+    void this.stopAll(old, mercy).then(() => {
       if (this.stopping) return;
       this.start();
     });
@@ -173,25 +152,20 @@ export class Spoolers {
     this.writePids();
   }
 
+  /** SIGTERM to each (a task in progress finishes), SIGKILL after `mercyS`; resolves when all are gone. */
+  private stopAll(procs: SpoolerProcess[], mercyS: number): Promise<void> {
+    return stopSupervised(procs, mercyS, (p) => `spooler ${p.dir}`, this.log);
+  }
+
   stop(mercyS: number): Promise<void> {
     this.stopping = true;
-    return this.stopAll(this.procs, mercyS).then(() => {
-      try {
-        rmSync(this.runDir, { recursive: true, force: true });
-      } catch {
-        /* nothing to do */
-      }
-    });
+    return this.stopAll(this.procs, mercyS).then(() => removeRunDir(this.runDir));
   }
 
   /** An immediate stop: every spooler is killed now (a task in progress stays spooled). */
   killNow(): void {
     this.stopping = true;
-    for (const p of this.procs) {
-      if (p.timer) clearTimeout(p.timer);
-      p.timer = undefined;
-      p.child?.kill('SIGKILL');
-    }
+    killSupervised(this.procs);
   }
 
   stats(): SpoolerStats[] {
