@@ -4,7 +4,7 @@
  * no test passes or fails on timing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -99,6 +99,28 @@ export async function startProxy(dir: string, conf: string, port: number | strin
     return canConnect(port);
   });
   return p;
+}
+
+/**
+ * tsgi-proxy and, when `withNginx`, the real nginx on the same configuration (`conf(port, who)`), each on a free
+ * port of its own, in `dir` (proxy.conf, nginx.conf, nginx's pid file): for tests that compare their answers.
+ */
+export async function startSideBySide(dir: string, conf: (port: number, who: 'proxy' | 'nginx') => string, withNginx: boolean):
+  Promise<{ ports: { proxy: number; nginx: number }; proxy: Proc; nginx: Proc | undefined }> {
+  const ports = { proxy: await freePort(), nginx: await freePort() };
+  writeFileSync(join(dir, 'proxy.conf'), conf(ports.proxy, 'proxy'));
+  writeFileSync(join(dir, 'nginx.conf'), `pid ${dir}/nginx.pid;\n` + conf(ports.nginx, 'nginx'));
+  const proxy = await startProxy(dir, 'proxy.conf', ports.proxy);
+  if (!withNginx) return { ports, proxy, nginx: undefined };
+  const nginx = run('/usr/sbin/nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log'), '-g', 'daemon off; user root;']);
+  try {
+    await waitFor('nginx', () => canConnect(ports.nginx));
+  } catch (err) {
+    await proxy.stop('SIGQUIT');
+    await nginx.stop('SIGQUIT');
+    throw err;
+  }
+  return { ports, proxy, nginx };
 }
 
 export async function startUwsgi(dir: string, socket: string, app: string, extra: string[] = []): Promise<Proc> {

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { canConnect, freePort, have, proxySync, rawRequest, run, startProxy, tempDir, waitFor, type Proc } from './helpers.js';
+import { have, proxySync, rawRequest, tempDir, startSideBySide, type Proc } from './helpers.js';
 
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
 const withOpenssl = have('openssl');
@@ -87,15 +87,9 @@ describe('auth_basic next to nginx', { skip: withOpenssl ? false : 'needs openss
     t = tempDir('auth');
     writeFileSync(join(t.dir, 'users'), users());
     writeFileSync(join(t.dir, 'f.txt'), 'file\n');
-    ports.proxy = await freePort();
-    ports.nginx = await freePort();
-    writeFileSync(join(t.dir, 'proxy.conf'), conf(t.dir, ports.proxy));
-    writeFileSync(join(t.dir, 'nginx.conf'), `pid ${t.dir}/nginx.pid;\n` + conf(t.dir, ports.nginx));
-    proxy = await startProxy(t.dir, 'proxy.conf', ports.proxy);
-    if (withNginx) {
-      nginx = run('/usr/sbin/nginx', ['-p', t.dir, '-c', join(t.dir, 'nginx.conf'), '-e', join(t.dir, 'nginx-error.log'), '-g', 'daemon off; user root;']);
-      await waitFor('nginx', () => canConnect(ports.nginx));
-    }
+    const both = await startSideBySide(t.dir, (port) => conf(t.dir, port), withNginx);
+    ({ proxy, nginx } = both);
+    Object.assign(ports, both.ports);
   });
 
   after(async () => {

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { canConnect, freePort, have, proxySync, rawRequest, run, startProxy, tempDir, waitFor, type Proc, type RawResponse } from './helpers.js';
+import { have, proxySync, rawRequest, tempDir, type Proc, type RawResponse, startSideBySide } from './helpers.js';
 
 let round = 0;
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
@@ -134,15 +134,9 @@ describe('nginx directives next to nginx', () => {
     });
     await new Promise<void>((res) => backend.listen(0, '127.0.0.1', res));
     const bport = (backend.address() as { port: number }).port;
-    ports.proxy = await freePort();
-    ports.nginx = await freePort();
-    writeFileSync(join(t.dir, 'proxy.conf'), conf(t.dir, www, ports.proxy, bport));
-    writeFileSync(join(t.dir, 'nginx.conf'), `pid ${t.dir}/nginx.pid;\n` + conf(t.dir, www, ports.nginx, bport));
-    proxy = await startProxy(t.dir, 'proxy.conf', ports.proxy);
-    if (withNginx) {
-      nginx = run('/usr/sbin/nginx', ['-p', t.dir, '-c', join(t.dir, 'nginx.conf'), '-e', join(t.dir, 'nginx-error.log'), '-g', 'daemon off; user root;']);
-      await waitFor('nginx', () => canConnect(ports.nginx));
-    }
+    const both = await startSideBySide(t.dir, (port) => conf(t.dir, www, port, bport), withNginx);
+    ({ proxy, nginx } = both);
+    Object.assign(ports, both.ports);
   });
 
   after(async () => {

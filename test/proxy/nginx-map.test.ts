@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { canConnect, freePort, have, proxySync, rawRequest, run, startProxy, tempDir, waitFor, type Proc } from './helpers.js';
+import { have, proxySync, rawRequest, tempDir, startSideBySide, type Proc } from './helpers.js';
 
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
 
@@ -71,15 +71,9 @@ describe('map next to nginx', () => {
   before(async () => {
     t = tempDir('map');
     writeFileSync(join(t.dir, 'more.map'), 'inc included;\n');
-    ports.proxy = await freePort();
-    ports.nginx = await freePort();
-    writeFileSync(join(t.dir, 'proxy.conf'), conf(t.dir, ports.proxy));
-    writeFileSync(join(t.dir, 'nginx.conf'), `pid ${t.dir}/nginx.pid;\n` + conf(t.dir, ports.nginx));
-    proxy = await startProxy(t.dir, 'proxy.conf', ports.proxy);
-    if (withNginx) {
-      nginx = run('/usr/sbin/nginx', ['-p', t.dir, '-c', join(t.dir, 'nginx.conf'), '-e', join(t.dir, 'nginx-error.log'), '-g', 'daemon off; user root;']);
-      await waitFor('nginx', () => canConnect(ports.nginx));
-    }
+    const both = await startSideBySide(t.dir, (port) => conf(t.dir, port), withNginx);
+    ({ proxy, nginx } = both);
+    Object.assign(ports, both.ports);
   });
 
   after(async () => {

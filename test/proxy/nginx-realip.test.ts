@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { canConnect, freePort, have, proxySync, rawRequest, run, startProxy, tempDir, waitFor, type Proc } from './helpers.js';
+import { have, proxySync, rawRequest, tempDir, startSideBySide, type Proc } from './helpers.js';
 
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
 
@@ -115,15 +115,9 @@ describe('realip next to nginx', () => {
   before(async () => {
     t = tempDir('realip');
     writeFileSync(join(t.dir, 'f.txt'), 'file\n');
-    ports.proxy = await freePort();
-    ports.nginx = await freePort();
-    writeFileSync(join(t.dir, 'proxy.conf'), conf(ports.proxy, join(t.dir, 'p.sock'), join(t.dir, 'f.txt')));
-    writeFileSync(join(t.dir, 'nginx.conf'), `pid ${t.dir}/nginx.pid;\n` + conf(ports.nginx, join(t.dir, 'n.sock'), join(t.dir, 'f.txt')));
-    proxy = await startProxy(t.dir, 'proxy.conf', ports.proxy);
-    if (withNginx) {
-      nginx = run('/usr/sbin/nginx', ['-p', t.dir, '-c', join(t.dir, 'nginx.conf'), '-e', join(t.dir, 'nginx-error.log'), '-g', 'daemon off; user root;']);
-      await waitFor('nginx', () => canConnect(ports.nginx));
-    }
+    const both = await startSideBySide(t.dir, (port, who) => conf(port, join(t.dir, who === 'proxy' ? 'p.sock' : 'n.sock'), join(t.dir, 'f.txt')), withNginx);
+    ({ proxy, nginx } = both);
+    Object.assign(ports, both.ports);
   });
 
   after(async () => {

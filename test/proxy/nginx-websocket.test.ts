@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { canConnect, freePort, have, rawRequest, run, startProxy, tempDir, waitFor, type Proc } from './helpers.js';
+import { canConnect, freePort, have, rawRequest, startProxy, tempDir, waitFor, startSideBySide, type Proc } from './helpers.js';
 
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -151,15 +151,9 @@ describe('WebSocket through tsgi-proxy and nginx', () => {
     });
     await new Promise<void>((res) => uwsgiLike.listen(0, '127.0.0.1', res));
     ports.uw = (uwsgiLike.address() as { port: number }).port;
-    ports.proxy = await freePort();
-    ports.nginx = await freePort();
-    writeFileSync(join(t.dir, 'proxy.conf'), conf(t.dir, ports.proxy, ports.back, ports.uw, 'proxy-access.log'));
-    writeFileSync(join(t.dir, 'nginx.conf'), `pid ${t.dir}/nginx.pid;\n` + conf(t.dir, ports.nginx, ports.back, ports.uw, 'nginx-access.log'));
-    proxy = await startProxy(t.dir, 'proxy.conf', ports.proxy);
-    if (withNginx) {
-      nginx = run('/usr/sbin/nginx', ['-p', t.dir, '-c', join(t.dir, 'nginx.conf'), '-e', join(t.dir, 'nginx-error.log'), '-g', 'daemon off; user root;']);
-      await waitFor('nginx', () => canConnect(ports.nginx));
-    }
+    const both = await startSideBySide(t.dir, (port, who) => conf(t.dir, port, ports.back, ports.uw, `${who}-access.log`), withNginx);
+    ({ proxy, nginx } = both);
+    Object.assign(ports, both.ports);
   });
 
   after(async () => {
