@@ -310,12 +310,14 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     // attach-daemon & co. and cron: created only when configured, so nothing runs for them otherwise.
     const daemons = settings.daemons.length ? new Daemons(settings.daemons, (l) => processLog.info(l), () => processLog.fd, () => stopGracefully()) : undefined;
     const cron = settings.cron.length ? new CronScheduler(settings.cron, (l) => processLog.info(l), () => processLog.fd, settings.cronHarakiri) : undefined;
+    // Spoolers and mules are Python processes beside the workers: no socket, no link, no slot of their own.
+    const sideProcess = (s: Settings, role: { spoolerDir: string } | { muleId: number }) => spawnPythonWorker({
+      interpreter: resolveInterpreter(s, process.env), settings: s, id: 0, slot: 0, logFd: processLog.fd,
+      scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, env: process.env, ...role,
+    });
     // The spooler processes (docs/spooler.md): created only when a spooler directory is configured.
     const spoolers = kind === 'python' && settings.spooler?.dirs.length
-      ? new Spoolers(settings, (s, dir) => spawnPythonWorker({
-        interpreter: resolveInterpreter(s, process.env), settings: s, id: 0, slot: 0, logFd: processLog.fd,
-        scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, env: process.env, spoolerDir: dir,
-      }), (l) => processLog.info(l))
+      ? new Spoolers(settings, (s, dir) => sideProcess(s, { spoolerDir: dir }), (l) => processLog.info(l))
       : undefined;
     if (spoolers) settings.spooler!.runDir = spoolers.runDir;
     // uWSGI's signal framework (docs/signals.md): the master routes signals for Python apps. Its socket costs
@@ -324,10 +326,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     if (signalHub) settings.signalSocket = signalHub.path;
     // The mules (docs/mules.md): created only when a mule is configured.
     const mules = kind === 'python' && settings.mules
-      ? new Mules(settings, (s, id) => spawnPythonWorker({
-        interpreter: resolveInterpreter(s, process.env), settings: s, id: 0, slot: 0, logFd: processLog.fd,
-        scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, env: process.env, muleId: id,
-      }), (l) => processLog.info(l))
+      ? new Mules(settings, (s, id) => sideProcess(s, { muleId: id }), (l) => processLog.info(l))
       : undefined;
     if (mules) settings.mules!.runDir = mules.runDir;
     let daemonsStopped: Promise<void> | undefined;
