@@ -76,6 +76,8 @@ export class Rq {
   readonly originalUri: string;
   /** $proxy_host: the upstream name proxy_pass is using. */
   proxyHost = '';
+  /** $upstream_cache_status (MISS, HIT, ...); empty when the location does not cache. */
+  cacheStatus = '';
 
   constructor(
     readonly req: IncomingMessage,

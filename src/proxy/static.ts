@@ -48,7 +48,7 @@ function errnoStatus(e: NodeJS.ErrnoException): number {
  * error or no satisfiable range is 416; more than max_ranges ranges, or ranges adding up to more than the
  * file (overlapping requests), are ignored. Ends are inclusive.
  */
-function parseRanges(h: string, size: number, maxRanges: number | undefined): Array<[number, number]> | 'ignore' | 'unsatisfiable' {
+export function parseRanges(h: string, size: number, maxRanges: number | undefined): Array<[number, number]> | 'ignore' | 'unsatisfiable' {
   if (h.length < 6 || h.slice(0, 6).toLowerCase() !== 'bytes=') return 'ignore';
   const out: Array<[number, number]> = [];
   let left = maxRanges ?? Number.POSITIVE_INFINITY;

@@ -137,6 +137,7 @@ const BUILTIN: Record<string, Getter> = {
   upstream_status: (r) => r.upstreamStatus,
   upstream_response_length: (r) => (r.upstreamAddrs ? String(r.upstreamBytes) : ''),
   upstream_response_time: (r) => r.upstreamResponseTime,
+  upstream_cache_status: (r) => r.cacheStatus,
   proxy_host: (r) => r.proxyHost,
   proxy_add_x_forwarded_for: (r) => {
     const x = header(r, 'x-forwarded-for');

@@ -16,6 +16,7 @@ import { rewriteSpecs } from './modules/rewrite.js';
 import { staticSpecs } from './modules/static.js';
 import { logSpecs, combinedFormat } from './modules/log.js';
 import { bindPassTargets, upstreamSpecs } from './modules/upstream.js';
+import { bindCacheZones, cacheSpecs } from './modules/cache.js';
 import { sslSpecs } from './modules/ssl.js';
 import { unsupportedSpecs } from './modules/unsupported.js';
 import { gzipSpecs } from './modules/gzip.js';
@@ -26,7 +27,7 @@ import { limitSpecs } from './modules/limits.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...cacheSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
@@ -131,6 +132,16 @@ function httpDefaults(prefix: string): LocConf {
     u.redirect = 'default';
     u.ignoreClientAbort = false;
     u.tsgiKeepalive = true;
+    // Response cache: off; when on, GET and HEAD, nginx's defaults (the key's default is made per request).
+    u.cache = null;
+    u.cacheValid = [];
+    u.cacheMethods = new Set(['GET', 'HEAD']);
+    u.cacheBypass = [];
+    u.noCache = [];
+    u.cacheMinUses = 1;
+    u.cacheUseStale = new Set();
+    u.cacheConvertHead = true;
+    u.ignoreHeaders = new Set();
   }
   d.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: ['TLSv1.2', 'TLSv1.3'], ciphers: undefined, preferServerCiphers: false };
   return d;
@@ -244,6 +255,7 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
       inheritLocations([...srv.named.values()], srv.loc);
       checkCharsets([srv.loc], [...srv.locations, ...srv.named.values()]);
     }
+    bindCacheZones(http, env.warn);
     bindings = buildBindings(http.servers, env.warn);
     for (const srv of http.servers) {
       for (const l of srv.listens) {

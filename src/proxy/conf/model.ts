@@ -304,6 +304,35 @@ export class UpstreamSettings {
   ignoreClientAbort: boolean | undefined;
   /** tsgi extension: offer the persistent link (docs/protocol-keepalive.md). */
   tsgiKeepalive: boolean | undefined;
+  // ---- response cache (*_cache and friends; src/proxy/cache.ts) ----
+  /** The zone responses are cached in; null for `*_cache off` (the default). */
+  cache: CacheZone | null | undefined;
+  cacheKey: Template | undefined;
+  /** *_cache_valid lines in order: status codes (empty: any) and for how long. */
+  cacheValid: Array<{ codes: number[] | 'any'; ms: number }> | undefined;
+  cacheMethods: Set<string> | undefined;
+  cacheBypass: Template[] | undefined;
+  noCache: Template[] | undefined;
+  cacheMinUses: number | undefined;
+  cacheUseStale: Set<string> | undefined;
+  cacheConvertHead: boolean | undefined;
+  /** *_ignore_headers, lower case. */
+  ignoreHeaders: Set<string> | undefined;
+}
+
+/** A *_cache_path zone: where its files live and its limits. */
+export interface CacheZone {
+  name: string;
+  path: string;
+  /** Directory name lengths (levels=1:2 → [1, 2]). */
+  levels: number[];
+  inactiveMs: number;
+  /** Bytes on disk (0: no limit). */
+  maxSize: number;
+  /** false (use_temp_path=off): temp files go in the zone's directory; otherwise in PATH/temp too (tsgi-proxy has no *_temp_path files). */
+  useTempPath: boolean;
+  protocol: 'uwsgi' | 'proxy';
+  pos: ConfPos;
 }
 
 export interface LocationConf {

@@ -18,6 +18,10 @@ import { charsetType, recode } from '../charset.js';
 import { escapeUri } from '../uri.js';
 import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
 import { PeerGroup, type Peer } from './peers.js';
+import { bypassed, CacheCtx, hasHeader, matches, readEntry, sweeper, touch, updating, type CachedResponse } from '../cache.js';
+import type { CacheZone } from '../conf/model.js';
+import { parseRanges } from '../static.js';
+import { statusReason } from '../special.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'TRACE']);
 /** Idle links per peer when the upstream has no `keepalive N` (tsgi links are offered by default). */
@@ -26,6 +30,8 @@ const DEFAULT_POOL = 32;
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection', 'x-tsgi-keepalive']);
 const UWSGI_HIDDEN = new Set(['status', 'x-accel-expires', 'x-accel-redirect', 'x-accel-limit-rate', 'x-accel-buffering', 'x-accel-charset']);
 const PROXY_HIDDEN = new Set(['date', 'server', 'x-pad', 'x-accel-expires', 'x-accel-redirect', 'x-accel-limit-rate', 'x-accel-buffering', 'x-accel-charset']);
+/** Request headers not passed from a location that caches (the stored response must be the whole one), as nginx. */
+const CACHE_DROPPED = new Set(['if-modified-since', 'if-unmodified-since', 'if-none-match', 'if-match', 'range', 'if-range']);
 
 /** A request header's uwsgi var name ("user-agent" → "HTTP_USER_AGENT") and whether the name is valid. */
 interface CgiName {
@@ -105,14 +111,151 @@ export class Upstreams {
   pass(r: Rq): void {
     const pass = r.conf.pass!;
     const st = pass.protocol === 'uwsgi' ? r.conf.uwsgi : r.conf.proxy;
-    if (!st.passRequestBody || !hasBody(r.req)) {
-      this.start(r, pass, st);
+    if (st.cache) {
+      this.cached(r, pass, st, st.cache);
       return;
     }
-    readBody(r, this.p, () => this.start(r, pass, st));
+    this.readAndStart(r, pass, st, undefined);
   }
 
-  private start(r: Rq, pass: PassConf, st: UpstreamSettings): void {
+  private readAndStart(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined): void {
+    if (!st.passRequestBody || !hasBody(r.req)) {
+      this.start(r, pass, st, cache);
+      return;
+    }
+    readBody(r, this.p, () => this.start(r, pass, st, cache));
+  }
+
+  /**
+   * A location that caches: the key's file answers (HIT; UPDATING when it expired and another request of this
+   * worker is fetching it, with *_cache_use_stale updating), or the request goes to the backend as a MISS,
+   * EXPIRED (the old entry kept for *_cache_use_stale) or BYPASS, and its response may be stored.
+   */
+  private cached(r: Rq, pass: PassConf, st: UpstreamSettings, zone: CacheZone): void {
+    if (!st.cacheMethods!.has(r.method)) {
+      this.readAndStart(r, pass, st, undefined);
+      return;
+    }
+    if (pass.protocol === 'http') {
+      // $proxy_host is part of the default key: known before the request is built.
+      const g = this.groupFor(r, pass);
+      if (!g) {
+        this.p.finalize(r, 502);
+        return;
+      }
+      r.proxyHost = g.conf.name;
+    }
+    // nginx's default proxy key is documented as $scheme$proxy_host$request_uri; what it uses is the pass URL's
+    // scheme and host with the URI sent upstream ("http://127.0.0.1:8081/x"), the same for a client request.
+    const key = st.cacheKey !== undefined ? st.cacheKey.eval(r) : pass.protocol === 'http' ? `${pass.scheme}://${r.proxyHost}${upstreamUri(r, pass)}` : '';
+    const ctx = new CacheCtx(zone, key, st, r);
+    if (bypassed(r, st)) {
+      r.cacheStatus = 'BYPASS';
+      this.readAndStart(r, pass, st, ctx);
+      return;
+    }
+    void readEntry(ctx.file).then((e) => {
+      if (r.res.headersSent || r.res.destroyed) return;
+      if (e !== null && matches(r, e, key)) {
+        if (e.validUntil > Date.now()) {
+          r.cacheStatus = 'HIT';
+          touch(zone, ctx.file);
+          this.serveCached(r, pass, st, e, false);
+          return;
+        }
+        ctx.stale = e;
+        if (updating.has(ctx.file) && st.cacheUseStale!.has('updating')) {
+          r.cacheStatus = 'UPDATING';
+          this.serveCached(r, pass, st, e, false);
+          return;
+        }
+        r.cacheStatus = 'EXPIRED';
+      } else r.cacheStatus = 'MISS';
+      sweeper(zone);
+      const file = ctx.file;
+      if (!updating.has(file)) {
+        updating.add(file);
+        r.res.once('close', () => updating.delete(file));
+      }
+      this.readAndStart(r, pass, st, ctx);
+    });
+  }
+
+  /**
+   * Answers from a stored response (HIT, STALE, UPDATING, or a held MISS with a Range): the backend's head as
+   * relayed, and its body, or ranges of it when the backend offered them (Accept-Ranges), as nginx's range
+   * filter does for cached responses (`single`: one range at most, for a response still being received).
+   */
+  serveCached(r: Rq, pass: PassConf, st: UpstreamSettings, e: CachedResponse, single: boolean): void {
+    let status = e.status;
+    let reason = e.reason;
+    let headers = e.headers;
+    let body = e.body;
+    let parts: Array<[number, number]> | undefined;
+    let partType = '';
+    const range = r.req.headers.range;
+    if (range !== undefined && status === 200 && !r.forceStatus && r.conf.maxRanges !== 0 && hasHeader(headers, 'accept-ranges')) {
+      const size = body.length;
+      const ranges = parseRanges(range, size, single ? 1 : r.conf.maxRanges);
+      if (ranges === 'unsatisfiable') {
+        this.p.finalize(r, 416, undefined, ['Content-Range', `bytes */${size}`]);
+        return;
+      }
+      if (ranges !== 'ignore') {
+        // The backend's own Content-Range and Content-Length give way to the range's.
+        const rest: string[] = [];
+        for (let i = 0; i < headers.length; i += 2) {
+          const n = headers[i]!.toLowerCase();
+          if (n === 'content-length' || n === 'content-range') continue;
+          if (n === 'content-type' && ranges.length > 1) {
+            partType = headers[i + 1]!;
+            continue;
+          }
+          rest.push(headers[i]!, headers[i + 1]!);
+        }
+        status = 206;
+        reason = statusReason(206);
+        if (ranges.length === 1) {
+          const [s, t] = ranges[0]!;
+          rest.push('Content-Range', `bytes ${s}-${t}/${size}`);
+          body = body.subarray(s, t + 1);
+        } else parts = ranges;
+        headers = rest;
+      }
+    }
+    if (parts !== undefined) {
+      // multipart/byteranges: the part headers carry the type (and charset) the whole response had.
+      const boundary = String(Date.now()).padStart(20, '0');
+      const out: Buffer[] = [];
+      const whole = body;
+      const size = whole.length;
+      let total = 0;
+      const typeLine = partType !== '' ? `Content-Type: ${partType}\r\n` : '';
+      const heads = parts.map(([s, t]) => Buffer.from(`\r\n--${boundary}\r\n${typeLine}Content-Range: bytes ${s}-${t}/${size}\r\n\r\n`, 'latin1'));
+      const tail = Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1');
+      for (let i = 0; i < parts.length; i++) total += heads[i]!.length + parts[i]![1] - parts[i]![0] + 1;
+      total += tail.length;
+      headers = ['Content-Type', `multipart/byteranges; boundary=${boundary}`, ...headers];
+      this.relayHead(r, status, reason, headers, pass.protocol, st, total);
+      const recodeTable = partType !== '' && r.conf.charset ? (charsetType(this.p, r, partType), r.recode) : null;
+      for (let i = 0; i < parts.length; i++) {
+        const [s, t] = parts[i]!;
+        const piece = whole.subarray(s, t + 1);
+        out.push(heads[i]!, recodeTable ? recode(piece, recodeTable) : piece);
+      }
+      out.push(tail);
+      body = Buffer.concat(out, total);
+      r.recode = null;
+    } else this.relayHead(r, status, reason, headers, pass.protocol, st, body.length);
+    if (r.method === 'HEAD' || r.res.writableEnded) {
+      r.res.end();
+      return;
+    }
+    r.bodyBytesSent = body.length;
+    r.res.end(r.recode ? recode(body, r.recode) : body);
+  }
+
+  private start(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined): void {
     const group = this.groupFor(r, pass);
     if (!group) {
       this.p.finalize(r, 502);
@@ -120,7 +263,15 @@ export class Upstreams {
     }
     let request: Buffer[];
     try {
-      request = pass.protocol === 'uwsgi' ? this.uwsgiRequest(r, st) : this.httpRequest(r, pass, st, group);
+      if (cache !== undefined && cache.converted) {
+        // *_cache_convert_head: the backend is asked for the whole response (GET), to be stored.
+        r.method = 'GET';
+        try {
+          request = pass.protocol === 'uwsgi' ? this.uwsgiRequest(r, st) : this.httpRequest(r, pass, st, group);
+        } finally {
+          r.method = 'HEAD';
+        }
+      } else request = pass.protocol === 'uwsgi' ? this.uwsgiRequest(r, st) : this.httpRequest(r, pass, st, group);
     } catch (e) {
       if (e instanceof UwsgiEncodeError) {
         this.p.log(r, 'error', `uwsgi request is too large or not bytes: ${e.message}`);
@@ -129,11 +280,16 @@ export class Upstreams {
       }
       throw e;
     }
-    const relay = new Relay(this, r, pass, st, group, request);
+    const relay = new Relay(this, r, pass, st, group, request, cache);
     const first = relay.nextPeer();
     if (!first) {
       this.p.log(r, 'error', `no live upstreams while connecting to upstream, upstream: "${group.conf.name}"`);
       r.upstreamAddrs = [group.conf.name];
+      if (cache !== undefined && cache.stale !== null && st.cacheUseStale!.has('error')) {
+        r.cacheStatus = 'STALE';
+        this.serveCached(r, pass, st, cache.stale, false);
+        return;
+      }
       this.p.finalize(r, 502);
       return;
     }
@@ -227,11 +383,13 @@ export class Upstreams {
     if (st.passRequestHeaders) {
       const ignoreInvalid = r.server.ignoreInvalidHeaders !== false;
       const underscores = r.server.underscoresInHeaders === true;
+      const dropped = st.cache ? CACHE_DROPPED : undefined;
       const h = r.req.headers;
       for (const name in h) {
         const c = cgiName(name);
         if (ignoreInvalid && !c.valid && !(underscores && c.validWithUnderscores)) continue;
         if (overridden?.has(c.key)) continue;
+        if (dropped !== undefined && dropped.has(name)) continue;
         const v = h[name]!;
         keys[n] = c.key;
         values[n++] = Array.isArray(v) ? v.join(', ') : v;
@@ -253,15 +411,7 @@ export class Upstreams {
 
   private httpRequest(r: Rq, pass: PassConf, st: UpstreamSettings, group: PeerGroup): Buffer[] {
     r.proxyHost = group.conf.name;
-    let uri: string;
-    if (pass.uri && !r.validLocation) uri = escapeUri(r.uri) + (r.args ? '?' + r.args : '');
-    else if (pass.uri) {
-      const base = pass.uri.eval(r);
-      if (pass.dynamic === undefined && r.location && r.location.kind !== 'regex' && r.location.kind !== 'named' && r.uri.startsWith(r.location.name)) {
-        uri = base + escapeUri(r.uri.slice(r.location.name.length)) + (r.args ? '?' + r.args : '');
-      } else uri = base + (r.args && !base.includes('?') ? '?' + r.args : '');
-    } else if (r.internal || r.uri !== r.originalUri) uri = escapeUri(r.uri) + (r.args ? '?' + r.args : '');
-    else uri = r.requestUri;
+    const uri = upstreamUri(r, pass);
     // proxy_method; a value that comes out empty keeps the client's method (nginx would send an empty one).
     const method = (st.method !== undefined && st.method.eval(r)) || r.method;
     let head = `${method} ${uri} HTTP/${st.httpVersion}\r\n`;
@@ -276,8 +426,10 @@ export class Upstreams {
     for (const [k, v] of set) if (v !== '') head += `${names.get(k)}: ${v}\r\n`;
     if (st.passRequestHeaders) {
       const raw = r.req.rawHeaders;
+      const dropped = st.cache ? CACHE_DROPPED : undefined;
       for (let i = 0; i < raw.length; i += 2) {
         const k = raw[i]!.toLowerCase();
+        if (dropped !== undefined && dropped.has(k)) continue;
         if (set.has(k) || k === 'content-length' || k === 'transfer-encoding' || k === 'keep-alive' || k === 'te' || k === 'upgrade' || k === 'expect' || k === 'proxy-connection') continue;
         head += `${raw[i]}: ${raw[i + 1]}\r\n`;
       }
@@ -344,6 +496,8 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     private readonly st: UpstreamSettings,
     private readonly group: PeerGroup,
     private readonly request: Buffer[],
+    /** The cache entry this response may be stored in (undefined: the location does not cache). */
+    private readonly cache: CacheCtx | undefined,
   ) {
     this.maxTries = st.nextUpstreamTries || Number.POSITIVE_INFINITY;
     this.deadline = st.nextUpstreamTimeoutMs ? Date.now() + st.nextUpstreamTimeoutMs : Number.POSITIVE_INFINITY;
@@ -358,7 +512,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.connectTimeoutMs = st.connectTimeoutMs!;
     this.readTimeoutMs = st.readTimeoutMs!;
     this.sendTimeoutMs = st.sendTimeoutMs!;
-    this.head = r.method === 'HEAD';
+    this.head = r.method === 'HEAD' && (cache === undefined || !cache.converted);
   }
 
   nextPeer(): Peer | null {
@@ -382,6 +536,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.paused = false;
     this.chunks = [];
     this.chunkBytes = 0;
+    if (this.cache !== undefined) this.cache.reset();
     this.ctl = exchange(peer, this.request, this, this, allowReuse);
   }
 
@@ -437,6 +592,17 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.record();
     if (this.clientGone) return false;
     const r = this.r;
+    const c = this.cache;
+    if (c !== undefined) {
+      if (c.stale !== null && this.st.cacheUseStale!.has(httpCond(status))) {
+        r.cacheStatus = 'STALE';
+        this.u.serveCached(r, this.pass, this.st, c.stale, false);
+        return false;
+      }
+      // $upstream_http_* may be used in *_no_cache.
+      r.upstreamHeaders = headers;
+      c.decide(r, status, reason, headers);
+    }
     if (this.st.interceptErrors && status >= 300 && r.conf.errorPages?.some((p) => p.codes.includes(status))) {
       this.u.p.finalize(r, status);
       return false;
@@ -450,8 +616,13 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
   }
 
   onBody(chunk: Buffer): void {
-    this.r.bodyBytesSent += chunk.length;
     this.r.upstreamBytes += chunk.length;
+    const c = this.cache;
+    if (c !== undefined && c.storeMs > 0) {
+      c.capture(chunk);
+      if (c.hold) return;
+    }
+    this.r.bodyBytesSent += chunk.length;
     this.chunks.push(chunk);
     this.chunkBytes += chunk.length;
   }
@@ -471,6 +642,14 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.record();
     const r = this.r;
     const res = r.res;
+    const c = this.cache;
+    if (c !== undefined && c.storeMs > 0) {
+      const e = c.store();
+      if (c.hold && !res.writableEnded) {
+        this.u.serveCached(r, this.pass, this.st, e, true);
+        return;
+      }
+    }
     if (res.writableEnded) return;
     // Usually the whole body is here already: head and body leave in one write, with a length.
     if (this.headHeaders) this.sendHeadNow(r.method === 'HEAD' ? undefined : this.chunkBytes);
@@ -509,6 +688,12 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
       return;
     }
     this.record();
+    const c = this.cache;
+    if (c !== undefined && c.stale !== null && this.st.cacheUseStale!.has(kind)) {
+      r.cacheStatus = 'STALE';
+      this.u.serveCached(r, this.pass, this.st, c.stale, false);
+      return;
+    }
     p.finalize(r, kind === 'timeout' ? 504 : 502);
   }
   upgradeWanted(): boolean {
@@ -590,6 +775,20 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     client.on('end', end).on('close', end);
     client.resume();
   }
+}
+
+/** The URI proxy_pass sends: the client's, or with the location prefix replaced by the pass URI part. */
+function upstreamUri(r: Rq, pass: PassConf): string {
+  if (pass.uri && !r.validLocation) return escapeUri(r.uri) + (r.args ? '?' + r.args : '');
+  if (pass.uri) {
+    const base = pass.uri.eval(r);
+    if (pass.dynamic === undefined && r.location && r.location.kind !== 'regex' && r.location.kind !== 'named' && r.uri.startsWith(r.location.name)) {
+      return base + escapeUri(r.uri.slice(r.location.name.length)) + (r.args ? '?' + r.args : '');
+    }
+    return base + (r.args && !base.includes('?') ? '?' + r.args : '');
+  }
+  if (r.internal || r.uri !== r.originalUri) return escapeUri(r.uri) + (r.args ? '?' + r.args : '');
+  return r.requestUri;
 }
 
 function connectionCleared(st: UpstreamSettings): boolean {
