@@ -27,7 +27,7 @@ export interface CachedResponse {
   reason: string;
   /** The backend's headers as received (name, value, ...). */
   headers: string[];
-  /** Epoch ms after which the entry is stale. */
+  /** Epoch ms after which the entry is stale (the last ms of the second nginx's valid_sec names). */
   validUntil: number;
   /** Request header (lower-case name) values the response varied on. */
   vary: Array<[string, string]> | undefined;
@@ -140,12 +140,16 @@ export class CacheCtx {
     this.size += chunk.length;
   }
 
-  /** The stored copy of the response just relayed (written in the background). */
-  store(): CachedResponse {
+  /**
+   * Stores the response just received; resolves once the file is in place, so the client's response ends
+   * after it (as nginx renames its temp file before finishing): a next request, in any worker, finds it.
+   */
+  async store(): Promise<CachedResponse> {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
-    const e: CachedResponse = { key: this.key, status: this.status, reason: this.reason, headers: this.headers, validUntil: Date.now() + this.storeMs, vary: this.vary, body };
-    void writeEntry(this.file, e);
+    // Whole seconds, as nginx keeps valid_sec: fresh through the second the validity ends in.
+    const e: CachedResponse = { key: this.key, status: this.status, reason: this.reason, headers: this.headers, validUntil: (Math.floor(Date.now() / 1000) + Math.floor(this.storeMs / 1000)) * 1000 + 999, vary: this.vary, body };
     this.chunks = [];
+    await writeEntry(this.file, e);
     return e;
   }
 }

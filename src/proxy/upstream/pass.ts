@@ -644,11 +644,15 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     const res = r.res;
     const c = this.cache;
     if (c !== undefined && c.storeMs > 0) {
-      const e = c.store();
-      if (c.hold && !res.writableEnded) {
-        this.u.serveCached(r, this.pass, this.st, e, true);
-        return;
-      }
+      const stored = c.store();
+      // Once: onEnd runs again below when the file is in place.
+      c.storeMs = 0;
+      void stored.then((e) => {
+        if (res.writableEnded || res.destroyed) return;
+        if (c.hold) this.u.serveCached(r, this.pass, this.st, e, true);
+        else this.onEnd();
+      });
+      return;
     }
     if (res.writableEnded) return;
     // Usually the whole body is here already: head and body leave in one write, with a length.

@@ -58,7 +58,7 @@ function cachePath(prefix: Prefix): Spec {
         const v = eq < 0 ? '' : a.slice(eq + 1);
         if (k === 'levels') {
           levels = v.split(':').map(Number);
-          if (levels.length > 3 || levels.some((n) => n !== 1 && n !== 2)) throw new ProxyConfError('BAD_VALUE', `invalid "levels" "${v}"`, pos(d));
+          if (levels.length > 3 || levels.some((n) => n !== 1 && n !== 2)) throw new ProxyConfError('BAD_VALUE', `invalid "levels" "${a}"`, pos(d));
         } else if (k === 'keys_zone') {
           const m = /^([^:]+):(.+)$/.exec(v);
           const size = m ? parseSize(m[2]!) : Number.NaN;
