@@ -50,6 +50,7 @@ function answer(path: string, n: number): { status: number; headers: Record<stri
     case '/vary': h.Vary = 'Accept-Language'; break;
     case '/notfound': return { status: 404, headers: h, body };
     case '/ranges': h['Accept-Ranges'] = 'bytes'; return { status: 200, headers: h, body: '0123456789abcdefghij' };
+    case '/accelcs': return { status: 200, headers: { 'Content-Type': 'text/html; charset=B', 'X-Accel-Charset': 'A', 'Accept-Ranges': 'bytes' }, body: 'XaXbXcXdXe' };
   }
   return { status: 200, headers: h, body };
 }
@@ -88,6 +89,7 @@ http {
   proxy_temp_path ${dir}/pt-${who};
   proxy_cache_path ${dir}/cache-${who} levels=1:2 keys_zone=Z:1m inactive=1h use_temp_path=off;
   proxy_cache_path ${dir}/flat-${who} keys_zone=F:1m;
+  charset_map B A { 58 59; }
   server {
     listen 127.0.0.1:${port};
     add_header X-Cache-Status $upstream_cache_status always;
@@ -297,6 +299,20 @@ describe('proxy_cache next to nginx', () => {
     assert.equal(got.proxy[1], '200 HIT "/vary #1\\n"');
     assert.match(got.proxy[2]!, /^200 MISS "\/vary #2\\n"$/);
     if (withNginx) assert.deepEqual(got.nginx, got.proxy);
+  });
+
+  test('X-Accel-Charset: the body is recoded to the charset the backend names (passed, stored, and in ranges)', async () => {
+    const out: Record<string, string[]> = { proxy: [], nginx: [] };
+    for (const who of withNginx ? (['proxy', 'nginx'] as const) : (['proxy'] as const)) {
+      for (const [path, range] of [['/off/accelcs', ''], ['/accelcs', ''], ['/accelcs', 'bytes=0-3'], ['/accelcs', 'bytes=0-1,4-5']] as const) {
+        const r = await get(ports[who], path, range ? { Range: range } : {});
+        const boundary = /boundary=(\w+)/.exec(r.headers.get('content-type') ?? '')?.[1] ?? 'none';
+        out[who]!.push(`${r.status} ${r.headers.get('x-cache-status') ?? '-'} ${r.headers.get('content-type')?.replace(boundary, 'B')} ${JSON.stringify(r.body.split(boundary).join('B'))}`);
+      }
+    }
+    assert.deepEqual(out.proxy!.slice(0, 3), ['200 - text/html; charset=A "YaYbYcYdYe"', '200 MISS text/html; charset=A "YaYbYcYdYe"', '206 HIT text/html; charset=A "YaYb"']);
+    assert.match(out.proxy![3]!, /Content-Type: text\/html; charset=A\\r\\nContent-Range: bytes 0-1\/10\\r\\n\\r\\nYa/);
+    if (withNginx) assert.deepEqual(out.nginx, out.proxy);
   });
 
   test('ranges: a stored response with Accept-Ranges answers single and multiple ranges and 416; the backend never sees the Range', async () => {
