@@ -20,6 +20,8 @@ import type { Rq } from './request.js';
 
 const MAGIC = Buffer.from('TSGC1\n', 'latin1');
 const HEAD_LEN = MAGIC.length + 4;
+/** Bodies are gathered in memory before they are written: a larger response is passed on, not stored. */
+export const MAX_ENTRY = 64 * 1024 * 1024;
 
 export interface CachedResponse {
   key: string;
@@ -135,9 +137,25 @@ export class CacheCtx {
     if (r.req.headers.range !== undefined && status === 200 && hasHeader(headers, 'accept-ranges')) this.hold = true;
   }
 
-  capture(chunk: Buffer): void {
+  /**
+   * Keeps a body chunk for the stored copy. false once the body passed MAX_ENTRY (or the zone's max_size,
+   * which it could not stay in): the response is then not
+   * stored (the chunks kept so far are handed back with `release`, for a held response to go out whole).
+   */
+  capture(chunk: Buffer): boolean {
     this.chunks.push(chunk);
     this.size += chunk.length;
+    if (this.size <= (this.zone.maxSize > 0 && this.zone.maxSize < MAX_ENTRY ? this.zone.maxSize : MAX_ENTRY)) return true;
+    this.storeMs = 0;
+    return false;
+  }
+
+  release(): Buffer[] {
+    const c = this.chunks;
+    this.chunks = [];
+    this.size = 0;
+    this.hold = false;
+    return c;
   }
 
   /**

@@ -49,7 +49,9 @@ function answer(path: string, n: number): { status: number; headers: Record<stri
     case '/varystar': h.Vary = '*'; break;
     case '/vary': h.Vary = 'Accept-Language'; break;
     case '/notfound': return { status: 404, headers: h, body };
-    case '/ranges': h['Accept-Ranges'] = 'bytes'; return { status: 200, headers: h, body: '0123456789abcdefghij' };
+    case '/ranges':
+      h['Accept-Ranges'] = 'bytes';
+      return { status: 200, headers: h, body: p === '/big/ranges' ? body.padEnd(2000, '.') : '0123456789abcdefghij' };
     case '/accelcs': return { status: 200, headers: { 'Content-Type': 'text/html; charset=B', 'X-Accel-Charset': 'A', 'Accept-Ranges': 'bytes' }, body: 'XaXbXcXdXe' };
   }
   return { status: 200, headers: h, body };
@@ -440,6 +442,37 @@ http {
       const again = await get(port, '/w');
       assert.equal(`${again.headers.get('x-cache-status')} ${again.body}`, 'HIT /w #1\n');
       assert.equal(back.hits.get('/w'), 1);
+    } finally {
+      await p.stop('SIGQUIT');
+      await back.close();
+      t.cleanup();
+    }
+  });
+
+  test('max_size: a response larger than the zone is passed on whole and not stored, also when a Range was held for it', async () => {
+    const t = tempDir('caches');
+    const back = await backend();
+    const port = await freePort();
+    writeFileSync(join(t.dir, 'p.conf'), `events {}
+http {
+  access_log off;
+  proxy_cache_path ${t.dir}/cache keys_zone=Z:1m max_size=1k;
+  server {
+    listen 127.0.0.1:${port};
+    add_header X-Cache-Status $upstream_cache_status;
+    location / { proxy_pass http://127.0.0.1:${back.port}; proxy_cache Z; proxy_cache_valid 200 1h; }
+  }
+}
+`);
+    const p = await startProxy(t.dir, 'p.conf', port);
+    try {
+      for (let i = 1; i <= 2; i++) {
+        const r = await get(port, '/big/ranges', { Range: 'bytes=0-3' });
+        assert.equal(`${r.status} ${r.headers.get('x-cache-status')} ${r.body.length} ${r.body.slice(0, 14)}`, `200 MISS 2000 /big/ranges #${i}`);
+      }
+      const small = await get(port, '/ranges', { Range: 'bytes=0-3' });
+      assert.equal(`${small.status} ${small.body}`, '206 0123');
+      assert.equal(files(join(t.dir, 'cache')).length, 1);
     } finally {
       await p.stop('SIGQUIT');
       await back.close();

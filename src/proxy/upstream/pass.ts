@@ -653,8 +653,17 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.r.upstreamBytes += chunk.length;
     const c = this.cache;
     if (c !== undefined && c.storeMs > 0) {
-      c.capture(chunk);
-      if (c.hold) return;
+      if (c.capture(chunk)) {
+        if (c.hold) return;
+      } else if (c.hold) {
+        // Too large to store: what was held goes out as the whole response (the Range is not applied).
+        for (const b of c.release()) {
+          this.r.bodyBytesSent += b.length;
+          this.chunks.push(b);
+          this.chunkBytes += b.length;
+        }
+        return;
+      } else c.release();
     }
     this.r.bodyBytesSent += chunk.length;
     this.chunks.push(chunk);
