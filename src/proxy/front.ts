@@ -62,7 +62,18 @@ function tlsOptions(ssl: SslConf): https.ServerOptions {
     ...tlsVersions(ssl.protocols),
     ...(ssl.ciphers ? { ciphers: ssl.ciphers } : {}),
     honorCipherOrder: ssl.preferServerCiphers === true,
+    ...clientVerification(ssl),
   };
+}
+
+/**
+ * ssl_verify_client: the certificate is asked for and checked against the configured CAs (never the system's),
+ * but a failure does not end the handshake; the request gets nginx's 400 page instead (tlsclient.ts).
+ */
+function clientVerification(ssl: SslConf): https.ServerOptions {
+  if (ssl.verifyClient === undefined || ssl.verifyClient === 'off') return {};
+  const ca = [ssl.clientCertificate, ssl.trustedCertificate].filter((b): b is Buffer => b !== undefined);
+  return { requestCert: true, rejectUnauthorized: false, ca: ca.length > 0 ? ca : [], ...(ssl.crl ? { crl: ssl.crl } : {}) };
 }
 
 export class Front implements Runtime {
@@ -140,10 +151,14 @@ export class Front implements Runtime {
           for (const n of s.names.exact) if (!contexts.has(n)) contexts.set(n, ctx);
         }
       }
+      // Whether a handshake asks for a client certificate is decided per listening socket (Node has no
+      // per-SNI switch): asked when any server on it verifies; the others ignore what is sent.
+      const asks = [...b.groups.values()].some((g) => g.servers.some((s) => s.loc.ssl.verifyClient !== 'off'));
       server = https.createServer(
         {
           ...opts,
           ...tlsOptions(loc.ssl),
+          ...(asks ? { requestCert: true, rejectUnauthorized: false } : {}),
           SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
         },
         handler,

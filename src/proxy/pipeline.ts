@@ -9,6 +9,7 @@ import type { AddHeader, Expires, LocationConf, LocConf, ScriptOp, ServerConf, I
 import { parseExpires } from './conf/modules/core.js';
 import { stat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
+import { verifyClient } from './tlsclient.js';
 import { findServer, type Binding, type ListenGroup } from './listen.js';
 import { findLocation } from './location.js';
 import { Rq } from './request.js';
@@ -121,6 +122,15 @@ export class Pipeline {
       // Never echoed back (it would expose cookies and credentials to scripts); nginx refuses it too.
       this.finalize(r, 405);
       return r;
+    }
+    // ssl_verify_client: nginx checks the certificate once the server is known, before anything else runs.
+    if (server.loc.ssl.verifyClient !== 'off' && group.ssl) {
+      const bad = verifyClient(r, server.loc.ssl, (msg) => this.log(r, 'info', msg));
+      if (bad !== 0) {
+        res.shouldKeepAlive = false;
+        this.finalize(r, bad);
+        return r;
+      }
     }
     // Post-read: realip with the server's settings (as nginx: before any rewrite; a location's own settings
     // apply in preaccess, when this did not change the address).

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import { ProxyConfError, type ConfPos } from './conf/errors.js';
 import { parseSize } from './conf/table.js';
 import type { Rq } from './request.js';
+import { SSL_VARIABLES } from './tlsclient.js';
 
 export const PRODUCT = 'tsgi-proxy';
 export const VERSION = '0.1.0';
@@ -207,7 +208,7 @@ function cookieGetter(name: string): Getter {
 
 /** The getter for a variable name, or undefined when it is not a built-in or prefixed one. */
 export function builtinGetter(name: string): Getter | undefined {
-  const b = BUILTIN[name];
+  const b = BUILTIN[name] ?? SSL_VARIABLES[name];
   if (b) return b;
   if (/^[0-9]$/.test(name)) return captureGetter(Number(name));
   if (name.startsWith('http_')) {

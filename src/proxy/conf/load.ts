@@ -132,7 +132,7 @@ function httpDefaults(prefix: string): LocConf {
     u.ignoreClientAbort = false;
     u.tsgiKeepalive = true;
   }
-  d.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: ['TLSv1.2', 'TLSv1.3'], ciphers: undefined, preferServerCiphers: false };
+  d.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: ['TLSv1.2', 'TLSv1.3'], ciphers: undefined, preferServerCiphers: false, verifyClient: 'off', clientCertificate: undefined, trustedCertificate: undefined, verifyDepth: 1, crl: undefined, verifyClientPos: undefined };
   return d;
 }
 
@@ -249,6 +249,10 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
       for (const l of srv.listens) {
         if (l.ssl && (!srv.loc.ssl.certificate || !srv.loc.ssl.certificateKey)) {
           throw new ProxyConfError('BAD_VALUE', `no "ssl_certificate" is defined for the "listen ... ssl" directive`, l.pos);
+        }
+        const ssl = srv.loc.ssl;
+        if (l.ssl && (ssl.verifyClient === 'on' || ssl.verifyClient === 'optional') && !ssl.clientCertificate) {
+          throw new ProxyConfError('BAD_VALUE', 'no ssl_client_certificate for ssl_verify_client', ssl.verifyClientPos ?? l.pos);
         }
       }
     }

@@ -171,6 +171,15 @@ export interface SslConf {
   protocols: string[] | undefined;
   ciphers: string | undefined;
   preferServerCiphers: boolean | undefined;
+  /** ssl_verify_client: ask for a client certificate and what a missing or bad one does. */
+  verifyClient: 'off' | 'on' | 'optional' | 'optional_no_ca' | undefined;
+  /** ssl_client_certificate (sent to clients as acceptable CAs) and ssl_trusted_certificate, PEM. */
+  clientCertificate: Buffer | undefined;
+  trustedCertificate: Buffer | undefined;
+  verifyDepth: number | undefined;
+  crl: Buffer | undefined;
+  /** Where ssl_verify_client was written, for the "no ssl_client_certificate" error. */
+  verifyClientPos: ConfPos | undefined;
 }
 
 /** Location-level settings (also set at http and server level). `undefined` means "inherit". */
@@ -273,7 +282,7 @@ export class LocConf {
   constructor() {
     this.uwsgi = new UpstreamSettings();
     this.proxy = new UpstreamSettings();
-    this.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: undefined, ciphers: undefined, preferServerCiphers: undefined };
+    this.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: undefined, ciphers: undefined, preferServerCiphers: undefined, verifyClient: undefined, clientCertificate: undefined, trustedCertificate: undefined, verifyDepth: undefined, crl: undefined, verifyClientPos: undefined };
   }
 }
 
