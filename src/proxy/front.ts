@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import http2 from 'node:http2';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Socket } from 'node:net';
 import { unlinkSync, lstatSync } from 'node:fs';
@@ -19,6 +20,7 @@ import type { Rq, UpgradeRequest } from './request.js';
 import type { LocConf, SslConf } from './conf/model.js';
 import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { PRODUCT, VERSION } from './vars.js';
+import { adaptH2Request, isH2 } from './http2.js';
 
 let connectionIds = 0;
 
@@ -83,6 +85,7 @@ export class Front implements Runtime {
   private readonly access = new AccessLogs();
   private readonly servers: Array<http.Server | https.Server> = [];
   private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
   private stopping = false;
 
   constructor(readonly conf: LoadedConf, readonly errorLog: ErrorLogs) {
@@ -108,6 +111,27 @@ export class Front implements Runtime {
     this.errorLog.reopen();
   }
 
+  /** The TLS context of each server name on a socket, for SNI. */
+  private sniContexts(b: Binding): Map<string, SecureContext> {
+    const contexts = new Map<string, SecureContext>();
+    for (const g of b.groups.values()) {
+      for (const s of g.servers) {
+        if (!s.loc.ssl.certificate) continue;
+        const ctx = createSecureContext(tlsOptions(s.loc.ssl));
+        for (const n of s.names.exact) if (!contexts.has(n)) contexts.set(n, ctx);
+      }
+    }
+    return contexts;
+  }
+
+  /**
+   * Whether a handshake asks for a client certificate is decided per listening socket (Node has no per-SNI
+   * switch): asked when any server on it verifies; the others ignore what is sent.
+   */
+  private asksForCertificates(b: Binding): boolean {
+    return [...b.groups.values()].some((g) => g.servers.some((s) => s.loc.ssl.verifyClient !== 'off'));
+  }
+
   private makeServer(b: Binding): http.Server | https.Server {
     const srv = b.main.defaultServer;
     const loc = srv.loc;
@@ -122,6 +146,15 @@ export class Front implements Runtime {
       noDelay: loc.tcpNodelay !== false,
     };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (isH2(req)) {
+        // A stream of an HTTP/2 connection: no per-connection request order or keep-alive to keep here
+        // (the session multiplexes; its idle time is watched per session, below).
+        const conn = req.socket as ClientSocket;
+        conn._tsgiRequests = (conn._tsgiRequests ?? 0) + 1;
+        adaptH2Request(req);
+        this.pipeline.handle(b, req, res);
+        return;
+      }
       const s = req.socket as ClientSocket;
       // A request pipelined behind the connection's last one: never served (node:http will not send its
       // response either; the connection closes after the last one's).
@@ -142,23 +175,14 @@ export class Front implements Runtime {
       });
     };
     let server: http.Server | https.Server;
-    if (b.ssl) {
-      const contexts = new Map<string, SecureContext>();
-      for (const g of b.groups.values()) {
-        for (const s of g.servers) {
-          if (!s.loc.ssl.certificate) continue;
-          const ctx = createSecureContext(tlsOptions(s.loc.ssl));
-          for (const n of s.names.exact) if (!contexts.has(n)) contexts.set(n, ctx);
-        }
-      }
-      // Whether a handshake asks for a client certificate is decided per listening socket (Node has no
-      // per-SNI switch): asked when any server on it verifies; the others ignore what is sent.
-      const asks = [...b.groups.values()].some((g) => g.servers.some((s) => s.loc.ssl.verifyClient !== 'off'));
+    if (b.http2) server = this.makeH2Server(b, opts, handler);
+    else if (b.ssl) {
+      const contexts = this.sniContexts(b);
       server = https.createServer(
         {
           ...opts,
           ...tlsOptions(loc.ssl),
-          ...(asks ? { requestCert: true, rejectUnauthorized: false } : {}),
+          ...(this.asksForCertificates(b) ? { requestCert: true, rejectUnauthorized: false } : {}),
           SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
         },
         handler,
@@ -236,6 +260,45 @@ export class Front implements Runtime {
     return server;
   }
 
+  /**
+   * `listen ... http2`: node:http2's server. With ssl, ALPN offers h2 and http/1.1, and HTTP/1.x clients get
+   * the same node:http machinery as on any other socket (allowHTTP1, with the same limits); without ssl it
+   * speaks HTTP/2 with prior knowledge only (h2c), as nginx 1.22 does on such a socket.
+   */
+  private makeH2Server(b: Binding, opts: http.ServerOptions, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): http.Server {
+    const srv = b.main.defaultServer;
+    const settings = { maxConcurrentStreams: srv.http2MaxConcurrentStreams ?? 128 };
+    const onRequest = handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+    let server: http2.Http2Server | http2.Http2SecureServer;
+    if (b.ssl) {
+      const contexts = this.sniContexts(b);
+      server = http2.createSecureServer({
+        ...tlsOptions(srv.loc.ssl),
+        ...(this.asksForCertificates(b) ? { requestCert: true, rejectUnauthorized: false } : {}),
+        SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
+        allowHTTP1: true,
+        settings,
+        maxSessionMemory: 64,
+      }, onRequest);
+      // Each TLS connection gets its number and start time, as plain ones do on 'connection'.
+      server.on('secureConnection', (s: ClientSocket) => {
+        s._tsgiId = ++connectionIds;
+        s._tsgiStart = Date.now();
+      });
+    } else server = http2.createServer({ settings, maxSessionMemory: 64 }, onRequest);
+    // node:http's settings for the HTTP/1.x clients of an h2 socket are read from the server object.
+    Object.assign(server, { keepAliveTimeout: opts.keepAliveTimeout, headersTimeout: opts.headersTimeout, requestTimeout: opts.requestTimeout, maxHeaderSize: opts.maxHeaderSize });
+    const idleMs = srv.loc.keepaliveTimeoutMs ?? 75000;
+    server.on('session', (session: http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      // keepalive_timeout closes an idle connection (nginx uses it for HTTP/2 too); close() lets streams end.
+      if (idleMs > 0) session.setTimeout(idleMs, () => session.close());
+      if (this.stopping) session.close();
+    });
+    return server as unknown as http.Server;
+  }
+
   /** Binds every socket of the configuration; rejects with nginx's bind() message on failure. */
   async listen(removeStaleUnix: boolean): Promise<void> {
     for (const b of this.conf.bindings) {
@@ -271,14 +334,19 @@ export class Front implements Runtime {
     const closed = Promise.all(this.servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
     if (!graceful) {
       for (const s of this.sockets) s.destroy();
+      for (const s of this.sessions) s.destroy();
     } else {
-      for (const s of this.servers) (s as http.Server).closeIdleConnections();
+      // HTTP/2 connections: GOAWAY, the streams in progress finish, then the session closes.
+      for (const s of this.sessions) s.close();
+      const closeIdle = (): void => {
+        for (const s of this.servers) (s as Partial<http.Server>).closeIdleConnections?.();
+      };
+      closeIdle();
       // Connections that finish a response later are closed by node once idle (server.close in progress).
-      const idleSweep = setInterval(() => {
-        for (const s of this.servers) (s as http.Server).closeIdleConnections();
-      }, 100);
+      const idleSweep = setInterval(closeIdle, 100);
       const limit = timeoutMs > 0 ? setTimeout(() => {
         for (const s of this.sockets) s.destroy();
+        for (const s of this.sessions) s.destroy();
       }, timeoutMs) : undefined;
       await closed;
       clearInterval(idleSweep);

@@ -17,6 +17,7 @@ import { staticSpecs } from './modules/static.js';
 import { logSpecs, combinedFormat } from './modules/log.js';
 import { bindPassTargets, upstreamSpecs } from './modules/upstream.js';
 import { sslSpecs } from './modules/ssl.js';
+import { http2Specs } from './modules/http2.js';
 import { unsupportedSpecs } from './modules/unsupported.js';
 import { gzipSpecs } from './modules/gzip.js';
 import { charsetSpecs } from './modules/charset.js';
@@ -26,7 +27,7 @@ import { limitSpecs } from './modules/limits.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...http2Specs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
@@ -235,6 +236,8 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
       inherit(srv.loc, http.loc);
       srv.mergeSlashes ??= http.mergeSlashes ?? true;
       srv.clientHeaderTimeoutMs ??= http.clientHeaderTimeoutMs ?? 60000;
+      srv.http2On ??= http.http2On ?? false;
+      srv.http2MaxConcurrentStreams ??= http.http2MaxConcurrentStreams ?? 128;
       srv.largeHeaderBytes ??= http.largeHeaderBytes ?? 4 * 8192;
       srv.largeHeaderLine ??= http.largeHeaderLine ?? 8192;
       srv.ignoreInvalidHeaders ??= http.ignoreInvalidHeaders ?? true;

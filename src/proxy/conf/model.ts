@@ -14,6 +14,8 @@ export interface ListenConf {
   unix: string | undefined;
   defaultServer: boolean;
   ssl: boolean;
+  /** `listen ... http2`: HTTP/2 on this socket (with ssl: h2 by ALPN beside HTTP/1.x; without: h2c only). */
+  http2: boolean;
   backlog: number | undefined;
   pos: ConfPos;
 }
@@ -354,6 +356,9 @@ export interface ServerConf {
   largeHeaderLine: number | undefined;
   ignoreInvalidHeaders: boolean | undefined;
   underscoresInHeaders: boolean | undefined;
+  /** `http2 on` (nginx 1.25's form of `listen ... http2`) and http2_max_concurrent_streams. */
+  http2On?: boolean;
+  http2MaxConcurrentStreams?: number;
   pos: ConfPos;
 }
 
@@ -373,6 +378,9 @@ export interface HttpConf {
   largeHeaderLine: number | undefined;
   ignoreInvalidHeaders: boolean | undefined;
   underscoresInHeaders: boolean | undefined;
+  /** `http2 on` (nginx 1.25's form of `listen ... http2`) and http2_max_concurrent_streams. */
+  http2On?: boolean;
+  http2MaxConcurrentStreams?: number;
   pos: ConfPos;
 }
 

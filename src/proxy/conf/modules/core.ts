@@ -213,7 +213,7 @@ const mainSpecs: Spec[] = [
 
 export function parseListen(d: ConfNode): ServerConf['listens'][number] {
   const a = d.args[0]!;
-  const l: ServerConf['listens'][number] = { host: '', port: 80, unix: undefined, defaultServer: false, ssl: false, backlog: undefined, pos: pos(d) };
+  const l: ServerConf['listens'][number] = { host: '', port: 80, unix: undefined, defaultServer: false, ssl: false, http2: false, backlog: undefined, pos: pos(d) };
   if (a.startsWith('unix:')) {
     l.unix = a.slice(5);
     l.port = 0;
@@ -235,6 +235,7 @@ export function parseListen(d: ConfNode): ServerConf['listens'][number] {
   for (const p of d.args.slice(1)) {
     if (p === 'default_server' || p === 'default') l.defaultServer = true;
     else if (p === 'ssl') l.ssl = true;
+    else if (p === 'http2') l.http2 = true;
     else if (p.startsWith('backlog=')) {
       const b = Number(p.slice(8));
       if (!Number.isInteger(b)) throw new ProxyConfError('BAD_VALUE', `invalid backlog "${p.slice(8)}"`, pos(d));
