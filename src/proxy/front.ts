@@ -194,11 +194,21 @@ export class Front implements Runtime {
     // gets the responses in progress, then the close, as from nginx; node:http's default drops them.
     (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
     server.on('connection', (s: ClientSocket) => {
-      s._tsgiId = ++connectionIds;
-      s._tsgiStart = Date.now();
+      if (!b.ssl) {
+        s._tsgiId = ++connectionIds;
+        s._tsgiStart = Date.now();
+      }
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
+    // Over TLS, requests see the TLS socket, not the TCP one 'connection' gives: it gets the connection's
+    // number ($connection, the error log's *N) and start (keepalive_time).
+    if (b.ssl) {
+      server.on('secureConnection', (s: ClientSocket) => {
+        s._tsgiId = ++connectionIds;
+        s._tsgiStart = Date.now();
+      });
+    }
     // A request with `Upgrade` (WebSocket): node:http hands over the socket, so it gets a response object of
     // its own and runs through the pipeline like any request. A backend's 101 turns the connection into a
     // tunnel (upstream/pass.ts); any other answer closes the connection after it (nginx would keep it).
@@ -280,11 +290,6 @@ export class Front implements Runtime {
         settings,
         maxSessionMemory: 64,
       }, onRequest);
-      // Each TLS connection gets its number and start time, as plain ones do on 'connection'.
-      server.on('secureConnection', (s: ClientSocket) => {
-        s._tsgiId = ++connectionIds;
-        s._tsgiStart = Date.now();
-      });
     } else server = http2.createServer({ settings, maxSessionMemory: 64 }, onRequest);
     // node:http's settings for the HTTP/1.x clients of an h2 socket are read from the server object.
     Object.assign(server, { keepAliveTimeout: opts.keepAliveTimeout, headersTimeout: opts.headersTimeout, requestTimeout: opts.requestTimeout, maxHeaderSize: opts.maxHeaderSize });
