@@ -194,7 +194,7 @@ export class LocConf {
   autoindex: boolean | undefined;
   autoindexExactSize: boolean | undefined;
   autoindexLocaltime: boolean | undefined;
-  autoindexFormat: 'html' | 'json' | 'xml' | undefined;
+  autoindexFormat: 'html' | 'json' | 'jsonp' | 'xml' | undefined;
   types: Map<string, string> | undefined;
   defaultType: string | undefined;
   etag: boolean | undefined;
