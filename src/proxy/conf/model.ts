@@ -389,6 +389,8 @@ export interface MainConf {
   masterProcess: boolean | undefined;
   workerProcesses: number | undefined;
   workerConnections: number | undefined;
+  /** worker_priority: the workers' nice value, set while they are still root. */
+  workerPriority?: number;
   workerShutdownTimeoutMs: number | undefined;
   pid: string | undefined;
   user: { user: string; group: string | undefined } | undefined;
