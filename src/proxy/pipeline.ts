@@ -103,11 +103,41 @@ export class Pipeline {
     // Each header line must fit in one of large_client_header_buffers (node:http bounds only their sum).
     const lineMax = server.largeHeaderLine! - 4;
     const raw = req.rawHeaders;
+    let seen = 0;
     for (let i = 0; i < raw.length; i += 2) {
-      if (raw[i]!.length + raw[i + 1]!.length > lineMax) {
-        this.log(r, 'info', `client sent too long header line: "${raw[i]}: ${raw[i + 1]!.slice(0, 32)}..." while reading client request headers`);
+      const name = raw[i]!;
+      if (name.length + raw[i + 1]!.length > lineMax) {
+        this.log(r, 'info', `client sent too long header line: "${name}: ${raw[i + 1]!.slice(0, 32)}..." while reading client request headers`);
         res.shouldKeepAlive = false;
         this.finalize(r, 494);
+        return r;
+      }
+      // Headers nginx takes once only: a second one is refused, so that no two parts of a chain read different
+      // values (request smuggling, a credential or condition the backend sees and the proxy did not).
+      const bit = uniqueHeaderBit(name);
+      if (bit !== 0) {
+        if ((seen & bit) !== 0) {
+          this.log(r, 'info', `client sent duplicate header line: "${name}: ${raw[i + 1]}" while reading client request headers`);
+          res.shouldKeepAlive = false;
+          this.finalize(r, 400);
+          return r;
+        }
+        seen |= bit;
+      }
+    }
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined) {
+      // nginx takes only "chunked", and only from HTTP/1.1 (an HTTP/1.0 hop in between would not know it).
+      if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) {
+        this.log(r, 'info', 'client sent HTTP/1.0 request with "Transfer-Encoding" header while reading client request headers');
+        res.shouldKeepAlive = false;
+        this.finalize(r, 400);
+        return r;
+      }
+      if (te.length !== 7 || te.toLowerCase() !== 'chunked') {
+        this.log(r, 'info', `client sent unknown "Transfer-Encoding": "${te}" while reading client request headers`);
+        res.shouldKeepAlive = false;
+        this.finalize(r, 501);
         return r;
       }
     }
@@ -663,6 +693,7 @@ export class Pipeline {
       addExpires(r, list, exp);
     }
     const add = conf.addHeaders;
+    let raw: string[] | undefined;
     if (add && add.length) {
       const applies = addHeaderApplies(code);
       for (const h of add) {
@@ -679,9 +710,17 @@ export class Pipeline {
           }
         }
         if (v === '') continue;
-        // node:http refuses control characters in a header value (nginx would send them raw): leave it out.
         if (BAD_HEADER_VALUE.test(v)) {
-          this.log(r, 'warn', `header "${h.name}" left out: its value has a control character`);
+          // A line break or NUL would end the header early (a response split): left out. Other control
+          // characters (a decoded "%02" in $uri) nginx sends as they are; node:http refuses them in a value,
+          // so a stand-in goes through writeHead and is swapped for the value in the head it built.
+          if (/[\r\n\0]/.test(v)) {
+            this.log(r, 'warn', `header "${h.name}" left out: its value has a line break or NUL`);
+            continue;
+          }
+          const stand = `tsgi-ctl-${(raw ??= []).length}-${r.start}`;
+          raw.push(stand, v);
+          list.push(h.name, stand);
           continue;
         }
         list.push(h.name, v);
@@ -692,6 +731,14 @@ export class Pipeline {
     if (conf.gzip) applyGzip(r, code, list);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
     res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
+    if (raw !== undefined) {
+      // Node 20 keeps the head it built in `_header` until the first write sends it.
+      const built = res as ServerResponse & { _header: string };
+      for (let i = 0; i < raw.length; i += 2) {
+        const value = raw[i + 1]!;
+        built._header = built._header.replace(`: ${raw[i]}\r\n`, () => `: ${value}\r\n`);
+      }
+    }
   }
 }
 
@@ -823,6 +870,48 @@ function addExpires(r: Rq, list: string[], given: Expires): void {
   }
   if (!setE) list.push('Expires', expires);
   if (!setC) list.push('Cache-Control', cc);
+}
+
+/**
+ * A bit per request header nginx 1.22 refuses to see twice (its "unique" header lines, and Host), 0 for
+ * the others. The length is compared first, so most names cost one switch.
+ */
+function uniqueHeaderBit(name: string): number {
+  let want: string;
+  let bit: number;
+  switch (name.length) {
+    case 4:
+      want = 'host';
+      bit = 1;
+      break;
+    case 6:
+      want = 'expect';
+      bit = 2;
+      break;
+    case 8: {
+      const n = name.toLowerCase();
+      return n === 'if-match' ? 4 : n === 'if-range' ? 8 : 0;
+    }
+    case 13: {
+      const n = name.toLowerCase();
+      return n === 'authorization' ? 16 : n === 'content-range' ? 32 : n === 'if-none-match' ? 64 : 0;
+    }
+    case 14:
+      want = 'content-length';
+      bit = 128;
+      break;
+    case 17: {
+      const n = name.toLowerCase();
+      return n === 'if-modified-since' ? 256 : n === 'transfer-encoding' ? 512 : 0;
+    }
+    case 19:
+      want = 'if-unmodified-since';
+      bit = 1024;
+      break;
+    default:
+      return 0;
+  }
+  return name.toLowerCase() === want ? bit : 0;
 }
 
 /** nginx's test for keepalive_disable msie6: MSIE 4, 5, or 6 without "SV1". */
