@@ -189,6 +189,8 @@ export class LocConf {
   etag: boolean | undefined;
   ifModifiedSince: 'off' | 'exact' | 'before' | undefined;
   clientMaxBodySize: number | undefined;
+  /** A body larger than this is nginx's "buffered to a temporary file": not in $request_body. */
+  clientBodyBufferSize: number | undefined;
   clientBodyTimeoutMs: number | undefined;
   keepaliveTimeoutMs: number | undefined;
   /** keepalive_timeout's second value: the Keep-Alive header's timeout in seconds (0: no header). */

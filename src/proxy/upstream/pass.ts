@@ -13,7 +13,7 @@ import type { Pipeline, UpstreamHead } from '../pipeline.js';
 import type { Rq, UpgradeRequest } from '../request.js';
 import type { Socket } from 'node:net';
 import { httpDate } from '../special.js';
-import { PRODUCT, VERSION } from '../vars.js';
+import { PRODUCT, VERSION, varUse } from '../vars.js';
 import { charsetType, recode } from '../charset.js';
 import { escapeUri } from '../uri.js';
 import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
@@ -607,7 +607,7 @@ let tempFiles = 0;
  * client_body_in_file_only: the body (also kept in memory, to pass and retry) is written to a file of its
  * own in client_body_temp_path before the request goes on; `clean` removes it once the response is done.
  */
-function bodyToFile(r: Rq, p: Pipeline, done: () => void): void {
+function bodyToFile(r: Rq, p: Pipeline, done: () => void, temporary = false): void {
   const dir = r.conf.clientBodyTempPath!;
   const path = `${dir}/${process.pid}${String(++tempFiles % 1000000).padStart(6, '0')}`;
   void (async () => {
@@ -620,9 +620,20 @@ function bodyToFile(r: Rq, p: Pipeline, done: () => void): void {
       return;
     }
     r.bodyFile = path;
-    if (r.conf.clientBodyInFileOnly === 'clean') r.res.once('close', () => void unlink(path).catch(() => undefined));
+    if (temporary) p.log(r, 'warn', `a client request body is buffered to a temporary file ${path}`);
+    if (temporary || r.conf.clientBodyInFileOnly === 'clean') r.res.once('close', () => void unlink(path).catch(() => undefined));
     done();
   })();
+}
+
+/**
+ * The body read: to its file (client_body_in_file_only; or larger than client_body_buffer_size, which nginx
+ * buffers in a temporary file, when the configuration reads $request_body_file), then on.
+ */
+function toFileOrDone(r: Rq, p: Pipeline, done: () => void): void {
+  if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
+  else if (varUse.requestBodyFile && r.body!.length > r.conf.clientBodyBufferSize!) bodyToFile(r, p, done, true);
+  else done();
 }
 
 function hasBody(req: IncomingMessage): boolean {
@@ -648,8 +659,7 @@ export function readBody(r: Rq, p: Pipeline, done: () => void): void {
       return;
     }
     r.body = early;
-    if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
-    else done();
+    toFileOrDone(r, p, done);
     return;
   }
   const chunks: Buffer[] = [];
@@ -683,8 +693,7 @@ export function readBody(r: Rq, p: Pipeline, done: () => void): void {
     finished = true;
     clearTimeout(timer);
     r.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
-    else done();
+    toFileOrDone(r, p, done);
   });
   r.req.on('error', () => {
     finished = true;
