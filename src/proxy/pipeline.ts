@@ -25,6 +25,7 @@ import { parseSize } from './conf/table.js';
 import { paceResponse } from './ratelimit.js';
 import { checkLimitConn, checkLimitReq } from './limits.js';
 import { mapPath } from './static.js';
+import { authRequest } from './authrequest.js';
 
 /** Services the pipeline calls into, provided by the worker. */
 export interface Runtime {
@@ -315,29 +316,51 @@ export class Pipeline {
         return;
       }
     }
-    // Access: allow/deny, then auth_basic (satisfy all: both must let the request in; any: one is enough).
-    if (conf.access !== undefined || (conf.authBasic != null && conf.authBasicUserFile !== undefined)) {
+    // Access: allow/deny, then auth_basic, then auth_request (satisfy all: each must let the request in; any:
+    // one is enough). An auth_request subrequest skips this phase, as nginx's subrequests do.
+    if ((conf.access !== undefined || (conf.authBasic != null && conf.authBasicUserFile !== undefined) || conf.authRequest != null) && r.parent === null) {
       const allowed = conf.access === undefined || accessAllowed(conf.access, r.realAddr ?? r.req.socket.remoteAddress);
       const auth = conf.authBasic != null && conf.authBasicUserFile !== undefined;
+      const sub = conf.authRequest != null;
       const any = conf.satisfy === 'any';
       if (!allowed) this.log(r, 'error', 'access forbidden by rule');
       if (any && allowed && conf.access !== undefined) {
         this.afterAccess(r, conf);
         return;
       }
-      if (!allowed && (!any || !auth)) {
+      if (!allowed && (!any || (!auth && !sub))) {
         this.finalize(r, 403);
         return;
       }
+      // basic: -1 when auth_basic is not configured, 0 when it let the request in, else its status.
+      const next = (basic: number): void => {
+        if (basic > 0 && !any) {
+          this.finalize(r, basic);
+          return;
+        }
+        if ((basic === 0 && any) || !sub) {
+          if (basic > 0) this.finalize(r, basic);
+          else this.afterAccess(r, conf);
+          return;
+        }
+        authRequest(this, r, conf, (status) => {
+          if (status === 0) this.afterAccess(r, conf);
+          // satisfy any: a 401 from one check wins over a 403 from another, as in nginx.
+          else this.finalize(r, any && status === 403 && basic === 401 ? 401 : status);
+        });
+      };
       if (auth) {
         void this.basicAuth(r, conf).then((status) => {
           if (r.res.destroyed) return;
-          if (status === 0) this.afterAccess(r, conf);
-          else this.finalize(r, status);
+          next(status);
         }, (e: Error) => {
           this.log(r, 'error', `auth_basic failed: ${e.message}`);
           this.finalize(r, 500);
         });
+        return;
+      }
+      if (sub) {
+        next(-1);
         return;
       }
     }
@@ -731,7 +754,7 @@ export class Pipeline {
     if (conf.gzip) applyGzip(r, code, list);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
     res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
-    if (raw !== undefined) {
+    if (raw !== undefined && typeof (res as { _header?: unknown })._header === 'string') {
       // Node 20 keeps the head it built in `_header` until the first write sends it.
       const built = res as ServerResponse & { _header: string };
       for (let i = 0; i < raw.length; i += 2) {

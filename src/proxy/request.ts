@@ -16,6 +16,8 @@ export class Rq {
   /** realip: the client address and port taken from a header (null: the connection's own are used). */
   realAddr: string | null = null;
   realPort = '';
+  /** An auth_request subrequest: the request it decides on (null for a client's request). */
+  parent: Rq | null = null;
   /** auth_basic refused the request: the challenge its 401 carries. */
   wwwAuthenticate: string | null = null;
   /** Variables from `set`. */

@@ -223,6 +223,10 @@ export class LocConf {
   authBasic: Template | null | undefined;
   authBasicUserFile: Template | undefined;
   satisfy: 'all' | 'any' | undefined;
+  /** auth_request: the URI of the subrequest that decides on access (null: `off`). */
+  authRequest: string | null | undefined;
+  /** auth_request_set: variables set in the request from the subrequest's, once it answered 2xx. */
+  authRequestSet: Array<{ name: string; value: Template }> | undefined;
   realIpHeader: string | undefined;
   realIpRecursive: boolean | undefined;
   /** limit_except: the settings for methods not in `methods` (`owner`: the level that wrote it). */

@@ -105,7 +105,8 @@ export class Upstreams {
   pass(r: Rq): void {
     const pass = r.conf.pass!;
     const st = pass.protocol === 'uwsgi' ? r.conf.uwsgi : r.conf.proxy;
-    if (!st.passRequestBody || !hasBody(r.req)) {
+    // An auth_request subrequest never reads the client's body (nginx gives it none).
+    if (!st.passRequestBody || !hasBody(r.req) || r.parent !== null) {
       this.start(r, pass, st);
       return;
     }
