@@ -140,8 +140,10 @@ export class Front implements Runtime {
       // 400 rather than the location's answer: the request waits for the parser to finish this read; if it
       // failed, 'clientError' below has answered and closed. Only chunked requests pay for this.
       if (req.headers['transfer-encoding'] !== undefined && !req.complete) {
+        // Its place on the connection is taken now: a request pipelined behind it is counted meanwhile.
+        const nth = s._tsgiRequests;
         setImmediate(() => {
-          if (!s.writableEnded && !s.destroyed) r = this.pipeline.handle(b, req, res);
+          if (!s.writableEnded && !s.destroyed) r = this.pipeline.handle(b, req, res, nth);
         });
         return;
       }

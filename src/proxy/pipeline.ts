@@ -59,10 +59,10 @@ export class Pipeline {
    * Entry point from node:http. A bug in a handler answers 500 and is logged; the worker lives on.
    * Returns the request's state (its `conf` is the location that answered, once it has answered).
    */
-  handle(binding: Binding, req: IncomingMessage, res: ServerResponse): Rq | undefined {
+  handle(binding: Binding, req: IncomingMessage, res: ServerResponse, nth?: number): Rq | undefined {
     let r: Rq | undefined;
     try {
-      r = this.handleRequest(binding, req, res);
+      r = this.handleRequest(binding, req, res, nth);
     } catch (e) {
       this.rt.errorLog.log('alert', `internal error while processing "${req.method} ${req.url}": ${(e as Error).stack ?? e}`);
       if (!res.headersSent) {
@@ -79,7 +79,7 @@ export class Pipeline {
     return r;
   }
 
-  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse): Rq {
+  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse, nth: number | undefined): Rq {
     let group: ListenGroup = binding.main;
     if (binding.groups.size > 1) {
       let la = req.socket.localAddress ?? '';
@@ -96,7 +96,7 @@ export class Pipeline {
     const uri = target ? normalizePath(target.path, server.mergeSlashes !== false) : null;
     const r = new Rq(req, res, group, server, uri ?? '/', target?.query ?? '', host || server.primaryName, req.url ?? '/');
     r.captures = found.captures;
-    r.nth = (req.socket as ConnectionState)._tsgiRequests ?? 1;
+    r.nth = nth ?? (req.socket as ConnectionState)._tsgiRequests ?? 1;
     // One listener for both ends of a response: 'finish' (sent) and 'close' (which also follows 'finish').
     const ended = (): void => this.ended(r);
     res.on('finish', ended);
@@ -956,7 +956,8 @@ function fileTest(kind: 'f' | 'd' | 'e' | 'x', path: string): boolean {
     const st = statSync(Buffer.from(path, 'latin1'));
     if (kind === 'f') return st.isFile();
     if (kind === 'd') return st.isDirectory();
-    if (kind === 'x') return (st.mode & 0o111) !== 0;
+    // nginx (ngx_is_exec) looks at the owner's execute bit only.
+    if (kind === 'x') return (st.mode & 0o100) !== 0;
     return true;
   } catch {
     return false;

@@ -144,7 +144,7 @@ const BUILTIN: Record<string, Getter> = {
   },
   // A body written to a file (client_body_in_file_only), or larger than client_body_buffer_size (which nginx
   // buffers in a file), is not in $request_body, as in nginx.
-  request_body: (r) => (r.body && !r.bodyFile && r.body.length <= r.conf.clientBodyBufferSize! ? r.body.toString('latin1') : ''),
+  request_body: (r) => (r.body && !r.bodyFile ? r.body.toString('latin1') : ''),
   request_body_file: (r) => r.bodyFile,
 };
 
@@ -279,12 +279,6 @@ function varGetter(name: string, reg: VarRegistry, pos: ConfPos): Getter {
   };
 }
 
-/**
- * Variables whose use changes what a request does. A body larger than client_body_buffer_size is written to
- * a temporary file (as nginx buffers it) only when the configuration can name that file.
- */
-export const varUse = { requestBodyFile: false };
-
 /** A compiled template. `constant` is set when there are no variables at all. */
 export interface Template {
   readonly source: string;
@@ -327,7 +321,6 @@ export function compileTemplate(src: string, reg: VarRegistry, pos: ConfPos, nam
     if (name === '') throw new ProxyConfError('BAD_VALUE', `invalid variable name in "${src}"`, pos);
     lits.push(lit);
     lit = '';
-    if (name === 'request_body_file') varUse.requestBodyFile = true;
     const g: Getter = namedCaptures?.has(name) ? (r) => r.captures?.groups?.[name] ?? '' : varGetter(name, reg, pos);
     getters.push(wrap && (wrapOnly === undefined || wrapOnly(name)) ? (r) => wrap(g(r), r) : g);
   }

@@ -189,7 +189,7 @@ export class LocConf {
   etag: boolean | undefined;
   ifModifiedSince: 'off' | 'exact' | 'before' | undefined;
   clientMaxBodySize: number | undefined;
-  /** A body larger than this is nginx's "buffered to a temporary file": not in $request_body. */
+  /** A body larger than this is one nginx buffers in an (unlinked) temporary file: not in $request_body. */
   clientBodyBufferSize: number | undefined;
   clientBodyTimeoutMs: number | undefined;
   keepaliveTimeoutMs: number | undefined;

@@ -13,7 +13,7 @@ import type { Pipeline, UpstreamHead } from '../pipeline.js';
 import type { Rq, UpgradeRequest } from '../request.js';
 import type { Socket } from 'node:net';
 import { httpDate } from '../special.js';
-import { PRODUCT, VERSION, varUse } from '../vars.js';
+import { PRODUCT, VERSION } from '../vars.js';
 import { charsetType, recode } from '../charset.js';
 import { escapeUri } from '../uri.js';
 import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
@@ -608,9 +608,9 @@ let tempFiles = 0;
  * client_body_in_file_only: the body (also kept in memory, to pass and retry) is written to a file of its
  * own in client_body_temp_path before the request goes on; `clean` removes it once the response is done.
  */
-function bodyToFile(r: Rq, p: Pipeline, done: () => void, temporary = false): void {
+function bodyToFile(r: Rq, p: Pipeline, done: () => void): void {
+  const path = tempName(r);
   const dir = r.conf.clientBodyTempPath!;
-  const path = `${dir}/${process.pid}${String(++tempFiles % 1000000).padStart(6, '0')}`;
   void (async () => {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -621,20 +621,27 @@ function bodyToFile(r: Rq, p: Pipeline, done: () => void, temporary = false): vo
       return;
     }
     r.bodyFile = path;
-    if (temporary) p.log(r, 'warn', `a client request body is buffered to a temporary file ${path}`);
-    if (temporary || r.conf.clientBodyInFileOnly === 'clean') r.res.once('close', () => void unlink(path).catch(() => undefined));
+    if (r.conf.clientBodyInFileOnly === 'clean') r.res.once('close', () => void unlink(path).catch(() => undefined));
     done();
   })();
 }
 
+function tempName(r: Rq): string {
+  return `${r.conf.clientBodyTempPath!}/${process.pid}${String(++tempFiles % 1000000).padStart(6, '0')}`;
+}
+
 /**
- * The body read: to its file (client_body_in_file_only; or larger than client_body_buffer_size, which nginx
- * buffers in a temporary file, when the configuration reads $request_body_file), then on.
+ * The body read: to its file with client_body_in_file_only, then on. A body larger than
+ * client_body_buffer_size is one nginx buffers in a temporary file, which it unlinks as soon as it is opened:
+ * $request_body is empty and $request_body_file names a file that is not there. tsgi-proxy keeps the body in
+ * memory and gives it such a name too, with no disk write.
  */
 function toFileOrDone(r: Rq, p: Pipeline, done: () => void): void {
   if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
-  else if (varUse.requestBodyFile && r.body!.length > r.conf.clientBodyBufferSize!) bodyToFile(r, p, done, true);
-  else done();
+  else {
+    if (r.body!.length > r.conf.clientBodyBufferSize!) r.bodyFile = tempName(r);
+    done();
+  }
 }
 
 function hasBody(req: IncomingMessage): boolean {
