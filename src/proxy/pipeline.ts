@@ -89,8 +89,9 @@ export class Pipeline {
     const url = req.url ?? '/';
     if (req.method!.length + url.length + 12 > group.defaultServer.largeHeaderLine!) return this.uriTooLong(group, req, res);
     const target = splitTarget(url);
-    const rawHost = target?.host ?? (req.headers.host as string | undefined) ?? '';
-    const host = normalizeHost(rawHost);
+    // No Host at all (HTTP/1.0) is no name; an empty one is invalid, as in nginx.
+    const rawHost = target?.host ?? (req.headers.host as string | undefined);
+    const host = rawHost === undefined ? '' : normalizeHost(rawHost);
     const found = findServer(group, host ?? '');
     const server = found.server;
     const uri = target ? normalizePath(target.path, server.mergeSlashes !== false) : null;

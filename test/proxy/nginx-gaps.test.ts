@@ -2,7 +2,8 @@
  * Request checks and variables where tsgi-proxy was behind nginx in the nginx-tests replay, next to the real
  * nginx (Debian's 1.22.1) on one configuration: duplicate "unique" request headers, Transfer-Encoding that is
  * not chunked or comes from HTTP/1.0, a malformed chunk sent with the head to a location that does not read
- * the body, control characters in an add_header value, `if (-x ...)` on the owner's execute bit, and a body
+ * the body, control characters in an add_header value, `if (-x ...)` on the owner's execute bit, Host names
+ * nginx refuses (empty, "..", "/" in an IPv6 literal), and a body
  * larger than client_body_buffer_size ($request_body empty; $request_body_file the name of a temporary file
  * in client_body_temp_path that is not there: nginx unlinks it as soon as it is opened). Without nginx (or
  * not root) tsgi-proxy's answers are still checked against the expected ones.
@@ -79,6 +80,17 @@ const CASES: string[] = [
   `POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n${LONG.slice(0, 10)}`,
   `POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: ${LONG.length}\r\n\r\n${LONG}`,
   `POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n${LONG.length.toString(16)}\r\n${LONG}\r\n0\r\n\r\n`,
+  // Host names nginx refuses (HTTP/1.0: the connection closes after the answer).
+  'GET /d HTTP/1.0\r\nHost: \r\n\r\n',
+  'GET /d HTTP/1.0\r\nHost: .\r\n\r\n',
+  'GET http:///d HTTP/1.0\r\n\r\n',
+  'GET http://a.b..:/d HTTP/1.0\r\n\r\n',
+  'GET http://[ab..cd::1]/d HTTP/1.0\r\n\r\n',
+  'GET /d HTTP/1.0\r\nHost: [ab::e/:1]\r\n\r\n',
+  // and ones it takes.
+  'GET /d HTTP/1.0\r\nHost: Example.COM.\r\n\r\n',
+  'GET /d HTTP/1.0\r\nHost: [::1]:80\r\n\r\n',
+  'GET /d HTTP/1.0\r\n\r\n',
 ];
 
 async function answers(port: number): Promise<string[]> {
@@ -129,6 +141,8 @@ describe('nginx-tests gaps next to nginx', () => {
       204, 501, 501, 400, 400, 400, 204, 204,
       204, 200, 200,
       200, 200, 200,
+      400, 400, 400, 400, 400, 400,
+      204, 204, 204,
     ];
     assert.deepEqual(ours.map((l) => Number(/: (\d{3}) /.exec(l)![1])), expected);
     // Control characters other than CR, LF and NUL are sent as they are, as nginx does.
