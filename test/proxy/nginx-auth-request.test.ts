@@ -3,6 +3,7 @@
  * in the test: the service's answer (2xx, 401 with a challenge, 403, 500, a redirect) decides; the same
  * requests go to tsgi-proxy and nginx and get the same status, WWW-Authenticate, variables copied with
  * auth_request_set, and body. What the auth service received (method, URI, headers, no body) is compared too.
+ * A second part puts the auth service on the real uWSGI behind uwsgi_pass.
  * Without nginx (or not root) the tsgi-proxy answers are still checked against the expected ones.
  */
 import { after, before, describe, test } from 'node:test';
@@ -11,7 +12,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { have, proxySync, rawRequest, tempDir, startSideBySide, type Proc } from './helpers.js';
+import { freePort, have, haveUwsgiPython, proxySync, rawRequest, tempDir, startSideBySide, startUwsgi, type Proc } from './helpers.js';
 
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
 
@@ -208,5 +209,84 @@ describe('auth_request next to nginx', () => {
     assert.match(r.stderr.split('\n')[0]!, /invalid variable name "user" in .*bad\.conf:4$/);
     writeFileSync(join(t.dir, 'bad.conf'), `events {}\nhttp {\n  auth_request /a;\n  auth_request /b;\n}\n`);
     assert.match(proxySync(['-t', '-q', '-p', t.dir + '/', '-c', 'bad.conf', '-e', 'stderr']).stderr.split('\n')[0]!, /"auth_request" directive is duplicate in .*bad\.conf:4$/);
+  });
+});
+
+const UWSGI_AUTH = `def application(env, start):
+    tok = env.get('HTTP_X_TOKEN')
+    seen = '%s %s cl=%s' % (env['REQUEST_METHOD'], env.get('REQUEST_URI'), env.get('CONTENT_LENGTH') or '-')
+    if tok == 'ok':
+        start('200 OK', [('X-User', 'ursula'), ('X-Seen', seen)])
+    elif tok is None:
+        start('401 Unauthorized', [('WWW-Authenticate', 'Basic realm="u"'), ('X-Seen', seen)])
+    else:
+        start('403 Forbidden', [('X-Seen', seen)])
+    return [b'no']
+`;
+
+describe('auth_request to a uwsgi_pass auth service (the real uWSGI) next to nginx', { skip: haveUwsgiPython() ? false : 'needs the real uWSGI with python3' }, () => {
+  let t: ReturnType<typeof tempDir>;
+  let proxy: Proc;
+  let nginx: Proc | undefined;
+  let uwsgi: Proc;
+  const ports = { proxy: 0, nginx: 0 };
+
+  before(async () => {
+    t = tempDir('authreq-uwsgi');
+    mkdirSync(join(t.dir, 'd'));
+    writeFileSync(join(t.dir, 'd', 'x'), 'file\n');
+    writeFileSync(join(t.dir, 'auth.py'), UWSGI_AUTH);
+    const up = await freePort();
+    uwsgi = await startUwsgi(t.dir, `127.0.0.1:${up}`, join(t.dir, 'auth.py'));
+    const both = await startSideBySide(t.dir, (port) => `events {}
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:${port};
+    location = /uauth {
+      internal;
+      include /etc/nginx/uwsgi_params;
+      uwsgi_pass 127.0.0.1:${up};
+      uwsgi_pass_request_body off;
+      uwsgi_param CONTENT_LENGTH "";
+    }
+    location /u/ {
+      auth_request /uauth;
+      auth_request_set $user $upstream_http_x_user;
+      auth_request_set $seen $upstream_http_x_seen;
+      add_header X-User $user always;
+      add_header X-Seen $seen always;
+      alias ${t.dir}/d/;
+    }
+  }
+}
+`, withNginx);
+    ({ proxy, nginx } = both);
+    Object.assign(ports, both.ports);
+  });
+
+  after(async () => {
+    await proxy?.stop('SIGQUIT');
+    await nginx?.stop('SIGQUIT');
+    await uwsgi?.stop('SIGTERM');
+    t?.cleanup();
+  });
+
+  test('same answers as nginx', async () => {
+    const ask = async (port: number): Promise<string[]> => {
+      const out: string[] = [];
+      for (const token of ['', 'ok', 'no']) {
+        const r = await rawRequest(port, `GET /u/x?q=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n${token ? `X-Token: ${token}\r\n` : ''}Content-Length: 3\r\n\r\nabc`);
+        out.push(`${token}: ${r.status} ${r.headers.get('www-authenticate') ?? '-'} user=${r.headers.get('x-user') ?? '-'} seen=${r.headers.get('x-seen') ?? '-'} ${r.status === 200 ? r.body.trim() : ''}`);
+      }
+      return out;
+    };
+    const ours = await ask(ports.proxy);
+    if (nginx) assert.deepEqual(ours, await ask(ports.nginx));
+    assert.deepEqual(ours, [
+      ': 401 Basic realm="u" user=- seen=GET /u/x?q=1 cl=- ',
+      'ok: 200 - user=ursula seen=GET /u/x?q=1 cl=- file',
+      'no: 403 - user=- seen=GET /u/x?q=1 cl=- ',
+    ]);
   });
 });
