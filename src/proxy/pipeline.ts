@@ -717,7 +717,8 @@ export class Pipeline {
       addExpires(r, list, exp);
     }
     const add = conf.addHeaders;
-    let raw: string[] | undefined;
+    /** Where in `list` values are that node:http would refuse. */
+    let raw: number[] | undefined;
     if (add && add.length) {
       const applies = addHeaderApplies(code);
       for (const h of add) {
@@ -742,10 +743,7 @@ export class Pipeline {
             this.log(r, 'warn', `header "${h.name}" left out: its value has a line break or NUL`);
             continue;
           }
-          const stand = `tsgi-ctl-${(raw ??= []).length}-${r.start}`;
-          raw.push(stand, v);
-          list.push(h.name, stand);
-          continue;
+          (raw ??= []).push(list.length + 1);
         }
         list.push(h.name, v);
       }
@@ -754,14 +752,20 @@ export class Pipeline {
     if (conf.limitRate || r.vars !== null) this.pace(r);
     if (conf.gzip) applyGzip(r, code, list);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
+    if (raw === undefined) {
+      res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
+      return;
+    }
+    // Node 20 keeps the head it built in `_header` until the first write sends it: stand-ins go through
+    // writeHead and are swapped there; the list gets the values back ($sent_http_* reads it).
+    const values = raw.map((at) => list[at]!);
+    for (let i = 0; i < raw.length; i++) list[raw[i]!] = `tsgi-ctl-${i}-${r.start}`;
     res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
-    if (raw !== undefined && typeof (res as { _header?: unknown })._header === 'string') {
-      // Node 20 keeps the head it built in `_header` until the first write sends it.
-      const built = res as ServerResponse & { _header: string };
-      for (let i = 0; i < raw.length; i += 2) {
-        const value = raw[i + 1]!;
-        built._header = built._header.replace(`: ${raw[i]}\r\n`, () => `: ${value}\r\n`);
-      }
+    const built = res as ServerResponse & { _header?: string };
+    for (let i = 0; i < raw.length; i++) {
+      const value = values[i]!;
+      if (typeof built._header === 'string') built._header = built._header.replace(`: ${list[raw[i]!]}\r\n`, () => `: ${value}\r\n`);
+      list[raw[i]!] = value;
     }
   }
 }

@@ -46,7 +46,7 @@ http {
   server {
     listen 127.0.0.1:${port};
     location /d { return 204; }
-    location /u { add_header X-URI "x $uri x"; return 204; }
+    location /u { add_header X-URI "x $uri x"; add_header X-Again "$sent_http_x_uri"; return 204; }
     location /x { if (-x ${dir}/$arg_f) { return 204; } return 200 "no\\n"; }
     location /b {
       client_body_buffer_size 1k;
@@ -98,7 +98,7 @@ async function answers(port: number): Promise<string[]> {
   for (const c of CASES) {
     const r = await rawRequest(port, c.replace('\r\nHost: a\r\n', '\r\nHost: a\r\nConnection: close\r\n'));
     const body = r.status === 200 ? r.body.trim() : '';
-    out.push(`${c.split('\r\n')[0]}: ${r.status} uri=${JSON.stringify(r.headers.get('x-uri') ?? '-')} body-var=${(r.headers.get('x-body') ?? '-').length} ${body}`);
+    out.push(`${c.split('\r\n')[0]}: ${r.status} uri=${JSON.stringify(r.headers.get('x-uri') ?? '-')} again=${JSON.stringify(r.headers.get('x-again') ?? '-')} body-var=${(r.headers.get('x-body') ?? '-').length} ${body}`);
   }
   return out;
 }
@@ -146,7 +146,7 @@ describe('nginx-tests gaps next to nginx', () => {
     ];
     assert.deepEqual(ours.map((l) => Number(/: (\d{3}) /.exec(l)![1])), expected);
     // Control characters other than CR, LF and NUL are sent as they are, as nginx does.
-    assert.match(ours[12]!, /uri="x \/u\\u0001\u007f x"/);
+    assert.match(ours[12]!, /uri="x \/u\\u0001\u007f x" again="x \/u\\u0001\u007f x"/);
     assert.match(ours[13]!, /: 204 /);
     assert.match(ours[14]!, /: 200 .* no$/);
     // A small body is in $request_body; a larger one is not, and gets a temporary file's name instead.
