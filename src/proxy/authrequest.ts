@@ -84,7 +84,9 @@ export function authRequest(p: Pipeline, r: Rq, conf: LocConf, done: (status: nu
       return;
     }
     if (status === 401) {
-      r.wwwAuthenticate = res.getHeader('www-authenticate') ?? null;
+      // Added to a challenge auth_basic already set (satisfy any: both are offered, as nginx does).
+      const challenge = res.getHeader('www-authenticate');
+      if (challenge !== undefined) r.wwwAuthenticate = r.wwwAuthenticate === null ? challenge : [r.wwwAuthenticate, challenge].flat();
       done(401);
       return;
     }

@@ -709,7 +709,11 @@ export class Pipeline {
     if (upstream === undefined || !upstream.serverSet) list.push('Server', conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
     if (upstream === undefined || !upstream.dateSet) list.push('Date', httpDate());
     for (let i = 0; i < given.length; i++) list.push(given[i]!);
-    if (r.wwwAuthenticate !== null && code === 401) list.push('WWW-Authenticate', r.wwwAuthenticate);
+    const challenge = r.wwwAuthenticate;
+    if (challenge !== null && code === 401) {
+      if (typeof challenge === 'string') list.push('WWW-Authenticate', challenge);
+      else for (const c of challenge) list.push('WWW-Authenticate', c);
+    }
     // $sent_http_* in add_header values sees the headers set before it, as in nginx.
     r.sentHeaders = list;
     const exp = conf.expires!;

@@ -44,6 +44,10 @@ function authService(): http.Server {
         case 'no':
           res.writeHead(403, { 'X-User': 'mallory' });
           break;
+        case 'two':
+          res.setHeader('WWW-Authenticate', ['Bearer realm="one"', 'Basic realm="two"']);
+          res.writeHead(401);
+          break;
         case 'redir':
           res.writeHead(302, { Location: 'http://example.com/' });
           break;
@@ -101,6 +105,8 @@ http {
     location = /e.txt { add_header X-E "e=$user" always; root ${dir}; }
     location /anyok/ { satisfy any; allow 127.0.0.1; auth_request /auth; alias ${dir}/d/; }
     location /anyno/ { satisfy any; deny all; auth_request /auth; alias ${dir}/d/; }
+    location /basic/ { auth_basic "B"; auth_basic_user_file ${dir}/users; auth_request /auth; alias ${dir}/d/; }
+    location /basicany/ { satisfy any; auth_basic "B"; auth_basic_user_file ${dir}/users; auth_request /auth; alias ${dir}/d/; }
   }
   server {
     listen 127.0.0.1:${port};
@@ -112,13 +118,15 @@ http {
 }
 `;
 
-const CASES: Array<[string, string, string?]> = [
+/** Request line, X-Token, body, basic credentials. */
+const CASES: Array<[string, string, string?, string?]> = [
   ['GET /f/x', ''],
   ['GET /f/x', 'ok'],
   ['GET /f/x', 't204'],
   ['GET /f/x', 'no'],
   ['GET /f/x', 'boom'],
   ['GET /f/x', 'redir'],
+  ['GET /f/x', 'two'],
   ['HEAD /f/x', 'ok'],
   ['POST /app/x?a=1', 'ok', 'hello'],
   ['POST /app/x?a=1', 'no', 'hello'],
@@ -132,19 +140,29 @@ const CASES: Array<[string, string, string?]> = [
   ['GET /anyno/x', ''],
   ['GET /anyno/x', 'ok'],
   ['GET /anyno/x', 'no'],
+  ['GET /basic/x', ''],
+  ['GET /basic/x', 'ok'],
+  ['GET /basic/x', 'ok', undefined, 'u:p'],
+  ['GET /basic/x', 'no', undefined, 'u:p'],
+  ['GET /basicany/x', ''],
+  ['GET /basicany/x', 'ok'],
+  ['GET /basicany/x', 'no'],
+  ['GET /basicany/x', '', undefined, 'u:p'],
+  ['GET /basicany/x', 'no', undefined, 'u:bad'],
   ['GET /whole', ''],
   ['GET /whole', 'ok'],
 ];
 
 async function answers(port: number): Promise<string[]> {
   const out: string[] = [];
-  for (const [line, token, body] of CASES) {
+  for (const [line, token, body, cred] of CASES) {
     seen = '-';
     const host = line.includes('/whole') ? 'whole' : 'main';
-    const h = `${line} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n${token ? `X-Token: ${token}\r\n` : ''}${body !== undefined ? `Content-Length: ${body.length}\r\n` : ''}\r\n${body ?? ''}`;
+    const h = `${line} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n${token ? `X-Token: ${token}\r\n` : ''}${cred ? `Authorization: Basic ${Buffer.from(cred).toString('base64')}\r\n` : ''}${body !== undefined ? `Content-Length: ${body.length}\r\n` : ''}\r\n${body ?? ''}`;
     const r = await rawRequest(port, h);
-    const hd = (n: string): string => r.headers.get(n) ?? '-';
-    out.push(`${line} ${token}: ${r.status} auth=${hd('www-authenticate')} user=${hd('x-user')} grp=${hd('x-group')} e=${hd('x-e')} | ${r.body.trim().split(/\r?\n/)[0]} | seen: ${seen}`);
+    // Every WWW-Authenticate line, in order (there may be two).
+    const hd = (n: string): string => (n === 'www-authenticate' ? [...r.raw.matchAll(/^WWW-Authenticate: (.*?)\r$/gim)].map((m) => m[1]).join(' + ') || '-' : (r.headers.get(n) ?? '-'));
+    out.push(`${line} ${token}${cred ? ` ${cred}` : ''}: ${r.status} auth=${hd('www-authenticate')} user=${hd('x-user')} grp=${hd('x-group')} e=${hd('x-e')} | ${r.body.trim().split(/\r?\n/)[0]} | seen: ${seen}`);
   }
   return out;
 }
@@ -161,6 +179,7 @@ describe('auth_request next to nginx', () => {
     mkdirSync(join(t.dir, 'd'));
     for (const f of ['x', 'open', 'whole']) writeFileSync(join(t.dir, 'd', f), 'file\n');
     writeFileSync(join(t.dir, 'e.txt'), 'error page\n');
+    writeFileSync(join(t.dir, 'users'), 'u:{PLAIN}p\n');
     svc = authService();
     await new Promise<void>((res) => svc.listen(0, '127.0.0.1', res));
     const auth = (svc.address() as AddressInfo).port;
@@ -198,6 +217,14 @@ describe('auth_request next to nginx', () => {
     assert.match(at('GET /anyok/x', ''), /: 200 .* seen: -$/);
     assert.match(at('GET /anyno/x', ''), /: 401 auth=Bearer/);
     assert.match(at('GET /anyno/x', 'ok'), /: 200 /);
+    // The first of the auth service's challenges is passed on (nginx 1.22 passes one).
+    assert.match(at('GET /f/x', 'two'), /: 401 auth=Bearer realm="one" user/);
+    // satisfy all: failed basic credentials end it before the subrequest; both must pass.
+    assert.match(at('GET /basic/x', 'ok'), /: 401 auth=Basic realm="B" .* seen: -$/);
+    assert.match(ours[CASES.findIndex((c) => c[0] === 'GET /basic/x' && c[3] === 'u:p')]!, /: 200 .*\| file \|/);
+    // satisfy any: either passes; both refusing with 401 offer both challenges.
+    assert.match(at('GET /basicany/x', ''), /: 401 auth=Basic realm="B" \+ Bearer realm="t" /);
+    assert.match(at('GET /basicany/x', 'ok'), /: 200 /);
     // auth_request at server level: the auth location inherits it, and its subrequest is not checked again.
     assert.match(at('GET /whole', 'ok'), /: 200 .*\| file \|/);
   });
