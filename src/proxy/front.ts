@@ -39,6 +39,12 @@ function requestLineTooLong(err: Error, lineMax: number): boolean {
   return (nl === -1 ? packet.length : nl + 2) > lineMax;
 }
 
+/** Whether the head llhttp refused has more than one Transfer-Encoding line. */
+function twoTransferEncodings(err: Error): boolean {
+  const packet = (err as { rawPacket?: Buffer }).rawPacket;
+  return packet !== undefined && (packet.toString('latin1').match(/\r?\ntransfer-encoding[ \t]*:/gi)?.length ?? 0) > 1;
+}
+
 /**
  * A whole error response written straight to a socket, for requests node:http refused before they reached
  * the pipeline: the status line, Server, Date, the page, and the close.
@@ -165,7 +171,7 @@ export class Front implements Runtime {
       const busy = s._tsgiBusy ?? 0;
       if (busy === 0) s.setTimeout(0);
       s._tsgiBusy = busy + 1;
-      const r = this.pipeline.handle(b, req, res);
+      let r: Rq | undefined;
       // 'close' follows every response, sent or cut short. Once the last one in progress has gone out on a
       // connection that stays open, the connection may be idle for keepalive_timeout (of the location that
       // answered, as in nginx); then node:http's 'timeout' handler closes it.
@@ -173,6 +179,19 @@ export class Front implements Runtime {
         s._tsgiBusy = s._tsgiBusy! - 1;
         if (s._tsgiBusy === 0 && s.writable) s.setTimeout((r?.conf ?? loc).keepaliveTimeoutMs!);
       });
+      // A chunked body that came with the head is parsed by node:http only after this handler returns. nginx
+      // reads what has arrived before it answers (even a body it discards), so a malformed chunk there gets
+      // 400 rather than the location's answer: the request waits for the parser to finish this read; if it
+      // failed, 'clientError' below has answered and closed. Only chunked requests pay for this.
+      if (req.headers['transfer-encoding'] !== undefined && !req.complete) {
+        // Its place on the connection is taken now: a request pipelined behind it is counted meanwhile.
+        const nth = s._tsgiRequests;
+        setImmediate(() => {
+          if (!s.writableEnded && !s.destroyed) r = this.pipeline.handle(b, req, res, nth);
+        });
+        return;
+      }
+      r = this.pipeline.handle(b, req, res);
     };
     let server: http.Server | https.Server;
     if (b.http2) server = this.makeH2Server(b, opts, handler);
@@ -248,6 +267,18 @@ export class Front implements Runtime {
       s.on('data', take);
       take(Buffer.alloc(0));
     });
+    // An Expect other than 100-continue: 417, as node:http answers it (newer nginx does too); two Expect lines
+    // go to the pipeline, which refuses the duplicate with 400 as nginx does.
+    server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      let n = 0;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.length === 6 && req.rawHeaders[i]!.toLowerCase() === 'expect') n++;
+      if (n > 1) {
+        handler(req, res);
+        return;
+      }
+      res.writeHead(417);
+      res.end();
+    });
     // CONNECT: tsgi-proxy is not a forward proxy. nginx answers 405 to an authority-form target, else 400.
     server.on('connect', (req: http.IncomingMessage, s: Socket) => {
       const ok = /^[^/\s]+:\d+$/.test(req.url ?? '');
@@ -265,7 +296,10 @@ export class Front implements Runtime {
         s.destroy();
         return;
       }
-      s.end(rawError(err.code === 'HPE_HEADER_OVERFLOW' ? (requestLineTooLong(err, srv.largeHeaderLine!) ? 414 : 494) : 400, loc), 'latin1');
+      // A Transfer-Encoding other than "chunked" alone: nginx answers 501 (llhttp refuses it as malformed).
+      // Two Transfer-Encoding lines are refused as a duplicate (400) first, as nginx does.
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? (requestLineTooLong(err, srv.largeHeaderLine!) ? 414 : 494) : err.code === 'HPE_INVALID_TRANSFER_ENCODING' ? (twoTransferEncodings(err) ? 400 : 501) : 400;
+      s.end(rawError(status, loc), 'latin1');
     });
     return server;
   }

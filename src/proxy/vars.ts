@@ -144,7 +144,8 @@ const BUILTIN: Record<string, Getter> = {
     const x = header(r, 'x-forwarded-for');
     return x ? `${x}, ${remoteAddr(r)}` : remoteAddr(r);
   },
-  // A body written to a file (client_body_in_file_only) is not in $request_body, as in nginx.
+  // A body written to a file (client_body_in_file_only), or larger than client_body_buffer_size (which nginx
+  // buffers in a file), is not in $request_body, as in nginx.
   request_body: (r) => (r.body && !r.bodyFile ? r.body.toString('latin1') : ''),
   request_body_file: (r) => r.bodyFile,
 };

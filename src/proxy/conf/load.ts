@@ -66,6 +66,8 @@ function httpDefaults(prefix: string): LocConf {
   d.etag = true;
   d.ifModifiedSince = 'exact';
   d.clientMaxBodySize = 1024 * 1024;
+  // nginx's default: two memory pages (16k on x86-64).
+  d.clientBodyBufferSize = 16 * 1024;
   d.clientBodyTimeoutMs = 60000;
   d.keepaliveTimeoutMs = 75000;
   d.keepaliveHeaderS = 0;

@@ -200,6 +200,8 @@ export class LocConf {
   etag: boolean | undefined;
   ifModifiedSince: 'off' | 'exact' | 'before' | undefined;
   clientMaxBodySize: number | undefined;
+  /** A body larger than this is one nginx buffers in an (unlinked) temporary file: not in $request_body. */
+  clientBodyBufferSize: number | undefined;
   clientBodyTimeoutMs: number | undefined;
   keepaliveTimeoutMs: number | undefined;
   /** keepalive_timeout's second value: the Keep-Alive header's timeout in seconds (0: no header). */
@@ -232,6 +234,10 @@ export class LocConf {
   authBasic: Template | null | undefined;
   authBasicUserFile: Template | undefined;
   satisfy: 'all' | 'any' | undefined;
+  /** auth_request: the URI of the subrequest that decides on access (null: `off`). */
+  authRequest: string | null | undefined;
+  /** auth_request_set: variables set in the request from the subrequest's, once it answered 2xx. */
+  authRequestSet: Array<{ name: string; value: Template }> | undefined;
   realIpHeader: string | undefined;
   realIpRecursive: boolean | undefined;
   /** limit_except: the settings for methods not in `methods` (`owner`: the level that wrote it). */

@@ -508,7 +508,7 @@ const locSpecs: Spec[] = [
   tuning('server_names_hash_bucket_size', HTTP, 1),
   tuning('variables_hash_max_size', HTTP, 1),
   tuning('variables_hash_bucket_size', HTTP, 1),
-  tuning('client_body_buffer_size', HSL, 1),
+  locOnce('client_body_buffer_size', HSL, 1, 'clientBodyBufferSize', (d) => sizeArg(d)),
   tuning('client_header_buffer_size', HTTP | SRV, 1),
   // The levels (further arguments) of nginx's temp tree are accepted; files go straight into the directory.
   locOnce('client_body_temp_path', HSL, [1, 4], 'clientBodyTempPath', (d, s) => {
