@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import http2 from 'node:http2';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Socket } from 'node:net';
 import { unlinkSync, lstatSync } from 'node:fs';
@@ -19,6 +20,7 @@ import type { Rq, UpgradeRequest } from './request.js';
 import type { LocConf, SslConf } from './conf/model.js';
 import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { PRODUCT, VERSION } from './vars.js';
+import { adaptH2Request, isH2 } from './http2.js';
 
 let connectionIds = 0;
 
@@ -35,6 +37,12 @@ function requestLineTooLong(err: Error, lineMax: number): boolean {
   if (!packet || !/^[A-Z]+ /.test(packet.subarray(0, 16).toString('latin1'))) return false;
   const nl = packet.indexOf('\r\n');
   return (nl === -1 ? packet.length : nl + 2) > lineMax;
+}
+
+/** Whether the head llhttp refused has more than one Transfer-Encoding line. */
+function twoTransferEncodings(err: Error): boolean {
+  const packet = (err as { rawPacket?: Buffer }).rawPacket;
+  return packet !== undefined && (packet.toString('latin1').match(/\r?\ntransfer-encoding[ \t]*:/gi)?.length ?? 0) > 1;
 }
 
 /**
@@ -62,7 +70,18 @@ function tlsOptions(ssl: SslConf): https.ServerOptions {
     ...tlsVersions(ssl.protocols),
     ...(ssl.ciphers ? { ciphers: ssl.ciphers } : {}),
     honorCipherOrder: ssl.preferServerCiphers === true,
+    ...clientVerification(ssl),
   };
+}
+
+/**
+ * ssl_verify_client: the certificate is asked for and checked against the configured CAs (never the system's),
+ * but a failure does not end the handshake; the request gets nginx's 400 page instead (tlsclient.ts).
+ */
+function clientVerification(ssl: SslConf): https.ServerOptions {
+  if (ssl.verifyClient === undefined || ssl.verifyClient === 'off') return {};
+  const ca = [ssl.clientCertificate, ssl.trustedCertificate].filter((b): b is Buffer => b !== undefined);
+  return { requestCert: true, rejectUnauthorized: false, ca: ca.length > 0 ? ca : [], ...(ssl.crl ? { crl: ssl.crl } : {}) };
 }
 
 export class Front implements Runtime {
@@ -72,6 +91,7 @@ export class Front implements Runtime {
   private readonly access = new AccessLogs();
   private readonly servers: Array<http.Server | https.Server> = [];
   private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
   private stopping = false;
 
   constructor(readonly conf: LoadedConf, readonly errorLog: ErrorLogs) {
@@ -97,6 +117,27 @@ export class Front implements Runtime {
     this.errorLog.reopen();
   }
 
+  /** The TLS context of each server name on a socket, for SNI. */
+  private sniContexts(b: Binding): Map<string, SecureContext> {
+    const contexts = new Map<string, SecureContext>();
+    for (const g of b.groups.values()) {
+      for (const s of g.servers) {
+        if (!s.loc.ssl.certificate) continue;
+        const ctx = createSecureContext(tlsOptions(s.loc.ssl));
+        for (const n of s.names.exact) if (!contexts.has(n)) contexts.set(n, ctx);
+      }
+    }
+    return contexts;
+  }
+
+  /**
+   * Whether a handshake asks for a client certificate is decided per listening socket (Node has no per-SNI
+   * switch): asked when any server on it verifies; the others ignore what is sent.
+   */
+  private asksForCertificates(b: Binding): boolean {
+    return [...b.groups.values()].some((g) => g.servers.some((s) => s.loc.ssl.verifyClient !== 'off'));
+  }
+
   private makeServer(b: Binding): http.Server | https.Server {
     const srv = b.main.defaultServer;
     const loc = srv.loc;
@@ -111,6 +152,15 @@ export class Front implements Runtime {
       noDelay: loc.tcpNodelay !== false,
     };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (isH2(req)) {
+        // A stream of an HTTP/2 connection: no per-connection request order or keep-alive to keep here
+        // (the session multiplexes; its idle time is watched per session, below).
+        const conn = req.socket as ClientSocket;
+        conn._tsgiRequests = (conn._tsgiRequests ?? 0) + 1;
+        adaptH2Request(req);
+        this.pipeline.handle(b, req, res);
+        return;
+      }
       const s = req.socket as ClientSocket;
       // A request pipelined behind the connection's last one: never served (node:http will not send its
       // response either; the connection closes after the last one's).
@@ -121,7 +171,7 @@ export class Front implements Runtime {
       const busy = s._tsgiBusy ?? 0;
       if (busy === 0) s.setTimeout(0);
       s._tsgiBusy = busy + 1;
-      const r = this.pipeline.handle(b, req, res);
+      let r: Rq | undefined;
       // 'close' follows every response, sent or cut short. Once the last one in progress has gone out on a
       // connection that stays open, the connection may be idle for keepalive_timeout (of the location that
       // answered, as in nginx); then node:http's 'timeout' handler closes it.
@@ -129,21 +179,29 @@ export class Front implements Runtime {
         s._tsgiBusy = s._tsgiBusy! - 1;
         if (s._tsgiBusy === 0 && s.writable) s.setTimeout((r?.conf ?? loc).keepaliveTimeoutMs!);
       });
+      // A chunked body that came with the head is parsed by node:http only after this handler returns. nginx
+      // reads what has arrived before it answers (even a body it discards), so a malformed chunk there gets
+      // 400 rather than the location's answer: the request waits for the parser to finish this read; if it
+      // failed, 'clientError' below has answered and closed. Only chunked requests pay for this.
+      if (req.headers['transfer-encoding'] !== undefined && !req.complete) {
+        // Its place on the connection is taken now: a request pipelined behind it is counted meanwhile.
+        const nth = s._tsgiRequests;
+        setImmediate(() => {
+          if (!s.writableEnded && !s.destroyed) r = this.pipeline.handle(b, req, res, nth);
+        });
+        return;
+      }
+      r = this.pipeline.handle(b, req, res);
     };
     let server: http.Server | https.Server;
-    if (b.ssl) {
-      const contexts = new Map<string, SecureContext>();
-      for (const g of b.groups.values()) {
-        for (const s of g.servers) {
-          if (!s.loc.ssl.certificate) continue;
-          const ctx = createSecureContext(tlsOptions(s.loc.ssl));
-          for (const n of s.names.exact) if (!contexts.has(n)) contexts.set(n, ctx);
-        }
-      }
+    if (b.http2) server = this.makeH2Server(b, opts, handler);
+    else if (b.ssl) {
+      const contexts = this.sniContexts(b);
       server = https.createServer(
         {
           ...opts,
           ...tlsOptions(loc.ssl),
+          ...(this.asksForCertificates(b) ? { requestCert: true, rejectUnauthorized: false } : {}),
           SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
         },
         handler,
@@ -155,11 +213,21 @@ export class Front implements Runtime {
     // gets the responses in progress, then the close, as from nginx; node:http's default drops them.
     (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
     server.on('connection', (s: ClientSocket) => {
-      s._tsgiId = ++connectionIds;
-      s._tsgiStart = Date.now();
+      if (!b.ssl) {
+        s._tsgiId = ++connectionIds;
+        s._tsgiStart = Date.now();
+      }
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
+    // Over TLS, requests see the TLS socket, not the TCP one 'connection' gives: it gets the connection's
+    // number ($connection, the error log's *N) and start (keepalive_time).
+    if (b.ssl) {
+      server.on('secureConnection', (s: ClientSocket) => {
+        s._tsgiId = ++connectionIds;
+        s._tsgiStart = Date.now();
+      });
+    }
     // A request with `Upgrade` (WebSocket): node:http hands over the socket, so it gets a response object of
     // its own and runs through the pipeline like any request. A backend's 101 turns the connection into a
     // tunnel (upstream/pass.ts); any other answer closes the connection after it (nginx would keep it).
@@ -199,6 +267,18 @@ export class Front implements Runtime {
       s.on('data', take);
       take(Buffer.alloc(0));
     });
+    // An Expect other than 100-continue: 417, as node:http answers it (newer nginx does too); two Expect lines
+    // go to the pipeline, which refuses the duplicate with 400 as nginx does.
+    server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      let n = 0;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.length === 6 && req.rawHeaders[i]!.toLowerCase() === 'expect') n++;
+      if (n > 1) {
+        handler(req, res);
+        return;
+      }
+      res.writeHead(417);
+      res.end();
+    });
     // CONNECT: tsgi-proxy is not a forward proxy. nginx answers 405 to an authority-form target, else 400.
     server.on('connect', (req: http.IncomingMessage, s: Socket) => {
       const ok = /^[^/\s]+:\d+$/.test(req.url ?? '');
@@ -216,9 +296,46 @@ export class Front implements Runtime {
         s.destroy();
         return;
       }
-      s.end(rawError(err.code === 'HPE_HEADER_OVERFLOW' ? (requestLineTooLong(err, srv.largeHeaderLine!) ? 414 : 494) : 400, loc), 'latin1');
+      // A Transfer-Encoding other than "chunked" alone: nginx answers 501 (llhttp refuses it as malformed).
+      // Two Transfer-Encoding lines are refused as a duplicate (400) first, as nginx does.
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? (requestLineTooLong(err, srv.largeHeaderLine!) ? 414 : 494) : err.code === 'HPE_INVALID_TRANSFER_ENCODING' ? (twoTransferEncodings(err) ? 400 : 501) : 400;
+      s.end(rawError(status, loc), 'latin1');
     });
     return server;
+  }
+
+  /**
+   * `listen ... http2`: node:http2's server. With ssl, ALPN offers h2 and http/1.1, and HTTP/1.x clients get
+   * the same node:http machinery as on any other socket (allowHTTP1, with the same limits); without ssl it
+   * speaks HTTP/2 with prior knowledge only (h2c), as nginx 1.22 does on such a socket.
+   */
+  private makeH2Server(b: Binding, opts: http.ServerOptions, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): http.Server {
+    const srv = b.main.defaultServer;
+    const settings = { maxConcurrentStreams: srv.http2MaxConcurrentStreams ?? 128 };
+    const onRequest = handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+    let server: http2.Http2Server | http2.Http2SecureServer;
+    if (b.ssl) {
+      const contexts = this.sniContexts(b);
+      server = http2.createSecureServer({
+        ...tlsOptions(srv.loc.ssl),
+        ...(this.asksForCertificates(b) ? { requestCert: true, rejectUnauthorized: false } : {}),
+        SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
+        allowHTTP1: true,
+        settings,
+        maxSessionMemory: 64,
+      }, onRequest);
+    } else server = http2.createServer({ settings, maxSessionMemory: 64 }, onRequest);
+    // node:http's settings for the HTTP/1.x clients of an h2 socket are read from the server object.
+    Object.assign(server, { keepAliveTimeout: opts.keepAliveTimeout, headersTimeout: opts.headersTimeout, requestTimeout: opts.requestTimeout, maxHeaderSize: opts.maxHeaderSize });
+    const idleMs = srv.loc.keepaliveTimeoutMs ?? 75000;
+    server.on('session', (session: http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      // keepalive_timeout closes an idle connection (nginx uses it for HTTP/2 too); close() lets streams end.
+      if (idleMs > 0) session.setTimeout(idleMs, () => session.close());
+      if (this.stopping) session.close();
+    });
+    return server as unknown as http.Server;
   }
 
   /** Binds every socket of the configuration; rejects with nginx's bind() message on failure. */
@@ -256,14 +373,19 @@ export class Front implements Runtime {
     const closed = Promise.all(this.servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
     if (!graceful) {
       for (const s of this.sockets) s.destroy();
+      for (const s of this.sessions) s.destroy();
     } else {
-      for (const s of this.servers) (s as http.Server).closeIdleConnections();
+      // HTTP/2 connections: GOAWAY, the streams in progress finish, then the session closes.
+      for (const s of this.sessions) s.close();
+      const closeIdle = (): void => {
+        for (const s of this.servers) (s as Partial<http.Server>).closeIdleConnections?.();
+      };
+      closeIdle();
       // Connections that finish a response later are closed by node once idle (server.close in progress).
-      const idleSweep = setInterval(() => {
-        for (const s of this.servers) (s as http.Server).closeIdleConnections();
-      }, 100);
+      const idleSweep = setInterval(closeIdle, 100);
       const limit = timeoutMs > 0 ? setTimeout(() => {
         for (const s of this.sockets) s.destroy();
+        for (const s of this.sessions) s.destroy();
       }, timeoutMs) : undefined;
       await closed;
       clearInterval(idleSweep);

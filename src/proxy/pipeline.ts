@@ -9,6 +9,8 @@ import type { AddHeader, Expires, LocationConf, LocConf, ScriptOp, ServerConf, I
 import { parseExpires } from './conf/modules/core.js';
 import { stat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
+import { verifyClient } from './tlsclient.js';
+import { h2HeaderList, isH2 } from './http2.js';
 import { findServer, type Binding, type ListenGroup } from './listen.js';
 import { findLocation } from './location.js';
 import { Rq } from './request.js';
@@ -25,6 +27,7 @@ import { parseSize } from './conf/table.js';
 import { paceResponse } from './ratelimit.js';
 import { checkLimitConn, checkLimitReq } from './limits.js';
 import { mapPath } from './static.js';
+import { authRequest } from './authrequest.js';
 
 /** Services the pipeline calls into, provided by the worker. */
 export interface Runtime {
@@ -58,15 +61,15 @@ export class Pipeline {
    * Entry point from node:http. A bug in a handler answers 500 and is logged; the worker lives on.
    * Returns the request's state (its `conf` is the location that answered, once it has answered).
    */
-  handle(binding: Binding, req: IncomingMessage, res: ServerResponse): Rq | undefined {
+  handle(binding: Binding, req: IncomingMessage, res: ServerResponse, nth?: number): Rq | undefined {
     let r: Rq | undefined;
     try {
-      r = this.handleRequest(binding, req, res);
+      r = this.handleRequest(binding, req, res, nth);
     } catch (e) {
       this.rt.errorLog.log('alert', `internal error while processing "${req.method} ${req.url}": ${(e as Error).stack ?? e}`);
       if (!res.headersSent) {
         try {
-          res.writeHead(500, { 'Content-Type': 'text/html', 'Content-Length': String(errorPage(500, true)!.length), Connection: 'close' });
+          res.writeHead(500, { 'Content-Type': 'text/html', 'Content-Length': String(errorPage(500, true)!.length), ...(isH2(req) ? {} : { Connection: 'close' }) });
           res.end(errorPage(500, true));
           return;
         } catch {
@@ -78,7 +81,7 @@ export class Pipeline {
     return r;
   }
 
-  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse): Rq {
+  private handleRequest(binding: Binding, req: IncomingMessage, res: ServerResponse, nth: number | undefined): Rq {
     let group: ListenGroup = binding.main;
     if (binding.groups.size > 1) {
       let la = req.socket.localAddress ?? '';
@@ -88,14 +91,15 @@ export class Pipeline {
     const url = req.url ?? '/';
     if (req.method!.length + url.length + 12 > group.defaultServer.largeHeaderLine!) return this.uriTooLong(group, req, res);
     const target = splitTarget(url);
-    const rawHost = target?.host ?? (req.headers.host as string | undefined) ?? '';
-    const host = normalizeHost(rawHost);
+    // No Host at all (HTTP/1.0) is no name; an empty one is invalid, as in nginx.
+    const rawHost = target?.host ?? (req.headers.host as string | undefined);
+    const host = rawHost === undefined ? '' : normalizeHost(rawHost);
     const found = findServer(group, host ?? '');
     const server = found.server;
     const uri = target ? normalizePath(target.path, server.mergeSlashes !== false) : null;
     const r = new Rq(req, res, group, server, uri ?? '/', target?.query ?? '', host || server.primaryName, req.url ?? '/');
     r.captures = found.captures;
-    r.nth = (req.socket as ConnectionState)._tsgiRequests ?? 1;
+    r.nth = nth ?? (req.socket as ConnectionState)._tsgiRequests ?? 1;
     // One listener for both ends of a response: 'finish' (sent) and 'close' (which also follows 'finish').
     const ended = (): void => this.ended(r);
     res.on('finish', ended);
@@ -103,11 +107,41 @@ export class Pipeline {
     // Each header line must fit in one of large_client_header_buffers (node:http bounds only their sum).
     const lineMax = server.largeHeaderLine! - 4;
     const raw = req.rawHeaders;
+    let seen = 0;
     for (let i = 0; i < raw.length; i += 2) {
-      if (raw[i]!.length + raw[i + 1]!.length > lineMax) {
-        this.log(r, 'info', `client sent too long header line: "${raw[i]}: ${raw[i + 1]!.slice(0, 32)}..." while reading client request headers`);
+      const name = raw[i]!;
+      if (name.length + raw[i + 1]!.length > lineMax) {
+        this.log(r, 'info', `client sent too long header line: "${name}: ${raw[i + 1]!.slice(0, 32)}..." while reading client request headers`);
         res.shouldKeepAlive = false;
         this.finalize(r, 494);
+        return r;
+      }
+      // Headers nginx takes once only: a second one is refused, so that no two parts of a chain read different
+      // values (request smuggling, a credential or condition the backend sees and the proxy did not).
+      const bit = uniqueHeaderBit(name);
+      if (bit !== 0) {
+        if ((seen & bit) !== 0) {
+          this.log(r, 'info', `client sent duplicate header line: "${name}: ${raw[i + 1]}" while reading client request headers`);
+          res.shouldKeepAlive = false;
+          this.finalize(r, 400);
+          return r;
+        }
+        seen |= bit;
+      }
+    }
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined) {
+      // nginx takes only "chunked", and only from HTTP/1.1 (an HTTP/1.0 hop in between would not know it).
+      if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) {
+        this.log(r, 'info', 'client sent HTTP/1.0 request with "Transfer-Encoding" header while reading client request headers');
+        res.shouldKeepAlive = false;
+        this.finalize(r, 400);
+        return r;
+      }
+      if (te.length !== 7 || te.toLowerCase() !== 'chunked') {
+        this.log(r, 'info', `client sent unknown "Transfer-Encoding": "${te}" while reading client request headers`);
+        res.shouldKeepAlive = false;
+        this.finalize(r, 501);
         return r;
       }
     }
@@ -122,6 +156,15 @@ export class Pipeline {
       this.finalize(r, 405);
       return r;
     }
+    // ssl_verify_client: nginx checks the certificate once the server is known, before anything else runs.
+    if (server.loc.ssl.verifyClient !== 'off' && group.ssl) {
+      const bad = verifyClient(r, server.loc.ssl, (msg) => this.log(r, 'info', msg));
+      if (bad !== 0) {
+        res.shouldKeepAlive = false;
+        this.finalize(r, bad);
+        return r;
+      }
+    }
     // Post-read: realip with the server's settings (as nginx: before any rewrite; a location's own settings
     // apply in preaccess, when this did not change the address).
     if (server.loc.realIpFrom !== undefined) this.realIp(r, server.loc);
@@ -131,7 +174,8 @@ export class Pipeline {
     // The location that took the request ends the connection after it (keepalive_requests reached,
     // keepalive_timeout 0): requests the client pipelined behind it are not served, as in nginx (the
     // client sends them again on a new connection). Decided now, before node:http hands over the next one.
-    if (!res.headersSent && this.lastOnConnection(r)) {
+    // (An HTTP/2 connection carries concurrent streams: none is held back.)
+    if (!res.headersSent && !isH2(req) && this.lastOnConnection(r)) {
       res.shouldKeepAlive = false;
       (req.socket as ConnectionState)._tsgiLast = true;
     }
@@ -285,29 +329,51 @@ export class Pipeline {
         return;
       }
     }
-    // Access: allow/deny, then auth_basic (satisfy all: both must let the request in; any: one is enough).
-    if (conf.access !== undefined || (conf.authBasic != null && conf.authBasicUserFile !== undefined)) {
+    // Access: allow/deny, then auth_basic, then auth_request (satisfy all: each must let the request in; any:
+    // one is enough). An auth_request subrequest skips this phase, as nginx's subrequests do.
+    if ((conf.access !== undefined || (conf.authBasic != null && conf.authBasicUserFile !== undefined) || conf.authRequest != null) && r.parent === null) {
       const allowed = conf.access === undefined || accessAllowed(conf.access, r.realAddr ?? r.req.socket.remoteAddress);
       const auth = conf.authBasic != null && conf.authBasicUserFile !== undefined;
+      const sub = conf.authRequest != null;
       const any = conf.satisfy === 'any';
       if (!allowed) this.log(r, 'error', 'access forbidden by rule');
       if (any && allowed && conf.access !== undefined) {
         this.afterAccess(r, conf);
         return;
       }
-      if (!allowed && (!any || !auth)) {
+      if (!allowed && (!any || (!auth && !sub))) {
         this.finalize(r, 403);
         return;
       }
+      // basic: -1 when auth_basic is not configured, 0 when it let the request in, else its status.
+      const next = (basic: number): void => {
+        if (basic > 0 && !any) {
+          this.finalize(r, basic);
+          return;
+        }
+        if ((basic === 0 && any) || !sub) {
+          if (basic > 0) this.finalize(r, basic);
+          else this.afterAccess(r, conf);
+          return;
+        }
+        authRequest(this, r, conf, (status) => {
+          if (status === 0) this.afterAccess(r, conf);
+          // satisfy any: a 401 from one check wins over a 403 from another, as in nginx.
+          else this.finalize(r, any && status === 403 && basic === 401 ? 401 : status);
+        });
+      };
       if (auth) {
         void this.basicAuth(r, conf).then((status) => {
           if (r.res.destroyed) return;
-          if (status === 0) this.afterAccess(r, conf);
-          else this.finalize(r, status);
+          next(status);
         }, (e: Error) => {
           this.log(r, 'error', `auth_basic failed: ${e.message}`);
           this.finalize(r, 500);
         });
+        return;
+      }
+      if (sub) {
+        next(-1);
         return;
       }
     }
@@ -655,7 +721,11 @@ export class Pipeline {
     if (upstream === undefined || !upstream.serverSet) list.push('Server', conf.serverTokens !== false ? SERVER_FULL : PRODUCT);
     if (upstream === undefined || !upstream.dateSet) list.push('Date', httpDate());
     for (let i = 0; i < given.length; i++) list.push(given[i]!);
-    if (r.wwwAuthenticate !== null && code === 401) list.push('WWW-Authenticate', r.wwwAuthenticate);
+    const challenge = r.wwwAuthenticate;
+    if (challenge !== null && code === 401) {
+      if (typeof challenge === 'string') list.push('WWW-Authenticate', challenge);
+      else for (const c of challenge) list.push('WWW-Authenticate', c);
+    }
     // $sent_http_* in add_header values sees the headers set before it, as in nginx.
     r.sentHeaders = list;
     const exp = conf.expires!;
@@ -663,6 +733,8 @@ export class Pipeline {
       addExpires(r, list, exp);
     }
     const add = conf.addHeaders;
+    /** Where in `list` values are that node:http would refuse. */
+    let raw: number[] | undefined;
     if (add && add.length) {
       const applies = addHeaderApplies(code);
       for (const h of add) {
@@ -679,10 +751,15 @@ export class Pipeline {
           }
         }
         if (v === '') continue;
-        // node:http refuses control characters in a header value (nginx would send them raw): leave it out.
         if (BAD_HEADER_VALUE.test(v)) {
-          this.log(r, 'warn', `header "${h.name}" left out: its value has a control character`);
-          continue;
+          // A line break or NUL would end the header early (a response split): left out. Other control
+          // characters (a decoded "%02" in $uri) nginx sends as they are; node:http refuses them in a value,
+          // so a stand-in goes through writeHead and is swapped for the value in the head it built.
+          if (/[\r\n\0]/.test(v)) {
+            this.log(r, 'warn', `header "${h.name}" left out: its value has a line break or NUL`);
+            continue;
+          }
+          (raw ??= []).push(list.length + 1);
         }
         list.push(h.name, v);
       }
@@ -691,7 +768,28 @@ export class Pipeline {
     if (conf.limitRate || r.vars !== null) this.pace(r);
     if (conf.gzip) applyGzip(r, code, list);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
+    // HTTP/2 has no reason phrase and no connection-specific fields (a backend's Connection, for one); its head
+    // is not text, so a value with control characters cannot go out raw there and is left out.
+    if (isH2(r.req)) {
+      if (raw !== undefined) for (let i = raw.length - 1; i >= 0; i--) list.splice(raw[i]! - 1, 2);
+      res.writeHead(code, h2HeaderList(list) as unknown as OutgoingHttpHeaders);
+      return;
+    }
+    if (raw === undefined) {
+      res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
+      return;
+    }
+    // Node 20 keeps the head it built in `_header` until the first write sends it: stand-ins go through
+    // writeHead and are swapped there; the list gets the values back ($sent_http_* reads it).
+    const values = raw.map((at) => list[at]!);
+    for (let i = 0; i < raw.length; i++) list[raw[i]!] = `tsgi-ctl-${i}-${r.start}`;
     res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
+    const built = res as ServerResponse & { _header?: string };
+    for (let i = 0; i < raw.length; i++) {
+      const value = values[i]!;
+      if (typeof built._header === 'string') built._header = built._header.replace(`: ${list[raw[i]!]}\r\n`, () => `: ${value}\r\n`);
+      list[raw[i]!] = value;
+    }
   }
 }
 
@@ -825,6 +923,40 @@ function addExpires(r: Rq, list: string[], given: Expires): void {
   if (!setC) list.push('Cache-Control', cc);
 }
 
+/**
+ * A bit per request header nginx 1.22 refuses to see twice (its "unique" header lines, and Host), 0 for
+ * the others. The length is compared first, so most names cost one switch, and nothing is allocated.
+ */
+function uniqueHeaderBit(name: string): number {
+  switch (name.length) {
+    case 4:
+      return sameName(name, 'host') ? 1 : 0;
+    case 6:
+      return sameName(name, 'expect') ? 2 : 0;
+    case 8:
+      return sameName(name, 'if-match') ? 4 : sameName(name, 'if-range') ? 8 : 0;
+    case 13:
+      return sameName(name, 'authorization') ? 16 : sameName(name, 'content-range') ? 32 : sameName(name, 'if-none-match') ? 64 : 0;
+    case 14:
+      return sameName(name, 'content-length') ? 128 : 0;
+    case 17:
+      return sameName(name, 'if-modified-since') ? 256 : sameName(name, 'transfer-encoding') ? 512 : 0;
+    case 19:
+      return sameName(name, 'if-unmodified-since') ? 1024 : 0;
+    default:
+      return 0;
+  }
+}
+
+/**
+ * `name` (as long as `lower`) is `lower` in any case. Setting bit 0x20 lowercases a letter and leaves "-"
+ * as it is; no other token character becomes a letter or "-" that way.
+ */
+function sameName(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
 /** nginx's test for keepalive_disable msie6: MSIE 4, 5, or 6 without "SV1". */
 function oldMsie(ua: string | undefined): boolean {
   if (ua === undefined) return false;
@@ -844,7 +976,8 @@ function fileTest(kind: 'f' | 'd' | 'e' | 'x', path: string): boolean {
     const st = statSync(Buffer.from(path, 'latin1'));
     if (kind === 'f') return st.isFile();
     if (kind === 'd') return st.isDirectory();
-    if (kind === 'x') return (st.mode & 0o111) !== 0;
+    // nginx (ngx_is_exec) looks at the owner's execute bit only.
+    if (kind === 'x') return (st.mode & 0o100) !== 0;
     return true;
   } catch {
     return false;

@@ -16,8 +16,10 @@ export class Rq {
   /** realip: the client address and port taken from a header (null: the connection's own are used). */
   realAddr: string | null = null;
   realPort = '';
-  /** auth_basic refused the request: the challenge its 401 carries. */
-  wwwAuthenticate: string | null = null;
+  /** An auth_request subrequest: the request it decides on (null for a client's request). */
+  parent: Rq | null = null;
+  /** auth_basic or auth_request refused the request: the challenge(s) its 401 carries. */
+  wwwAuthenticate: string | string[] | null = null;
   /** Variables from `set`. */
   vars: Map<string, string> | null = null;
   /** Values of `map` variables already evaluated for this request, by map index (not for volatile maps). */

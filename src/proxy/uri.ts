@@ -87,7 +87,11 @@ export function escapeUri(s: string): string {
   return out;
 }
 
-/** Validates and lowercases a Host value, dropping the port; null when it is not a valid host. */
+/**
+ * Validates and lowercases a Host value, dropping the port; null when it is not a valid host. As nginx: an
+ * empty name (after a final dot is dropped), "..", "/", NUL and control characters are refused, in an IPv6
+ * literal too.
+ */
 export function normalizeHost(h: string): string | null {
   let host = h;
   if (host.startsWith('[')) {
@@ -95,14 +99,17 @@ export function normalizeHost(h: string): string | null {
     if (end < 0) return null;
     const rest = host.slice(end + 1);
     if (rest !== '' && !/^:\d*$/.test(rest)) return null;
-    return host.slice(0, end + 1).toLowerCase();
+    const literal = host.slice(0, end + 1);
+    if (literal.includes('/') || literal.includes('..') || /[\x00-\x20\x7f]/.test(literal)) return null;
+    return literal.toLowerCase();
   }
   const colon = host.indexOf(':');
   if (colon >= 0) {
     if (!/^\d*$/.test(host.slice(colon + 1))) return null;
     host = host.slice(0, colon);
   }
+  if (host.includes('..')) return null;
   if (host.endsWith('.')) host = host.slice(0, -1);
-  if (host.includes('/') || host.includes('\\') || host.startsWith('.') || host.includes('..') || /[\x00-\x20\x7f]/.test(host)) return null;
+  if (host === '' || host.includes('/') || host.includes('\\') || host.startsWith('.') || /[\x00-\x20\x7f]/.test(host)) return null;
   return host.toLowerCase();
 }

@@ -7,6 +7,8 @@ import type { Socket } from 'node:net';
 import { ProxyConfError, type ConfPos } from './conf/errors.js';
 import { parseSize } from './conf/table.js';
 import type { Rq } from './request.js';
+import { SSL_VARIABLES } from './tlsclient.js';
+import { http2Variable } from './http2.js';
 
 export const PRODUCT = 'tsgi-proxy';
 export const VERSION = '0.1.0';
@@ -109,7 +111,7 @@ const BUILTIN: Record<string, Getter> = {
   body_bytes_sent: (r) => String(r.bodyBytesSent),
   bytes_sent: (r) => String(r.bodyBytesSent),
   request_length: (r) => String((r.req.socket.bytesRead ?? 0)),
-  content_length: (r) => header(r, 'content-length') || (r.body && r.req.headers['transfer-encoding'] ? String(r.body.length) : ''),
+  content_length: (r) => header(r, 'content-length') || (r.body && (r.req.headers['transfer-encoding'] || r.req.httpVersion === '2.0') ? String(r.body.length) : ''),
   content_type: (r) => header(r, 'content-type'),
   time_local: () => timeLocal(),
   time_iso8601: timeIso,
@@ -143,7 +145,8 @@ const BUILTIN: Record<string, Getter> = {
     const x = header(r, 'x-forwarded-for');
     return x ? `${x}, ${remoteAddr(r)}` : remoteAddr(r);
   },
-  // A body written to a file (client_body_in_file_only) is not in $request_body, as in nginx.
+  // A body written to a file (client_body_in_file_only), or larger than client_body_buffer_size (which nginx
+  // buffers in a file), is not in $request_body, as in nginx.
   request_body: (r) => (r.body && !r.bodyFile ? r.body.toString('latin1') : ''),
   request_body_file: (r) => r.bodyFile,
 };
@@ -208,7 +211,7 @@ function cookieGetter(name: string): Getter {
 
 /** The getter for a variable name, or undefined when it is not a built-in or prefixed one. */
 export function builtinGetter(name: string): Getter | undefined {
-  const b = BUILTIN[name];
+  const b = BUILTIN[name] ?? SSL_VARIABLES[name] ?? (name === 'http2' ? http2Variable : undefined);
   if (b) return b;
   if (/^[0-9]$/.test(name)) return captureGetter(Number(name));
   if (name.startsWith('http_')) {

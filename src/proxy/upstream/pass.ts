@@ -5,6 +5,7 @@
  * non_idempotent is listed). The backend is read as fast as it sends (response buffering), so a slow client
  * does not hold it; with buffering off, the backend is paused while the client catches up.
  */
+import { isH2 } from '../http2.js';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
@@ -119,7 +120,8 @@ export class Upstreams {
   }
 
   private readAndStart(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined): void {
-    if (!st.passRequestBody || !hasBody(r.req)) {
+    // An auth_request subrequest never reads the client's body (nginx gives it none).
+    if (!st.passRequestBody || !hasBody(r.req) || r.parent !== null) {
       this.start(r, pass, st, cache);
       return;
     }
@@ -854,8 +856,8 @@ let tempFiles = 0;
  * own in client_body_temp_path before the request goes on; `clean` removes it once the response is done.
  */
 function bodyToFile(r: Rq, p: Pipeline, done: () => void): void {
+  const path = tempName(r);
   const dir = r.conf.clientBodyTempPath!;
-  const path = `${dir}/${process.pid}${String(++tempFiles % 1000000).padStart(6, '0')}`;
   void (async () => {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -871,7 +873,27 @@ function bodyToFile(r: Rq, p: Pipeline, done: () => void): void {
   })();
 }
 
+function tempName(r: Rq): string {
+  return `${r.conf.clientBodyTempPath!}/${process.pid}${String(++tempFiles % 1000000).padStart(6, '0')}`;
+}
+
+/**
+ * The body read: to its file with client_body_in_file_only, then on. A body larger than
+ * client_body_buffer_size is one nginx buffers in a temporary file, which it unlinks as soon as it is opened:
+ * $request_body is empty and $request_body_file names a file that is not there. tsgi-proxy keeps the body in
+ * memory and gives it such a name too, with no disk write.
+ */
+function toFileOrDone(r: Rq, p: Pipeline, done: () => void): void {
+  if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
+  else {
+    if (r.body!.length > r.conf.clientBodyBufferSize!) r.bodyFile = tempName(r);
+    done();
+  }
+}
+
 function hasBody(req: IncomingMessage): boolean {
+  // HTTP/2 needs no length: a request has a body unless its HEADERS frame ended the stream.
+  if (isH2(req)) return (req as IncomingMessage & { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders !== true;
   const cl = req.headers['content-length'];
   return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
@@ -894,8 +916,7 @@ export function readBody(r: Rq, p: Pipeline, done: () => void): void {
       return;
     }
     r.body = early;
-    if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
-    else done();
+    toFileOrDone(r, p, done);
     return;
   }
   const chunks: Buffer[] = [];
@@ -929,8 +950,7 @@ export function readBody(r: Rq, p: Pipeline, done: () => void): void {
     finished = true;
     clearTimeout(timer);
     r.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    if (r.conf.clientBodyInFileOnly !== 'off') bodyToFile(r, p, done);
-    else done();
+    toFileOrDone(r, p, done);
   });
   r.req.on('error', () => {
     finished = true;

@@ -106,8 +106,25 @@ export function realAddress(rules: AccessRule[], header: string, recursive: bool
   }
 }
 
-/** auth_basic, auth_basic_user_file, satisfy. */
+/** auth_basic, auth_basic_user_file, satisfy; auth_request, auth_request_set. */
 const authSpecs: Spec[] = [
+  {
+    name: 'auth_request', ctx: HSL, args: 1,
+    set(s, d) {
+      if (s.loc.authRequest !== undefined) throw duplicate(d);
+      const v = d.args[0]!;
+      s.loc.authRequest = v === 'off' ? null : v;
+    },
+  },
+  {
+    name: 'auth_request_set', ctx: HSL, args: 2,
+    set(s, d) {
+      const v = d.args[0]!;
+      if (!/^\$[A-Za-z0-9_]+$/.test(v)) throw new ProxyConfError('BAD_VALUE', `invalid variable name "${v}"`, pos(d));
+      s.reg.declared.add(v.slice(1));
+      (s.loc.authRequestSet ??= []).push({ name: v.slice(1), value: compileTemplate(d.args[1]!, s.reg, pos(d)) });
+    },
+  },
   {
     name: 'auth_basic', ctx: HSL | LMT, args: 1,
     set(s, d) {

@@ -8,14 +8,14 @@ import type { Scope } from '../scope.js';
 import { ANY, MORE, pos, type DirectiveSpec } from '../table.js';
 
 const NAMES = `gzip_static gunzip
-auth_request ssi ssi_types sub_filter sub_filter_once
+ssi ssi_types sub_filter sub_filter_once
 geo split_clients resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
-proxy_store uwsgi_store http2 http2_push quic http3
+proxy_store uwsgi_store quic http3
 max_headers mirror flv mp4 image_filter
-stub_status perl js_content js_import slice secure_link dav_methods aio directio disable_symlinks
-ssl_client_certificate ssl_verify_client ssl_stapling ssl_trusted_certificate ssl_password_file
-proxy_ssl_certificate proxy_ssl_verify stream mail load_module worker_cpu_affinity worker_priority
-thread_pool ssl_engine`.split(/\s+/);
+stub_status perl js_content js_import slice secure_link dav_methods
+ssl_stapling ssl_password_file
+proxy_ssl_certificate proxy_ssl_verify stream mail load_module
+ssl_engine`.split(/\s+/);
 
 export const unsupportedSpecs: DirectiveSpec<Scope>[] = NAMES.map((name) => ({
   name,
