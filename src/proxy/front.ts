@@ -19,11 +19,12 @@ import type { Rq, UpgradeRequest } from './request.js';
 import type { LocConf, SslConf } from './conf/model.js';
 import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { PRODUCT, VERSION } from './vars.js';
+import { STATS } from './stats.js';
 
 let connectionIds = 0;
 
 /** A client connection with the requests it has in progress (more than one when pipelined). */
-type ClientSocket = Socket & ConnectionState & { _tsgiId?: number; _tsgiBusy?: number };
+type ClientSocket = Socket & ConnectionState & { _tsgiId?: number; _tsgiBusy?: number; _tsgiReading?: boolean };
 
 /**
  * Whether the head that overflowed node:http's limit began with a request line longer than one of
@@ -65,6 +66,41 @@ function tlsOptions(ssl: SslConf): https.ServerOptions {
   };
 }
 
+/**
+ * As nginx counts: an accepted connection with nothing sent yet is waiting; the first bytes of a request head
+ * make it reading and count the request (one cut short is still counted); from dispatch to the end of its
+ * response it is writing. A request read while the one before it was in progress (pipelined) is counted when
+ * dispatched.
+ */
+function countConnection(s: ClientSocket): void {
+  STATS.accepts++;
+  STATS.handled++;
+  STATS.active++;
+  s.on('data', () => {
+    if (!s._tsgiReading && !s._tsgiBusy) {
+      s._tsgiReading = true;
+      STATS.reading++;
+      STATS.requests++;
+    }
+  });
+  s.on('close', () => {
+    STATS.active--;
+    if (s._tsgiReading) {
+      s._tsgiReading = false;
+      STATS.reading--;
+    }
+  });
+}
+
+function countRequest(s: ClientSocket, res: http.ServerResponse): void {
+  if (s._tsgiReading) {
+    s._tsgiReading = false;
+    STATS.reading--;
+  } else STATS.requests++;
+  STATS.writing++;
+  res.on('close', () => STATS.writing--);
+}
+
 export class Front implements Runtime {
   readonly pipeline: Pipeline;
   private readonly statics: StaticFiles;
@@ -73,8 +109,11 @@ export class Front implements Runtime {
   private readonly servers: Array<http.Server | https.Server> = [];
   private readonly sockets = new Set<Socket>();
   private stopping = false;
+  /** stub_status or $connections_* in the configuration: connections and requests are counted (stats.ts). */
+  private readonly counting: boolean;
 
   constructor(readonly conf: LoadedConf, readonly errorLog: ErrorLogs) {
+    this.counting = conf.connStats;
     this.pipeline = new Pipeline(this);
     this.statics = new StaticFiles(this.pipeline);
     this.upstreams = new Upstreams(this.pipeline, conf.http?.upstreams ?? new Map());
@@ -116,6 +155,7 @@ export class Front implements Runtime {
       // response either; the connection closes after the last one's).
       if (s._tsgiLast) return;
       s._tsgiRequests = (s._tsgiRequests ?? 0) + 1;
+      if (this.counting) countRequest(s, res);
       if (this.stopping) res.shouldKeepAlive = false;
       // A request arrived: the connection is no longer idle.
       const busy = s._tsgiBusy ?? 0;
@@ -159,6 +199,7 @@ export class Front implements Runtime {
       s._tsgiStart = Date.now();
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
+      if (this.counting) countConnection(s);
     });
     // A request with `Upgrade` (WebSocket): node:http hands over the socket, so it gets a response object of
     // its own and runs through the pipeline like any request. A backend's 101 turns the connection into a

@@ -25,6 +25,7 @@ import { parseSize } from './conf/table.js';
 import { paceResponse } from './ratelimit.js';
 import { checkLimitConn, checkLimitReq } from './limits.js';
 import { mapPath } from './static.js';
+import { serverCounts, stubStatusBody } from './stats.js';
 
 /** Services the pipeline calls into, provided by the worker. */
 export interface Runtime {
@@ -377,8 +378,24 @@ export class Pipeline {
   }
 
   contentHandler(r: Rq): void {
-    if (r.conf.pass) this.rt.pass(r);
+    if (r.conf.stubStatus) this.stubStatus(r);
+    else if (r.conf.pass) this.rt.pass(r);
     else this.rt.serveStatic(r);
+  }
+
+  /** stub_status: the server's counters as nginx writes them (GET and HEAD only). */
+  private stubStatus(r: Rq): void {
+    if (r.method !== 'GET' && r.method !== 'HEAD') {
+      this.finalize(r, 405);
+      return;
+    }
+    void serverCounts().then((c) => {
+      if (r.res.destroyed || r.res.headersSent) return;
+      const body = Buffer.from(stubStatusBody(c), 'latin1');
+      this.sendHead(r, 200, ['Content-Type', 'text/plain', 'Content-Length', String(body.length)]);
+      if (r.method !== 'HEAD') r.bodyBytesSent = body.length;
+      r.res.end(body);
+    });
   }
 
   private async tryFiles(r: Rq, conf: LocConf): Promise<void> {

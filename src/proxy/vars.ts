@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import { ProxyConfError, type ConfPos } from './conf/errors.js';
 import { parseSize } from './conf/table.js';
 import type { Rq } from './request.js';
+import { STATS } from './stats.js';
 
 export const PRODUCT = 'tsgi-proxy';
 export const VERSION = '0.1.0';
@@ -145,6 +146,11 @@ const BUILTIN: Record<string, Getter> = {
   // A body written to a file (client_body_in_file_only) is not in $request_body, as in nginx.
   request_body: (r) => (r.body && !r.bodyFile ? r.body.toString('latin1') : ''),
   request_body_file: (r) => r.bodyFile,
+  // stub_status's counters, of this worker (docs/proxy.md: the page sums every worker's, these do not).
+  connections_active: () => String(STATS.active),
+  connections_reading: () => String(STATS.reading),
+  connections_writing: () => String(STATS.writing),
+  connections_waiting: () => String(Math.max(0, STATS.active - STATS.reading - STATS.writing)),
 };
 
 /** Names of variables `set` declares anywhere in the configuration (checked once the whole file is read). */
@@ -156,6 +162,8 @@ export interface VarRegistry {
   slots: Map<string, VarSlot>;
   /** Maps defined so far: each one's index in Rq.mapVals, the per-request cache. */
   mapCount: number;
+  /** stub_status or a $connections_* variable is used: the connections are counted (stats.ts). */
+  connStats: boolean;
 }
 
 export interface VarSlot {
@@ -163,7 +171,7 @@ export interface VarSlot {
 }
 
 export function newRegistry(): VarRegistry {
-  return { declared: new Set(), used: [], slots: new Map(), mapCount: 0 };
+  return { declared: new Set(), used: [], slots: new Map(), mapCount: 0, connStats: false };
 }
 
 export function varSlot(reg: VarRegistry, name: string): VarSlot {
@@ -265,7 +273,10 @@ function listValue(list: string[] | null, h: string, sep: string): string {
 
 function varGetter(name: string, reg: VarRegistry, pos: ConfPos): Getter {
   const b = builtinGetter(name);
-  if (b) return b;
+  if (b) {
+    if (name.startsWith('connections_')) reg.connStats = true;
+    return b;
+  }
   reg.used.push({ name, pos });
   const slot = varSlot(reg, name);
   // A variable from `set` (which may overwrite a map variable, as in nginx), a `map`, or a named regex capture.

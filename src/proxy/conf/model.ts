@@ -264,6 +264,9 @@ export class LocConf {
   gzipHttpVersion: '1.0' | '1.1' | undefined;
   gzipProxied: 'off' | 'any' | undefined;
   gzipDisable: RegExp[] | undefined;
+  // ---- stub_status, gzip_static, sub_filter (ngxmods) ----
+  /** stub_status answers here. Never undefined, so never inherited: it is the level's own content handler. */
+  stubStatus = false;
   // upstream modules (uwsgi_* and proxy_* share these slots; each pass directive picks its own set)
   pass: PassConf | undefined;
   uwsgi: UpstreamSettings;

@@ -13,7 +13,7 @@ geo split_clients resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass
 proxy_cache proxy_cache_path proxy_cache_valid proxy_cache_key proxy_store uwsgi_cache uwsgi_cache_path
 uwsgi_cache_valid uwsgi_cache_key http2 http2_push quic http3
 max_headers mirror flv mp4 image_filter
-stub_status perl js_content js_import slice secure_link dav_methods aio directio disable_symlinks
+perl js_content js_import slice secure_link dav_methods aio directio disable_symlinks
 ssl_client_certificate ssl_verify_client ssl_stapling ssl_trusted_certificate ssl_password_file
 proxy_ssl_certificate proxy_ssl_verify stream mail load_module worker_cpu_affinity worker_priority
 thread_pool ssl_engine`.split(/\s+/);
