@@ -25,10 +25,11 @@ import { mapSpecs } from './modules/map.js';
 import { limitSpecs } from './modules/limits.js';
 import { statusSpecs } from './modules/status.js';
 import { geoSpecs } from './modules/geo.js';
+import { splitSpecs } from './modules/split.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...statusSpecs, ...geoSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...statusSpecs, ...geoSpecs, ...splitSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
