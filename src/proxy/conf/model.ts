@@ -267,6 +267,7 @@ export class LocConf {
   // ---- stub_status, gzip_static, sub_filter (ngxmods) ----
   /** stub_status answers here. Never undefined, so never inherited: it is the level's own content handler. */
   stubStatus = false;
+  gzipStatic: 'off' | 'on' | 'always' | undefined;
   // upstream modules (uwsgi_* and proxy_* share these slots; each pass directive picks its own set)
   pass: PassConf | undefined;
   uwsgi: UpstreamSettings;
