@@ -26,6 +26,7 @@ import { paceResponse } from './ratelimit.js';
 import { checkLimitConn, checkLimitReq } from './limits.js';
 import { mapPath } from './static.js';
 import { serverCounts, stubStatusBody } from './stats.js';
+import { prepareSubFilter } from './subfilter.js';
 
 /** Services the pipeline calls into, provided by the worker. */
 export interface Runtime {
@@ -706,7 +707,10 @@ export class Pipeline {
     }
     if (conf.addTrailers !== undefined) this.trailers(r, code, list, conf.addTrailers);
     if (conf.limitRate || r.vars !== null) this.pace(r);
+    const sub = conf.subFilters !== undefined ? prepareSubFilter(r, list) : undefined;
     if (conf.gzip) applyGzip(r, code, list);
+    // After gzip's wrap, so the body is replaced first and compressed after, as nginx's filters run.
+    if (sub !== undefined) sub(res);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
     res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
   }

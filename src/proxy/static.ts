@@ -12,6 +12,7 @@ import type { Rq } from './request.js';
 import { escapeUri } from './uri.js';
 import { charsetType, recode, recodeStream } from './charset.js';
 import { gzipOk } from './gzipstatic.js';
+import { subFilterApplies } from './subfilter.js';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -332,7 +333,9 @@ export class StaticFiles {
     let contentRange: string | undefined;
     const range = req.headers.range;
     // max_ranges 0 turns ranges off before the header is even read.
-    if (range !== undefined && !r.forceStatus && r.conf.maxRanges !== 0 && !gz) {
+    // sub_filter drops the length, so nginx's range filter leaves such a response whole.
+    const filtered = r.conf.subFilters !== undefined && subFilterApplies(r.conf, type, r);
+    if (range !== undefined && !r.forceStatus && r.conf.maxRanges !== 0 && !gz && !filtered) {
       const ifRange = req.headers['if-range'] as string | undefined;
       // An empty If-Range is no condition; a date compares with the Last-Modified the response will carry
       // (an add_header Last-Modified replaces the file's, an empty one removes it), as nginx compares.
@@ -374,7 +377,7 @@ export class StaticFiles {
     if (etag) headers.push('ETag', etag);
     if (gz) headers.push('Content-Encoding', 'gzip');
     else if (contentRange !== undefined) headers.push('Content-Range', contentRange);
-    else if (whole200) headers.push('Accept-Ranges', 'bytes');
+    else if (whole200 && !filtered) headers.push('Accept-Ranges', 'bytes');
     this.p.sendHead(r, contentRange !== undefined ? 206 : 200, headers);
     const res = r.res;
     if (r.method === 'HEAD' || length <= 0) {

@@ -268,6 +268,12 @@ export class LocConf {
   /** stub_status answers here. Never undefined, so never inherited: it is the level's own content handler. */
   stubStatus = false;
   gzipStatic: 'off' | 'on' | 'always' | undefined;
+  /** sub_filter pairs (the list is inherited whole), sub_filter_once (default on), sub_filter_types (beyond
+   * text/html), sub_filter_last_modified (default off): subfilter.ts. */
+  subFilters: Array<{ find: Template; replacement: Template }> | undefined;
+  subFilterOnce: boolean | undefined;
+  subFilterTypes: Set<string> | undefined;
+  subFilterLastModified: boolean | undefined;
   // upstream modules (uwsgi_* and proxy_* share these slots; each pass directive picks its own set)
   pass: PassConf | undefined;
   uwsgi: UpstreamSettings;

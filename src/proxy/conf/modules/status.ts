@@ -1,11 +1,14 @@
 /**
  * `stub_status` (server, location): the location answers with the connection counters (stats.ts).
  * `gzip_static off|on|always` (http, server, location): gzipstatic.ts.
+ * `sub_filter`, `sub_filter_once`, `sub_filter_types`, `sub_filter_last_modified` (http, server, location):
+ * subfilter.ts.
  */
 import type { Scope } from '../scope.js';
-import { HSL, LOC, SRV, pos, type DirectiveSpec } from '../table.js';
+import { HSL, LOC, MORE, SRV, pos, type DirectiveSpec } from '../table.js';
 import { ProxyConfError } from '../errors.js';
-import { locOnce } from './core.js';
+import { flagLoc, locOnce } from './core.js';
+import { compileTemplate } from '../../vars.js';
 
 export const statusSpecs: DirectiveSpec<Scope>[] = [
   {
@@ -22,4 +25,25 @@ export const statusSpecs: DirectiveSpec<Scope>[] = [
     if (v !== 'on' && v !== 'off' && v !== 'always') throw new ProxyConfError('BAD_VALUE', `invalid value "${v}"`, pos(d));
     return v;
   }),
+  {
+    name: 'sub_filter', ctx: HSL, args: 2,
+    set(s, d) {
+      if (d.args[0] === '') throw new ProxyConfError('BAD_VALUE', 'empty search pattern', pos(d));
+      (s.loc.subFilters ??= []).push({ find: compileTemplate(d.args[0]!, s.reg, pos(d)), replacement: compileTemplate(d.args[1]!, s.reg, pos(d)) });
+    },
+  },
+  flagLoc('sub_filter_once', 'subFilterOnce'),
+  flagLoc('sub_filter_last_modified', 'subFilterLastModified'),
+  {
+    name: 'sub_filter_types', ctx: HSL, args: [1, MORE],
+    set(s, d) {
+      // A second sub_filter_types adds to the first, as in nginx.
+      const set = (s.loc.subFilterTypes ??= new Set());
+      for (const t of d.args) {
+        const low = t.toLowerCase();
+        if (set.has(low)) s.env.warn(`duplicate MIME type "${t}"`, pos(d));
+        set.add(low);
+      }
+    },
+  },
 ];

@@ -8,7 +8,7 @@ import type { Scope } from '../scope.js';
 import { ANY, MORE, pos, type DirectiveSpec } from '../table.js';
 
 const NAMES = `gunzip
-auth_request ssi ssi_types sub_filter sub_filter_once
+auth_request ssi ssi_types
 resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
 proxy_cache proxy_cache_path proxy_cache_valid proxy_cache_key proxy_store uwsgi_cache uwsgi_cache_path
 uwsgi_cache_valid uwsgi_cache_key http2 http2_push quic http3
