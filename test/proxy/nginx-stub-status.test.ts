@@ -107,3 +107,34 @@ for (const workers of [1, 2]) {
     });
   });
 }
+
+describe('stub_status counters outlive a reload, as nginx\'s shared memory does', () => {
+  let t: ReturnType<typeof tempDir> | undefined;
+  let proxy: Proc | undefined;
+  let nginx: Proc | undefined;
+
+  after(async () => {
+    await proxy?.stop('SIGQUIT');
+    await nginx?.stop('SIGQUIT');
+    t?.cleanup();
+  });
+
+  test('accepts and requests go on counting after SIGHUP', async () => {
+    t = tempDir('stubhup');
+    const both = await startSideBySide(t.dir, conf(2), withNginx);
+    ({ proxy, nginx } = both);
+    const run = async (port: number, p: Proc): Promise<string[]> => {
+      for (let i = 0; i < 5; i++) await rawRequest(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      const page = async (): Promise<string> => (await rawRequest(port, 'GET /stub HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).body;
+      const before = await page();
+      p.child.kill('SIGHUP');
+      // The old workers leave once idle; the page is asked for after they have.
+      await sleep(2000);
+      return [before, await page()];
+    };
+    const ours = await run(both.ports.proxy, proxy);
+    if (nginx) assert.deepEqual(ours, await run(both.ports.nginx, nginx));
+    assert.match(ours[0]!, / 7 7 6 \n/);
+    assert.match(ours[1]!, / 8 8 7 \n/);
+  });
+});
