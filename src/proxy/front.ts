@@ -72,10 +72,15 @@ function tlsOptions(ssl: SslConf): https.ServerOptions {
  * response it is writing. A request read while the one before it was in progress (pipelined) is counted when
  * dispatched.
  */
-function countConnection(s: ClientSocket): void {
+function countConnection(s: Socket): void {
   STATS.accepts++;
   STATS.handled++;
   STATS.active++;
+  s.on('close', () => STATS.active--);
+}
+
+/** On the socket requests arrive on (the TLS socket for https, whose 'data' is the decrypted request). */
+function countReading(s: ClientSocket): void {
   s.on('data', () => {
     if (!s._tsgiReading && !s._tsgiBusy) {
       s._tsgiReading = true;
@@ -84,7 +89,6 @@ function countConnection(s: ClientSocket): void {
     }
   });
   s.on('close', () => {
-    STATS.active--;
     if (s._tsgiReading) {
       s._tsgiReading = false;
       STATS.reading--;
@@ -199,8 +203,12 @@ export class Front implements Runtime {
       s._tsgiStart = Date.now();
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
-      if (this.counting) countConnection(s);
+      if (this.counting) {
+        countConnection(s);
+        if (!b.ssl) countReading(s);
+      }
     });
+    if (this.counting && b.ssl) server.on('secureConnection', (s: ClientSocket) => countReading(s));
     // A request with `Upgrade` (WebSocket): node:http hands over the socket, so it gets a response object of
     // its own and runs through the pipeline like any request. A backend's 101 turns the connection into a
     // tunnel (upstream/pass.ts); any other answer closes the connection after it (nginx would keep it).
