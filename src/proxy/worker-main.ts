@@ -17,7 +17,15 @@ setCountsSource(() => new Promise((resolve) => {
     return;
   }
   const id = ++askIds;
-  asked.set(id, resolve);
+  // A master that does not answer (gone, busy) leaves the page with this worker's own numbers, not hanging.
+  const timer = setTimeout(() => {
+    asked.delete(id);
+    resolve(STATS.counts());
+  }, 1000);
+  asked.set(id, (c) => {
+    clearTimeout(timer);
+    resolve(c);
+  });
   send({ t: 'stats-ask', id });
 }));
 
