@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import http2 from 'node:http2';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Socket } from 'node:net';
 import { unlinkSync, lstatSync } from 'node:fs';
@@ -19,6 +20,7 @@ import type { Rq, UpgradeRequest } from './request.js';
 import type { LocConf, SslConf } from './conf/model.js';
 import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { PRODUCT, VERSION } from './vars.js';
+import { adaptH2Request, isH2 } from './http2.js';
 import { STATS } from './stats.js';
 
 let connectionIds = 0;
@@ -63,6 +65,7 @@ function tlsOptions(ssl: SslConf): https.ServerOptions {
     ...tlsVersions(ssl.protocols),
     ...(ssl.ciphers ? { ciphers: ssl.ciphers } : {}),
     honorCipherOrder: ssl.preferServerCiphers === true,
+    ...clientVerification(ssl),
   };
 }
 
@@ -105,6 +108,23 @@ function countRequest(s: ClientSocket, res: http.ServerResponse): void {
   res.on('close', () => STATS.writing--);
 }
 
+/** An HTTP/2 stream: a request, writing until its response has gone (nginx counts streams so too). */
+function countStream(res: http.ServerResponse): void {
+  STATS.requests++;
+  STATS.writing++;
+  res.on('close', () => STATS.writing--);
+}
+
+/**
+ * ssl_verify_client: the certificate is asked for and checked against the configured CAs (never the system's),
+ * but a failure does not end the handshake; the request gets nginx's 400 page instead (tlsclient.ts).
+ */
+function clientVerification(ssl: SslConf): https.ServerOptions {
+  if (ssl.verifyClient === undefined || ssl.verifyClient === 'off') return {};
+  const ca = [ssl.clientCertificate, ssl.trustedCertificate].filter((b): b is Buffer => b !== undefined);
+  return { requestCert: true, rejectUnauthorized: false, ca: ca.length > 0 ? ca : [], ...(ssl.crl ? { crl: ssl.crl } : {}) };
+}
+
 export class Front implements Runtime {
   readonly pipeline: Pipeline;
   private readonly statics: StaticFiles;
@@ -112,6 +132,7 @@ export class Front implements Runtime {
   private readonly access = new AccessLogs();
   private readonly servers: Array<http.Server | https.Server> = [];
   private readonly sockets = new Set<Socket>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
   private stopping = false;
   /** stub_status or $connections_* in the configuration: connections and requests are counted (stats.ts). */
   private readonly counting: boolean;
@@ -140,6 +161,27 @@ export class Front implements Runtime {
     this.errorLog.reopen();
   }
 
+  /** The TLS context of each server name on a socket, for SNI. */
+  private sniContexts(b: Binding): Map<string, SecureContext> {
+    const contexts = new Map<string, SecureContext>();
+    for (const g of b.groups.values()) {
+      for (const s of g.servers) {
+        if (!s.loc.ssl.certificate) continue;
+        const ctx = createSecureContext(tlsOptions(s.loc.ssl));
+        for (const n of s.names.exact) if (!contexts.has(n)) contexts.set(n, ctx);
+      }
+    }
+    return contexts;
+  }
+
+  /**
+   * Whether a handshake asks for a client certificate is decided per listening socket (Node has no per-SNI
+   * switch): asked when any server on it verifies; the others ignore what is sent.
+   */
+  private asksForCertificates(b: Binding): boolean {
+    return [...b.groups.values()].some((g) => g.servers.some((s) => s.loc.ssl.verifyClient !== 'off'));
+  }
+
   private makeServer(b: Binding): http.Server | https.Server {
     const srv = b.main.defaultServer;
     const loc = srv.loc;
@@ -154,6 +196,16 @@ export class Front implements Runtime {
       noDelay: loc.tcpNodelay !== false,
     };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (isH2(req)) {
+        // A stream of an HTTP/2 connection: no per-connection request order or keep-alive to keep here
+        // (the session multiplexes; its idle time is watched per session, below).
+        const conn = req.socket as ClientSocket;
+        conn._tsgiRequests = (conn._tsgiRequests ?? 0) + 1;
+        if (this.counting) countStream(res);
+        adaptH2Request(req);
+        this.pipeline.handle(b, req, res);
+        return;
+      }
       const s = req.socket as ClientSocket;
       // A request pipelined behind the connection's last one: never served (node:http will not send its
       // response either; the connection closes after the last one's).
@@ -175,19 +227,14 @@ export class Front implements Runtime {
       });
     };
     let server: http.Server | https.Server;
-    if (b.ssl) {
-      const contexts = new Map<string, SecureContext>();
-      for (const g of b.groups.values()) {
-        for (const s of g.servers) {
-          if (!s.loc.ssl.certificate) continue;
-          const ctx = createSecureContext(tlsOptions(s.loc.ssl));
-          for (const n of s.names.exact) if (!contexts.has(n)) contexts.set(n, ctx);
-        }
-      }
+    if (b.http2) server = this.makeH2Server(b, opts, handler);
+    else if (b.ssl) {
+      const contexts = this.sniContexts(b);
       server = https.createServer(
         {
           ...opts,
           ...tlsOptions(loc.ssl),
+          ...(this.asksForCertificates(b) ? { requestCert: true, rejectUnauthorized: false } : {}),
           SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
         },
         handler,
@@ -199,16 +246,28 @@ export class Front implements Runtime {
     // gets the responses in progress, then the close, as from nginx; node:http's default drops them.
     (server as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
     server.on('connection', (s: ClientSocket) => {
-      s._tsgiId = ++connectionIds;
-      s._tsgiStart = Date.now();
+      if (!b.ssl) {
+        s._tsgiId = ++connectionIds;
+        s._tsgiStart = Date.now();
+      }
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
       if (this.counting) {
         countConnection(s);
-        if (!b.ssl) countReading(s);
+        // An h2c socket belongs to its HTTP/2 session: nothing else may read it (its streams are counted below).
+        if (!b.ssl && !b.http2) countReading(s);
       }
     });
-    if (this.counting && b.ssl) server.on('secureConnection', (s: ClientSocket) => countReading(s));
+    // Over TLS, requests see the TLS socket, not the TCP one 'connection' gives: it gets the connection's
+    // number ($connection, the error log's *N) and start (keepalive_time).
+    if (b.ssl) {
+      server.on('secureConnection', (s: ClientSocket) => {
+        s._tsgiId = ++connectionIds;
+        s._tsgiStart = Date.now();
+        // Only HTTP/1.x over TLS: an h2 socket belongs to its HTTP/2 session.
+        if (this.counting && (s as ClientSocket & { alpnProtocol?: string | false }).alpnProtocol !== 'h2') countReading(s);
+      });
+    }
     // A request with `Upgrade` (WebSocket): node:http hands over the socket, so it gets a response object of
     // its own and runs through the pipeline like any request. A backend's 101 turns the connection into a
     // tunnel (upstream/pass.ts); any other answer closes the connection after it (nginx would keep it).
@@ -270,6 +329,40 @@ export class Front implements Runtime {
     return server;
   }
 
+  /**
+   * `listen ... http2`: node:http2's server. With ssl, ALPN offers h2 and http/1.1, and HTTP/1.x clients get
+   * the same node:http machinery as on any other socket (allowHTTP1, with the same limits); without ssl it
+   * speaks HTTP/2 with prior knowledge only (h2c), as nginx 1.22 does on such a socket.
+   */
+  private makeH2Server(b: Binding, opts: http.ServerOptions, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): http.Server {
+    const srv = b.main.defaultServer;
+    const settings = { maxConcurrentStreams: srv.http2MaxConcurrentStreams ?? 128 };
+    const onRequest = handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+    let server: http2.Http2Server | http2.Http2SecureServer;
+    if (b.ssl) {
+      const contexts = this.sniContexts(b);
+      server = http2.createSecureServer({
+        ...tlsOptions(srv.loc.ssl),
+        ...(this.asksForCertificates(b) ? { requestCert: true, rejectUnauthorized: false } : {}),
+        SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
+        allowHTTP1: true,
+        settings,
+        maxSessionMemory: 64,
+      }, onRequest);
+    } else server = http2.createServer({ settings, maxSessionMemory: 64 }, onRequest);
+    // node:http's settings for the HTTP/1.x clients of an h2 socket are read from the server object.
+    Object.assign(server, { keepAliveTimeout: opts.keepAliveTimeout, headersTimeout: opts.headersTimeout, requestTimeout: opts.requestTimeout, maxHeaderSize: opts.maxHeaderSize });
+    const idleMs = srv.loc.keepaliveTimeoutMs ?? 75000;
+    server.on('session', (session: http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      // keepalive_timeout closes an idle connection (nginx uses it for HTTP/2 too); close() lets streams end.
+      if (idleMs > 0) session.setTimeout(idleMs, () => session.close());
+      if (this.stopping) session.close();
+    });
+    return server as unknown as http.Server;
+  }
+
   /** Binds every socket of the configuration; rejects with nginx's bind() message on failure. */
   async listen(removeStaleUnix: boolean): Promise<void> {
     for (const b of this.conf.bindings) {
@@ -305,14 +398,19 @@ export class Front implements Runtime {
     const closed = Promise.all(this.servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
     if (!graceful) {
       for (const s of this.sockets) s.destroy();
+      for (const s of this.sessions) s.destroy();
     } else {
-      for (const s of this.servers) (s as http.Server).closeIdleConnections();
+      // HTTP/2 connections: GOAWAY, the streams in progress finish, then the session closes.
+      for (const s of this.sessions) s.close();
+      const closeIdle = (): void => {
+        for (const s of this.servers) (s as Partial<http.Server>).closeIdleConnections?.();
+      };
+      closeIdle();
       // Connections that finish a response later are closed by node once idle (server.close in progress).
-      const idleSweep = setInterval(() => {
-        for (const s of this.servers) (s as http.Server).closeIdleConnections();
-      }, 100);
+      const idleSweep = setInterval(closeIdle, 100);
       const limit = timeoutMs > 0 ? setTimeout(() => {
         for (const s of this.sockets) s.destroy();
+        for (const s of this.sessions) s.destroy();
       }, timeoutMs) : undefined;
       await closed;
       clearInterval(idleSweep);

@@ -14,6 +14,7 @@ export interface ListenGroup {
   port: number;
   unix: string | undefined;
   ssl: boolean;
+  http2: boolean;
   backlog: number | undefined;
   defaultServer: ServerConf;
   exact: Map<string, ServerConf>;
@@ -30,6 +31,8 @@ export interface Binding {
   port: number;
   unix: string | undefined;
   ssl: boolean;
+  /** Any server listening on it with `http2`, as in nginx (the parameter belongs to the socket). */
+  http2: boolean;
   backlog: number | undefined;
   groups: Map<string, ListenGroup>;
   /** The group used when no address-specific one matches. */
@@ -44,14 +47,14 @@ export function buildBindings(servers: ServerConf[], warn: (msg: string, pos: Li
   const groups = new Map<string, ListenGroup>();
   for (const srv of servers) {
     if (srv.listens.length === 0) {
-      srv.listens.push({ host: '', port: 80, unix: undefined, defaultServer: false, ssl: false, backlog: undefined, pos: srv.pos });
+      srv.listens.push({ host: '', port: 80, unix: undefined, defaultServer: false, ssl: false, http2: false, backlog: undefined, pos: srv.pos });
     }
     for (const l of srv.listens) {
       const key = groupKey(l);
       let g = groups.get(key);
       if (!g) {
         g = {
-          host: l.host, port: l.port, unix: l.unix, ssl: l.ssl, backlog: l.backlog, defaultServer: srv,
+          host: l.host, port: l.port, unix: l.unix, ssl: l.ssl, http2: l.http2 || srv.http2On === true, backlog: l.backlog, defaultServer: srv,
           exact: new Map(), wildStart: [], wildEnd: [], regex: [], servers: [],
         };
         groups.set(key, g);
@@ -62,6 +65,7 @@ export function buildBindings(servers: ServerConf[], warn: (msg: string, pos: Li
       }
       if (l.defaultServer) g.defaultServer = srv;
       if (l.ssl) g.ssl = true;
+      if (l.http2 || srv.http2On === true) g.http2 = true;
       if (l.backlog !== undefined) g.backlog = l.backlog;
       if (g.servers.includes(srv)) {
         throw new ProxyConfError('DUPLICATE', `a duplicate listen ${key}`, l.pos);
@@ -86,7 +90,7 @@ export function buildBindings(servers: ServerConf[], warn: (msg: string, pos: Li
   const all = [...groups.values()];
   for (const g of all) {
     if (g.unix !== undefined) {
-      bindings.set(`unix:${g.unix}`, { key: `unix:${g.unix}`, host: '', port: 0, unix: g.unix, ssl: g.ssl, backlog: g.backlog, groups: new Map([['', g]]), main: g });
+      bindings.set(`unix:${g.unix}`, { key: `unix:${g.unix}`, host: '', port: 0, unix: g.unix, ssl: g.ssl, http2: g.http2, backlog: g.backlog, groups: new Map([['', g]]), main: g });
       continue;
     }
     const v6 = g.host.includes(':');
@@ -95,11 +99,12 @@ export function buildBindings(servers: ServerConf[], warn: (msg: string, pos: Li
     const key = `${owner.host || '*'}|${owner.port}`;
     let b = bindings.get(key);
     if (!b) {
-      b = { key, host: owner.host, port: owner.port, unix: undefined, ssl: owner.ssl, backlog: owner.backlog, groups: new Map(), main: owner };
+      b = { key, host: owner.host, port: owner.port, unix: undefined, ssl: owner.ssl, http2: owner.http2, backlog: owner.backlog, groups: new Map(), main: owner };
       bindings.set(key, b);
     }
     b.groups.set(g === owner ? '' : g.host, g);
     if (g.ssl) b.ssl = true;
+    if (g.http2) b.http2 = true;
   }
   return [...bindings.values()];
 }

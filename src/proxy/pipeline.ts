@@ -9,6 +9,8 @@ import type { AddHeader, Expires, LocationConf, LocConf, ScriptOp, ServerConf, I
 import { parseExpires } from './conf/modules/core.js';
 import { stat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
+import { verifyClient } from './tlsclient.js';
+import { h2HeaderList, isH2 } from './http2.js';
 import { findServer, type Binding, type ListenGroup } from './listen.js';
 import { findLocation } from './location.js';
 import { Rq } from './request.js';
@@ -68,7 +70,7 @@ export class Pipeline {
       this.rt.errorLog.log('alert', `internal error while processing "${req.method} ${req.url}": ${(e as Error).stack ?? e}`);
       if (!res.headersSent) {
         try {
-          res.writeHead(500, { 'Content-Type': 'text/html', 'Content-Length': String(errorPage(500, true)!.length), Connection: 'close' });
+          res.writeHead(500, { 'Content-Type': 'text/html', 'Content-Length': String(errorPage(500, true)!.length), ...(isH2(req) ? {} : { Connection: 'close' }) });
           res.end(errorPage(500, true));
           return;
         } catch {
@@ -124,6 +126,15 @@ export class Pipeline {
       this.finalize(r, 405);
       return r;
     }
+    // ssl_verify_client: nginx checks the certificate once the server is known, before anything else runs.
+    if (server.loc.ssl.verifyClient !== 'off' && group.ssl) {
+      const bad = verifyClient(r, server.loc.ssl, (msg) => this.log(r, 'info', msg));
+      if (bad !== 0) {
+        res.shouldKeepAlive = false;
+        this.finalize(r, bad);
+        return r;
+      }
+    }
     // Post-read: realip with the server's settings (as nginx: before any rewrite; a location's own settings
     // apply in preaccess, when this did not change the address).
     if (server.loc.realIpFrom !== undefined) this.realIp(r, server.loc);
@@ -133,7 +144,8 @@ export class Pipeline {
     // The location that took the request ends the connection after it (keepalive_requests reached,
     // keepalive_timeout 0): requests the client pipelined behind it are not served, as in nginx (the
     // client sends them again on a new connection). Decided now, before node:http hands over the next one.
-    if (!res.headersSent && this.lastOnConnection(r)) {
+    // (An HTTP/2 connection carries concurrent streams: none is held back.)
+    if (!res.headersSent && !isH2(req) && this.lastOnConnection(r)) {
       res.shouldKeepAlive = false;
       (req.socket as ConnectionState)._tsgiLast = true;
     }
@@ -712,7 +724,9 @@ export class Pipeline {
     // After gzip's wrap, so the body is replaced first and compressed after, as nginx's filters run.
     if (sub !== undefined) sub(res);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
-    res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
+    // HTTP/2 has no reason phrase and no connection-specific fields (a backend's Connection, for one).
+    if (isH2(r.req)) res.writeHead(code, h2HeaderList(list) as unknown as OutgoingHttpHeaders);
+    else res.writeHead(code, reason, list as unknown as OutgoingHttpHeaders);
   }
 }
 

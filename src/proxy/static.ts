@@ -453,15 +453,30 @@ export class StaticFiles {
     entries.sort((a, b) => (a.dir === b.dir ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.dir ? -1 : 1));
     let body: string;
     let type: string;
-    if (r.conf.autoindexFormat === 'json') {
-      type = 'application/json';
-      body = '[\n' + entries.map((e) => `{ "name":${JSON.stringify(Buffer.from(e.name, 'latin1').toString('utf8'))}, "type":"${e.dir ? 'directory' : 'file'}", "mtime":"${e.mtime.toUTCString()}"${e.dir ? '' : `, "size":${e.size}`} }`).join(',\n') + '\n]\n';
+    const format = r.conf.autoindexFormat;
+    if (format === 'json' || format === 'jsonp') {
+      // jsonp: wrapped in the function $arg_callback names (nginx refuses a name that is not [A-Za-z0-9_.]).
+      const callback = format === 'jsonp' ? argValue(r.args, 'callback') : '';
+      if (!/^[A-Za-z0-9_.]*$/.test(callback)) {
+        this.p.log(r, 'error', `client sent invalid callback "${callback}"`);
+        this.p.finalize(r, 400);
+        return;
+      }
+      type = callback ? 'application/javascript' : 'application/json';
+      body = '[\r\n' + entries.map((e) => `{ "name":${JSON.stringify(e.name)}, "type":"${e.dir ? 'directory' : 'file'}", "mtime":"${e.mtime.toUTCString()}"${e.dir ? '' : `, "size":${e.size}`} }`).join(',\r\n') + '\r\n]';
+      if (callback) body = `/* callback */\r\n${callback}(${body});`;
+    } else if (format === 'xml') {
+      type = 'text/xml; charset=utf-8';
+      const iso = (d: Date): string => d.toISOString().replace(/\.\d+Z$/, 'Z');
+      body = '<?xml version="1.0"?>\r\n<list>\r\n' + entries.map((e) => (e.dir
+        ? `<directory mtime="${iso(e.mtime)}">${xmlEscape(e.name)}</directory>\r\n`
+        : `<file mtime="${iso(e.mtime)}" size="${e.size}">${xmlEscape(e.name)}</file>\r\n`)).join('') + '</list>\r\n';
     } else {
       type = 'text/html';
       const title = htmlEscape(r.uri);
       const rows = entries.map((e) => {
         const n = e.name + (e.dir ? '/' : '');
-        const href = escapeUri(e.name).replace(/:/g, '%3A') + (e.dir ? '/' : '');
+        const href = hrefEscape(e.name) + (e.dir ? '/' : '');
         const shown = n.length > 50 ? n.slice(0, 47) + '..>' : n;
         const pad = ' '.repeat(Math.max(1, 51 - shown.length));
         const size = e.dir ? '-' : r.conf.autoindexExactSize ? String(e.size) : humanSize(e.size);
@@ -487,6 +502,30 @@ function etagListMatch(header: string, etag: string | undefined, strong: boolean
     if (t === etag) return true;
   }
   return false;
+}
+
+/** A name in a link of the html index: every byte but letters, digits and -._~ as %XX, as nginx 1.22. */
+function hrefEscape(name: string): string {
+  let out = '';
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    const plain = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 || c === 46 || c === 95 || c === 126;
+    out += plain ? name[i] : '%' + (c < 16 ? '0' : '') + c.toString(16).toUpperCase();
+  }
+  return out;
+}
+
+function xmlEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** The raw (not decoded) value of the first query argument `name`, as nginx's $arg_ gives it. */
+function argValue(args: string, name: string): string {
+  for (const part of args.split('&')) {
+    const eq = part.indexOf('=');
+    if ((eq < 0 ? part : part.slice(0, eq)).toLowerCase() === name) return eq < 0 ? '' : part.slice(eq + 1);
+  }
+  return '';
 }
 
 function htmlEscape(s: string): string {

@@ -7,6 +7,8 @@ import type { Socket } from 'node:net';
 import { ProxyConfError, type ConfPos } from './conf/errors.js';
 import { parseSize } from './conf/table.js';
 import type { Rq } from './request.js';
+import { SSL_VARIABLES } from './tlsclient.js';
+import { http2Variable } from './http2.js';
 import { STATS } from './stats.js';
 
 export const PRODUCT = 'tsgi-proxy';
@@ -110,7 +112,7 @@ const BUILTIN: Record<string, Getter> = {
   body_bytes_sent: (r) => String(r.bodyBytesSent),
   bytes_sent: (r) => String(r.bodyBytesSent),
   request_length: (r) => String((r.req.socket.bytesRead ?? 0)),
-  content_length: (r) => header(r, 'content-length') || (r.body && r.req.headers['transfer-encoding'] ? String(r.body.length) : ''),
+  content_length: (r) => header(r, 'content-length') || (r.body && (r.req.headers['transfer-encoding'] || r.req.httpVersion === '2.0') ? String(r.body.length) : ''),
   content_type: (r) => header(r, 'content-type'),
   time_local: () => timeLocal(),
   time_iso8601: timeIso,
@@ -215,7 +217,7 @@ function cookieGetter(name: string): Getter {
 
 /** The getter for a variable name, or undefined when it is not a built-in or prefixed one. */
 export function builtinGetter(name: string): Getter | undefined {
-  const b = BUILTIN[name];
+  const b = BUILTIN[name] ?? SSL_VARIABLES[name] ?? (name === 'http2' ? http2Variable : undefined);
   if (b) return b;
   if (/^[0-9]$/.test(name)) return captureGetter(Number(name));
   if (name.startsWith('http_')) {

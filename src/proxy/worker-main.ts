@@ -7,6 +7,7 @@ import { loadConf } from './conf/load.js';
 import { Front } from './front.js';
 import { openErrorLogs } from './logs.js';
 import { dropPrivileges } from './privileges.js';
+import { setPriority } from 'node:os';
 import { STATS, setCountsSource, type Counts } from './stats.js';
 
 const asked = new Map<number, (c: Counts) => void>();
@@ -65,6 +66,8 @@ process.on('message', (m: ToWorker) => {
         const { logs } = openErrorLogs(conf, m.errorLog);
         front = new Front(conf, logs);
         await front.listen(false);
+        // worker_priority: while still root, so that a negative value can be set.
+        if (conf.main.workerPriority !== undefined) setPriority(conf.main.workerPriority);
         const err = dropPrivileges(conf);
         if (err) throw new Error(err);
         send({ t: 'ready' });

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tokenize } from '../../src/proxy/conf/lexer.js';
 import { parseConf } from '../../src/proxy/conf/parse.js';
 import { ProxyConfError } from '../../src/proxy/conf/errors.js';
 import { DiskFs } from '../../src/proxy/conf/fs.js';
 import { loadConf } from '../../src/proxy/conf/load.js';
-import { proxySync, tempDir } from './helpers.js';
+import { freePort, proxySync, startProxy, tempDir } from './helpers.js';
 
 function confError(text: string): ProxyConfError {
   try {
@@ -70,7 +70,7 @@ test('directive table errors: unknown, wrong context, argument count, duplicate,
       ['daemon maybe;\n', 'BAD_VALUE', `invalid value "maybe" in "daemon" directive, it must be "on" or "off" in ${f}:1`],
       ['http {\n server {\n  location / { uwsgi_pass unix:/s; }\n  location = /x { location /x/y {} }\n }\n}\n', 'NOT_ALLOWED_HERE', `location "/x/y" cannot be inside the exact location "/x" in ${f}:4`],
       ['http {\n server {\n  return 200 $nosuchvar;\n }\n}\n', 'BAD_VALUE', `unknown "nosuchvar" variable in ${f}:3`],
-      ['http {\n server {\n  listen 80 http2;\n }\n}\n', 'NOT_SUPPORTED', `invalid parameter "http2" in ${f}:3`],
+      ['http {\n server {\n  listen 80 quic;\n }\n}\n', 'NOT_SUPPORTED', `invalid parameter "quic" in ${f}:3`],
       ['http {\n ssi on;\n}\n', 'NOT_SUPPORTED', `"ssi" directive is not supported by tsgi-proxy in ${f}:2`],
       ['http {\n server {\n  location / {\n   auth_request /x;\n  }\n }\n}\n', 'NOT_SUPPORTED', `"auth_request" directive is not supported by tsgi-proxy in ${f}:4`],
       ['http {\n charset_map koi8-r utf-8 {\n  C0 D18E;\n }\n}\n', 'NOT_SUPPORTED', `"charset_map" to utf-8 is not supported by tsgi-proxy (8-bit tables only) in ${f}:2`],
@@ -269,6 +269,34 @@ test('-s without a running master reports the missing pid file and exits 1', () 
     const r = proxySync(['-s', 'reload', '-c', conf]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /\[error\] open\(\) ".*none\.pid" failed \(2: No such file or directory\)/);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('tuning of how nginx reads files and schedules workers is accepted (worker_priority is applied), what cannot be honoured is refused', async () => {
+  const t = tempDir('tuning');
+  try {
+    const conf = join(t.dir, 'nginx.conf');
+    const port = await freePort();
+    writeFileSync(conf, `worker_priority 5;\nworker_cpu_affinity auto;\nthread_pool default threads=4 max_queue=100;\nevents {}\nhttp {\n  access_log off;\n  aio threads;\n  aio_write on;\n  directio 4m;\n  directio_alignment 512;\n  disable_symlinks off;\n  server { listen 127.0.0.1:${port}; location / { return 200 "ok"; } }\n}\n`);
+    const ok = proxySync(['-t', '-c', conf]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const p = await startProxy(t.dir, 'nginx.conf', port);
+    try {
+      // The worker (the master's child) runs at nice 5; the master keeps its own priority.
+      const workers = readFileSync(`/proc/${p.child.pid}/task/${p.child.pid}/children`, 'latin1').trim().split(/\s+/).map(Number);
+      assert.ok(workers.length >= 1);
+      for (const w of workers) assert.equal(Number(readFileSync(`/proc/${w}/stat`, 'latin1').replace(/^.*\) /, '').split(' ')[16]), 5);
+    } finally {
+      await p.stop('SIGQUIT');
+    }
+    for (const [line, msg] of [['disable_symlinks on;', /"disable_symlinks on" .* is not supported by tsgi-proxy in .*nginx\.conf:3/], ['worker_priority 40;', /invalid number "40" in .*nginx\.conf:2/]] as const) {
+      writeFileSync(conf, `events {}\n${line.startsWith('worker') ? line : 'http {'}\n${line.startsWith('worker') ? 'http {' : line}\n}\n`);
+      const r = proxySync(['-t', '-c', conf]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, msg);
+    }
   } finally {
     t.cleanup();
   }

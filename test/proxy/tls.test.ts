@@ -98,3 +98,49 @@ test('listen ssl without a certificate is a configuration error naming the liste
     t.cleanup();
   }
 });
+
+test('over TLS, a connection has its number ($connection) and its start (keepalive_time closes it after its time)', { skip: have('openssl') ? false : 'the openssl command is not installed' }, async () => {
+  const t = tempDir('tlsconn');
+  try {
+    makeCert(t.dir, 'one.test');
+    const port = await freePort();
+    writeFileSync(join(t.dir, 'nginx.conf'), `events {}
+http {
+  access_log off;
+  keepalive_time 1s;
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate one.test.crt;
+    ssl_certificate_key one.test.key;
+    location / { return 200 "$connection:$connection_requests\\n"; }
+  }
+}
+`);
+    const p = await startProxy(t.dir, 'nginx.conf', port);
+    try {
+      // Three requests on one connection, the third after keepalive_time: it is answered, then the
+      // connection is closed (the answer says Connection: close).
+      const raw = await new Promise<string>((res, rej) => {
+        const s = tlsConnect({ port, host: '127.0.0.1', servername: 'one.test', rejectUnauthorized: false }, () => {
+          s.write('GET / HTTP/1.1\r\nHost: one.test\r\n\r\nGET / HTTP/1.1\r\nHost: one.test\r\n\r\n');
+          setTimeout(() => s.write('GET / HTTP/1.1\r\nHost: one.test\r\n\r\n'), 1300);
+        });
+        let got = '';
+        s.setEncoding('latin1');
+        s.on('data', (d) => (got += d));
+        s.on('end', () => res(got));
+        s.on('error', rej);
+      });
+      const bodies = [...raw.matchAll(/\r\n\r\n(\d+):(\d+)\n/g)].map((m) => [m[1], m[2]]);
+      assert.equal(bodies.length, 3, raw);
+      assert.notEqual(bodies[0]![0], '0', 'a TLS connection has a number');
+      assert.deepEqual(bodies.map((b) => b[0]), [bodies[0]![0], bodies[0]![0], bodies[0]![0]]);
+      assert.deepEqual(bodies.map((b) => b[1]), ['1', '2', '3']);
+      assert.match(raw.slice(raw.lastIndexOf('HTTP/1.1 200')), /\r\nConnection: close\r\n/);
+    } finally {
+      await p.stop('SIGQUIT');
+    }
+  } finally {
+    t.cleanup();
+  }
+});

@@ -17,6 +17,7 @@ import { staticSpecs } from './modules/static.js';
 import { logSpecs, combinedFormat } from './modules/log.js';
 import { bindPassTargets, upstreamSpecs } from './modules/upstream.js';
 import { sslSpecs } from './modules/ssl.js';
+import { http2Specs } from './modules/http2.js';
 import { unsupportedSpecs } from './modules/unsupported.js';
 import { gzipSpecs } from './modules/gzip.js';
 import { charsetSpecs } from './modules/charset.js';
@@ -29,7 +30,7 @@ import { splitSpecs } from './modules/split.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...statusSpecs, ...geoSpecs, ...splitSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...sslSpecs, ...http2Specs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...statusSpecs, ...geoSpecs, ...splitSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
@@ -137,7 +138,7 @@ function httpDefaults(prefix: string): LocConf {
     u.ignoreClientAbort = false;
     u.tsgiKeepalive = true;
   }
-  d.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: ['TLSv1.2', 'TLSv1.3'], ciphers: undefined, preferServerCiphers: false };
+  d.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: ['TLSv1.2', 'TLSv1.3'], ciphers: undefined, preferServerCiphers: false, verifyClient: 'off', clientCertificate: undefined, trustedCertificate: undefined, verifyDepth: 1, crl: undefined, verifyClientPos: undefined };
   return d;
 }
 
@@ -240,6 +241,8 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
       inherit(srv.loc, http.loc);
       srv.mergeSlashes ??= http.mergeSlashes ?? true;
       srv.clientHeaderTimeoutMs ??= http.clientHeaderTimeoutMs ?? 60000;
+      srv.http2On ??= http.http2On ?? false;
+      srv.http2MaxConcurrentStreams ??= http.http2MaxConcurrentStreams ?? 128;
       srv.largeHeaderBytes ??= http.largeHeaderBytes ?? 4 * 8192;
       srv.largeHeaderLine ??= http.largeHeaderLine ?? 8192;
       srv.ignoreInvalidHeaders ??= http.ignoreInvalidHeaders ?? true;
@@ -254,6 +257,10 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
       for (const l of srv.listens) {
         if (l.ssl && (!srv.loc.ssl.certificate || !srv.loc.ssl.certificateKey)) {
           throw new ProxyConfError('BAD_VALUE', `no "ssl_certificate" is defined for the "listen ... ssl" directive`, l.pos);
+        }
+        const ssl = srv.loc.ssl;
+        if (l.ssl && (ssl.verifyClient === 'on' || ssl.verifyClient === 'optional') && !ssl.clientCertificate) {
+          throw new ProxyConfError('BAD_VALUE', 'no ssl_client_certificate for ssl_verify_client', ssl.verifyClientPos ?? l.pos);
         }
       }
     }

@@ -14,6 +14,8 @@ export interface ListenConf {
   unix: string | undefined;
   defaultServer: boolean;
   ssl: boolean;
+  /** `listen ... http2`: HTTP/2 on this socket (with ssl: h2 by ALPN beside HTTP/1.x; without: h2c only). */
+  http2: boolean;
   backlog: number | undefined;
   pos: ConfPos;
 }
@@ -171,6 +173,15 @@ export interface SslConf {
   protocols: string[] | undefined;
   ciphers: string | undefined;
   preferServerCiphers: boolean | undefined;
+  /** ssl_verify_client: ask for a client certificate and what a missing or bad one does. */
+  verifyClient: 'off' | 'on' | 'optional' | 'optional_no_ca' | undefined;
+  /** ssl_client_certificate (sent to clients as acceptable CAs) and ssl_trusted_certificate, PEM. */
+  clientCertificate: Buffer | undefined;
+  trustedCertificate: Buffer | undefined;
+  verifyDepth: number | undefined;
+  crl: Buffer | undefined;
+  /** Where ssl_verify_client was written, for the "no ssl_client_certificate" error. */
+  verifyClientPos: ConfPos | undefined;
 }
 
 /** Location-level settings (also set at http and server level). `undefined` means "inherit". */
@@ -183,7 +194,7 @@ export class LocConf {
   autoindex: boolean | undefined;
   autoindexExactSize: boolean | undefined;
   autoindexLocaltime: boolean | undefined;
-  autoindexFormat: 'html' | 'json' | 'xml' | undefined;
+  autoindexFormat: 'html' | 'json' | 'jsonp' | 'xml' | undefined;
   types: Map<string, string> | undefined;
   defaultType: string | undefined;
   etag: boolean | undefined;
@@ -283,7 +294,7 @@ export class LocConf {
   constructor() {
     this.uwsgi = new UpstreamSettings();
     this.proxy = new UpstreamSettings();
-    this.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: undefined, ciphers: undefined, preferServerCiphers: undefined };
+    this.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: undefined, ciphers: undefined, preferServerCiphers: undefined, verifyClient: undefined, clientCertificate: undefined, trustedCertificate: undefined, verifyDepth: undefined, crl: undefined, verifyClientPos: undefined };
   }
 }
 
@@ -355,6 +366,9 @@ export interface ServerConf {
   largeHeaderLine: number | undefined;
   ignoreInvalidHeaders: boolean | undefined;
   underscoresInHeaders: boolean | undefined;
+  /** `http2 on` (nginx 1.25's form of `listen ... http2`) and http2_max_concurrent_streams. */
+  http2On?: boolean;
+  http2MaxConcurrentStreams?: number;
   pos: ConfPos;
 }
 
@@ -374,6 +388,9 @@ export interface HttpConf {
   largeHeaderLine: number | undefined;
   ignoreInvalidHeaders: boolean | undefined;
   underscoresInHeaders: boolean | undefined;
+  /** `http2 on` (nginx 1.25's form of `listen ... http2`) and http2_max_concurrent_streams. */
+  http2On?: boolean;
+  http2MaxConcurrentStreams?: number;
   pos: ConfPos;
 }
 
@@ -382,6 +399,8 @@ export interface MainConf {
   masterProcess: boolean | undefined;
   workerProcesses: number | undefined;
   workerConnections: number | undefined;
+  /** worker_priority: the workers' nice value, set while they are still root. */
+  workerPriority?: number;
   workerShutdownTimeoutMs: number | undefined;
   pid: string | undefined;
   user: { user: string; group: string | undefined } | undefined;

@@ -5,6 +5,7 @@
  * non_idempotent is listed). The backend is read as fast as it sends (response buffering), so a slow client
  * does not hold it; with buffering off, the backend is paused while the client catches up.
  */
+import { isH2 } from '../http2.js';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
@@ -626,6 +627,8 @@ function bodyToFile(r: Rq, p: Pipeline, done: () => void): void {
 }
 
 function hasBody(req: IncomingMessage): boolean {
+  // HTTP/2 needs no length: a request has a body unless its HEADERS frame ended the stream.
+  if (isH2(req)) return (req as IncomingMessage & { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders !== true;
   const cl = req.headers['content-length'];
   return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
 }

@@ -167,6 +167,19 @@ const mainSpecs: Spec[] = [
     },
   },
   tuning('worker_rlimit_nofile', MAIN, 1),
+  {
+    name: 'worker_priority', ctx: MAIN, args: 1,
+    set(s, d) {
+      const v = d.args[0]!;
+      if (!/^[+-]?\d+$/.test(v)) throw new ProxyConfError('BAD_VALUE', `invalid number "${v}"`, pos(d));
+      const n = Number(v);
+      if (n < -20 || n > 19) throw new ProxyConfError('BAD_VALUE', `invalid number "${v}"`, pos(d));
+      s.main.workerPriority = n;
+    },
+  },
+  // Node cannot pin a process to CPUs; the scheduler places the workers (as without the directive).
+  tuning('worker_cpu_affinity', MAIN, [1, MORE]),
+  tuning('thread_pool', MAIN, [2, 3]),
   tuning('pcre_jit', MAIN, 'flag'),
   tuning('timer_resolution', MAIN, 1),
   {
@@ -213,7 +226,7 @@ const mainSpecs: Spec[] = [
 
 export function parseListen(d: ConfNode): ServerConf['listens'][number] {
   const a = d.args[0]!;
-  const l: ServerConf['listens'][number] = { host: '', port: 80, unix: undefined, defaultServer: false, ssl: false, backlog: undefined, pos: pos(d) };
+  const l: ServerConf['listens'][number] = { host: '', port: 80, unix: undefined, defaultServer: false, ssl: false, http2: false, backlog: undefined, pos: pos(d) };
   if (a.startsWith('unix:')) {
     l.unix = a.slice(5);
     l.port = 0;
@@ -235,6 +248,7 @@ export function parseListen(d: ConfNode): ServerConf['listens'][number] {
   for (const p of d.args.slice(1)) {
     if (p === 'default_server' || p === 'default') l.defaultServer = true;
     else if (p === 'ssl') l.ssl = true;
+    else if (p === 'http2') l.http2 = true;
     else if (p.startsWith('backlog=')) {
       const b = Number(p.slice(8));
       if (!Number.isInteger(b)) throw new ProxyConfError('BAD_VALUE', `invalid backlog "${p.slice(8)}"`, pos(d));
@@ -475,6 +489,17 @@ const locSpecs: Spec[] = [
   }),
   // Tuning without an observable effect in Node (see docs/proxy.md).
   tuning('sendfile', HSL | LIF, 'flag'),
+  // How nginx reads files (threads, O_DIRECT): what is sent is the same.
+  tuning('aio', HSL, 1),
+  tuning('aio_write', HSL, 'flag'),
+  tuning('directio', HSL, 1),
+  tuning('directio_alignment', HSL, 1),
+  {
+    name: 'disable_symlinks', ctx: HSL, args: [1, 2],
+    set(_s, d) {
+      if (d.args[0] !== 'off') throw notSupported(d, `"disable_symlinks ${d.args[0]}"`);
+    },
+  },
   tuning('tcp_nopush', HSL, 'flag'),
   tuning('sendfile_max_chunk', HSL, 1),
   tuning('types_hash_max_size', HSL, 1),

@@ -16,6 +16,13 @@ function readPem(s: Scope, file: string, d: Parameters<Spec['set']>[1]): { buf: 
   return { buf: Buffer.from(text, 'latin1'), path };
 }
 
+/** A file of PEM certificates (or CRLs): refused at -t when it holds none, where Node would fail at start. */
+function readCerts(s: Scope, file: string, d: Parameters<Spec['set']>[1], kind = 'CERTIFICATE'): Buffer {
+  const r = readPem(s, file, d);
+  if (!r.buf.includes(`-----BEGIN ${kind}-----`)) throw new ProxyConfError('FILE', `no ${kind === 'CERTIFICATE' ? 'certificates' : 'CRLs'} in "${r.path}" of the "${d.name}" directive`, pos(d));
+  return r.buf;
+}
+
 export const sslSpecs: Spec[] = [
   {
     name: 'ssl_certificate', ctx: CTX, args: 1,
@@ -46,6 +53,26 @@ export const sslSpecs: Spec[] = [
     name: 'ssl', ctx: CTX, args: 'flag',
     set(_s, d) {
       throw new ProxyConfError('NOT_SUPPORTED', 'the "ssl" directive is not supported by tsgi-proxy, use the "ssl" parameter of the "listen" directive instead', pos(d));
+    },
+  },
+  {
+    name: 'ssl_verify_client', ctx: CTX, args: 1,
+    set(s, d) {
+      const v = d.args[0]!;
+      if (v !== 'on' && v !== 'off' && v !== 'optional' && v !== 'optional_no_ca') throw new ProxyConfError('BAD_VALUE', `invalid value "${v}"`, pos(d));
+      s.loc.ssl.verifyClient = v;
+      s.loc.ssl.verifyClientPos = pos(d);
+    },
+  },
+  { name: 'ssl_client_certificate', ctx: CTX, args: 1, set: (s, d) => void (s.loc.ssl.clientCertificate = readCerts(s, d.args[0]!, d)) },
+  { name: 'ssl_trusted_certificate', ctx: CTX, args: 1, set: (s, d) => void (s.loc.ssl.trustedCertificate = readCerts(s, d.args[0]!, d)) },
+  { name: 'ssl_crl', ctx: CTX, args: 1, set: (s, d) => void (s.loc.ssl.crl = readCerts(s, d.args[0]!, d, 'X509 CRL')) },
+  {
+    name: 'ssl_verify_depth', ctx: CTX, args: 1,
+    set(s, d) {
+      const a = d.args[0]!;
+      if (!/^\d+$/.test(a)) throw new ProxyConfError('BAD_VALUE', `"ssl_verify_depth" directive invalid number`, pos(d));
+      s.loc.ssl.verifyDepth = Number(a);
     },
   },
   tuning('ssl_session_cache', CTX, [1, 2]),

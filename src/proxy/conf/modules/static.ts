@@ -61,8 +61,7 @@ export const staticSpecs: Spec[] = [
   flagLoc('autoindex_localtime', 'autoindexLocaltime'),
   locOnce('autoindex_format', HSL, 1, 'autoindexFormat', (d) => {
     const v = d.args[0]!;
-    if (v !== 'html' && v !== 'json' && v !== 'xml') throw badValue(d, v);
-    if (v === 'xml') throw new ProxyConfError('NOT_SUPPORTED', '"xml" in "autoindex_format" directive is not supported by tsgi-proxy', pos(d));
+    if (v !== 'html' && v !== 'json' && v !== 'jsonp' && v !== 'xml') throw badValue(d, v);
     return v;
   }),
   locOnce('default_type', HSL | LIF, 1, 'defaultType', (d) => d.args[0]!),

@@ -11,12 +11,12 @@ const NAMES = `gunzip
 auth_request ssi ssi_types
 resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
 proxy_cache proxy_cache_path proxy_cache_valid proxy_cache_key proxy_store uwsgi_cache uwsgi_cache_path
-uwsgi_cache_valid uwsgi_cache_key http2 http2_push quic http3
+uwsgi_cache_valid uwsgi_cache_key quic http3
 max_headers mirror flv mp4 image_filter
-perl js_content js_import slice secure_link dav_methods aio directio disable_symlinks
-ssl_client_certificate ssl_verify_client ssl_stapling ssl_trusted_certificate ssl_password_file
-proxy_ssl_certificate proxy_ssl_verify stream mail load_module worker_cpu_affinity worker_priority
-thread_pool ssl_engine`.split(/\s+/);
+perl js_content js_import slice secure_link dav_methods
+ssl_stapling ssl_password_file
+proxy_ssl_certificate proxy_ssl_verify stream mail load_module
+ssl_engine`.split(/\s+/);
 
 export const unsupportedSpecs: DirectiveSpec<Scope>[] = NAMES.map((name) => ({
   name,
