@@ -21,11 +21,12 @@ import type { LocConf, SslConf } from './conf/model.js';
 import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { PRODUCT, VERSION } from './vars.js';
 import { adaptH2Request, isH2 } from './http2.js';
+import { STATS } from './stats.js';
 
 let connectionIds = 0;
 
 /** A client connection with the requests it has in progress (more than one when pipelined). */
-type ClientSocket = Socket & ConnectionState & { _tsgiId?: number; _tsgiBusy?: number };
+type ClientSocket = Socket & ConnectionState & { _tsgiId?: number; _tsgiBusy?: number; _tsgiReading?: boolean };
 
 /**
  * Whether the head that overflowed node:http's limit began with a request line longer than one of
@@ -75,6 +76,52 @@ function tlsOptions(ssl: SslConf): https.ServerOptions {
 }
 
 /**
+ * As nginx counts: an accepted connection with nothing sent yet is waiting; the first bytes of a request head
+ * make it reading and count the request (one cut short is still counted); from dispatch to the end of its
+ * response it is writing. A request read while the one before it was in progress (pipelined) is counted when
+ * dispatched.
+ */
+function countConnection(s: Socket): void {
+  STATS.accepts++;
+  STATS.handled++;
+  STATS.active++;
+  s.on('close', () => STATS.active--);
+}
+
+/** On the socket requests arrive on (the TLS socket for https, whose 'data' is the decrypted request). */
+function countReading(s: ClientSocket): void {
+  s.on('data', () => {
+    if (!s._tsgiReading && !s._tsgiBusy) {
+      s._tsgiReading = true;
+      STATS.reading++;
+      STATS.requests++;
+    }
+  });
+  s.on('close', () => {
+    if (s._tsgiReading) {
+      s._tsgiReading = false;
+      STATS.reading--;
+    }
+  });
+}
+
+function countRequest(s: ClientSocket, res: http.ServerResponse): void {
+  if (s._tsgiReading) {
+    s._tsgiReading = false;
+    STATS.reading--;
+  } else STATS.requests++;
+  STATS.writing++;
+  res.on('close', () => STATS.writing--);
+}
+
+/** An HTTP/2 stream: a request, writing until its response has gone (nginx counts streams so too). */
+function countStream(res: http.ServerResponse): void {
+  STATS.requests++;
+  STATS.writing++;
+  res.on('close', () => STATS.writing--);
+}
+
+/**
  * ssl_verify_client: the certificate is asked for and checked against the configured CAs (never the system's),
  * but a failure does not end the handshake; the request gets nginx's 400 page instead (tlsclient.ts).
  */
@@ -93,8 +140,11 @@ export class Front implements Runtime {
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private stopping = false;
+  /** stub_status or $connections_* in the configuration: connections and requests are counted (stats.ts). */
+  private readonly counting: boolean;
 
   constructor(readonly conf: LoadedConf, readonly errorLog: ErrorLogs) {
+    this.counting = conf.connStats;
     this.pipeline = new Pipeline(this);
     this.statics = new StaticFiles(this.pipeline);
     this.upstreams = new Upstreams(this.pipeline, conf.http?.upstreams ?? new Map());
@@ -157,6 +207,7 @@ export class Front implements Runtime {
         // (the session multiplexes; its idle time is watched per session, below).
         const conn = req.socket as ClientSocket;
         conn._tsgiRequests = (conn._tsgiRequests ?? 0) + 1;
+        if (this.counting) countStream(res);
         adaptH2Request(req);
         this.pipeline.handle(b, req, res);
         return;
@@ -166,6 +217,7 @@ export class Front implements Runtime {
       // response either; the connection closes after the last one's).
       if (s._tsgiLast) return;
       s._tsgiRequests = (s._tsgiRequests ?? 0) + 1;
+      if (this.counting) countRequest(s, res);
       if (this.stopping) res.shouldKeepAlive = false;
       // A request arrived: the connection is no longer idle.
       const busy = s._tsgiBusy ?? 0;
@@ -219,6 +271,11 @@ export class Front implements Runtime {
       }
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
+      if (this.counting) {
+        countConnection(s);
+        // An h2c socket belongs to its HTTP/2 session: nothing else may read it (its streams are counted below).
+        if (!b.ssl && !b.http2) countReading(s);
+      }
     });
     // Over TLS, requests see the TLS socket, not the TCP one 'connection' gives: it gets the connection's
     // number ($connection, the error log's *N) and start (keepalive_time).
@@ -226,6 +283,8 @@ export class Front implements Runtime {
       server.on('secureConnection', (s: ClientSocket) => {
         s._tsgiId = ++connectionIds;
         s._tsgiStart = Date.now();
+        // Only HTTP/1.x over TLS: an h2 socket belongs to its HTTP/2 session.
+        if (this.counting && (s as ClientSocket & { alpnProtocol?: string | false }).alpnProtocol !== 'h2') countReading(s);
       });
     }
     // A request with `Upgrade` (WebSocket): node:http hands over the socket, so it gets a response object of

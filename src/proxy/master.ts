@@ -22,6 +22,7 @@ import type { FromWorker, ToWorker } from './worker-main.js';
 import { Front } from './front.js';
 import { PRODUCT } from './vars.js';
 import { dropPrivileges } from './privileges.js';
+import { sumCounts, type Counts } from './stats.js';
 
 export interface MasterStart {
   options: CliOptions;
@@ -149,6 +150,10 @@ class Master {
   private resolveFinished!: (code: number) => void;
   readonly finished = new Promise<number>((r) => (this.resolveFinished = r));
   private readonly genOf = new Map<Worker, Generation>();
+  /** stub_status: what workers that have left counted (accepts, handled, requests), and the sums in progress. */
+  private readonly retired: Counts = [0, 0, 0, 0, 0, 0];
+  private readonly statsQueries = new Map<number, { waiting: Set<Worker>; got: Counts[]; finish: () => void }>();
+  private statsIds = 0;
 
   constructor(private readonly start: MasterStart, private readonly logs: ErrorLogs, private pidFile: string) {
     cluster.schedulingPolicy = cluster.SCHED_NONE;
@@ -187,6 +192,7 @@ class Master {
 
   private forkWorker(gen: Generation, first: boolean): Promise<string | undefined> {
     const w = cluster.fork();
+    w.on('message', (m: FromWorker) => this.onStats(w, m));
     gen.workers.add(w);
     this.genOf.set(w, gen);
     const msg: ToWorker = {
@@ -209,6 +215,37 @@ class Master {
       // A failure message may still be queued behind the exit: give it a turn to arrive.
       w.once('exit', () => setTimeout(() => resolve('worker process exited before it was ready'), 50));
     });
+  }
+
+  /**
+   * stub_status across workers: a worker's question goes to every live worker (every generation, as nginx's
+   * counters outlive a reload); the answer is their sum plus what retired workers counted. A worker that does
+   * not answer within half a second is left out rather than holding the page.
+   */
+  private onStats(w: Worker, m: FromWorker): void {
+    if (m.t === 'stats-final') {
+      for (let i = 0; i < 3; i++) this.retired[i]! += m.counts[i]!;
+    } else if (m.t === 'stats-is') {
+      const q = this.statsQueries.get(m.id);
+      if (!q || !q.waiting.delete(w)) return;
+      q.got.push(m.counts);
+      if (q.waiting.size === 0) q.finish();
+    } else if (m.t === 'stats-ask') {
+      const id = ++this.statsIds;
+      const workers = [...this.genOf.keys()].filter((x) => x.isConnected());
+      const q = {
+        waiting: new Set(workers),
+        got: [] as Counts[],
+        finish: () => {
+          clearTimeout(timer);
+          this.statsQueries.delete(id);
+          if (w.isConnected()) w.send({ t: 'stats-sum', id: m.id, counts: sumCounts([this.retired, ...q.got]) } satisfies ToWorker);
+        },
+      };
+      const timer = setTimeout(q.finish, 500);
+      this.statsQueries.set(id, q);
+      for (const x of workers) x.send({ t: 'stats-get', id } satisfies ToWorker);
+    }
   }
 
   private async spawnGeneration(gen: Generation, first: boolean): Promise<string | undefined> {

@@ -28,6 +28,8 @@ import { paceResponse } from './ratelimit.js';
 import { checkLimitConn, checkLimitReq } from './limits.js';
 import { mapPath } from './static.js';
 import { authRequest } from './authrequest.js';
+import { serverCounts, stubStatusBody } from './stats.js';
+import { prepareSubFilter } from './subfilter.js';
 
 /** Services the pipeline calls into, provided by the worker. */
 export interface Runtime {
@@ -443,8 +445,24 @@ export class Pipeline {
   }
 
   contentHandler(r: Rq): void {
-    if (r.conf.pass) this.rt.pass(r);
+    if (r.conf.stubStatus) this.stubStatus(r);
+    else if (r.conf.pass) this.rt.pass(r);
     else this.rt.serveStatic(r);
+  }
+
+  /** stub_status: the server's counters as nginx writes them (GET and HEAD only). */
+  private stubStatus(r: Rq): void {
+    if (r.method !== 'GET' && r.method !== 'HEAD') {
+      this.finalize(r, 405);
+      return;
+    }
+    void serverCounts().then((c) => {
+      if (r.res.destroyed || r.res.headersSent) return;
+      const body = Buffer.from(stubStatusBody(c), 'latin1');
+      this.sendHead(r, 200, ['Content-Type', 'text/plain', 'Content-Length', String(body.length)]);
+      if (r.method !== 'HEAD') r.bodyBytesSent = body.length;
+      r.res.end(body);
+    });
   }
 
   private async tryFiles(r: Rq, conf: LocConf): Promise<void> {
@@ -766,7 +784,10 @@ export class Pipeline {
     }
     if (conf.addTrailers !== undefined) this.trailers(r, code, list, conf.addTrailers);
     if (conf.limitRate || r.vars !== null) this.pace(r);
+    const sub = conf.subFilters !== undefined ? prepareSubFilter(r, list) : undefined;
     if (conf.gzip) applyGzip(r, code, list);
+    // After gzip's wrap, so the body is replaced first and compressed after, as nginx's filters run.
+    if (sub !== undefined) sub(res);
     const reason = upstream !== undefined && !r.forceStatus && !BAD_HEADER_VALUE.test(upstream.reason) ? upstream.reason : statusReason(code);
     // HTTP/2 has no reason phrase and no connection-specific fields (a backend's Connection, for one); its head
     // is not text, so a value with control characters cannot go out raw there and is left out.

@@ -68,6 +68,8 @@ export class Rq {
   bodyFile = '';
   /** The charset_map table the body is recoded with (charset.ts); null when it is sent as it is. */
   recode: Uint8Array | null = null;
+  /** gzip_static on found FILE.gz: the answer carries Vary: Accept-Encoding when gzip_vary is on. */
+  gzipVary = false;
   /** Request body, fully read before it is passed upstream (so it can be retried). */
   body: Buffer | null = null;
   /** Response headers added by add_header once the status is known. */

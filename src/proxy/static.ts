@@ -11,6 +11,8 @@ import type { Pipeline } from './pipeline.js';
 import type { Rq } from './request.js';
 import { escapeUri } from './uri.js';
 import { charsetType, recode, recodeStream } from './charset.js';
+import { gzipOk } from './gzipstatic.js';
+import { subFilterApplies } from './subfilter.js';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -126,6 +128,50 @@ export class StaticFiles {
       return;
     }
     const path = r.filename || mapPath(r, uri);
+    const gs = r.conf.gzipStatic;
+    if (gs !== undefined && gs !== 'off' && method !== 'POST') {
+      this.gzipStatic(r, path, gs);
+      return;
+    }
+    this.lookup(r, path);
+  }
+
+  /** gzip_static (gzipstatic.ts): FILE.gz when the client may have it, else FILE as usual. */
+  private gzipStatic(r: Rq, path: string, mode: 'on' | 'always'): void {
+    const ok = mode === 'always' || gzipOk(r);
+    if (!ok && !r.conf.gzipVary) {
+      this.lookup(r, path);
+      return;
+    }
+    const gz = path + '.gz';
+    this.cache.lookup(gz, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0, r.method === 'GET', (e, found) => {
+      try {
+        if (e || !found) {
+          // Anything but "there is none" is worth a line; the plain file is served either way, as nginx does.
+          if (e && e.code !== 'ENOENT' && e.code !== 'ENOTDIR' && e.code !== 'ENAMETOOLONG') this.p.log(r, 'error', `open() "${gz}" failed (${e.message})`);
+          this.lookup(r, path);
+          return;
+        }
+        if (mode === 'on') r.gzipVary = true;
+        if (!ok || found.stats.isDirectory()) {
+          this.lookup(r, path);
+          return;
+        }
+        if (!found.stats.isFile()) {
+          this.p.log(r, 'error', `"${gz}" is not a regular file`);
+          this.p.finalize(r, 404);
+          return;
+        }
+        if (found.content) this.file(r, found.content, found, path, true);
+        else void this.openAndServe(r, gz, path).catch((err: unknown) => this.failed(r, err));
+      } catch (err) {
+        this.failed(r, err);
+      }
+    });
+  }
+
+  private lookup(r: Rq, path: string): void {
+    const method = r.method;
     // Only a GET for the whole file reads it into the cache; a HEAD or a Range opens the file (see filecache.ts).
     const wholeBody = method === 'GET' && r.req.headers.range === undefined;
     this.cache.lookup(path, r.conf.openFileCacheOn ? r.conf.openFileCacheValidMs! : 0, wholeBody, (e, found) => {
@@ -167,7 +213,7 @@ export class StaticFiles {
   }
 
   /** A large file: opened now and streamed from the descriptor. */
-  private async openAndServe(r: Rq, path: string): Promise<void> {
+  private async openAndServe(r: Rq, path: string, gzOf?: string): Promise<void> {
     let fh: FileHandle;
     try {
       fh = await open(Buffer.from(path, 'latin1'), 'r');
@@ -189,7 +235,8 @@ export class StaticFiles {
       await fh.close();
       return;
     }
-    this.file(r, fh, fileInfo(st, undefined), path);
+    if (gzOf !== undefined) this.file(r, fh, fileInfo(st, undefined), gzOf, true);
+    else this.file(r, fh, fileInfo(st, undefined), path);
   }
 
   private async directory(r: Rq): Promise<void> {
@@ -246,7 +293,8 @@ export class StaticFiles {
    * order: Content-Type, Content-Length, Last-Modified, ETag, then Content-Range (206) or Accept-Ranges (a
    * whole 200: only such a response advertises ranges).
    */
-  private file(r: Rq, src: FileHandle | Buffer, info: FileInfo, path: string): void {
+  /** `gz`: the body is `path`.gz (gzip_static): its type is path's, it is sent whole, with Content-Encoding. */
+  private file(r: Rq, src: FileHandle | Buffer, info: FileInfo, path: string, gz = false): void {
     const fh = Buffer.isBuffer(src) ? undefined : (src as FileHandle);
     const close = (): void => void fh?.close();
     const req = r.req;
@@ -285,7 +333,9 @@ export class StaticFiles {
     let contentRange: string | undefined;
     const range = req.headers.range;
     // max_ranges 0 turns ranges off before the header is even read.
-    if (range !== undefined && !r.forceStatus && r.conf.maxRanges !== 0) {
+    // sub_filter drops the length, so nginx's range filter leaves such a response whole.
+    const filtered = r.conf.subFilters !== undefined && subFilterApplies(r.conf, type, r);
+    if (range !== undefined && !r.forceStatus && r.conf.maxRanges !== 0 && !gz && !filtered) {
       const ifRange = req.headers['if-range'] as string | undefined;
       // An empty If-Range is no condition; a date compares with the Last-Modified the response will carry
       // (an add_header Last-Modified replaces the file's, an empty one removes it), as nginx compares.
@@ -323,9 +373,11 @@ export class StaticFiles {
     // A file sent as an error page (error_page with another status) has no Last-Modified and offers no ranges.
     const whole200 = !r.forceStatus || r.forceStatus === 200;
     const headers: string[] = whole200 ? ['Content-Type', type, 'Content-Length', String(length), 'Last-Modified', info.lastModified] : ['Content-Type', type, 'Content-Length', String(length)];
+    if (r.gzipVary && r.conf.gzipVary) headers.push('Vary', 'Accept-Encoding');
     if (etag) headers.push('ETag', etag);
-    if (contentRange !== undefined) headers.push('Content-Range', contentRange);
-    else if (whole200) headers.push('Accept-Ranges', 'bytes');
+    if (gz) headers.push('Content-Encoding', 'gzip');
+    else if (contentRange !== undefined) headers.push('Content-Range', contentRange);
+    else if (whole200 && !filtered) headers.push('Accept-Ranges', 'bytes');
     this.p.sendHead(r, contentRange !== undefined ? 206 : 200, headers);
     const res = r.res;
     if (r.method === 'HEAD' || length <= 0) {

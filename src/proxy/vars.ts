@@ -9,6 +9,7 @@ import { parseSize } from './conf/table.js';
 import type { Rq } from './request.js';
 import { SSL_VARIABLES } from './tlsclient.js';
 import { http2Variable } from './http2.js';
+import { STATS } from './stats.js';
 
 export const PRODUCT = 'tsgi-proxy';
 export const VERSION = '0.1.0';
@@ -149,6 +150,11 @@ const BUILTIN: Record<string, Getter> = {
   // buffers in a file), is not in $request_body, as in nginx.
   request_body: (r) => (r.body && !r.bodyFile ? r.body.toString('latin1') : ''),
   request_body_file: (r) => r.bodyFile,
+  // stub_status's counters, of this worker (docs/proxy.md: the page sums every worker's, these do not).
+  connections_active: () => String(STATS.active),
+  connections_reading: () => String(STATS.reading),
+  connections_writing: () => String(STATS.writing),
+  connections_waiting: () => String(Math.max(0, STATS.active - STATS.reading - STATS.writing)),
 };
 
 /** Names of variables `set` declares anywhere in the configuration (checked once the whole file is read). */
@@ -160,6 +166,8 @@ export interface VarRegistry {
   slots: Map<string, VarSlot>;
   /** Maps defined so far: each one's index in Rq.mapVals, the per-request cache. */
   mapCount: number;
+  /** stub_status or a $connections_* variable is used: the connections are counted (stats.ts). */
+  connStats: boolean;
 }
 
 export interface VarSlot {
@@ -167,7 +175,7 @@ export interface VarSlot {
 }
 
 export function newRegistry(): VarRegistry {
-  return { declared: new Set(), used: [], slots: new Map(), mapCount: 0 };
+  return { declared: new Set(), used: [], slots: new Map(), mapCount: 0, connStats: false };
 }
 
 export function varSlot(reg: VarRegistry, name: string): VarSlot {
@@ -269,7 +277,10 @@ function listValue(list: string[] | null, h: string, sep: string): string {
 
 function varGetter(name: string, reg: VarRegistry, pos: ConfPos): Getter {
   const b = builtinGetter(name);
-  if (b) return b;
+  if (b) {
+    if (name.startsWith('connections_')) reg.connStats = true;
+    return b;
+  }
   reg.used.push({ name, pos });
   const slot = varSlot(reg, name);
   // A variable from `set` (which may overwrite a map variable, as in nginx), a `map`, or a named regex capture.

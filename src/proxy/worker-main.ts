@@ -8,13 +8,38 @@ import { Front } from './front.js';
 import { openErrorLogs } from './logs.js';
 import { dropPrivileges } from './privileges.js';
 import { setPriority } from 'node:os';
+import { STATS, setCountsSource, type Counts } from './stats.js';
+
+const asked = new Map<number, (c: Counts) => void>();
+let askIds = 0;
+setCountsSource(() => new Promise((resolve) => {
+  if (!process.send) {
+    resolve(STATS.counts());
+    return;
+  }
+  const id = ++askIds;
+  // A master that does not answer (gone, busy) leaves the page with this worker's own numbers, not hanging.
+  const timer = setTimeout(() => {
+    asked.delete(id);
+    resolve(STATS.counts());
+  }, 1000);
+  asked.set(id, (c) => {
+    clearTimeout(timer);
+    resolve(c);
+  });
+  send({ t: 'stats-ask', id });
+}));
 
 export type ToWorker =
   | { t: 'start'; snapshot: ConfSnapshot; confFile: string; prefix: string; globals: string | undefined; errorLog: string }
   | { t: 'quit' }
   | { t: 'stop' }
-  | { t: 'reopen' };
-export type FromWorker = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; message: string };
+  | { t: 'reopen' }
+  | { t: 'stats-get'; id: number }
+  | { t: 'stats-sum'; id: number; counts: Counts };
+/** stats-*: stub_status's numbers summed by the master (stats.ts): a worker asks, every worker answers. */
+export type FromWorker = { t: 'hello' } | { t: 'ready' } | { t: 'failed'; message: string }
+  | { t: 'stats-ask'; id: number } | { t: 'stats-is'; id: number; counts: Counts } | { t: 'stats-final'; counts: Counts };
 
 let front: Front | undefined;
 let stopping = false;
@@ -28,7 +53,9 @@ async function stop(graceful: boolean, timeoutMs: number): Promise<void> {
   stopping = true;
   if (front) await front.shutdown(graceful, timeoutMs);
   front?.errorLog.flushSync();
-  process.exit(0);
+  // What this worker counted stays in the server's totals after it is gone, as nginx's shared counters do.
+  if (front?.conf.connStats && process.send) process.send({ t: 'stats-final', counts: STATS.counts() } satisfies FromWorker, () => process.exit(0));
+  else process.exit(0);
 }
 
 process.on('message', (m: ToWorker) => {
@@ -54,6 +81,12 @@ process.on('message', (m: ToWorker) => {
   } else if (m.t === 'quit') void stop(true, front?.conf.main.workerShutdownTimeoutMs ?? 0);
   else if (m.t === 'stop') void stop(false, 0);
   else if (m.t === 'reopen') front?.reopenLogs();
+  else if (m.t === 'stats-get') send({ t: 'stats-is', id: m.id, counts: STATS.counts() });
+  else if (m.t === 'stats-sum') {
+    const done = asked.get(m.id);
+    asked.delete(m.id);
+    done?.(m.counts);
+  }
 });
 
 // Messages sent before this module was loaded would be lost: the master waits for this greeting.

@@ -25,10 +25,13 @@ import { charsetSpecs } from './modules/charset.js';
 import { accessSpecs } from './modules/access.js';
 import { mapSpecs } from './modules/map.js';
 import { limitSpecs } from './modules/limits.js';
+import { statusSpecs } from './modules/status.js';
+import { geoSpecs } from './modules/geo.js';
+import { splitSpecs } from './modules/split.js';
 import { checkVariables, compileTemplate, newRegistry } from '../vars.js';
 import { buildBindings, type Binding } from '../listen.js';
 
-export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...cacheSpecs, ...sslSpecs, ...http2Specs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...unsupportedSpecs);
+export const TABLE = new DirectiveTable<Scope>().add(...coreSpecs, ...rewriteSpecs, ...staticSpecs, ...logSpecs, ...upstreamSpecs, ...cacheSpecs, ...sslSpecs, ...http2Specs, ...gzipSpecs, ...charsetSpecs, ...accessSpecs, ...limitSpecs, ...mapSpecs, ...statusSpecs, ...geoSpecs, ...splitSpecs, ...unsupportedSpecs);
 
 export interface LoadOptions {
   confFile: string;
@@ -47,6 +50,8 @@ export interface LoadedConf {
   warnings: string[];
   confFile: string;
   prefix: string;
+  /** Connections are counted for stub_status / $connections_* (stats.ts). */
+  connStats: boolean;
 }
 
 const DEFAULT_TYPES = new Map([['html', 'text/html'], ['gif', 'image/gif'], ['jpg', 'image/jpeg']]);
@@ -279,7 +284,7 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
       }
     }
   } else checkVariables(reg);
-  return { main, http, bindings, files: env.filesRead, warnings, confFile, prefix: opts.prefix };
+  return { main, http, bindings, files: env.filesRead, warnings, confFile, prefix: opts.prefix, connStats: reg.connStats };
 }
 
 /** limit_req / limit_conn name zones that may be declared further down: bound once the http block is read. */

@@ -281,6 +281,16 @@ export class LocConf {
   gzipHttpVersion: '1.0' | '1.1' | undefined;
   gzipProxied: 'off' | 'any' | undefined;
   gzipDisable: RegExp[] | undefined;
+  // ---- stub_status, gzip_static, sub_filter (ngxmods) ----
+  /** stub_status answers here. Never undefined, so never inherited: it is the level's own content handler. */
+  stubStatus = false;
+  gzipStatic: 'off' | 'on' | 'always' | undefined;
+  /** sub_filter pairs (the list is inherited whole), sub_filter_once (default on), sub_filter_types (beyond
+   * text/html), sub_filter_last_modified (default off): subfilter.ts. */
+  subFilters: Array<{ find: Template; replacement: Template }> | undefined;
+  subFilterOnce: boolean | undefined;
+  subFilterTypes: Set<string> | undefined;
+  subFilterLastModified: boolean | undefined;
   // upstream modules (uwsgi_* and proxy_* share these slots; each pass directive picks its own set)
   pass: PassConf | undefined;
   uwsgi: UpstreamSettings;

@@ -7,12 +7,12 @@ import { ProxyConfError } from '../errors.js';
 import type { Scope } from '../scope.js';
 import { ANY, MORE, pos, type DirectiveSpec } from '../table.js';
 
-const NAMES = `gzip_static gunzip
-ssi ssi_types sub_filter sub_filter_once
-geo split_clients resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
+const NAMES = `gunzip
+ssi ssi_types
+resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
 proxy_store uwsgi_store quic http3
 max_headers mirror flv mp4 image_filter
-stub_status perl js_content js_import slice secure_link dav_methods
+perl js_content js_import slice secure_link dav_methods
 ssl_stapling ssl_password_file
 proxy_ssl_certificate proxy_ssl_verify stream mail load_module
 ssl_engine`.split(/\s+/);
