@@ -21,6 +21,7 @@ import type { LocConf, SslConf } from './conf/model.js';
 import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { PRODUCT, VERSION } from './vars.js';
 import { adaptH2Request, isH2 } from './http2.js';
+import { Stapler } from './ocsp.js';
 import { STATS } from './stats.js';
 
 let connectionIds = 0;
@@ -277,6 +278,7 @@ export class Front implements Runtime {
         if (!b.ssl && !b.http2) countReading(s);
       }
     });
+    if (b.ssl) this.staple(b, server);
     // Over TLS, requests see the TLS socket, not the TCP one 'connection' gives: it gets the connection's
     // number ($connection, the error log's *N) and start (keepalive_time).
     if (b.ssl) {
@@ -395,6 +397,33 @@ export class Front implements Runtime {
       if (this.stopping) session.close();
     });
     return server as unknown as http.Server;
+  }
+
+  /**
+   * ssl_stapling: a handshake that asks for the certificate's status gets the response its server's Stapler
+   * holds (looked up by the certificate the handshake uses, which SNI chose).
+   */
+  private staple(b: Binding, server: http.Server | https.Server): void {
+    const byCert = new Map<string, Stapler>();
+    for (const g of b.groups.values()) {
+      for (const s of g.servers) {
+        const ssl = s.loc.ssl;
+        if (ssl.stapling !== true || ssl.certificate === undefined) continue;
+        const leaf = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/.exec(ssl.certificate.toString('latin1'));
+        if (!leaf) continue;
+        const der = Buffer.from(leaf[1]!.replace(/\s+/g, ''), 'base64');
+        const key = der.toString('base64');
+        if (byCert.has(key)) continue;
+        if (ssl.staplingFile !== undefined) byCert.set(key, new Stapler(der, der, undefined, false, 0, () => {}, ssl.staplingFile));
+        else if (ssl.staplingIssuer !== undefined) {
+          byCert.set(key, new Stapler(der, ssl.staplingIssuer, ssl.staplingUrl, ssl.staplingVerify === true, 30000, (level, msg) => this.errorLog.log(level, msg)));
+        }
+      }
+    }
+    if (byCert.size === 0) return;
+    server.on('OCSPRequest', (cert: Buffer, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void) => {
+      cb(null, byCert.get(cert.toString('base64'))?.current() ?? null);
+    });
   }
 
   /** Binds every socket of the configuration; rejects with nginx's bind() message on failure. */

@@ -19,6 +19,7 @@ import { bindPassTargets, upstreamSpecs } from './modules/upstream.js';
 import { bindCacheZones, cacheSpecs } from './modules/cache.js';
 import { sslSpecs } from './modules/ssl.js';
 import { http2Specs } from './modules/http2.js';
+import { staplingSetup } from '../ocsp.js';
 import { unsupportedSpecs } from './modules/unsupported.js';
 import { gzipSpecs } from './modules/gzip.js';
 import { charsetSpecs } from './modules/charset.js';
@@ -268,6 +269,15 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
     bindCacheZones(http, env.warn);
     bindings = buildBindings(http.servers, env.warn);
     for (const srv of http.servers) {
+      const ssl = srv.loc.ssl;
+      if (ssl.stapling === true && ssl.staplingFile === undefined && ssl.certificate !== undefined && srv.listens.some((l) => l.ssl)) {
+        const found = staplingSetup(ssl.certificate, ssl.trustedCertificate, ssl.staplingResponder, ssl.certificatePath ?? '');
+        if (found.problem !== undefined) env.warn(found.problem, srv.pos);
+        else {
+          ssl.staplingIssuer = found.issuer;
+          ssl.staplingUrl = found.url;
+        }
+      }
       for (const l of srv.listens) {
         if (l.ssl && (!srv.loc.ssl.certificate || !srv.loc.ssl.certificateKey)) {
           throw new ProxyConfError('BAD_VALUE', `no "ssl_certificate" is defined for the "listen ... ssl" directive`, l.pos);

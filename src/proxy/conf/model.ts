@@ -182,6 +182,14 @@ export interface SslConf {
   crl: Buffer | undefined;
   /** Where ssl_verify_client was written, for the "no ssl_client_certificate" error. */
   verifyClientPos: ConfPos | undefined;
+  /** OCSP stapling: ssl_stapling, ssl_stapling_file (DER), ssl_stapling_responder, ssl_stapling_verify. */
+  stapling?: boolean;
+  staplingFile?: Buffer;
+  staplingResponder?: string;
+  staplingVerify?: boolean;
+  /** Found when the configuration is loaded: the issuer's certificate (DER) and the responder's URL. */
+  staplingIssuer?: Buffer;
+  staplingUrl?: string;
 }
 
 /** Location-level settings (also set at http and server level). `undefined` means "inherit". */

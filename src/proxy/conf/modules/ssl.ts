@@ -75,6 +75,25 @@ export const sslSpecs: Spec[] = [
       s.loc.ssl.verifyDepth = Number(a);
     },
   },
+  { name: 'ssl_stapling', ctx: CTX, args: 'flag', set: (s, d) => void (s.loc.ssl.stapling = parseFlag(d)) },
+  { name: 'ssl_stapling_verify', ctx: CTX, args: 'flag', set: (s, d) => void (s.loc.ssl.staplingVerify = parseFlag(d)) },
+  {
+    name: 'ssl_stapling_file', ctx: CTX, args: 1,
+    set(s, d) {
+      const path = isAbsolute(d.args[0]!) ? d.args[0]! : resolve(s.env.confPrefix, d.args[0]!);
+      const text = s.env.fs.read(path);
+      if (text instanceof Error) throw new ProxyConfError('FILE', `cannot open "${path}": ${text.message}`, pos(d));
+      s.loc.ssl.staplingFile = Buffer.from(text, 'latin1');
+    },
+  },
+  {
+    name: 'ssl_stapling_responder', ctx: CTX, args: 1,
+    set(s, d) {
+      const url = d.args[0]!;
+      if (!/^http:\/\/[^/\s]+/.test(url)) throw new ProxyConfError('BAD_VALUE', `invalid URL prefix in OCSP responder "${url}" in resolver`, pos(d));
+      s.loc.ssl.staplingResponder = url;
+    },
+  },
   tuning('ssl_session_cache', CTX, [1, 2]),
   tuning('ssl_session_timeout', CTX, 1),
   tuning('ssl_session_tickets', CTX, 'flag'),

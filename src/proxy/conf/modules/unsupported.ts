@@ -13,7 +13,7 @@ resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcach
 proxy_store uwsgi_store quic http3
 max_headers mirror flv mp4 image_filter
 perl js_content js_import slice secure_link dav_methods
-ssl_stapling ssl_password_file
+ssl_password_file
 proxy_ssl_certificate proxy_ssl_verify stream mail load_module
 ssl_engine`.split(/\s+/);
 
