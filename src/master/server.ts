@@ -215,8 +215,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     if (kind === 'node' && settings.mules) {
       throw new StartupError(`mule: mules (docs/mules.md) are implemented for Python apps only; ${choice.file} is a Node app`);
     }
-    if (kind === 'node' && settings.routes) {
-      const first = settings.routes[0]!.where;
+    if (kind === 'node' && (settings.routes || settings.finalRoutes)) {
+      const first = (settings.routes ?? settings.finalRoutes)![0]!.where;
       throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);
     }
     if (kind === 'node' && settings.caches) {
