@@ -762,16 +762,15 @@ function parseDaemon2(value: string, origin: Origin): DaemonSpec {
  * entries when they are at hand, else option by option.
  */
 function routeEntries(values: OptionValues, entries: readonly Entry[], table: readonly string[] = ROUTE_OPTION_NAMES): Array<{ option: string; value: string; origin: Origin }> {
-  const ROUTE_OPTION_NAMES = table;
-  const names = new Set(ROUTE_OPTION_NAMES);
-  if (!ROUTE_OPTION_NAMES.some((n) => values.all(n).length)) return [];
+  const names = new Set(table);
+  if (!table.some((n) => values.all(n).length)) return [];
   const ordered: Array<{ option: string; value: string; origin: Origin }> = [];
   for (const e of entries) {
     const def = findOption(e.key);
     if (def && names.has(def.name)) ordered.push({ option: def.name, value: e.value, origin: e.origin });
   }
   if (ordered.length) return ordered;
-  return ROUTE_OPTION_NAMES.flatMap((n) => values.all(n).map((v) => ({ option: n, ...v })));
+  return table.flatMap((n) => values.all(n).map((v) => ({ option: n, ...v })));
 }
 
 /** Builds the settings the server runs with. */
