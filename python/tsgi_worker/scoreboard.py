@@ -11,6 +11,8 @@ _WORKER = struct.Struct('<IIQQQQQQ')
 _BUSY = struct.Struct('<IIQQQQQ')        # pid, status, totals, oldest start (everything up to offset 48)
 _CORE_START = struct.Struct('<QQB')      # start, requests, text length
 _U64 = struct.Struct('<Q')
+_SLOT = struct.Struct('<IIQQQQ')         # pid, status, requests, exceptions, tx, total response time
+_IDENT = struct.Struct('<HHI')           # worker id, respawns, spawn time (s): written by the master
 _U32 = struct.Struct('<I')
 
 
@@ -23,7 +25,9 @@ class Scoreboard(object):
         self.off = slot * self.stride
         self.pid = pid
         self.slots = size // self.stride
-        self.mm[self.off:self.off + self.stride] = bytes(self.stride)
+        # Bytes 56..63 are the master's (worker id, respawns, spawn time: identify() in scoreboard.ts).
+        self.mm[self.off:self.off + 56] = bytes(56)
+        self.mm[self.off + 64:self.off + self.stride] = bytes(self.stride - 64)
         _WORKER.pack_into(self.mm, self.off, pid, 0, 0, 0, 0, 0, 0, 0)
 
     def busy(self, core, now_us, requests, exceptions, tx, rt_total, request_line):
@@ -57,6 +61,22 @@ class Scoreboard(object):
         return total
 
 
+    def workers(self):
+        """Every live slot as (slot, pid, busy, requests, exceptions, tx, rt_total, id, respawns, spawned_at):
+        read for uwsgi.workers(), never per request."""
+        mm = self.mm
+        stride = self.stride
+        out = []
+        for i in range(1, min(_U32.unpack_from(mm, 8)[0], self.slots)):
+            off = i * stride
+            pid, status, requests, exceptions, tx, rt_total = _SLOT.unpack_from(mm, off)
+            if not pid:
+                continue
+            wid, respawns, spawned = _IDENT.unpack_from(mm, off + 56)
+            out.append((i, pid, status == 1, requests, exceptions, tx, rt_total, wid, respawns, spawned))
+        return out
+
+
 class NoScoreboard(object):
     """Stand-in when no scoreboard descriptor was given (a worker started by hand for debugging)."""
     __slots__ = ()
@@ -69,3 +89,6 @@ class NoScoreboard(object):
 
     def total_requests(self):
         return 0
+
+    def workers(self):
+        return []

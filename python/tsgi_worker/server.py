@@ -163,6 +163,11 @@ class Worker(object):
         if conf.get('routes'):
             from .routing import Routing
             self.routing = Routing(conf['routes'], self.worker_id, self.pid, self.log_error, self.log_line)
+        # final-route*: after the response, before its log line (as uWSGI 2.0.21 orders them).
+        self.final_routing = None
+        if conf.get('finalRoutes'):
+            from .routing import Routing
+            self.final_routing = Routing(conf['finalRoutes'], self.worker_id, self.pid, self.log_error, self.log_line)
 
     # ---- signals -------------------------------------------------------------------------------------------
 
@@ -480,6 +485,8 @@ class Worker(object):
                 r, healthy = self.run_app(out, environ, app)
         if body.__class__ is SocketInput and body.unread_bytes():
             healthy = self._discard_body(body) and healthy
+        if self.final_routing is not None:
+            log = self._final_routes(environ, core, log)
         now = time.time()
         usec = int((now - start) * 1000000)
         core.requests += 1
@@ -520,6 +527,21 @@ class Worker(object):
         except (OSError, IOError):
             return False
         return True
+
+    def _final_routes(self, environ, core, log):
+        """Runs the final routes (their log lines, logvars for the request's line, donotlog); returns `log`."""
+        try:
+            o = self.final_routing.apply(environ)
+        except Exception as e:
+            self.log_error('final route failed: %s' % e)
+            return log
+        if o is None:
+            return log
+        if o.logvars is not None:
+            if core.logvars is None:
+                core.logvars = {}
+            core.logvars.update(o.logvars)
+        return log and not o.quiet
 
     def run_app(self, out, environ, app, edit=None):
         """Calls the app and sends its response to `out`. Returns (state, connection still usable). `edit`: the

@@ -97,6 +97,42 @@ def log(message):
     return True
 
 
+def workers():
+    """uWSGI's uwsgi.workers(): a tuple with a dict per worker id (1..processes), its keys and types as uWSGI
+    2.0.21 gives them, read from the scoreboard. What tsgi does not track is 0, as uWSGI shows it without the
+    option that tracks it: rss/vsz (memory-report), signals, and per app the interpreter/callable addresses;
+    an app's requests/exceptions are the worker's when it runs one app, 0 with mounts."""
+    w = _worker
+    slots = w.scoreboard.workers() if w is not None else []
+    newest = {}
+    for rec in slots:
+        # During a reload an id has an old and a new worker: the one spawned last is the id's worker.
+        old = newest.get(rec[7])
+        if old is None or (rec[9], rec[0]) > (old[9], old[0]):
+            newest[rec[7]] = rec
+    mounts = _conf.get('mounts') or ()
+    points = [m.get('mountpoint', '') for m in mounts] or ['']
+    out = []
+    for wid in range(1, int(_conf.get('processes', 1)) + 1):
+        rec = newest.get(wid)
+        if rec is None:
+            pid = requests = exceptions = tx = rt = respawns = spawned = 0
+            status = b'cheap'
+        else:
+            _slot, pid, busy, requests, exceptions, tx, rt, _id, respawns, spawned = rec
+            status = b'busy' if busy else b'idle'
+        one = len(points) == 1
+        apps = tuple({'id': i, 'modifier1': 0, 'mountpoint': p.encode('utf-8', 'surrogateescape'),
+                      'startup_time': 0, 'interpreter': 0, 'callable': 0,
+                      'requests': requests if one else 0, 'exceptions': exceptions if one else 0, 'chdir': b''}
+                     for i, p in enumerate(points))
+        out.append({'id': wid, 'pid': pid, 'requests': requests, 'delta_requests': requests, 'signals': 0,
+                    'exceptions': exceptions, 'status': status, 'rss': 0, 'vsz': 0, 'running_time': rt,
+                    'last_spawn': spawned, 'respawn_count': respawns, 'tx': tx,
+                    'avg_rt': rt // requests if requests else 0, 'apps': apps})
+    return tuple(out)
+
+
 def _text(value, what):
     if value.__class__ is str:
         return value
@@ -185,7 +221,7 @@ _LOCK_OFFSET = 1 << 40
 
 # Attributes uWSGI sets that apps and libraries read, and what `import uwsgi` must not lack.
 _PUBLIC = ('worker_id', 'mule_id', 'masterpid', 'total_requests', 'request_id', 'mem', 'logsize', 'log',
-           'set_logvar', 'get_logvar', 'reload', 'stop', 'i_am_the_spooler', 'lock', 'unlock')
+           'set_logvar', 'get_logvar', 'workers', 'reload', 'stop', 'i_am_the_spooler', 'lock', 'unlock')
 
 
 def _module_getattr(name):

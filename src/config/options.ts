@@ -248,6 +248,15 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'route-if-not', kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing', help: 'run ACTION when the condition does not hold' }),
   declare({ name: 'route-label', kind: 'string', repeat: true, meta: 'NAME', section: 'Routing', help: 'a place in the rules that goto:NAME jumps to (forward only)' }),
 
+  // final-route* (docs/routing.md): the same rules, run after the response and before its log line.
+  ...['', '-host', '-uri', '-qs', '-remote-addr', '-user-agent', '-referer', '-remote-user'].map((suffix) =>
+    declare({ name: `final-route${suffix}`, kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing',
+      help: `as route${suffix}, run after the response is sent and before its log line (log, logvar, donotlog, goto, continue, break)` })),
+  declare({ name: 'final-route-run', kind: 'string', repeat: true, meta: 'ACTION:ARG', section: 'Routing', help: 'as route-run, after the response (final routes)' }),
+  declare({ name: 'final-route-if', kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing', help: 'as route-if, after the response (final routes)' }),
+  declare({ name: 'final-route-if-not', kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing', help: 'as route-if-not, after the response (final routes)' }),
+  declare({ name: 'final-route-label', kind: 'string', repeat: true, meta: 'NAME', section: 'Routing', help: 'a label of the final routes for goto' }),
+
   // ---- Caching (src/cache, python/tsgi_worker/cache.py, docs/cache.md) ----
   declare({ name: 'cache2', kind: 'string', repeat: true, meta: 'name=NAME,items=N[,...]', section: 'Caching',
     help: 'Python apps: a cache shared by every worker (blocksize=, blocks=, keysize=, bitmap=1, purge_lru=1, store=FILE, ...); may repeat' }),

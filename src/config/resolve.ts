@@ -11,7 +11,7 @@ import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
 import { checkCacheRoutes, readCacheSettings, type CacheSettings } from '../cache/config.js';
-import { readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
+import { FINAL_ROUTE_OPTION_NAMES, readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
 import { accessSync, constants as fsConstants, mkdirSync, realpathSync } from 'node:fs';
 import { readLogging, type LoggingSpec } from './logging.js';
@@ -403,6 +403,8 @@ export interface Settings {
   static: StaticSettings | undefined;
   /** route, route-run, route-if, ... in the order given (docs/routing.md); undefined when none is set. */
   routes: RouteRule[] | undefined;
+  /** final-route*: run by the Python worker after the response, before the request's log line. */
+  finalRoutes: RouteRule[] | undefined;
   /** cache2, cache and friends (src/cache, docs/cache.md); undefined when no cache is configured. */
   caches: CacheSettings | undefined;
   /**
@@ -759,16 +761,16 @@ function parseDaemon2(value: string, origin: Origin): DaemonSpec {
  * The routing options in the order they were given, across all of them (uWSGI keeps one table): taken from the
  * entries when they are at hand, else option by option.
  */
-function routeEntries(values: OptionValues, entries: readonly Entry[]): Array<{ option: string; value: string; origin: Origin }> {
-  const names = new Set(ROUTE_OPTION_NAMES);
-  if (!ROUTE_OPTION_NAMES.some((n) => values.all(n).length)) return [];
+function routeEntries(values: OptionValues, entries: readonly Entry[], table: readonly string[] = ROUTE_OPTION_NAMES): Array<{ option: string; value: string; origin: Origin }> {
+  const names = new Set(table);
+  if (!table.some((n) => values.all(n).length)) return [];
   const ordered: Array<{ option: string; value: string; origin: Origin }> = [];
   for (const e of entries) {
     const def = findOption(e.key);
     if (def && names.has(def.name)) ordered.push({ option: def.name, value: e.value, origin: e.origin });
   }
   if (ordered.length) return ordered;
-  return ROUTE_OPTION_NAMES.flatMap((n) => values.all(n).map((v) => ({ option: n, ...v })));
+  return table.flatMap((n) => values.all(n).map((v) => ({ option: n, ...v })));
 }
 
 /** Builds the settings the server runs with. */
@@ -830,6 +832,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
   }
   const spaced = values.get('procname-prefix-spaced');
   const routes = readRoutes(routeEntries(values, entries));
+  const finalRoutes = readRoutes(routeEntries(values, entries, FINAL_ROUTE_OPTION_NAMES), 'final');
   const caches = readCacheSettings(values, resolvePath(values.get('chdir') ?? '.'));
   checkCacheRoutes(routes, caches);
   return {
@@ -934,6 +937,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     },
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
     routes,
+    finalRoutes,
     caches,
     exportedOptions: exportedOptions(entries),
     readAt: Date.now(),

@@ -21,6 +21,15 @@ export const ROUTE_SUBJECTS: Readonly<Record<string, string>> = {
 
 export const ROUTE_OPTION_NAMES: readonly string[] = [...Object.keys(ROUTE_SUBJECTS), 'route-run', 'route-if', 'route-if-not', 'route-label'];
 
+/**
+ * final-route and its variants: uWSGI 2.0.21 runs this table after the response is sent and before the request's
+ * log line (a logvar set there is in the line, donotlog drops it). final-route-status is not here (refused).
+ */
+export const FINAL_ROUTE_OPTION_NAMES: readonly string[] = ROUTE_OPTION_NAMES.map((n) => `final-${n}`);
+
+/** The actions that mean something once the response is out: the log's and the table's own flow. */
+const FINAL_ACTIONS = new Set(['log', 'logvar', 'donotlog', 'goto', 'continue', 'break']);
+
 /** One rule as the worker runs it. Texts are left unexpanded (${VAR} and $N are expanded per request). */
 export interface RouteRule {
   /** A route-label: a place `goto` jumps to; nothing else is set. */
@@ -202,13 +211,14 @@ function checkVars(text: string, fail: (why: string) => ConfigError): void {
 }
 
 /** Reads the rules from the route options, in the order they were given. */
-export function readRoutes(entries: ReadonlyArray<{ option: string; value: string; origin: Origin }>): RouteRule[] | undefined {
+export function readRoutes(entries: ReadonlyArray<{ option: string; value: string; origin: Origin }>, chain: 'main' | 'final' = 'main'): RouteRule[] | undefined {
   if (!entries.length) return undefined;
   const rules: RouteRule[] = [];
   const pendingGotos: Array<{ index: number; label: string; fail: (why: string) => ConfigError }> = [];
-  for (const { option, value, origin } of entries) {
-    const fail = (why: string): ConfigError => new ConfigError(why.startsWith('!') ? 'NOT_IMPLEMENTED' : 'BAD_VALUE', why.replace(/^!/, ''), origin, option);
-    const where = `${describeOrigin(origin)} ${option} = ${value}`;
+  for (const { option: given, value, origin } of entries) {
+    const option = chain === 'final' ? given.slice('final-'.length) : given;
+    const fail = (why: string): ConfigError => new ConfigError(why.startsWith('!') ? 'NOT_IMPLEMENTED' : 'BAD_VALUE', why.replace(/^!/, ''), origin, given);
+    const where = `${describeOrigin(origin)} ${given} = ${value}`;
     if (option === 'route-label') {
       if (!value.trim()) throw fail('expects a label name');
       rules.push({ label: value, where });
@@ -258,6 +268,12 @@ export function readRoutes(entries: ReadonlyArray<{ option: string; value: strin
     if (!def) {
       const plugin = PLUGIN_ACTIONS[name];
       throw fail(`!route action '${name}'${plugin ? ` (uWSGI's ${plugin} plugin)` : ''} is not supported by tsgi (see docs/routing.md)`);
+    }
+    if (chain === 'final' && !FINAL_ACTIONS.has(def.canonical)) {
+      throw fail(`!action '${name}' cannot run in a final route: final routes run after the response is sent, where tsgi runs ${[...FINAL_ACTIONS].join(', ')} (docs/routing.md)`);
+    }
+    if (chain === 'final' && def.canonical === 'break' && arg.length > 0) {
+      throw fail(`!action 'break' with a status cannot run in a final route: the response is already sent (write 'break:')`);
     }
     const bad = def.check?.(arg);
     if (bad) throw fail(`action '${name}' ${bad}`);

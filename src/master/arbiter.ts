@@ -397,6 +397,7 @@ export class Master {
       else this.later(1000, { type: 'respawn', id, generation });
       return;
     }
+    this.scoreboard.identify(slot, id, this.respawns.get(id) ?? 0, Date.now());
     const w: WorkerHandle = {
       id,
       slot,

@@ -83,6 +83,18 @@ export class Scoreboard {
     return slot;
   }
 
+  /**
+   * Writes who holds a slot (offset 56 of its worker part): the worker id, how many times that id was spawned
+   * before, and when (seconds since the epoch). Written once per spawn; `uwsgi.workers()` reads it.
+   */
+  identify(slot: number, id: number, respawns: number, spawnedAtMs: number): void {
+    const b = Buffer.alloc(8);
+    b.writeUInt16LE(Math.min(id, 0xffff), 0);
+    b.writeUInt16LE(Math.min(respawns, 0xffff), 2);
+    b.writeUInt32LE(Math.floor(spawnedAtMs / 1000) >>> 0, 4);
+    writeSync(this.fd, b, 0, 8, slot * this.stride + 56);
+  }
+
   /** Returns a dead worker's slot, keeping its request count in the running total. */
   release(slot: number): void {
     const s = this.read(slot);

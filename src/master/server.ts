@@ -3,7 +3,7 @@
  * then hand over to the master loop. Any problem before the first worker starts is one line and exit 1.
  */
 import { runExecHooks, type ExecPhase } from './exec-hooks.js';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, writeFileSync, unlinkSync } from 'node:fs';
 import { cacheStats, openCache, startStoreSync, type OpenCache } from '../cache/shared.js';
 import type { CacheSpec } from '../cache/config.js';
@@ -215,8 +215,8 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     if (kind === 'node' && settings.mules) {
       throw new StartupError(`mule: mules (docs/mules.md) are implemented for Python apps only; ${choice.file} is a Node app`);
     }
-    if (kind === 'node' && settings.routes) {
-      const first = settings.routes[0]!.where;
+    if (kind === 'node' && (settings.routes || settings.finalRoutes)) {
+      const first = (settings.routes ?? settings.finalRoutes)![0]!.where;
       throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);
     }
     if (kind === 'node' && settings.caches) {
@@ -353,6 +353,32 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         env: process.env,
         loader,
       });
+    // A graceful reload re-reads the https certificates (docs/https.md), so a renewed one needs no restart: the
+    // same files (a socket's change waits for a restart like the socket itself), read with the privileges the
+    // master has now. One that cannot be read or checked keeps the old one, with one line; the server goes on.
+    let routerChild: ChildProcess | undefined;
+    const reloadCertificates = (): void => {
+      let changed = false;
+      for (const b of sockets!) {
+        if (!b.spec.tls) continue;
+        const old = tlsBySpec.get(b.spec)!;
+        let fresh: TlsMaterial;
+        try {
+          fresh = loadTls(b.spec);
+        } catch (err) {
+          const why = err instanceof ConfigError ? err.detail : (err as Error).message;
+          const root = settings.uid !== undefined || settings.gid !== undefined ? ' (read after privileges were dropped: a file only root can read needs a restart)' : '';
+          processLog.info(`https ${b.name}: certificate not reloaded, the old one stays: ${why}${root}`);
+          continue;
+        }
+        if (fresh.cert === old.cert && fresh.key === old.key && fresh.ca === old.ca) continue;
+        tlsBySpec.set(b.spec, fresh);
+        changed = true;
+        processLog.info(`https ${b.name}: certificate reloaded from ${b.spec.tls.cert}`);
+      }
+      // The router serves on; Node workers get the new ones as the reload spawns them (tlsFor reads tlsBySpec).
+      if (changed && routerChild?.connected) routerChild.send({ type: 'tls', reload: true, material: httpSockets.map((b) => tlsBySpec.get(b.spec)) });
+    };
     const hooks: MasterHooks = {
       spawn: (s, id, slot) =>
         kind === 'node'
@@ -377,7 +403,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       // Node cannot fork a loaded app: every Node worker loads it (lazy-apps, always).
       spawnLoader: settings.lazyApps || kind === 'node' ? undefined : (s) => workerSpec(s, 0, 0, true),
       spawnRouter: linkSocket
-        ? (s, links) => spawnRouter(s, httpSockets, linkSocket, processLog.fd, links, httpSockets.map((b) => tlsBySpec.get(b.spec)), reqLogFd)
+        ? (s, links) => (routerChild = spawnRouter(s, httpSockets, linkSocket, processLog.fd, links, httpSockets.map((b) => tlsBySpec.get(b.spec)), reqLogFd))
         : undefined,
       reloadSettings: () => {
         let errors = '';
@@ -427,6 +453,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         else if (next.mules) processLog.info('note: a mule added to a configuration that had none takes effect at the next restart');
         mules?.reload(next);
         cron?.replace(next.cron, next.cronHarakiri);
+        reloadCertificates();
         return next;
       },
       releaseListeners: () => closeSockets(boundSockets, vacuum),

@@ -58,6 +58,8 @@ export class HttpRouter {
   private date = httpDate(Date.now());
   private dateSecond = Math.floor(Date.now() / 1000);
   private readonly sweep: NodeJS.Timeout;
+  /** Per listener (listen() order), how an https one takes re-read certificates; undefined for plain HTTP. */
+  private readonly tlsUpdaters: Array<((t: ListenerTls) => void) | undefined> = [];
 
   constructor(
     private readonly pool: RequestSink,
@@ -131,8 +133,17 @@ export class HttpRouter {
     this.servers.push(server);
   }
 
+  /**
+   * A reload re-read the certificates (docs/https.md): listener `index` (in listen() order) takes them for its
+   * next handshakes; connections already open keep the context they were made with. Throws when OpenSSL refuses.
+   */
+  setTls(index: number, t: ListenerTls): void {
+    this.tlsUpdaters[index]?.(t);
+  }
+
   /** An https listener: connections are handed over once the handshake (and the client-certificate checks) passed. */
-  private tlsServer(t: ListenerTls, l: HttpListenerConfig, ctx: RouterContext, timeoutMs: number): tls.Server {
+  private tlsServer(first: ListenerTls, l: HttpListenerConfig, ctx: RouterContext, timeoutMs: number): tls.Server {
+    let t = first;
     const server = tls.createServer({ allowHalfOpen: true, noDelay: true, ...tlsServerOptions(t, l.name, timeoutMs) }, (socket) => {
       if (this.closingNow) {
         socket.destroy();
@@ -146,6 +157,10 @@ export class HttpRouter {
     server.on('tlsClientError', () => {
       /* a failed handshake: the client was told by TLS itself */
     });
+    this.tlsUpdaters[this.servers.length] = (next) => {
+      server.setSecureContext(tlsServerOptions(next, l.name, timeoutMs));
+      t = next;
+    };
     return server;
   }
 

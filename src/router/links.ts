@@ -12,6 +12,8 @@ import { FrameDecoder, type FrameSink } from './frames.js';
 export interface Exchange {
   /** The request: uwsgi packet and body, written to the link as they are. */
   readonly payload: readonly Buffer[];
+  /** The request's method (http-to: a HEAD response has no body, whatever its headers say). */
+  readonly method: string;
   head(status: string, headers: string[]): void;
   body(chunk: Buffer): void;
   end(): void;

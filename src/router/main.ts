@@ -140,8 +140,20 @@ export function main(): void {
       log(`cannot reopen the log ${cfg.logto}: ${(err as NodeJS.ErrnoException).code}`);
     }
   });
-  process.on('message', (m: { type?: string; links?: number }) => {
+  process.on('message', (m: { type?: string; links?: number; material?: Array<TlsMaterial | null>; reload?: boolean }) => {
     if (m?.type === 'links' && typeof m.links === 'number' && pool instanceof LinkPool) pool.resize(m.links);
+    if (m?.type === 'tls' && m.reload === true && Array.isArray(m.material) && cfg.tlsSettings) {
+      // A reload's certificates (the master checked them): new handshakes use them, open connections keep theirs.
+      cfg.listeners.forEach((l, i) => {
+        const material = m.material![i];
+        if (!l.tls || !material) return;
+        try {
+          router.setTls(i, { ...material, ...cfg.tlsSettings! });
+        } catch (err) {
+          log(`https ${l.name}: the reloaded certificate was refused (${(err as Error).message}); the old one stays`);
+        }
+      });
+    }
   });
   process.on('disconnect', () => {
     // The master is gone: nothing supervises us any more.

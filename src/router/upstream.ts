@@ -78,9 +78,36 @@ export class UpstreamPool {
       for (const p of ex.payload) socket.write(p);
       socket.uncork();
     });
+    // How the backend frames its body: a uwsgi server answers with HTTP, so Content-Length, chunked (an app that
+    // sets Transfer-Encoding itself, a tsgi Node worker) or the end of the connection (uWSGI for a generator).
+    // The body reaches the request decoded; it frames it again for its client, so keep-alive is kept.
+    let remaining = -1; // bytes left when framed by Content-Length
+    let chunks: ChunkDecoder | undefined;
+    const finish = (): void => {
+      done();
+      socket.destroy();
+      ex.end();
+    };
+    const feed = (data: Buffer): void => {
+      if (chunks !== undefined) {
+        const r = chunks.push(data, (piece) => ex.body(piece));
+        if (r === 'done') return finish();
+        if (r === 'bad') return this.bad(ex, socket, target, 'a malformed chunked body');
+        return;
+      }
+      if (remaining >= 0) {
+        if (data.length >= remaining) {
+          if (remaining > 0) ex.body(data.length === remaining ? data : data.subarray(0, remaining));
+          remaining = 0;
+          return finish();
+        }
+        remaining -= data.length;
+      }
+      ex.body(data);
+    };
     socket.on('data', (chunk: Buffer) => {
       if (finished) return;
-      if (headDone) return ex.body(chunk);
+      if (headDone) return feed(chunk);
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       const end = head.indexOf('\r\n\r\n');
       if (end === -1) {
@@ -90,10 +117,18 @@ export class UpstreamPool {
       const parsed = parseHead(head.subarray(0, end).toString('latin1'));
       if (parsed === undefined) return this.bad(ex, socket, target, 'a response that is not HTTP');
       headDone = true;
+      const code = Number(parsed.status.slice(0, 3));
+      const framing = bodyFraming(parsed.headers);
+      if (framing === undefined) return this.bad(ex, socket, target, 'a Transfer-Encoding or Content-Length HTTP cannot frame');
       ex.head(parsed.status, parsed.headers);
+      if (finished) return; // the request refused the head (502)
+      if (code < 200 || code === 204 || code === 304 || ex.method === 'HEAD') return finish();
+      if (framing === 'chunked') chunks = new ChunkDecoder();
+      else remaining = framing;
       const rest = head.subarray(end + 4);
       head = Buffer.alloc(0);
-      if (rest.length > 0) ex.body(rest);
+      if (rest.length > 0) feed(rest);
+      else if (remaining === 0) finish();
     });
     socket.on('end', () => {
       if (finished) return;
@@ -102,6 +137,12 @@ export class UpstreamPool {
         this.log(`http-to ${target.text} closed the connection without a response; answered 502`);
         return ex.fail('abort');
       }
+      if (chunks !== undefined) {
+        // The last chunk never came: the client must not take a cut body for a whole one.
+        this.log(`http-to ${target.text} closed the connection in the middle of a chunked body`);
+        return ex.fail('abort');
+      }
+      // Close-delimited, or a Content-Length the backend did not fill (the request tells that to its client).
       ex.end();
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -144,4 +185,77 @@ function parseHead(text: string): { status: string; headers: string[] } | undefi
     headers.push(line.slice(0, colon), line.slice(colon + 1).trim());
   }
   return { status: m[1]!, headers };
+}
+
+/**
+ * The backend's framing from its headers: 'chunked', a Content-Length, -1 for the end of the connection, or
+ * undefined for what HTTP/1.1 cannot frame (a coding other than chunked last, conflicting lengths).
+ */
+function bodyFraming(headers: string[]): 'chunked' | number | undefined {
+  let length = -1;
+  let chunked = false;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!.toLowerCase();
+    if (name === 'transfer-encoding') {
+      const codings = headers[i + 1]!.toLowerCase().split(',').map((c) => c.trim()).filter(Boolean);
+      if (codings.at(-1) !== 'chunked') return undefined;
+      chunked = true;
+    } else if (name === 'content-length') {
+      const v = headers[i + 1]!;
+      const n = /^\d+$/.test(v) ? Number(v) : NaN;
+      if (!Number.isSafeInteger(n) || (length >= 0 && n !== length)) return undefined;
+      length = n;
+    }
+  }
+  // Both: chunked wins (RFC 9112 6.3), and the length must not reach the client.
+  if (chunked) {
+    for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i]!.toLowerCase() === 'content-length') headers.splice(i, 2);
+    return 'chunked';
+  }
+  return length;
+}
+
+const enum ChunkState { Size, Data, DataEnd, Trailer }
+
+/** Decodes a chunked body as it arrives, in pieces of any size; chunk extensions and trailers are dropped. */
+export class ChunkDecoder {
+  private state = ChunkState.Size;
+  private line = '';
+  private left = 0;
+
+  /** Feeds bytes; data goes to `out`. 'done' after the last chunk and its trailers, 'bad' on a framing error. */
+  push(data: Buffer, out: (piece: Buffer) => void): 'more' | 'done' | 'bad' {
+    let i = 0;
+    while (i < data.length) {
+      if (this.state === ChunkState.Data) {
+        const n = Math.min(this.left, data.length - i);
+        out(data.subarray(i, i + n));
+        i += n;
+        this.left -= n;
+        if (this.left === 0) this.state = ChunkState.DataEnd;
+        continue;
+      }
+      // A line: the size line, the CRLF after a chunk's data, or a trailer line.
+      const nl = data.indexOf(10, i);
+      const upto = nl === -1 ? data.length : nl + 1;
+      this.line += data.toString('latin1', i, upto);
+      i = upto;
+      if (this.line.length > 4096) return 'bad';
+      if (nl === -1) break;
+      const line = this.line.endsWith('\r\n') ? this.line.slice(0, -2) : this.line.slice(0, -1);
+      this.line = '';
+      if (this.state === ChunkState.DataEnd) {
+        if (line !== '') return 'bad';
+        this.state = ChunkState.Size;
+      } else if (this.state === ChunkState.Size) {
+        const m = /^([0-9a-fA-F]{1,12})[ \t]*(?:;.*)?$/.exec(line);
+        if (m === null) return 'bad';
+        this.left = parseInt(m[1]!, 16);
+        this.state = this.left === 0 ? ChunkState.Trailer : ChunkState.Data;
+      } else if (line === '') {
+        return 'done';
+      }
+    }
+    return 'more';
+  }
 }

@@ -153,6 +153,7 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     // route, route-run, route-if, ... (docs/routing.md): run by the worker before static files and the app, on
     // every socket and the router's link; null when unset.
     routes: s.routes ?? null,
+    finalRoutes: s.finalRoutes ?? null,
     zygote: spec.loader === true,
     // py-autoreload: worker 1 checks the modules' files every N seconds and sends SIGHUP to the master.
     autoreload: s.python.autoreload,
