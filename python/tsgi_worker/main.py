@@ -152,7 +152,7 @@ def _load(conf, who):
     try:
         for module in conf.get('imports', ()):
             _import_one(conf, module, who)
-        if conf.get('mounts'):
+        if conf.get('mounts') is not None:
             return _load_mounts(conf, who)
         return _load_one(conf, conf['app'], conf['appName'], who)
     finally:
@@ -204,7 +204,12 @@ def _load_mounts(conf, who):
             _log("[pid: %d|%s] WSGI app %d (mountpoint='%s') ready in %d seconds: %s%s" % (
                 os.getpid(), who, i, mountpoint, int(time.time() - start), spec['name'], ' (default app)' if i == 0 else ''))
         apps.append((mountpoint, app))
-    return Mounts(apps, conf.get('manageScriptName', False), conf.get('noDefaultApp', False))
+    if not apps:
+        _log('[pid: %d|%s] no app configured: apps are loaded as requests name them (UWSGI_SCRIPT, UWSGI_MODULE, '
+             'UWSGI_FILE; docs/vhost.md)' % (os.getpid(), who))
+    return Mounts(apps, conf.get('manageScriptName', False), conf.get('noDefaultApp', False), vhost=conf.get('vhost', False),
+                  max_apps=conf.get('maxApps', 64), callable_name=conf['app'].get('callable') or 'application',
+                  threads=conf.get('threads', 1))
 
 
 def _serve(conf, app, listeners, worker_id, slot, max_requests, control_fd, ready_message, forked=False):

@@ -11,15 +11,31 @@ The rules are uWSGI 2.0's, checked against Debian's uwsgi 2.0.21:
 Where tsgi differs: a mountpoint written with a trailing slash (/a/) matches as /a, and SCRIPT_NAME becomes /a
 (uWSGI 2.0.21 sets SCRIPT_NAME '/a/' and PATH_INFO 'x' for /a/x, and reads past the request for /a).
 
-Nothing here runs unless one of those options is set: the worker then makes one attribute test per request.
+Dynamic apps (docs/vhost.md): a request whose app id (UWSGI_APPID, else SCRIPT_NAME, else with vhost
+'HOST|SCRIPT_NAME') names no app and that carries UWSGI_SCRIPT, UWSGI_MODULE or UWSGI_FILE loads that app in this
+worker (dynapps.py) under that id, and keeps it. A load that fails is retried by the next such request.
+
+Nothing here runs unless one of those options is set or a request has a SCRIPT_NAME: the worker then makes one
+attribute test (and, with a single app, one dict lookup) per request.
 """
+import os
+import threading
+import time
+import traceback
 
 
 class Mounts(object):
-    __slots__ = ('apps', 'by_name', 'prefixes', 'manage', 'default', 'no_default', 'log_error')
+    __slots__ = ('apps', 'by_name', 'prefixes', 'manage', 'default', 'no_default', 'log_error', 'vhost', 'max_apps',
+                 'callable', 'chdirs', 'lock')
 
-    def __init__(self, apps, manage_script_name, no_default_app):
+    def __init__(self, apps, manage_script_name, no_default_app, vhost=False, max_apps=64, callable_name='application',
+                 threads=1):
         """`apps`: [(mountpoint, callable)] in app-id order."""
+        self.vhost = vhost
+        self.max_apps = max_apps
+        self.callable = callable_name
+        self.chdirs = None            # {app id: UWSGI_CHDIR} of dynamic apps loaded with one
+        self.lock = threading.Lock() if threads > 1 else None
         self.apps = [app for _, app in apps]
         self.by_name = {}
         prefixes = []
@@ -50,19 +66,99 @@ class Mounts(object):
                         environ['PATH_INFO'] = path[len(prefix):]
                         core.app_id = i
                         return self.apps[i]
-        i = self.by_name.get(environ['SCRIPT_NAME'])
-        if i is not None:
-            core.app_id = i
-            return self.apps[i]
-        if self.no_default:
-            core.app_id = -1
-            return self.no_app
-        core.app_id = 0
-        return self.default
+        setenv = environ.get('UWSGI_SETENV')
+        if setenv is not None:
+            # As uWSGI: the process environment (what child processes get), not os.environ.
+            name, eq, value = setenv.partition('=')
+            if eq and name:
+                os.putenv(name, value)
+        appid = environ.get('UWSGI_APPID')
+        if appid is None:
+            if self.vhost:
+                # uWSGI's virtual hosting key; the app sees it as UWSGI_APPID, as under uWSGI.
+                appid = environ['UWSGI_APPID'] = (environ.get('HTTP_HOST') or environ.get('SERVER_NAME', '')) + '|' + environ['SCRIPT_NAME']
+            else:
+                appid = environ['SCRIPT_NAME']
+        i = self.by_name.get(appid)
+        if i is None and ('UWSGI_SCRIPT' in environ or 'UWSGI_MODULE' in environ or 'UWSGI_FILE' in environ):
+            i = self.load(environ, appid)
+        if i is None:
+            if self.no_default or self.default is None:
+                core.app_id = -1
+                return self.no_app
+            i = 0
+        if self.chdirs is not None:
+            chdir = self.chdirs.get(i)
+            if chdir is not None:
+                try:
+                    os.chdir(chdir)
+                except OSError as e:
+                    self.log_error('chdir to %s (UWSGI_CHDIR of app %d) failed: %s' % (chdir, i, e.strerror))
+        core.app_id = i
+        return self.apps[i]
+
+    def load(self, environ, appid):
+        """Loads the app this request's vars name under `appid`, in this worker, once. Returns its id, or None
+        (logged) when it cannot be loaded: the request then goes where a request without the vars would."""
+        from . import dynapps
+        what = dynapps.describe(environ)
+        if what is None:
+            return None
+        lock = self.lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            i = self.by_name.get(appid)
+            if i is not None:
+                return i   # another thread loaded it meanwhile
+            i = len(self.apps)
+            if i >= self.max_apps:
+                self.log_error("cannot load %s (mountpoint='%s'): this worker has %d apps already (max-apps)"
+                               % (what, appid, self.max_apps))
+                return None
+            start = time.time()
+            try:
+                app, chdir = dynapps.load(environ, self.callable)
+            except BaseException:
+                self.log_error("cannot load the app %s (app %d, mountpoint='%s'); the request %s:\n%s" % (
+                    what, i, appid, 'gets a 500' if self.no_default or self.default is None else 'goes to the default app',
+                    _app_traceback()))
+                return None
+            default = i == 0 and not self.vhost and not self.no_default
+            self.log_error("WSGI app %d (mountpoint='%s') ready in %d seconds: %s%s%s" % (
+                i, appid, int(time.time() - start), what, ' (chdir %s)' % chdir if chdir else '', ' (default app)' if default else ''))
+            self.apps.append(app)
+            if chdir is not None:
+                if self.chdirs is None:
+                    self.chdirs = {}
+                self.chdirs[i] = chdir
+            if default:
+                self.default = app
+            self.by_name[appid] = i
+            return i
+        finally:
+            if lock is not None:
+                lock.release()
 
     def no_app(self, environ, start_response):
         """The answer when no app takes the request (no-default-app): a 500, and a line saying why."""
         if self.log_error is not None:
-            self.log_error("no app is mounted at SCRIPT_NAME '%s' (no-default-app): answered 500" % environ['SCRIPT_NAME'])
+            if self.no_default:
+                self.log_error("no app is mounted at SCRIPT_NAME '%s' (no-default-app): answered 500" % environ.get('UWSGI_APPID', environ['SCRIPT_NAME']))
+            else:
+                self.log_error("no app for this request (app id '%s') and no default app: answered 500"
+                               % environ.get('UWSGI_APPID', environ['SCRIPT_NAME']))
         start_response('500 Internal Server Error', [('Content-Type', 'text/plain')])
         return [b'Internal Server Error']
+
+
+def _app_traceback():
+    """The current exception as the app's author needs it: the frames of tsgi and of importlib left out."""
+    import sys
+    etype, value, tb = sys.exc_info()
+    frames = [f for f in traceback.extract_tb(tb)
+              if '/tsgi_worker/' not in f.filename and not f.filename.startswith('<frozen') and '/importlib/' not in f.filename]
+    text = ''.join(traceback.format_exception_only(etype, value)).rstrip('\n')
+    if not frames:
+        return text
+    return 'Traceback (most recent call last):\n' + ''.join(traceback.format_list(frames)) + text

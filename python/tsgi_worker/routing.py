@@ -544,11 +544,7 @@ _SETTERS = {
 
 def _go_on(worker, out, environ, edit, core):
     """Static files, else the app (chosen by mount after the rules changed the request, as in uWSGI)."""
-    if worker.mounts is None:
-        app = worker.app
-        core.app_id = 0
-    else:
-        app = worker.mounts.select(environ, core)
+    app = worker.pick_app(environ, core)
     if worker.static is not None:
         return worker.serve_static(out, environ, app, edit)
     return worker.run_app(out, environ, app, edit)

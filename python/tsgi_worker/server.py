@@ -96,7 +96,14 @@ class Worker(object):
             self.mounts = app
             app.log_error = self.log_error
             app = app.default
+        elif conf.get('dynamicApps', True):
+            # One app and nothing else configured: a request with a SCRIPT_NAME may still name (or load) another app
+            # (UWSGI_SCRIPT, docs/vhost.md), so it goes through a table made for it when the first one comes. A
+            # request without one pays one dict lookup.
+            self.mounts_for_script_name = True
         self.app = app
+        # vhost: request lines start with the request's host, as uWSGI writes them.
+        self.log_host = conf.get('vhost', False)
         self.listeners = listeners            # [(socket, kind)]
         self.scoreboard = scoreboard
         self.worker_id = conf['id']
@@ -128,6 +135,8 @@ class Worker(object):
         # queue), 'recycle' (max-requests: finish, then the master starts a fresh worker).
         self.stopping = None
         self.threads = conf.get('threads', 1)
+        self.conf_max_apps = conf.get('maxApps', 64)
+        self.conf_callable = (conf.get('app') or {}).get('callable') or 'application'
         self.cores = [Core(i) for i in range(self.threads)]
         # The core each serving thread runs (the uwsgi module finds the current request's core through it).
         self.core_by_thread = {}
@@ -168,6 +177,28 @@ class Worker(object):
         if conf.get('finalRoutes'):
             from .routing import Routing
             self.final_routing = Routing(conf['finalRoutes'], self.worker_id, self.pid, self.log_error, self.log_line)
+
+    mounts_for_script_name = False
+    script_table = None
+
+    def one_app_table(self):
+        """The table a single app's worker makes at the first request with a SCRIPT_NAME: that app, at ''. Such a
+        request goes to it unless it names (UWSGI_APPID) or loads (UWSGI_SCRIPT, ...) another app."""
+        table = self.script_table
+        if table is None:
+            table = self.script_table = Mounts([('', self.app)], False, False, max_apps=self.conf_max_apps,
+                                               callable_name=self.conf_callable, threads=self.threads)
+            table.log_error = self.log_error
+        return table
+
+    def pick_app(self, environ, core):
+        """The app for a request (the routing rules' way in; serve_request inlines it)."""
+        if self.mounts is not None:
+            return self.mounts.select(environ, core)
+        if environ['SCRIPT_NAME'] and self.mounts_for_script_name:
+            return self.one_app_table().select(environ, core)
+        core.app_id = 0
+        return self.app
 
     # ---- signals -------------------------------------------------------------------------------------------
 
@@ -478,7 +509,14 @@ class Worker(object):
             r, healthy, log = self.routing.serve(self, out, environ, core, on_link)
             log = log and self.log_requests
         else:
-            app = self.app if self.mounts is None else self.mounts.select(environ, core)
+            if self.mounts is None:
+                if environ['SCRIPT_NAME'] and self.mounts_for_script_name:
+                    app = self.one_app_table().select(environ, core)
+                else:
+                    app = self.app
+                    core.app_id = 0
+            else:
+                app = self.mounts.select(environ, core)
             if self.static is not None and not on_link:
                 r, healthy = self.serve_static(out, environ, app)
             else:
@@ -846,8 +884,8 @@ class Worker(object):
             c.pktsize = vars_size
             _write_log(self.log_format(c) + '\n')
             return
-        line = '[pid: %d|app: %d|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %s (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
-            self.pid, core_state.app_id, requests, self.scoreboard.total_requests(), client_address(environ, self.x_forwarded_for) or '-',
+        line = '%s[pid: %d|app: %d|req: %d/%d] %s (%s) {%d vars in %d bytes} [%s] %s %s => generated %d bytes in %s (%s %d) %d headers in %d bytes (1 switches on core %d)\n' % (
+            (environ.get('HTTP_HOST') or environ.get('SERVER_NAME', '')) + ' ' if self.log_host else '', self.pid, core_state.app_id, requests, self.scoreboard.total_requests(), client_address(environ, self.x_forwarded_for) or '-',
             environ.get('REMOTE_USER', ''), nvars, vars_size, _ctime(start), environ.get('REQUEST_METHOD', ''),
             environ.get('REQUEST_URI', environ.get('PATH_INFO', '')), r.body_bytes, ('%d micros' % usec) if self.log_micros else ('%d msecs' % (usec // 1000)),
             environ.get('SERVER_PROTOCOL', ''), r.code, r.header_count, r.header_bytes, core)

@@ -204,6 +204,12 @@ export const OPTIONS: readonly OptionDef[] = [
   bool('manage-script-name', 'Applications',
     'pick the app by the longest mountpoint that starts PATH_INFO (at a / boundary), move that prefix from PATH_INFO to SCRIPT_NAME'),
   bool('no-default-app', 'Applications', 'a request whose SCRIPT_NAME names no mountpoint gets a 500 instead of going to the first app'),
+  // ---- Dynamic apps and virtual hosting (docs/vhost.md) ----
+  bool('vhost', 'Applications', "virtual hosting: a request's app is keyed by HOST|SCRIPT_NAME (Host header, else SERVER_NAME); " +
+    'apps are loaded as the web server names them (UWSGI_SCRIPT, UWSGI_MODULE, UWSGI_FILE) and no app is the default'),
+  bool('vhost-host', 'Applications', 'the same as vhost (uWSGI 2.0 keys both by the Host header, else SERVER_NAME)'),
+  declare({ name: 'max-apps', kind: 'int', default: '64', min: 1, meta: 'N', section: 'Applications',
+    help: 'most apps a worker holds, configured and loaded per request together (UWSGI_SCRIPT, ...)' }),
   declare({ name: 'plugins', aliases: ['plugin'], kind: 'string', repeat: true, meta: 'LIST', section: 'Applications',
     help: 'worker kind, as uWSGI plugins: python/python3/pythonXY (Python workers) or node (Node workers); built in, others are reported' }),
 

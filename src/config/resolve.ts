@@ -60,6 +60,10 @@ export interface PythonSettings {
   noDefaultApp: boolean;
   /** Where manage-script-name and no-default-app were set, for messages. */
   origins: { manageScriptName?: Origin; noDefaultApp?: Origin };
+  /** vhost / vhost-host (docs/vhost.md): apps keyed by HOST|SCRIPT_NAME; the option's name and origin when set. */
+  vhost: { option: string; origin: Origin | undefined } | null;
+  /** max-apps: most apps per worker (configured and dynamic). */
+  maxApps: number;
 }
 
 /** One `mount`: a Python app loaded beside the main one, chosen per request by SCRIPT_NAME. */
@@ -899,6 +903,9 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
       manageScriptName: values.bool('manage-script-name'),
       noDefaultApp: values.bool('no-default-app'),
       origins: { manageScriptName: values.origin('manage-script-name'), noDefaultApp: values.origin('no-default-app') },
+      vhost: values.bool('vhost') ? { option: 'vhost', origin: values.origin('vhost') }
+        : values.bool('vhost-host') ? { option: 'vhost-host', origin: values.origin('vhost-host') } : null,
+      maxApps: values.int('max-apps'),
     },
     daemons: readDaemons(values),
     exec: Object.fromEntries(EXEC_PHASES.map((phase) => [phase, values.all(`exec-${phase}`).map(({ value, origin }) => {

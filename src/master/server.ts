@@ -138,6 +138,10 @@ function writePidfile(path: string | undefined): void {
  */
 function refuseMountsForNode(settings: Settings, file: string): void {
   const p = settings.python;
+  if (p.vhost) {
+    throw new ConfigError('NOT_IMPLEMENTED', `is for Python apps (it loads the Python app the web server names); ${file} is a Node app`,
+      p.vhost.origin, p.vhost.option);
+  }
   const option = p.mounts.length ? 'mount' : p.manageScriptName ? 'manage-script-name' : p.noDefaultApp ? 'no-default-app' : undefined;
   if (option === undefined) return;
   const origin = option === 'mount' ? p.mounts[0]!.origin : p.origins[option === 'manage-script-name' ? 'manageScriptName' : 'noDefaultApp'];
@@ -197,8 +201,12 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       }));
     }
     if (settings.sockets.length === 0) throw new StartupError('no socket to serve on: set socket = ADDR (e.g. socket = /run/tsgi/app.sock or :3031)');
-    if (!settings.routerOnly && !settings.python.module && !settings.python.wsgiFile && !settings.python.mounts.length) {
-      throw new StartupError('no app to serve: set module = MODULE[:CALLABLE], wsgi-file = FILE or mount = /PATH=APP');
+    if (!settings.routerOnly && !settings.python.module && !settings.python.wsgiFile && !settings.python.mounts.length
+      && !settings.python.vhost && !settings.python.noDefaultApp) {
+      // Without an app, uWSGI serves only what the web server names per request (UWSGI_SCRIPT): tsgi asks for that
+      // to be said (vhost or no-default-app), so that a config that lost its module line does not start answering 500s.
+      throw new StartupError('no app to serve: set module = MODULE[:CALLABLE], wsgi-file = FILE or mount = /PATH=APP ' +
+        '(or vhost / no-default-app to load apps as the web server names them: UWSGI_SCRIPT, docs/vhost.md)');
     }
     const cwd = process.cwd();
     let choice: AppChoice;

@@ -83,7 +83,7 @@ export interface PythonWorkerSpec {
 export function appName(settings: Settings): string {
   const p = settings.python;
   const mounted = p.mounts.map((m) => `${m.app} on ${m.mountpoint}`).join(', ');
-  if (!p.wsgiFile && !p.module) return mounted;
+  if (!p.wsgiFile && !p.module) return mounted || 'none configured (apps named per request: UWSGI_SCRIPT)';
   const main = p.wsgiFile ? `${p.wsgiFile}${p.callable !== 'application' ? `:${p.callable}` : ''}` : `${p.module}:${p.callable}`;
   return mounted ? `${main}, ${mounted}` : main;
 }
@@ -94,7 +94,8 @@ export function appName(settings: Settings): string {
  */
 function mountedApps(settings: Settings): Array<Record<string, string | null>> | null {
   const p = settings.python;
-  if (!p.mounts.length && !p.noDefaultApp) return null;
+  // vhost, or no app at all (apps loaded as requests name them, docs/vhost.md), need the table too.
+  if (!p.mounts.length && !p.noDefaultApp && !p.vhost && (p.module || p.wsgiFile)) return null;
   const apps: Array<Record<string, string | null>> = [];
   if (p.module || p.wsgiFile) {
     apps.push({ mountpoint: '', module: p.module ?? null, wsgiFile: p.wsgiFile ?? null, callable: p.callable, name: appName({ ...settings, python: { ...p, mounts: [] } }) });
@@ -169,6 +170,9 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     mounts: mountedApps(s),
     manageScriptName: s.python.manageScriptName,
     noDefaultApp: s.python.noDefaultApp,
+    // vhost / vhost-host, max-apps (docs/vhost.md).
+    vhost: s.python.vhost !== null,
+    maxApps: s.python.maxApps,
     // Process titles; {id} stands for the worker id (a loader forks workers of any id).
     titles: { worker: processTitle(s.procname, 'worker', '{id}'), loader: processTitle(s.procname, 'loader'), spooler: processTitle(s.procname, 'spooler'),
       mule: processTitle(s.procname, 'mule', '{id}') },
