@@ -118,6 +118,7 @@ function httpDefaults(prefix: string): LocConf {
   d.gzipProxied = 'off';
   d.gzipDisable = [];
   d.openFileCacheValidMs = 60000;
+  d.resolverTimeoutMs = 30000;
   for (const u of [d.uwsgi, d.proxy]) {
     u.params = [];
     u.connectTimeoutMs = 60000;

@@ -291,6 +291,9 @@ export class LocConf {
   subFilterOnce: boolean | undefined;
   subFilterTypes: Set<string> | undefined;
   subFilterLastModified: boolean | undefined;
+  // ---- resolver, resolver_timeout (pupstream): names in proxy_pass/uwsgi_pass with variables ----
+  resolver: ResolverConf | undefined;
+  resolverTimeoutMs: number | undefined;
   // upstream modules (uwsgi_* and proxy_* share these slots; each pass directive picks its own set)
   pass: PassConf | undefined;
   uwsgi: UpstreamSettings;
@@ -302,6 +305,16 @@ export class LocConf {
     this.proxy = new UpstreamSettings();
     this.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: undefined, ciphers: undefined, preferServerCiphers: undefined, verifyClient: undefined, clientCertificate: undefined, trustedCertificate: undefined, verifyDepth: undefined, crl: undefined, verifyClientPos: undefined };
   }
+}
+
+/** `resolver ADDRESS ... [valid=] [ipv4=] [ipv6=]`: the DNS servers names are asked of at request time. */
+export interface ResolverConf {
+  /** "127.0.0.1:53", "[::1]:5353": as node:dns Resolver.setServers takes them. */
+  servers: string[];
+  /** valid=: how long an answer is used (undefined: the answer's smallest TTL, as nginx). */
+  validMs: number | undefined;
+  ipv4: boolean;
+  ipv6: boolean;
 }
 
 /** Settings of one upstream module (uwsgi_* or proxy_*). */

@@ -9,7 +9,8 @@ import { isH2 } from '../http2.js';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
-import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
+import type { PassConf, ResolverConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
+import { resolveName } from './resolve.js';
 import type { Pipeline, UpstreamHead } from '../pipeline.js';
 import type { Rq, UpgradeRequest } from '../request.js';
 import type { Socket } from 'node:net';
@@ -59,6 +60,8 @@ const varValues: string[] = [];
 export class Upstreams {
   private readonly groups = new Map<UpstreamConf, PeerGroup>();
   private readonly dynamic = new Map<string, PeerGroup>();
+  /** Resolved pass targets ("host:port") per resolver line: their peers and until when the answer holds. */
+  private readonly byResolver = new Map<ResolverConf, Map<string, { group: PeerGroup; addrs: string; expires: number }>>();
 
   constructor(
     readonly p: Pipeline,
@@ -76,37 +79,78 @@ export class Upstreams {
 
   /** Closes idle persistent links (graceful stop). */
   closeIdle(): void {
-    for (const g of [...this.groups.values(), ...this.dynamic.values()]) {
+    const resolved = [...this.byResolver.values()].flatMap((t) => [...t.values()].map((e) => e.group));
+    for (const g of [...this.groups.values(), ...this.dynamic.values(), ...resolved]) {
       for (const peer of [...g.primary, ...g.backup]) for (const s of peer.idle.splice(0)) s.destroy();
     }
   }
 
-  private groupFor(r: Rq, pass: PassConf): PeerGroup | undefined {
+  /**
+   * The peers of a pass: its upstream block, or for a target with variables the upstream or address its value
+   * names. A host name is resolved through `resolver`: null is returned while it is, and the request goes on
+   * (`fromCached`: through cached(), else start()) when the answer is in; a failure ends it with 502.
+   */
+  private groupFor(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined, fromCached: boolean): PeerGroup | undefined | null {
     if (pass.upstream) return this.group(pass.upstream);
-    // A target with variables: an upstream name, or an address (IP or unix socket; no resolver).
-    const target = pass.dynamic!.eval(r).replace(/^(uwsgi|http):\/\//, '');
+    if (r.passGroup !== null) return r.passGroup;
+    // A target with variables: an upstream name, an address (IP or unix socket), or a name the resolver knows;
+    // what follows the host is the URI sent (nginx sends it as it is).
+    let target = pass.dynamic!.eval(r).replace(/^(uwsgi|http):\/\//, '');
+    if (!target.startsWith('unix:')) {
+      const slash = target.indexOf('/');
+      r.dynUri = slash >= 0 ? target.slice(slash) : '';
+      if (slash >= 0) target = target.slice(0, slash);
+    }
     const named = this.named.get(target);
     if (named) return this.group(named);
     let g = this.dynamic.get(target);
     if (g) return g;
     let addr: { host: string; port: number } | { path: string } | undefined;
     let m: RegExpExecArray | null;
+    const defaultPort = pass.protocol === 'http' ? 80 : 0;
     if (target.startsWith('unix:')) addr = { path: target.slice(5) };
     else if ((m = /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]|localhost)(?::(\d+))?$/.exec(target))) {
       const host = m[1] === 'localhost' ? '127.0.0.1' : m[1]!.replace(/^\[|\]$/g, '');
-      const port = m[2] ? Number(m[2]) : pass.protocol === 'http' ? 80 : 0;
+      const port = m[2] ? Number(m[2]) : defaultPort;
       if (port > 0 && port < 65536) addr = { host, port };
+    } else if (r.conf.resolver !== undefined && (m = /^([A-Za-z0-9_.-]+)(?::(\d+))?$/.exec(target))) {
+      const port = m[2] ? Number(m[2]) : defaultPort;
+      if (port > 0 && port < 65536) return this.resolved(r, pass, st, cache, fromCached, target, m[1]!, port);
     }
     if (!addr) {
-      this.p.log(r, 'error', `no resolver defined to resolve ${target}`);
+      this.p.log(r, 'error', r.conf.resolver !== undefined ? `invalid port in upstream "${target}"` : `no resolver defined to resolve ${target}`);
       return undefined;
     }
-    g = new PeerGroup({
-      name: target, servers: [{ name: target, addrs: [addr], weight: 1, maxFails: 1, failTimeoutMs: 10000, backup: false, down: false, maxConns: 0, pos: pass.pos }],
-      balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, keepaliveTimeMs: 3600000, implicit: true, pos: pass.pos,
-    });
+    g = new PeerGroup(oneTimeUpstream(target, [addr], pass));
     if (this.dynamic.size < 1024) this.dynamic.set(target, g);
     return g;
+  }
+
+  /** The peers a resolver answer for `host` gives, kept until the answer expires (then asked again). */
+  private resolved(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined, fromCached: boolean, target: string, host: string, port: number): PeerGroup | null {
+    const conf = r.conf.resolver!;
+    let known = this.byResolver.get(conf);
+    if (known === undefined) this.byResolver.set(conf, (known = new Map()));
+    const e = known.get(target);
+    if (e !== undefined && e.expires > Date.now()) return e.group;
+    const table = known;
+    resolveName(conf, r.conf.resolverTimeoutMs!, host, (error, addrs, expires) => {
+      if (r.res.writableEnded || r.res.destroyed) return;
+      if (error !== null) {
+        this.p.log(r, 'error', `${host} could not be resolved (${error})`);
+        this.p.finalize(r, 502);
+        return;
+      }
+      // The same addresses keep their peers (round-robin state, idle keepalive connections).
+      const old = table.get(target);
+      const same = old !== undefined && old.addrs === addrs.join(' ');
+      const group = same ? old.group : new PeerGroup(oneTimeUpstream(target, addrs.map((a) => ({ host: a, port })), pass));
+      if (table.size < 1024 || table.has(target)) table.set(target, { group, addrs: addrs.join(' '), expires });
+      r.passGroup = group;
+      if (fromCached) this.cached(r, pass, st, st.cache!);
+      else this.start(r, pass, st, cache);
+    });
+    return null;
   }
 
   pass(r: Rq): void {
@@ -140,7 +184,8 @@ export class Upstreams {
     }
     if (pass.protocol === 'http') {
       // $proxy_host is part of the default key: known before the request is built.
-      const g = this.groupFor(r, pass);
+      const g = this.groupFor(r, pass, st, undefined, true);
+      if (g === null) return;
       if (!g) {
         this.p.finalize(r, 502);
         return;
@@ -267,7 +312,9 @@ export class Upstreams {
   }
 
   private start(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined): void {
-    const group = this.groupFor(r, pass);
+    const group = this.groupFor(r, pass, st, cache, false);
+    if (group === null) return;
+    r.passGroup = null;
     if (!group) {
       this.p.finalize(r, 502);
       return;
@@ -828,6 +875,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
 
 /** The URI proxy_pass sends: the client's, or with the location prefix replaced by the pass URI part. */
 function upstreamUri(r: Rq, pass: PassConf): string {
+  if (pass.dynamic !== undefined && r.dynUri !== '') return r.dynUri;
   if (pass.uri && !r.validLocation) return escapeUri(r.uri) + (r.args ? '?' + r.args : '');
   if (pass.uri) {
     const base = pass.uri.eval(r);
@@ -838,6 +886,14 @@ function upstreamUri(r: Rq, pass: PassConf): string {
   }
   if (r.internal || r.uri !== r.originalUri) return escapeUri(r.uri) + (r.args ? '?' + r.args : '');
   return r.requestUri;
+}
+
+/** The upstream a pass target with variables makes: its addresses as one server's (nginx's implicit upstream). */
+function oneTimeUpstream(name: string, addrs: Array<{ host: string; port: number } | { path: string }>, pass: PassConf): UpstreamConf {
+  return {
+    name, servers: [{ name, addrs, weight: 1, maxFails: 1, failTimeoutMs: 10000, backup: false, down: false, maxConns: 0, pos: pass.pos }],
+    balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, keepaliveTimeMs: 3600000, implicit: true, pos: pass.pos,
+  };
 }
 
 function connectionCleared(st: UpstreamSettings): boolean {

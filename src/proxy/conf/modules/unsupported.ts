@@ -9,7 +9,7 @@ import { ANY, MORE, pos, type DirectiveSpec } from '../table.js';
 
 const NAMES = `gunzip
 ssi ssi_types
-resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
+fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
 proxy_store uwsgi_store quic http3
 max_headers mirror flv mp4 image_filter
 perl js_content js_import slice secure_link dav_methods

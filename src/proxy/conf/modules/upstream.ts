@@ -3,10 +3,10 @@
  * that pass requests to backends, uwsgi_* and proxy_*, which share one set of settings per module.
  */
 import { ProxyConfError } from '../errors.js';
-import type { NextUpstreamCond, PassConf, UpstreamConf, UpstreamServerConf, UpstreamSettings } from '../model.js';
+import type { NextUpstreamCond, PassConf, ResolverConf, UpstreamConf, UpstreamServerConf, UpstreamSettings } from '../model.js';
 import type { ConfNode } from '../parse.js';
 import type { Scope } from '../scope.js';
-import { HSL, HTTP, LIF, LOC, MORE, UPS, badValue, duplicate, parseFlag, pos, sizeArg, timeArg, tuning, type DirectiveSpec } from '../table.js';
+import { HSL, HTTP, LIF, LOC, MORE, UPS, badValue, duplicate, parseFlag, parseTimeMs, pos, sizeArg, timeArg, tuning, type DirectiveSpec } from '../table.js';
 import { compileTemplate } from '../../vars.js';
 
 type Spec = DirectiveSpec<Scope>;
@@ -304,4 +304,52 @@ export function bindPassTargets(s0: Scope): void {
   }
 }
 
-export const upstreamSpecs: Spec[] = [...upstreamBlock, ...moduleSpecs('uwsgi'), ...moduleSpecs('proxy')];
+/**
+ * resolver and resolver_timeout: the DNS servers a pass target with variables is resolved through when its
+ * value names a host (upstream/resolve.ts). Addresses are IP literals, with an optional port (53).
+ */
+const resolverSpecs: Spec[] = [
+  {
+    name: 'resolver', ctx: HSL, args: [1, MORE],
+    set(s, d) {
+      if (s.loc.resolver !== undefined) throw duplicate(d);
+      const rc: ResolverConf = { servers: [], validMs: undefined, ipv4: true, ipv6: true };
+      for (const a of d.args) {
+        const eq = a.indexOf('=');
+        const key = eq > 0 ? a.slice(0, eq) : '';
+        const val = a.slice(eq + 1);
+        if (key === 'valid') {
+          const ms = parseTimeMs(val);
+          if (Number.isNaN(ms)) throw new ProxyConfError('BAD_VALUE', `invalid parameter: ${a}`, pos(d));
+          rc.validMs = ms;
+        } else if (key === 'ipv4' || key === 'ipv6') {
+          if (val !== 'on' && val !== 'off') throw new ProxyConfError('BAD_VALUE', `invalid parameter: ${a}`, pos(d));
+          rc[key] = val === 'on';
+        } else if (key === 'status_zone') {
+          throw new ProxyConfError('NOT_SUPPORTED', `"status_zone" in "resolver" is not supported by tsgi-proxy (it has no per-zone resolver statistics)`, pos(d));
+        } else rc.servers.push(resolverAddress(d, a));
+      }
+      if (!rc.ipv4 && !rc.ipv6) throw new ProxyConfError('BAD_VALUE', '"ipv4" and "ipv6" cannot both be "off"', pos(d));
+      if (rc.servers.length === 0) throw new ProxyConfError('BAD_VALUE', 'no name servers defined', pos(d));
+      s.loc.resolver = rc;
+    },
+  },
+  {
+    name: 'resolver_timeout', ctx: HSL, args: 1,
+    set(s, d) {
+      if (s.loc.resolverTimeoutMs !== undefined) throw duplicate(d);
+      s.loc.resolverTimeoutMs = timeArg(d);
+    },
+  },
+];
+
+/** One resolver address ("10.0.0.1", "10.0.0.1:5353", "[::1]", "[::1]:53") as node:dns wants it. */
+function resolverAddress(d: ConfNode, a: string): string {
+  const m = /^(?:(\d+\.\d+\.\d+\.\d+)|\[([0-9a-fA-F:.]+)\])(?::(\d+))?$/.exec(a);
+  if (!m) throw new ProxyConfError('BAD_VALUE', `host not found in resolver "${a}" (tsgi-proxy takes IP addresses here)`, pos(d));
+  const port = m[3] !== undefined ? Number(m[3]) : 53;
+  if (port <= 0 || port > 65535) throw new ProxyConfError('BAD_VALUE', `invalid port in resolver "${a}"`, pos(d));
+  return m[1] !== undefined ? `${m[1]}:${port}` : `[${m[2]}]:${port}`;
+}
+
+export const upstreamSpecs: Spec[] = [...upstreamBlock, ...moduleSpecs('uwsgi'), ...moduleSpecs('proxy'), ...resolverSpecs];
