@@ -63,6 +63,8 @@ export interface PassConf {
   /** proxy_pass with a URI part ("http://b/path/"): replaces the matched location prefix. */
   uri: Template | undefined;
   pos: ConfPos;
+  /** https:// or suwsgi://: TLS to the backend (the *_ssl_* settings). */
+  secure: boolean;
 }
 
 export interface Param {
@@ -358,6 +360,19 @@ export class UpstreamSettings {
   cacheConvertHead: boolean | undefined;
   /** *_ignore_headers, lower case. */
   ignoreHeaders: Set<string> | undefined;
+  // ---- TLS to the backend (https://, suwsgi://; pupstream) ----
+  sslServerName: boolean | undefined;
+  /** *_ssl_name (unset: the host of the pass target). */
+  sslName: Template | undefined;
+  sslVerify: boolean | undefined;
+  sslVerifyDepth: number | undefined;
+  sslTrusted: Buffer | undefined;
+  sslCertificate: Buffer | undefined;
+  sslCertificateKey: Buffer | undefined;
+  sslCertificatePath: string | undefined;
+  sslProtocols: string[] | undefined;
+  sslCiphers: string | undefined;
+  sslSessionReuse: boolean | undefined;
 }
 
 /** A *_cache_path zone: where its files live and its limits. */

@@ -14,11 +14,12 @@ import { resolveName } from './resolve.js';
 import type { Pipeline, UpstreamHead } from '../pipeline.js';
 import type { Rq, UpgradeRequest } from '../request.js';
 import type { Socket } from 'node:net';
+import { checkServerIdentity, type ConnectionOptions, type DetailedPeerCertificate } from 'node:tls';
 import { httpDate } from '../special.js';
 import { PRODUCT, VERSION } from '../vars.js';
 import { charsetType, recode } from '../charset.js';
 import { escapeUri } from '../uri.js';
-import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
+import { exchange, sniName, type UpstreamTls, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
 import { PeerGroup, type Peer } from './peers.js';
 import { bypassed, CacheCtx, hasHeader, matches, readEntry, sweeper, touch, updating, type CachedResponse } from '../cache.js';
 import type { CacheZone } from '../conf/model.js';
@@ -95,7 +96,7 @@ export class Upstreams {
     if (r.passGroup !== null) return r.passGroup;
     // A target with variables: an upstream name, an address (IP or unix socket), or a name the resolver knows;
     // what follows the host is the URI sent (nginx sends it as it is).
-    let target = pass.dynamic!.eval(r).replace(/^(uwsgi|http):\/\//, '');
+    let target = pass.dynamic!.eval(r).replace(/^(s?uwsgi|https?):\/\//, '');
     if (!target.startsWith('unix:')) {
       const slash = target.indexOf('/');
       r.dynUri = slash >= 0 ? target.slice(slash) : '';
@@ -107,7 +108,7 @@ export class Upstreams {
     if (g) return g;
     let addr: { host: string; port: number } | { path: string } | undefined;
     let m: RegExpExecArray | null;
-    const defaultPort = pass.protocol === 'http' ? 80 : 0;
+    const defaultPort = pass.scheme === 'https' ? 443 : pass.protocol === 'http' ? 80 : 0;
     if (target.startsWith('unix:')) addr = { path: target.slice(5) };
     else if ((m = /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]|localhost)(?::(\d+))?$/.exec(target))) {
       const host = m[1] === 'localhost' ? '127.0.0.1' : m[1]!.replace(/^\[|\]$/g, '');
@@ -558,6 +559,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
   readonly idleTimeoutMs: number;
   readonly maxUses: number;
   readonly maxAgeMs: number;
+  readonly tls: UpstreamTls | undefined;
   // The try in progress.
   private peer: Peer | undefined;
   private headersSent = false;
@@ -596,6 +598,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.readTimeoutMs = st.readTimeoutMs!;
     this.sendTimeoutMs = st.sendTimeoutMs!;
     this.head = r.method === 'HEAD' && (cache === undefined || !cache.converted);
+    this.tls = pass.secure ? upstreamTls(r, st, group) : undefined;
   }
 
   nextPeer(): Peer | null {
@@ -902,7 +905,47 @@ function connectionCleared(st: UpstreamSettings): boolean {
 
 /** A failure that happened after the request was written (so a non-idempotent one must not be repeated). */
 function connectedAndSent(message: string): boolean {
-  return !message.startsWith('connect()') && !message.includes('while connecting');
+  return !message.startsWith('connect()') && !message.includes('while connecting') && !message.includes('while SSL handshaking');
+}
+
+const TLS_ORDER = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
+/** The node:tls options a location's *_ssl_* settings make (the same for all its requests). */
+const tlsBase = new WeakMap<UpstreamSettings, ConnectionOptions>();
+
+/**
+ * One request's TLS to the backend: SNI when *_ssl_server_name is on (the *_ssl_name, or the target's host,
+ * unless it is an address), and with *_ssl_verify the certificate checked against that name and the
+ * trusted certificates, its chain no deeper than *_ssl_verify_depth (Node has no such limit of its own).
+ */
+function upstreamTls(r: Rq, st: UpstreamSettings, group: PeerGroup): UpstreamTls {
+  let base = tlsBase.get(st);
+  if (base === undefined) {
+    const versions = TLS_ORDER.filter((v) => st.sslProtocols!.includes(v));
+    base = {
+      rejectUnauthorized: st.sslVerify,
+      ca: st.sslTrusted,
+      cert: st.sslCertificate,
+      key: st.sslCertificateKey,
+      ciphers: st.sslCiphers,
+      minVersion: versions[0],
+      maxVersion: versions[versions.length - 1],
+    };
+    tlsBase.set(st, base);
+  }
+  const target = group.conf.name;
+  const name = st.sslName !== undefined ? st.sslName.eval(r) : target.replace(/^\[([^\]]*)\].*$|:\d+$/, '$1');
+  const options: ConnectionOptions = { ...base, servername: st.sslServerName && sniName(name) ? name : '' };
+  if (st.sslVerify) {
+    const depth = st.sslVerifyDepth!;
+    options.checkServerIdentity = (_host, cert) => {
+      // OpenSSL's count: the intermediates between the certificate and the trust anchor (neither counts).
+      let intermediates = -1;
+      for (let c = cert as DetailedPeerCertificate; c.issuerCertificate !== undefined && c.issuerCertificate !== c && c.issuerCertificate.fingerprint256 !== c.fingerprint256; c = c.issuerCertificate) intermediates++;
+      if (intermediates > depth) return Object.assign(new Error('certificate chain too long'), { code: 'CERT_CHAIN_TOO_LONG' });
+      return checkServerIdentity(name, cert);
+    };
+  }
+  return { options, name, reuseSession: st.sslSessionReuse! };
 }
 
 let tempFiles = 0;

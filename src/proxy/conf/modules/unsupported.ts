@@ -14,7 +14,7 @@ proxy_store uwsgi_store quic http3
 max_headers mirror flv mp4 image_filter
 perl js_content js_import slice secure_link dav_methods
 ssl_stapling ssl_password_file
-proxy_ssl_certificate proxy_ssl_verify stream mail load_module
+proxy_ssl_password_file proxy_ssl_crl proxy_ssl_conf_command uwsgi_ssl_password_file uwsgi_ssl_crl uwsgi_ssl_conf_command stream mail load_module
 ssl_engine`.split(/\s+/);
 
 export const unsupportedSpecs: DirectiveSpec<Scope>[] = NAMES.map((name) => ({
