@@ -35,6 +35,8 @@ export interface ExchangeOptions {
   maxAgeMs: number;
   /** https:// and suwsgi://: TLS to the backend (undefined: plain TCP). */
   tls: UpstreamTls | undefined;
+  /** *_request_buffering off: the body follows the request as it arrives (onConnected hands the socket). */
+  streamBody: boolean;
 }
 
 /** One request's TLS settings: node:tls options without the address, and the names nginx's log uses. */
@@ -61,6 +63,8 @@ export interface ExchangeHandlers {
   /** The 101 head (relayed first), then the backend socket, free of the link, and the bytes after the head. */
   onUpgrade(status: number, headers: string[], reason: string): void;
   onTunnel(socket: Socket, rest: Buffer): void;
+  /** With streamBody: the connection is up (the request head is written): the body may follow on it. */
+  onConnected(socket: Socket): void;
 }
 
 const TSGI_HEADER = 'x-tsgi-keepalive';
@@ -453,6 +457,7 @@ export class Exchange implements ExchangeControl {
     this.connected = true;
     clearTimeout(this.connectTimer);
     this.link.setTimeout(this.sent ? this.opts.readTimeoutMs : this.opts.sendTimeoutMs);
+    if (this.opts.streamBody) this.h.onConnected(this.link.socket);
   }
 
   startConnectTimer(): void {

@@ -165,12 +165,41 @@ export class Upstreams {
   }
 
   private readAndStart(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined): void {
-    // An auth_request subrequest never reads the client's body (nginx gives it none).
-    if (!st.passRequestBody || !hasBody(r.req) || r.parent !== null) {
+    // An auth_request subrequest never reads the client's body (nginx gives it none); a body streamed to an
+    // earlier pass (before an error_page redirect) is not read again: what was kept of it (r.body) is passed.
+    if (!st.passRequestBody || !hasBody(r.req) || r.parent !== null || r.bodyStream !== null) {
+      r.bodyStream = null;
       this.start(r, pass, st, cache);
       return;
     }
+    if (!st.requestBuffering && this.streamable(r, pass, st)) {
+      this.startStreaming(r, pass, st, cache);
+      return;
+    }
     readBody(r, this.p, () => this.start(r, pass, st, cache));
+  }
+
+  /**
+   * *_request_buffering off applies, as in nginx, unless the body goes to a file (client_body_in_file_only)
+   * or its length is unknown where the backend needs it (uwsgi, HTTP/1.0: such a body is read whole first).
+   */
+  private streamable(r: Rq, pass: PassConf, st: UpstreamSettings): boolean {
+    if (r.conf.clientBodyInFileOnly !== 'off' || isH2(r.req) || (r.req as UpgradeRequest).tsgiBody !== undefined) return false;
+    return r.req.headers['content-length'] !== undefined || (pass.protocol === 'http' && st.httpVersion === '1.1');
+  }
+
+  /** The request goes to the backend at once; its body follows as it arrives (BodyStream). */
+  private startStreaming(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined): void {
+    const max = r.conf.clientMaxBodySize!;
+    const cl = r.req.headers['content-length'];
+    if (max > 0 && cl !== undefined && Number(cl) > max) {
+      this.p.log(r, 'error', `client intended to send too large body: ${cl} bytes`);
+      r.res.shouldKeepAlive = false;
+      this.p.finalize(r, 413);
+      return;
+    }
+    r.bodyStream = new BodyStream(r, this.p, cl === undefined);
+    this.start(r, pass, st, cache);
   }
 
   /**
@@ -520,6 +549,9 @@ export class Upstreams {
     }
     const body = st.passRequestBody ? r.body : null;
     if (body && !set.has('content-length')) head += `Content-Length: ${body.length}\r\n`;
+    else if (r.bodyStream !== null && !set.has('content-length')) {
+      head += r.bodyStream.chunked ? 'Transfer-Encoding: chunked\r\n' : `Content-Length: ${r.req.headers['content-length']!}\r\n`;
+    }
     head += '\r\n';
     const h = Buffer.from(head, 'latin1');
     return body ? [h, body] : [h];
@@ -554,12 +586,13 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
   readonly readTimeoutMs: number;
   readonly sendTimeoutMs: number;
   readonly head: boolean;
-  readonly keep: 'tsgi' | 'http' | 'none';
+  keep: 'tsgi' | 'http' | 'none';
   readonly poolMax: number;
   readonly idleTimeoutMs: number;
   readonly maxUses: number;
   readonly maxAgeMs: number;
   readonly tls: UpstreamTls | undefined;
+  readonly streamBody: boolean;
   // The try in progress.
   private peer: Peer | undefined;
   private headersSent = false;
@@ -599,6 +632,24 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.sendTimeoutMs = st.sendTimeoutMs!;
     this.head = r.method === 'HEAD' && (cache === undefined || !cache.converted);
     this.tls = pass.secure ? upstreamTls(r, st, group) : undefined;
+    this.streamBody = r.bodyStream !== null;
+    if (this.streamBody) {
+      // The body is sent once, as it arrives: the connection is not kept (it could carry half a body).
+      this.keep = 'none';
+      r.bodyStream!.relay = this;
+    }
+  }
+
+  onConnected(socket: Socket): void {
+    this.r.bodyStream?.attach(socket);
+  }
+
+  /** A streamed body failed (too large, too slow): the backend is dropped and the client answered. */
+  bodyFailed(status: number): void {
+    this.clientGone = true;
+    this.ctl?.abort();
+    if (!this.r.res.headersSent) this.u.p.finalize(this.r, status);
+    else this.r.res.destroy();
   }
 
   nextPeer(): Peer | null {
@@ -771,7 +822,9 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
       r.res.destroy();
       return;
     }
-    if (reused && !responseStarted) {
+    const bs = this.r.bodyStream;
+    if (bs !== null) bs.detach();
+    if (reused && !responseStarted && (bs === null || !bs.sent)) {
       // A kept link the backend had closed: try again on a fresh connection, not a failure.
       this.addrs.pop();
       this.attempt(peer, false);
@@ -780,7 +833,8 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.statuses.push(kind === 'timeout' ? '504' : '502');
     p.log(r, 'error', `${message}, upstream: "${this.pass.scheme}://${peer.label}"`);
     this.group.fail(peer);
-    const canRetry = this.conds.has(kind) && (this.idempotent || (!responseStarted && kind === 'error' && !connectedAndSent(message)));
+    // A streamed body cannot be sent twice: once a byte of it went out, no other peer is tried (nginx's rule).
+    const canRetry = this.conds.has(kind) && (this.idempotent || (!responseStarted && kind === 'error' && !connectedAndSent(message))) && (bs === null || !bs.sent);
     const next = canRetry ? this.nextPeer() : null;
     if (next) {
       this.attempt(next, true);
@@ -946,6 +1000,106 @@ function upstreamTls(r: Rq, st: UpstreamSettings, group: PeerGroup): UpstreamTls
     };
   }
   return { options, name, reuseSession: st.sslSessionReuse! };
+}
+
+/**
+ * *_request_buffering off: the client's body, passed to the backend connection of the current try as it
+ * arrives (chunk-framed when its length is unknown). Bytes that arrive before a connection is up wait here;
+ * once a byte went out, `sent` forbids another try. client_max_body_size and client_body_timeout still
+ * apply. A body no larger than client_body_buffer_size is also kept for $request_body, as nginx's is.
+ */
+export class BodyStream {
+  relay: { bodyFailed(status: number): void } | null = null;
+  private sink: Socket | null = null;
+  private pending: Buffer[] = [];
+  private kept: Buffer[] | null = [];
+  private size = 0;
+  private ended = false;
+  /** The whole body arrived. */
+  private complete = false;
+  sent = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly r: Rq, private readonly p: Pipeline, readonly chunked: boolean) {
+    const req = r.req;
+    this.timer = setTimeout(this.onTimeout, r.conf.clientBodyTimeoutMs!);
+    req.on('data', this.onData);
+    req.on('end', this.onEnd);
+    r.res.once('close', () => clearTimeout(this.timer));
+  }
+
+  private readonly onTimeout = (): void => {
+    if (this.ended) return;
+    this.ended = true;
+    this.p.log(this.r, 'info', 'client timed out (110: Connection timed out) while reading client request body');
+    this.r.res.shouldKeepAlive = false;
+    this.fail(408);
+  };
+
+  private readonly onData = (c: Buffer): void => {
+    if (this.ended) return;
+    this.size += c.length;
+    const max = this.r.conf.clientMaxBodySize!;
+    if (max > 0 && this.size > max) {
+      this.ended = true;
+      clearTimeout(this.timer);
+      this.p.log(this.r, 'error', `client intended to send too large chunked body: ${this.size} bytes`);
+      this.r.res.shouldKeepAlive = false;
+      this.fail(413);
+      return;
+    }
+    this.timer.refresh();
+    if (this.kept !== null) {
+      if (this.size <= this.r.conf.clientBodyBufferSize!) this.kept.push(c);
+      else this.kept = null;
+    }
+    if (this.sink !== null) this.write(this.sink, c);
+    else {
+      this.pending.push(c);
+      // Nothing to send to yet: the client waits rather than the body piling up here.
+      if (this.pending.length > 16) this.r.req.pause();
+    }
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.ended) return;
+    this.ended = true;
+    this.complete = true;
+    clearTimeout(this.timer);
+    if (this.kept !== null) this.r.body = this.kept.length === 1 ? this.kept[0]! : Buffer.concat(this.kept, this.size);
+    if (this.sink !== null && this.chunked) this.sink.write('0\r\n\r\n');
+  };
+
+  private fail(status: number): void {
+    if (this.relay !== null) this.relay.bodyFailed(status);
+    else if (!this.r.res.headersSent) this.p.finalize(this.r, status);
+  }
+
+  private write(s: Socket, c: Buffer): void {
+    if (s.destroyed) return;
+    this.sent = true;
+    const ok = this.chunked ? (s.write(`${c.length.toString(16)}\r\n`), s.write(c), s.write('\r\n')) : s.write(c);
+    if (!ok) {
+      const req = this.r.req;
+      req.pause();
+      s.once('drain', () => req.resume());
+    }
+  }
+
+  /** The connection of a try is up: what arrived so far goes, the rest follows. */
+  attach(s: Socket): void {
+    this.sink = s;
+    const pending = this.pending;
+    this.pending = [];
+    for (const c of pending) this.write(s, c);
+    if (this.complete && this.chunked) s.write('0\r\n\r\n');
+    this.r.req.resume();
+  }
+
+  /** The try failed: nothing more goes to its connection. */
+  detach(): void {
+    this.sink = null;
+  }
 }
 
 let tempFiles = 0;

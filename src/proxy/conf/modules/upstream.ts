@@ -187,10 +187,7 @@ function moduleSpecs(prefix: 'uwsgi' | 'proxy'): Spec[] {
       return Number(d.args[0]);
     }),
     flag('buffering', 'buffering'),
-    once('request_buffering', 'flag', 'requestBuffering', (d) => {
-      if (!parseFlag(d)) throw new ProxyConfError('NOT_SUPPORTED', `"${d.name} off" is not supported by tsgi-proxy: request bodies are always read whole before they are passed (so a failed attempt can be retried)`, pos(d));
-      return true;
-    }),
+    flag('request_buffering', 'requestBuffering'),
     flag('intercept_errors', 'interceptErrors'),
     flag('pass_request_headers', 'passRequestHeaders'),
     flag('pass_request_body', 'passRequestBody'),
