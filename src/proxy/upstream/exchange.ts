@@ -280,7 +280,8 @@ function takeIdle(peer: Peer, secure: boolean): Link | undefined {
     const l = list[i]!;
     // One upstream block may be reached over http:// and https://: only a link of the same kind is taken.
     if (l.secure !== secure) continue;
-    list.splice(i, 1);
+    if (i === list.length - 1) list.pop();
+    else list.splice(i, 1);
     l.idle = false;
     if (l.socket.destroyed || !l.socket.writable) {
       l.destroy();
