@@ -687,7 +687,7 @@ export class Pipeline {
         }
         r.forceStatus = forced;
         if (r.method !== 'HEAD') r.method = 'GET';
-        r.body = null;
+        // The body read stays the request's: nginx's error page sees it in $request_body.
         this.internalRedirect(r, target);
         return;
       }

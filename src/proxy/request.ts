@@ -2,6 +2,8 @@
  * The state of one request as it moves through the phases (server rewrite, find location, rewrite,
  * try_files, content, log). One object per request; variables read from it.
  */
+import type { PeerGroup } from './upstream/peers.js';
+import type { BodyStream } from './upstream/pass.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LocationConf, ServerConf, LocConf } from './conf/model.js';
 import type { ListenGroup } from './listen.js';
@@ -80,6 +82,12 @@ export class Rq {
   readonly originalUri: string;
   /** $proxy_host: the upstream name proxy_pass is using. */
   proxyHost = '';
+  /** A pass target with variables: the URI part of its value ('' when it has none), sent as is (nginx). */
+  dynUri = '';
+  /** The group a resolver answer made for this request, used once by the pass it was resolved for. */
+  passGroup: PeerGroup | null = null;
+  /** *_request_buffering off: the body being passed as it arrives (null: read whole, or none). */
+  bodyStream: BodyStream | null = null;
   /** $upstream_cache_status (MISS, HIT, ...); empty when the location does not cache. */
   cacheStatus = '';
 

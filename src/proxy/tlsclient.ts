@@ -12,7 +12,7 @@ import type { SslConf } from './conf/model.js';
 import type { Rq } from './request.js';
 
 /** OpenSSL's verify error numbers and texts (what nginx logs and puts in $ssl_client_verify), by Node's code. */
-const VERIFY_ERRORS: Record<string, [number, string]> = {
+export const VERIFY_ERRORS: Record<string, [number, string]> = {
   UNABLE_TO_GET_ISSUER_CERT: [2, 'unable to get issuer certificate'],
   UNABLE_TO_GET_CRL: [3, 'unable to get certificate CRL'],
   CERT_SIGNATURE_FAILURE: [7, 'certificate signature failure'],

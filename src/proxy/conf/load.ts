@@ -15,7 +15,7 @@ import { coreSpecs } from './modules/core.js';
 import { rewriteSpecs } from './modules/rewrite.js';
 import { staticSpecs } from './modules/static.js';
 import { logSpecs, combinedFormat } from './modules/log.js';
-import { bindPassTargets, upstreamSpecs } from './modules/upstream.js';
+import { bindPassTargets, checkUpstreamTls, upstreamSpecs } from './modules/upstream.js';
 import { bindCacheZones, cacheSpecs } from './modules/cache.js';
 import { sslSpecs } from './modules/ssl.js';
 import { http2Specs } from './modules/http2.js';
@@ -119,6 +119,7 @@ function httpDefaults(prefix: string): LocConf {
   d.gzipProxied = 'off';
   d.gzipDisable = [];
   d.openFileCacheValidMs = 60000;
+  d.resolverTimeoutMs = 30000;
   for (const u of [d.uwsgi, d.proxy]) {
     u.params = [];
     u.connectTimeoutMs = 60000;
@@ -151,6 +152,13 @@ function httpDefaults(prefix: string): LocConf {
     u.cacheUseStale = new Set();
     u.cacheConvertHead = true;
     u.ignoreHeaders = new Set();
+    // TLS to backends: nginx 1.22's defaults (no SNI, no verification, TLS 1.3 not offered).
+    u.sslServerName = false;
+    u.sslVerify = false;
+    u.sslVerifyDepth = 1;
+    u.sslProtocols = ['TLSv1', 'TLSv1.1', 'TLSv1.2'];
+    u.sslCiphers = 'DEFAULT';
+    u.sslSessionReuse = true;
   }
   d.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: ['TLSv1.2', 'TLSv1.3'], ciphers: undefined, preferServerCiphers: false, verifyClient: 'off', clientCertificate: undefined, trustedCertificate: undefined, verifyDepth: 1, crl: undefined, verifyClientPos: undefined };
   return d;
@@ -227,6 +235,7 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
     pendingResolve: [],
     includeDepth: 0,
     pendingPass: [],
+    tlsPasses: [],
   };
   const text = opts.fs.read(confFile);
   if (text instanceof Error) throw new ProxyConfError('FILE', `open() "${confFile}" failed (${text.message})`);
@@ -288,6 +297,7 @@ export async function loadConf(opts: LoadOptions): Promise<LoadedConf> {
         }
       }
     }
+    checkUpstreamTls(env);
     for (const ups of [...http.upstreams.values(), ...http.implicitUpstreams.values()]) {
       if (ups.balance.kind === 'ip_hash' && ups.servers.some((s) => s.backup)) {
         throw new ProxyConfError('BAD_VALUE', 'balancing method does not support parameter "backup"', ups.pos);

@@ -63,6 +63,8 @@ export interface PassConf {
   /** proxy_pass with a URI part ("http://b/path/"): replaces the matched location prefix. */
   uri: Template | undefined;
   pos: ConfPos;
+  /** https:// or suwsgi://: TLS to the backend (the *_ssl_* settings). */
+  secure: boolean;
 }
 
 export interface Param {
@@ -299,6 +301,9 @@ export class LocConf {
   subFilterOnce: boolean | undefined;
   subFilterTypes: Set<string> | undefined;
   subFilterLastModified: boolean | undefined;
+  // ---- resolver, resolver_timeout (pupstream): names in proxy_pass/uwsgi_pass with variables ----
+  resolver: ResolverConf | undefined;
+  resolverTimeoutMs: number | undefined;
   // upstream modules (uwsgi_* and proxy_* share these slots; each pass directive picks its own set)
   pass: PassConf | undefined;
   uwsgi: UpstreamSettings;
@@ -310,6 +315,16 @@ export class LocConf {
     this.proxy = new UpstreamSettings();
     this.ssl = { certificate: undefined, certificateKey: undefined, certificatePath: undefined, protocols: undefined, ciphers: undefined, preferServerCiphers: undefined, verifyClient: undefined, clientCertificate: undefined, trustedCertificate: undefined, verifyDepth: undefined, crl: undefined, verifyClientPos: undefined };
   }
+}
+
+/** `resolver ADDRESS ... [valid=] [ipv4=] [ipv6=]`: the DNS servers names are asked of at request time. */
+export interface ResolverConf {
+  /** "127.0.0.1:53", "[::1]:5353": as node:dns Resolver.setServers takes them. */
+  servers: string[];
+  /** valid=: how long an answer is used (undefined: the answer's smallest TTL, as nginx). */
+  validMs: number | undefined;
+  ipv4: boolean;
+  ipv6: boolean;
 }
 
 /** Settings of one upstream module (uwsgi_* or proxy_*). */
@@ -353,6 +368,19 @@ export class UpstreamSettings {
   cacheConvertHead: boolean | undefined;
   /** *_ignore_headers, lower case. */
   ignoreHeaders: Set<string> | undefined;
+  // ---- TLS to the backend (https://, suwsgi://; pupstream) ----
+  sslServerName: boolean | undefined;
+  /** *_ssl_name (unset: the host of the pass target). */
+  sslName: Template | undefined;
+  sslVerify: boolean | undefined;
+  sslVerifyDepth: number | undefined;
+  sslTrusted: Buffer | undefined;
+  sslCertificate: Buffer | undefined;
+  sslCertificateKey: Buffer | undefined;
+  sslCertificatePath: string | undefined;
+  sslProtocols: string[] | undefined;
+  sslCiphers: string | undefined;
+  sslSessionReuse: boolean | undefined;
 }
 
 /** A *_cache_path zone: where its files live and its limits. */

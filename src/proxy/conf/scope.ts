@@ -30,6 +30,8 @@ export interface LoadEnv {
   includeDepth: number;
   /** Static uwsgi_pass/proxy_pass targets, bound to upstreams once every upstream block is known. */
   pendingPass: Array<{ pass: PassConf; hostPart: string; node: ConfNode; scope: Scope }>;
+  /** https:// and suwsgi:// passes with their location's settings, checked once inherited (checkUpstreamTls). */
+  tlsPasses: Array<{ pass: PassConf; loc: LocConf }>;
 }
 
 export interface Scope {

@@ -8,7 +8,9 @@
  * listeners pass events to the exchange in progress (or, while idle, close the link). Taking and parking a
  * link therefore costs no listener or parser set-up per request.
  */
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { VERIFY_ERRORS } from '../tlsclient.js';
 import { HTTPParser } from 'node:_http_common';
 import { nativeHandle, setReading, touchIdleTimer } from '../../types/socket-internals.js';
 import type { Peer } from './peers.js';
@@ -31,6 +33,18 @@ export interface ExchangeOptions {
   /** The upstream's keepalive_requests and keepalive_time: a link that reached either is closed, not parked. */
   maxUses: number;
   maxAgeMs: number;
+  /** https:// and suwsgi://: TLS to the backend (undefined: plain TCP). */
+  tls: UpstreamTls | undefined;
+  /** *_request_buffering off: the body follows the request as it arrives (onConnected hands the socket). */
+  streamBody: boolean;
+}
+
+/** One request's TLS settings: node:tls options without the address, and the names nginx's log uses. */
+export interface UpstreamTls {
+  options: ConnectionOptions;
+  /** The name the certificate is checked against (*_ssl_name or the target's host). */
+  name: string;
+  reuseSession: boolean;
 }
 
 /** What pass.ts gives an exchange; one object per request can serve as both options and handlers. */
@@ -49,6 +63,8 @@ export interface ExchangeHandlers {
   /** The 101 head (relayed first), then the backend socket, free of the link, and the bytes after the head. */
   onUpgrade(status: number, headers: string[], reason: string): void;
   onTunnel(socket: Socket, rest: Buffer): void;
+  /** With streamBody: the connection is up (the request head is written): the body may follow on it. */
+  onConnected(socket: Socket): void;
 }
 
 const TSGI_HEADER = 'x-tsgi-keepalive';
@@ -106,7 +122,7 @@ export class Link {
   private uses = 0;
   private readonly born = Date.now();
 
-  constructor(readonly peer: Peer, readonly socket: Socket) {
+  constructor(readonly peer: Peer, readonly socket: Socket, readonly secure: boolean) {
     const p = (this.parser = takeParser());
     p[HTTPParser.kOnHeaders] = (headers: string[]) => {
       const ex = this.ex;
@@ -128,7 +144,8 @@ export class Link {
       this.ex?.messageComplete();
     };
     const s = socket;
-    const handle = nativeHandle(s);
+    // A TLS socket's bytes are decrypted by its stream: the parser reads them from 'data'.
+    const handle = secure ? null : nativeHandle(s);
     if (handle !== null) {
       p[HTTPParser.kOnExecute] = (rc: number | Error) => {
         // The stream's own read path would have restarted the idle timer; a consumed read does not.
@@ -257,16 +274,32 @@ export class Link {
   }
 }
 
-function takeIdle(peer: Peer): Link | undefined {
+function takeIdle(peer: Peer, secure: boolean): Link | undefined {
   const list = peer.idle;
-  while (list.length) {
-    const l = list.pop()!;
+  for (let i = list.length - 1; i >= 0; i--) {
+    const l = list[i]!;
+    // One upstream block may be reached over http:// and https://: only a link of the same kind is taken.
+    if (l.secure !== secure) continue;
+    if (i === list.length - 1) list.pop();
+    else list.splice(i, 1);
     l.idle = false;
     if (l.socket.destroyed || !l.socket.writable) {
       l.destroy();
       continue;
     }
     return l;
+  }
+  return undefined;
+}
+
+/** nginx's words for a TLS handshake that failed (undefined: not a TLS error). */
+function tlsFailure(e: NodeJS.ErrnoException, tls: UpstreamTls): string | undefined {
+  const code = e.code ?? '';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `upstream SSL certificate does not match "${tls.name}" while SSL handshaking to upstream`;
+  const v = VERIFY_ERRORS[code];
+  if (v !== undefined) return `upstream SSL certificate verify error: (${v[0]}:${v[1]}) while SSL handshaking to upstream`;
+  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || (e as { library?: string }).library === 'SSL routines') {
+    return `SSL_do_handshake() failed (SSL: ${e.message}) while SSL handshaking to upstream`;
   }
   return undefined;
 }
@@ -405,6 +438,14 @@ export class Exchange implements ExchangeControl {
   }
 
   error(e: NodeJS.ErrnoException): void {
+    const tls = this.opts.tls;
+    if (tls !== undefined) {
+      const m = tlsFailure(e, tls);
+      if (m !== undefined) {
+        this.fail('error', m);
+        return;
+      }
+    }
     const what = !this.connected ? 'connect() failed' : this.started ? 'recv() failed' : 'send() failed';
     this.fail('error', `${what} (${e.code ?? e.message}) while ${this.connected ? (this.started ? 'reading upstream' : 'sending request to upstream') : 'connecting to upstream'}`);
   }
@@ -417,6 +458,7 @@ export class Exchange implements ExchangeControl {
     this.connected = true;
     clearTimeout(this.connectTimer);
     this.link.setTimeout(this.sent ? this.opts.readTimeoutMs : this.opts.sendTimeoutMs);
+    if (this.opts.streamBody) this.h.onConnected(this.link.socket);
   }
 
   startConnectTimer(): void {
@@ -467,8 +509,37 @@ export class Exchange implements ExchangeControl {
   }
 }
 
+/** A TLS connection to a peer, offering its last session when *_ssl_session_reuse is on. */
+function connectTls(peer: Peer, tls: UpstreamTls): TLSSocket {
+  const a = peer.addr;
+  // A resumed session is not checked again (Node has no peer certificate then): a location that verifies
+  // resumes only a session verified for the same name.
+  const verify = tls.options.checkServerIdentity !== undefined;
+  const offer = tls.reuseSession && (!verify || peer.tlsSessionName === tls.name);
+  const o: ConnectionOptions = { ...tls.options, session: offer ? peer.tlsSession : undefined };
+  if ('path' in a) o.path = a.path;
+  else {
+    o.host = a.host;
+    o.port = a.port;
+  }
+  const s = tlsConnect(o);
+  if (tls.reuseSession) {
+    s.on('session', (session: Buffer) => {
+      peer.tlsSession = session;
+      peer.tlsSessionName = verify ? tls.name : '';
+    });
+  }
+  return s;
+}
+
+/** Whether a name may be sent as SNI (RFC 6066: not an address literal, as nginx checks). */
+export function sniName(name: string): boolean {
+  return name !== '' && isIP(name) === 0;
+}
+
 export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h: ExchangeHandlers, allowReuse = true): ExchangeControl {
-  let link = allowReuse && opts.keep !== 'none' ? takeIdle(peer) : undefined;
+  const tls = opts.tls;
+  let link = allowReuse && opts.keep !== 'none' ? takeIdle(peer, tls !== undefined) : undefined;
   peer.conns++;
   let ex: Exchange;
   if (link) {
@@ -477,13 +548,14 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
     link.justParked = false;
     link.setTimeout(opts.sendTimeoutMs);
   } else {
-    const socket = 'path' in peer.addr ? connect(peer.addr.path) : connect(peer.addr.port, peer.addr.host);
+    const socket = tls !== undefined ? connectTls(peer, tls) : 'path' in peer.addr ? connect(peer.addr.path) : connect(peer.addr.port, peer.addr.host);
     socket.setNoDelay(true);
-    link = new Link(peer, socket);
+    link = new Link(peer, socket, tls !== undefined);
     ex = new Exchange(link, opts, h, false);
     link.ex = ex;
     ex.startConnectTimer();
-    socket.once('connect', () => {
+    // With TLS, *_connect_timeout covers the handshake too (as nginx's).
+    socket.once(tls !== undefined ? 'secureConnect' : 'connect', () => {
       if (link!.ex === ex) ex.onConnect();
     });
   }

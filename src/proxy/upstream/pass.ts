@@ -9,15 +9,17 @@ import { isH2 } from '../http2.js';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { encodeVarLists, UwsgiEncodeError } from '../../protocol/uwsgi.js';
-import type { PassConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
+import type { PassConf, ResolverConf, UpstreamConf, UpstreamSettings } from '../conf/model.js';
+import { resolveName } from './resolve.js';
 import type { Pipeline, UpstreamHead } from '../pipeline.js';
 import type { Rq, UpgradeRequest } from '../request.js';
 import type { Socket } from 'node:net';
+import { checkServerIdentity, type ConnectionOptions, type DetailedPeerCertificate } from 'node:tls';
 import { httpDate } from '../special.js';
 import { PRODUCT, VERSION } from '../vars.js';
 import { charsetType, recode } from '../charset.js';
 import { escapeUri } from '../uri.js';
-import { exchange, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
+import { exchange, sniName, type UpstreamTls, type ExchangeControl, type ExchangeHandlers, type ExchangeOptions, type FailKind } from './exchange.js';
 import { PeerGroup, type Peer } from './peers.js';
 import { bypassed, CacheCtx, hasHeader, matches, readEntry, sweeper, touch, updating, type CachedResponse } from '../cache.js';
 import type { CacheZone } from '../conf/model.js';
@@ -59,6 +61,8 @@ const varValues: string[] = [];
 export class Upstreams {
   private readonly groups = new Map<UpstreamConf, PeerGroup>();
   private readonly dynamic = new Map<string, PeerGroup>();
+  /** Resolved pass targets ("host:port") per resolver line: their peers and until when the answer holds. */
+  private readonly byResolver = new Map<ResolverConf, Map<string, { group: PeerGroup; addrs: string; expires: number }>>();
 
   constructor(
     readonly p: Pipeline,
@@ -76,37 +80,78 @@ export class Upstreams {
 
   /** Closes idle persistent links (graceful stop). */
   closeIdle(): void {
-    for (const g of [...this.groups.values(), ...this.dynamic.values()]) {
+    const resolved = [...this.byResolver.values()].flatMap((t) => [...t.values()].map((e) => e.group));
+    for (const g of [...this.groups.values(), ...this.dynamic.values(), ...resolved]) {
       for (const peer of [...g.primary, ...g.backup]) for (const s of peer.idle.splice(0)) s.destroy();
     }
   }
 
-  private groupFor(r: Rq, pass: PassConf): PeerGroup | undefined {
+  /**
+   * The peers of a pass: its upstream block, or for a target with variables the upstream or address its value
+   * names. A host name is resolved through `resolver`: null is returned while it is, and the request goes on
+   * (`fromCached`: through cached(), else start()) when the answer is in; a failure ends it with 502.
+   */
+  private groupFor(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined, fromCached: boolean): PeerGroup | undefined | null {
     if (pass.upstream) return this.group(pass.upstream);
-    // A target with variables: an upstream name, or an address (IP or unix socket; no resolver).
-    const target = pass.dynamic!.eval(r).replace(/^(uwsgi|http):\/\//, '');
+    if (r.passGroup !== null) return r.passGroup;
+    // A target with variables: an upstream name, an address (IP or unix socket), or a name the resolver knows;
+    // what follows the host is the URI sent (nginx sends it as it is).
+    let target = pass.dynamic!.eval(r).replace(/^(s?uwsgi|https?):\/\//, '');
+    if (!target.startsWith('unix:')) {
+      const slash = target.indexOf('/');
+      r.dynUri = slash >= 0 ? target.slice(slash) : '';
+      if (slash >= 0) target = target.slice(0, slash);
+    }
     const named = this.named.get(target);
     if (named) return this.group(named);
     let g = this.dynamic.get(target);
     if (g) return g;
     let addr: { host: string; port: number } | { path: string } | undefined;
     let m: RegExpExecArray | null;
+    const defaultPort = pass.scheme === 'https' ? 443 : pass.protocol === 'http' ? 80 : 0;
     if (target.startsWith('unix:')) addr = { path: target.slice(5) };
     else if ((m = /^(\d+\.\d+\.\d+\.\d+|\[[0-9a-fA-F:]+\]|localhost)(?::(\d+))?$/.exec(target))) {
       const host = m[1] === 'localhost' ? '127.0.0.1' : m[1]!.replace(/^\[|\]$/g, '');
-      const port = m[2] ? Number(m[2]) : pass.protocol === 'http' ? 80 : 0;
+      const port = m[2] ? Number(m[2]) : defaultPort;
       if (port > 0 && port < 65536) addr = { host, port };
+    } else if (r.conf.resolver !== undefined && (m = /^([A-Za-z0-9_.-]+)(?::(\d+))?$/.exec(target))) {
+      const port = m[2] ? Number(m[2]) : defaultPort;
+      if (port > 0 && port < 65536) return this.resolved(r, pass, st, cache, fromCached, target, m[1]!, port);
     }
     if (!addr) {
-      this.p.log(r, 'error', `no resolver defined to resolve ${target}`);
+      this.p.log(r, 'error', r.conf.resolver !== undefined ? `invalid port in upstream "${target}"` : `no resolver defined to resolve ${target}`);
       return undefined;
     }
-    g = new PeerGroup({
-      name: target, servers: [{ name: target, addrs: [addr], weight: 1, maxFails: 1, failTimeoutMs: 10000, backup: false, down: false, maxConns: 0, pos: pass.pos }],
-      balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, keepaliveTimeMs: 3600000, implicit: true, pos: pass.pos,
-    });
+    g = new PeerGroup(oneTimeUpstream(target, [addr], pass));
     if (this.dynamic.size < 1024) this.dynamic.set(target, g);
     return g;
+  }
+
+  /** The peers a resolver answer for `host` gives, kept until the answer expires (then asked again). */
+  private resolved(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined, fromCached: boolean, target: string, host: string, port: number): PeerGroup | null {
+    const conf = r.conf.resolver!;
+    let known = this.byResolver.get(conf);
+    if (known === undefined) this.byResolver.set(conf, (known = new Map()));
+    const e = known.get(target);
+    if (e !== undefined && e.expires > Date.now()) return e.group;
+    const table = known;
+    resolveName(conf, r.conf.resolverTimeoutMs!, host, (error, addrs, expires) => {
+      if (r.res.writableEnded || r.res.destroyed) return;
+      if (error !== null) {
+        this.p.log(r, 'error', `${host} could not be resolved (${error})`);
+        this.p.finalize(r, 502);
+        return;
+      }
+      // The same addresses keep their peers (round-robin state, idle keepalive connections).
+      const old = table.get(target);
+      const same = old !== undefined && old.addrs === addrs.join(' ');
+      const group = same ? old.group : new PeerGroup(oneTimeUpstream(target, addrs.map((a) => ({ host: a, port })), pass));
+      if (table.size < 1024 || table.has(target)) table.set(target, { group, addrs: addrs.join(' '), expires });
+      r.passGroup = group;
+      if (fromCached) this.cached(r, pass, st, st.cache!);
+      else this.start(r, pass, st, cache);
+    });
+    return null;
   }
 
   pass(r: Rq): void {
@@ -120,12 +165,41 @@ export class Upstreams {
   }
 
   private readAndStart(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined): void {
-    // An auth_request subrequest never reads the client's body (nginx gives it none).
-    if (!st.passRequestBody || !hasBody(r.req) || r.parent !== null) {
+    // An auth_request subrequest never reads the client's body (nginx gives it none); a body streamed to an
+    // earlier pass (before an error_page redirect) is not read again: what was kept of it (r.body) is passed.
+    if (!st.passRequestBody || !hasBody(r.req) || r.parent !== null || r.bodyStream !== null) {
+      r.bodyStream = null;
       this.start(r, pass, st, cache);
       return;
     }
+    if (!st.requestBuffering && this.streamable(r, pass, st)) {
+      this.startStreaming(r, pass, st, cache);
+      return;
+    }
     readBody(r, this.p, () => this.start(r, pass, st, cache));
+  }
+
+  /**
+   * *_request_buffering off applies, as in nginx, unless the body goes to a file (client_body_in_file_only)
+   * or its length is unknown where the backend needs it (uwsgi, HTTP/1.0: such a body is read whole first).
+   */
+  private streamable(r: Rq, pass: PassConf, st: UpstreamSettings): boolean {
+    if (r.conf.clientBodyInFileOnly !== 'off' || isH2(r.req) || (r.req as UpgradeRequest).tsgiBody !== undefined) return false;
+    return r.req.headers['content-length'] !== undefined || (pass.protocol === 'http' && st.httpVersion === '1.1');
+  }
+
+  /** The request goes to the backend at once; its body follows as it arrives (BodyStream). */
+  private startStreaming(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined): void {
+    const max = r.conf.clientMaxBodySize!;
+    const cl = r.req.headers['content-length'];
+    if (max > 0 && cl !== undefined && Number(cl) > max) {
+      this.p.log(r, 'error', `client intended to send too large body: ${cl} bytes`);
+      r.res.shouldKeepAlive = false;
+      this.p.finalize(r, 413);
+      return;
+    }
+    r.bodyStream = new BodyStream(r, this.p, cl === undefined);
+    this.start(r, pass, st, cache);
   }
 
   /**
@@ -140,7 +214,8 @@ export class Upstreams {
     }
     if (pass.protocol === 'http') {
       // $proxy_host is part of the default key: known before the request is built.
-      const g = this.groupFor(r, pass);
+      const g = this.groupFor(r, pass, st, undefined, true);
+      if (g === null) return;
       if (!g) {
         this.p.finalize(r, 502);
         return;
@@ -267,7 +342,9 @@ export class Upstreams {
   }
 
   private start(r: Rq, pass: PassConf, st: UpstreamSettings, cache: CacheCtx | undefined): void {
-    const group = this.groupFor(r, pass);
+    const group = this.groupFor(r, pass, st, cache, false);
+    if (group === null) return;
+    r.passGroup = null;
     if (!group) {
       this.p.finalize(r, 502);
       return;
@@ -472,6 +549,9 @@ export class Upstreams {
     }
     const body = st.passRequestBody ? r.body : null;
     if (body && !set.has('content-length')) head += `Content-Length: ${body.length}\r\n`;
+    else if (r.bodyStream !== null && !set.has('content-length')) {
+      head += r.bodyStream.chunked ? 'Transfer-Encoding: chunked\r\n' : `Content-Length: ${r.req.headers['content-length']!}\r\n`;
+    }
     head += '\r\n';
     const h = Buffer.from(head, 'latin1');
     return body ? [h, body] : [h];
@@ -506,11 +586,13 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
   readonly readTimeoutMs: number;
   readonly sendTimeoutMs: number;
   readonly head: boolean;
-  readonly keep: 'tsgi' | 'http' | 'none';
+  keep: 'tsgi' | 'http' | 'none';
   readonly poolMax: number;
   readonly idleTimeoutMs: number;
   readonly maxUses: number;
   readonly maxAgeMs: number;
+  readonly tls: UpstreamTls | undefined;
+  readonly streamBody: boolean;
   // The try in progress.
   private peer: Peer | undefined;
   private headersSent = false;
@@ -549,6 +631,25 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.readTimeoutMs = st.readTimeoutMs!;
     this.sendTimeoutMs = st.sendTimeoutMs!;
     this.head = r.method === 'HEAD' && (cache === undefined || !cache.converted);
+    this.tls = pass.secure ? upstreamTls(r, st, group) : undefined;
+    this.streamBody = r.bodyStream !== null;
+    if (this.streamBody) {
+      // The body is sent once, as it arrives: the connection is not kept (it could carry half a body).
+      this.keep = 'none';
+      r.bodyStream!.relay = this;
+    }
+  }
+
+  onConnected(socket: Socket): void {
+    this.r.bodyStream?.attach(socket);
+  }
+
+  /** A streamed body failed (too large, too slow): the backend is dropped and the client answered. */
+  bodyFailed(status: number): void {
+    this.clientGone = true;
+    this.ctl?.abort();
+    if (!this.r.res.headersSent) this.u.p.finalize(this.r, status);
+    else this.r.res.destroy();
   }
 
   nextPeer(): Peer | null {
@@ -721,7 +822,9 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
       r.res.destroy();
       return;
     }
-    if (reused && !responseStarted) {
+    const bs = this.r.bodyStream;
+    if (bs !== null) bs.detach();
+    if (reused && !responseStarted && (bs === null || !bs.sent)) {
       // A kept link the backend had closed: try again on a fresh connection, not a failure.
       this.addrs.pop();
       this.attempt(peer, false);
@@ -730,7 +833,8 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
     this.statuses.push(kind === 'timeout' ? '504' : '502');
     p.log(r, 'error', `${message}, upstream: "${this.pass.scheme}://${peer.label}"`);
     this.group.fail(peer);
-    const canRetry = this.conds.has(kind) && (this.idempotent || (!responseStarted && kind === 'error' && !connectedAndSent(message)));
+    // A streamed body cannot be sent twice: once a byte of it went out, no other peer is tried (nginx's rule).
+    const canRetry = this.conds.has(kind) && (this.idempotent || (!responseStarted && kind === 'error' && !connectedAndSent(message))) && (bs === null || !bs.sent);
     const next = canRetry ? this.nextPeer() : null;
     if (next) {
       this.attempt(next, true);
@@ -828,6 +932,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
 
 /** The URI proxy_pass sends: the client's, or with the location prefix replaced by the pass URI part. */
 function upstreamUri(r: Rq, pass: PassConf): string {
+  if (pass.dynamic !== undefined && r.dynUri !== '') return r.dynUri;
   if (pass.uri && !r.validLocation) return escapeUri(r.uri) + (r.args ? '?' + r.args : '');
   if (pass.uri) {
     const base = pass.uri.eval(r);
@@ -840,13 +945,161 @@ function upstreamUri(r: Rq, pass: PassConf): string {
   return r.requestUri;
 }
 
+/** The upstream a pass target with variables makes: its addresses as one server's (nginx's implicit upstream). */
+function oneTimeUpstream(name: string, addrs: Array<{ host: string; port: number } | { path: string }>, pass: PassConf): UpstreamConf {
+  return {
+    name, servers: [{ name, addrs, weight: 1, maxFails: 1, failTimeoutMs: 10000, backup: false, down: false, maxConns: 0, pos: pass.pos }],
+    balance: { kind: 'round_robin' }, keepalive: undefined, keepaliveTimeoutMs: 60000, keepaliveRequests: 1000, keepaliveTimeMs: 3600000, implicit: true, pos: pass.pos,
+  };
+}
+
 function connectionCleared(st: UpstreamSettings): boolean {
   return st.params!.some((p) => p.key.toLowerCase() === 'connection' && p.value.constant === '');
 }
 
 /** A failure that happened after the request was written (so a non-idempotent one must not be repeated). */
 function connectedAndSent(message: string): boolean {
-  return !message.startsWith('connect()') && !message.includes('while connecting');
+  return !message.startsWith('connect()') && !message.includes('while connecting') && !message.includes('while SSL handshaking');
+}
+
+const TLS_ORDER = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
+/** The node:tls options a location's *_ssl_* settings make (the same for all its requests). */
+const tlsBase = new WeakMap<UpstreamSettings, ConnectionOptions>();
+
+/**
+ * One request's TLS to the backend: SNI when *_ssl_server_name is on (the *_ssl_name, or the target's host,
+ * unless it is an address), and with *_ssl_verify the certificate checked against that name and the
+ * trusted certificates, its chain no deeper than *_ssl_verify_depth (Node has no such limit of its own).
+ */
+function upstreamTls(r: Rq, st: UpstreamSettings, group: PeerGroup): UpstreamTls {
+  let base = tlsBase.get(st);
+  if (base === undefined) {
+    const versions = TLS_ORDER.filter((v) => st.sslProtocols!.includes(v));
+    base = {
+      rejectUnauthorized: st.sslVerify,
+      ca: st.sslTrusted,
+      cert: st.sslCertificate,
+      key: st.sslCertificateKey,
+      ciphers: st.sslCiphers,
+      minVersion: versions[0],
+      maxVersion: versions[versions.length - 1],
+    };
+    tlsBase.set(st, base);
+  }
+  const target = group.conf.name;
+  const name = st.sslName !== undefined ? st.sslName.eval(r) : target.replace(/^\[([^\]]*)\].*$|:\d+$/, '$1');
+  const options: ConnectionOptions = { ...base, servername: st.sslServerName && sniName(name) ? name : '' };
+  if (st.sslVerify) {
+    const depth = st.sslVerifyDepth!;
+    options.checkServerIdentity = (_host, cert) => {
+      // OpenSSL's count: the intermediates between the certificate and the trust anchor (neither counts).
+      let intermediates = -1;
+      for (let c = cert as DetailedPeerCertificate; c.issuerCertificate !== undefined && c.issuerCertificate !== c && c.issuerCertificate.fingerprint256 !== c.fingerprint256; c = c.issuerCertificate) intermediates++;
+      if (intermediates > depth) return Object.assign(new Error('certificate chain too long'), { code: 'CERT_CHAIN_TOO_LONG' });
+      return checkServerIdentity(name, cert);
+    };
+  }
+  return { options, name, reuseSession: st.sslSessionReuse! };
+}
+
+/**
+ * *_request_buffering off: the client's body, passed to the backend connection of the current try as it
+ * arrives (chunk-framed when its length is unknown). Bytes that arrive before a connection is up wait here;
+ * once a byte went out, `sent` forbids another try. client_max_body_size and client_body_timeout still
+ * apply. A body no larger than client_body_buffer_size is also kept for $request_body, as nginx's is.
+ */
+export class BodyStream {
+  relay: { bodyFailed(status: number): void } | null = null;
+  private sink: Socket | null = null;
+  private pending: Buffer[] = [];
+  private kept: Buffer[] | null = [];
+  private size = 0;
+  private ended = false;
+  /** The whole body arrived. */
+  private complete = false;
+  sent = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly r: Rq, private readonly p: Pipeline, readonly chunked: boolean) {
+    const req = r.req;
+    this.timer = setTimeout(this.onTimeout, r.conf.clientBodyTimeoutMs!);
+    req.on('data', this.onData);
+    req.on('end', this.onEnd);
+    r.res.once('close', () => clearTimeout(this.timer));
+  }
+
+  private readonly onTimeout = (): void => {
+    if (this.ended) return;
+    this.ended = true;
+    this.p.log(this.r, 'info', 'client timed out (110: Connection timed out) while reading client request body');
+    this.r.res.shouldKeepAlive = false;
+    this.fail(408);
+  };
+
+  private readonly onData = (c: Buffer): void => {
+    if (this.ended) return;
+    this.size += c.length;
+    const max = this.r.conf.clientMaxBodySize!;
+    if (max > 0 && this.size > max) {
+      this.ended = true;
+      clearTimeout(this.timer);
+      this.p.log(this.r, 'error', `client intended to send too large chunked body: ${this.size} bytes`);
+      this.r.res.shouldKeepAlive = false;
+      this.fail(413);
+      return;
+    }
+    this.timer.refresh();
+    if (this.kept !== null) {
+      if (this.size <= this.r.conf.clientBodyBufferSize!) this.kept.push(c);
+      else this.kept = null;
+    }
+    if (this.sink !== null) this.write(this.sink, c);
+    else {
+      this.pending.push(c);
+      // Nothing to send to yet: the client waits rather than the body piling up here.
+      if (this.pending.length > 16) this.r.req.pause();
+    }
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.ended) return;
+    this.ended = true;
+    this.complete = true;
+    clearTimeout(this.timer);
+    if (this.kept !== null) this.r.body = this.kept.length === 1 ? this.kept[0]! : Buffer.concat(this.kept, this.size);
+    if (this.sink !== null && this.chunked) this.sink.write('0\r\n\r\n');
+  };
+
+  private fail(status: number): void {
+    if (this.relay !== null) this.relay.bodyFailed(status);
+    else if (!this.r.res.headersSent) this.p.finalize(this.r, status);
+  }
+
+  private write(s: Socket, c: Buffer): void {
+    if (s.destroyed) return;
+    this.sent = true;
+    const ok = this.chunked ? (s.write(`${c.length.toString(16)}\r\n`), s.write(c), s.write('\r\n')) : s.write(c);
+    if (!ok) {
+      const req = this.r.req;
+      req.pause();
+      s.once('drain', () => req.resume());
+    }
+  }
+
+  /** The connection of a try is up: what arrived so far goes, the rest follows. */
+  attach(s: Socket): void {
+    this.sink = s;
+    const pending = this.pending;
+    this.pending = [];
+    for (const c of pending) this.write(s, c);
+    if (this.complete && this.chunked) s.write('0\r\n\r\n');
+    this.r.req.resume();
+  }
+
+  /** The try failed: nothing more goes to its connection. */
+  detach(): void {
+    this.sink = null;
+  }
 }
 
 let tempFiles = 0;

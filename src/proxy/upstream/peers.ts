@@ -17,6 +17,10 @@ export class Peer {
   conns = 0;
   /** Idle persistent connections to this peer (tsgi link or HTTP keep-alive). */
   readonly idle: Link[] = [];
+  /** The last TLS session of an https/suwsgi connection, offered again (*_ssl_session_reuse). */
+  tlsSession: Buffer | undefined = undefined;
+  /** The name that session's certificate was verified for ('' when it was not verified). */
+  tlsSessionName = '';
   /** "127.0.0.1:8081" or "unix:/path", as $upstream_addr shows it. */
   readonly label: string;
 

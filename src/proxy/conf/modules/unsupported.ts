@@ -9,12 +9,12 @@ import { ANY, MORE, pos, type DirectiveSpec } from '../table.js';
 
 const NAMES = `gunzip
 ssi ssi_types
-resolver resolver_timeout fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
+fastcgi_pass fastcgi_param scgi_pass grpc_pass memcached_pass
 proxy_store uwsgi_store quic http3
 max_headers mirror flv mp4 image_filter
 perl js_content js_import slice secure_link dav_methods
 ssl_password_file
-proxy_ssl_certificate proxy_ssl_verify stream mail load_module
+proxy_ssl_password_file proxy_ssl_crl proxy_ssl_conf_command uwsgi_ssl_password_file uwsgi_ssl_crl uwsgi_ssl_conf_command stream mail load_module
 ssl_engine`.split(/\s+/);
 
 export const unsupportedSpecs: DirectiveSpec<Scope>[] = NAMES.map((name) => ({

@@ -3,10 +3,11 @@
  * that pass requests to backends, uwsgi_* and proxy_*, which share one set of settings per module.
  */
 import { ProxyConfError } from '../errors.js';
-import type { NextUpstreamCond, PassConf, UpstreamConf, UpstreamServerConf, UpstreamSettings } from '../model.js';
+import type { NextUpstreamCond, PassConf, ResolverConf, UpstreamConf, UpstreamServerConf, UpstreamSettings } from '../model.js';
 import type { ConfNode } from '../parse.js';
-import type { Scope } from '../scope.js';
-import { HSL, HTTP, LIF, LOC, MORE, UPS, badValue, duplicate, parseFlag, pos, sizeArg, timeArg, tuning, type DirectiveSpec } from '../table.js';
+import type { LoadEnv, Scope } from '../scope.js';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { HSL, HTTP, LIF, LOC, MORE, UPS, badValue, duplicate, parseFlag, parseTimeMs, pos, sizeArg, timeArg, tuning, type DirectiveSpec } from '../table.js';
 import { compileTemplate } from '../../vars.js';
 
 type Spec = DirectiveSpec<Scope>;
@@ -186,10 +187,7 @@ function moduleSpecs(prefix: 'uwsgi' | 'proxy'): Spec[] {
       return Number(d.args[0]);
     }),
     flag('buffering', 'buffering'),
-    once('request_buffering', 'flag', 'requestBuffering', (d) => {
-      if (!parseFlag(d)) throw new ProxyConfError('NOT_SUPPORTED', `"${d.name} off" is not supported by tsgi-proxy: request bodies are always read whole before they are passed (so a failed attempt can be retried)`, pos(d));
-      return true;
-    }),
+    flag('request_buffering', 'requestBuffering'),
     flag('intercept_errors', 'interceptErrors'),
     flag('pass_request_headers', 'passRequestHeaders'),
     flag('pass_request_body', 'passRequestBody'),
@@ -209,6 +207,32 @@ function moduleSpecs(prefix: 'uwsgi' | 'proxy'): Spec[] {
     tuning(`${prefix}_temp_file_write_size`, HSL, 1),
     tuning(`${prefix}_temp_path`, HSL, [1, 4]),
     tuning(`${prefix}_socket_keepalive`, HSL, 'flag'),
+    // TLS to the backend (https://, suwsgi://): SNI, verification, client certificate, protocols.
+    once('ssl_server_name', 'flag', 'sslServerName', (d) => parseFlag(d)),
+    once('ssl_name', 1, 'sslName', (d, s) => compileTemplate(d.args[0]!, s.reg, pos(d))),
+    once('ssl_verify', 'flag', 'sslVerify', (d) => parseFlag(d)),
+    once('ssl_verify_depth', 1, 'sslVerifyDepth', (d) => {
+      if (!/^\d+$/.test(d.args[0]!)) throw badValue(d, d.args[0]!);
+      return Number(d.args[0]);
+    }),
+    once('ssl_trusted_certificate', 1, 'sslTrusted', (d, s) => pemFile(s, d, 'CERTIFICATE').buf),
+    {
+      name: `${prefix}_ssl_certificate`, ctx: HSL, args: 1,
+      set(s, d) {
+        const st = get(s);
+        if (st.sslCertificate !== undefined) throw duplicate(d);
+        const f = pemFile(s, d, 'CERTIFICATE');
+        st.sslCertificate = f.buf;
+        st.sslCertificatePath = f.path;
+      },
+    },
+    once('ssl_certificate_key', 1, 'sslCertificateKey', (d, s) => pemFile(s, d, 'PRIVATE KEY').buf),
+    once('ssl_protocols', [1, MORE], 'sslProtocols', (d) => {
+      for (const a of d.args) if (!TLS_PROTOCOLS.has(a)) throw new ProxyConfError('BAD_VALUE', `invalid value "${a}"`, pos(d));
+      return d.args;
+    }),
+    once('ssl_ciphers', 1, 'sslCiphers', (d) => d.args[0]!),
+    once('ssl_session_reuse', 'flag', 'sslSessionReuse', (d) => parseFlag(d)),
   ];
   if (prefix === 'uwsgi') {
     const mod = (suffix: 'modifier1' | 'modifier2') =>
@@ -256,10 +280,11 @@ function parsePass(s: Scope, d: ConfNode, protocol: 'uwsgi' | 'http'): PassConf 
     scheme = m[1]!.toLowerCase();
     const ok = protocol === 'uwsgi' ? scheme === 'uwsgi' || scheme === 'suwsgi' : scheme === 'http' || scheme === 'https';
     if (!ok) throw new ProxyConfError('BAD_VALUE', `invalid URL prefix in "${target}"`, p);
-    if (scheme === 'suwsgi' || scheme === 'https') throw new ProxyConfError('NOT_SUPPORTED', `"${scheme}://" in "${d.name}" directive is not supported by tsgi-proxy`, p);
     target = target.slice(m[0].length);
   } else if (protocol === 'http' && !target.includes('$')) throw new ProxyConfError('BAD_VALUE', `invalid URL prefix in "${target}"`, p);
-  const pass: PassConf = { protocol, scheme, upstream: undefined, dynamic: undefined, uri: undefined, pos: p };
+  const secure = scheme === 'https' || scheme === 'suwsgi';
+  const pass: PassConf = { protocol, scheme, upstream: undefined, dynamic: undefined, uri: undefined, pos: p, secure };
+  if (secure) s.env.tlsPasses.push({ pass, loc: s.loc });
   if (target.includes('$')) {
     pass.dynamic = compileTemplate(target, s.reg, p);
     return pass;
@@ -293,15 +318,92 @@ export function bindPassTargets(s0: Scope): void {
       pass.upstream = named;
       continue;
     }
-    const key = `${pass.protocol}|${hostPart}`;
+    // By scheme: plain and TLS connections to one address are not each other's keepalive links.
+    const key = `${pass.scheme}|${hostPart}`;
     let ups = scope.http!.implicitUpstreams.get(key);
     if (!ups) {
       ups = newUpstream(hostPart, node, true);
-      ups.servers.push(parseServerAddress(scope, node, hostPart, pass.protocol === 'http' ? 80 : undefined));
+      ups.servers.push(parseServerAddress(scope, node, hostPart, pass.scheme === 'https' ? 443 : pass.protocol === 'http' ? 80 : undefined));
       scope.http!.implicitUpstreams.set(key, ups);
     }
     pass.upstream = ups;
   }
 }
 
-export const upstreamSpecs: Spec[] = [...upstreamBlock, ...moduleSpecs('uwsgi'), ...moduleSpecs('proxy')];
+const TLS_PROTOCOLS = new Set(['SSLv2', 'SSLv3', 'TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3']);
+
+/** A PEM file of a *_ssl_* directive, read at start (variables in the name are not supported). */
+function pemFile(s: Scope, d: ConfNode, kind: 'CERTIFICATE' | 'PRIVATE KEY'): { buf: Buffer; path: string } {
+  const file = d.args[0]!;
+  if (file.includes('$')) throw new ProxyConfError('NOT_SUPPORTED', `variables in "${d.name}" directive are not supported by tsgi-proxy`, pos(d));
+  const path = isAbsolute(file) ? file : resolvePath(s.env.confPrefix, file);
+  const text = s.env.fs.read(path);
+  const what = kind === 'CERTIFICATE' ? 'certificate' : 'certificate key';
+  if (text instanceof Error) throw new ProxyConfError('FILE', `cannot load ${what} "${path}": ${text.message}`, pos(d));
+  if (!(kind === 'CERTIFICATE' ? /-----BEGIN CERTIFICATE-----/ : /-----BEGIN [A-Z ]*PRIVATE KEY-----/).test(text)) {
+    throw new ProxyConfError('FILE', `cannot load ${what} "${path}": no PEM ${kind === 'CERTIFICATE' ? 'certificate' : 'private key'} in it`, pos(d));
+  }
+  return { buf: Buffer.from(text, 'latin1'), path };
+}
+
+/** After inheritance: what nginx checks for each TLS pass (a trusted certificate to verify with, a key for a certificate). */
+export function checkUpstreamTls(env: LoadEnv): void {
+  for (const { pass, loc } of env.tlsPasses) {
+    const prefix = pass.protocol === 'uwsgi' ? 'uwsgi' : 'proxy';
+    const st = pass.protocol === 'uwsgi' ? loc.uwsgi : loc.proxy;
+    if (st.sslVerify && st.sslTrusted === undefined) throw new ProxyConfError('BAD_VALUE', `no ${prefix}_ssl_trusted_certificate for ${prefix}_ssl_verify`, pass.pos);
+    if (st.sslCertificate !== undefined && st.sslCertificateKey === undefined) {
+      throw new ProxyConfError('BAD_VALUE', `no "${prefix}_ssl_certificate_key" is defined for certificate "${st.sslCertificatePath!}"`, pass.pos);
+    }
+  }
+}
+
+/**
+ * resolver and resolver_timeout: the DNS servers a pass target with variables is resolved through when its
+ * value names a host (upstream/resolve.ts). Addresses are IP literals, with an optional port (53).
+ */
+const resolverSpecs: Spec[] = [
+  {
+    name: 'resolver', ctx: HSL, args: [1, MORE],
+    set(s, d) {
+      if (s.loc.resolver !== undefined) throw duplicate(d);
+      const rc: ResolverConf = { servers: [], validMs: undefined, ipv4: true, ipv6: true };
+      for (const a of d.args) {
+        const eq = a.indexOf('=');
+        const key = eq > 0 ? a.slice(0, eq) : '';
+        const val = a.slice(eq + 1);
+        if (key === 'valid') {
+          const ms = parseTimeMs(val);
+          if (Number.isNaN(ms)) throw new ProxyConfError('BAD_VALUE', `invalid parameter: ${a}`, pos(d));
+          rc.validMs = ms;
+        } else if (key === 'ipv4' || key === 'ipv6') {
+          if (val !== 'on' && val !== 'off') throw new ProxyConfError('BAD_VALUE', `invalid parameter: ${a}`, pos(d));
+          rc[key] = val === 'on';
+        } else if (key === 'status_zone') {
+          throw new ProxyConfError('NOT_SUPPORTED', `"status_zone" in "resolver" is not supported by tsgi-proxy (it has no per-zone resolver statistics)`, pos(d));
+        } else rc.servers.push(resolverAddress(d, a));
+      }
+      if (!rc.ipv4 && !rc.ipv6) throw new ProxyConfError('BAD_VALUE', '"ipv4" and "ipv6" cannot both be "off"', pos(d));
+      if (rc.servers.length === 0) throw new ProxyConfError('BAD_VALUE', 'no name servers defined', pos(d));
+      s.loc.resolver = rc;
+    },
+  },
+  {
+    name: 'resolver_timeout', ctx: HSL, args: 1,
+    set(s, d) {
+      if (s.loc.resolverTimeoutMs !== undefined) throw duplicate(d);
+      s.loc.resolverTimeoutMs = timeArg(d);
+    },
+  },
+];
+
+/** One resolver address ("10.0.0.1", "10.0.0.1:5353", "[::1]", "[::1]:53") as node:dns wants it. */
+function resolverAddress(d: ConfNode, a: string): string {
+  const m = /^(?:(\d+\.\d+\.\d+\.\d+)|\[([0-9a-fA-F:.]+)\])(?::(\d+))?$/.exec(a);
+  if (!m) throw new ProxyConfError('BAD_VALUE', `host not found in resolver "${a}" (tsgi-proxy takes IP addresses here)`, pos(d));
+  const port = m[3] !== undefined ? Number(m[3]) : 53;
+  if (port <= 0 || port > 65535) throw new ProxyConfError('BAD_VALUE', `invalid port in resolver "${a}"`, pos(d));
+  return m[1] !== undefined ? `${m[1]}:${port}` : `[${m[2]}]:${port}`;
+}
+
+export const upstreamSpecs: Spec[] = [...upstreamBlock, ...moduleSpecs('uwsgi'), ...moduleSpecs('proxy'), ...resolverSpecs];
