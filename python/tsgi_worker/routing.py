@@ -48,7 +48,7 @@ class Outcome(object):
 
 class Rule(object):
     __slots__ = ('kind', 'label', 'subject', 'regex', 'cond', 'negate', 'args', 'cond_regex', 'action', 'arg', 'extra',
-                 'where')
+                 'where', 'code')
 
 
 def _dynamic(text):
@@ -63,6 +63,8 @@ class _Template(object):
 
 
 class Routing(object):
+    status = 0   # the response's status code, for the error and response tables' `status` rules
+
     def __init__(self, rules, worker_id, pid, log_error, log_line):
         self.worker_id = worker_id
         self.pid = pid
@@ -94,6 +96,8 @@ class Routing(object):
             r.args = [_dynamic(a) for a in spec['args']]
             if r.cond == 'regexp':
                 r.cond_regex = re.compile(spec['args'][1])
+            elif r.cond == 'status':
+                r.code = int(spec['args'][0])
         else:
             r.kind = _RUN
         r.action = action = spec['action']
@@ -247,6 +251,8 @@ class Routing(object):
     def _condition(self, rule, environ):
         args = rule.args
         cond = rule.cond
+        if cond == 'status':
+            return self.status == rule.code, _NO_CAPS
         a = self.expand(args[0], environ, _NO_CAPS)
         if cond == 'empty':
             return a == '', _NO_CAPS

@@ -172,6 +172,11 @@ class Worker(object):
         if conf.get('routes'):
             from .routing import Routing
             self.routing = Routing(conf['routes'], self.worker_id, self.pid, self.log_error, self.log_line)
+        # error-route*, response-route*, collect-header, pull-header: None (the common case) costs one attribute test.
+        self.late_routing = None
+        if conf.get('errorRoutes') or conf.get('responseRoutes') or conf.get('collectHeaders') or conf.get('pullHeaders'):
+            from .late_routing import LateRouting
+            self.late_routing = LateRouting(conf, self.worker_id, self.pid, self.log_error, self.log_line)
         # final-route*: after the response, before its log line (as uWSGI 2.0.21 orders them).
         self.final_routing = None
         if conf.get('finalRoutes'):
@@ -504,6 +509,10 @@ class Worker(object):
             out.keepalive = True
             out.bodiless = environ.get('REQUEST_METHOD') == 'HEAD'
         log = self.log_requests
+        late = self.late_routing
+        if late is not None:
+            # error-route, response-route, collect/pull-header: run as the head goes out (late_routing.py).
+            out = late.wrap(out, environ, core)
         if self.routing is not None:
             # The rules run first; they choose the app (mounts) once they have changed the request.
             r, healthy, log = self.routing.serve(self, out, environ, core, on_link)
@@ -521,6 +530,10 @@ class Worker(object):
                 r, healthy = self.serve_static(out, environ, app)
             else:
                 r, healthy = self.run_app(out, environ, app)
+        if late is not None:
+            healthy = out.finish(r, healthy, on_link)
+            if out.quiet:
+                log = False
         if body.__class__ is SocketInput and body.unread_bytes():
             healthy = self._discard_body(body) and healthy
         if self.final_routing is not None:

@@ -263,6 +263,21 @@ export const OPTIONS: readonly OptionDef[] = [
   declare({ name: 'final-route-if-not', kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing', help: 'as route-if-not, after the response (final routes)' }),
   declare({ name: 'final-route-label', kind: 'string', repeat: true, meta: 'NAME', section: 'Routing', help: 'a label of the final routes for goto' }),
 
+  // error-route*, response-route*, collect-header, pull-header (docs/routing.md): run when the status is set and
+  // when the headers are written.
+  ...(['error', 'response'] as const).flatMap((table) => [
+    ...['', '-host', '-uri', '-qs', '-remote-addr', '-user-agent', '-referer', '-remote-user'].map((suffix) =>
+      declare({ name: `${table}-route${suffix}`, kind: 'string', repeat: true, meta: 'REGEXP ACTION:ARG', section: 'Routing',
+        help: `as route${suffix}, run ${table === 'error' ? 'when the response status is set' : 'when the response headers are written'}` })),
+    declare({ name: `${table}-route-status`, kind: 'string', repeat: true, meta: 'CODE ACTION:ARG', section: 'Routing', help: `run ACTION in the ${table} routes when the status is CODE (a number, read as atoi)` }),
+    declare({ name: `${table}-route-run`, kind: 'string', repeat: true, meta: 'ACTION:ARG', section: 'Routing', help: `as route-run, in the ${table} routes` }),
+    declare({ name: `${table}-route-if`, kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing', help: `as route-if, in the ${table} routes` }),
+    declare({ name: `${table}-route-if-not`, kind: 'string', repeat: true, meta: 'COND:ARGS ACTION:ARG', section: 'Routing', help: `as route-if-not, in the ${table} routes` }),
+    declare({ name: `${table}-route-label`, kind: 'string', repeat: true, meta: 'NAME', section: 'Routing', help: `a label of the ${table} routes for goto` }),
+  ]),
+  declare({ name: 'collect-header', kind: 'string', repeat: true, meta: 'HEADER VAR', section: 'Routing', help: 'copy a response header into the request variable VAR (for ${VAR} in response routes)' }),
+  declare({ name: 'pull-header', kind: 'string', repeat: true, meta: 'HEADER VAR', section: 'Routing', help: 'as collect-header, and keep the header out of the response' }),
+
   // ---- Caching (src/cache, python/tsgi_worker/cache.py, docs/cache.md) ----
   declare({ name: 'cache2', kind: 'string', repeat: true, meta: 'name=NAME,items=N[,...]', section: 'Caching',
     help: 'Python apps: a cache shared by every worker (blocksize=, blocks=, keysize=, bitmap=1, purge_lru=1, store=FILE, ...); may repeat' }),

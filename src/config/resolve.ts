@@ -11,7 +11,7 @@ import type { Entry, Origin } from './origin.js';
 import { findOption, isKnownUnimplemented, OPTIONS, unknownOptionError, type OptionDef } from './options.js';
 import { readStaticSettings, type StaticSettings } from '../static/config.js';
 import { checkCacheRoutes, readCacheSettings, type CacheSettings } from '../cache/config.js';
-import { FINAL_ROUTE_OPTION_NAMES, readRoutes, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
+import { ERROR_ROUTE_OPTION_NAMES, FINAL_ROUTE_OPTION_NAMES, readHeaderVars, readRoutes, RESPONSE_ROUTE_OPTION_NAMES, ROUTE_OPTION_NAMES, type RouteRule } from './routing.js';
 import { resolve as resolvePath } from 'node:path';
 import { accessSync, constants as fsConstants, mkdirSync, realpathSync } from 'node:fs';
 import { readLogging, type LoggingSpec } from './logging.js';
@@ -409,6 +409,11 @@ export interface Settings {
   routes: RouteRule[] | undefined;
   /** final-route*: run by the Python worker after the response, before the request's log line. */
   finalRoutes: RouteRule[] | undefined;
+  /** error-route*, response-route* (run when the status is set / the headers are written), collect-header, pull-header. */
+  errorRoutes: RouteRule[] | undefined;
+  responseRoutes: RouteRule[] | undefined;
+  collectHeaders: Array<[string, string]> | undefined;
+  pullHeaders: Array<[string, string]> | undefined;
   /** cache2, cache and friends (src/cache, docs/cache.md); undefined when no cache is configured. */
   caches: CacheSettings | undefined;
   /**
@@ -837,6 +842,10 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
   const spaced = values.get('procname-prefix-spaced');
   const routes = readRoutes(routeEntries(values, entries));
   const finalRoutes = readRoutes(routeEntries(values, entries, FINAL_ROUTE_OPTION_NAMES), 'final');
+  const errorRoutes = readRoutes(routeEntries(values, entries, ERROR_ROUTE_OPTION_NAMES), 'error');
+  const responseRoutes = readRoutes(routeEntries(values, entries, RESPONSE_ROUTE_OPTION_NAMES), 'response');
+  const collectHeaders = readHeaderVars(values.all('collect-header'), 'collect-header');
+  const pullHeaders = readHeaderVars(values.all('pull-header'), 'pull-header');
   const caches = readCacheSettings(values, resolvePath(values.get('chdir') ?? '.'));
   checkCacheRoutes(routes, caches);
   return {
@@ -945,6 +954,10 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     static: readStaticSettings(values, resolvePath(values.get('chdir') ?? '.')),
     routes,
     finalRoutes,
+    errorRoutes,
+    responseRoutes,
+    collectHeaders,
+    pullHeaders,
     caches,
     exportedOptions: exportedOptions(entries),
     readAt: Date.now(),

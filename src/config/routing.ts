@@ -30,6 +30,22 @@ export const FINAL_ROUTE_OPTION_NAMES: readonly string[] = ROUTE_OPTION_NAMES.ma
 /** The actions that mean something once the response is out: the log's and the table's own flow. */
 const FINAL_ACTIONS = new Set(['log', 'logvar', 'donotlog', 'goto', 'continue', 'break']);
 
+/**
+ * error-route* and response-route*: uWSGI 2.0.21 runs the error table when a response's status is set (every
+ * status, the app's or a rule's answer) and the response table once, when the headers are written. Each also has a
+ * -status variant (CODE read as C's atoi, so `^404$` is 0 and never matches). The actions tsgi runs there: header
+ * edits, the log's, addvar, the table's flow, and an answer of their own (break, return) that replaces the app's.
+ */
+export const ERROR_ROUTE_OPTION_NAMES: readonly string[] = [...ROUTE_OPTION_NAMES, 'route-status'].map((n) => `error-${n}`);
+export const RESPONSE_ROUTE_OPTION_NAMES: readonly string[] = [...ROUTE_OPTION_NAMES, 'route-status'].map((n) => `response-${n}`);
+const LATE_ACTIONS = new Set(['addheader', 'delheader', 'log', 'logvar', 'donotlog', 'addvar', 'goto', 'continue', 'break', 'return']);
+
+/** C's atoi: leading blanks, a sign, digits; anything else gives 0. */
+function atoi(s: string): number {
+  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
+  return m ? Number.parseInt(m[1]!, 10) | 0 : 0;
+}
+
 /** One rule as the worker runs it. Texts are left unexpanded (${VAR} and $N are expanded per request). */
 export interface RouteRule {
   /** A route-label: a place `goto` jumps to; nothing else is set. */
@@ -211,12 +227,12 @@ function checkVars(text: string, fail: (why: string) => ConfigError): void {
 }
 
 /** Reads the rules from the route options, in the order they were given. */
-export function readRoutes(entries: ReadonlyArray<{ option: string; value: string; origin: Origin }>, chain: 'main' | 'final' = 'main'): RouteRule[] | undefined {
+export function readRoutes(entries: ReadonlyArray<{ option: string; value: string; origin: Origin }>, chain: 'main' | 'final' | 'error' | 'response' = 'main'): RouteRule[] | undefined {
   if (!entries.length) return undefined;
   const rules: RouteRule[] = [];
   const pendingGotos: Array<{ index: number; label: string; fail: (why: string) => ConfigError }> = [];
   for (const { option: given, value, origin } of entries) {
-    const option = chain === 'final' ? given.slice('final-'.length) : given;
+    const option = chain === 'main' ? given : given.slice(chain.length + 1);
     const fail = (why: string): ConfigError => new ConfigError(why.startsWith('!') ? 'NOT_IMPLEMENTED' : 'BAD_VALUE', why.replace(/^!/, ''), origin, given);
     const where = `${describeOrigin(origin)} ${given} = ${value}`;
     if (option === 'route-label') {
@@ -232,7 +248,11 @@ export function readRoutes(entries: ReadonlyArray<{ option: string; value: strin
       if (space < 0) throw fail(`expects '${option === 'route-if' || option === 'route-if-not' ? 'CONDITION:ARGS' : 'REGEXP'} ACTION:ARG' (no space found)`);
       const head = value.slice(0, space);
       command = value.slice(space + 1);
-      if (option === 'route-if' || option === 'route-if-not') {
+      if (option === 'route-status') {
+        // uWSGI compares the response's status with atoi(CODE): '404' is 404, '^404$' is 0 (never).
+        rule.cond = 'status';
+        rule.args = [String(atoi(head))];
+      } else if (option === 'route-if' || option === 'route-if-not') {
         const colon = head.indexOf(':');
         if (colon < 0) throw fail(`condition '${head}' expects NAME:ARGS`);
         const name = head.slice(0, colon);
@@ -275,6 +295,9 @@ export function readRoutes(entries: ReadonlyArray<{ option: string; value: strin
     if (chain === 'final' && def.canonical === 'break' && arg.length > 0) {
       throw fail(`!action 'break' with a status cannot run in a final route: the response is already sent (write 'break:')`);
     }
+    if ((chain === 'error' || chain === 'response') && !LATE_ACTIONS.has(def.canonical)) {
+      throw fail(`!action '${name}' cannot run in ${chain === 'error' ? 'an error route' : 'a response route'}: tsgi runs ${[...LATE_ACTIONS].join(', ')} there (docs/routing.md)`);
+    }
     const bad = def.check?.(arg);
     if (bad) throw fail(`action '${name}' ${bad}`);
     if (!regexpCaptures && /\$\d/.test(arg)) {
@@ -303,4 +326,17 @@ export function readRoutes(entries: ReadonlyArray<{ option: string; value: strin
     if (at <= g.index) throw g.fail(`goto: route-label '${g.label}' comes before this rule; goto only jumps forward`);
   }
   return rules;
+}
+
+/**
+ * collect-header / pull-header = HEADER VAR: a response header's value copied into the request variable VAR (for
+ * ${VAR} in the error and response routes). pull-header also keeps the header out of the response.
+ */
+export function readHeaderVars(entries: ReadonlyArray<{ value: string; origin: Origin }>, option: string): Array<[string, string]> | undefined {
+  if (!entries.length) return undefined;
+  return entries.map(({ value, origin }) => {
+    const m = /^\s*(\S+)\s+(\S+)\s*$/.exec(value);
+    if (!m) throw new ConfigError('BAD_VALUE', `bad value '${value}': expected HEADER VAR (a response header name and a variable name)`, origin, option);
+    return [m[1]!, m[2]!] as [string, string];
+  });
 }

@@ -223,9 +223,12 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     if (kind === 'node' && settings.mules) {
       throw new StartupError(`mule: mules (docs/mules.md) are implemented for Python apps only; ${choice.file} is a Node app`);
     }
-    if (kind === 'node' && (settings.routes || settings.finalRoutes)) {
-      const first = (settings.routes ?? settings.finalRoutes)![0]!.where;
+    if (kind === 'node' && (settings.routes || settings.finalRoutes || settings.errorRoutes || settings.responseRoutes)) {
+      const first = (settings.routes ?? settings.finalRoutes ?? settings.errorRoutes ?? settings.responseRoutes)![0]!.where;
       throw new StartupError(`${first}: internal routing (route, route-run, route-if, ...) is implemented for Python apps only; ${choice.file} is a Node app`);
+    }
+    if (kind === 'node' && (settings.collectHeaders || settings.pullHeaders)) {
+      throw new StartupError(`collect-header, pull-header: implemented for Python apps only; ${choice.file} is a Node app`);
     }
     if (kind === 'node' && settings.caches) {
       throw new StartupError(`${settings.caches.caches[0]!.where}: the caches (cache2, cache, ...) are implemented for Python apps only; ${choice.file} is a Node app`);

@@ -155,6 +155,10 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     // every socket and the router's link; null when unset.
     routes: s.routes ?? null,
     finalRoutes: s.finalRoutes ?? null,
+    errorRoutes: s.errorRoutes ?? null,
+    responseRoutes: s.responseRoutes ?? null,
+    collectHeaders: s.collectHeaders ?? null,
+    pullHeaders: s.pullHeaders ?? null,
     zygote: spec.loader === true,
     // py-autoreload: worker 1 checks the modules' files every N seconds and sends SIGHUP to the master.
     autoreload: s.python.autoreload,
