@@ -126,7 +126,7 @@ test('uid/gid that do not exist are one clear line and exit 1', () => {
 
 test('no socket or no app: a clear line saying what to set', () => {
   expectStartError(['--wsgi-file', APP], /^tsgi: no socket to serve on: set socket = ADDR/);
-  expectStartError(['-s', ':0'], /^tsgi: no app to serve: set module = MODULE\[:CALLABLE\], wsgi-file = FILE or mount = \/PATH=APP$/);
+  expectStartError(['-s', ':0'], /^tsgi: no app to serve: set module = MODULE\[:CALLABLE\], wsgi-file = FILE or mount = \/PATH=APP \(or vhost \/ no-default-app to load apps as the web server names them: UWSGI_SCRIPT, docs\/vhost\.md\)$/);
 });
 
 test('logto sends the log to a file; disable-logging keeps request lines out but not errors', async () => {
