@@ -160,9 +160,13 @@ async function replay(v: Vector, name: string): Promise<FileResult> {
     const proxy = run(process.execPath, [BIN, '-p', dir + '/', '-c', 'nginx.conf', '-e', 'error.log'], { cwd: dir });
     procs.push(proxy);
     const mainPort = await portFor('8080');
+    // Every address the configuration listens on, not only the main one: workers bind them one after the
+    // other, and a vector that proxies to its own other servers would find one not bound yet.
+    const listening = [...readFileSync(join(dir, 'nginx.conf'), 'latin1').matchAll(/^\s*listen\s+127\.0\.0\.1:(\d+)/gm)].map((m) => Number(m[1]));
     await waitFor('tsgi-proxy', async () => {
       if (proxy.child.exitCode !== null) throw new PortTaken(`tsgi-proxy exited: ${proxy.out()}`);
-      return canConnect(mainPort);
+      for (const port of [mainPort, ...listening]) if (!(await canConnect(port))) return false;
+      return true;
     });
     const responses = new Map<number, string>();
     for (const r of v.requests) {
