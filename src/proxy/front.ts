@@ -385,6 +385,9 @@ export class Front implements Runtime {
   private makeH2Server(b: Binding, opts: http.ServerOptions, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): http.Server {
     const srv = b.main.defaultServer;
     const settings = { maxConcurrentStreams: srv.http2MaxConcurrentStreams ?? 128 };
+    // How many header fields a request may have: node:http2's default (128) resets a stream nginx serves (it
+    // bounds only their size); node:http's count limit for HTTP/1.x is taken instead.
+    const maxHeaderListPairs = 2000;
     const onRequest = handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
     let server: http2.Http2Server | http2.Http2SecureServer;
     if (b.ssl) {
@@ -395,9 +398,10 @@ export class Front implements Runtime {
         SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
         allowHTTP1: true,
         settings,
+        maxHeaderListPairs,
         maxSessionMemory: 64,
       }, onRequest);
-    } else server = http2.createServer({ settings, maxSessionMemory: 64 }, onRequest);
+    } else server = http2.createServer({ settings, maxHeaderListPairs, maxSessionMemory: 64 }, onRequest);
     // node:http's settings for the HTTP/1.x clients of an h2 socket are read from the server object.
     Object.assign(server, { keepAliveTimeout: opts.keepAliveTimeout, headersTimeout: opts.headersTimeout, requestTimeout: opts.requestTimeout, maxHeaderSize: opts.maxHeaderSize });
     const idleMs = srv.loc.keepaliveTimeoutMs ?? 75000;
