@@ -15,7 +15,8 @@ import http2 from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { have, startSideBySide, tempDir, waitFor, type Proc } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { have, proxySync, startSideBySide, tempDir, waitFor, type Proc } from './helpers.js';
 
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
 
@@ -273,5 +274,29 @@ describe('tsgi-proxy review: HTTP/2, the cache, malformed input', () => {
     }
     s.close();
     assert.doesNotMatch(readFileSync(join(t.dir, 'error.log'), 'latin1'), /\[alert\]/);
+  });
+});
+
+describe('tsgi-proxy review: a cache directory that cannot be made', () => {
+  test('is refused at start with the mkdir() line, as nginx -t refuses it (not a cache that stores nothing, or a spinning worker)', () => {
+    const t = tempDir('review-cachedir');
+    try {
+      writeFileSync(join(t.dir, 'afile'), 'x');
+      for (const path of [join(t.dir, 'afile/cache'), '/proc/tsgi-review-nope']) {
+        const text = `events {}\nhttp {\n  proxy_cache_path ${path} keys_zone=z:1m;\n  server { listen 127.0.0.1:1; location / { proxy_pass http://127.0.0.1:1; proxy_cache z; } }\n}\n`;
+        writeFileSync(join(t.dir, 'p.conf'), text);
+        const r = proxySync(['-t', '-p', t.dir, '-c', 'p.conf']);
+        assert.equal(r.code, 1, r.stderr);
+        assert.match(r.stderr, new RegExp(`\\[emerg\\] mkdir\\(\\) "${path}" failed \\((20: Not a directory|2: No such file or directory)\\) in ${join(t.dir, 'p.conf')}:3\n`));
+        if (withNginx) {
+          writeFileSync(join(t.dir, 'n.conf'), `pid ${t.dir}/n.pid;\n${text}`);
+          const n = spawnSync('/usr/sbin/nginx', ['-t', '-p', t.dir, '-c', join(t.dir, 'n.conf'), '-e', join(t.dir, 'n.log'), '-g', 'user root;'], { encoding: 'latin1' });
+          assert.equal(n.status, 1, n.stderr);
+          assert.match(n.stderr, new RegExp(`mkdir\\(\\) "${path}" failed`));
+        }
+      }
+    } finally {
+      t.cleanup();
+    }
   });
 });
