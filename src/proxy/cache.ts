@@ -6,7 +6,8 @@
  *   "TSGC1\n" | u32 big-endian length of the metadata | metadata (JSON, UTF-8) | body bytes
  *
  * The metadata holds the key (so a hash collision is a miss), the backend's status, reason and headers as
- * received, when the entry stops being fresh, and the request header values a Vary named. A file is written
+ * received, when the entry stops being fresh, the request header values a Vary named, and the body's length
+ * (a file whose body is not that long, or whose metadata is not of that shape, is a miss). A file is written
  * to a temporary name beside its final one and renamed into place, so a reader sees a whole entry or none.
  *
  * Per worker process (documented): min_uses counts, the "updating" state for *_cache_use_stale updating,
