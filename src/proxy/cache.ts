@@ -6,7 +6,8 @@
  *   "TSGC1\n" | u32 big-endian length of the metadata | metadata (JSON, UTF-8) | body bytes
  *
  * The metadata holds the key (so a hash collision is a miss), the backend's status, reason and headers as
- * received, when the entry stops being fresh, and the request header values a Vary named. A file is written
+ * received, when the entry stops being fresh, the request header values a Vary named, and the body's length
+ * (a file whose body is not that long, or whose metadata is not of that shape, is a miss). A file is written
  * to a temporary name beside its final one and renamed into place, so a reader sees a whole entry or none.
  *
  * Per worker process (documented): min_uses counts, the "updating" state for *_cache_use_stale updating,
@@ -95,8 +96,11 @@ export async function readEntry(file: string): Promise<CachedResponse | null> {
   try {
     if (buf.length < HEAD_LEN || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return null;
     const n = buf.readUInt32BE(MAGIC.length);
-    const meta = JSON.parse(buf.toString('utf8', HEAD_LEN, HEAD_LEN + n)) as Omit<CachedResponse, 'body'>;
-    e = { ...meta, body: buf.subarray(HEAD_LEN + n) };
+    const meta = JSON.parse(buf.toString('utf8', HEAD_LEN, HEAD_LEN + n)) as Omit<CachedResponse, 'body'> & { size?: unknown };
+    // A file cut short or damaged (a full disk, a crash, a hand edit) is a MISS: the body must be as long as
+    // written, and the metadata of the shape served from, or a HIT would send a part or throw.
+    if (meta.size !== buf.length - HEAD_LEN - n || !wellFormed(meta)) return null;
+    e = { key: meta.key, status: meta.status, reason: meta.reason, headers: meta.headers, validUntil: meta.validUntil, vary: meta.vary, body: buf.subarray(HEAD_LEN + n) };
   } catch {
     return null;
   }
@@ -112,10 +116,17 @@ export async function readEntry(file: string): Promise<CachedResponse | null> {
   return e;
 }
 
+function wellFormed(m: Omit<CachedResponse, 'body'>): boolean {
+  const strings = (a: unknown): boolean => Array.isArray(a) && a.every((x) => typeof x === 'string');
+  return typeof m.key === 'string' && Number.isInteger(m.status) && m.status >= 100 && m.status <= 999 && typeof m.reason === 'string' &&
+    strings(m.headers) && m.headers.length % 2 === 0 && typeof m.validUntil === 'number' &&
+    (m.vary === undefined || (Array.isArray(m.vary) && m.vary.every((v) => strings(v) && v.length === 2)));
+}
+
 let tmpSeq = 0;
 
 async function writeEntry(file: string, e: CachedResponse): Promise<void> {
-  const meta = Buffer.from(JSON.stringify({ key: e.key, status: e.status, reason: e.reason, headers: e.headers, validUntil: e.validUntil, vary: e.vary }), 'utf8');
+  const meta = Buffer.from(JSON.stringify({ key: e.key, status: e.status, reason: e.reason, headers: e.headers, validUntil: e.validUntil, vary: e.vary, size: e.body.length }), 'utf8');
   const head = Buffer.allocUnsafe(HEAD_LEN);
   MAGIC.copy(head);
   head.writeUInt32BE(meta.length, MAGIC.length);

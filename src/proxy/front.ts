@@ -58,6 +58,14 @@ function rawError(status: number, conf: LocConf): string {
   return `HTTP/1.1 ${code} ${statusReason(code)}\r\nServer: ${server}\r\nDate: ${httpDate()}\r\nContent-Type: text/html\r\nContent-Length: ${page?.length ?? 0}\r\nConnection: close\r\n\r\n${page?.toString('latin1') ?? ''}`;
 }
 
+/** A 400 on an HTTP/2 stream node:http2 keeps from the pipeline (CONNECT), with its info line. */
+function h2Refuse(req: http.IncomingMessage, res: http2.Http2ServerResponse, conf: LocConf, log: ErrorLogs): void {
+  if (log.enabled('info')) log.log('info', `client sent invalid method "${req.method}" while reading client request headers, client: ${req.socket?.remoteAddress ?? ''}`);
+  const page = errorPage(400, conf.serverTokens !== false)!;
+  res.writeHead(400, { server: conf.serverTokens !== false ? `${PRODUCT}/${VERSION}` : PRODUCT, date: httpDate(), 'content-type': 'text/html', 'content-length': page.length });
+  res.end(page);
+}
+
 function tlsVersions(protocols: string[] | undefined): { minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'; maxVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' } {
   const order = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
   const have = order.filter((v) => protocols?.includes(v));
@@ -342,6 +350,12 @@ export class Front implements Runtime {
     });
     // CONNECT: tsgi-proxy is not a forward proxy. nginx answers 405 to an authority-form target, else 400.
     server.on('connect', (req: http.IncomingMessage, s: Socket) => {
+      // Over HTTP/2 node:http2 passes the stream's response, not a socket: raw HTTP/1.1 text written there
+      // would go out as a 200's body. nginx 1.22 answers CONNECT on a stream with 400.
+      if (isH2(req)) {
+        h2Refuse(req, s as unknown as http2.Http2ServerResponse, loc, this.errorLog);
+        return;
+      }
       const ok = /^[^/\s]+:\d+$/.test(req.url ?? '');
       s.end(rawError(ok ? 405 : 400, loc), 'latin1');
     });
@@ -373,6 +387,9 @@ export class Front implements Runtime {
   private makeH2Server(b: Binding, opts: http.ServerOptions, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): http.Server {
     const srv = b.main.defaultServer;
     const settings = { maxConcurrentStreams: srv.http2MaxConcurrentStreams ?? 128 };
+    // How many header fields a request may have: node:http2's default (128) resets a stream nginx serves (it
+    // bounds only their size); node:http's count limit for HTTP/1.x is taken instead.
+    const maxHeaderListPairs = 2000;
     const onRequest = handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
     let server: http2.Http2Server | http2.Http2SecureServer;
     if (b.ssl) {
@@ -383,9 +400,10 @@ export class Front implements Runtime {
         SNICallback: (name, cb) => cb(null, contexts.get(name.toLowerCase())),
         allowHTTP1: true,
         settings,
+        maxHeaderListPairs,
         maxSessionMemory: 64,
       }, onRequest);
-    } else server = http2.createServer({ settings, maxSessionMemory: 64 }, onRequest);
+    } else server = http2.createServer({ settings, maxHeaderListPairs, maxSessionMemory: 64 }, onRequest);
     // node:http's settings for the HTTP/1.x clients of an h2 socket are read from the server object.
     Object.assign(server, { keepAliveTimeout: opts.keepAliveTimeout, headersTimeout: opts.headersTimeout, requestTimeout: opts.requestTimeout, maxHeaderSize: opts.maxHeaderSize });
     const idleMs = srv.loc.keepaliveTimeoutMs ?? 75000;

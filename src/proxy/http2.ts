@@ -5,8 +5,25 @@
  * :authority, one Cookie header, no pseudo-headers), and the response head loses what HTTP/2 forbids.
  */
 import type { IncomingMessage } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Rq } from './request.js';
+
+/**
+ * node:http's response says `destroyed` once its client is gone, and every asynchronous step (the cache
+ * lookup, auth_basic, auth_request, a limit_req delay, static files) checks it before it goes on. node:http2's
+ * compatibility response has no such property: a stream reset during such a step went on to ask the backend
+ * for a client that had left, and a cache lookup left its key "updating" for good. It is given one here,
+ * once, on the prototype (nothing per request): the stream's own.
+ */
+if (!('destroyed' in Http2ServerResponse.prototype)) {
+  Object.defineProperty(Http2ServerResponse.prototype, 'destroyed', {
+    get(this: Http2ServerResponse): boolean {
+      return this.stream?.destroyed ?? true;
+    },
+    configurable: true,
+  });
+}
 
 /** Whether a request came over HTTP/2. */
 export function isH2(req: IncomingMessage): boolean {

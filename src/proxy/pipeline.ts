@@ -213,7 +213,9 @@ export class Pipeline {
   /** The response was sent, or the connection closed first: the access log, and a pass told to stop. */
   private ended(r: Rq): void {
     if (!r.logged) this.rt.logAccess(r);
-    if (r.relay !== null && !r.res.writableFinished) r.relay.clientClosed();
+    // node:http2's response reads writableFinished from its stream, which a client's RST_STREAM finishes
+    // too: there, only an end() of ours says the response was complete (else the backend is read forever).
+    if (r.relay !== null && !(isH2(r.req) ? r.res.writableEnded : r.res.writableFinished)) r.relay.clientClosed();
   }
 
   log(r: Rq, level: 'error' | 'warn' | 'info' | 'notice', msg: string): void {

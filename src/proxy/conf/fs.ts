@@ -11,7 +11,7 @@ export interface ConfSnapshot {
   globs: Record<string, string[]>;
 }
 
-function errnoText(e: NodeJS.ErrnoException): string {
+export function errnoText(e: NodeJS.ErrnoException): string {
   const map: Record<string, string> = { ENOENT: '2: No such file or directory', EACCES: '13: Permission denied', EISDIR: '21: Is a directory', ENOTDIR: '20: Not a directory' };
   return (e.code && map[e.code]) || e.message;
 }

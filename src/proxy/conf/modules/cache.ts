@@ -4,7 +4,9 @@
  * cache itself is src/proxy/cache.ts. A zone may be named before the `*_cache_path` line that declares it,
  * as in nginx; names are checked once the whole configuration is read (`bindCacheZones`).
  */
+import { mkdirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { errnoText } from '../fs.js';
 import { ProxyConfError, type ConfPos } from '../errors.js';
 import type { CacheZone, HttpConf, UpstreamSettings } from '../model.js';
 import type { Scope } from '../scope.js';
@@ -216,9 +218,38 @@ export const cacheSpecs: Spec[] = [...moduleSpecs('uwsgi'), ...moduleSpecs('prox
  * After the walk and the inheritance of settings: every zone a *_cache line named must be declared; a
  * uwsgi_cache level without uwsgi_cache_key gets nginx's warning (its responses then share one empty key).
  */
+/**
+ * `mkdir -p`, one level at a time: Node's own recursive mkdir never returns on a path in /proc (each level's
+ * ENOENT sends it back to make the parent, which exists).
+ */
+function mkdirs(path: string): void {
+  let at = '';
+  for (const part of path.split('/')) {
+    at = at === '' && part === '' ? '/' : at === '/' ? `/${part}` : `${at}/${part}`;
+    if (part === '') continue;
+    try {
+      mkdirSync(at, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  if (!statSync(path).isDirectory()) throw Object.assign(new Error('20: Not a directory'), { code: 'ENOTDIR' });
+}
+
 export function bindCacheZones(http: HttpConf, warn: (message: string, p: ConfPos) => void): void {
   for (const [name, e] of zonesOf.get(http) ?? []) {
     if (e.declared === undefined && e.firstUse !== undefined) throw new ProxyConfError('BAD_VALUE', `"${e.firstUse.directive}" zone "${name}" is unknown`, e.firstUse.pos);
   }
   for (const u of uwsgiUses.get(http) ?? []) if (u.st.cacheKey === undefined) warn('no "uwsgi_cache_key" for "uwsgi_cache"', u.pos);
+  // The directories are made now, as nginx makes them at start (and with -t): a path that cannot be one (under
+  // a file, in /proc) is refused with nginx's line instead of a cache that silently stores nothing, or a
+  // worker whose every store retries a mkdir that cannot succeed (Node's recursive mkdir spins on /proc).
+  for (const e of zonesOf.get(http)?.values() ?? []) {
+    if (e.declared === undefined) continue;
+    try {
+      mkdirs(e.zone.path);
+    } catch (err) {
+      throw new ProxyConfError('FILE', `mkdir() "${e.zone.path}" failed (${errnoText(err as NodeJS.ErrnoException)})`, e.declared);
+    }
+  }
 }
