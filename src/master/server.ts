@@ -22,6 +22,7 @@ import { takeInheritedSockets } from './activation.js';
 import { SystemdNotifier } from '../systemd/notify.js';
 import { statsJson, type MasterSnapshot } from './stats.js';
 import { StatsServer } from './stats-server.js';
+import { Metrics } from './metrics.js';
 import { ProcessLog } from './log.js';
 import { LogMaster } from './logmaster.js';
 import { loggingKey } from '../config/logging.js';
@@ -304,6 +305,14 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError((err as Error).message);
     }
     const cacheFds = caches.map((c) => ({ name: c.spec.name, fd: c.fd, size: c.size }));
+    // enable-metrics (docs/metrics.md): the shared values, made once like the scoreboard; collected once a second.
+    let metrics: Metrics | undefined;
+    try {
+      metrics = settings.metrics ? new Metrics(settings.metrics, settings.processes, settings.threads, sockets.length) : undefined;
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
+    const metricsFd = metrics && { fd: metrics.fd, size: metrics.size, table: metrics.table() };
     const stopStoreSync = caches.length ? startStoreSync(caches) : undefined;
     const cacheGeometry = (list: CacheSpec[] | undefined): string => JSON.stringify((list ?? []).map(({ where: _where, ...c }) => c));
     const cacheKey = cacheGeometry(settings.caches?.caches);
@@ -361,6 +370,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         socketFds: uwsgiSockets.map((b) => b.fd),
         linkFd: linkSocket?.fd,
         caches: cacheFds,
+        metrics: metricsFd,
         env: process.env,
         loader,
       });
@@ -527,7 +537,10 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       ...(spoolers ? { spoolers: spoolers.stats() } : {}),
       ...(mules ? { mules: mules.stats() } : {}),
       ...(caches.length ? { caches: caches.map(cacheStats) } : {}),
+      ...(metrics ? { metrics: metrics.json() } : {}),
     });
+    const metricsTimer = metrics && setInterval(() => metrics.collect(snapshot()), 1000);
+    metricsTimer?.unref();
     Object.assign(hooks, {
       reopenLog: () => processLog.reopen(),
       logSize: () => processLog.size(),
