@@ -145,6 +145,50 @@ describe('metrics, compared with the real uWSGI', { skip: haveUwsgi ? false : 'u
   });
 });
 
+describe('metrics-dir-restore, compared with the real uWSGI', { skip: haveUwsgi ? false : 'uwsgi with the python3 plugin is not installed' }, () => {
+  const seen: Record<string, Record<string, number | undefined>> = {};
+
+  before(async () => {
+    const dir = tempDir();
+    writeFiles(dir, { 'app.py': APP });
+    const names = ['worker.0.requests', 'worker.1.requests', 'worker.1.respawns', 'worker.1.core.0.requests', 'foo', 'g1'];
+    const run = async (which: 'uwsgi' | 'tsgi', mdir: string, restore: boolean, requests: number, total: number): Promise<Record<string, number | undefined>> => {
+      const port = await freePort();
+      const statsPort = await freePort();
+      const args = ['--http-socket', `127.0.0.1:${port}`, '--stats', `127.0.0.1:${statsPort}`, '--master', '--processes', '1',
+        '--metrics-dir', mdir, ...(restore ? ['--metrics-dir-restore'] : []), ...METRICS.flatMap((m) => ['--metric', m]), '--wsgi-file', join(dir, 'app.py')];
+      const p = which === 'uwsgi'
+        ? startProcess('uwsgi', ['--plugin', 'python3', '--die-on-term', ...args], { env: cleanEnv(), cwd: dir })
+        : await startTsgi(['--plugin', 'python3', ...args], { env: activatedEnv(sharedVenv()), cwd: dir });
+      try {
+        if (which === 'uwsgi') await p.waitFor(/spawned uWSGI worker 1/);
+        await until('the server', async () => (await httpRequest(`http://127.0.0.1:${port}/`).then((r) => r.status === 200, () => false)) || undefined);
+        for (let i = 1; i < requests; i++) await httpRequest(`http://127.0.0.1:${port}/`);
+        const m = await until(`${which}'s metrics`, async () => {
+          const m = (await readStats(statsPort)).metrics;
+          if (m?.['worker.0.requests']?.value !== total) return undefined;
+          return readFileSync(join(mdir, 'worker.0.requests')).subarray(0, String(total).length + 1).toString() === `${total}\n` ? m : undefined;
+        });
+        return Object.fromEntries(names.map((n) => [n, m[n]?.value]));
+      } finally {
+        await stopProcess(p, which === 'uwsgi' ? 'SIGINT' : 'SIGTERM');
+      }
+    };
+    await Promise.all((['uwsgi', 'tsgi'] as const).map(async (which) => {
+      const mdir = join(dir, `md-${which}`);
+      mkdirSync(mdir);
+      await run(which, mdir, false, 3, 3);
+      // The second run counts on from the files: 3 + 2 requests.
+      seen[which] = await run(which, mdir, true, 2, 5);
+    }));
+  });
+
+  test('the collected metrics count on from their files, the user metrics start from initial_value, as in uWSGI', () => {
+    assert.deepEqual(seen.uwsgi, { 'worker.0.requests': 5, 'worker.1.requests': 5, 'worker.1.respawns': 2, 'worker.1.core.0.requests': 5, foo: 3, g1: 7 });
+    assert.deepEqual(seen.tsgi, seen.uwsgi);
+  });
+});
+
 function tsgiConfig(ini: string, extra: Record<string, string> = {}): { status: number | null; stderr: string } {
   const dir = tempDir();
   writeFiles(dir, { 'app.ini': ini, ...extra });
