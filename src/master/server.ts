@@ -333,7 +333,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     // Spoolers and mules are Python processes beside the workers: no socket, no link, no slot of their own.
     const sideProcess = (s: Settings, role: { spoolerDir: string } | { muleId: number }) => spawnPythonWorker({
       interpreter: resolveInterpreter(s, process.env), settings: s, id: 0, slot: 0, logFd: processLog.fd,
-      scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, env: process.env, ...role,
+      scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, metrics: metricsFd, env: process.env, ...role,
     });
     // The spooler processes (docs/spooler.md): created only when a spooler directory is configured.
     const spoolers = kind === 'python' && settings.spooler?.dirs.length

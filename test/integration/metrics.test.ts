@@ -29,7 +29,14 @@ def application(env, sr):
     return [out]
 `;
 
-const METRICS = ['name=foo,type=counter,initial_value=3', 'name=g1,type=gauge,initial_value=7', 'name=a1,type=absolute', 'name=al,type=alias,alias=worker.1.requests'];
+/** A mule shares the metrics too. */
+const MULE = `import time, uwsgi
+uwsgi.metric_inc('m1', 100)
+while True:
+    time.sleep(1)
+`;
+
+const METRICS = ['name=m1', 'name=foo,type=counter,initial_value=3', 'name=g1,type=gauge,initial_value=7', 'name=a1,type=absolute', 'name=al,type=alias,alias=worker.1.requests'];
 
 type MetricsJson = Record<string, { type: number; oid: string; value: number }>;
 
@@ -78,14 +85,14 @@ describe('metrics, compared with the real uWSGI', { skip: haveUwsgi ? false : 'u
 
   before(async () => {
     const dir = tempDir();
-    writeFiles(dir, { 'app.py': APP });
+    writeFiles(dir, { 'app.py': APP, 'mule.py': MULE });
     const run = async (which: 'uwsgi' | 'tsgi'): Promise<void> => {
       const port = await freePort();
       const statsPort = await freePort();
       const mdir = join(dir, `md-${which}`);
       mkdirSync(mdir);
       const args = ['--http-socket', `127.0.0.1:${port}`, '--stats', `127.0.0.1:${statsPort}`, '--master', '--processes', '1', '--enable-metrics',
-        '--metrics-dir', mdir, ...METRICS.flatMap((m) => ['--metric', m]), '--wsgi-file', join(dir, 'app.py')];
+        '--metrics-dir', mdir, ...METRICS.flatMap((m) => ['--metric', m]), '--wsgi-file', join(dir, 'app.py'), `--mule=${join(dir, 'mule.py')}`];
       if (which === 'uwsgi') {
         uwsgi = startProcess('uwsgi', ['--plugin', 'python3', '--die-on-term', ...args], { env: cleanEnv(), cwd: dir });
         await uwsgi.waitFor(/spawned uWSGI worker 1/);
@@ -98,7 +105,7 @@ describe('metrics, compared with the real uWSGI', { skip: haveUwsgi ? false : 'u
       // The master collects once a second: wait until the 3 requests show, in the stats and in metrics-dir.
       const stats = await until(`${which}'s metrics`, async () => {
         const m = (await readStats(statsPort)).metrics;
-        if (m?.['worker.1.requests']?.value !== 3) return undefined;
+        if (m?.['worker.1.requests']?.value !== 3 || m.m1?.value !== 100) return undefined;
         const file = readFileSync(join(mdir, 'worker.1.requests'));
         return file.subarray(0, 2).toString() === '3\n' ? m : undefined;
       });
@@ -125,7 +132,7 @@ describe('metrics, compared with the real uWSGI', { skip: haveUwsgi ? false : 'u
 
   test('the stats values that do not depend on timing or memory are uWSGI\'s', () => {
     const names = ['worker.0.requests', 'worker.1.requests', 'worker.1.delta_requests', 'worker.1.respawns', 'worker.1.core.0.requests',
-      'worker.1.failed_requests', 'core.busy_workers', 'core.overloaded', 'foo', 'g1', 'a1', 'al'];
+      'worker.1.failed_requests', 'core.busy_workers', 'core.overloaded', 'm1', 'foo', 'g1', 'a1', 'al'];
     const values = (m: MetricsJson): Record<string, number | undefined> => Object.fromEntries(names.map((n) => [n, m[n]?.value]));
     assert.deepEqual(values(sides.tsgi.stats), values(sides.uwsgi.stats));
     assert.equal(sides.uwsgi.stats.foo!.value, 21);
