@@ -313,6 +313,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError((err as Error).message);
     }
     const metricsFd = metrics && { fd: metrics.fd, size: metrics.size, table: metrics.table() };
+    const metricsKey = JSON.stringify(settings.metrics);
     const stopStoreSync = caches.length ? startStoreSync(caches) : undefined;
     const cacheGeometry = (list: CacheSpec[] | undefined): string => JSON.stringify((list ?? []).map(({ where: _where, ...c }) => c));
     const cacheKey = cacheGeometry(settings.caches?.caches);
@@ -449,6 +450,11 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         }
         if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
         if (cacheGeometry(next.caches?.caches) !== cacheKey) return 'cache changes (cache2, cache, cache-*) need a restart: a reload keeps the caches';
+        // The metric list (built-in per worker id and core, then the user ones) is laid out once, in the shared file.
+        if (JSON.stringify(next.metrics) !== metricsKey) return 'metrics changes (enable-metrics, metric, metrics-dir) need a restart: a reload keeps the metrics';
+        if (metrics && (next.processes !== settings.processes || next.threads !== settings.threads)) {
+          return 'with metrics, processes and threads changes need a restart: the metric list has one entry per worker and core';
+        }
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
         if ((next.daemons.length && !daemons) || (next.cron.length && !cron)) {
           processLog.info('note: daemons and cron jobs added to a configuration that had none take effect at the next restart');
@@ -521,7 +527,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       processLog,
       scoreboard,
     );
-    const snapshot = (): MasterSnapshot => ({
+    const baseSnapshot = (): MasterSnapshot => ({
       version: TSGI_VERSION,
       pid: process.pid,
       uid: process.getuid!(),
@@ -537,9 +543,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       ...(spoolers ? { spoolers: spoolers.stats() } : {}),
       ...(mules ? { mules: mules.stats() } : {}),
       ...(caches.length ? { caches: caches.map(cacheStats) } : {}),
-      ...(metrics ? { metrics: metrics.json() } : {}),
     });
-    const metricsTimer = metrics && setInterval(() => metrics.collect(snapshot()), 1000);
+    const snapshot = (): MasterSnapshot => (metrics ? { ...baseSnapshot(), metrics: metrics.json() } : baseSnapshot());
+    const metricsTimer = metrics && setInterval(() => metrics.collect(baseSnapshot()), 1000);
     metricsTimer?.unref();
     Object.assign(hooks, {
       reopenLog: () => processLog.reopen(),

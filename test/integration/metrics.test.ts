@@ -222,3 +222,24 @@ test('a bad metric is refused with one line naming file:line, option and key; wh
     assert.equal(r.stderr, expected + '\n', line);
   }
 });
+
+test('a reload cannot change the metric list (it is laid out once): refused with a line, the old metrics keep serving', async () => {
+  const dir = tempDir();
+  const port = await freePort();
+  const statsPort = await freePort();
+  const ini = (extra: string): string => `[uwsgi]\nhttp-socket = 127.0.0.1:${port}\nstats = 127.0.0.1:${statsPort}\nmaster = true\nprocesses = 1\nwsgi-file = app.py\nmetric = name=foo\n${extra}`;
+  writeFiles(dir, { 'app.py': APP, 'app.ini': ini('') });
+  const tsgi = await startTsgi(['--ini', join(dir, 'app.ini')], { env: activatedEnv(sharedVenv()), cwd: dir });
+  try {
+    writeFiles(dir, { 'app.ini': ini('metric = name=bar\n') });
+    tsgi.kill('SIGHUP');
+    await tsgi.waitFor(/reload refused, still serving with the previous configuration: metrics changes \(enable-metrics, metric, metrics-dir\) need a restart: a reload keeps the metrics/);
+    writeFiles(dir, { 'app.ini': ini('').replace('processes = 1', 'processes = 2') });
+    tsgi.kill('SIGHUP');
+    await tsgi.waitFor(/reload refused, still serving with the previous configuration: with metrics, processes and threads changes need a restart/);
+    const m = (await readStats(statsPort)).metrics!;
+    assert.ok('foo' in m && !('bar' in m) && !('worker.2.requests' in m));
+  } finally {
+    await stopProcess(tsgi);
+  }
+});
