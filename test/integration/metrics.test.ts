@@ -243,3 +243,27 @@ test('a reload cannot change the metric list (it is laid out once): refused with
     await stopProcess(tsgi);
   }
 });
+
+test('without metrics, uwsgi.metric_* exist and answer as uWSGI\'s do (0, None), and the stats have no metrics object', { skip: haveUwsgi ? false : 'uwsgi with the python3 plugin is not installed' }, async () => {
+  const dir = tempDir();
+  writeFiles(dir, { 'app.py': APP });
+  const answers: Record<string, { api: string; keys: string[] }> = {};
+  await Promise.all((['uwsgi', 'tsgi'] as const).map(async (which) => {
+    const port = await freePort();
+    const statsPort = await freePort();
+    const args = ['--http-socket', `127.0.0.1:${port}`, '--stats', `127.0.0.1:${statsPort}`, '--master', '--processes', '1', '--wsgi-file', join(dir, 'app.py')];
+    const p = which === 'uwsgi'
+      ? startProcess('uwsgi', ['--plugin', 'python3', '--die-on-term', ...args], { env: cleanEnv(), cwd: dir })
+      : await startTsgi(['--plugin', 'python3', ...args], { env: activatedEnv(sharedVenv()), cwd: dir });
+    try {
+      if (which === 'uwsgi') await p.waitFor(/spawned uWSGI worker 1/);
+      const api = await until('the server', async () => httpRequest(`http://127.0.0.1:${port}/api`).then((r) => (r.status === 200 ? r.body.toString() : undefined), () => undefined));
+      answers[which] = { api, keys: Object.keys(await readStats(statsPort)) };
+    } finally {
+      await stopProcess(p, which === 'uwsgi' ? 'SIGINT' : 'SIGTERM');
+    }
+  }));
+  assert.equal(answers.uwsgi!.api, '[0, None, None, None, None, None, None, 0, 0, None, None, None, 0, None, None, 0, None, None, 0]');
+  assert.equal(answers.tsgi!.api, answers.uwsgi!.api);
+  assert.ok(!answers.uwsgi!.keys.includes('metrics') && !answers.tsgi!.keys.includes('metrics'));
+});
