@@ -5,6 +5,7 @@
 import { statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { ConfigError } from './errors.js';
+import type { Origin } from './origin.js';
 import type { OptionValues } from './resolve.js';
 
 /** uWSGI's metric types, by the number its stats JSON shows. */
@@ -18,6 +19,9 @@ export interface UserMetric {
   initial: number;
   /** type=alias: the metric whose value this one shows. */
   alias: string | undefined;
+  /** As written, and where: the master names them if the alias target does not exist. */
+  text: string;
+  origin: Origin;
 }
 
 export interface MetricsSettings {
@@ -42,7 +46,7 @@ export function readMetrics(values: OptionValues): MetricsSettings | undefined {
   const user: UserMetric[] = [];
   for (const { value, origin } of entries) {
     const bad = (why: string): ConfigError => new ConfigError('BAD_VALUE', `'${value}': ${why}`, origin, 'metric');
-    const m: UserMetric = { name: '', type: 'counter', oid: '', initial: 0, alias: undefined };
+    const m: UserMetric = { name: '', type: 'counter', oid: '', initial: 0, alias: undefined, text: value, origin };
     if (!value.includes('=')) m.name = value.trim();
     else {
       for (const part of value.split(',')) {

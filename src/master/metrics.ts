@@ -9,6 +9,7 @@
 import { closeSync, existsSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ConfigError } from '../config/errors.js';
 import { METRIC_TYPES, type MetricType, type MetricsSettings } from '../config/metrics.js';
 import type { MasterSnapshot, WorkerSnapshot } from './stats.js';
 
@@ -95,7 +96,7 @@ export class Metrics {
     for (const u of settings.user) {
       if (u.type === 'alias') {
         const err = this.alias(u.name, u.alias!);
-        if (err) throw new Error(`metric ${u.name}: ${err}`);
+        if (err) throw new ConfigError('BAD_VALUE', `'${u.text}': ${err}`, u.origin, 'metric');
         continue;
       }
       // A name given again replaces the earlier metric, as in uWSGI.
@@ -122,7 +123,7 @@ export class Metrics {
 
   private alias(name: string, of: string): string | undefined {
     const target = this.list.findIndex((m) => m.name === of);
-    if (target < 0) return `unable to find metric "${of}"`;
+    if (target < 0) return `unable to find metric '${of}' (a built-in one, or a user metric given before)`;
     const t = this.list[target]!;
     this.list.push({ name, type: 'alias', oid: t.oid, target: t.target ?? target, initial: 0 });
     return undefined;

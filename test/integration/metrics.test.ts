@@ -267,3 +267,10 @@ test('without metrics, uwsgi.metric_* exist and answer as uWSGI\'s do (0, None),
   assert.equal(answers.tsgi!.api, answers.uwsgi!.api);
   assert.ok(!answers.uwsgi!.keys.includes('metrics') && !answers.tsgi!.keys.includes('metrics'));
 });
+
+test('an alias of a metric that does not exist is refused at start with one line naming file:line and option', async () => {
+  const port = await freePort();
+  const r = tsgiConfig(`[uwsgi]\nhttp-socket = 127.0.0.1:${port}\nwsgi-file = app.py\nmetric = name=al,type=alias,alias=worker.3.requests\n`, { 'app.py': APP });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /^tsgi: app\.ini:4: option 'metric': 'name=al,type=alias,alias=worker\.3\.requests': unable to find metric 'worker\.3\.requests' \(a built-in one, or a user metric given before\)\n$/m);
+});
