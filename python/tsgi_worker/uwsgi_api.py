@@ -269,6 +269,9 @@ def install(conf, date_prefix):
         'SPOOL_OK': -2, 'SPOOL_RETRY': -1, 'SPOOL_IGNORE': 0,
     })
     _install_caches(conf, mod)
+    # enable-metrics (docs/metrics.md): the metric functions exist either way, as in uWSGI.
+    from . import metrics as _metrics
+    mod.__dict__.update(_metrics.functions(conf.get('metrics')))
     if conf.get('signals'):
         # The signal framework (docs/signals.md): routed by the master; nothing connects until the app uses it.
         from . import signals

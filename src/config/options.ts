@@ -338,6 +338,12 @@ export const OPTIONS: readonly OptionDef[] = [
     help: "serve uWSGI 2.0's stats JSON on ADDR (host:port or a Unix path), read by tsgi top, uwsgitop and friends" }),
   bool('stats-http', 'Monitoring', 'speak HTTP on the stats address: / is the JSON, /metrics the Prometheus text'),
   bool('stats-minified', 'Monitoring', 'minify the stats JSON', { aliases: ['stats-min'] }),
+  // metrics (src/master/metrics.ts, docs/metrics.md)
+  bool('enable-metrics', 'Monitoring', "uWSGI's metrics: per worker, core and socket values in the stats JSON (and metrics-dir), user metrics for uwsgi.metric_*()"),
+  declare({ name: 'metric', kind: 'string', repeat: true, meta: 'name=NAME[,type=counter|gauge|absolute|alias][,initial_value=N][,oid=OID][,alias=METRIC]', section: 'Monitoring',
+    help: 'a user metric shared by every worker (implies enable-metrics); may repeat' }),
+  declare({ name: 'metrics-dir', aliases: ['metric-dir'], kind: 'string', meta: 'DIR', section: 'Monitoring', help: 'one file per metric in DIR, holding its value, as uWSGI writes them' }),
+  bool('metrics-dir-restore', 'Monitoring', 'start the collected metrics from the values in metrics-dir', { aliases: ['metric-dir-restore'] }),
   bool('memory-report', 'Monitoring', "include workers' memory (rss, vsz) in the stats (always done in tsgi)", { short: 'm', status: 'accepted' }),
 
   // ---- Logging ----

@@ -3,6 +3,7 @@
  * nearest name, not implemented → error saying so, bad value → error saying what was expected), then the
  * settings the server runs with are built in one place.
  */
+import { readMetrics, type MetricsSettings } from './metrics.js';
 import { EXEC_PHASES, type ExecHooks } from '../master/exec-hooks.js';
 import { ConfigError } from './errors.js';
 import { CONFIG_SOURCE_KEYS } from './ini.js';
@@ -416,6 +417,8 @@ export interface Settings {
   pullHeaders: Array<[string, string]> | undefined;
   /** cache2, cache and friends (src/cache, docs/cache.md); undefined when no cache is configured. */
   caches: CacheSettings | undefined;
+  /** enable-metrics, metric, metrics-dir (src/config/metrics.ts, docs/metrics.md); undefined when off. */
+  metrics: MetricsSettings | undefined;
   /**
    * Python's uwsgi.opt (docs/python-uwsgi-module.md): every entry as given, in order, a repeated key keeping its
    * first place and its last value (as uWSGI 2.0 shows them); `true` for a flag given without a value.
@@ -959,6 +962,7 @@ export function buildSettings(values: OptionValues, entries: readonly Entry[] = 
     collectHeaders,
     pullHeaders,
     caches,
+    metrics: readMetrics(values),
     exportedOptions: exportedOptions(entries),
     readAt: Date.now(),
     reloaded: false,

@@ -22,6 +22,7 @@ import { takeInheritedSockets } from './activation.js';
 import { SystemdNotifier } from '../systemd/notify.js';
 import { statsJson, type MasterSnapshot } from './stats.js';
 import { StatsServer } from './stats-server.js';
+import { Metrics } from './metrics.js';
 import { ProcessLog } from './log.js';
 import { LogMaster } from './logmaster.js';
 import { loggingKey } from '../config/logging.js';
@@ -304,6 +305,15 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       throw new StartupError((err as Error).message);
     }
     const cacheFds = caches.map((c) => ({ name: c.spec.name, fd: c.fd, size: c.size }));
+    // enable-metrics (docs/metrics.md): the shared values, made once like the scoreboard; collected once a second.
+    let metrics: Metrics | undefined;
+    try {
+      metrics = settings.metrics ? new Metrics(settings.metrics, settings.processes, settings.threads, sockets.length) : undefined;
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
+    const metricsFd = metrics && { fd: metrics.fd, size: metrics.size, table: metrics.table() };
+    const metricsKey = JSON.stringify(settings.metrics);
     const stopStoreSync = caches.length ? startStoreSync(caches) : undefined;
     const cacheGeometry = (list: CacheSpec[] | undefined): string => JSON.stringify((list ?? []).map(({ where: _where, ...c }) => c));
     const cacheKey = cacheGeometry(settings.caches?.caches);
@@ -324,7 +334,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
     // Spoolers and mules are Python processes beside the workers: no socket, no link, no slot of their own.
     const sideProcess = (s: Settings, role: { spoolerDir: string } | { muleId: number }) => spawnPythonWorker({
       interpreter: resolveInterpreter(s, process.env), settings: s, id: 0, slot: 0, logFd: processLog.fd,
-      scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, env: process.env, ...role,
+      scoreboardFd: scoreboard.fd, scoreboardSize: scoreboard.size, socketFds: [], linkFd: undefined, metrics: metricsFd, env: process.env, ...role,
     });
     // The spooler processes (docs/spooler.md): created only when a spooler directory is configured.
     const spoolers = kind === 'python' && settings.spooler?.dirs.length
@@ -361,6 +371,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         socketFds: uwsgiSockets.map((b) => b.fd),
         linkFd: linkSocket?.fd,
         caches: cacheFds,
+        metrics: metricsFd,
         env: process.env,
         loader,
       });
@@ -439,6 +450,11 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
         }
         if (next.processes * 2 > scoreboard.slots) return `processes = ${next.processes} needs a restart (at most ${scoreboard.slots / 2} on reload)`;
         if (cacheGeometry(next.caches?.caches) !== cacheKey) return 'cache changes (cache2, cache, cache-*) need a restart: a reload keeps the caches';
+        // The metric list (built-in per worker id and core, then the user ones) is laid out once, in the shared file.
+        if (JSON.stringify(next.metrics) !== metricsKey) return 'metrics changes (enable-metrics, metric, metrics-dir) need a restart: a reload keeps the metrics';
+        if (metrics && (next.processes !== settings.processes || next.threads !== settings.threads)) {
+          return 'with metrics, processes and threads changes need a restart: the metric list has one entry per worker and core';
+        }
         if (next.threads > scoreboard.cores) return `threads = ${next.threads} needs a restart (more than the ${scoreboard.cores} the server started with)`;
         if ((next.daemons.length && !daemons) || (next.cron.length && !cron)) {
           processLog.info('note: daemons and cron jobs added to a configuration that had none take effect at the next restart');
@@ -511,7 +527,7 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       processLog,
       scoreboard,
     );
-    const snapshot = (): MasterSnapshot => ({
+    const baseSnapshot = (): MasterSnapshot => ({
       version: TSGI_VERSION,
       pid: process.pid,
       uid: process.getuid!(),
@@ -528,6 +544,9 @@ export async function startServer(settings: Settings, _entries: readonly Entry[]
       ...(mules ? { mules: mules.stats() } : {}),
       ...(caches.length ? { caches: caches.map(cacheStats) } : {}),
     });
+    const snapshot = (): MasterSnapshot => (metrics ? { ...baseSnapshot(), metrics: metrics.json() } : baseSnapshot());
+    const metricsTimer = metrics && setInterval(() => metrics.collect(baseSnapshot()), 1000);
+    metricsTimer?.unref();
     Object.assign(hooks, {
       reopenLog: () => processLog.reopen(),
       logSize: () => processLog.size(),

@@ -39,6 +39,8 @@ export interface MasterSnapshot {
   mules?: Array<{ id: number; pid: number; respawns: number; messages: number }>;
   /** cache2/cache (docs/cache.md): each cache's counters, as uWSGI's "caches" list; absent without caches. */
   caches?: Array<Record<string, string | number>>;
+  /** enable-metrics (docs/metrics.md): uWSGI's "metrics" object; absent when metrics are off. */
+  metrics?: Record<string, { type: number; oid: string; value: number }>;
 }
 
 function workerJson(w: WorkerSnapshot) {
@@ -92,6 +94,7 @@ export function statsDocument(s: MasterSnapshot) {
     gid: s.gid,
     cwd: s.cwd,
     locks: [],
+    ...(s.metrics ? { metrics: s.metrics } : {}),
     sockets: s.sockets.map((k) => ({ name: k.name, proto: k.proto, queue: k.queue, max_queue: k.maxQueue, shared: 0, can_offload: 0 })),
     workers,
     ...(s.spoolers ? { spoolers: s.spoolers } : {}),

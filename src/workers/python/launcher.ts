@@ -70,6 +70,8 @@ export interface PythonWorkerSpec {
   linkFd: number | undefined;
   /** The caches' shared files (docs/cache.md), passed after the sockets and the link. */
   caches?: ReadonlyArray<{ name: string; fd: number; size: number }>;
+  /** enable-metrics (docs/metrics.md): the metrics' shared file, passed last, and its table. */
+  metrics?: { fd: number; size: number; table: Array<[string, number, boolean]> };
   /** Start the app loader (preloading) rather than a worker. */
   loader?: boolean;
   /** Start a spooler process on this directory rather than a worker (docs/spooler.md). */
@@ -200,12 +202,17 @@ export function spawnPythonWorker(spec: PythonWorkerSpec): ChildProcess {
     // After the sockets, the link and the caches: the request-line pipe (req-logger); null when request lines go to the log.
     reqLogFd: spec.reqLogFd === undefined ? null
       : FIRST_SOCKET_FD + spec.socketFds.length + (spec.linkFd === undefined ? 0 : 1) + (spec.caches?.length ?? 0),
+    // Last of all: the metrics' shared file (docs/metrics.md); null when metrics are off (uwsgi.metric_* answer as uWSGI's do then).
+    metrics: spec.metrics
+      ? { fd: FIRST_SOCKET_FD + spec.socketFds.length + (spec.linkFd === undefined ? 0 : 1) + (spec.caches?.length ?? 0) + (spec.reqLogFd === undefined ? 0 : 1),
+          size: spec.metrics.size, table: spec.metrics.table }
+      : null,
   };
   const env: NodeJS.ProcessEnv = { ...spec.env, TSGI_WORKER: JSON.stringify(conf) };
   if (!existsSync(WORKER_SCRIPT)) throw new InterpreterError(`tsgi's Python worker is missing (${WORKER_SCRIPT})`);
   return spawn(spec.interpreter, [WORKER_SCRIPT], {
     stdio: ['ignore', spec.logFd, spec.logFd, 'pipe', spec.scoreboardFd, ...spec.socketFds, ...(spec.linkFd === undefined ? [] : [spec.linkFd]),
-      ...(spec.caches ?? []).map((c) => c.fd), ...(spec.reqLogFd === undefined ? [] : [spec.reqLogFd])],
+      ...(spec.caches ?? []).map((c) => c.fd), ...(spec.reqLogFd === undefined ? [] : [spec.reqLogFd]), ...(spec.metrics ? [spec.metrics.fd] : [])],
     env,
   });
 }
