@@ -34,16 +34,29 @@ def describe(environ):
     return None
 
 
+def _var(environ, key):
+    """A var as the name it holds: environ strings are latin-1 (one code point per byte), while uWSGI hands the
+    raw bytes to chdir()/open() and to the importer, so a UTF-8 path or module name must be decoded as the file
+    system does (os.fsdecode), not taken code point by code point."""
+    value = environ.get(key)
+    if not value:
+        return None
+    try:
+        return os.fsdecode(value.encode('latin-1'))
+    except UnicodeEncodeError:
+        return value   # not from a uwsgi packet (an app set it): already text
+
+
 def load(environ, default_callable):
     """Loads the app the vars name. Returns (callable, chdir or None); raises with a message on failure."""
-    chdir = environ.get('UWSGI_CHDIR') or None
+    chdir = _var(environ, 'UWSGI_CHDIR')
     if chdir is not None:
         chdir = os.path.abspath(chdir)
         os.chdir(chdir)   # raises FileNotFoundError naming the directory
         if chdir not in sys.path:
             # uWSGI's interpreter finds modules in the current directory; here the app's directory is named.
             sys.path.insert(0, chdir)
-    home = environ.get('UWSGI_PYHOME')
+    home = _var(environ, 'UWSGI_PYHOME')
     if home:
         packages = os.path.join(os.path.abspath(home), 'lib', 'python%d.%d' % sys.version_info[:2], 'site-packages')
         if not os.path.isdir(packages):
@@ -51,14 +64,14 @@ def load(environ, default_callable):
                               % (home, packages, sys.version_info[0], sys.version_info[1]))
         if packages not in sys.path:
             site.addsitedir(packages)
-    script = environ.get('UWSGI_SCRIPT')
+    script = _var(environ, 'UWSGI_SCRIPT')
     if script:
         module, _, callable_name = script.partition(':')
         return _from_module(module, callable_name or default_callable, chdir), chdir
-    module = environ.get('UWSGI_MODULE')
+    module = _var(environ, 'UWSGI_MODULE')
     if module:
-        return _from_module(module, environ.get('UWSGI_CALLABLE') or default_callable, chdir), chdir
-    return _from_file(environ['UWSGI_FILE'], default_callable), chdir
+        return _from_module(module, _var(environ, 'UWSGI_CALLABLE') or default_callable, chdir), chdir
+    return _from_file(_var(environ, 'UWSGI_FILE'), default_callable), chdir
 
 
 def _from_module(name, callable_name, chdir):
