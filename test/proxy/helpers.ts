@@ -4,7 +4,7 @@
  * no test passes or fails on timing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -208,4 +208,30 @@ export function readText(path: string): string {
   } catch {
     return '';
   }
+}
+
+/**
+ * `-t` on a configuration whose http block holds one line, for each [line, message] case: tsgi-proxy must exit 1
+ * with a first line ending in `message in FILE:3`, and, with `withNginx`, `nginx -t` must give the same message
+ * (`nginxAnyCase`: nginx names some keys as it stored them, lower-cased). Returns the differences, one line each.
+ */
+export function confErrorDiffs(dir: string, cases: Array<[string, string]>, withNginx: boolean, nginxAnyCase = false): string[] {
+  const diffs: string[] = [];
+  mkdirSync(dir, { recursive: true });
+  for (const [directive, message] of cases) {
+    const text = `events {}\nhttp {\n  ${directive}\n}\n`;
+    writeFileSync(join(dir, 'bad.conf'), text);
+    const ours = proxySync(['-t', '-q', '-p', dir + '/', '-c', 'bad.conf', '-e', 'stderr']);
+    const line = ours.stderr.split('\n')[0] ?? '';
+    const want = `${message} in ${join(dir, 'bad.conf')}:3`;
+    if (ours.code !== 1 || !line.endsWith(want)) diffs.push(`${directive}: tsgi-proxy said "${line}", want "... ${want}"`);
+    if (withNginx) {
+      writeFileSync(join(dir, 'n.conf'), `pid ${dir}/n.pid;\n` + text);
+      const n = spawnSync('/usr/sbin/nginx', ['-t', '-q', '-p', dir, '-c', join(dir, 'n.conf'), '-e', join(dir, 'n-error.log')], { encoding: 'latin1' });
+      const nline = (n.stderr.split('\n').find((l) => l.includes('[emerg]')) ?? '').replace(/^.*\[emerg\] /, '');
+      const expected = `${message} in ${join(dir, 'n.conf')}:4`;
+      if (nginxAnyCase ? nline.toLowerCase() !== expected.toLowerCase() : nline !== expected) diffs.push(`${directive}: nginx said "${nline}"`);
+    }
+  }
+  return diffs;
 }

@@ -7,10 +7,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { have, proxySync, rawRequest, tempDir, startSideBySide, type Proc } from './helpers.js';
+import { have, rawRequest, tempDir, startSideBySide, type Proc, confErrorDiffs } from './helpers.js';
 
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
 
@@ -98,24 +97,8 @@ describe('map next to nginx', () => {
       ['map $a $b { hostnames; *.x.* 1; }', 'invalid hostname or wildcard "*.x.*"'],
       ['map $a b { x 1; }', 'invalid variable name "b"'],
     ];
-    const diffs: string[] = [];
     const dir = join(t.dir, 'bad');
-    mkdirSync(dir, { recursive: true });
-    for (const [directive, message] of cases) {
-      const text = `events {}\nhttp {\n  ${directive}\n}\n`;
-      writeFileSync(join(dir, 'bad.conf'), text);
-      const ours = proxySync(['-t', '-q', '-p', dir + '/', '-c', 'bad.conf', '-e', 'stderr']);
-      const line = ours.stderr.split('\n')[0] ?? '';
-      const want = `${message} in ${join(dir, 'bad.conf')}:3`;
-      if (ours.code !== 1 || !line.endsWith(want)) diffs.push(`${directive}: tsgi-proxy said "${line}", want "... ${want}"`);
-      if (withNginx) {
-        writeFileSync(join(dir, 'n.conf'), `pid ${dir}/n.pid;\n` + text);
-        const n = spawnSync('/usr/sbin/nginx', ['-t', '-q', '-p', dir, '-c', join(dir, 'n.conf'), '-e', join(dir, 'n-error.log')], { encoding: 'latin1' });
-        const nline = (n.stderr.split('\n').find((l) => l.includes('[emerg]')) ?? '').replace(/^.*\[emerg\] /, '');
-        // nginx names the key as it stored it (lower case); the message is otherwise the same.
-        if (nline.toLowerCase() !== `${message} in ${join(dir, 'n.conf')}:4`.toLowerCase()) diffs.push(`${directive}: nginx said "${nline}"`);
-      }
-    }
+    const diffs = confErrorDiffs(dir, cases, withNginx, true);
     assert.deepEqual(diffs, []);
   });
 });

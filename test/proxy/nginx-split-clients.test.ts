@@ -6,10 +6,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { have, proxySync, rawRequest, tempDir, startSideBySide, type Proc } from './helpers.js';
+import { have, proxySync, rawRequest, tempDir, startSideBySide, type Proc, confErrorDiffs } from './helpers.js';
 
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
 
@@ -92,23 +91,8 @@ describe('split_clients next to nginx', () => {
       ['split_clients $arg_a $host { 50% a; }', 'the duplicate "host" variable'],
       ['split_clients $arg_a $b { 50% a {} }', 'unexpected "{"'],
     ];
-    const diffs: string[] = [];
     const dir = join(t.dir, 'bad');
-    mkdirSync(dir, { recursive: true });
-    for (const [directive, message] of cases) {
-      const text = `events {}\nhttp {\n  ${directive}\n}\n`;
-      writeFileSync(join(dir, 'bad.conf'), text);
-      const ours = proxySync(['-t', '-q', '-p', dir + '/', '-c', 'bad.conf', '-e', 'stderr']);
-      const line = ours.stderr.split('\n')[0] ?? '';
-      const want = `${message} in ${join(dir, 'bad.conf')}:3`;
-      if (ours.code !== 1 || !line.endsWith(want)) diffs.push(`${directive}: tsgi-proxy said "${line}", want "... ${want}"`);
-      if (withNginx) {
-        writeFileSync(join(dir, 'n.conf'), `pid ${dir}/n.pid;\n` + text);
-        const n = spawnSync('/usr/sbin/nginx', ['-t', '-q', '-p', dir, '-c', join(dir, 'n.conf'), '-e', join(dir, 'n-error.log')], { encoding: 'latin1' });
-        const nline = (n.stderr.split('\n').find((l) => l.includes('[emerg]')) ?? '').replace(/^.*\[emerg\] /, '');
-        if (nline !== `${message} in ${join(dir, 'n.conf')}:4`) diffs.push(`${directive}: nginx said "${nline}"`);
-      }
-    }
+    const diffs = confErrorDiffs(dir, cases, withNginx);
     // Where nginx reads a missing value or ignores an extra one, tsgi-proxy refuses the line.
     for (const entry of ['50%;', '50% a b;']) {
       writeFileSync(join(dir, 'bad.conf'), `events {}\nhttp {\n  split_clients $arg_a $b { ${entry} }\n}\n`);

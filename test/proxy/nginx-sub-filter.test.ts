@@ -10,10 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync, utimesSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { freePort, have, proxySync, rawRequest, tempDir, startSideBySide, type Proc } from './helpers.js';
+import { freePort, have, rawRequest, tempDir, startSideBySide, type Proc, confErrorDiffs } from './helpers.js';
 
 const withNginx = have('/usr/sbin/nginx') && process.getuid?.() === 0;
 
@@ -150,23 +149,8 @@ describe('sub_filter next to nginx', () => {
       ['sub_filter_once maybe;', 'invalid value "maybe" in "sub_filter_once" directive, it must be "on" or "off"'],
       ['server { location / { if ($args) { sub_filter a b; } } }', '"sub_filter" directive is not allowed here'],
     ];
-    const diffs: string[] = [];
     const dir = join(t.dir, 'bad');
-    mkdirSync(dir, { recursive: true });
-    for (const [directive, message] of cases) {
-      const text = `events {}\nhttp {\n  ${directive}\n}\n`;
-      writeFileSync(join(dir, 'bad.conf'), text);
-      const ours = proxySync(['-t', '-q', '-p', dir + '/', '-c', 'bad.conf', '-e', 'stderr']);
-      const line = ours.stderr.split('\n')[0] ?? '';
-      const want = `${message} in ${join(dir, 'bad.conf')}:3`;
-      if (ours.code !== 1 || !line.endsWith(want)) diffs.push(`${directive}: tsgi-proxy said "${line}", want "... ${want}"`);
-      if (withNginx) {
-        writeFileSync(join(dir, 'n.conf'), `pid ${dir}/n.pid;\n` + text);
-        const n = spawnSync('/usr/sbin/nginx', ['-t', '-q', '-p', dir, '-c', join(dir, 'n.conf'), '-e', join(dir, 'n-error.log')], { encoding: 'latin1' });
-        const nline = (n.stderr.split('\n').find((l) => l.includes('[emerg]')) ?? '').replace(/^.*\[emerg\] /, '');
-        if (nline !== `${message} in ${join(dir, 'n.conf')}:4`) diffs.push(`${directive}: nginx said "${nline}"`);
-      }
-    }
+    const diffs = confErrorDiffs(dir, cases, withNginx);
     assert.deepEqual(diffs, []);
   });
 });
