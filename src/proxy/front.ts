@@ -21,7 +21,7 @@ import type { LocConf, SslConf } from './conf/model.js';
 import { errorPage, httpDate, statusReason, wireStatus } from './special.js';
 import { PRODUCT, VERSION } from './vars.js';
 import { adaptH2Request, isH2 } from './http2.js';
-import { Stapler } from './ocsp.js';
+import { Stapler, pemCerts } from './ocsp.js';
 import { STATS } from './stats.js';
 
 let connectionIds = 0;
@@ -427,9 +427,8 @@ export class Front implements Runtime {
       for (const s of g.servers) {
         const ssl = s.loc.ssl;
         if (ssl.stapling !== true || ssl.certificate === undefined) continue;
-        const leaf = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/.exec(ssl.certificate.toString('latin1'));
-        if (!leaf) continue;
-        const der = Buffer.from(leaf[1]!.replace(/\s+/g, ''), 'base64');
+        const der = pemCerts(ssl.certificate)[0];
+        if (der === undefined) continue;
         const key = der.toString('base64');
         if (byCert.has(key)) continue;
         if (ssl.staplingFile !== undefined) byCert.set(key, new Stapler(der, der, undefined, false, 0, () => {}, ssl.staplingFile));

@@ -163,7 +163,7 @@ export function responderUrl(cert: X509Certificate): string | undefined {
 }
 
 /** The certificates of a PEM file, DER, in order. */
-function pemCerts(pem: Buffer | undefined): Buffer[] {
+export function pemCerts(pem: Buffer | undefined): Buffer[] {
   if (pem === undefined) return [];
   const out: Buffer[] = [];
   const re = /-----BEGIN CERTIFICATE-----([^-]+)-----END CERTIFICATE-----/g;
