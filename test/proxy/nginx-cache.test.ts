@@ -450,22 +450,7 @@ http {
   });
 
   test('max_size: a response larger than the zone is passed on whole and not stored, also when a Range was held for it', async () => {
-    const t = tempDir('caches');
-    const back = await backend();
-    const port = await freePort();
-    writeFileSync(join(t.dir, 'p.conf'), `events {}
-http {
-  access_log off;
-  proxy_cache_path ${t.dir}/cache keys_zone=Z:1m max_size=1k;
-  server {
-    listen 127.0.0.1:${port};
-    add_header X-Cache-Status $upstream_cache_status;
-    location / { proxy_pass http://127.0.0.1:${back.port}; proxy_cache Z; proxy_cache_valid 200 1h; }
-  }
-}
-`);
-    const p = await startProxy(t.dir, 'p.conf', port);
-    try {
+    await withOneCachedLocation('caches', 'max_size=1k', async (port, t) => {
       for (let i = 1; i <= 2; i++) {
         const r = await get(port, '/big/ranges', { Range: 'bytes=0-3' });
         assert.equal(`${r.status} ${r.headers.get('x-cache-status')} ${r.body.length} ${r.body.slice(0, 14)}`, `200 MISS 2000 /big/ranges #${i}`);
@@ -473,21 +458,33 @@ http {
       const small = await get(port, '/ranges', { Range: 'bytes=0-3' });
       assert.equal(`${small.status} ${small.body}`, '206 0123');
       assert.equal(files(join(t.dir, 'cache')).length, 1);
-    } finally {
-      await p.stop('SIGQUIT');
-      await back.close();
-      t.cleanup();
-    }
+    });
   });
 
   test('inactive: an entry not used for that long is removed from disk', async () => {
-    const t = tempDir('cachei');
-    const back = await backend();
-    const port = await freePort();
-    writeFileSync(join(t.dir, 'p.conf'), `events {}
+    await withOneCachedLocation('cachei', 'inactive=1s', async (port, t) => {
+      await get(port, '/i');
+      await waitFor('the entry', () => files(join(t.dir, 'cache')).length === 1);
+      assert.equal((await get(port, '/i')).headers.get('x-cache-status'), 'HIT');
+      await waitFor('the sweep', () => files(join(t.dir, 'cache')).length === 0);
+      assert.equal((await get(port, '/i')).headers.get('x-cache-status'), 'MISS');
+    });
+  });
+});
+
+/**
+ * tsgi-proxy with one location cached in zone Z (`proxy_cache_path DIR/cache keys_zone=Z:1m PARAMS`, 200s valid
+ * for an hour, $upstream_cache_status in X-Cache-Status) in front of the counting backend; `run` gets its port and
+ * temp dir, and both are stopped and removed afterwards.
+ */
+async function withOneCachedLocation(tag: string, params: string, run: (port: number, t: ReturnType<typeof tempDir>) => Promise<void>): Promise<void> {
+  const t = tempDir(tag);
+  const back = await backend();
+  const port = await freePort();
+  writeFileSync(join(t.dir, 'p.conf'), `events {}
 http {
   access_log off;
-  proxy_cache_path ${t.dir}/cache keys_zone=Z:1m inactive=1s;
+  proxy_cache_path ${t.dir}/cache keys_zone=Z:1m ${params};
   server {
     listen 127.0.0.1:${port};
     add_header X-Cache-Status $upstream_cache_status;
@@ -495,20 +492,15 @@ http {
   }
 }
 `);
-    const p = await startProxy(t.dir, 'p.conf', port);
-    try {
-      await get(port, '/i');
-      await waitFor('the entry', () => files(join(t.dir, 'cache')).length === 1);
-      assert.equal((await get(port, '/i')).headers.get('x-cache-status'), 'HIT');
-      await waitFor('the sweep', () => files(join(t.dir, 'cache')).length === 0);
-      assert.equal((await get(port, '/i')).headers.get('x-cache-status'), 'MISS');
-    } finally {
-      await p.stop('SIGQUIT');
-      await back.close();
-      t.cleanup();
-    }
-  });
-});
+  const p = await startProxy(t.dir, 'p.conf', port);
+  try {
+    await run(port, t);
+  } finally {
+    await p.stop('SIGQUIT');
+    await back.close();
+    t.cleanup();
+  }
+}
 
 const APP = `
 import os
