@@ -66,7 +66,7 @@ class RawOutput(object):
         self._sock = sock
         self.send = sock.sendall if arm is None else self._send_or_arm
         self.fileno = sock.fileno()
-        self.keepalive = keepalive      # the request carried TSGI_KEEPALIVE=1
+        self.keepalive = keepalive      # the request's TSGI_KEEPALIVE ('1', or '2': it may pipeline), else False
         self.bodiless = bodiless        # a HEAD request: no body whatever the headers say
         self.chunked = False
         self.declared = -1
@@ -119,7 +119,7 @@ class RawOutput(object):
         if not (self.bodiless or code < 200 or code in (204, 304)) and self.declared < 0:
             self.chunked = True
             headers.append(('Transfer-Encoding', 'chunked'))
-        headers.append(('X-Tsgi-Keepalive', '1'))
+        headers.append(('X-Tsgi-Keepalive', self.keepalive))
         return headers
 
     def body(self, chunk):

@@ -76,7 +76,7 @@ UWSGI_UNIX, UWSGI_TCP, LINK = 'uwsgi-unix', 'uwsgi-tcp', 'link'
 class Core(object):
     """One thread's share of the worker: its scoreboard record, its router link, its request count, and the
     logvars the app set in its current request (uwsgi.set_logvar; None, the common case, when none)."""
-    __slots__ = ('index', 'requests', 'link', 'start_us', 'logvars', 'app_id')
+    __slots__ = ('index', 'requests', 'link', 'start_us', 'logvars', 'app_id', 'rest')
 
     def __init__(self, index):
         self.index = index
@@ -85,6 +85,7 @@ class Core(object):
         self.link = None
         self.start_us = 0
         self.logvars = None
+        self.rest = None          # bytes read past the current request on a kept connection: the next one (pipelined)
 
 
 class Worker(object):
@@ -437,6 +438,13 @@ class Worker(object):
         keep = False
         try:
             keep = self.serve_request(conn.recv, out, False, core, not fresh, arm) is True and out.reusable()
+            # Pipelined requests (docs/protocol-keepalive.md) that came with that one are answered in order, now:
+            # they were read, so they are answered even by a stopping worker.
+            while keep and core.rest is not None:
+                first = core.rest
+                core.rest = None
+                out = RawOutput(conn, arm=arm)
+                keep = self.serve_request(conn.recv, out, False, core, False, arm, first) is True and out.reusable()
         except LinkClosed:
             keep = False
         finally:
@@ -455,13 +463,14 @@ class Worker(object):
         except LinkClosed:
             return False
 
-    def serve_request(self, recv, out, on_link, core, quiet_eof=False, arm=None):
+    def serve_request(self, recv, out, on_link, core, quiet_eof=False, arm=None, first=None):
         """Reads one request, runs the app, sends the response. `quiet_eof`: an end of stream before the request
-        is the normal end of a kept connection, not worth a log line."""
+        is the normal end of a kept connection, not worth a log line. `first`: bytes of the request already read
+        (a pipelined request that came with the previous one)."""
         start = time.time()
+        core.rest = None
         try:
-            first = None
-            if not on_link:
+            if not on_link and first is None:
                 try:
                     first = recv(READ_SIZE, _MSG_DONTWAIT)
                 except BlockingIOError:
@@ -505,9 +514,14 @@ class Worker(object):
             https = environ.get('HTTPS')
             scheme = 'https' if (https and https.lower() in ('on', '1', 'yes')) else environ.get('REQUEST_SCHEME', 'http')
         environ['wsgi.url_scheme'] = scheme
-        if not on_link and environ.get('TSGI_KEEPALIVE') == '1':
-            out.keepalive = True
-            out.bodiless = environ.get('REQUEST_METHOD') == 'HEAD'
+        if not on_link:
+            marker = environ.get('TSGI_KEEPALIVE')
+            if marker == '1' or marker == '2':
+                out.keepalive = marker
+                out.bodiless = environ.get('REQUEST_METHOD') == 'HEAD'
+                if marker == '2' and len(data) - end > length:
+                    # Past this request's body: the next request, which the front server pipelined.
+                    core.rest = data[end + length:]
         log = self.log_requests
         late = self.late_routing
         if late is not None:

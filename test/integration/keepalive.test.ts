@@ -62,6 +62,28 @@ describe('uwsgi keep-alive extension', () => {
     assert.equal(r!.body.toString(), 'ok /plain');
   });
 
+  test('TSGI_KEEPALIVE=2: requests pipelined in one write (one with a body) are answered in order, marked 2', async () => {
+    const p2 = (path: string, extra: Record<string, string> = {}): Record<string, string> => ({ ...getVars(path), TSGI_KEEPALIVE: '2', ...extra });
+    const c = net.connect(sock);
+    await new Promise((r) => c.once('connect', r));
+    let data = Buffer.alloc(0);
+    c.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
+    // Three requests and a body in a single write: the worker reads past the first packet and must keep the rest.
+    c.write(Buffer.concat([
+      uwsgiPacket(p2('/first')),
+      uwsgiPacket(p2('/echo', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '11' })), Buffer.from('hello world'),
+      uwsgiPacket(p2('/third')),
+    ]));
+    for (let t = 0; t < 500 && parseResponses(data).length < 3; t++) await new Promise((r) => setTimeout(r, 20));
+    // Then one more on the same connection: it is still kept.
+    c.write(uwsgiPacket(p2('/fourth')));
+    for (let t = 0; t < 500 && parseResponses(data).length < 4; t++) await new Promise((r) => setTimeout(r, 20));
+    c.destroy();
+    const rs = parseResponses(data);
+    assert.deepEqual(rs.map((r) => r.body.toString()), ['ok /first', 'hello world', 'ok /third', 'ok /fourth']);
+    assert.deepEqual(rs.map((r) => r.headers.get('x-tsgi-keepalive')), ['2', '2', '2', '2']);
+  });
+
   test('an app error after the head ends the connection instead of keeping a broken one', async () => {
     const { closedAfter } = await conversation(sock, [{ vars: ka('/late-error') }, { vars: ka('/never') }]);
     assert.equal(closedAfter, 0);

@@ -147,6 +147,25 @@ describe('node worker, raw uwsgi client: the keep-alive extension', () => {
     }
   });
 
+  test('TSGI_KEEPALIVE=2: requests pipelined in one write (one with a body) are answered in order, marked 2', async () => {
+    const p2 = (path: string, extra: Vars = {}): Vars => ({ ...getVars(path), TSGI_KEEPALIVE: '2', ...extra });
+    const k = await Conversation.open(sock);
+    try {
+      k.c.write(Buffer.concat([
+        uwsgiPacket(p2('/length')),
+        uwsgiPacket(p2('/echo', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: '11' })), Buffer.from('hello world'),
+        uwsgiPacket(p2('/')),
+      ]));
+      for (let t = 0; t < 1500 && complete(k.data, new Set()).length < 3 && !k.closed; t++) await sleep(10);
+      const rs = complete(k.data, new Set());
+      assert.deepEqual(rs.map((r) => r.body.toString()), ['length', `11 ${sha(Buffer.from('hello world'))}`, 'hello GET']);
+      assert.deepEqual(rs.map((r) => r.headers.get('x-tsgi-keepalive')), ['2', '2', '2']);
+      assert.equal(k.closed, false, 'the connection stayed open');
+    } finally {
+      k.destroy();
+    }
+  });
+
   test('a large response without a length is chunked, and the connection goes on', async () => {
     const k = await Conversation.open(sock);
     try {

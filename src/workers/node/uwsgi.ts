@@ -102,8 +102,10 @@ const NODE_KEEP_ALIVE = '\r\nConnection: keep-alive\r\n';
  * app said so or the body's end can only be the close (HTTP/1.0, a body streamed without a length). `frame` then marks a head whose body ends explicitly.
  */
 class UwsgiResponse extends ServerResponse {
-  /** The request carried TSGI_KEEPALIVE=1. */
+  /** The request carried TSGI_KEEPALIVE=1 (or 2: its front server may pipeline, which this server reads). */
   offered = false;
+  /** The value the head's X-Tsgi-Keepalive echoes: the request's. */
+  marker = '1';
   /** The head went out marked X-Tsgi-Keepalive: 1; once complete, the connection carries the next request. */
   kept = false;
   /** The Content-Length of a kept response (-1: chunked, or no body), checked against what was sent. */
@@ -144,7 +146,7 @@ function frame(res: UwsgiResponse & Outgoing): void {
   const i = head.indexOf(NODE_KEEP_ALIVE);
   if (keep) {
     if (i !== -1) head = head.slice(0, i) + head.slice(i + NODE_KEEP_ALIVE.length - 2);
-    res._header = `${head.slice(0, -2)}X-Tsgi-Keepalive: 1\r\n\r\n`;
+    res._header = `${head.slice(0, -2)}X-Tsgi-Keepalive: ${res.marker}\r\n\r\n`;
     res.kept = true;
   } else {
     res._last = true;
@@ -307,6 +309,7 @@ class UwsgiConnection {
     let proto = 'HTTP/1.1';
     let length = 0;
     let offered = false;
+    let marker = '1';
     for (const [k, v] of p.vars) {
       switch (k) {
         case 'REQUEST_METHOD': method = v; continue;
@@ -314,7 +317,7 @@ class UwsgiConnection {
         case 'PATH_INFO': path = v; continue;
         case 'QUERY_STRING': query = v; continue;
         case 'SERVER_PROTOCOL': proto = v; continue;
-        case 'TSGI_KEEPALIVE': offered = v === '1'; continue;
+        case 'TSGI_KEEPALIVE': offered = v === '1' || v === '2'; marker = v; continue;
         case 'CONTENT_LENGTH': length = /^\d+$/.test(v) ? Number(v) : 0; break;
       }
       const name = headerName(k);
@@ -343,6 +346,7 @@ class UwsgiConnection {
     if (offered) {
       // As for a keep-alive HTTP client; `frame` decides once the head is built.
       res.offered = true;
+      res.marker = marker;
       res.shouldKeepAlive = true;
       res.useChunkedEncodingByDefault = minor === 1;
     } else {
