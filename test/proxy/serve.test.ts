@@ -126,7 +126,7 @@ http {
     assert.match(r.body, /REQUEST_URI=\/plain\/path\?q=1\n/);
     assert.match(r.body, /SERVER_NAME=echo\.test\n/);
     assert.match(r.body, /HTTP_X_TEST=from-client\n/);
-    assert.match(r.body, /TSGI_KEEPALIVE=1\n/);
+    assert.match(r.body, /TSGI_KEEPALIVE=2\n/);
     const o = await get(port, '/over', { Host: 'echo.test', 'X-Test': 'from-client' });
     assert.match(o.body, /HTTP_X_TEST=from-param\n/);
   });

@@ -142,6 +142,7 @@ function httpDefaults(prefix: string): LocConf {
     u.redirect = 'default';
     u.ignoreClientAbort = false;
     u.tsgiKeepalive = true;
+    u.tsgiPipelining = true;
     // Response cache: off; when on, GET and HEAD, nginx's defaults (the key's default is made per request).
     u.cache = null;
     u.cacheValid = [];

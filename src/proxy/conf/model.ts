@@ -354,6 +354,8 @@ export class UpstreamSettings {
   ignoreClientAbort: boolean | undefined;
   /** tsgi extension: offer the persistent link (docs/protocol-keepalive.md). */
   tsgiKeepalive: boolean | undefined;
+  /** tsgi extension: pipeline bodiless idempotent requests on the link when the backend reads them. */
+  tsgiPipelining: boolean | undefined;
   // ---- response cache (*_cache and friends; src/proxy/cache.ts) ----
   /** The zone responses are cached in; null for `*_cache off` (the default). */
   cache: CacheZone | null | undefined;

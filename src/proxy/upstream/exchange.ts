@@ -37,6 +37,11 @@ export interface ExchangeOptions {
   tls: UpstreamTls | undefined;
   /** *_request_buffering off: the body follows the request as it arrives (onConnected hands the socket). */
   streamBody: boolean;
+  /**
+   * The request may share a write, and a link, with the other requests of this event-loop turn for the same
+   * peer (docs/protocol-keepalive.md, pipelining): a tsgi request with no body and no upgrade.
+   */
+  pipeline: boolean;
 }
 
 /** One request's TLS settings: node:tls options without the address, and the names nginx's log uses. */
@@ -104,8 +109,12 @@ export interface ExchangeControl {
 /** One connection to a peer, busy with one exchange at a time or idle in the peer's list. */
 export class Link {
   readonly parser: HTTPParser;
-  /** The exchange in progress; null while idle. */
+  /** The exchange whose response is being read; null while idle. */
   ex: Exchange | null = null;
+  /** Exchanges sent after `ex` on this link (pipelined), whose responses follow its response in order. */
+  queue: Exchange[] | null = null;
+  /** The backend answered X-Tsgi-Keepalive: 2 on this link: it reads pipelined requests. */
+  pipelined = false;
   /** Idle since the last response, waiting in peer.idle. */
   idle = false;
   /** The socket's current inactivity timeout, so an unchanged value is not set again. */
@@ -244,6 +253,13 @@ export class Link {
     this.dropIdle();
     this.socket.destroy();
     this.release();
+    // Requests sent behind the one that ended the link got no response byte: each is tried again on its
+    // own connection (pass.ts, as for a kept link the backend had closed).
+    const q = this.queue;
+    if (q !== null) {
+      this.queue = null;
+      for (let i = 0; i < q.length; i++) q[i]!.fail('error', 'upstream closed the connection');
+    }
   }
 
   private unsolicited(): void {
@@ -316,12 +332,17 @@ export class Exchange implements ExchangeControl {
   pendingHeaders: string[] | null = null;
   /** A 101 was relayed: the read that carried it hands the socket to a tunnel. */
   upgrading = false;
+  /**
+   * Pipelined: this exchange's response became the one being read in the middle of a read. That read's end
+   * (executed) says nothing of whether any byte of this response came with it.
+   */
+  midRead = false;
   private connectTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly link: Link,
     readonly opts: ExchangeOptions,
-    readonly h: ExchangeHandlers,
+    public h: ExchangeHandlers,
     readonly reused: boolean,
   ) {
     this.connected = reused;
@@ -357,7 +378,11 @@ export class Exchange implements ExchangeControl {
       let framed = status === 204 || status === 304 || opts.head;
       for (let i = 0; i < headers.length; i += 2) {
         const k = headers[i]!.toLowerCase();
-        if (k === TSGI_HEADER) offered = headers[i + 1]!.trim() === '1';
+        if (k === TSGI_HEADER) {
+          const v = headers[i + 1]!.trim();
+          offered = v === '1' || v === '2';
+          this.link.pipelined = v === '2';
+        }
         else if (k === 'connection' && /close/i.test(headers[i + 1]!)) closing = true;
         else if (k === 'content-length' || (k === 'transfer-encoding' && /chunked/i.test(headers[i + 1]!))) framed = true;
       }
@@ -401,7 +426,8 @@ export class Exchange implements ExchangeControl {
       this.tunnel(rc, undefined);
       return;
     }
-    this.started = true;
+    if (this.midRead) this.midRead = false;
+    else this.started = true;
     if (rc instanceof Error) {
       if (this.done) {
         // The response was complete; what followed it did not parse: the link is out of step.
@@ -481,6 +507,14 @@ export class Exchange implements ExchangeControl {
     this.done = true;
     this.cleanup();
     const link = this.link;
+    const q = link.queue;
+    if (q !== null && keep && !link.socket.destroyed) {
+      // Pipelined: the next response on this link is the next exchange's (parsed from the same read).
+      const next = (link.ex = q.shift()!);
+      next.midRead = true;
+      if (q.length === 0) link.queue = null;
+      return;
+    }
     if (keep && !link.socket.destroyed) link.park(this.opts);
     else link.destroy();
   }
@@ -495,9 +529,16 @@ export class Exchange implements ExchangeControl {
 
   abort(): void {
     if (this.done) return;
+    const link = this.link;
+    if (link.queue !== null) {
+      // The link carries other clients' requests: this response is still read (and dropped), theirs follow.
+      this.h = MUTED;
+      link.resumeReading();
+      return;
+    }
     this.done = true;
     this.cleanup();
-    this.link.destroy();
+    link.destroy();
   }
 
   pause(): void {
@@ -507,6 +548,31 @@ export class Exchange implements ExchangeControl {
   resume(): void {
     this.link.resumeReading();
   }
+}
+
+/** The handlers of an exchange whose client left while its link carried other requests. */
+const MUTED: ExchangeHandlers = {
+  onHeaders: () => true,
+  onBody: noop,
+  onReadParsed: noop,
+  onEnd: noop,
+  onFail: noop,
+  upgradeWanted: () => false,
+  onUpgrade: noop,
+  onTunnel: noop,
+  onConnected: noop,
+};
+
+/**
+ * Pipelining (docs/protocol-keepalive.md): the requests for one peer that arrive in the same turn of the event
+ * loop share one link, up to this many, and leave in one write when the turn ends. One backend worker then
+ * reads them in one read and answers them in order, without a wake-up per request.
+ */
+const PIPELINE_DEPTH = Number(process.env.TSGI_PIPELINE_DEPTH ?? 4);
+
+function endBatch(peer: Peer, link: Link): void {
+  if (peer.batch === link) peer.batch = null;
+  link.socket.uncork();
 }
 
 /** A TLS connection to a peer, offering its last session when *_ssl_session_reuse is on. */
@@ -539,6 +605,19 @@ export function sniName(name: string): boolean {
 
 export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h: ExchangeHandlers, allowReuse = true): ExchangeControl {
   const tls = opts.tls;
+  const onSent0 = opts.sendTimeoutMs !== opts.readTimeoutMs;
+  if (opts.pipeline && allowReuse) {
+    const b = peer.batch;
+    if (b !== null && b.ex !== null && !b.socket.destroyed && b.secure === (tls !== undefined)) {
+      peer.conns++;
+      const ex = new Exchange(b, opts, h, true);
+      const q = (b.queue ??= []);
+      q.push(ex);
+      if (q.length + 1 >= PIPELINE_DEPTH) peer.batch = null;
+      b.socket.write(request[0]!, onSent0 ? (e?: Error | null): void => ex.onSent(e) : undefined);
+      return ex;
+    }
+  }
   let link = allowReuse && opts.keep !== 'none' ? takeIdle(peer, tls !== undefined) : undefined;
   peer.conns++;
   let ex: Exchange;
@@ -547,6 +626,12 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
     link.ex = ex;
     link.justParked = false;
     link.setTimeout(opts.sendTimeoutMs);
+    if (opts.pipeline && link.pipelined && PIPELINE_DEPTH > 1) {
+      // This link collects the turn's other requests for the peer; the corked write leaves when the turn ends.
+      peer.batch = link;
+      link.socket.cork();
+      setImmediate(endBatch, peer, link);
+    }
   } else {
     const socket = tls !== undefined ? connectTls(peer, tls) : 'path' in peer.addr ? connect(peer.addr.path) : connect(peer.addr.port, peer.addr.host);
     socket.setNoDelay(true);
@@ -562,7 +647,7 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
   const s = link.socket;
   // The write callback only switches the timer from the send to the read timeout: when they are equal (the
   // defaults), it is left out, which spares the stream a callback per request.
-  const onSent = opts.sendTimeoutMs !== opts.readTimeoutMs ? (e?: Error | null): void => ex.onSent(e) : undefined;
+  const onSent = onSent0 ? (e?: Error | null): void => ex.onSent(e) : undefined;
   if (request.length === 1) s.write(request[0]!, onSent);
   else {
     s.cork();

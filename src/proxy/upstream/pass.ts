@@ -510,7 +510,8 @@ export class Upstreams {
     }
     if (st.tsgiKeepalive) {
       keys[n] = 'TSGI_KEEPALIVE';
-      values[n++] = '1';
+      // 2: this proxy may pipeline, 1: it sends one request at a time (docs/protocol-keepalive.md).
+      values[n++] = st.tsgiPipelining ? '2' : '1';
     }
     let packet: Buffer;
     try {
@@ -593,6 +594,7 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
   readonly maxAgeMs: number;
   readonly tls: UpstreamTls | undefined;
   readonly streamBody: boolean;
+  readonly pipeline: boolean;
   // The try in progress.
   private peer: Peer | undefined;
   private headersSent = false;
@@ -638,6 +640,8 @@ class Relay implements ExchangeOptions, ExchangeHandlers {
       this.keep = 'none';
       r.bodyStream!.relay = this;
     }
+    // Only requests that can be sent again safely share a link: no body, an idempotent method, no upgrade.
+    this.pipeline = this.keep === 'tsgi' && st.tsgiPipelining === true && request.length === 1 && IDEMPOTENT.has(r.method) && (r.req as UpgradeRequest).tsgiUpgrade === undefined;
   }
 
   onConnected(socket: Socket): void {

@@ -17,6 +17,8 @@ export class Peer {
   conns = 0;
   /** Idle persistent connections to this peer (tsgi link or HTTP keep-alive). */
   readonly idle: Link[] = [];
+  /** The link collecting this event-loop turn's pipelined requests (exchange.ts), if any. */
+  batch: Link | null = null;
   /** The last TLS session of an https/suwsgi connection, offered again (*_ssl_session_reuse). */
   tlsSession: Buffer | undefined = undefined;
   /** The name that session's certificate was verified for ('' when it was not verified). */

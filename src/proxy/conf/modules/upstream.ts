@@ -145,7 +145,7 @@ function moduleSpecs(prefix: 'uwsgi' | 'proxy'): Spec[] {
     };
   }
   const time = (suffix: string, key: 'connectTimeoutMs' | 'readTimeoutMs' | 'sendTimeoutMs' | 'nextUpstreamTimeoutMs') => once(suffix, 1, key, (d) => timeArg(d));
-  const flag = (suffix: string, key: 'buffering' | 'requestBuffering' | 'interceptErrors' | 'passRequestHeaders' | 'passRequestBody' | 'ignoreClientAbort' | 'tsgiKeepalive') =>
+  const flag = (suffix: string, key: 'buffering' | 'requestBuffering' | 'interceptErrors' | 'passRequestHeaders' | 'passRequestBody' | 'ignoreClientAbort' | 'tsgiKeepalive' | 'tsgiPipelining') =>
     once(suffix, 'flag', key, (d) => parseFlag(d));
   const specs: Spec[] = [
     {
@@ -244,6 +244,8 @@ function moduleSpecs(prefix: 'uwsgi' | 'proxy'): Spec[] {
     specs.push(mod('modifier1'), mod('modifier2'));
     // tsgi extension: whether to offer the persistent link to tsgi backends (docs/protocol-keepalive.md).
     specs.push(flag('tsgi_keepalive', 'tsgiKeepalive')); // uwsgi_tsgi_keepalive
+    // tsgi extension: whether requests of one turn may share a link to a backend that pipelines.
+    specs.push(flag('tsgi_pipelining', 'tsgiPipelining')); // uwsgi_tsgi_pipelining
   } else {
     specs.push(
       // proxy_method: the method sent to the backend instead of the client's (a template).

@@ -1,0 +1,282 @@
+/**
+ * Pipelining on tsgi's persistent link (docs/protocol-keepalive.md): the requests for one tsgi backend that
+ * tsgi-proxy reads in the same turn of its event loop share one kept connection and leave in one write, when
+ * the backend said it reads pipelined requests (X-Tsgi-Keepalive: 2). An HTTP/2 client's requests created in
+ * one tick reach the proxy in one read, so they make such a turn without any timing.
+ *
+ * The wire-level cases use a small backend in this process that records how packets arrive; the last case runs
+ * the real tsgi (one Python worker) behind the proxy.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import { writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { decodePacket } from '../../src/protocol/uwsgi.js';
+import { freePort, get, readText, startProxy, tempDir, type Proc } from './helpers.js';
+import { activatedEnv, sharedVenv, startTsgi, stopProcess, type RunningProcess } from '../helpers/procs.js';
+import { repoRoot } from '../helpers/paths.js';
+
+type Mode = 'pipelining' | 'old' | 'close-after-first' | 'late';
+
+interface Fake {
+  server: Server;
+  /** Connections accepted so far. */
+  connections: () => number;
+  /** For every read that held at least one whole packet: how many it held. */
+  reads: number[];
+}
+
+/**
+ * A tsgi backend: answers each packet with its PATH_INFO and the connection's number. 'pipelining' marks its
+ * answers X-Tsgi-Keepalive: 2; 'old' marks them 1 (a backend that reads one request at a time); 'close-after-first'
+ * is 'pipelining' but closes a connection after answering the first of several packets that came together;
+ * 'late' answers 100 ms after the read.
+ */
+function fakeBackend(path: string, mode: Mode): Promise<Fake> {
+  let conns = 0;
+  const reads: number[] = [];
+  const server = createServer((s: Socket) => {
+    const id = ++conns;
+    let buf = Buffer.alloc(0);
+    s.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      const answers: string[] = [];
+      for (;;) {
+        const p = decodePacket(buf, 65535);
+        if ('need' in p) break;
+        if ('error' in p) {
+          s.destroy();
+          return;
+        }
+        const vars = new Map(p.vars);
+        const len = Number(vars.get('CONTENT_LENGTH') || 0);
+        if (buf.length < p.headerEnd + len) break;
+        buf = buf.subarray(p.headerEnd + len);
+        const body = `${vars.get('PATH_INFO')} conn ${id} ka ${vars.get('TSGI_KEEPALIVE')}`;
+        answers.push(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Tsgi-Keepalive: ${mode === 'old' ? '1' : '2'}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      }
+      if (answers.length === 0) return;
+      reads.push(answers.length);
+      if (mode === 'close-after-first' && answers.length > 1) {
+        s.end(answers[0]);
+        return;
+      }
+      if (mode === 'late') setTimeout(() => s.write(answers.join('')), 100);
+      else s.write(answers.join(''));
+    });
+    s.on('error', () => {});
+  });
+  return new Promise((res) => server.listen(path, () => res({ server, connections: () => conns, reads })));
+}
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+/** Sends every request in the same tick (one write from the client); resolves with the answers in order. */
+function batch(session: http2.ClientHttp2Session, reqs: Array<{ path: string; method?: string; body?: string; cancel?: boolean }>): Promise<Array<Answer | 'cancelled'>> {
+  return Promise.all(reqs.map((r) => new Promise<Answer | 'cancelled'>((res, rej) => {
+    const st = session.request({ ':path': r.path, ':method': r.method ?? 'GET' }, { endStream: r.body === undefined });
+    if (r.body !== undefined) st.end(r.body);
+    if (r.cancel) {
+      st.on('error', () => {});
+      st.close(http2.constants.NGHTTP2_CANCEL, () => res('cancelled'));
+      return;
+    }
+    let status = 0;
+    let body = '';
+    st.on('response', (h) => (status = Number(h[':status'])));
+    st.setEncoding('latin1');
+    st.on('data', (d: string) => (body += d));
+    st.on('end', () => res({ status, body }));
+    st.on('error', rej);
+  })));
+}
+
+function open(port: number): Promise<http2.ClientHttp2Session> {
+  return new Promise((res, rej) => {
+    const s = http2.connect(`http://127.0.0.1:${port}`);
+    s.once('connect', () => res(s));
+    s.once('error', rej);
+  });
+}
+
+const pathOf = (a: Answer | 'cancelled'): string => (a === 'cancelled' ? a : `${a.status} ${a.body.split(' conn ')[0]}`);
+const connOf = (a: Answer | 'cancelled'): string => (a === 'cancelled' ? a : a.body.split(' conn ')[1]!.split(' ')[0]!);
+
+describe('pipelined requests on the tsgi link', () => {
+  let t: ReturnType<typeof tempDir>;
+  let port: number;
+  let h2port: number;
+  let proxy: Proc;
+  const fakes = {} as Record<Mode, Fake>;
+  let session: http2.ClientHttp2Session;
+
+  before(async () => {
+    t = tempDir('pipeline');
+    for (const m of ['pipelining', 'old', 'close-after-first', 'late'] as Mode[]) fakes[m] = await fakeBackend(join(t.dir, `${m}.sock`), m);
+    port = await freePort();
+    h2port = await freePort();
+    const locations = (['pipelining', 'old', 'close-after-first', 'late'] as Mode[])
+      .map((m) => `    location /${m}/ { include uwsgi_params; uwsgi_pass unix:${t.dir}/${m}.sock; }`).join('\n') +
+      `\n    location /nopipe/ { include uwsgi_params; uwsgi_pass unix:${t.dir}/pipelining.sock; uwsgi_tsgi_pipelining off; }`;
+    writeFileSync(join(t.dir, 'nginx.conf'), `worker_processes 1;
+events {}
+http {
+  access_log off;
+  error_log ${t.dir}/error.log;
+  server {
+    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${h2port} http2;
+${locations}
+  }
+}
+`);
+    proxy = await startProxy(t.dir, 'nginx.conf', port);
+    session = await open(h2port);
+  });
+
+  after(async () => {
+    session?.close();
+    await proxy?.stop('SIGQUIT');
+    for (const f of Object.values(fakes)) f.server.close();
+    t?.cleanup();
+  });
+
+  test('the requests of one turn share one kept connection and one write; each client gets its own answer', async () => {
+    const f = fakes.pipelining;
+    // The first request opens the link and learns that the backend pipelines.
+    const [first] = await batch(session, [{ path: '/pipelining/warm' }]);
+    assert.equal(pathOf(first!), '200 /pipelining/warm');
+    const before = f.connections();
+    const paths = ['/pipelining/a', '/pipelining/b', '/pipelining/c', '/pipelining/d'];
+    const answers = await batch(session, paths.map((path) => ({ path })));
+    assert.deepEqual(answers.map(pathOf), paths.map((p) => `200 ${p}`));
+    assert.equal(f.connections(), before, 'no new connection: all four went on the kept link');
+    assert.equal(new Set(answers.map(connOf)).size, 1);
+    assert.equal(f.reads[f.reads.length - 1], 4, 'the backend read the four packets at once');
+  });
+
+  test('past four requests in a turn, the others take connections of their own', async () => {
+    const f = fakes.pipelining;
+    await batch(session, [{ path: '/pipelining/warm' }]);
+    const before = f.connections();
+    const paths = ['/pipelining/1', '/pipelining/2', '/pipelining/3', '/pipelining/4', '/pipelining/5', '/pipelining/6'];
+    const answers = await batch(session, paths.map((path) => ({ path })));
+    assert.deepEqual(answers.map(pathOf), paths.map((p) => `200 ${p}`));
+    const byConn = new Map<string, number>();
+    for (const a of answers) byConn.set(connOf(a), (byConn.get(connOf(a)) ?? 0) + 1);
+    assert.deepEqual([...byConn.values()].sort(), [1, 1, 4], 'four on the kept link, one each on two new ones');
+    assert.equal(f.connections(), before + 2);
+  });
+
+  test('a backend that reads one request at a time (X-Tsgi-Keepalive: 1) never gets two on one connection', async () => {
+    const f = fakes.old;
+    await batch(session, [{ path: '/old/warm' }]);
+    const paths = ['/old/a', '/old/b', '/old/c'];
+    const answers = await batch(session, paths.map((path) => ({ path })));
+    assert.deepEqual(answers.map(pathOf), paths.map((p) => `200 ${p}`));
+    assert.equal(new Set(answers.map(connOf)).size, 3);
+    assert.ok(f.reads.every((n) => n === 1), `reads: ${f.reads.join(',')}`);
+  });
+
+  test('uwsgi_tsgi_pipelining off: the proxy offers TSGI_KEEPALIVE=1 and sends one request at a time per link', async () => {
+    const f = fakes.pipelining;
+    await batch(session, [{ path: '/nopipe/warm' }]);
+    const from = f.reads.length;
+    const answers = await batch(session, ['/nopipe/a', '/nopipe/b', '/nopipe/c'].map((path) => ({ path })));
+    assert.deepEqual(answers.map(pathOf), ['200 /nopipe/a', '200 /nopipe/b', '200 /nopipe/c']);
+    assert.ok(answers.every((a) => a !== 'cancelled' && a.body.endsWith(' ka 1')));
+    assert.equal(new Set(answers.map(connOf)).size, 3);
+    assert.ok(f.reads.slice(from).every((n) => n === 1), `reads: ${f.reads.slice(from).join(',')}`);
+  });
+
+  test('requests with a body (POST) are never pipelined', async () => {
+    const f = fakes.pipelining;
+    await batch(session, [{ path: '/pipelining/warm' }]);
+    const from = f.reads.length;
+    const answers = await batch(session, ['/pipelining/p1', '/pipelining/p2', '/pipelining/p3'].map((path) => ({ path, method: 'POST', body: 'data' })));
+    assert.deepEqual(answers.map(pathOf), ['200 /pipelining/p1', '200 /pipelining/p2', '200 /pipelining/p3']);
+    assert.equal(new Set(answers.map(connOf)).size, 3);
+    assert.ok(f.reads.slice(from).every((n) => n === 1), `reads: ${f.reads.slice(from).join(',')}`);
+  });
+
+  test('a backend that closes after the first answer of a batch: the others are sent again and answered, nothing logged as failed', async () => {
+    const f = fakes['close-after-first'];
+    await batch(session, [{ path: '/close-after-first/warm' }]);
+    const before = f.connections();
+    const paths = ['/close-after-first/a', '/close-after-first/b', '/close-after-first/c'];
+    const answers = await batch(session, paths.map((path) => ({ path })));
+    assert.deepEqual(answers.map(pathOf), paths.map((p) => `200 ${p}`));
+    assert.equal(f.connections(), before + 2, 'the two requests left unanswered went on new connections');
+    assert.doesNotMatch(readText(join(t.dir, 'error.log')), /close-after-first/);
+  });
+
+  test('a client that cancels its request in a batch: the others are answered and the link is kept', async () => {
+    const f = fakes.late;
+    await batch(session, [{ path: '/late/warm' }]);
+    const before = f.connections();
+    const answers = await batch(session, [{ path: '/late/a' }, { path: '/late/b', cancel: true }, { path: '/late/c' }]);
+    assert.deepEqual(answers.map(pathOf), ['200 /late/a', 'cancelled', '200 /late/c']);
+    assert.equal(f.reads[f.reads.length - 1], 3, 'the cancelled request had left with the others');
+    const [next] = await batch(session, [{ path: '/late/next' }]);
+    assert.equal(pathOf(next!), '200 /late/next');
+    assert.equal(f.connections(), before, 'the link carried the cancelled answer and went on');
+  });
+
+  test('HTTP/1.1 clients are served as before through a pipelining backend', async () => {
+    const r = await get(port, '/pipelining/h1');
+    assert.equal(r.status, 200);
+    assert.match(r.body, /^\/pipelining\/h1 conn \d+ ka 2$/);
+    assert.equal(r.headers.has('x-tsgi-keepalive'), false, 'the link header is not passed to clients');
+  });
+});
+
+describe('pipelined requests to the real tsgi (one Python worker)', () => {
+  let t: ReturnType<typeof tempDir>;
+  let tsgi: RunningProcess;
+  let proxy: Proc;
+  let session: http2.ClientHttp2Session;
+
+  before(async () => {
+    t = tempDir('pipeline-tsgi');
+    const sock = join(t.dir, 'app.sock');
+    tsgi = await startTsgi(['-s', sock, '-p', '1', '--wsgi-file', join(repoRoot, 'test/fixtures/apps/behaviours.py')], { env: activatedEnv(sharedVenv()) });
+    const port = await freePort();
+    const h2port = await freePort();
+    writeFileSync(join(t.dir, 'nginx.conf'), `worker_processes 1;
+events {}
+http {
+  access_log off;
+  error_log ${t.dir}/error.log;
+  server {
+    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${h2port} http2;
+    location / { include uwsgi_params; uwsgi_pass unix:${sock}; }
+  }
+}
+`);
+    proxy = await startProxy(t.dir, 'nginx.conf', port);
+    session = await open(h2port);
+  });
+
+  after(async () => {
+    session?.close();
+    await proxy?.stop('SIGQUIT');
+    if (tsgi) await stopProcess(tsgi);
+    t?.cleanup();
+  });
+
+  test('batches of requests, a POST among them: every client gets its own answer, in any number of rounds', async () => {
+    await batch(session, [{ path: '/warm' }]);
+    for (let round = 0; round < 5; round++) {
+      const reqs = Array.from({ length: 7 }, (_, i) => (i === 3 ? { path: '/echo', method: 'POST', body: `body ${round}` } : { path: `/r${round}/${i}` }));
+      const answers = await batch(session, reqs);
+      assert.deepEqual(answers.map((a) => (a === 'cancelled' ? a : `${a.status} ${a.body}`)), reqs.map((r) => (r.method === 'POST' ? `200 body ${round}` : `200 ok ${r.path}`)));
+    }
+    assert.doesNotMatch(readText(join(t.dir, 'error.log')), /upstream/);
+  });
+});
