@@ -51,11 +51,43 @@ def hello_frame(pid):
     return frame_header(HELLO, 4) + struct.pack('<I', pid)
 
 
+class Held(object):
+    """The responses of a pipelined batch (docs/protocol-keepalive.md), gathered to leave in one write: the front
+    server then reads them at once and its clients' next requests come back together, as the next batch."""
+    __slots__ = ('parts', 'size', 'send', 'conn_recv')
+
+    LIMIT = 65536   # past this, what is held goes out at once
+
+    def __init__(self, send, conn_recv):
+        self.parts = []
+        self.size = 0
+        self.send = send
+        self.conn_recv = conn_recv
+
+    def add(self, data):
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size > self.LIMIT:
+            self.flush()
+
+    def flush(self):
+        parts = self.parts
+        if parts:
+            self.parts = []
+            self.size = 0
+            self.send(parts[0] if len(parts) == 1 else b''.join(parts))
+
+    def recv(self, *args):
+        """A read that may wait: what is held goes first (the front server may be waiting for it)."""
+        self.flush()
+        return self.conn_recv(*args)
+
+
 class RawOutput(object):
     """A uwsgi connection from a front server: the response is an HTTP head then the body, and closing ends
     it — unless the front server offered tsgi's keep-alive extension (docs/protocol-keepalive.md), in which
     case the body is framed (Content-Length or chunked) and the connection can carry the next request."""
-    __slots__ = ('send', 'fileno', 'keepalive', 'bodiless', 'chunked', 'declared', 'sent', 'arm', '_sock')
+    __slots__ = ('send', 'fileno', 'keepalive', 'bodiless', 'chunked', 'declared', 'sent', 'arm', '_sock', 'held')
 
     def __init__(self, sock, keepalive=False, bodiless=False, arm=None):
         # `arm` (a Unix connection whose socket-timeout is not set yet) sets it. A send that completes at
@@ -71,6 +103,12 @@ class RawOutput(object):
         self.chunked = False
         self.declared = -1
         self.sent = 0
+        self.held = None
+
+    def hold(self, held):
+        """This response waits in `held` to leave with the rest of its batch."""
+        self.held = held
+        self.send = held.add
 
     def head(self, proto, status, headers, chunk):
         if self.keepalive:
@@ -155,6 +193,11 @@ class RawOutput(object):
         return self.keepalive and (self.chunked or self.bodiless or self.declared < 0 or self.sent == self.declared)
 
     def sendfile(self, fd, offset, count):
+        if self.held is not None:
+            # The file goes straight to the socket: what is held goes before it, and nothing more is held.
+            self.held.flush()
+            self.held = None
+            self.send = self._sock.sendall if self.arm is None else self._send_or_arm
         self._arm()   # a file is sent in many writes: any may have to wait for the client
         if self.chunked:
             self.send(b'%x\r\n' % count)

@@ -20,7 +20,7 @@ import traceback
 
 from .logformat import LogContext, client_address, compile_format, date_prefix
 from .mounts import Mounts
-from .output import GOODBYE_FRAME, LinkOutput, RawOutput, hello_frame
+from .output import GOODBYE_FRAME, Held, LinkOutput, RawOutput, hello_frame
 from .protocol import READ_SIZE, BadPacket, parse_vars, read_packet
 from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
 
@@ -72,11 +72,15 @@ def declared_length(headers):
 
 UWSGI_UNIX, UWSGI_TCP, LINK = 'uwsgi-unix', 'uwsgi-tcp', 'link'
 
+# A pipelined batch's responses are held to leave together only while requests take less than this (in µs): a
+# response never waits long for the ones after it.
+HOLD_BELOW_US = 1000
+
 
 class Core(object):
     """One thread's share of the worker: its scoreboard record, its router link, its request count, and the
     logvars the app set in its current request (uwsgi.set_logvar; None, the common case, when none)."""
-    __slots__ = ('index', 'requests', 'link', 'start_us', 'logvars', 'app_id', 'rest')
+    __slots__ = ('index', 'requests', 'link', 'start_us', 'logvars', 'app_id', 'rest', 'held', 'last_us')
 
     def __init__(self, index):
         self.index = index
@@ -86,6 +90,8 @@ class Core(object):
         self.start_us = 0
         self.logvars = None
         self.rest = None          # bytes read past the current request on a kept connection: the next one (pipelined)
+        self.held = None          # the responses of the pipelined batch in progress, sent together (output.Held)
+        self.last_us = 0          # how long the last request took
 
 
 class Worker(object):
@@ -444,10 +450,18 @@ class Worker(object):
                 first = core.rest
                 core.rest = None
                 out = RawOutput(conn, arm=arm)
-                keep = self.serve_request(conn.recv, out, False, core, False, arm, first) is True and out.reusable()
+                held = core.held
+                keep = self.serve_request(conn.recv if held is None else held.recv, out, False, core, False, arm, first) is True and out.reusable()
         except LinkClosed:
             keep = False
         finally:
+            held = core.held
+            if held is not None:
+                core.held = None
+                try:
+                    held.flush()
+                except OSError:
+                    keep = False
             if not keep:
                 try:
                     conn.close()
@@ -522,6 +536,13 @@ class Worker(object):
                 if marker == '2' and len(data) - end > length:
                     # Past this request's body: the next request, which the front server pipelined.
                     core.rest = data[end + length:]
+                    if core.held is None and core.last_us < HOLD_BELOW_US:
+                        # Its response waits to leave with the batch's last one, unless requests here are slow
+                        # (the last one took a millisecond or more): then each goes out as it is made.
+                        core.held = Held(out.send, recv)
+                held = core.held
+                if held is not None:
+                    out.hold(held)
         log = self.log_requests
         late = self.late_routing
         if late is not None:
@@ -554,6 +575,7 @@ class Worker(object):
             log = self._final_routes(environ, core, log)
         now = time.time()
         usec = int((now - start) * 1000000)
+        core.last_us = usec
         core.requests += 1
         core.start_us = 0
         lock = self.lock

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers/paths.js';
 import { activatedEnv, sharedVenv, startTsgi, stopProcess, tempDir, type RunningProcess } from '../helpers/procs.js';
-import { parseResponses } from '../helpers/http-raw.js';
+import { parseResponses, type RawHttpResponse } from '../helpers/http-raw.js';
 import { conversation, getVars, rawExchange, uwsgiPacket } from '../helpers/uwsgi-client.js';
 
 const APP = join(repoRoot, 'test/fixtures/apps/behaviours.py');
@@ -88,6 +88,38 @@ describe('uwsgi keep-alive extension', () => {
     const { closedAfter } = await conversation(sock, [{ vars: ka('/late-error') }, { vars: ka('/never') }]);
     assert.equal(closedAfter, 0);
   });
+});
+
+test('TSGI_KEEPALIVE=2: a batch of quick requests is answered in one write; after a slow request, each answer goes out at once', async () => {
+  const sock = join(tempDir(), 'hold.sock');
+  // A fresh worker with one core: no request before the first batch, so it counts as quick.
+  const tsgi = await startTsgi(['-s', sock, '-p', '1', '--wsgi-file', APP], { env: activatedEnv(sharedVenv()) });
+  const c = net.connect(sock);
+  try {
+    await new Promise((r) => c.once('connect', r));
+    const reads: Buffer[] = [];
+    c.on('data', (d: Buffer) => reads.push(d));
+    const all = (): RawHttpResponse[] => parseResponses(Buffer.concat(reads));
+    const until = async (n: number): Promise<void> => {
+      for (let t = 0; t < 1500 && all().length < n; t++) await new Promise((r) => setTimeout(r, 10));
+    };
+    const p2 = (path: string): Buffer => uwsgiPacket({ ...getVars(path.split('?')[0]!, { QUERY_STRING: path.split('?')[1] ?? '' }), TSGI_KEEPALIVE: '2' });
+    c.write(Buffer.concat([p2('/a'), p2('/b'), p2('/c')]));
+    await until(3);
+    assert.deepEqual(all().map((r) => r.body.toString()), ['ok /a', 'ok /b', 'ok /c']);
+    assert.equal(parseResponses(reads[0]!).length, 3, 'the three answers came in the first read: one write');
+    // A slow request (50 ms): the next batch's answers are not held for the ones after them.
+    c.write(p2('/sleep?0.05'));
+    await until(4);
+    const from = reads.length;
+    c.write(Buffer.concat([p2('/one'), p2('/sleep?1'), p2('/two')]));
+    await until(7);
+    assert.deepEqual(all().slice(4).map((r) => r.body.toString()), ['ok /one', 'ok /sleep', 'ok /two']);
+    assert.equal(parseResponses(reads[from]!).length, 1, 'the answer to /one did not wait for the 1 s request behind it');
+  } finally {
+    c.destroy();
+    await stopProcess(tsgi);
+  }
 });
 
 test('a worker keeps at most 64 idle connections: the least recently used one is closed, the others go on', async () => {

@@ -568,7 +568,7 @@ const MUTED: ExchangeHandlers = {
  * loop share one link, up to this many, and leave in one write when the turn ends. One backend worker then
  * reads them in one read and answers them in order, without a wake-up per request.
  */
-const PIPELINE_DEPTH = Number(process.env.TSGI_PIPELINE_DEPTH ?? 4);
+const PIPELINE_DEPTH = 4;
 
 function endBatch(peer: Peer, link: Link): void {
   if (peer.batch === link) peer.batch = null;
@@ -626,7 +626,7 @@ export function exchange(peer: Peer, request: Buffer[], opts: ExchangeOptions, h
     link.ex = ex;
     link.justParked = false;
     link.setTimeout(opts.sendTimeoutMs);
-    if (opts.pipeline && link.pipelined && PIPELINE_DEPTH > 1) {
+    if (opts.pipeline && link.pipelined) {
       // This link collects the turn's other requests for the peer; the corked write leaves when the turn ends.
       peer.batch = link;
       link.socket.cork();
