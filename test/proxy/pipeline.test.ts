@@ -14,7 +14,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { decodePacket } from '../../src/protocol/uwsgi.js';
-import { freePort, get, readText, startProxy, tempDir, type Proc } from './helpers.js';
+import { canConnect, freePort, get, readText, startProxy, tempDir, waitFor, type Proc } from './helpers.js';
 import { activatedEnv, sharedVenv, startTsgi, stopProcess, type RunningProcess } from '../helpers/procs.js';
 import { repoRoot } from '../helpers/paths.js';
 
@@ -114,20 +114,24 @@ describe('pipelined requests on the tsgi link', () => {
   let proxy: Proc;
   const fakes = {} as Record<Mode, Fake>;
   let session: http2.ClientHttp2Session;
+  let kr: Fake;
 
   before(async () => {
     t = tempDir('pipeline');
     for (const m of ['pipelining', 'old', 'close-after-first', 'late'] as Mode[]) fakes[m] = await fakeBackend(join(t.dir, `${m}.sock`), m);
+    kr = await fakeBackend(join(t.dir, 'kr.sock'), 'pipelining');
     port = await freePort();
     h2port = await freePort();
     const locations = (['pipelining', 'old', 'close-after-first', 'late'] as Mode[])
       .map((m) => `    location /${m}/ { include uwsgi_params; uwsgi_pass unix:${t.dir}/${m}.sock; }`).join('\n') +
-      `\n    location /nopipe/ { include uwsgi_params; uwsgi_pass unix:${t.dir}/pipelining.sock; uwsgi_tsgi_pipelining off; }`;
+      `\n    location /nopipe/ { include uwsgi_params; uwsgi_pass unix:${t.dir}/pipelining.sock; uwsgi_tsgi_pipelining off; }` +
+      `\n    location /kr/ { include uwsgi_params; uwsgi_pass kr; }`;
     writeFileSync(join(t.dir, 'nginx.conf'), `worker_processes 1;
 events {}
 http {
   access_log off;
   error_log ${t.dir}/error.log;
+  upstream kr { server unix:${t.dir}/kr.sock; keepalive 8; keepalive_requests 4; }
   server {
     listen 127.0.0.1:${port};
     listen 127.0.0.1:${h2port} http2;
@@ -136,6 +140,7 @@ ${locations}
 }
 `);
     proxy = await startProxy(t.dir, 'nginx.conf', port);
+    await waitFor('the HTTP/2 port', () => canConnect(h2port));
     session = await open(h2port);
   });
 
@@ -143,6 +148,7 @@ ${locations}
     session?.close();
     await proxy?.stop('SIGQUIT');
     for (const f of Object.values(fakes)) f.server.close();
+    kr?.server.close();
     t?.cleanup();
   });
 
@@ -227,6 +233,18 @@ ${locations}
     assert.equal(f.connections(), before, 'the link carried the cancelled answer and went on');
   });
 
+  test("the upstream's keepalive_requests counts pipelined responses: a link that carried 4 is closed", async () => {
+    const [warm] = await batch(session, [{ path: '/kr/warm' }]);
+    assert.equal(pathOf(warm!), '200 /kr/warm');
+    const answers = await batch(session, ['/kr/a', '/kr/b', '/kr/c'].map((path) => ({ path })));
+    assert.equal(new Set(answers.map(connOf)).size, 1, 'the three went on the warm link');
+    assert.equal(connOf(answers[0]!), connOf(warm!));
+    const before = kr.connections();
+    const [next] = await batch(session, [{ path: '/kr/next' }]);
+    assert.equal(pathOf(next!), '200 /kr/next');
+    assert.equal(kr.connections(), before + 1, 'four responses reached keepalive_requests 4: the next request needed a new connection');
+  });
+
   test('HTTP/1.1 clients are served as before through a pipelining backend', async () => {
     const r = await get(port, '/pipelining/h1');
     assert.equal(r.status, 200);
@@ -260,6 +278,7 @@ http {
 }
 `);
     proxy = await startProxy(t.dir, 'nginx.conf', port);
+    await waitFor('the HTTP/2 port', () => canConnect(h2port));
     session = await open(h2port);
   });
 

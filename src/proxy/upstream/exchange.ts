@@ -228,6 +228,11 @@ export class Link {
     return rest;
   }
 
+  /** A pipelined response completed on this link without parking it: the upstream's keepalive_requests counts it. */
+  countUse(): void {
+    this.uses++;
+  }
+
   setTimeout(ms: number): void {
     if (ms === this.timeoutMs) return;
     this.timeoutMs = ms;
@@ -510,6 +515,7 @@ export class Exchange implements ExchangeControl {
     const q = link.queue;
     if (q !== null && keep && !link.socket.destroyed) {
       // Pipelined: the next response on this link is the next exchange's (parsed from the same read).
+      link.countUse();
       const next = (link.ex = q.shift()!);
       next.midRead = true;
       if (q.length === 0) link.queue = null;
