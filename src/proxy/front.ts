@@ -443,33 +443,40 @@ export class Front implements Runtime {
     });
   }
 
-  /** Binds every socket of the configuration; rejects with nginx's bind() message on failure. */
+  /**
+   * Binds every socket of the configuration, all at once (in a cluster worker each bind is a round trip to the
+   * master: one after another, the first address would accept while the last still refused); rejects with
+   * nginx's bind() message for the first address, in configuration order, that failed.
+   */
   async listen(removeStaleUnix: boolean): Promise<void> {
-    for (const b of this.conf.bindings) {
-      const server = this.makeServer(b);
-      this.servers.push(server);
-      if (b.unix && removeStaleUnix) {
-        try {
-          if (lstatSync(b.unix).isSocket()) unlinkSync(b.unix);
-        } catch {
-          // not there
-        }
+    const results = await Promise.allSettled(this.conf.bindings.map((b) => this.bind(b, removeStaleUnix)));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  private async bind(b: Binding, removeStaleUnix: boolean): Promise<void> {
+    const server = this.makeServer(b);
+    this.servers.push(server);
+    if (b.unix && removeStaleUnix) {
+      try {
+        if (lstatSync(b.unix).isSocket()) unlinkSync(b.unix);
+      } catch {
+        // not there
       }
-      await new Promise<void>((resolve, reject) => {
-        const onError = (e: NodeJS.ErrnoException) => {
-          const addr = b.unix ? `unix:${b.unix}` : `${b.host.includes(':') ? `[${b.host}]` : b.host || '0.0.0.0'}:${b.port}`;
-          reject(new Error(`bind() to ${addr} failed (${e.code === 'EADDRINUSE' ? '98: Address already in use' : e.code === 'EACCES' ? '13: Permission denied' : e.message})`));
-        };
-        server.once('error', onError);
-        const done = () => {
-          server.off('error', onError);
-          server.on('error', (e) => this.errorLog.log('error', `server error: ${e.message}`));
-          resolve();
-        };
-        if (b.unix) server.listen({ path: b.unix, backlog: b.backlog ?? 511 }, done);
-        else server.listen({ port: b.port, host: b.host || (b.host === '' ? '0.0.0.0' : b.host), backlog: b.backlog ?? 511, ipv6Only: b.host === '::' }, done);
-      });
     }
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: NodeJS.ErrnoException) => {
+        const addr = b.unix ? `unix:${b.unix}` : `${b.host.includes(':') ? `[${b.host}]` : b.host || '0.0.0.0'}:${b.port}`;
+        reject(new Error(`bind() to ${addr} failed (${e.code === 'EADDRINUSE' ? '98: Address already in use' : e.code === 'EACCES' ? '13: Permission denied' : e.message})`));
+      };
+      server.once('error', onError);
+      const done = () => {
+        server.off('error', onError);
+        server.on('error', (e) => this.errorLog.log('error', `server error: ${e.message}`));
+        resolve();
+      };
+      if (b.unix) server.listen({ path: b.unix, backlog: b.backlog ?? 511 }, done);
+      else server.listen({ port: b.port, host: b.host || (b.host === '' ? '0.0.0.0' : b.host), backlog: b.backlog ?? 511, ipv6Only: b.host === '::' }, done);
+    });
   }
 
   /** Stops accepting. Graceful: requests in flight finish; idle connections close now, busy ones after. */
