@@ -104,13 +104,37 @@ function open(port: number): Promise<http2.ClientHttp2Session> {
   });
 }
 
+/**
+ * tsgi-proxy with one worker on `dir`/nginx.conf: an HTTP/1.1 port and an h2c port over the same `locations`;
+ * resolves once both accept, with an HTTP/2 session open on the second.
+ */
+async function startH2Proxy(dir: string, upstreams: string, locations: string): Promise<{ proxy: Proc; port: number; session: http2.ClientHttp2Session }> {
+  const port = await freePort();
+  const h2port = await freePort();
+  writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1;
+events {}
+http {
+  access_log off;
+  error_log ${dir}/error.log;
+${upstreams}
+  server {
+    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${h2port} http2;
+${locations}
+  }
+}
+`);
+  const proxy = await startProxy(dir, 'nginx.conf', port);
+  await waitFor('the HTTP/2 port', () => canConnect(h2port));
+  return { proxy, port, session: await open(h2port) };
+}
+
 const pathOf = (a: Answer | 'cancelled'): string => (a === 'cancelled' ? a : `${a.status} ${a.body.split(' conn ')[0]}`);
 const connOf = (a: Answer | 'cancelled'): string => (a === 'cancelled' ? a : a.body.split(' conn ')[1]!.split(' ')[0]!);
 
 describe('pipelined requests on the tsgi link', () => {
   let t: ReturnType<typeof tempDir>;
   let port: number;
-  let h2port: number;
   let proxy: Proc;
   const fakes = {} as Record<Mode, Fake>;
   let session: http2.ClientHttp2Session;
@@ -120,28 +144,11 @@ describe('pipelined requests on the tsgi link', () => {
     t = tempDir('pipeline');
     for (const m of ['pipelining', 'old', 'close-after-first', 'late'] as Mode[]) fakes[m] = await fakeBackend(join(t.dir, `${m}.sock`), m);
     kr = await fakeBackend(join(t.dir, 'kr.sock'), 'pipelining');
-    port = await freePort();
-    h2port = await freePort();
     const locations = (['pipelining', 'old', 'close-after-first', 'late'] as Mode[])
       .map((m) => `    location /${m}/ { include uwsgi_params; uwsgi_pass unix:${t.dir}/${m}.sock; }`).join('\n') +
       `\n    location /nopipe/ { include uwsgi_params; uwsgi_pass unix:${t.dir}/pipelining.sock; uwsgi_tsgi_pipelining off; }` +
       `\n    location /kr/ { include uwsgi_params; uwsgi_pass kr; }`;
-    writeFileSync(join(t.dir, 'nginx.conf'), `worker_processes 1;
-events {}
-http {
-  access_log off;
-  error_log ${t.dir}/error.log;
-  upstream kr { server unix:${t.dir}/kr.sock; keepalive 8; keepalive_requests 4; }
-  server {
-    listen 127.0.0.1:${port};
-    listen 127.0.0.1:${h2port} http2;
-${locations}
-  }
-}
-`);
-    proxy = await startProxy(t.dir, 'nginx.conf', port);
-    await waitFor('the HTTP/2 port', () => canConnect(h2port));
-    session = await open(h2port);
+    ({ proxy, port, session } = await startH2Proxy(t.dir, `  upstream kr { server unix:${t.dir}/kr.sock; keepalive 8; keepalive_requests 4; }`, locations));
   });
 
   after(async () => {
@@ -263,23 +270,7 @@ describe('pipelined requests to the real tsgi (one Python worker)', () => {
     t = tempDir('pipeline-tsgi');
     const sock = join(t.dir, 'app.sock');
     tsgi = await startTsgi(['-s', sock, '-p', '1', '--wsgi-file', join(repoRoot, 'test/fixtures/apps/behaviours.py')], { env: activatedEnv(sharedVenv()) });
-    const port = await freePort();
-    const h2port = await freePort();
-    writeFileSync(join(t.dir, 'nginx.conf'), `worker_processes 1;
-events {}
-http {
-  access_log off;
-  error_log ${t.dir}/error.log;
-  server {
-    listen 127.0.0.1:${port};
-    listen 127.0.0.1:${h2port} http2;
-    location / { include uwsgi_params; uwsgi_pass unix:${sock}; }
-  }
-}
-`);
-    proxy = await startProxy(t.dir, 'nginx.conf', port);
-    await waitFor('the HTTP/2 port', () => canConnect(h2port));
-    session = await open(h2port);
+    ({ proxy, session } = await startH2Proxy(t.dir, '', `    location / { include uwsgi_params; uwsgi_pass unix:${sock}; }`));
   });
 
   after(async () => {
