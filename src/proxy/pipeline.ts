@@ -180,8 +180,20 @@ export class Pipeline {
     if (!res.headersSent && !isH2(req) && this.lastOnConnection(r)) {
       res.shouldKeepAlive = false;
       (req.socket as ConnectionState)._tsgiLast = true;
+    } else if (isH2(req) && this.lastStreamOnSession(r)) {
+      // HTTP/2, as nginx since 1.19.7: keepalive_requests and keepalive_time end the connection with a GOAWAY
+      // once this stream is counted; the streams already open finish, the client opens a new connection.
+      const session = (req as unknown as { stream?: { session?: { closed: boolean; close(): void } } }).stream?.session;
+      if (session !== undefined && !session.closed) session.close();
     }
     return r;
+  }
+
+  private lastStreamOnSession(r: Rq): boolean {
+    const conf = r.conf;
+    const max = conf.keepaliveRequests;
+    if (max !== undefined && max > 0 && r.nth >= max) return true;
+    return r.start - ((r.req.socket as ConnectionState)._tsgiStart ?? r.start) > conf.keepaliveTimeMs!;
   }
 
   /** A request line longer than one of large_client_header_buffers: 414 from the default server, as nginx. */

@@ -201,3 +201,45 @@ describe('HTTP/2 next to nginx', { skip }, () => {
     }
   });
 });
+
+describe('HTTP/2 connections end as nginx ends them', () => {
+  let t: ReturnType<typeof tempDir>;
+  let proxy: Proc;
+  let nginx: Proc | undefined;
+  let ports: { proxy: number; nginx: number };
+  before(async () => {
+    t = tempDir('http2-ka');
+    ({ proxy, nginx, ports } = await startSideBySide(t.dir, (port) => `events {}
+http {
+  access_log off;
+  keepalive_requests 3;
+  server { listen 127.0.0.1:${port} http2; location / { return 200 "ok\\n"; } }
+}
+`, withNginx));
+  });
+  after(async () => {
+    await proxy?.stop('SIGQUIT');
+    await nginx?.stop('SIGQUIT');
+    t?.cleanup();
+  });
+
+  test('keepalive_requests 3: three streams are answered, then a GOAWAY closes the connection', async () => {
+    const run = async (port: number): Promise<{ answers: string[]; goaway: boolean; closed: boolean }> => {
+      const s = await open(`http://127.0.0.1:${port}`);
+      let goaway = false;
+      s.on('goaway', () => (goaway = true));
+      s.on('error', () => {});
+      const answers: string[] = [];
+      // One after another, as long as the connection takes them: a fourth is never sent on it.
+      for (let i = 0; i < 5 && !s.closed && !s.destroyed && !goaway; i++) {
+        const a = await h2Request(s, { ':path': `/${i}` });
+        answers.push(`${a.status} ${a.body.trim()}`);
+      }
+      await new Promise<void>((res) => (s.closed || s.destroyed ? res() : s.once('close', () => res())));
+      return { answers, goaway, closed: s.closed || s.destroyed };
+    };
+    const mine = await run(ports.proxy);
+    assert.deepEqual(mine, { answers: ['200 ok', '200 ok', '200 ok'], goaway: true, closed: true });
+    if (withNginx) assert.deepEqual(await run(ports.nginx), mine);
+  });
+});
