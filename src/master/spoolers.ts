@@ -91,6 +91,14 @@ export class Spoolers {
         if (line === 'R') {
           p.ready = true;
           this.writePids();
+          // A task spooled after the spooler's first scan but before it was listed here got no SIGUSR1 (the
+          // worker did not know the pid yet): one wake-up now makes it scan again, so no task waits for
+          // spooler-frequency. Tasks spooled from now on signal it themselves.
+          try {
+            child.kill('SIGUSR1');
+          } catch {
+            /* already gone: 'exit' follows */
+          }
         } else if (line === 'B') {
           p.running = true;
         } else if (line.startsWith('T ')) {
