@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { tsgiBin } from '../helpers/paths.js';
-import { activatedEnv, freePort, httpRequest, sharedVenv, startProcess, startTsgi, stopProcess, tempDir, writeFiles } from '../helpers/procs.js';
+import { activatedEnv, freePort, httpRequest, sharedVenv, startProcess, startTsgi, stopProcess, tempDir, writeFiles, type RunningProcess } from '../helpers/procs.js';
 
 const env = activatedEnv(sharedVenv());
 
@@ -87,6 +87,17 @@ async function waitUntil(what: string, ok: () => boolean, timeoutMs = 20_000): P
   }
 }
 
+/** Runs the steps before a test's own stop; if one fails, the instance is stopped at once, so that it cannot
+ * outlive the test and hold the test file open. */
+async function untilOrStop(p: RunningProcess, steps: () => Promise<void>): Promise<void> {
+  try {
+    await steps();
+  } catch (e) {
+    await stopProcess(p, 'SIGINT');
+    throw e;
+  }
+}
+
 const tasksIn = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('uwsgi_spoolfile_on_')) : []);
 const read = (p: string): string => (existsSync(p) ? readFileSync(p, 'utf8') : '');
 
@@ -152,8 +163,10 @@ describe('spooler', () => {
     const { dir, spool, out } = appDir();
     const port = await freePort();
     const p = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--master', '--spooler', spool], { cwd: dir, env });
-    await httpRequest(`http://127.0.0.1:${port}/?name=slow&mode=slow&secs=1.5`);
-    await p.waitFor(/managing request uwsgi_spoolfile_on_/);
+    await untilOrStop(p, async () => {
+      await httpRequest(`http://127.0.0.1:${port}/?name=slow&mode=slow&secs=1.5`);
+      await p.waitFor(/managing request uwsgi_spoolfile_on_/);
+    });
     const r = await stopProcess(p, 'SIGTERM');
     assert.equal(r.code, 0);
     assert.match(read(join(out, 'slow')), /'name', b'slow'/);
@@ -164,8 +177,10 @@ describe('spooler', () => {
     const { dir, spool, out } = appDir();
     const port = await freePort();
     const p = await startTsgi(['--http-socket', `127.0.0.1:${port}`, '--wsgi-file', 'app.py', '--master', '--spooler', spool], { cwd: dir, env });
-    await httpRequest(`http://127.0.0.1:${port}/?name=slow&mode=slow&secs=20`);
-    await p.waitFor(/managing request uwsgi_spoolfile_on_/);
+    await untilOrStop(p, async () => {
+      await httpRequest(`http://127.0.0.1:${port}/?name=slow&mode=slow&secs=20`);
+      await p.waitFor(/managing request uwsgi_spoolfile_on_/);
+    });
     const started = Date.now();
     await stopProcess(p, 'SIGINT');
     assert.ok(Date.now() - started < 10_000, 'waited for the task');
