@@ -189,10 +189,15 @@ export class Pipeline {
     return r;
   }
 
+  /**
+   * keepalive_requests or keepalive_time reached by this request: what ends an HTTP/2 connection, and (with
+   * keepalive_timeout 0 and keepalive_disable) an HTTP/1.x one.
+   */
   private lastStreamOnSession(r: Rq): boolean {
     const conf = r.conf;
     const max = conf.keepaliveRequests;
     if (max !== undefined && max > 0 && r.nth >= max) return true;
+    // keepalive_time: counted from the connection's start to this request's.
     return r.start - ((r.req.socket as ConnectionState)._tsgiStart ?? r.start) > conf.keepaliveTimeMs!;
   }
 
@@ -212,11 +217,7 @@ export class Pipeline {
   /** Whether the answering location closes the connection after this request. */
   private lastOnConnection(r: Rq): boolean {
     const conf = r.conf;
-    if (conf.keepaliveTimeoutMs === 0) return true;
-    const max = conf.keepaliveRequests;
-    if (max !== undefined && max > 0 && r.nth >= max) return true;
-    // keepalive_time: counted from the connection's start to this request's.
-    if (r.start - ((r.req.socket as ConnectionState)._tsgiStart ?? r.start) > conf.keepaliveTimeMs!) return true;
+    if (conf.keepaliveTimeoutMs === 0 || this.lastStreamOnSession(r)) return true;
     const kd = conf.keepaliveDisable!;
     if (kd.msie6 && r.method === 'POST' && oldMsie(r.req.headers['user-agent'])) return true;
     return kd.safari && isSafari(r.req.headers['user-agent']);
