@@ -54,10 +54,12 @@ def read_packet(recv, buffer_size, data=None, before_wait=None):
     return data[0], data[3], end, data
 
 
-def parse_vars(data, end, environ):
-    """Adds the vars in data[4:end] to environ. Raises BadPacket.
+def parse_vars_py(data, end, environ):
+    """Adds the vars in data[4:end] to environ. Returns False when they do not fill data[4:end] exactly (the
+    packet is malformed or truncated): the caller refuses the request.
 
-    The whole header is decoded once (latin-1 keeps byte offsets), so each var is two slices of one str."""
+    The whole header is decoded once (latin-1 keeps byte offsets), so each var is two slices of one str. This
+    is the reference: _speedups.parse_vars (native/tsgi_speedups.c) does the same in C where it was built."""
     text = data[:end].decode('latin-1')
     pos = 4
     try:
@@ -67,6 +69,14 @@ def parse_vars(data, end, environ):
             pos = v + 2 + (data[v] | data[v + 1] << 8)
             environ[text[k:v]] = text[v + 2:pos]
     except IndexError:
-        pos = end + 1
-    if pos != end:
-        raise BadPacket('uwsgi vars run past the end of the packet (malformed or truncated packet)')
+        return False
+    return pos == end
+
+
+try:
+    from ._speedups import parse_vars
+except ImportError:
+    # Not built for this interpreter (no compiler or no Python headers at install): the same, in Python.
+    parse_vars = parse_vars_py
+
+MALFORMED_VARS = 'uwsgi vars run past the end of the packet (malformed or truncated packet)'

@@ -21,7 +21,7 @@ import traceback
 from .logformat import LogContext, client_address, compile_format, date_prefix
 from .mounts import Mounts
 from .output import GOODBYE_FRAME, Held, LinkOutput, RawOutput, hello_frame
-from .protocol import READ_SIZE, BadPacket, parse_vars, read_packet
+from .protocol import MALFORMED_VARS, READ_SIZE, BadPacket, parse_vars, read_packet
 from .wsgi import ErrorStream, FileWrapper, SocketInput, make_input
 
 _CTIME_CACHE = [0, '']
@@ -491,7 +491,8 @@ class Worker(object):
                     first = None
             modifier1, modifier2, end, data = read_packet(recv, self.buffer_size, first, arm)
             environ = self.base_environ.copy()
-            parse_vars(data, end, environ)
+            if not parse_vars(data, end, environ):
+                raise BadPacket(MALFORMED_VARS)
         except BadPacket as e:
             if (on_link or quiet_eof) and e.args and e.args[0].startswith('connection closed'):
                 raise LinkClosed()
