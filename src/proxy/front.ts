@@ -23,6 +23,7 @@ import { PRODUCT, VERSION } from './vars.js';
 import { adaptH2Request, isH2 } from './http2.js';
 import { Stapler, pemCerts } from './ocsp.js';
 import { STATS } from './stats.js';
+import { FastLane } from './h1fast.js';
 
 let connectionIds = 0;
 
@@ -148,6 +149,9 @@ export class Front implements Runtime {
   private readonly servers: Array<http.Server | https.Server> = [];
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly lanes: FastLane[] = [];
+  /** TSGI_PROXY_FAST_LANE=0 turns the fast lane off (node:http serves every request), to compare the two. */
+  private readonly fastLane = process.env.TSGI_PROXY_FAST_LANE !== '0';
   private stopping = false;
   /** stub_status or $connections_* in the configuration: connections and requests are counted (stats.ts). */
   private readonly counting: boolean;
@@ -267,7 +271,15 @@ export class Front implements Runtime {
         },
         handler,
       );
-    } else server = http.createServer(opts, handler);
+    } else {
+      server = http.createServer(opts, handler);
+      // Plain HTTP/1.x: requests without a body take the fast lane (h1fast.ts); node:http serves the rest.
+      if (this.fastLane) this.lanes.push(new FastLane(server, handler, {
+        maxHeaderSize: opts.maxHeaderSize ?? 0,
+        headersTimeoutMs: opts.headersTimeout ?? 60000,
+        onHandOver: this.errorLog.enabled('debug') ? (s, why) => this.errorLog.log('debug', `*${(s as ClientSocket)._tsgiId ?? 0} fast lane: ${why}: the connection goes on in node:http`) : null,
+      }));
+    }
     // worker_connections: connections one worker holds at once (nginx's default is 512).
     server.maxConnections = this.conf.main.workerConnections ?? 512;
     // A client that shuts down its sending side after its request (`nc -N`, some HTTP/1.0 clients) still
@@ -491,6 +503,7 @@ export class Front implements Runtime {
       for (const s of this.sessions) s.close();
       const closeIdle = (): void => {
         for (const s of this.servers) (s as Partial<http.Server>).closeIdleConnections?.();
+        for (const l of this.lanes) l.closeIdle();
       };
       closeIdle();
       // Connections that finish a response later are closed by node once idle (server.close in progress).
