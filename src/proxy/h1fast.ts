@@ -55,6 +55,8 @@ const addHeaderLine = (IncomingMessage.prototype as unknown as { _addHeaderLine(
 
 const HEAD_END = Buffer.from('\r\n\r\n');
 const TE_CHUNKED = /(?:^|\W)chunked(?:$|\W)/i;
+/** Bodies up to this size are copied behind the head (one write); larger ones go out beside it (writev). */
+const COPY_BELOW = 16384;
 /** Past this much unanswered pipelined data, the socket stops being read until the responses catch up. */
 const MAX_BUFFERED = 65536;
 
@@ -562,12 +564,22 @@ class FastResponse extends EventEmitter {
     const head = this._header;
     let body = this._hasBody ? (chunk as Buffer | undefined) : undefined;
     if (body !== undefined && body.length === 0) body = undefined;
-    let out: Buffer;
-    if (this.chunkedEncoding) {
-      const frame = body === undefined ? '0\r\n\r\n' : `${body.length.toString(16)}\r\n`;
-      out = body === undefined ? Buffer.from(head + frame, 'latin1') : joinHead(head + frame, body, '\r\n0\r\n\r\n');
-    } else out = body === undefined ? Buffer.from(head, 'latin1') : joinHead(head, body, '');
-    this.conn.socket.write(out, this.written);
+    const socket = this.conn.socket;
+    const chunked = this.chunkedEncoding;
+    if (body === undefined) socket.write(chunked ? `${head}0\r\n\r\n` : head, 'latin1', this.written);
+    else if (body.length <= COPY_BELOW) {
+      // A small body is copied behind the head: one buffer, one write.
+      socket.write(chunked ? joinHead(`${head}${body.length.toString(16)}\r\n`, body, '\r\n0\r\n\r\n') : joinHead(head, body, ''), this.written);
+    } else {
+      // A large one is not copied: head and body leave in one writev.
+      socket.cork();
+      socket.write(chunked ? `${head}${body.length.toString(16)}\r\n` : head, 'latin1');
+      if (chunked) {
+        socket.write(body);
+        socket.write('\r\n0\r\n\r\n', 'latin1', this.written);
+      } else socket.write(body, this.written);
+      socket.uncork();
+    }
     return this;
   }
 

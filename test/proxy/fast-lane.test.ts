@@ -17,6 +17,9 @@ import { BIN, canConnect, freePort, run, tempDir, waitFor, type Proc } from './h
  * length, the second `streamDelayMs` later; `streams` counts the /stream requests it has received.
  */
 function backend(path: string, streamDelayMs = 30): Promise<Server & { streams: number }> {
+  // A large body (over the lane's copy threshold) that compresses badly: the same bytes for every request.
+  let seed = 7;
+  const big = Array.from({ length: 120000 }, () => String.fromCharCode(33 + ((seed = (seed * 1103515245 + 12345) % 2147483648) % 90))).join('');
   const server = Object.assign(createServer((s: Socket) => {
     let buf = Buffer.alloc(0);
     s.on('error', () => {});
@@ -32,6 +35,10 @@ function backend(path: string, streamDelayMs = 30): Promise<Server & { streams: 
         server.streams++;
         s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst part, ');
         setTimeout(() => s.end('second part\n'), streamDelayMs);
+        return;
+      }
+      if (vars.get('PATH_INFO') === '/big' || vars.get('PATH_INFO') === '/bigz') {
+        s.end(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${big.length}\r\n\r\n${big}`);
         return;
       }
       s.end(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Backend: yes\r\n\r\nup ${vars.get('REQUEST_METHOD')} ${len}\n`);
@@ -53,6 +60,8 @@ http {
     location = /ret { return 200 "hello\\n"; }
     location = /up { include uwsgi_params; uwsgi_pass unix:${dir}/b.sock; }
     location = /stream { include uwsgi_params; uwsgi_pass unix:${dir}/b.sock; }
+    location = /big { include uwsgi_params; uwsgi_pass unix:${dir}/b.sock; }
+    location = /bigz { include uwsgi_params; uwsgi_pass unix:${dir}/b.sock; gzip on; gzip_types text/plain; }
     location = /gz { gzip on; gzip_min_length 1; gzip_types text/plain; return 200 "${'compress me '.repeat(20)}"; }
     location = /moved { return 301 /ret; }
   }
@@ -102,7 +111,7 @@ describe('the fast lane', () => {
     cleanup();
   });
 
-  test('answers byte for byte as node:http does: pages, static files, a backend (buffered and streamed), gzip, HEAD, 304, HTTP/1.0, Connection: close', async () => {
+  test('answers byte for byte as node:http does: pages, static files, a backend (small, large, streamed), gzip, HEAD, 304, 206, HTTP/1.0, Connection: close', async () => {
     const etag = /ETag: ("[^"]+")/.exec(await answer(slow.port, 'GET /f.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'))![1]!;
     const requests = [
       'GET /ret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
@@ -114,6 +123,9 @@ describe('the fast lane', () => {
       'GET /up?a=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
       'GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
       'GET /gz HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n',
+      'GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      'GET /bigz HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n',
+      'HEAD /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
       'GET /moved HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
       'GET /ret HTTP/1.0\r\n\r\n',
       'GET /stream HTTP/1.0\r\n\r\n',
