@@ -391,6 +391,11 @@ class FastRequest extends EventEmitter {
   }
 }
 
+/** What may be set on a response before its head is made: copied to the real one, then forwarded there. */
+const SETTINGS = ['shouldKeepAlive', 'useChunkedEncodingByDefault', 'sendDate', '_keepAliveTimeout', '_maxRequestsPerSocket', '_defaultKeepAlive', 'maxRequestsOnConnectionReached', 'strictContentLength'] as const;
+/** What making the head decides: the real one makes its own, then these are read (and `_header` changed) there. */
+const HEAD_STATE = ['_header', '_last', '_hasBody', 'chunkedEncoding'] as const;
+
 /** Events of a real ServerResponse that reach the pipeline's listeners on the FastResponse it replaced. */
 const FORWARDED = ['finish', 'close', 'drain', 'error', 'prefinish'] as const;
 
@@ -401,8 +406,8 @@ const FORWARDED = ['finish', 'close', 'drain', 'error', 'prefinish'] as const;
 class FastResponse extends EventEmitter {
   private real: ServerResponse | null = null;
   private recordedHead: [number, string | undefined, unknown] | null = null;
-  statusCode = 200;
-  statusMessage: string | undefined = undefined;
+  private code = 200;
+  private message: string | undefined = undefined;
   shouldKeepAlive: boolean;
   useChunkedEncodingByDefault: boolean;
   sendDate = true;
@@ -425,6 +430,24 @@ class FastResponse extends EventEmitter {
     // As ServerResponse's constructor: HTTP/1.0 sends chunked only to a client that says it reads it.
     this.useChunkedEncodingByDefault = req.httpVersionMinor >= 1 || TE_CHUNKED.test(String(req.headers.te ?? ''));
     this.shouldKeepAlive = keepAlive;
+  }
+
+  get statusCode(): number {
+    return this.real !== null ? this.real.statusCode : this.code;
+  }
+
+  set statusCode(code: number) {
+    if (this.real !== null) this.real.statusCode = code;
+    else this.code = code;
+  }
+
+  get statusMessage(): string | undefined {
+    return this.real !== null ? this.real.statusMessage : this.message;
+  }
+
+  set statusMessage(message: string | undefined) {
+    if (this.real !== null) this.real.statusMessage = message!;
+    else this.message = message;
   }
 
   get socket(): Socket | null {
@@ -684,16 +707,10 @@ class FastResponse extends EventEmitter {
     const conn = this.conn;
     const real = new ServerResponse(this.req as unknown as IncomingMessage);
     const fields = real as unknown as Record<string, unknown>;
-    real.shouldKeepAlive = this.shouldKeepAlive;
-    real.useChunkedEncodingByDefault = this.useChunkedEncodingByDefault;
-    real.sendDate = this.sendDate;
-    real.statusCode = this.statusCode;
-    if (this.statusMessage !== undefined) real.statusMessage = this.statusMessage;
-    fields._keepAliveTimeout = this._keepAliveTimeout;
-    fields._maxRequestsPerSocket = this._maxRequestsPerSocket;
-    fields.maxRequestsOnConnectionReached = this.maxRequestsOnConnectionReached;
-    fields.strictContentLength = this.strictContentLength;
-    if (!this._hasBody) fields._hasBody = false;
+    const mine = this as unknown as Record<string, unknown>;
+    for (const name of SETTINGS) fields[name] = mine[name];
+    real.statusCode = this.code;
+    if (this.message !== undefined) real.statusMessage = this.message;
     this.real = real;
     for (const ev of FORWARDED) {
       real.on(ev, (...args: unknown[]) => {
@@ -732,6 +749,11 @@ class FastResponse extends EventEmitter {
       if (reason !== undefined) real.writeHead(code, reason, headers as string[]);
       else real.writeHead(code, headers as string[]);
       fields._header = built;
+    }
+    // From now on these are the real response's: what the pipeline sets (shouldKeepAlive, `_header`...) or reads
+    // reaches it.
+    for (const name of [...SETTINGS, ...HEAD_STATE]) {
+      Object.defineProperty(this, name, { get: () => fields[name], set: (v: unknown) => (fields[name] = v), configurable: true, enumerable: true });
     }
     return real;
   }
