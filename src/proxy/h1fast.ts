@@ -288,8 +288,14 @@ class FastConn {
     const handle = (s as unknown as { _handle?: { _consumed?: boolean } })._handle;
     if (handle) handle._consumed = true;
     this.lane.handOver(s);
+    if (this.clientEnded) {
+      // The client has half-closed: its stream has ended and takes nothing back, so node:http is given the
+      // bytes and the end as the socket gave them here.
+      if (rest !== null) s.emit('data', rest);
+      s.emit('end');
+      return;
+    }
     if (rest !== null) s.unshift(rest);
-    if (this.clientEnded) s.emit('end');
     if (s.isPaused()) s.resume();
   }
 
@@ -423,6 +429,8 @@ class FastResponse extends EventEmitter {
   private ended = false;
   private flushed = false;
   private closed = false;
+  /** After a response completed here: the stand-in become() gives (see there). */
+  private after: ServerResponse | undefined;
 
   constructor(readonly conn: FastConn, readonly req: FastRequest, keepAlive: boolean) {
     super();
@@ -569,12 +577,18 @@ class FastResponse extends EventEmitter {
   }
 
   end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
-    if (this.closed && this.real === null) {
-      // The client left: nothing can be written (node:http drops it the same way).
+    if (this.real === null && (this.closed || this.ended)) {
+      // The client left, or the response is already complete: nothing more is written (node:http drops a
+      // second end the same way; a callback hears of the finish).
       this.ended = true;
+      const cb = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : callback;
+      if (typeof cb === 'function' && !this.closed) {
+        if (this.flushed) process.nextTick(cb as () => void);
+        else this.once('finish', cb as () => void);
+      }
       return this;
     }
-    if (this.real !== null || this._header === null || this.ended || this.closed || (chunk !== undefined && chunk !== null && typeof chunk !== 'function' && !Buffer.isBuffer(chunk))) {
+    if (this.real !== null || this._header === null || (chunk !== undefined && chunk !== null && typeof chunk !== 'function' && !Buffer.isBuffer(chunk))) {
       (this.become().end as (...a: unknown[]) => unknown)(chunk, encoding, callback);
       return this;
     }
@@ -611,7 +625,8 @@ class FastResponse extends EventEmitter {
     this.flushed = true;
     this.emit('prefinish');
     this.emit('finish');
-    const last = this._last || !this.shouldKeepAlive;
+    // As node:http: what the head said decides (`_last`), not a shouldKeepAlive changed after it.
+    const last = this._last;
     process.nextTick(() => this.close());
     this.conn.responseDone(this, last);
   };
@@ -633,7 +648,8 @@ class FastResponse extends EventEmitter {
   }
 
   write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
-    if (this.closed && this.real === null) return false;
+    // After the end, or once the client left: nothing is written (node:http refuses it too).
+    if (this.real === null && (this.closed || this.ended)) return false;
     return (this.become().write as (...a: unknown[]) => boolean)(chunk, encoding, callback);
   }
 
@@ -697,6 +713,15 @@ class FastResponse extends EventEmitter {
     this.become().uncork();
   }
 
+  /** A ServerResponse with this one's head, never given the socket. */
+  private detached(): ServerResponse {
+    const r = new ServerResponse(this.req as unknown as IncomingMessage);
+    const [code, reason, headers] = this.recordedHead!;
+    if (reason !== undefined) r.writeHead(code, reason, headers as string[]);
+    else r.writeHead(code, headers as string[]);
+    return r;
+  }
+
   /**
    * The real ServerResponse, made on first need: it gets the socket, what was set here (and the head, if
    * writeHead was called, as node:http built it, with any change made to `_header` since), and its events
@@ -704,6 +729,11 @@ class FastResponse extends EventEmitter {
    */
   private become(): ServerResponse {
     if (this.real !== null) return this.real;
+    if (this.ended) {
+      // Answered here already: what is asked of it now (a header read, say) goes to a response that is not
+      // on the socket and sends nothing.
+      return (this.after ??= this.detached());
+    }
     const conn = this.conn;
     const real = new ServerResponse(this.req as unknown as IncomingMessage);
     const fields = real as unknown as Record<string, unknown>;

@@ -56,9 +56,31 @@ function sock(r: Rq): Socket {
   return r.req.socket;
 }
 
+/** A connection's addresses as variables give them: made once per connection (every request of it asks). */
+interface PeerStrings {
+  addr: string;
+  port: string;
+  localPort: string;
+}
+
+function peerOf(r: Rq, s: Socket): PeerStrings {
+  const a = s.remoteAddress;
+  return {
+    addr: a === undefined ? (r.group.unix ? 'unix:' : '') : a.startsWith('::ffff:') ? a.slice(7) : a,
+    port: s.remotePort !== undefined ? String(s.remotePort) : '',
+    localPort: s.localPort !== undefined ? String(s.localPort) : r.group.port ? String(r.group.port) : '',
+  };
+}
+
+function peer(r: Rq): PeerStrings {
+  const s = sock(r) as Socket & { _tsgiPeer?: PeerStrings };
+  // An HTTP/2 request's socket is node:http2's proxy of the session's: nothing is kept on it.
+  if (r.req.httpVersion === '2.0') return peerOf(r, s);
+  return (s._tsgiPeer ??= peerOf(r, s));
+}
+
 function serverPort(r: Rq): string {
-  const s = sock(r);
-  return s.localPort !== undefined ? String(s.localPort) : r.group.port ? String(r.group.port) : '';
+  return peer(r).localPort;
 }
 
 function serverAddr(r: Rq): string {
@@ -73,9 +95,7 @@ function remoteAddr(r: Rq): string {
 
 /** The connection's own peer address ($realip_remote_addr). */
 function connAddr(r: Rq): string {
-  const a = sock(r).remoteAddress;
-  if (a === undefined) return r.group.unix ? 'unix:' : '';
-  return a.startsWith('::ffff:') ? a.slice(7) : a;
+  return peer(r).addr;
 }
 
 /** Built-in variables by name. */
@@ -94,9 +114,9 @@ const BUILTIN: Record<string, Getter> = {
   server_protocol: (r) => `HTTP/${r.req.httpVersion}`,
   remote_addr: remoteAddr,
   binary_remote_addr: remoteAddr,
-  remote_port: (r) => (r.realAddr !== null ? r.realPort : sock(r).remotePort !== undefined ? String(sock(r).remotePort) : ''),
+  remote_port: (r) => (r.realAddr !== null ? r.realPort : peer(r).port),
   realip_remote_addr: connAddr,
-  realip_remote_port: (r) => (sock(r).remotePort !== undefined ? String(sock(r).remotePort) : ''),
+  realip_remote_port: (r) => peer(r).port,
   remote_user: (r) => {
     const a = r.req.headers.authorization;
     if (!a || !/^basic /i.test(a)) return '';
