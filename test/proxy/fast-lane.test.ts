@@ -157,6 +157,23 @@ describe('the fast lane', () => {
     await waitFor('the hand-over line', () => /fast lane: a request with content-length: the connection goes on in node:http/.test(readFileSync(fast.log, 'latin1')));
   });
 
+  test('a client that half-closes after pipelined requests, a POST among them, still gets every answer', async () => {
+    const batch =
+      'GET /ret HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'GET /up HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc' +
+      'GET /ret HTTP/1.1\r\nHost: x\r\n\r\n';
+    for (const p of [fast, slow]) {
+      const s = connect(p.port, '127.0.0.1');
+      const got: Buffer[] = [];
+      s.on('data', (d) => got.push(d));
+      await new Promise((res) => s.once('connect', res));
+      s.end(batch);
+      await new Promise((res) => s.once('close', res));
+      assert.deepEqual(parseResponses(Buffer.concat(got)).map((x) => `${x.status} ${x.body.toString('latin1').trim()}`), ['200 hello', '200 up GET 0', '200 up POST 3', '200 hello'], `port ${p.port}`);
+    }
+  });
+
   test('a head that comes in two writes is served by node:http', async () => {
     const s = connect(fast.port, '127.0.0.1');
     const got: Buffer[] = [];
