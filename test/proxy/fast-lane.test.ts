@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { decodePacket } from '../../src/protocol/uwsgi.js';
+import { FastLane } from '../../src/proxy/h1fast.js';
 import { parseResponses, rawHttp } from '../helpers/http-raw.js';
 import { BIN, canConnect, freePort, run, tempDir, waitFor, type Proc } from './helpers.js';
 
@@ -237,4 +239,72 @@ describe('the fast lane at a graceful stop', () => {
       cleanup();
     }
   });
+});
+
+describe('the fast lane\'s response against node:http\'s, for what a handler may do', () => {
+  /** A node:http server answering with `handler`, with the lane (FastLane installed) or without. */
+  async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void, lane: boolean): Promise<{ port: number; close: () => void }> {
+    const server = createHttpServer({ keepAliveTimeout: 0 }, handler);
+    if (lane) new FastLane(server, handler, { maxHeaderSize: 0, headersTimeoutMs: 60000, onHandOver: null });
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+    return { port: (server.address() as { port: number }).port, close: () => server.close() };
+  }
+
+  const handlers: Record<string, (req: IncomingMessage, res: ServerResponse) => void> = {
+    'end() twice, the second with a body': (_req, res) => {
+      res.on('error', () => {});
+      res.writeHead(200, ['Content-Type', 'text/plain', 'Content-Length', '3']);
+      res.end(Buffer.from('one'));
+      res.end(Buffer.from('two'));
+    },
+    'write() after end()': (_req, res) => {
+      res.on('error', () => {});
+      res.writeHead(200, ['Content-Length', '2']);
+      res.end(Buffer.from('ok'));
+      res.write(Buffer.from('late'));
+    },
+    'shouldKeepAlive turned off after the head': (_req, res) => {
+      res.writeHead(200, ['Content-Length', '2']);
+      res.shouldKeepAlive = false;
+      res.end(Buffer.from('ok'));
+    },
+    'shouldKeepAlive off before the head': (_req, res) => {
+      res.shouldKeepAlive = false;
+      res.writeHead(200, ['Content-Length', '2']);
+      res.end(Buffer.from('ok'));
+    },
+    'no length: chunked, then a write() that makes it node:http\'s': (_req, res) => {
+      res.writeHead(200, ['Content-Type', 'text/plain']);
+      res.write(Buffer.from('part one, '));
+      res.end(Buffer.from('part two'));
+    },
+    'setHeader() then end() without writeHead': (_req, res) => {
+      res.setHeader('X-Set', 'yes');
+      res.end(Buffer.from('implicit head'));
+    },
+    'a 204 with a body given': (_req, res) => {
+      res.writeHead(204, ['X-A', 'b']);
+      res.end(Buffer.from('dropped'));
+    },
+    'an object of headers': (_req, res) => {
+      res.writeHead(201, 'Made', { 'Content-Type': 'text/plain', 'Content-Length': '4' });
+      res.end(Buffer.from('made'));
+    },
+  };
+
+  for (const [name, handler] of Object.entries(handlers)) {
+    test(name, async () => {
+      const a = await serve(handler, true);
+      const b = await serve(handler, false);
+      try {
+        // Two requests on one connection: the second shows whether the first left the connection open.
+        const req = 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+        const [x, y] = await Promise.all([answer(a.port, req), answer(b.port, req)]);
+        assert.equal(x.replaceAll(`:${a.port}/`, ':PORT/'), y.replaceAll(`:${b.port}/`, ':PORT/'));
+      } finally {
+        a.close();
+        b.close();
+      }
+    });
+  }
 });
