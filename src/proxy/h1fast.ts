@@ -716,10 +716,15 @@ class FastResponse extends EventEmitter {
   /** A ServerResponse with this one's head, never given the socket. */
   private detached(): ServerResponse {
     const r = new ServerResponse(this.req as unknown as IncomingMessage);
+    this.replayHead(r);
+    return r;
+  }
+
+  /** The writeHead call this response took, made again on `r`. */
+  private replayHead(r: ServerResponse): void {
     const [code, reason, headers] = this.recordedHead!;
     if (reason !== undefined) r.writeHead(code, reason, headers as string[]);
     else r.writeHead(code, headers as string[]);
-    return r;
   }
 
   /**
@@ -774,10 +779,8 @@ class FastResponse extends EventEmitter {
     real.once('close', () => conn.socket.removeListener('drain', onDrain));
     real.assignSocket(conn.socket);
     if (this.recordedHead !== null) {
-      const [code, reason, headers] = this.recordedHead;
       const built = this._header;
-      if (reason !== undefined) real.writeHead(code, reason, headers as string[]);
-      else real.writeHead(code, headers as string[]);
+      this.replayHead(real);
       fields._header = built;
     }
     // From now on these are the real response's: what the pipeline sets (shouldKeepAlive, `_header`...) or reads
