@@ -755,7 +755,8 @@ class FastResponse extends EventEmitter {
     }
     real.on('finish', () => {
       real.detachSocket(conn.socket);
-      const last = (real as unknown as { _last: boolean })._last || !real.shouldKeepAlive;
+      // As node:http's server: what the head said decides (`_last`), as for the responses written here.
+      const last = (real as unknown as { _last: boolean })._last;
       process.nextTick(() => {
         // As node:http's server does after a response: it is closed (the socket closing first closes it too).
         const r = real as unknown as { _closed: boolean; destroyed: boolean };

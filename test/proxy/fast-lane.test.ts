@@ -278,6 +278,12 @@ describe('the fast lane\'s response against node:http\'s, for what a handler may
       res.write(Buffer.from('part one, '));
       res.end(Buffer.from('part two'));
     },
+    'a write() that makes it node:http\'s, then keep-alive off after the head': (_req, res) => {
+      res.writeHead(200, ['Content-Length', '4']);
+      res.write(Buffer.from('ab'));
+      res.shouldKeepAlive = false;
+      res.end(Buffer.from('cd'));
+    },
     'setHeader() then end() without writeHead': (_req, res) => {
       res.setHeader('X-Set', 'yes');
       res.end(Buffer.from('implicit head'));
