@@ -12,7 +12,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { decodePacket } from '../../src/protocol/uwsgi.js';
 import { FastLane } from '../../src/proxy/h1fast.js';
 import { parseResponses, rawHttp } from '../helpers/http-raw.js';
-import { BIN, canConnect, freePort, run, tempDir, waitFor, type Proc } from './helpers.js';
+import { freePort, startProxy, tempDir, waitFor, type Proc } from './helpers.js';
 
 /**
  * A uwsgi backend: `/up` answers at once (method and body length in the body), `/stream` in two parts with no
@@ -74,14 +74,7 @@ http {
 async function start(dir: string, name: string, fast: boolean): Promise<{ port: number; proc: Proc; log: string }> {
   const port = await freePort();
   writeFileSync(join(dir, `${name}.conf`), conf(dir, port, `${name}-error.log`));
-  const proc = run(process.execPath, [BIN, '-p', dir, '-c', `${name}.conf`, '-e', `${name}-start.log`, '-g', 'daemon off;'], {
-    cwd: dir,
-    env: { ...process.env, TSGI_PROXY_FAST_LANE: fast ? '1' : '0' },
-  });
-  await waitFor(`tsgi-proxy ${name}`, async () => {
-    if (proc.child.exitCode !== null) throw new Error(`tsgi-proxy exited: ${proc.out()}`);
-    return canConnect(port);
-  });
+  const proc = await startProxy(dir, `${name}.conf`, port, { TSGI_PROXY_FAST_LANE: fast ? '1' : '0' });
   return { port, proc, log: join(dir, `${name}-error.log`) };
 }
 

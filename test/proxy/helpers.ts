@@ -91,9 +91,9 @@ export function proxySync(args: string[], cwd?: string): { code: number | null; 
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** Starts tsgi-proxy in the foreground on a config; resolves once `port` accepts connections. */
-export async function startProxy(dir: string, conf: string, port: number | string): Promise<Proc> {
-  const p = run(process.execPath, [BIN, '-p', dir, '-c', conf, '-e', 'error.log', '-g', 'daemon off;'], { cwd: dir });
+/** Starts tsgi-proxy in the foreground on a config (with `env` added to its environment); resolves once `port` accepts connections. */
+export async function startProxy(dir: string, conf: string, port: number | string, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  const p = run(process.execPath, [BIN, '-p', dir, '-c', conf, '-e', 'error.log', '-g', 'daemon off;'], { cwd: dir, env: { ...process.env, ...env } });
   await waitFor(`tsgi-proxy on ${port}`, async () => {
     if (p.child.exitCode !== null) throw new Error(`tsgi-proxy exited: ${p.out()}`);
     return canConnect(port);
