@@ -8,7 +8,7 @@ import { ProxyConfError, type ConfPos } from './conf/errors.js';
 import { parseSize } from './conf/table.js';
 import type { Rq } from './request.js';
 import { SSL_VARIABLES } from './tlsclient.js';
-import { http2Variable } from './http2.js';
+import { http2Variable, isH2 } from './http2.js';
 import { STATS } from './stats.js';
 
 export const PRODUCT = 'tsgi-proxy';
@@ -75,7 +75,7 @@ function peerOf(r: Rq, s: Socket): PeerStrings {
 function peer(r: Rq): PeerStrings {
   const s = sock(r) as Socket & { _tsgiPeer?: PeerStrings };
   // An HTTP/2 request's socket is node:http2's proxy of the session's: nothing is kept on it.
-  if (r.req.httpVersion === '2.0') return peerOf(r, s);
+  if (isH2(r.req)) return peerOf(r, s);
   return (s._tsgiPeer ??= peerOf(r, s));
 }
 
@@ -132,7 +132,7 @@ const BUILTIN: Record<string, Getter> = {
   body_bytes_sent: (r) => String(r.bodyBytesSent),
   bytes_sent: (r) => String(r.bodyBytesSent),
   request_length: (r) => String((r.req.socket.bytesRead ?? 0)),
-  content_length: (r) => header(r, 'content-length') || (r.body && (r.req.headers['transfer-encoding'] || r.req.httpVersion === '2.0') ? String(r.body.length) : ''),
+  content_length: (r) => header(r, 'content-length') || (r.body && (r.req.headers['transfer-encoding'] || isH2(r.req)) ? String(r.body.length) : ''),
   content_type: (r) => header(r, 'content-type'),
   time_local: () => timeLocal(),
   time_iso8601: timeIso,
